@@ -1,0 +1,365 @@
+#include "lib/apply/apply.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <vector>
+
+#include "lib/base/log.h"
+#include "lib/base/scope_guard.h"
+#include "protocol/path.h"
+
+namespace syncd::apply {
+namespace {
+
+std::string q(std::string_view rel) { return "\"" + log::escape(rel) + "\""; }
+
+Error io_error(const char* op, std::string_view rel, int err = errno) {
+  return Error::from_errno(std::string(op) + " " + q(rel), err);
+}
+
+int64_t ns_of(const struct timespec& ts) noexcept {
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Writes to an fd, hashing and counting what it writes.
+class HashingFdSink final : public delta::OutputSink {
+ public:
+  HashingFdSink(int fd, std::string_view rel) : fd_(fd), rel_(rel) {}
+  Status write(ByteSpan data) override {
+    sha_.update(data);
+    written_ += data.size();
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return io_error("write", rel_);
+      }
+      data = data.subspan(static_cast<size_t>(n));
+    }
+    return {};
+  }
+  codec::Digest digest() { return sha_.finish(); }
+  uint64_t written() const noexcept { return written_; }
+
+ private:
+  int fd_;
+  std::string_view rel_;
+  codec::Sha256 sha_;
+  uint64_t written_ = 0;
+};
+
+// Creates a fresh temp entry with `make(name)` (which returns 0 or -1/errno), retrying with a new
+// random suffix when the name exists: a planted file or link is never reused.
+template <class Make>
+Result<std::string> create_temp(std::string_view leaf, std::string_view rel, Make&& make) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    std::string name = temp_name_for(leaf);
+    if (make(name) == 0) return name;
+    if (errno != EEXIST) return io_error("create temp for", rel);
+  }
+  return io_error("create temp for", rel, EEXIST);
+}
+
+}  // namespace
+
+Fingerprint Fingerprint::of(const struct stat& st) noexcept {
+  Fingerprint f;
+  f.mode = st.st_mode;
+  f.dev = st.st_dev;
+  f.ino = st.st_ino;
+  f.size = static_cast<uint64_t>(st.st_size);
+  f.mtime_ns = ns_of(st.st_mtim);
+  f.ctime_ns = ns_of(st.st_ctim);
+  f.uid = st.st_uid;
+  f.gid = st.st_gid;
+  return f;
+}
+
+uint32_t resolve_uid(const std::string& name, uint32_t fallback) {
+  if (name.empty()) return fallback;
+  struct passwd pw{};
+  struct passwd* res = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &res) == 0 && res) return pw.pw_uid;
+  return fallback;
+}
+
+uint32_t resolve_gid(const std::string& name, uint32_t fallback) {
+  if (name.empty()) return fallback;
+  struct group gr{};
+  struct group* res = nullptr;
+  std::vector<char> buf(16384);
+  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &res) == 0 && res) return gr.gr_gid;
+  return fallback;
+}
+
+std::string temp_name_for(std::string_view leaf) {
+  uint8_t rnd[6];
+  codec::random_bytes(rnd, sizeof rnd);
+  std::string base(leaf);
+  // ".syncd." + base + "." + 12 hex + ".tmp" must fit 255 bytes; hash long names (syncthing does
+  // the same for its temp names).
+  if (base.size() > 200) base = codec::to_hex(ByteSpan(codec::Sha256::of(as_bytes(leaf)))).substr(0, 32);
+  return ".syncd." + base + "." + codec::to_hex(ByteSpan(rnd, sizeof rnd)) + ".tmp";
+}
+
+Status Applier::guard(int dir, const std::string& leaf, std::string_view rel,
+                      const Expected& e) const {
+  if (e.kind == Expected::Kind::any) return {};
+  struct stat st{};
+  const bool exists = ::fstatat(dir, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!exists && errno != ENOENT) return io_error("stat", rel);
+  if (e.kind == Expected::Kind::absent) {
+    if (exists) return Error::make(errc::unexpected_target, q(rel) + " exists but was expected absent");
+    return {};
+  }
+  if (!exists) return Error::make(errc::unexpected_target, q(rel) + " vanished");
+  const Fingerprint now = Fingerprint::of(st);
+  // dev/ino/size/mtime/ctime/mode: any local write or replacement since the caller looked shows.
+  if (now.mode != e.fp.mode || now.ino != e.fp.ino || now.dev != e.fp.dev ||
+      now.size != e.fp.size || now.mtime_ns != e.fp.mtime_ns || now.ctime_ns != e.fp.ctime_ns) {
+    return Error::make(errc::unexpected_target, q(rel) + " changed since it was indexed");
+  }
+  return {};
+}
+
+Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const {
+  if (opts_.chown) {
+    const uint32_t uid = resolve_uid(a.user, a.uid);
+    const uint32_t gid = resolve_gid(a.group, a.gid);
+    if (::fchown(fd, uid, gid) != 0) return io_error("chown", rel);
+  }
+  uint32_t mode = a.mode & 07777;
+  if (!opts_.keep_special_bits) mode &= 0777;
+  if (::fchmod(fd, mode) != 0) return io_error("chmod", rel);  // after chown: it clears set-id bits
+  const struct timespec ts[2] = {{0, UTIME_OMIT},
+                                 {static_cast<time_t>(a.mtime_sec), static_cast<long>(a.mtime_nsec)}};
+  if (::futimens(fd, ts) != 0) return io_error("set mtime of", rel);
+  return {};
+}
+
+Status Applier::fsync_dir(int dir, std::string_view rel) const {
+  if (opts_.fsync && ::fsync(dir) != 0) return io_error("fsync directory of", rel);
+  return {};
+}
+
+Result<Fingerprint> Applier::stat(std::string_view rel) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  struct stat st{};
+  if (::fstatat(p.dir.get(), p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
+}
+
+Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs,
+                                        const Expected& expect, const codec::Digest& sha256,
+                                        const ContentWriter& writer) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  UniqueFd fd;
+  SYNCD_TRY_ASSIGN(tmp, create_temp(p.leaf, rel, [&](const std::string& name) {
+    fd.reset(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    return fd ? 0 : -1;
+  }));
+  auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
+
+  // Reserve the space first: ENOSPC shows up before any byte is written.
+  if (attrs.size > 0) {
+    int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(attrs.size));
+    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) return io_error("allocate", rel, rc);
+  }
+  HashingFdSink sink(fd.get(), rel);
+  if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
+  if (sink.written() != attrs.size) {
+    // A shorter result than announced leaves preallocated blocks: trim, then fail verification.
+    if (::ftruncate(fd.get(), static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
+  }
+  if (sink.digest() != sha256) {
+    return Error::make(errc::verify_failed, q(rel) + ": content does not match its SHA-256 "
+                                                     "(discarded; the whole file will be re-sent)");
+  }
+  SYNCD_TRY(apply_owner_mode_time(fd.get(), rel, attrs));
+  // A failed fsync is final for this attempt: the data may be gone although a retry would
+  // "succeed" (fsyncgate). The temp file is removed and the transfer retried from scratch.
+  if (opts_.fsync && ::fsync(fd.get()) != 0) return io_error("fsync", rel);
+  if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
+
+  SYNCD_TRY(guard(dir, p.leaf, rel, expect));
+  const unsigned flags = expect.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
+  if (::renameat2(dir, tmp.c_str(), dir, p.leaf.c_str(), flags) != 0) {
+    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(rel) + " appeared meanwhile");
+    return io_error("rename into place", rel);
+  }
+  cleanup.cancel();
+  SYNCD_TRY(fsync_dir(dir, rel));
+  struct stat st{};
+  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
+}
+
+Result<Fingerprint> Applier::make_dir(std::string_view rel, const Attrs& attrs) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  if (::mkdirat(dir, p.leaf.c_str(), 0700) == 0) {
+    SYNCD_TRY(fsync_dir(dir, rel));
+  } else if (errno != EEXIST) {
+    return io_error("mkdir", rel);
+  }
+  // O_NOFOLLOW|O_DIRECTORY: an existing symlink or file at this name is refused, not followed.
+  UniqueFd d(::openat(dir, p.leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d) return io_error("open directory", rel);
+  SYNCD_TRY(apply_owner_mode_time(d.get(), rel, attrs));
+  if (opts_.fsync && ::fsync(d.get()) != 0) return io_error("fsync", rel);
+  struct stat st{};
+  if (::fstat(d.get(), &st) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
+}
+
+Result<Fingerprint> Applier::make_symlink(std::string_view rel, std::string_view target,
+                                          const Attrs& attrs, const Expected& expect) const {
+  if (target.empty() || target.size() > 4095 || target.find('\0') != std::string_view::npos) {
+    return Error::make(errc::path_rejected, q(rel) + ": invalid symlink target");
+  }
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  const std::string tgt(target);
+  SYNCD_TRY_ASSIGN(tmp, create_temp(p.leaf, rel, [&](const std::string& name) {
+    return ::symlinkat(tgt.c_str(), dir, name.c_str());
+  }));
+  auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
+  if (opts_.chown && ::fchownat(dir, tmp.c_str(), resolve_uid(attrs.user, attrs.uid),
+                                resolve_gid(attrs.group, attrs.gid), AT_SYMLINK_NOFOLLOW) != 0) {
+    return io_error("chown symlink", rel);
+  }
+  const struct timespec ts[2] = {{0, UTIME_OMIT},
+                                 {static_cast<time_t>(attrs.mtime_sec), static_cast<long>(attrs.mtime_nsec)}};
+  if (::utimensat(dir, tmp.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return io_error("set mtime of", rel);
+  SYNCD_TRY(guard(dir, p.leaf, rel, expect));
+  const unsigned flags = expect.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
+  if (::renameat2(dir, tmp.c_str(), dir, p.leaf.c_str(), flags) != 0) {
+    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(rel) + " appeared meanwhile");
+    // Renaming a symlink over a directory fails (EISDIR): directories are never replaced silently.
+    return io_error("rename symlink into place", rel);
+  }
+  cleanup.cancel();
+  SYNCD_TRY(fsync_dir(dir, rel));
+  struct stat st{};
+  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
+}
+
+Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
+                                      const Expected& expect) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  SYNCD_TRY(guard(dir, p.leaf, rel, expect));
+  struct stat st{};
+  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  if (S_ISLNK(st.st_mode)) {
+    if (opts_.chown && ::fchownat(dir, p.leaf.c_str(), resolve_uid(attrs.user, attrs.uid),
+                                  resolve_gid(attrs.group, attrs.gid), AT_SYMLINK_NOFOLLOW) != 0) {
+      return io_error("chown symlink", rel);
+    }
+    const struct timespec ts[2] = {{0, UTIME_OMIT},
+                                   {static_cast<time_t>(attrs.mtime_sec), static_cast<long>(attrs.mtime_nsec)}};
+    if (::utimensat(dir, p.leaf.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return io_error("set mtime of", rel);
+  } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+    // O_NONBLOCK: if the entry was swapped for a FIFO meanwhile, open does not hang; fstat below
+    // then refuses it.
+    UniqueFd fd(::openat(dir, p.leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) return io_error("open", rel);
+    struct stat fst{};
+    if (::fstat(fd.get(), &fst) != 0) return io_error("stat", rel);
+    if (fst.st_ino != st.st_ino || (fst.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
+      return Error::make(errc::unexpected_target, q(rel) + " replaced while changing metadata");
+    }
+    SYNCD_TRY(apply_owner_mode_time(fd.get(), rel, attrs));
+  } else {
+    return Error::make(errc::unsupported, q(rel) + ": not a file, directory or symlink");
+  }
+  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
+}
+
+Status Applier::unlink(std::string_view rel, const Expected& expect) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  SYNCD_TRY(guard(p.dir.get(), p.leaf, rel, expect));
+  if (::unlinkat(p.dir.get(), p.leaf.c_str(), 0) != 0) return io_error("unlink", rel);
+  return fsync_dir(p.dir.get(), rel);
+}
+
+namespace {
+
+// Empties directory `fd` (which it owns) without following symlinks. Depth is bounded by the
+// path length limit, so recursion is bounded too.
+Status empty_dir(UniqueFd fd, std::string_view rel, int depth) {
+  if (depth > 2048) return Error::make(errc::limit_exceeded, q(rel) + ": directory tree too deep");
+  const int dfd = fd.get();
+  UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!iter) return io_error("open directory", rel);
+  DIR* d = ::fdopendir(iter.get());
+  if (!d) return io_error("read directory", rel);
+  (void)iter.release();  // owned by DIR now
+  std::vector<std::pair<std::string, bool>> entries;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view n(e->d_name);
+    if (n == "." || n == "..") continue;
+    struct stat st{};
+    if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    entries.emplace_back(std::string(n), S_ISDIR(st.st_mode));
+  }
+  ::closedir(d);
+  for (const auto& [name, is_dir] : entries) {
+    const std::string child = std::string(rel) + "/" + name;
+    if (is_dir) {
+      UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub) return io_error("open directory", child);
+      SYNCD_TRY(empty_dir(std::move(sub), child, depth + 1));
+      if (::unlinkat(dfd, name.c_str(), AT_REMOVEDIR) != 0) return io_error("rmdir", child);
+    } else if (::unlinkat(dfd, name.c_str(), 0) != 0) {
+      return io_error("unlink", child);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status Applier::remove_dir(std::string_view rel, bool recursive) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  if (recursive) {
+    UniqueFd d(::openat(dir, p.leaf.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!d) return io_error("open directory", rel);
+    SYNCD_TRY(empty_dir(std::move(d), rel, 0));
+  }
+  if (::unlinkat(dir, p.leaf.c_str(), AT_REMOVEDIR) != 0) return io_error("rmdir", rel);
+  return fsync_dir(dir, rel);
+}
+
+Result<Fingerprint> Applier::rename(std::string_view from, std::string_view to,
+                                    const Expected& expect_from, const Expected& expect_to) const {
+  SYNCD_TRY_ASSIGN(pf, root_.parent_of(from));
+  SYNCD_TRY_ASSIGN(pt, root_.parent_of(to));
+  SYNCD_TRY(guard(pf.dir.get(), pf.leaf, from, expect_from));
+  SYNCD_TRY(guard(pt.dir.get(), pt.leaf, to, expect_to));
+  const unsigned flags = expect_to.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
+  if (::renameat2(pf.dir.get(), pf.leaf.c_str(), pt.dir.get(), pt.leaf.c_str(), flags) != 0) {
+    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(to) + " appeared meanwhile");
+    return io_error("rename", from);
+  }
+  SYNCD_TRY(fsync_dir(pt.dir.get(), to));
+  SYNCD_TRY(fsync_dir(pf.dir.get(), from));
+  struct stat st{};
+  if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", to);
+  return Fingerprint::of(st);
+}
+
+}  // namespace syncd::apply

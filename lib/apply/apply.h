@@ -1,0 +1,125 @@
+// File: lib/apply/apply.h
+//
+// Applier: every change syncd makes to a synced tree, each crash-safe and confined under a Root.
+// A regular file is applied in the order of SECURITY.md §5.1:
+//   1. exclusive 0600 temp file ".syncd.<name>.<random>.tmp" in the target directory (O_EXCL,
+//      O_NOFOLLOW; a planted name is skipped, never opened);
+//   2. content written (whole, or patched from the old file by the caller's writer) while hashed;
+//      SHA-256 compared with the announced one (errc::verify_failed on mismatch);
+//   3. fchown, then fchmod (chown clears setuid/setgid), then futimens; fsync; close checked;
+//   4. conflict guard: the target must still be what the caller expected (errc::unexpected_target);
+//   5. renameat (RENAME_NOREPLACE when the target must be absent); fsync of the directory.
+// Any failure removes the temp file and leaves the old target untouched; the error names the path
+// and the errno text. Symlinks are created with symlinkat and never followed; metadata is changed
+// through fds or AT_SYMLINK_NOFOLLOW, never through a path that could be swapped.
+// Owners are applied by name when the name exists locally, else by the numeric id.
+//
+// Thread affinity: an Applier is stateless apart from its options; call it from worker threads
+// (it blocks on disk I/O and fsync), never from the loop thread.
+//
+//   Applier ap(root);
+//   Attrs a{.mode = 0644, .uid = 0, .gid = 0, .mtime_sec = t, .size = n};
+//   SYNCD_TRY_ASSIGN(fp, ap.write_file("certs/a.pem", a, Expected::absent(), sha,
+//                                        [&](delta::OutputSink& out) { return out.write(bytes); }));
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "lib/apply/root.h"
+#include "lib/base/result.h"
+#include "lib/codec/sha256.h"
+#include "lib/delta/patch.h"
+
+namespace syncd::apply {
+
+// What was on disk: the identity the index keeps to recognise its own writes (TWO-WAY.md §4.2).
+struct Fingerprint {
+  uint32_t mode = 0;  // full st_mode incl. type bits
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  bool operator==(const Fingerprint&) const = default;
+  static Fingerprint of(const struct stat& st) noexcept;
+};
+
+// What the caller believes is at the target now.
+struct Expected {
+  enum class Kind { any, absent, match } kind = Kind::any;
+  Fingerprint fp;
+  static Expected any() { return {}; }
+  static Expected absent() { return {Kind::absent, {}}; }
+  static Expected match(const Fingerprint& f) { return {Kind::match, f}; }
+};
+
+struct Attrs {
+  uint32_t mode = 0644;  // permission bits (& 07777)
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string user;   // preferred over uid when it exists locally
+  std::string group;
+  int64_t mtime_sec = 0;
+  uint32_t mtime_nsec = 0;
+  uint64_t size = 0;  // expected content size (files): preallocated for an early ENOSPC
+};
+
+struct Options {
+  bool fsync = true;              // fsync files and directories (off only for benchmarks)
+  bool keep_special_bits = true;  // setuid/setgid/sticky kept (lsyncd archive mode); false strips
+  bool chown = true;              // needs root or CAP_CHOWN
+};
+
+using ContentWriter = std::function<Status(delta::OutputSink&)>;
+
+class Applier {
+ public:
+  explicit Applier(const Root& root, Options opts = {}) : root_(root), opts_(opts) {}
+
+  // Writes a regular file atomically (order above). Returns the fingerprint of the new file.
+  Result<Fingerprint> write_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
+                                 const codec::Digest& sha256, const ContentWriter& writer) const;
+  // Creates a directory (mode/owner/mtime applied), or updates the metadata of an existing one.
+  Result<Fingerprint> make_dir(std::string_view rel, const Attrs& attrs) const;
+  // Creates or replaces a symlink atomically. The target is stored, never followed.
+  Result<Fingerprint> make_symlink(std::string_view rel, std::string_view target,
+                                   const Attrs& attrs, const Expected& expect) const;
+  // Changes owner, group, mode and mtime of an existing entry (no mode on symlinks).
+  Result<Fingerprint> set_meta(std::string_view rel, const Attrs& attrs,
+                               const Expected& expect) const;
+  // Removes a non-directory entry after the conflict guard.
+  Status unlink(std::string_view rel, const Expected& expect) const;
+  // Removes a directory; with `recursive`, everything below it (symlinks removed, never followed).
+  Status remove_dir(std::string_view rel, bool recursive) const;
+  // Renames `from` to `to` after checking both against expectations (`to` usually absent).
+  Result<Fingerprint> rename(std::string_view from, std::string_view to, const Expected& expect_from,
+                             const Expected& expect_to) const;
+
+  // Looks at what is at `rel` now (lstat semantics); errno ENOENT if nothing.
+  Result<Fingerprint> stat(std::string_view rel) const;
+
+ private:
+  Status guard(int dir, const std::string& leaf, std::string_view rel, const Expected& e) const;
+  Status apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const;
+  Status fsync_dir(int dir, std::string_view rel) const;
+
+  const Root& root_;
+  Options opts_;
+};
+
+// Resolves a user/group name to an id, falling back to the numeric id when the name is empty or
+// unknown here.
+uint32_t resolve_uid(const std::string& name, uint32_t fallback);
+uint32_t resolve_gid(const std::string& name, uint32_t fallback);
+
+// The temp-file name used for `leaf` (long names are hashed to stay within 255 bytes).
+std::string temp_name_for(std::string_view leaf);
+
+}  // namespace syncd::apply

@@ -1,0 +1,134 @@
+#include "lib/apply/root.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "lib/base/log.h"
+#include "protocol/path.h"
+
+namespace syncd::apply {
+namespace {
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+Error resolve_error(std::string_view rel, int err) {
+  const std::string what = "resolve \"" + log::escape(rel) + "\"";
+  // ELOOP: a symlink in the path (RESOLVE_NO_SYMLINKS / O_NOFOLLOW). EXDEV: escape or mount
+  // crossing. ENOTDIR with the walk: a component is a symlink or a file. All are refusals.
+  if (err == ELOOP || err == EXDEV) {
+    return Error::make(errc::path_escape, what + ": symlink or mount point in the path");
+  }
+  return Error::from_errno(what, err);
+}
+
+long sys_openat2(int dirfd, const char* path, open_how* how) {
+  return ::syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+}
+
+}  // namespace
+
+Result<Root> Root::open(const std::string& path, Resolver how) {
+  Root r;
+  r.path_ = path;
+  // The configured root may itself be a symlink (an operator's choice); nothing below it may.
+  r.fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!r.fd_) return Error::from_errno("open root " + path);
+  struct stat st{};
+  if (::fstat(r.fd_.get(), &st) != 0) return Error::from_errno("stat root " + path);
+  r.dev_ = st.st_dev;
+  r.ino_ = st.st_ino;
+  if (how == Resolver::automatic) {
+    open_how oh{};
+    oh.flags = kDirFlags;
+    oh.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+    long fd = sys_openat2(r.fd_.get(), ".", &oh);
+    if (fd >= 0) {
+      ::close(static_cast<int>(fd));
+      how = Resolver::openat2;
+    } else {
+      how = Resolver::walk;  // ENOSYS before Linux 5.6, or seccomp denying it
+    }
+  }
+  r.how_ = how;
+  return r;
+}
+
+Status Root::check_identity() const {
+  struct stat st{};
+  if (::stat(path_.c_str(), &st) != 0) return Error::from_errno("stat root " + path_);
+  if (!S_ISDIR(st.st_mode) || st.st_dev != dev_ || st.st_ino != ino_) {
+    return Error::make(errc::unexpected_target,
+                       "root " + path_ + " is no longer the directory syncd opened "
+                       "(unmounted, replaced or a symlink)");
+  }
+  return {};
+}
+
+Result<UniqueFd> Root::resolve_openat2(std::string_view rel) const {
+  const std::string p(rel);
+  open_how oh{};
+  oh.flags = kDirFlags;
+  oh.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  for (int attempt = 0; attempt < 16; ++attempt) {  // EAGAIN: a concurrent rename; bounded retry
+    long fd = sys_openat2(fd_.get(), p.c_str(), &oh);
+    if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+    // A symlink as the last component gives ENOTDIR (O_NOFOLLOW|O_DIRECTORY), like a file does;
+    // the O_NOFOLLOW walk tells the two apart for the error message, opening nothing new.
+    if (errno == ENOTDIR) return resolve_walk(rel);
+    if (errno != EAGAIN) return resolve_error(rel, errno);
+  }
+  return resolve_error(rel, EAGAIN);
+}
+
+Result<UniqueFd> Root::resolve_walk(std::string_view rel) const {
+  UniqueFd cur(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!cur) return Error::from_errno("dup root fd");
+  size_t start = 0;
+  while (start < rel.size()) {
+    size_t slash = rel.find('/', start);
+    if (slash == std::string_view::npos) slash = rel.size();
+    const std::string comp(rel.substr(start, slash - start));
+    // O_NOFOLLOW|O_DIRECTORY: a symlink component fails (ELOOP/ENOTDIR), never followed.
+    UniqueFd next(::openat(cur.get(), comp.c_str(), kDirFlags));
+    if (!next) {
+      struct stat st{};
+      if ((errno == ENOTDIR || errno == ELOOP) &&
+          ::fstatat(cur.get(), comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        return resolve_error(rel, ELOOP);
+      }
+      return resolve_error(rel, errno);
+    }
+    cur = std::move(next);
+    start = slash + 1;
+  }
+  return cur;
+}
+
+Result<UniqueFd> Root::open_dir(std::string_view rel) const {
+  if (rel.empty()) {
+    UniqueFd d(::openat(fd_.get(), ".", kDirFlags));
+    if (!d) return Error::from_errno("open root " + path_);
+    return d;
+  }
+  SYNCD_TRY(protocol::validate_path(rel));
+  return how_ == Resolver::openat2 ? resolve_openat2(rel) : resolve_walk(rel);
+}
+
+Result<Root::Parent> Root::parent_of(std::string_view rel) const {
+  SYNCD_TRY(protocol::validate_path(rel));
+  const size_t slash = rel.rfind('/');
+  Parent p;
+  p.leaf = std::string(slash == std::string_view::npos ? rel : rel.substr(slash + 1));
+  auto d = open_dir(slash == std::string_view::npos ? std::string_view() : rel.substr(0, slash));
+  // Name the whole path the caller asked for, not only the directory that failed.
+  if (!d.ok()) return std::move(d).error().wrap("\"" + log::escape(rel) + "\"");
+  p.dir = std::move(*d);
+  return p;
+}
+
+}  // namespace syncd::apply

@@ -1,0 +1,62 @@
+// File: lib/apply/root.h
+//
+// Root: the synced directory, held as an fd opened once, and confinement of every path under it
+// (SECURITY.md §2.5). Paths are validated with protocol::validate_path (no "..", no absolute path,
+// no empty component, no NUL, nothing reserved), then resolved from the root fd with
+// openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV) where the
+// kernel has it, else with a component-by-component openat(O_NOFOLLOW | O_DIRECTORY) walk. No
+// symlink is ever followed, so a symlinked parent that points outside the root is refused
+// (errc::path_escape) instead of written through.
+// Thread affinity: a Root is immutable after open(); any thread may resolve through it.
+//
+//   SYNCD_TRY_ASSIGN(root, Root::open("/opt/acme2certifier/volume"));
+//   SYNCD_TRY_ASSIGN(parent, root.parent_of("certs/a.pem"));   // parent.dir is "certs", leaf "a.pem"
+//   ::openat(parent.dir.get(), parent.leaf.c_str(), ...);
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+
+#include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
+
+namespace syncd::apply {
+
+enum class Resolver { automatic, openat2, walk };
+
+class Root {
+ public:
+  static Result<Root> open(const std::string& path, Resolver how = Resolver::automatic);
+
+  // Opens directory `rel` ("" = the root itself) for reading, without following any symlink.
+  Result<UniqueFd> open_dir(std::string_view rel) const;
+
+  struct Parent {
+    UniqueFd dir;      // the parent directory, O_RDONLY|O_DIRECTORY (usable for fsync)
+    std::string leaf;  // the validated last component
+  };
+  // Validates `rel` and opens its parent directory.
+  Result<Parent> parent_of(std::string_view rel) const;
+
+  // True if `path_` still names the directory we opened (same device and inode): a root that was
+  // unmounted or replaced by a symlink is detected before anything is written (SECURITY.md #30).
+  Status check_identity() const;
+
+  int fd() const noexcept { return fd_.get(); }
+  const std::string& path() const noexcept { return path_; }
+  Resolver resolver() const noexcept { return how_; }
+
+ private:
+  Result<UniqueFd> resolve_openat2(std::string_view rel) const;
+  Result<UniqueFd> resolve_walk(std::string_view rel) const;
+
+  UniqueFd fd_;
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  Resolver how_ = Resolver::walk;
+};
+
+}  // namespace syncd::apply

@@ -1,0 +1,26 @@
+// File: lib/base/log.h
+//
+// One named spdlog logger per module, created once by log::init() (or lazily on first use),
+// fetched with log::get(Module) without touching spdlog's registry lock on hot paths.
+// Levels can be set from the environment: SPDLOG_LEVEL=transport=debug,info.
+// Thread affinity: any thread (spdlog loggers are thread-safe).
+//
+//   log::get(log::Module::apply).warn("kept old file path={} err={}", path, err.message());
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string_view>
+
+namespace syncd::log {
+
+enum class Module { base, codec, delta, protocol, apply, store, watch, engine, transport, runtime, config, main, count_ };
+
+std::string_view name(Module m) noexcept;
+spdlog::logger& get(Module m);
+// Sets up the loggers with a stderr sink and reads SPDLOG_LEVEL. Idempotent.
+void init();
+// Escapes control bytes and invalid UTF-8 in a path for log output (SECURITY.md §2.4 rule 5).
+std::string escape(std::string_view raw);
+
+}  // namespace syncd::log

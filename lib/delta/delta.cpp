@@ -1,0 +1,258 @@
+#include "lib/delta/delta.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "lib/delta/delta_format.h"
+
+namespace syncd::delta {
+
+BlockIndex::BlockIndex(const Signature& sig) : sig_(sig) {
+  const uint32_t n = sig.header.block_count;
+  order_.resize(n);
+  for (uint32_t i = 0; i < n; ++i) order_[i] = i;
+  std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
+    if (sig.weak[a] != sig.weak[b]) return sig.weak[a] < sig.weak[b];
+    int c = std::memcmp(sig.strong[a].data(), sig.strong[b].data(), kStrongLen);
+    return c != 0 ? c < 0 : a < b;
+  });
+  // Open-addressing table of distinct weak sums, load factor <= 1/2.
+  const uint32_t slots = std::max<uint32_t>(1024, std::bit_ceil(std::max<uint32_t>(n, 1) * 2));
+  slots_.assign(slots, Slot{0, 0, 0});
+  slot_shift_ = 32 - static_cast<uint32_t>(std::countr_zero(slots));
+  // Bloom-style bit filter, >= 8 bits per block, so most non-matching offsets cost one load.
+  const uint32_t bits = std::max<uint32_t>(1u << 14, std::bit_ceil(std::max<uint32_t>(n, 1) * 8));
+  bloom_.assign(bits / 64, 0);
+  bloom_shift_ = 32 - static_cast<uint32_t>(std::countr_zero(bits));
+  for (uint32_t i = 0; i < n;) {
+    uint32_t j = i;
+    const uint32_t w = sig.weak[order_[i]];
+    while (j < n && sig.weak[order_[j]] == w) ++j;
+    uint32_t s = mix(w) >> slot_shift_;
+    while (slots_[s].end != 0) s = (s + 1) & (slots - 1);
+    slots_[s] = Slot{w, i, j};
+    uint32_t b = mix(w) >> bloom_shift_;
+    bloom_[b >> 6] |= uint64_t{1} << (b & 63);
+    i = j;
+  }
+}
+
+template <class StrongFn>
+int64_t BlockIndex::find(uint32_t weak, int64_t prefer, StrongFn&& strong_of_window,
+                         bool& computed) const {
+  const uint32_t mask = static_cast<uint32_t>(slots_.size() - 1);
+  uint32_t s = mix(weak) >> slot_shift_;
+  while (slots_[s].end != 0 && slots_[s].weak != weak) s = (s + 1) & mask;
+  const Slot& slot = slots_[s];
+  if (slot.end == 0) return -1;
+  const codec::StrongSum& strong = strong_of_window();
+  computed = true;
+  // The block following the previous match extends a COPY run: check it first.
+  if (prefer >= 0 && static_cast<uint64_t>(prefer) < sig_.weak.size() &&
+      sig_.weak[prefer] == weak && sig_.strong[prefer] == strong) {
+    return prefer;
+  }
+  auto first = order_.begin() + slot.begin;
+  auto last = order_.begin() + slot.end;
+  auto it = std::lower_bound(first, last, strong, [&](uint32_t idx, const codec::StrongSum& v) {
+    return std::memcmp(sig_.strong[idx].data(), v.data(), kStrongLen) < 0;
+  });
+  if (it != last && sig_.strong[*it] == strong) return *it;
+  return -1;
+}
+
+DeltaGenerator::DeltaGenerator(const Signature& sig)
+    : sig_(sig), index_(sig), block_len_(sig.header.block_len) {}
+
+int64_t DeltaGenerator::try_match(const uint8_t* window, uint32_t len, uint32_t weak) {
+  if (gave_up_) return -1;
+  codec::StrongSum strong{};
+  auto strong_fn = [&]() -> const codec::StrongSum& {
+    ++strong_hashes_;
+    strong = sig_.key.hash(ByteSpan(window, len));
+    return strong;
+  };
+  const int64_t prefer = run_len_ > 0 ? int64_t{run_first_} + run_len_ : -1;
+  bool computed = false;
+  int64_t idx = index_.find(weak, prefer, strong_fn, computed);
+  if (idx >= 0 && sig_.header.block_size(static_cast<uint32_t>(idx)) != len) idx = -1;
+  if (idx < 0 && computed) {
+    ++false_alarms_;
+    const uint64_t budget = kFalseAlarmBase + kFalseAlarmPerBlock * (total_in_ / block_len_ + 1);
+    if (false_alarms_ > budget) gave_up_ = true;  // rest of the file goes as literals
+  }
+  return idx;
+}
+
+void DeltaGenerator::flush_copy(Bytes& out) {
+  if (run_len_ == 0) return;
+  ByteWriter w(out);
+  w.u8(static_cast<uint8_t>(Op::copy));
+  w.u32(run_first_);
+  w.u32(run_len_);
+  run_len_ = 0;
+}
+
+void DeltaGenerator::add_copy(uint32_t idx, Bytes& out) {
+  if (run_len_ > 0 && uint64_t{run_first_} + run_len_ == idx) {
+    ++run_len_;
+  } else {
+    flush_copy(out);
+    run_first_ = idx;
+    run_len_ = 1;
+  }
+  const uint32_t sz = sig_.header.block_size(idx);
+  matched_bytes_ += sz;
+  total_out_ += sz;
+}
+
+void DeltaGenerator::emit_literal(Bytes& out) {
+  if (pos_ == lit_start_) return;
+  flush_copy(out);
+  ByteWriter w(out);
+  while (lit_start_ < pos_) {
+    const auto n = static_cast<uint32_t>(std::min<size_t>(pos_ - lit_start_, kMaxLiteral));
+    w.u8(static_cast<uint8_t>(Op::literal));
+    w.u32(n);
+    w.raw(ByteSpan(buf_.data() + lit_start_, n));
+    lit_start_ += n;
+    literal_bytes_ += n;
+    total_out_ += n;
+  }
+}
+
+void DeltaGenerator::compact() {
+  // Drop bytes already emitted; amortised by only doing it once they dominate the buffer.
+  if (lit_start_ > 0 && lit_start_ >= buf_.size() / 2) {
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<ptrdiff_t>(lit_start_));
+    pos_ -= lit_start_;
+    lit_start_ = 0;
+  }
+}
+
+void DeltaGenerator::process(bool final, Bytes& out) {
+  const size_t B = block_len_;
+  const uint32_t nblocks = sig_.header.block_count;
+  const bool searchable = nblocks > 0;
+  for (;;) {
+    size_t avail = buf_.size() - pos_;
+    if (avail < B || !searchable || gave_up_) {
+      if (!final) {
+        if (!searchable || gave_up_) {  // nothing can match: everything is literal
+          pos_ = buf_.size();
+          have_sum_ = false;
+          if (pos_ - lit_start_ >= kMaxLiteral) emit_literal(out);
+        }
+        break;
+      }
+      // Tail: only the signature's short last block can match here, and only exactly.
+      if (searchable && !gave_up_ && avail > 0 && avail == sig_.header.remainder &&
+          sig_.header.remainder < B) {
+        const uint8_t* win = buf_.data() + pos_;
+        const auto len = static_cast<uint32_t>(avail);
+        int64_t idx = try_match(win, len, Rollsum::of(win, len));
+        if (idx >= 0) {
+          emit_literal(out);
+          add_copy(static_cast<uint32_t>(idx), out);
+          pos_ += avail;
+          lit_start_ = pos_;
+          break;
+        }
+      }
+      pos_ = buf_.size();
+      emit_literal(out);
+      break;
+    }
+    if (!have_sum_) {
+      sum_.init(buf_.data() + pos_, B);
+      have_sum_ = true;
+    }
+    // Hot loop: slide until the filter says some block may match, or input runs out.
+    const uint8_t* data = buf_.data();
+    const size_t end = buf_.size();
+    size_t p = pos_;
+    uint32_t weak = sum_.digest();
+    const size_t lit_cap = lit_start_ + kMaxLiteral;
+    while (!index_.maybe(weak) && p + B < end && p < lit_cap) {
+      sum_.roll(data[p], data[p + B]);
+      ++p;
+      weak = sum_.digest();
+    }
+    pos_ = p;
+    if (pos_ - lit_start_ >= kMaxLiteral) emit_literal(out);
+    if (!index_.maybe(weak)) {
+      if (pos_ + B >= end) {
+        if (!final) break;
+        ++pos_;  // cannot roll further: this byte is literal, retry from the next offset
+        have_sum_ = false;
+      }
+      continue;
+    }
+    int64_t idx = try_match(data + pos_, static_cast<uint32_t>(B), weak);
+    if (idx >= 0) {
+      emit_literal(out);
+      add_copy(static_cast<uint32_t>(idx), out);
+      pos_ += B;
+      lit_start_ = pos_;
+      have_sum_ = false;
+      compact();
+      continue;
+    }
+    if (pos_ + B < end) {
+      sum_.roll(data[pos_], data[pos_ + B]);
+      ++pos_;
+    } else if (final) {
+      ++pos_;
+      have_sum_ = false;
+    } else {
+      break;
+    }
+  }
+  compact();
+}
+
+Status DeltaGenerator::feed(ByteSpan data, Bytes& out) {
+  if (finished_) return Error::make(errc::internal, "delta: feed after finish");
+  if (!header_written_) {
+    ByteWriter w(out);
+    w.u32(kDeltaMagic);
+    w.u32(sig_.header.block_len);
+    w.u32(sig_.header.block_count);
+    w.u64(sig_.header.file_len);
+    header_written_ = true;
+  }
+  total_in_ += data.size();
+  // Feed in slices so the internal buffer stays bounded even for one huge span.
+  constexpr size_t kSlice = 1 << 20;
+  for (size_t i = 0; i < data.size(); i += kSlice) {
+    auto part = data.subspan(i, std::min(kSlice, data.size() - i));
+    buf_.insert(buf_.end(), part.begin(), part.end());
+    process(false, out);
+  }
+  return {};
+}
+
+Status DeltaGenerator::finish(Bytes& out) {
+  SYNCD_TRY(feed({}, out));
+  process(true, out);
+  flush_copy(out);
+  if (total_out_ != total_in_) return Error::make(errc::internal, "delta: output != input length");
+  ByteWriter w(out);
+  w.u8(static_cast<uint8_t>(Op::end));
+  w.u64(total_in_);
+  finished_ = true;
+  buf_.clear();
+  buf_.shrink_to_fit();
+  return {};
+}
+
+Bytes make_delta(const Signature& sig, ByteSpan new_data) {
+  DeltaGenerator g(sig);
+  Bytes out;
+  (void)g.feed(new_data, out);
+  (void)g.finish(out);
+  return out;
+}
+
+}  // namespace syncd::delta

@@ -1,0 +1,113 @@
+// File: lib/delta/delta.h
+//
+// DeltaGenerator: the rsync search. Given the signature of the receiver's base file, it reads the
+// new file as a stream and emits COPY(block run) / LITERAL(bytes) ops (delta_format.h) into a
+// caller-owned output buffer. Memory: the block index (~O(block_count)) plus at most
+// block_len + kMaxLiteral + one fed chunk of buffered input, whatever the file size.
+//
+// Bounded work on crafted bases (SECURITY.md §2.4 rule 4): blocks are grouped by weak sum and
+// sorted by strong sum, so a weak hit costs one strong hash plus a binary search, never a chain
+// walk; and the number of weak hits whose strong sum does not match (false alarms, each costing
+// one strong hash of block_len bytes) is capped at kFalseAlarmBase + kFalseAlarmPerBlock per
+// block_len of input. Past the cap the rest of the file is sent as literals, so total work stays
+// linear in the file size.
+//
+// Thread affinity: one generator per thread; the Signature it borrows must outlive it and may be
+// shared read-only.
+//
+//   DeltaGenerator gen(sig);
+//   Bytes out;
+//   while (read chunk) { SYNCD_TRY(gen.feed(chunk, out)); drain(out); out.clear(); }
+//   SYNCD_TRY(gen.finish(out));
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lib/base/bytes.h"
+#include "lib/base/result.h"
+#include "lib/delta/rollsum.h"
+#include "lib/delta/signature.h"
+
+namespace syncd::delta {
+
+inline constexpr uint64_t kFalseAlarmBase = 256;
+inline constexpr uint64_t kFalseAlarmPerBlock = 16;
+
+// Lookup structure over a signature: weak sum -> blocks, strong sums sorted within a weak group.
+class BlockIndex {
+ public:
+  explicit BlockIndex(const Signature& sig);
+  // Cheap pre-filter: false means no block has this weak sum.
+  bool maybe(uint32_t weak) const noexcept {
+    uint32_t b = mix(weak) >> bloom_shift_;
+    return (bloom_[b >> 6] >> (b & 63)) & 1;
+  }
+  // Returns a block whose weak and strong sums both match, preferring `prefer` if it does,
+  // or -1. `strong` is computed lazily by the caller-supplied function only when needed.
+  template <class StrongFn>
+  int64_t find(uint32_t weak, int64_t prefer, StrongFn&& strong_of_window, bool& computed) const;
+
+ private:
+  static uint32_t mix(uint32_t w) noexcept { return w * 0x9E3779B1u; }
+  struct Slot {
+    uint32_t weak;
+    uint32_t begin;  // range in order_
+    uint32_t end;    // 0 = empty slot
+  };
+  const Signature& sig_;
+  std::vector<uint32_t> order_;  // block indices sorted by (weak, strong, index)
+  std::vector<Slot> slots_;
+  uint32_t slot_shift_ = 0;
+  std::vector<uint64_t> bloom_;
+  uint32_t bloom_shift_ = 0;
+};
+
+class DeltaGenerator {
+ public:
+  explicit DeltaGenerator(const Signature& sig);
+  // Consumes `data` (the next bytes of the new file) and appends encoded ops to `out`.
+  Status feed(ByteSpan data, Bytes& out);
+  // Flushes the tail and the END op. The generator is spent afterwards.
+  Status finish(Bytes& out);
+
+  // Statistics for benchmarks and logs.
+  uint64_t literal_bytes() const noexcept { return literal_bytes_; }
+  uint64_t matched_bytes() const noexcept { return matched_bytes_; }
+  uint64_t false_alarms() const noexcept { return false_alarms_; }
+  uint64_t strong_hashes() const noexcept { return strong_hashes_; }
+  bool search_gave_up() const noexcept { return gave_up_; }
+
+ private:
+  void process(bool final, Bytes& out);
+  int64_t try_match(const uint8_t* window, uint32_t len, uint32_t weak);
+  void emit_literal(Bytes& out);
+  void add_copy(uint32_t idx, Bytes& out);
+  void flush_copy(Bytes& out);
+  void compact();
+
+  const Signature& sig_;
+  BlockIndex index_;
+  const uint32_t block_len_;
+  Bytes buf_;
+  size_t lit_start_ = 0;  // pending literal is buf_[lit_start_, pos_)
+  size_t pos_ = 0;        // window start
+  Rollsum sum_;
+  bool have_sum_ = false;
+  uint32_t run_first_ = 0;
+  uint32_t run_len_ = 0;
+  uint64_t total_in_ = 0;
+  uint64_t total_out_ = 0;
+  uint64_t literal_bytes_ = 0;
+  uint64_t matched_bytes_ = 0;
+  uint64_t false_alarms_ = 0;
+  uint64_t strong_hashes_ = 0;
+  bool gave_up_ = false;
+  bool header_written_ = false;
+  bool finished_ = false;
+};
+
+// Whole-buffer convenience (tests, benches).
+Bytes make_delta(const Signature& sig, ByteSpan new_data);
+
+}  // namespace syncd::delta

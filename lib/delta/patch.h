@@ -1,0 +1,109 @@
+// File: lib/delta/patch.h
+//
+// Patcher: streaming application of a delta (delta_format.h) to a base file, writing the result
+// to a sink and hashing it with SHA-256 on the way. The delta arrives in arbitrary pieces (feed());
+// literal bytes go straight to the sink, COPY ops read the base in bounded chunks, so memory does
+// not depend on file or delta size.
+//
+// Every bound of SECURITY.md §2.4 rule 3 is checked before it is used: header consistent with the
+// base we hold (else errc::base_mismatch), COPY ranges inside the block count, literals <=
+// kMaxLiteral, running output <= declared target length, END == declared length, nothing after END.
+// Any error is final for this patcher; the caller discards its temp file.
+//
+// Thread affinity: one patcher per thread.
+//
+//   FdBaseReader base(fd, size);  BytesSink out;
+//   Patcher p(base, out, declared_size);
+//   SYNCD_TRY(p.feed(chunk)); ...;  SYNCD_TRY_ASSIGN(digest, p.finish());
+#pragma once
+
+#include <cstdint>
+
+#include "lib/base/bytes.h"
+#include "lib/base/result.h"
+#include "lib/codec/sha256.h"
+#include "lib/delta/delta_format.h"
+
+namespace syncd::delta {
+
+class BaseReader {
+ public:
+  virtual ~BaseReader() = default;
+  virtual uint64_t size() const = 0;
+  // Reads exactly n bytes at `off` or fails (a short base means it changed underneath).
+  virtual Status read_at(uint64_t off, uint8_t* dst, size_t n) = 0;
+};
+
+class OutputSink {
+ public:
+  virtual ~OutputSink() = default;
+  virtual Status write(ByteSpan data) = 0;
+};
+
+class MemoryBaseReader final : public BaseReader {
+ public:
+  explicit MemoryBaseReader(ByteSpan data) : data_(data) {}
+  uint64_t size() const override { return data_.size(); }
+  Status read_at(uint64_t off, uint8_t* dst, size_t n) override;
+
+ private:
+  ByteSpan data_;
+};
+
+// pread()s from an fd it does not own.
+class FdBaseReader final : public BaseReader {
+ public:
+  FdBaseReader(int fd, uint64_t size) : fd_(fd), size_(size) {}
+  uint64_t size() const override { return size_; }
+  Status read_at(uint64_t off, uint8_t* dst, size_t n) override;
+
+ private:
+  int fd_;
+  uint64_t size_;
+};
+
+class BytesSink final : public OutputSink {
+ public:
+  Status write(ByteSpan data) override {
+    out.insert(out.end(), data.begin(), data.end());
+    return {};
+  }
+  Bytes out;
+};
+
+class Patcher {
+ public:
+  Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len);
+  Status feed(ByteSpan delta);
+  // Requires the END op to have been seen; returns the SHA-256 of everything written.
+  Result<codec::Digest> finish();
+  uint64_t written() const noexcept { return written_; }
+
+ private:
+  enum class State { header, op, copy_args, literal_len, literal_body, end_len, done, failed };
+  Status step(ByteReader& r);
+  Status fail(Error e);
+  Status emit(ByteSpan data);
+  Status copy_blocks(uint32_t first, uint32_t n);
+  // Gathers exactly `need` bytes into small_ across feed() calls; true when complete.
+  bool gather(ByteReader& r, size_t need);
+
+  BaseReader& base_;
+  OutputSink& out_;
+  const uint64_t declared_;
+  State state_ = State::header;
+  uint8_t small_[kDeltaHeaderBytes] = {};
+  size_t small_len_ = 0;
+  uint32_t block_len_ = 0;
+  uint32_t block_count_ = 0;
+  uint32_t literal_left_ = 0;
+  uint64_t written_ = 0;
+  codec::Sha256 sha_;
+  Bytes copy_buf_;
+  Error error_{};
+};
+
+// Whole-buffer convenience (tests, benches): returns the patched bytes.
+Result<Bytes> apply_delta(ByteSpan base, ByteSpan delta, uint64_t declared_target_len);
+
+}  // namespace syncd::delta

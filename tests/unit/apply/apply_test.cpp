@@ -1,0 +1,326 @@
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "lib/apply/apply.h"
+#include "lib/delta/delta.h"
+#include "tests/support/tmpdir.h"
+
+using namespace syncd;
+using namespace syncd::apply;
+
+namespace {
+
+struct Fixture {
+  test::TempDir t{"apply"};
+  std::string root_path = t / "root";
+  Root root;
+  Fixture() : root(make()) {}
+  Root make() {
+    test::require_root();
+    ::mkdir(root_path.c_str(), 0755);
+    ::mkdir((t / "outside").c_str(), 0755);
+    test::write_file(t / "outside/sentinel", "keep");
+    auto r = Root::open(root_path);
+    REQUIRE(r.ok());
+    return std::move(*r);
+  }
+  std::string p(const std::string& rel) const { return root_path + "/" + rel; }
+  void outside_intact() {
+    CHECK(test::read_file(t / "outside/sentinel") == "keep");
+    CHECK(test::list_dir(t / "outside") == std::vector<std::string>{"sentinel"});
+  }
+  // No ".syncd.*" temp entries left anywhere under `dir`.
+  void no_temps(const std::string& rel = "") {
+    for (const auto& n : test::list_dir(rel.empty() ? root_path : p(rel))) {
+      CHECK_MESSAGE(n.rfind(".syncd.", 0) != 0, "temp left behind: " << n);
+    }
+  }
+};
+
+ContentWriter bytes_writer(const std::string& s) {
+  return [s](delta::OutputSink& out) { return out.write(as_bytes(s)); };
+}
+
+Attrs attrs(uint32_t mode, uint32_t uid, uint32_t gid, int64_t sec, uint32_t nsec, uint64_t size) {
+  Attrs a;
+  a.mode = mode;
+  a.uid = uid;
+  a.gid = gid;
+  a.mtime_sec = sec;
+  a.mtime_nsec = nsec;
+  a.size = size;
+  return a;
+}
+
+struct stat lst(const std::string& path) {
+  struct stat st{};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  return st;
+}
+
+}  // namespace
+
+TEST_SUITE("apply.file") {
+  TEST_CASE("a file lands with content - owner - group - mode incl. setgid - and nanosecond mtime") {
+    Fixture f;
+    Applier ap(f.root);
+    const std::string content = "-----BEGIN CERTIFICATE-----\nabc\n";
+    auto fp = ap.write_file("cert.pem", attrs(02640, 12345, 54321, 1'700'000'000, 123'456'789, content.size()),
+                            Expected::absent(), codec::Sha256::of(as_bytes(content)),
+                            bytes_writer(content));
+    REQUIRE_MESSAGE(fp.ok(), fp.error().message());
+    CHECK(test::read_file(f.p("cert.pem")) == content);
+    struct stat st = lst(f.p("cert.pem"));
+    CHECK((st.st_mode & 07777) == 02640);
+    CHECK(st.st_uid == 12345);
+    CHECK(st.st_gid == 54321);
+    CHECK(st.st_mtim.tv_sec == 1'700'000'000);
+    CHECK(st.st_mtim.tv_nsec == 123'456'789);
+    CHECK(fp->ino == st.st_ino);
+    CHECK(fp->size == content.size());
+    f.no_temps();
+  }
+
+  TEST_CASE("owner and group by name win over numeric ids - unknown names fall back to the id") {
+    Fixture f;
+    Applier ap(f.root);
+    Attrs a = attrs(0644, 4242, 4242, 1, 0, 1);
+    a.user = "nobody";
+    a.group = "no-such-group-here";
+    REQUIRE(ap.write_file("n", a, Expected::any(), codec::Sha256::of(as_bytes("x")), bytes_writer("x")).ok());
+    struct stat st = lst(f.p("n"));
+    CHECK(st.st_uid == resolve_uid("nobody", 1));
+    CHECK(st.st_uid != 4242);
+    CHECK(st.st_gid == 4242);
+  }
+
+  TEST_CASE("special bits are stripped when the option says so") {
+    Fixture f;
+    Options o;
+    o.keep_special_bits = false;
+    Applier ap(f.root, o);
+    REQUIRE(ap.write_file("s", attrs(04755, 0, 0, 1, 0, 1), Expected::any(),
+                          codec::Sha256::of(as_bytes("x")), bytes_writer("x")).ok());
+    CHECK((lst(f.p("s")).st_mode & 07777) == 0755);
+  }
+
+  TEST_CASE("SHA-256 mismatch: old file intact - no temp file - verify_failed") {
+    Fixture f;
+    test::write_file(f.p("a"), "old");
+    Applier ap(f.root);
+    auto r = ap.write_file("a", attrs(0644, 0, 0, 1, 0, 3), Expected::any(),
+                           codec::Sha256::of(as_bytes("new")), bytes_writer("bad"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(errc::verify_failed));
+    CHECK(test::read_file(f.p("a")) == "old");
+    f.no_temps();
+  }
+
+  TEST_CASE("conflict guard: a target changed since it was indexed is not overwritten") {
+    Fixture f;
+    test::write_file(f.p("a"), "v1");
+    Applier ap(f.root);
+    auto fp = ap.stat("a");
+    REQUIRE(fp.ok());
+    test::write_file(f.p("a"), "local edit");  // slips in after the index looked
+    auto r = ap.write_file("a", attrs(0644, 0, 0, 1, 0, 2), Expected::match(*fp),
+                           codec::Sha256::of(as_bytes("v2")), bytes_writer("v2"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(errc::unexpected_target));
+    CHECK(test::read_file(f.p("a")) == "local edit");
+    f.no_temps();
+    // Expected absent but present.
+    auto r2 = ap.write_file("a", attrs(0644, 0, 0, 1, 0, 2), Expected::absent(),
+                            codec::Sha256::of(as_bytes("v2")), bytes_writer("v2"));
+    REQUIRE_FALSE(r2.ok());
+    CHECK(r2.error().is(errc::unexpected_target));
+    // With the current fingerprint it goes through.
+    auto now = ap.stat("a");
+    REQUIRE(now.ok());
+    CHECK(ap.write_file("a", attrs(0644, 0, 0, 1, 0, 2), Expected::match(*now),
+                        codec::Sha256::of(as_bytes("v2")), bytes_writer("v2")).ok());
+    CHECK(test::read_file(f.p("a")) == "v2");
+  }
+
+  TEST_CASE("a delta is patched from the old file into a new one - atomically") {
+    Fixture f;
+    std::mt19937_64 rng(3);
+    Bytes old_bytes = test::random_bytes(rng, 200000);
+    Bytes new_bytes = old_bytes;
+    new_bytes[100000] ^= 0xFF;
+    new_bytes.insert(new_bytes.begin() + 5000, 77);
+    test::write_file(f.p("big.bin"), old_bytes);
+    auto sig = delta::sign(old_bytes, 700, codec::HashKey::random());
+    Bytes d = delta::make_delta(sig, new_bytes);
+    Applier ap(f.root);
+    UniqueFd base(::open(f.p("big.bin").c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(base);
+    auto r = ap.write_file("big.bin", attrs(0600, 0, 0, 5, 0, new_bytes.size()), Expected::any(),
+                           codec::Sha256::of(new_bytes), [&](delta::OutputSink& out) -> Status {
+                             delta::FdBaseReader br(base.get(), old_bytes.size());
+                             delta::Patcher p(br, out, new_bytes.size());
+                             SYNCD_TRY(p.feed(d));
+                             SYNCD_TRY(p.finish());
+                             return {};
+                           });
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    CHECK(test::read_file(f.p("big.bin")) == std::string(new_bytes.begin(), new_bytes.end()));
+    CHECK(d.size() < 3000);
+  }
+
+  TEST_CASE("a file is never written through a symlink: the link itself is replaced") {
+    Fixture f;
+    REQUIRE(::symlink((f.t / "outside/sentinel").c_str(), f.p("link").c_str()) == 0);
+    Applier ap(f.root);
+    REQUIRE(ap.write_file("link", attrs(0644, 0, 0, 1, 0, 3), Expected::any(),
+                          codec::Sha256::of(as_bytes("new")), bytes_writer("new")).ok());
+    CHECK(S_ISREG(lst(f.p("link")).st_mode));
+    f.outside_intact();
+  }
+
+  TEST_CASE("hostile paths: nothing created anywhere") {
+    Fixture f;
+    REQUIRE(::symlink((f.t / "outside").c_str(), f.p("d").c_str()) == 0);
+    Applier ap(f.root);
+    for (const char* p : {"../x", "/etc/passwd", "a/../../b", "d/cron.d", "d/new", ".syncd.x.1.tmp"}) {
+      CAPTURE(p);
+      auto r = ap.write_file(p, attrs(0644, 0, 0, 1, 0, 1), Expected::any(),
+                             codec::Sha256::of(as_bytes("x")), bytes_writer("x"));
+      REQUIRE_FALSE(r.ok());
+      CHECK_MESSAGE((r.error().is(errc::path_rejected) || r.error().is(errc::path_escape)),
+                    r.error().message());
+      CHECK_FALSE(ap.make_dir(p, attrs(0755, 0, 0, 1, 0, 0)).ok());
+      CHECK_FALSE(ap.unlink(p, Expected::any()).ok());
+      CHECK_FALSE(ap.set_meta(p, attrs(0777, 0, 0, 1, 0, 0), Expected::any()).ok());
+    }
+    f.outside_intact();
+    CHECK((lst(f.t / "outside").st_mode & 0777) == 0755);
+    CHECK(test::list_dir(f.root_path) == std::vector<std::string>{"d"});
+  }
+
+  TEST_CASE("a path component that is a file: ENOTDIR error naming the path - nothing written") {
+    Fixture f;
+    test::write_file(f.p("plain"), "p");
+    Applier ap(f.root);
+    auto r = ap.write_file("plain/x", attrs(0644, 0, 0, 1, 0, 1), Expected::any(),
+                           codec::Sha256::of(as_bytes("x")), bytes_writer("x"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is_errno(ENOTDIR));
+    CHECK(r.error().message().find("plain/x") != std::string::npos);
+    CHECK(r.error().message().find("Not a directory") != std::string::npos);
+    CHECK(test::read_file(f.p("plain")) == "p");
+  }
+
+  TEST_CASE("long names get a hashed temp name within 255 bytes") {
+    std::string leaf(255, 'n');
+    std::string tmp = temp_name_for(leaf);
+    CHECK(tmp.size() <= 255);
+    CHECK(tmp.rfind(".syncd.", 0) == 0);
+    CHECK(tmp.size() > 4);
+    CHECK(tmp.substr(tmp.size() - 4) == ".tmp");
+    CHECK(temp_name_for("a") != temp_name_for("a"));
+    Fixture f;
+    Applier ap(f.root);
+    CHECK(ap.write_file(leaf, attrs(0644, 0, 0, 1, 0, 1), Expected::absent(),
+                        codec::Sha256::of(as_bytes("x")), bytes_writer("x")).ok());
+    CHECK(test::read_file(f.p(leaf)) == "x");
+  }
+}
+
+TEST_SUITE("apply.dirs_links") {
+  TEST_CASE("directories: mkdir with setgid and sticky bits - owner - mtime - idempotent") {
+    Fixture f;
+    Applier ap(f.root);
+    auto r = ap.make_dir("shared", attrs(03775, 1000, 2000, 1'600'000'000, 999'999'999, 0));
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    struct stat st = lst(f.p("shared"));
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK((st.st_mode & 07777) == 03775);
+    CHECK(st.st_uid == 1000);
+    CHECK(st.st_gid == 2000);
+    CHECK(st.st_mtim.tv_nsec == 999'999'999);
+    CHECK(ap.make_dir("shared", attrs(0700, 0, 0, 5, 0, 0)).ok());
+    CHECK((lst(f.p("shared")).st_mode & 07777) == 0700);
+    CHECK(ap.make_dir("shared/deep", attrs(0755, 0, 0, 5, 0, 0)).ok());
+    CHECK_FALSE(ap.make_dir("missing/deep", attrs(0755, 0, 0, 5, 0, 0)).ok());
+  }
+
+  TEST_CASE("symlinks are created and changed without ever following them") {
+    Fixture f;
+    Applier ap(f.root);
+    const std::string target = f.t / "outside/sentinel";  // absolute and escaping: stored, not followed
+    auto r = ap.make_symlink("l", target, attrs(0777, 1234, 4321, 1'000'000, 5, 0), Expected::absent());
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    struct stat st = lst(f.p("l"));
+    CHECK(S_ISLNK(st.st_mode));
+    CHECK(st.st_uid == 1234);
+    CHECK(st.st_gid == 4321);
+    CHECK(st.st_mtim.tv_sec == 1'000'000);
+    CHECK(st.st_mtim.tv_nsec == 5);
+    char buf[4096];
+    ssize_t n = ::readlink(f.p("l").c_str(), buf, sizeof buf);
+    CHECK(std::string(buf, static_cast<size_t>(n)) == target);
+    // Metadata changes act on the link, not its target.
+    struct stat before = lst(target);
+    REQUIRE(ap.set_meta("l", attrs(0600, 7, 7, 2'000'000, 0, 0), Expected::any()).ok());
+    struct stat after = lst(target);
+    CHECK(after.st_uid == before.st_uid);
+    CHECK(after.st_mode == before.st_mode);
+    CHECK(after.st_mtim.tv_sec == before.st_mtim.tv_sec);
+    CHECK(lst(f.p("l")).st_uid == 7);
+    // Replace the link atomically.
+    REQUIRE(ap.make_symlink("l", "relative/target", attrs(0777, 0, 0, 1, 0, 0), Expected::any()).ok());
+    n = ::readlink(f.p("l").c_str(), buf, sizeof buf);
+    CHECK(std::string(buf, static_cast<size_t>(n)) == "relative/target");
+    CHECK_FALSE(ap.make_symlink("l2", "", attrs(0777, 0, 0, 1, 0, 0), Expected::any()).ok());
+    f.outside_intact();
+    f.no_temps();
+  }
+
+  TEST_CASE("set_meta on a file changes owner - mode and mtime - and honours the guard") {
+    Fixture f;
+    test::write_file(f.p("m"), "data");
+    Applier ap(f.root);
+    auto fp = ap.stat("m");
+    REQUIRE(fp.ok());
+    REQUIRE(ap.set_meta("m", attrs(01750, 11, 22, 42, 7, 0), Expected::match(*fp)).ok());
+    struct stat st = lst(f.p("m"));
+    CHECK((st.st_mode & 07777) == 01750);
+    CHECK(st.st_uid == 11);
+    CHECK(st.st_gid == 22);
+    CHECK(st.st_mtim.tv_sec == 42);
+    CHECK(test::read_file(f.p("m")) == "data");
+    // The old fingerprint is stale now (ctime changed).
+    CHECK(ap.set_meta("m", attrs(0644, 0, 0, 1, 0, 0), Expected::match(*fp)).error().is(errc::unexpected_target));
+  }
+
+  TEST_CASE("unlink - rename and recursive rmdir stay inside the root") {
+    Fixture f;
+    Applier ap(f.root);
+    ::mkdir(f.p("tree").c_str(), 0755);
+    ::mkdir(f.p("tree/a").c_str(), 0755);
+    test::write_file(f.p("tree/a/x"), "x");
+    test::write_file(f.p("tree/y"), "y");
+    REQUIRE(::symlink((f.t / "outside").c_str(), f.p("tree/a/out").c_str()) == 0);
+    auto r = ap.rename("tree/y", "moved", Expected::any(), Expected::absent());
+    REQUIRE(r.ok());
+    CHECK(test::read_file(f.p("moved")) == "y");
+    CHECK_FALSE(test::exists(f.p("tree/y")));
+    // Rename onto an existing name when absence was expected: refused.
+    test::write_file(f.p("other"), "o");
+    CHECK(ap.rename("moved", "other", Expected::any(), Expected::absent()).error().is(errc::unexpected_target));
+    CHECK(test::read_file(f.p("other")) == "o");
+    CHECK(ap.unlink("moved", Expected::any()).ok());
+    CHECK_FALSE(test::exists(f.p("moved")));
+    CHECK_FALSE(ap.unlink("tree", Expected::any()).ok());  // a directory is not unlinked
+    CHECK_FALSE(ap.remove_dir("tree", false).ok());         // not empty
+    REQUIRE(ap.remove_dir("tree", true).ok());
+    CHECK_FALSE(test::exists(f.p("tree")));
+    f.outside_intact();
+  }
+}

@@ -1,0 +1,119 @@
+// Disk-full and read-only filesystems, on a small tmpfs that the test mounts and always unmounts.
+#include <doctest/doctest.h>
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "lib/apply/apply.h"
+#include "tests/support/tmpdir.h"
+
+using namespace syncd;
+using namespace syncd::apply;
+
+namespace {
+
+struct SmallFs {
+  test::TempDir t{"enospc"};
+  std::string mnt = t / "mnt";
+  bool mounted = false;
+  SmallFs() {
+    test::require_root();
+    ::mkdir(mnt.c_str(), 0755);
+    REQUIRE_MESSAGE(::mount("syncd-test", mnt.c_str(), "tmpfs", 0, "size=256k,mode=0755") == 0,
+                    "mount tmpfs: " << std::strerror(errno));
+    mounted = true;
+  }
+  ~SmallFs() {
+    if (mounted) ::umount2(mnt.c_str(), MNT_DETACH);
+  }
+};
+
+ContentWriter writer_of(const Bytes& b) {
+  return [&b](delta::OutputSink& out) { return out.write(b); };
+}
+
+Attrs file_attrs(uint64_t size) {
+  Attrs a;
+  a.mode = 0644;
+  a.mtime_sec = 1;
+  a.size = size;
+  return a;
+}
+
+}  // namespace
+
+TEST_SUITE("apply.faults") {
+  TEST_CASE("ENOSPC: the old file stays intact - no temp file remains - the error names path and errno") {
+    SmallFs fs;
+    test::write_file(fs.mnt + "/ca.key", "old key");
+    auto root = Root::open(fs.mnt);
+    REQUIRE(root.ok());
+    Applier ap(*root);
+    std::mt19937_64 rng(1);
+    const Bytes big = test::random_bytes(rng, 1 << 20);  // 1 MiB into a 256 KiB filesystem
+    for (bool prealloc : {true, false}) {
+      CAPTURE(prealloc);
+      Attrs a = file_attrs(prealloc ? big.size() : 0);  // without size: fails during write()
+      auto r = ap.write_file("ca.key", a, Expected::any(), codec::Sha256::of(big), writer_of(big));
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().is_errno(ENOSPC));
+      CHECK(r.error().cond() == Cond::needs_operator);
+      CHECK(r.error().message().find("ca.key") != std::string::npos);
+      CHECK(r.error().message().find("No space left on device") != std::string::npos);
+      CHECK(test::read_file(fs.mnt + "/ca.key") == "old key");
+      CHECK(test::list_dir(fs.mnt) == std::vector<std::string>{"ca.key"});
+    }
+    // After the failures, space was given back: a small write still works.
+    const Bytes small(1000, 'k');
+    CHECK(ap.write_file("ca.key", file_attrs(small.size()), Expected::any(), codec::Sha256::of(small),
+                        writer_of(small)).ok());
+  }
+
+  TEST_CASE("ENOSPC when creating a directory or symlink leaves nothing half-made") {
+    SmallFs fs;
+    // Fill the filesystem.
+    std::mt19937_64 rng(2);
+    const Bytes filler = test::random_bytes(rng, 64 * 1024);
+    for (int i = 0; i < 64; ++i) {
+      std::FILE* fp = std::fopen((fs.mnt + "/fill" + std::to_string(i)).c_str(), "wb");
+      if (!fp) break;
+      size_t w = std::fwrite(filler.data(), 1, filler.size(), fp);
+      std::fclose(fp);
+      if (w < filler.size()) break;
+    }
+    auto root = Root::open(fs.mnt);
+    REQUIRE(root.ok());
+    Applier ap(*root);
+    const Bytes data(50000, 'd');
+    auto r = ap.write_file("new.pem", file_attrs(data.size()), Expected::absent(),
+                           codec::Sha256::of(data), writer_of(data));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is_errno(ENOSPC));
+    CHECK_FALSE(test::exists(fs.mnt + "/new.pem"));
+    for (const auto& n : test::list_dir(fs.mnt)) CHECK(n.rfind(".syncd.", 0) != 0);
+  }
+
+  TEST_CASE("EROFS: a read-only filesystem refuses cleanly and keeps the old file") {
+    SmallFs fs;
+    test::write_file(fs.mnt + "/crl.pem", "old crl");
+    REQUIRE(::mount(nullptr, fs.mnt.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) == 0);
+    auto root = Root::open(fs.mnt);
+    REQUIRE(root.ok());
+    Applier ap(*root);
+    const Bytes data(100, 'n');
+    auto r = ap.write_file("crl.pem", file_attrs(data.size()), Expected::any(), codec::Sha256::of(data),
+                           writer_of(data));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is_errno(EROFS));
+    CHECK(r.error().message().find("crl.pem") != std::string::npos);
+    CHECK(test::read_file(fs.mnt + "/crl.pem") == "old crl");
+    CHECK_FALSE(ap.make_dir("d", file_attrs(0)).ok());
+    CHECK_FALSE(ap.unlink("crl.pem", Expected::any()).ok());
+    CHECK(test::read_file(fs.mnt + "/crl.pem") == "old crl");
+  }
+}
