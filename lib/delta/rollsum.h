@@ -21,20 +21,9 @@ struct Rollsum {
   uint32_t s2 = 0;
   uint32_t n = 0;
 
-  // Sums a whole window. Written as independent reductions so the compiler vectorises it:
-  // this runs once per block when signing, so it bounds signature throughput.
-  void init(const uint8_t* p, size_t len) noexcept {
-    uint32_t a = 0;
-    uint32_t b = 0;
-    const auto w = static_cast<uint32_t>(len);
-    for (size_t i = 0; i < len; ++i) {
-      a += p[i];
-      b += (w - static_cast<uint32_t>(i)) * p[i];
-    }
-    n = w;
-    s1 = a + w * kCharOffset;
-    s2 = b + kCharOffset * (w * (w + 1) / 2);
-  }
+  // Sums a whole window. This runs once per block when signing and after every match when
+  // searching, so it bounds both; see rollsum.cpp for the SIMD version.
+  void init(const uint8_t* p, size_t len) noexcept;
 
   // Slides the window one byte: `out` leaves at the front, `in` enters at the back.
   void roll(uint8_t out, uint8_t in) noexcept {

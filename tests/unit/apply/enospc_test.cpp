@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -117,3 +119,54 @@ TEST_SUITE("apply.faults") {
     CHECK(test::read_file(fs.mnt + "/crl.pem") == "old crl");
   }
 }
+
+TEST_SUITE("apply.faults") {
+TEST_CASE("EACCES: an unprivileged writer is refused cleanly and the old file is kept") {
+  test::require_root();
+  test::TempDir t("eacces");
+  const std::string dir = t / "root";
+  ::chmod(t.path().c_str(), 0755);  // mkdtemp made it 0700: let the unprivileged child reach root/
+  ::mkdir(dir.c_str(), 0755);       // root-owned: others may not create entries here
+  test::write_file(dir + "/cfg", "old");
+  int pipefd[2];
+  REQUIRE(::pipe(pipefd) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Child: drop to nobody, then try to apply. Reports "errno|message" through the pipe.
+    ::close(pipefd[0]);
+    int code = 1;
+    if (::setgid(65534) == 0 && ::setuid(65534) == 0) {
+      auto root = Root::open(dir);
+      if (root.ok()) {
+        Options o;
+        o.chown = false;
+        Applier ap(*root, o);
+        const Bytes data(10, 'x');
+        auto r = ap.write_file("cfg", file_attrs(data.size()), Expected::any(), codec::Sha256::of(data),
+                               writer_of(data));
+        if (!r.ok()) {
+          std::string msg = std::to_string(r.error().code.value()) + "|" + r.error().message();
+          (void)!::write(pipefd[1], msg.data(), msg.size());
+          code = 0;
+        }
+      }
+    }
+    ::_exit(code);
+  }
+  ::close(pipefd[1]);
+  std::string got;
+  char buf[512];
+  for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  ::close(pipefd[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(got.rfind(std::to_string(EACCES) + "|", 0) == 0);
+  CHECK(got.find("cfg") != std::string::npos);
+  CHECK(got.find("Permission denied") != std::string::npos);
+  CHECK(test::read_file(dir + "/cfg") == "old");
+  CHECK(test::list_dir(dir) == std::vector<std::string>{"cfg"});
+}
+}  // TEST_SUITE
