@@ -39,20 +39,15 @@ class BlockIndex {
  public:
   explicit BlockIndex(const Signature& sig);
   // Cheap pre-filter: false means no block has this weak sum.
-  // A blocked Bloom filter: two bits in one 64-bit word per weak sum, so one load answers.
-  bool maybe(uint32_t weak) const noexcept {
-    const uint32_t h = mix(weak);
-    const uint64_t m = bloom_mask(h);
-    return (bloom_[h >> bloom_shift_] & m) == m;
-  }
+  // One bit per weak sum in a table of ~64 bits per block: one load answers for most offsets.
+  bool maybe(uint32_t weak) const noexcept { return filter().maybe(weak); }
   // Raw view of the filter for the search loop (kept in registers there).
   struct Filter {
     const uint64_t* words;
     uint32_t shift;
     bool maybe(uint32_t weak) const noexcept {
-      const uint32_t h = mix(weak);
-      const uint64_t m = bloom_mask(h);
-      return (words[h >> shift] & m) == m;
+      const uint32_t h = mix(weak) >> shift;
+      return (words[h >> 6] >> (h & 63)) & 1;
     }
   };
   Filter filter() const noexcept { return Filter{bloom_.data(), bloom_shift_}; }
@@ -64,9 +59,6 @@ class BlockIndex {
 
  private:
   static uint32_t mix(uint32_t w) noexcept { return w * 0x9E3779B1u; }
-  static uint64_t bloom_mask(uint32_t h) noexcept {
-    return (uint64_t{1} << (h & 63)) | (uint64_t{1} << ((h >> 6) & 63));
-  }
   struct Slot {
     uint32_t weak;
     uint32_t begin;  // range in order_
@@ -77,7 +69,7 @@ class BlockIndex {
   std::vector<Slot> slots_;
   uint32_t slot_shift_ = 0;
   std::vector<uint64_t> bloom_;
-  uint32_t bloom_shift_ = 0;  // word index = top bits of the mixed weak sum
+  uint32_t bloom_shift_ = 0;  // bit index = top bits of the mixed weak sum
 };
 
 class DeltaGenerator {
