@@ -116,6 +116,11 @@ class DeltaGenerator {
   bool finished_ = false;
 };
 
+// The search uses AVX2 where the CPU has it (8 offsets per step), else portable code; both give
+// identical deltas. Tests and benches can turn the SIMD path off to compare. Any thread.
+void allow_simd_search(bool allow) noexcept;
+bool simd_search_active() noexcept;
+
 // Whole-buffer convenience (tests, benches).
 Bytes make_delta(const Signature& sig, ByteSpan new_data);
 

@@ -66,6 +66,30 @@ Bytes roundtrip(const Bytes& base, const Bytes& target, uint32_t block_len,
 }  // namespace
 
 TEST_SUITE("delta.roundtrip") {
+  TEST_CASE("the SIMD search and the portable search produce identical deltas") {
+    if (!simd_search_active()) {
+      MESSAGE("no AVX2 on this CPU: only the portable search exists here");
+      CHECK_FALSE(simd_search_active());
+      return;
+    }
+    auto key = codec::HashKey::random();
+    for (uint64_t seed = 0; seed < 300; ++seed) {
+      std::mt19937_64 rng(seed * 7 + 1);
+      Bytes base = test::random_bytes(rng, rng() % 200000);
+      Bytes target = base;
+      for (int e = 0; e < 3; ++e) target = edit(rng, target, static_cast<int>(rng() % 6));
+      if (seed % 3 == 0) target = test::random_bytes(rng, target.size());  // mostly misses
+      const uint32_t bl = seed % 2 ? 700 : 64;
+      Signature sig = sign(base, bl, key);
+      allow_simd_search(false);
+      const Bytes portable = make_delta(sig, target);
+      allow_simd_search(true);
+      const Bytes simd = make_delta(sig, target);
+      if (portable != simd) FAIL("seed " << seed << ": deltas differ");
+    }
+    CHECK(simd_search_active());
+  }
+
   TEST_CASE("patch(base - delta(signature(base) - new)) == new for thousands of seeded edits") {
     auto key = codec::HashKey::random();
     int cases = 0;
