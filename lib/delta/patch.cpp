@@ -71,6 +71,11 @@ Status Patcher::copy_blocks(uint32_t first, uint32_t n) {
     return fail(Error::make(errc::limit_exceeded, "delta: output exceeds declared size " +
                                                       std::to_string(declared_)));
   }
+  if (end > begin) {
+    if (ByteSpan direct = base_.view(begin, static_cast<size_t>(end - begin)); !direct.empty()) {
+      return emit(direct);  // in-memory base: no bounce buffer
+    }
+  }
   copy_buf_.resize(kCopyChunk);
   for (uint64_t off = begin; off < end;) {
     const auto len = static_cast<size_t>(std::min<uint64_t>(kCopyChunk, end - off));
@@ -195,6 +200,8 @@ Result<codec::Digest> Patcher::finish() {
 Result<Bytes> apply_delta(ByteSpan base, ByteSpan delta, uint64_t declared_target_len) {
   MemoryBaseReader reader(base);
   BytesSink sink;
+  // A capacity hint only, never sized by the declared length alone (it comes from a peer).
+  sink.out.reserve(static_cast<size_t>(std::min<uint64_t>(declared_target_len, base.size() + delta.size())));
   Patcher p(reader, sink, declared_target_len);
   SYNCD_TRY(p.feed(delta));
   SYNCD_TRY(p.finish());

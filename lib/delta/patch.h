@@ -32,6 +32,9 @@ class BaseReader {
   virtual uint64_t size() const = 0;
   // Reads exactly n bytes at `off` or fails (a short base means it changed underneath).
   virtual Status read_at(uint64_t off, uint8_t* dst, size_t n) = 0;
+  // The bytes at [off, off+n) without copying, where the base is in memory; empty otherwise.
+  // Only called with ranges inside size().
+  virtual ByteSpan view(uint64_t /*off*/, size_t /*n*/) { return {}; }
 };
 
 class OutputSink {
@@ -45,6 +48,7 @@ class MemoryBaseReader final : public BaseReader {
   explicit MemoryBaseReader(ByteSpan data) : data_(data) {}
   uint64_t size() const override { return data_.size(); }
   Status read_at(uint64_t off, uint8_t* dst, size_t n) override;
+  ByteSpan view(uint64_t off, size_t n) override { return data_.subspan(off, n); }
 
  private:
   ByteSpan data_;
