@@ -58,14 +58,22 @@ class HashingFdSink final : public delta::OutputSink {
 // Creates a fresh temp entry with `make(name)` (which returns 0 or -1/errno), retrying with a new
 // random suffix when the name exists: a planted file or link is never reused.
 template <class Make>
-Result<std::string> create_temp(std::string_view leaf, std::string_view rel, Make&& make) {
+Result<std::string> create_temp(const Options& o, std::string_view leaf, std::string_view rel,
+                                Make&& make) {
   for (int attempt = 0; attempt < 16; ++attempt) {
-    std::string name = temp_name_for(leaf);
+    std::string name = o.temp_namer(leaf);
     if (make(name) == 0) return name;
     if (errno != EEXIST) return io_error("create temp for", rel);
   }
   return io_error("create temp for", rel, EEXIST);
 }
+
+// {atime: unchanged, mtime: the version's}.
+struct MtimeSpec {
+  struct timespec ts[2];
+  explicit MtimeSpec(const Attrs& a)
+      : ts{{0, UTIME_OMIT}, {static_cast<time_t>(a.mtime_sec), static_cast<long>(a.mtime_nsec)}} {}
+};
 
 }  // namespace
 
@@ -139,10 +147,36 @@ Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs&
   uint32_t mode = a.mode & 07777;
   if (!opts_.keep_special_bits) mode &= 0777;
   if (::fchmod(fd, mode) != 0) return io_error("chmod", rel);  // after chown: it clears set-id bits
-  const struct timespec ts[2] = {{0, UTIME_OMIT},
-                                 {static_cast<time_t>(a.mtime_sec), static_cast<long>(a.mtime_nsec)}};
-  if (::futimens(fd, ts) != 0) return io_error("set mtime of", rel);
+  if (::futimens(fd, MtimeSpec(a).ts) != 0) return io_error("set mtime of", rel);
   return {};
+}
+
+Status Applier::apply_link_meta(int dir, const std::string& name, std::string_view rel,
+                                const Attrs& a) const {
+  // No chmod: Linux symlinks have no mode of their own.
+  if (opts_.chown && ::fchownat(dir, name.c_str(), resolve_uid(a.user, a.uid),
+                                resolve_gid(a.group, a.gid), AT_SYMLINK_NOFOLLOW) != 0) {
+    return io_error("chown symlink", rel);
+  }
+  if (::utimensat(dir, name.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    return io_error("set mtime of", rel);
+  }
+  return {};
+}
+
+Result<Fingerprint> Applier::commit_temp(int dir, const std::string& tmp, const std::string& leaf,
+                                         std::string_view rel, const Expected& expect) const {
+  SYNCD_TRY(guard(dir, leaf, rel, expect));
+  const unsigned flags = expect.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
+  if (::renameat2(dir, tmp.c_str(), dir, leaf.c_str(), flags) != 0) {
+    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(rel) + " appeared meanwhile");
+    // A file or symlink never replaces a directory (EISDIR): that is a type change for the engine.
+    return io_error("rename into place", rel);
+  }
+  SYNCD_TRY(fsync_dir(dir, rel));
+  struct stat st{};
+  if (::fstatat(dir, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
 }
 
 Status Applier::fsync_dir(int dir, std::string_view rel) const {
@@ -163,7 +197,7 @@ Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs
   SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
   const int dir = p.dir.get();
   UniqueFd fd;
-  SYNCD_TRY_ASSIGN(tmp, create_temp(p.leaf, rel, [&](const std::string& name) {
+  SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, p.leaf, rel, [&](const std::string& name) {
     fd.reset(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     return fd ? 0 : -1;
   }));
@@ -192,17 +226,10 @@ Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs
   if (opts_.fsync && ::fsync(fd.get()) != 0) return io_error("fsync", rel);
   if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
 
-  SYNCD_TRY(guard(dir, p.leaf, rel, expect));
-  const unsigned flags = expect.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
-  if (::renameat2(dir, tmp.c_str(), dir, p.leaf.c_str(), flags) != 0) {
-    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(rel) + " appeared meanwhile");
-    return io_error("rename into place", rel);
-  }
-  cleanup.cancel();
-  SYNCD_TRY(fsync_dir(dir, rel));
-  struct stat st{};
-  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
-  return Fingerprint::of(st);
+  auto done = commit_temp(dir, tmp, p.leaf, rel, expect);
+  // On failure the guard unlinks the temp name (ENOENT, harmless, if the rename had happened).
+  if (done.ok()) cleanup.cancel();
+  return done;
 }
 
 Result<Fingerprint> Applier::make_dir(std::string_view rel, const Attrs& attrs) const {
@@ -231,29 +258,14 @@ Result<Fingerprint> Applier::make_symlink(std::string_view rel, std::string_view
   SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
   const int dir = p.dir.get();
   const std::string tgt(target);
-  SYNCD_TRY_ASSIGN(tmp, create_temp(p.leaf, rel, [&](const std::string& name) {
+  SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, p.leaf, rel, [&](const std::string& name) {
     return ::symlinkat(tgt.c_str(), dir, name.c_str());
   }));
   auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
-  if (opts_.chown && ::fchownat(dir, tmp.c_str(), resolve_uid(attrs.user, attrs.uid),
-                                resolve_gid(attrs.group, attrs.gid), AT_SYMLINK_NOFOLLOW) != 0) {
-    return io_error("chown symlink", rel);
-  }
-  const struct timespec ts[2] = {{0, UTIME_OMIT},
-                                 {static_cast<time_t>(attrs.mtime_sec), static_cast<long>(attrs.mtime_nsec)}};
-  if (::utimensat(dir, tmp.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return io_error("set mtime of", rel);
-  SYNCD_TRY(guard(dir, p.leaf, rel, expect));
-  const unsigned flags = expect.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
-  if (::renameat2(dir, tmp.c_str(), dir, p.leaf.c_str(), flags) != 0) {
-    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(rel) + " appeared meanwhile");
-    // Renaming a symlink over a directory fails (EISDIR): directories are never replaced silently.
-    return io_error("rename symlink into place", rel);
-  }
-  cleanup.cancel();
-  SYNCD_TRY(fsync_dir(dir, rel));
-  struct stat st{};
-  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
-  return Fingerprint::of(st);
+  SYNCD_TRY(apply_link_meta(dir, tmp, rel, attrs));
+  auto done = commit_temp(dir, tmp, p.leaf, rel, expect);
+  if (done.ok()) cleanup.cancel();
+  return done;
 }
 
 Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
@@ -264,13 +276,7 @@ Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
   struct stat st{};
   if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
   if (S_ISLNK(st.st_mode)) {
-    if (opts_.chown && ::fchownat(dir, p.leaf.c_str(), resolve_uid(attrs.user, attrs.uid),
-                                  resolve_gid(attrs.group, attrs.gid), AT_SYMLINK_NOFOLLOW) != 0) {
-      return io_error("chown symlink", rel);
-    }
-    const struct timespec ts[2] = {{0, UTIME_OMIT},
-                                   {static_cast<time_t>(attrs.mtime_sec), static_cast<long>(attrs.mtime_nsec)}};
-    if (::utimensat(dir, p.leaf.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return io_error("set mtime of", rel);
+    SYNCD_TRY(apply_link_meta(dir, p.leaf, rel, attrs));
   } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
     // O_NONBLOCK: if the entry was swapped for a FIFO meanwhile, open does not hang; fstat below
     // then refuses it.

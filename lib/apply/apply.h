@@ -71,10 +71,16 @@ struct Attrs {
   uint64_t size = 0;  // expected content size (files): preallocated for an early ENOSPC
 };
 
+// A fresh temp-file name for `leaf`: ".syncd.<leaf>.<12 random hex>.tmp" (long leaves are hashed
+// to stay within 255 bytes).
+std::string temp_name_for(std::string_view leaf);
+
 struct Options {
   bool fsync = true;              // fsync files and directories (off only for benchmarks)
   bool keep_special_bits = true;  // setuid/setgid/sticky kept (lsyncd archive mode); false strips
   bool chown = true;              // needs root or CAP_CHOWN
+  // Names temp entries; tests replace it to plant files at the names it will pick.
+  std::string (*temp_namer)(std::string_view leaf) = temp_name_for;
 };
 
 using ContentWriter = std::function<Status(delta::OutputSink&)>;
@@ -109,6 +115,11 @@ class Applier {
   Status guard(int dir, const std::string& leaf, std::string_view rel, const Expected& e) const;
   Status apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const;
   Status fsync_dir(int dir, std::string_view rel) const;
+  Status apply_link_meta(int dir, const std::string& name, std::string_view rel,
+                         const Attrs& a) const;
+  // Steps 4-5 of the order above for a prepared temp entry: guard, rename, directory fsync.
+  Result<Fingerprint> commit_temp(int dir, const std::string& tmp, const std::string& leaf,
+                                  std::string_view rel, const Expected& expect) const;
 
   const Root& root_;
   Options opts_;
@@ -118,8 +129,5 @@ class Applier {
 // unknown here.
 uint32_t resolve_uid(const std::string& name, uint32_t fallback);
 uint32_t resolve_gid(const std::string& name, uint32_t fallback);
-
-// The temp-file name used for `leaf` (long names are hashed to stay within 255 bytes).
-std::string temp_name_for(std::string_view leaf);
 
 }  // namespace syncd::apply
