@@ -1,5 +1,6 @@
 #include "lib/codec/sha256.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include <cstdio>
@@ -59,6 +60,10 @@ uint64_t random_u64() {
   uint8_t b[8];
   random_bytes(b, sizeof b);
   return load_le(b, 8);
+}
+
+void wipe(void* p, size_t n) noexcept {
+  if (p != nullptr && n > 0) OPENSSL_cleanse(p, n);
 }
 
 }  // namespace syncd::codec

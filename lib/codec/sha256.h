@@ -41,4 +41,8 @@ std::string to_hex(ByteSpan b);
 void random_bytes(uint8_t* out, size_t n);
 uint64_t random_u64();
 
+// Overwrites a buffer in a way the compiler may not elide (OPENSSL_cleanse). Buffers that held
+// file content are wiped before release: they may hold CA keys (SECURITY.md §5.2).
+void wipe(void* p, size_t n) noexcept;
+
 }  // namespace syncd::codec

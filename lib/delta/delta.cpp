@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 
+#include "lib/codec/sha256.h"
 #include "lib/delta/delta_format.h"
 
 #if defined(__x86_64__)
@@ -370,6 +371,15 @@ void DeltaGenerator::process(bool final, Bytes& out) {
   compact();
 }
 
+// Bytes past size() were file content too: grow to capacity (only within the vector's own
+// storage) so the whole allocation is wiped.
+static void wipe_all(Bytes& b) noexcept {
+  b.resize(b.capacity());
+  codec::wipe(b.data(), b.size());
+}
+
+DeltaGenerator::~DeltaGenerator() { wipe_all(buf_); }
+
 Status DeltaGenerator::feed(ByteSpan data, Bytes& out) {
   if (finished_) return Error::make(errc::internal, "delta: feed after finish");
   if (!header_written_) {
@@ -400,6 +410,7 @@ Status DeltaGenerator::finish(Bytes& out) {
   w.u8(static_cast<uint8_t>(Op::end));
   w.u64(total_in_);
   finished_ = true;
+  wipe_all(buf_);
   buf_.clear();
   buf_.shrink_to_fit();
   return {};

@@ -75,6 +75,9 @@ class BlockIndex {
 class DeltaGenerator {
  public:
   explicit DeltaGenerator(const Signature& sig);
+  ~DeltaGenerator();
+  DeltaGenerator(const DeltaGenerator&) = delete;
+  DeltaGenerator& operator=(const DeltaGenerator&) = delete;
   // Consumes `data` (the next bytes of the new file) and appends encoded ops to `out`.
   Status feed(ByteSpan data, Bytes& out);
   // Flushes the tail and the END op. The generator is spent afterwards.

@@ -41,6 +41,8 @@ Status FdBaseReader::read_at(uint64_t off, uint8_t* dst, size_t n) {
 Patcher::Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len)
     : base_(base), out_(out), declared_(declared_target_len) {}
 
+Patcher::~Patcher() { codec::wipe(copy_buf_.data(), copy_buf_.size()); }
+
 Status Patcher::fail(Error e) {
   state_ = State::failed;
   error_ = e;

@@ -78,6 +78,9 @@ class BytesSink final : public OutputSink {
 class Patcher {
  public:
   Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len);
+  ~Patcher();
+  Patcher(const Patcher&) = delete;
+  Patcher& operator=(const Patcher&) = delete;
   Status feed(ByteSpan delta);
   // Requires the END op to have been seen; returns the SHA-256 of everything written.
   Result<codec::Digest> finish();
