@@ -109,7 +109,7 @@ Status Patcher::step(ByteReader& r) {
       (void)h.u32(block_count_);
       (void)h.u64(base_len);
       if (magic != kDeltaMagic) return fail(corrupt("bad magic"));
-      if (block_len_ == 0 || block_len_ > (128u << 10)) return fail(corrupt("block_len out of range"));
+      if (block_len_ == 0 || block_len_ > kMaxBlock) return fail(corrupt("block_len out of range"));
       if (base_len != base_.size()) {
         return fail(Error::make(errc::base_mismatch,
                                 "delta: made against a " + std::to_string(base_len) +

@@ -23,6 +23,7 @@
 #include "lib/base/result.h"
 #include "lib/codec/sha256.h"
 #include "lib/delta/delta_format.h"
+#include "lib/delta/signature.h"
 
 namespace syncd::delta {
 
