@@ -12,13 +12,14 @@ declare -A allowed=(
   [lib/codec]="lib/base"
   [lib/uvx]="lib/base"
   [lib/delta]="lib/base lib/codec"
-  [lib/store]="lib/base lib/codec protocol"
+  [lib/fs]="lib/base protocol"
+  [lib/store]="lib/base lib/codec lib/delta lib/fs protocol"
   [lib/watch]="lib/base lib/uvx"
-  [lib/apply]="lib/base lib/codec lib/delta lib/store protocol"
+  [lib/apply]="lib/base lib/codec lib/delta lib/fs lib/store protocol"
   [lib/engine]="lib/base lib/store lib/delta protocol"
   [lib/transport]="lib/base lib/uvx lib/codec protocol"
   [lib/config]="lib/base"
-  [lib/runtime]="lib/base lib/uvx lib/codec lib/delta lib/store lib/watch lib/apply lib/engine lib/transport lib/config protocol"
+  [lib/runtime]="lib/base lib/uvx lib/codec lib/delta lib/fs lib/store lib/watch lib/apply lib/engine lib/transport lib/config protocol"
   [syncd]="lib/base lib/runtime lib/config"
 )
 declare -A uv_ok=([lib/uvx]=1 [lib/watch]=1 [lib/transport]=1 [lib/runtime]=1)

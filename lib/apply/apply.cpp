@@ -24,10 +24,6 @@ Error io_error(const char* op, std::string_view rel, int err = errno) {
   return Error::from_errno(std::string(op) + " " + q(rel), err);
 }
 
-int64_t ns_of(const struct timespec& ts) noexcept {
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 // Writes to an fd, hashing and counting what it writes.
 class HashingFdSink final : public delta::OutputSink {
  public:
@@ -77,18 +73,6 @@ struct MtimeSpec {
 
 }  // namespace
 
-Fingerprint Fingerprint::of(const struct stat& st) noexcept {
-  Fingerprint f;
-  f.mode = st.st_mode;
-  f.dev = st.st_dev;
-  f.ino = st.st_ino;
-  f.size = static_cast<uint64_t>(st.st_size);
-  f.mtime_ns = ns_of(st.st_mtim);
-  f.ctime_ns = ns_of(st.st_ctim);
-  f.uid = st.st_uid;
-  f.gid = st.st_gid;
-  return f;
-}
 
 uint32_t resolve_uid(const std::string& name, uint32_t fallback) {
   if (name.empty()) return fallback;

@@ -30,26 +30,17 @@
 #include <string>
 #include <string_view>
 
-#include "lib/apply/root.h"
+#include "lib/fs/fingerprint.h"
+#include "lib/fs/root.h"
 #include "lib/base/result.h"
 #include "lib/codec/sha256.h"
 #include "lib/delta/patch.h"
 
 namespace syncd::apply {
 
-// What was on disk: the identity the index keeps to recognise its own writes (TWO-WAY.md §4.2).
-struct Fingerprint {
-  uint32_t mode = 0;  // full st_mode incl. type bits
-  uint64_t dev = 0;
-  uint64_t ino = 0;
-  uint64_t size = 0;
-  int64_t mtime_ns = 0;
-  int64_t ctime_ns = 0;
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  bool operator==(const Fingerprint&) const = default;
-  static Fingerprint of(const struct stat& st) noexcept;
-};
+using fs::Fingerprint;
+using fs::Resolver;
+using fs::Root;
 
 // What the caller believes is at the target now.
 struct Expected {

@@ -1,4 +1,4 @@
-#include "lib/apply/root.h"
+#include "lib/fs/root.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -11,7 +11,7 @@
 #include "lib/base/log.h"
 #include "protocol/path.h"
 
-namespace syncd::apply {
+namespace syncd::fs {
 namespace {
 
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
@@ -131,4 +131,4 @@ Result<Root::Parent> Root::parent_of(std::string_view rel) const {
   return p;
 }
 
-}  // namespace syncd::apply
+}  // namespace syncd::fs

@@ -1,4 +1,4 @@
-// File: lib/apply/root.h
+// File: lib/fs/root.h
 //
 // Root: the synced directory, held as an fd opened once, and confinement of every path under it
 // (SECURITY.md §2.5). Paths are validated with protocol::validate_path (no "..", no absolute path,
@@ -22,7 +22,7 @@
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 
-namespace syncd::apply {
+namespace syncd::fs {
 
 enum class Resolver { automatic, openat2, walk };
 
@@ -59,4 +59,4 @@ class Root {
   Resolver how_ = Resolver::walk;
 };
 
-}  // namespace syncd::apply
+}  // namespace syncd::fs

@@ -4,13 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/apply/root.h"
+#include "lib/fs/root.h"
 #include "tests/support/tmpdir.h"
 
 using namespace syncd;
-using namespace syncd::apply;
+using namespace syncd::fs;
 
-TEST_SUITE("apply.root") {
+TEST_SUITE("fs.root") {
   TEST_CASE("hostile paths are refused by both resolvers - nothing outside the root is touched") {
     test::TempDir t("root");
     ::mkdir((t / "root").c_str(), 0755);
