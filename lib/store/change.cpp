@@ -1,0 +1,90 @@
+#include "lib/store/change.h"
+
+#include <algorithm>
+
+namespace syncd::store {
+namespace {
+
+constexpr int64_t kNs = 1'000'000'000;
+
+int64_t record_mtime_ns(const protocol::FileMeta& m) { return m.mtime_sec * kNs + m.mtime_nsec; }
+
+void bump(protocol::VersionVector& v, uint64_t node, uint64_t counter) {
+  auto it = std::lower_bound(v.begin(), v.end(), node,
+                             [](const protocol::VersionEntry& e, uint64_t n) { return e.node < n; });
+  if (it != v.end() && it->node == node) {
+    it->counter = counter;
+  } else {
+    v.insert(it, protocol::VersionEntry{node, counter});
+  }
+}
+
+}  // namespace
+
+Change classify(const Entry& disk, const std::optional<Record>& rec) {
+  if (!rec || rec->meta.deleted) return Change::both;  // created or resurrected
+  const auto& m = rec->meta;
+  const bool content = m.type != disk.type || m.sha256 != disk.sha256 ||
+                       (disk.type == protocol::FileType::file && m.size != disk.fp.size) ||
+                       m.symlink_target != disk.symlink_target;
+  // Directories' mtimes move with every entry added or removed inside: not a version.
+  const bool mtime_differs =
+      disk.type != protocol::FileType::dir && record_mtime_ns(m) != disk.fp.mtime_ns;
+  const bool meta = (disk.type != protocol::FileType::symlink && m.mode != (disk.fp.mode & 07777)) ||
+                    m.uid != disk.fp.uid || m.gid != disk.fp.gid || mtime_differs;
+  if (content && meta) return Change::both;
+  if (content) return Change::content;
+  if (meta) return Change::meta;
+  return rec->fp == disk.fp ? Change::none : Change::fingerprint;
+}
+
+Record author_version(const Entry& disk, const std::optional<Record>& prev, Change kind,
+                      const Author& a) {
+  Record r;
+  if (prev) r.meta = prev->meta;
+  auto& m = r.meta;
+  m.path = disk.path;
+  m.type = disk.type;
+  m.deleted = false;
+  m.size = disk.type == protocol::FileType::file ? disk.fp.size : 0;
+  m.mode = disk.type == protocol::FileType::symlink ? 0777 : (disk.fp.mode & 07777);
+  m.uid = disk.fp.uid;
+  m.gid = disk.fp.gid;
+  m.user = user_name(disk.fp.uid);
+  m.group = group_name(disk.fp.gid);
+  m.mtime_sec = disk.fp.mtime_ns / kNs;
+  m.mtime_nsec = static_cast<uint32_t>(disk.fp.mtime_ns % kNs);
+  if (disk.fp.mtime_ns < 0 && m.mtime_nsec != 0) {  // floor division for pre-1970 times
+    m.mtime_sec -= 1;
+    m.mtime_nsec = static_cast<uint32_t>(disk.fp.mtime_ns - m.mtime_sec * kNs);
+  }
+  m.symlink_target = disk.symlink_target;
+  m.sha256 = disk.type == protocol::FileType::dir ? protocol::Hash256{} : disk.sha256;
+  bump(m.version, a.node, a.counter);
+  if (kind == Change::content || kind == Change::both) {
+    m.content_dot = {a.node, a.counter};
+    m.content_ts = a.hlc;
+  }
+  if (kind == Change::meta || kind == Change::both) {
+    m.meta_dot = {a.node, a.counter};
+    m.meta_ts = a.hlc;
+  }
+  r.fp = disk.fp;
+  return r;
+}
+
+Record author_delete(const Record& prev, const Author& a) {
+  Record r = prev;
+  r.meta.deleted = true;
+  r.meta.sha256 = {};
+  r.meta.size = 0;
+  r.meta.symlink_target.clear();
+  // The type stays: it says what was deleted (a directory tombstone matters to TWO-WAY.md §4.7).
+  bump(r.meta.version, a.node, a.counter);
+  r.meta.content_dot = {a.node, a.counter};
+  r.meta.content_ts = a.hlc;
+  r.fp = {};
+  return r;
+}
+
+}  // namespace syncd::store

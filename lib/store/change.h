@@ -1,0 +1,45 @@
+// File: lib/store/change.h
+//
+// Local change detection (TWO-WAY.md §4.2-4.3): what is on disk (scanner Entry) against this
+// node's index Record, and the new version this node authors when they differ.
+//   content group: type, deleted, content hash, size, symlink target
+//   meta group:    mode, uid, gid, mtime
+// Departure from TWO-WAY.md §4.2, which ignores an mtime-only change: issue #3 requires `touch -d`
+// to reach the mirror, so mtime belongs to the meta group. Equal content and meta: only the
+// fingerprint is refreshed (an echo of our own write, or a rewrite with identical bytes).
+// Pure functions; any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "lib/store/index.h"
+#include "lib/store/scanner.h"
+
+namespace syncd::store {
+
+enum class Change : uint8_t {
+  none,         // disk equals the record, fingerprint included
+  fingerprint,  // same version, different inode/ctime: refresh the fingerprint only
+  content,
+  meta,
+  both,
+};
+
+Change classify(const Entry& disk, const std::optional<Record>& rec);
+
+// This node's identity and clock reading for one authored change.
+struct Author {
+  uint64_t node = 0;
+  uint64_t counter = 0;  // from Index::next_counter()
+  uint64_t hlc = 0;
+};
+
+// The new local version of disk.path: version[node] = counter, dots and timestamps of the groups
+// that changed, metadata from disk. `kind` must be content, meta or both.
+Record author_version(const Entry& disk, const std::optional<Record>& prev, Change kind,
+                      const Author& a);
+// A tombstone for `prev` (which must be live).
+Record author_delete(const Record& prev, const Author& a);
+
+}  // namespace syncd::store

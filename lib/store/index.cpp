@@ -1,0 +1,290 @@
+#include "lib/store/index.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "lib/codec/sha256.h"
+#include "protocol/frame.h"
+#include "protocol/limits.h"
+
+namespace syncd::store {
+namespace {
+
+constexpr int64_t kSchemaVersion = 1;
+constexpr uint64_t kCounterStride = 1024;
+
+Bytes encode_fp(const fs::Fingerprint& f) {
+  Bytes b;
+  ByteWriter w(b);
+  w.u32(f.mode);
+  w.u64(f.dev);
+  w.u64(f.ino);
+  w.u64(f.size);
+  w.i64(f.mtime_ns);
+  w.i64(f.ctime_ns);
+  w.u32(f.uid);
+  w.u32(f.gid);
+  return b;
+}
+
+Result<fs::Fingerprint> decode_fp(ByteSpan b) {
+  ByteReader r(b);
+  fs::Fingerprint f;
+  if (!r.u32(f.mode) || !r.u64(f.dev) || !r.u64(f.ino) || !r.u64(f.size) || !r.i64(f.mtime_ns) ||
+      !r.i64(f.ctime_ns) || !r.u32(f.uid) || !r.u32(f.gid) || r.remaining() != 0) {
+    return Error::make(errc::corrupt, "index: bad fingerprint column");
+  }
+  return f;
+}
+
+}  // namespace
+
+Bytes encode_meta(const protocol::FileMeta& m) {
+  Bytes frame;
+  // Encoding validates the record exactly as the wire does; a record we could not send is a bug.
+  if (!protocol::encode(protocol::IndexUpdate{0, m}, frame).ok()) return {};
+  return Bytes(frame.begin() + protocol::kFrameHeaderBytes, frame.end());
+}
+
+Result<protocol::FileMeta> decode_meta(ByteSpan b) {
+  SYNCD_TRY_ASSIGN(msg, protocol::decode_payload(protocol::MsgType::index_update, b));
+  return std::get<protocol::IndexUpdate>(std::move(msg)).meta;
+}
+
+Result<Index> Index::open(const std::string& state_dir) {
+  if (::mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error::from_errno("create state directory " + state_dir);
+  }
+  Index idx;
+  idx.path_ = state_dir + "/index.db";
+  SYNCD_TRY_ASSIGN(db, Db::open(idx.path_));
+  idx.db_ = std::move(db);
+  SYNCD_TRY(idx.init_schema());
+  return idx;
+}
+
+Status Index::init_schema() {
+  SYNCD_TRY(db_.exec("PRAGMA journal_mode=WAL"));
+  SYNCD_TRY(db_.exec("PRAGMA synchronous=FULL"));
+  SYNCD_TRY(db_.exec(
+      "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, seq INTEGER NOT NULL UNIQUE,"
+      "  deleted INTEGER NOT NULL, record BLOB NOT NULL, fp BLOB NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS signatures (path BLOB NOT NULL, peer INTEGER NOT NULL,"
+      "  base_hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (path, peer));"));
+  SYNCD_TRY_ASSIGN(schema, meta_get("schema"));
+  if (schema == 0) {
+    // A new database is a new incarnation: fresh node and index ids (TWO-WAY.md §4.1).
+    SYNCD_TRY(db_.exec("BEGIN IMMEDIATE"));
+    uint64_t node = 0, index = 0;
+    while (node == 0) node = codec::random_u64() >> 1;  // SQLite integers are signed
+    while (index == 0) index = codec::random_u64() >> 1;
+    SYNCD_TRY(meta_set("schema", kSchemaVersion));
+    SYNCD_TRY(meta_set("node_id", static_cast<int64_t>(node)));
+    SYNCD_TRY(meta_set("index_id", static_cast<int64_t>(index)));
+    SYNCD_TRY(meta_set("counter_hw", 0));
+    SYNCD_TRY(db_.exec("COMMIT"));
+  } else if (schema != kSchemaVersion) {
+    return Error::make(errc::unsupported, "index " + path_ + ": schema " + std::to_string(schema) +
+                                              ", this syncd reads " + std::to_string(kSchemaVersion));
+  }
+  SYNCD_TRY_ASSIGN(node, meta_get("node_id"));
+  SYNCD_TRY_ASSIGN(index, meta_get("index_id"));
+  SYNCD_TRY_ASSIGN(hw, meta_get("counter_hw"));
+  node_id_ = static_cast<uint64_t>(node);
+  index_id_ = static_cast<uint64_t>(index);
+  // Restart from the high-water mark: values handed out before a crash are never reused.
+  counter_ = counter_hw_ = static_cast<uint64_t>(hw);
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COALESCE(MAX(seq), 0) FROM files"));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  max_seq_ = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
+  st.reset();
+  return {};
+}
+
+Result<int64_t> Index::meta_get(const char* key) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT v FROM meta WHERE k = ?"));
+  st.bind_text(1, key);
+  SYNCD_TRY_ASSIGN(row, st.step());
+  const int64_t v = row ? st.column_int64(0) : 0;
+  st.reset();
+  return v;
+}
+
+Status Index::meta_set(const char* key, int64_t v) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v"));
+  st.bind_text(1, key);
+  st.bind_int64(2, v);
+  SYNCD_TRY(st.step());
+  return {};
+}
+
+Result<std::optional<Record>> Index::read_row(Stmt& st, bool single) {
+  SYNCD_TRY_ASSIGN(row, st.step());
+  if (!row) return std::optional<Record>{};
+  Record r;
+  r.seq = static_cast<uint64_t>(st.column_int64(0));
+  auto meta = decode_meta(st.column_blob(1));
+  auto fp = decode_fp(st.column_blob(2));
+  if (single || !meta.ok() || !fp.ok()) st.reset();
+  if (!meta.ok()) return std::move(meta).error().wrap("index " + path_ + ": stored record");
+  if (!fp.ok()) return std::move(fp).error();
+  r.meta = std::move(*meta);
+  r.fp = *fp;
+  return std::optional<Record>(std::move(r));
+}
+
+Result<std::optional<Record>> Index::get(std::string_view path) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp FROM files WHERE path = ?"));
+  st.bind_blob(1, as_bytes(path));
+  return read_row(st, true);
+}
+
+Status Index::put(Record& r) {
+  const Bytes rec = encode_meta(r.meta);
+  if (rec.empty()) return Error::make(errc::internal, "index: record for a path we cannot encode");
+  r.seq = max_seq_ + 1;
+  SYNCD_TRY_ASSIGN(st, db_.prepare(
+      "INSERT INTO files (path, seq, deleted, record, fp) VALUES (?, ?, ?, ?, ?) "
+      "ON CONFLICT(path) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted, "
+      "record = excluded.record, fp = excluded.fp"));
+  st.bind_blob(1, as_bytes(r.meta.path));
+  st.bind_int64(2, static_cast<int64_t>(r.seq));
+  st.bind_int64(3, r.meta.deleted ? 1 : 0);
+  st.bind_blob(4, rec);
+  st.bind_blob(5, encode_fp(r.fp));
+  SYNCD_TRY(st.step());
+  max_seq_ = r.seq;
+  return {};
+}
+
+Status Index::set_fingerprint(std::string_view path, const fs::Fingerprint& fp) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("UPDATE files SET fp = ? WHERE path = ?"));
+  st.bind_blob(1, encode_fp(fp));
+  st.bind_blob(2, as_bytes(path));
+  SYNCD_TRY(st.step());
+  return {};
+}
+
+Status Index::for_each_since(uint64_t since, const std::function<Status(const Record&)>& fn) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp FROM files WHERE seq > ? ORDER BY seq"));
+  st.bind_int64(1, static_cast<int64_t>(since));
+  for (;;) {
+    SYNCD_TRY_ASSIGN(r, read_row(st, false));
+    if (!r) return {};
+    if (auto s = fn(*r); !s) {
+      st.reset();
+      return s;
+    }
+  }
+}
+
+Status Index::for_each_under(std::string_view dir, const std::function<Status(const Record&)>& fn) {
+  // Paths under dir: dir itself, or starting with "dir/". Byte order: '/' + 1 == '0'.
+  const std::string d(dir);
+  auto prepared = d.empty() ? db_.prepare("SELECT seq, record, fp FROM files ORDER BY path")
+                            : db_.prepare("SELECT seq, record, fp FROM files WHERE path = ?1 OR "
+                                          "(path >= ?2 AND path < ?3) ORDER BY path");
+  if (!prepared.ok()) return std::move(prepared).error();
+  Stmt st = std::move(*prepared);
+  if (!d.empty()) {
+    st.bind_blob(1, as_bytes(d));
+    st.bind_blob(2, as_bytes(d + "/"));
+    st.bind_blob(3, as_bytes(d + "0"));
+  }
+  for (;;) {
+    SYNCD_TRY_ASSIGN(r, read_row(st, false));
+    if (!r) return {};
+    if (auto s = fn(*r); !s) {
+      st.reset();
+      return s;
+    }
+  }
+}
+
+Result<uint64_t> Index::count() {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COUNT(*) FROM files"));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
+  st.reset();
+  return n;
+}
+
+Result<uint64_t> Index::next_counter() {
+  if (counter_ + 1 > counter_hw_) {
+    const uint64_t hw = counter_ + kCounterStride;
+    if (in_txn_) {
+      SYNCD_TRY(meta_set("counter_hw", static_cast<int64_t>(hw)));
+    } else {
+      SYNCD_TRY_ASSIGN(txn, begin());
+      SYNCD_TRY(meta_set("counter_hw", static_cast<int64_t>(hw)));
+      SYNCD_TRY(txn.commit());
+    }
+    counter_hw_ = hw;
+  }
+  return ++counter_;
+}
+
+Status Index::put_signature(std::string_view path, uint64_t peer, const CachedSignature& sig) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare(
+      "INSERT INTO signatures (path, peer, base_hash, sig) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT(path, peer) DO UPDATE SET base_hash = excluded.base_hash, sig = excluded.sig"));
+  st.bind_blob(1, as_bytes(path));
+  st.bind_int64(2, static_cast<int64_t>(peer));
+  st.bind_blob(3, ByteSpan(sig.base_hash));
+  st.bind_blob(4, sig.signature);
+  SYNCD_TRY(st.step());
+  return {};
+}
+
+Result<std::optional<CachedSignature>> Index::get_signature(std::string_view path, uint64_t peer) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT base_hash, sig FROM signatures WHERE path = ? AND peer = ?"));
+  st.bind_blob(1, as_bytes(path));
+  st.bind_int64(2, static_cast<int64_t>(peer));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  if (!row) return std::optional<CachedSignature>{};
+  CachedSignature c;
+  ByteSpan h = st.column_blob(0);
+  ByteSpan s = st.column_blob(1);
+  if (h.size() != c.base_hash.size()) {
+    st.reset();
+    return Error::make(errc::corrupt, "index: bad signature hash column");
+  }
+  std::copy(h.begin(), h.end(), c.base_hash.begin());
+  c.signature.assign(s.begin(), s.end());
+  st.reset();
+  return std::optional<CachedSignature>(std::move(c));
+}
+
+Result<Index::Txn> Index::begin() {
+  if (in_txn_) return Error::make(errc::internal, "index: nested transaction");
+  SYNCD_TRY(db_.exec("BEGIN IMMEDIATE"));
+  in_txn_ = true;
+  txn_max_seq_ = max_seq_;
+  txn_counter_hw_ = counter_hw_;
+  return Txn(this);
+}
+
+Status Index::Txn::commit() {
+  if (!idx_) return Error::make(errc::internal, "index: commit of a finished transaction");
+  Index* idx = std::exchange(idx_, nullptr);
+  idx->in_txn_ = false;
+  if (auto st = idx->db_.exec("COMMIT"); !st) {
+    (void)idx->db_.exec("ROLLBACK");
+    idx->max_seq_ = idx->txn_max_seq_;
+    idx->counter_hw_ = idx->txn_counter_hw_;
+    return st;
+  }
+  return {};
+}
+
+Index::Txn::~Txn() {
+  if (!idx_) return;
+  (void)idx_->db_.exec("ROLLBACK");
+  idx_->in_txn_ = false;
+  idx_->max_seq_ = idx_->txn_max_seq_;
+  idx_->counter_hw_ = idx_->txn_counter_hw_;
+}
+
+}  // namespace syncd::store

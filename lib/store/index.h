@@ -1,0 +1,114 @@
+// File: lib/store/index.h
+//
+// Index: the durable per-path state of one synced root (TWO-WAY.md §4.2), an SQLite database in
+// WAL mode in a state directory outside the tree (default /var/lib/syncd/<name>/index.db).
+//   - one Record per path: the version this node holds (protocol::FileMeta: metadata, version
+//     vector, dots, content hash, tombstone flag), its local sequence number, and the fingerprint
+//     of what was on disk when it was last confirmed (how syncd recognises its own writes);
+//   - this node's identity: node_id and index_id, random u64s created with the database;
+//   - this node's version counter, persisted as a high-water mark (+1024) so a crash never reuses
+//     a value;
+//   - the block signature of the last version sent to each peer (zero-RTT deltas, DESIGN.md §5).
+// Every put() gets the next sequence number. Writes inside one Txn commit together (group commit);
+// synchronous=FULL, so a committed record survives kill -9 and power loss.
+//
+// Thread affinity: an Index is used from one thread at a time (the runtime's store thread).
+//
+//   SYNCD_TRY_ASSIGN(idx, Index::open("/var/lib/syncd/acme"));
+//   { SYNCD_TRY_ASSIGN(txn, idx.begin()); SYNCD_TRY(idx.put(rec)); SYNCD_TRY(txn.commit()); }
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lib/base/bytes.h"
+#include "lib/base/result.h"
+#include "lib/fs/fingerprint.h"
+#include "lib/store/sqlite.h"
+#include "protocol/messages.h"
+
+namespace syncd::store {
+
+struct Record {
+  protocol::FileMeta meta;
+  uint64_t seq = 0;      // local sequence number, assigned by put()
+  fs::Fingerprint fp;    // disk state when last confirmed; zero for tombstones
+  bool operator==(const Record&) const = default;
+};
+
+struct CachedSignature {
+  protocol::Hash256 base_hash{};  // SHA-256 of the version the signature describes
+  Bytes signature;                // lib/delta wire form
+};
+
+class Index {
+ public:
+  // Opens or creates `state_dir` (mode 0700) and `state_dir`/index.db.
+  static Result<Index> open(const std::string& state_dir);
+
+  uint64_t node_id() const noexcept { return node_id_; }
+  uint64_t index_id() const noexcept { return index_id_; }
+  uint64_t max_seq() const noexcept { return max_seq_; }
+
+  Result<std::optional<Record>> get(std::string_view path);
+  // Stores `r` under r.meta.path with the next sequence number (written back into r.seq).
+  Status put(Record& r);
+  // Refreshes only the fingerprint (a touch or our own write): no new sequence number.
+  Status set_fingerprint(std::string_view path, const fs::Fingerprint& fp);
+  // Records with seq > `since`, ascending. Stops early if `fn` fails.
+  Status for_each_since(uint64_t since, const std::function<Status(const Record&)>& fn);
+  // Live and deleted records whose path is `dir` or lies below it ("" = all).
+  Status for_each_under(std::string_view dir, const std::function<Status(const Record&)>& fn);
+  Result<uint64_t> count();
+
+  // This node's next version counter (strictly increasing across restarts and crashes).
+  Result<uint64_t> next_counter();
+
+  Status put_signature(std::string_view path, uint64_t peer, const CachedSignature& sig);
+  Result<std::optional<CachedSignature>> get_signature(std::string_view path, uint64_t peer);
+
+  class Txn {
+   public:
+    explicit Txn(Index* idx) : idx_(idx) {}
+    Txn(Txn&& o) noexcept : idx_(std::exchange(o.idx_, nullptr)) {}
+    Txn(const Txn&) = delete;
+    Txn& operator=(const Txn&) = delete;
+    Txn& operator=(Txn&&) = delete;
+    ~Txn();  // rolls back unless committed
+    Status commit();
+
+   private:
+    Index* idx_;
+  };
+  // Starts a write transaction; nested begin() is an error.
+  Result<Txn> begin();
+
+ private:
+  Index() = default;
+  Status init_schema();
+  // Steps `st` once; `single` resets it after the row (lookups), else it stays on the row (scans).
+  Result<std::optional<Record>> read_row(Stmt& st, bool single);
+  Result<int64_t> meta_get(const char* key);
+  Status meta_set(const char* key, int64_t v);
+
+  Db db_;
+  std::string path_;
+  uint64_t node_id_ = 0;
+  uint64_t index_id_ = 0;
+  uint64_t max_seq_ = 0;
+  uint64_t counter_ = 0;
+  uint64_t counter_hw_ = 0;
+  bool in_txn_ = false;
+  uint64_t txn_max_seq_ = 0;  // max_seq_ before the transaction, restored on rollback
+  uint64_t txn_counter_hw_ = 0;
+};
+
+// Record <-> bytes (the IndexUpdate payload of protocol/SPEC.md, so a stored record passes the
+// same validation as one from the wire).
+Bytes encode_meta(const protocol::FileMeta& m);
+Result<protocol::FileMeta> decode_meta(ByteSpan b);
+
+}  // namespace syncd::store

@@ -1,0 +1,182 @@
+#include "lib/store/scanner.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "lib/base/log.h"
+#include "lib/base/unique_fd.h"
+#include "lib/codec/sha256.h"
+#include "protocol/path.h"
+
+namespace syncd::store {
+namespace {
+
+constexpr size_t kReadChunk = 256 * 1024;
+
+std::string q(std::string_view rel) { return "\"" + log::escape(rel) + "\""; }
+
+Error busy(std::string_view rel) {
+  return Error::make(errc::unexpected_target, q(rel) + " changed while it was read; will retry");
+}
+
+// Hashes the regular file `leaf` in `dir`, which lstat showed as `seen`.
+Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::string_view rel,
+                                    const fs::Fingerprint& seen) {
+  // O_NOFOLLOW|O_NONBLOCK: a name swapped for a symlink or FIFO since the lstat neither leads
+  // outside nor blocks; fstat then shows it is not the file we saw.
+  UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    if (errno == ELOOP) return busy(rel);
+    return Error::from_errno("open " + q(rel));
+  }
+  struct stat before{};
+  if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q(rel));
+  if (!S_ISREG(before.st_mode) || !fs::Fingerprint::of(before).same_content_stat(seen)) return busy(rel);
+  codec::Sha256 sha;
+  std::vector<uint8_t> buf(kReadChunk);
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      codec::wipe(buf.data(), buf.size());
+      return Error::from_errno("read " + q(rel));
+    }
+    if (n == 0) break;
+    sha.update(ByteSpan(buf.data(), static_cast<size_t>(n)));
+    total += static_cast<uint64_t>(n);
+  }
+  codec::wipe(buf.data(), buf.size());
+  struct stat after{};
+  if (::fstat(fd.get(), &after) != 0) return Error::from_errno("stat " + q(rel));
+  // Appended, truncated or rewritten while we read: the hash may be of a torn file.
+  if (!fs::Fingerprint::of(after).same_content_stat(seen) || total != seen.size) return busy(rel);
+  return sha.finish();
+}
+
+}  // namespace
+
+std::optional<protocol::FileType> file_type_of(uint32_t mode) noexcept {
+  if (S_ISREG(mode)) return protocol::FileType::file;
+  if (S_ISDIR(mode)) return protocol::FileType::dir;
+  if (S_ISLNK(mode)) return protocol::FileType::symlink;
+  return std::nullopt;
+}
+
+std::string user_name(uint32_t uid) {
+  struct passwd pw{};
+  struct passwd* res = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res) return pw.pw_name;
+  return {};
+}
+
+std::string group_name(uint32_t gid) {
+  struct group gr{};
+  struct group* res = nullptr;
+  std::vector<char> buf(16384);
+  if (::getgrgid_r(gid, &gr, buf.data(), buf.size(), &res) == 0 && res) return gr.gr_name;
+  return {};
+}
+
+Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel,
+                                      const Known* known) {
+  auto parent = root.parent_of(rel);
+  if (!parent.ok()) {
+    // A missing parent means the path is gone; anything else (symlinked parent) is an error.
+    if (parent.error().is_errno(ENOENT) || parent.error().is_errno(ENOTDIR)) {
+      return std::optional<Entry>{};
+    }
+    return std::move(parent).error();
+  }
+  const int dir = parent->dir.get();
+  const std::string& leaf = parent->leaf;
+  struct stat st{};
+  if (::fstatat(dir, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return std::optional<Entry>{};
+    return Error::from_errno("stat " + q(rel));
+  }
+  auto type = file_type_of(st.st_mode);
+  if (!type) return Error::make(errc::unsupported, q(rel) + ": not a file, directory or symlink");
+  Entry e;
+  e.path = std::string(rel);
+  e.type = *type;
+  e.fp = fs::Fingerprint::of(st);
+  switch (e.type) {
+    case protocol::FileType::dir: break;
+    case protocol::FileType::symlink: {
+      std::vector<char> buf(4097);
+      ssize_t n = ::readlinkat(dir, leaf.c_str(), buf.data(), buf.size());
+      if (n < 0) return Error::from_errno("readlink " + q(rel));
+      if (static_cast<size_t>(n) >= buf.size()) {
+        return Error::make(errc::limit_exceeded, q(rel) + ": symlink target longer than 4095 bytes");
+      }
+      e.symlink_target.assign(buf.data(), static_cast<size_t>(n));
+      e.sha256 = codec::Sha256::of(as_bytes(e.symlink_target));
+      e.hashed = true;
+      break;
+    }
+    case protocol::FileType::file:
+      if (known && known->fp.same_content_stat(e.fp)) {
+        e.sha256 = known->sha256;  // unchanged by every stat measure: no need to read it
+      } else {
+        SYNCD_TRY_ASSIGN(h, hash_file(dir, leaf, rel, e.fp));
+        e.sha256 = h;
+        e.hashed = true;
+      }
+      break;
+  }
+  return std::optional<Entry>(std::move(e));
+}
+
+namespace {
+
+Status walk_dir(int dfd, const std::string& prefix, int depth, const WalkVisitor& visit,
+                const WalkFilter& skip) {
+  if (depth > 2048) return Error::make(errc::limit_exceeded, q(prefix) + ": tree too deep");
+  UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!iter) return Error::from_errno("open directory " + q(prefix));
+  DIR* d = ::fdopendir(iter.get());
+  if (!d) return Error::from_errno("read directory " + q(prefix));
+  (void)iter.release();
+  std::vector<std::string> names;
+  while (struct dirent* ent = ::readdir(d)) {
+    std::string_view n(ent->d_name);
+    if (n == "." || n == ".." || protocol::is_reserved_name(n)) continue;
+    names.emplace_back(n);
+  }
+  ::closedir(d);
+  for (const auto& name : names) {
+    const std::string rel = prefix.empty() ? name : prefix + "/" + name;
+    struct stat st{};
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // vanished
+    const bool is_dir = S_ISDIR(st.st_mode);
+    if (skip && skip(rel, is_dir)) continue;
+    if (!file_type_of(st.st_mode)) continue;  // FIFOs, devices, sockets: not replicated
+    if (rel.size() > 4095 || name.size() > 255) continue;
+    SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
+    if (is_dir) {
+      UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub) continue;  // replaced or removed since the stat
+      SYNCD_TRY(walk_dir(sub.get(), rel, depth + 1, visit, skip));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
+            const WalkFilter& skip) {
+  SYNCD_TRY_ASSIGN(d, root.open_dir(rel));
+  return walk_dir(d.get(), std::string(rel), 0, visit, skip);
+}
+
+}  // namespace syncd::store

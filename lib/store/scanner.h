@@ -1,0 +1,63 @@
+// File: lib/store/scanner.h
+//
+// The scanner looks at the synced tree through an fs::Root (no symlink is ever followed, a
+// swapped parent is refused) and reports what is on disk:
+//   scan_one()  one path: lstat, and for a regular file its SHA-256, computed only when the stat
+//               fingerprint (type, inode, size, mtime, ctime) differs from what the caller knew.
+//               A file that changes while it is read is reported busy (errc::unexpected_target),
+//               never as a torn version (SECURITY.md #17). FIFOs, devices and sockets are refused.
+//   walk()      a subtree, depth first, parents before children, without hashing.
+// syncd's reserved names (.syncd, .syncd.*: temp files, state) are never reported.
+// Thread affinity: blocking; call from worker threads, never the loop thread. No shared state.
+//
+//   SYNCD_TRY_ASSIGN(e, scan_one(root, "certs/a.pem", known_fp_or_null, known_hash));
+//   if (e && e->hashed) ...;   // e->sha256 is fresh
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lib/base/result.h"
+#include "lib/fs/fingerprint.h"
+#include "lib/fs/root.h"
+#include "protocol/messages.h"
+
+namespace syncd::store {
+
+struct Entry {
+  std::string path;
+  protocol::FileType type = protocol::FileType::file;
+  fs::Fingerprint fp;
+  std::string symlink_target;  // symlinks only
+  protocol::Hash256 sha256{};  // files: content hash; symlinks: hash of the target; dirs: zero
+  bool hashed = false;         // true when sha256 was computed now (not reused)
+};
+
+// What the caller already knows about the path (from the index), to skip hashing.
+struct Known {
+  fs::Fingerprint fp;
+  protocol::Hash256 sha256{};
+};
+
+// std::nullopt: nothing at that path.
+Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel,
+                                      const Known* known = nullptr);
+
+// Calls `visit` for every entry at or below `rel` ("" = the whole tree; the root itself is not
+// reported) with its lstat fingerprint. Directories come before their contents. Entries that
+// vanish during the walk are skipped. `skip` (may be empty) prunes paths, e.g. excludes.
+using WalkVisitor = std::function<Status(const std::string& rel, const fs::Fingerprint& fp)>;
+using WalkFilter = std::function<bool(std::string_view rel, bool is_dir)>;
+Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
+            const WalkFilter& skip = {});
+
+// The file type a stat mode maps to, or nullopt for types syncd does not replicate.
+std::optional<protocol::FileType> file_type_of(uint32_t st_mode) noexcept;
+
+// Owner and group names for the record, "" when the id has no name here.
+std::string user_name(uint32_t uid);
+std::string group_name(uint32_t gid);
+
+}  // namespace syncd::store

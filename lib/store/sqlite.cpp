@@ -1,0 +1,59 @@
+#include "lib/store/sqlite.h"
+
+namespace syncd::store {
+
+Error sqlite_error(sqlite3* db, const std::string& what) {
+  const int code = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : "sqlite error");
+  // Disk full and I/O errors need an operator; everything else is a bug or corruption.
+  if ((code & 0xff) == SQLITE_FULL) return Error::from_errno(std::move(msg), ENOSPC);
+  if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_CANTOPEN) {
+    return Error::from_errno(std::move(msg), EIO);
+  }
+  if ((code & 0xff) == SQLITE_READONLY) return Error::from_errno(std::move(msg), EROFS);
+  return Error::make(errc::corrupt, std::move(msg));
+}
+
+Result<bool> Stmt::step() {
+  const int rc = sqlite3_step(s_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) {
+    reset();
+    return false;
+  }
+  Error e = sqlite_error(db_, std::string("step ") + sqlite3_sql(s_.get()));
+  reset();
+  return e;
+}
+
+Result<Db> Db::open(const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  Db db;
+  db.db_.reset(raw);
+  if (rc != SQLITE_OK) return sqlite_error(raw, "open index " + path);
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, 5000);
+  return db;
+}
+
+Status Db::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    sqlite3_free(err);
+    return sqlite_error(db_.get(), std::string("exec ") + sql);
+  }
+  return {};
+}
+
+Result<Stmt> Db::prepare(const char* sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
+    return sqlite_error(db_.get(), std::string("prepare ") + sql);
+  }
+  return Stmt(s, db_.get());
+}
+
+}  // namespace syncd::store

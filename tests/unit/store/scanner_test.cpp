@@ -1,0 +1,201 @@
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/codec/sha256.h"
+#include "lib/store/change.h"
+#include "lib/store/scanner.h"
+#include "tests/support/tmpdir.h"
+
+using namespace syncd;
+using namespace syncd::store;
+
+namespace {
+
+struct Tree {
+  test::TempDir t{"scan"};
+  std::string root_path = t / "root";
+  fs::Root root;
+  Tree() : root(make()) {}
+  fs::Root make() {
+    ::mkdir(root_path.c_str(), 0755);
+    ::mkdir((t / "outside").c_str(), 0755);
+    test::write_file(t / "outside/secret", "shadow");
+    auto r = fs::Root::open(root_path);
+    REQUIRE(r.ok());
+    return std::move(*r);
+  }
+  std::string p(const std::string& rel) const { return root_path + "/" + rel; }
+};
+
+protocol::Hash256 sha(const std::string& s) { return codec::Sha256::of(as_bytes(s)); }
+
+void set_mtime(const std::string& path, int64_t sec, long nsec) {
+  const struct timespec ts[2] = {{0, UTIME_OMIT}, {sec, nsec}};
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+}  // namespace
+
+TEST_SUITE("store.scanner") {
+  TEST_CASE("files - directories - symlinks are reported with hashes and fingerprints") {
+    Tree tr;
+    test::write_file(tr.p("a.pem"), "cert");
+    ::mkdir(tr.p("d").c_str(), 0750);
+    REQUIRE(::symlink("../a.pem", tr.p("d/link").c_str()) == 0);
+    auto f = scan_one(tr.root, "a.pem");
+    REQUIRE(f.ok());
+    REQUIRE(f->has_value());
+    CHECK((*f)->type == protocol::FileType::file);
+    CHECK((*f)->sha256 == sha("cert"));
+    CHECK((*f)->hashed);
+    CHECK((*f)->fp.size == 4);
+    auto d = scan_one(tr.root, "d");
+    REQUIRE(d.ok());
+    CHECK((*d)->type == protocol::FileType::dir);
+    CHECK(((*d)->fp.mode & 07777) == 0750);
+    auto l = scan_one(tr.root, "d/link");
+    REQUIRE(l.ok());
+    CHECK((*l)->type == protocol::FileType::symlink);
+    CHECK((*l)->symlink_target == "../a.pem");
+    auto gone = scan_one(tr.root, "missing/x");
+    REQUIRE(gone.ok());
+    CHECK_FALSE(gone->has_value());
+  }
+
+  TEST_CASE("hashing is skipped only when every stat measure is unchanged") {
+    Tree tr;
+    test::write_file(tr.p("f"), "aaaa");
+    set_mtime(tr.p("f"), 1'700'000'000, 0);
+    auto first = scan_one(tr.root, "f");
+    REQUIRE(first.ok());
+    Known k{(*first)->fp, (*first)->sha256};
+    auto again = scan_one(tr.root, "f", &k);
+    REQUIRE(again.ok());
+    CHECK_FALSE((*again)->hashed);
+    CHECK((*again)->sha256 == sha("aaaa"));
+    // Same size, same mtime (restored), new bytes: ctime moved, so it is hashed again.
+    test::write_file(tr.p("f"), "bbbb");
+    set_mtime(tr.p("f"), 1'700'000'000, 0);
+    auto changed = scan_one(tr.root, "f", &k);
+    REQUIRE(changed.ok());
+    CHECK((*changed)->hashed);
+    CHECK((*changed)->sha256 == sha("bbbb"));
+    CHECK((*changed)->fp.size == k.fp.size);
+    CHECK((*changed)->fp.mtime_ns == k.fp.mtime_ns);
+  }
+
+  TEST_CASE("FIFOs are refused - never opened (no hang) - and symlinked parents never followed") {
+    Tree tr;
+    REQUIRE(::mkfifo(tr.p("fifo").c_str(), 0644) == 0);
+    auto r = scan_one(tr.root, "fifo");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(errc::unsupported));
+    REQUIRE(::symlink((tr.t / "outside").c_str(), tr.p("esc").c_str()) == 0);
+    auto e = scan_one(tr.root, "esc/secret");
+    REQUIRE_FALSE(e.ok());
+    CHECK(e.error().is(errc::path_escape));
+  }
+
+  TEST_CASE("walk visits parents before children and skips reserved names and special files") {
+    Tree tr;
+    ::mkdir(tr.p("a").c_str(), 0755);
+    ::mkdir(tr.p("a/b").c_str(), 0755);
+    test::write_file(tr.p("a/b/c"), "c");
+    test::write_file(tr.p("top"), "t");
+    test::write_file(tr.p(".syncd.top.123.tmp"), "temp");
+    ::mkdir(tr.p(".syncd").c_str(), 0700);
+    test::write_file(tr.p(".syncd/cookie"), "x");
+    REQUIRE(::mkfifo(tr.p("a/fifo").c_str(), 0644) == 0);
+    REQUIRE(::symlink((tr.t / "outside").c_str(), tr.p("a/out").c_str()) == 0);
+    std::vector<std::string> seen;
+    REQUIRE(walk(tr.root, "", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+      seen.push_back(rel);
+      return {};
+    }).ok());
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == std::vector<std::string>{"a", "a/b", "a/b/c", "a/out", "top"});
+    // Order: a directory before anything inside it.
+    std::vector<std::string> order;
+    REQUIRE(walk(tr.root, "a", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+      order.push_back(rel);
+      return {};
+    }).ok());
+    auto pos = [&](const std::string& s) { return std::find(order.begin(), order.end(), s) - order.begin(); };
+    CHECK(pos("a/b") < pos("a/b/c"));
+    CHECK(std::find(order.begin(), order.end(), "a/out/secret") == order.end());  // not followed
+    // A filter prunes a whole subtree.
+    std::vector<std::string> pruned;
+    REQUIRE(walk(tr.root, "", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+      pruned.push_back(rel);
+      return {};
+    }, [](std::string_view rel, bool) { return rel == "a"; }).ok());
+    CHECK(pruned == std::vector<std::string>{"top"});
+  }
+}
+
+TEST_SUITE("store.change") {
+  TEST_CASE("creation - content - meta - mtime - and echo are told apart") {
+    Tree tr;
+    test::write_file(tr.p("f"), "v1");
+    auto e1 = scan_one(tr.root, "f");
+    REQUIRE(e1.ok());
+    const Entry disk = **e1;
+    CHECK(classify(disk, std::nullopt) == Change::both);
+    Record r = author_version(disk, std::nullopt, Change::both, Author{7, 1, 100});
+    CHECK(r.meta.version == protocol::VersionVector{{7, 1}});
+    CHECK(r.meta.content_dot == protocol::Dot{7, 1});
+    CHECK(r.meta.meta_dot == protocol::Dot{7, 1});
+    CHECK(r.meta.sha256 == sha("v1"));
+    CHECK(classify(disk, r) == Change::none);  // our own write echoed back
+
+    Entry moved = disk;
+    moved.fp.ino += 1;  // same bytes and metadata, new inode (e.g. replaced by an identical copy)
+    CHECK(classify(moved, r) == Change::fingerprint);
+
+    Entry content = disk;
+    content.sha256 = sha("v2");
+    CHECK(classify(content, r) == Change::content);
+    Entry meta = disk;
+    meta.fp.mode = (meta.fp.mode & ~07777u) | 0600;
+    CHECK(classify(meta, r) == Change::meta);
+    Entry touched = disk;
+    touched.fp.mtime_ns += 1;
+    CHECK(classify(touched, r) == Change::meta);
+    Entry both = content;
+    both.fp.uid = 1234;
+    CHECK(classify(both, r) == Change::both);
+
+    // A second node's change keeps the first node's entry and moves only the changed group's dot.
+    Record r2 = author_version(meta, r, Change::meta, Author{3, 9, 200});
+    CHECK(r2.meta.version == protocol::VersionVector{{3, 9}, {7, 1}});
+    CHECK(r2.meta.content_dot == protocol::Dot{7, 1});
+    CHECK(r2.meta.meta_dot == protocol::Dot{3, 9});
+    CHECK(r2.meta.meta_ts == 200);
+    CHECK(r2.meta.content_ts == 100);
+
+    Record tomb = author_delete(r2, Author{7, 2, 300});
+    CHECK(tomb.meta.deleted);
+    CHECK(tomb.meta.version == protocol::VersionVector{{3, 9}, {7, 2}});
+    CHECK(tomb.meta.content_dot == protocol::Dot{7, 2});
+    CHECK(classify(disk, tomb) == Change::both);  // resurrection
+    // Every authored record is valid on the wire.
+    CHECK_FALSE(encode_meta(r2.meta).empty());
+    CHECK_FALSE(encode_meta(tomb.meta).empty());
+  }
+
+  TEST_CASE("a directory's mtime moving with its entries is not a version") {
+    Tree tr;
+    ::mkdir(tr.p("d").c_str(), 0755);
+    auto e = scan_one(tr.root, "d");
+    REQUIRE(e.ok());
+    Record r = author_version(**e, std::nullopt, Change::both, Author{1, 1, 1});
+    test::write_file(tr.p("d/new"), "x");
+    auto after = scan_one(tr.root, "d");
+    REQUIRE(after.ok());
+    CHECK((*after)->fp.mtime_ns != (*e)->fp.mtime_ns);
+    CHECK(classify(**after, r) == Change::fingerprint);
+  }
+}
