@@ -1,0 +1,152 @@
+#include "lib/uvx/uvx.h"
+
+#include <exception>
+#include <string>
+
+#include "lib/base/log.h"
+
+namespace syncd::uvx {
+namespace {
+
+template <class H>
+void close_and_free(H* h) {
+  auto* base = reinterpret_cast<uv_handle_t*>(h);
+  base->data = nullptr;
+  if (!uv_is_closing(base)) {
+    uv_close(base, [](uv_handle_t* x) { delete reinterpret_cast<H*>(x); });
+  }
+}
+
+template <class F>
+void guarded(const char* where, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    log::get(log::Module::runtime).error("exception in {} callback: {}", where, e.what());
+  } catch (...) {
+    log::get(log::Module::runtime).error("unknown exception in {} callback", where);
+  }
+}
+
+void check_init(int rc, const char* what) {
+  if (rc != 0) throw std::runtime_error(uv_error(what, rc).message());
+}
+
+}  // namespace
+
+Error uv_error(const char* what, int rc) {
+  // libuv error codes are negated errno values on Unix.
+  return Error::from_errno(std::string(what) + " (" + uv_err_name(rc) + ")", -rc);
+}
+
+Loop::Loop() : loop_(std::make_unique<uv_loop_t>()) { check_init(uv_loop_init(loop_.get()), "uv_loop_init"); }
+
+Loop::~Loop() {
+  // Close every handle still open (owners destroyed after the loop would be a bug, but a
+  // half-built object must not leak), then run until the close callbacks have freed them.
+  uv_walk(
+      loop_.get(),
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) {
+          h->data = nullptr;
+          uv_close(h, nullptr);  // leaked on purpose: its owner is gone or will free it
+        }
+      },
+      nullptr);
+  while (uv_loop_close(loop_.get()) == UV_EBUSY) uv_run(loop_.get(), UV_RUN_NOWAIT);
+}
+
+Timer::Timer(Loop& loop, std::function<void()> cb) : h_(new uv_timer_t), cb_(std::move(cb)) {
+  const int rc = uv_timer_init(loop.get(), h_);
+  if (rc != 0) {
+    delete h_;
+    check_init(rc, "uv_timer_init");
+  }
+  h_->data = this;
+}
+Timer::~Timer() { close_and_free(h_); }
+void Timer::start(uint64_t timeout_ms, uint64_t repeat_ms) { uv_timer_start(h_, on_timer, timeout_ms, repeat_ms); }
+void Timer::stop() { uv_timer_stop(h_); }
+void Timer::on_timer(uv_timer_t* h) noexcept {
+  if (auto* self = static_cast<Timer*>(h->data)) guarded("timer", [&] { self->cb_(); });
+}
+
+Poll::Poll(Loop& loop, int fd, std::function<void(int, int)> cb) : h_(new uv_poll_t), cb_(std::move(cb)) {
+  const int rc = uv_poll_init(loop.get(), h_, fd);
+  if (rc != 0) {
+    delete h_;
+    check_init(rc, "uv_poll_init");
+  }
+  h_->data = this;
+  ok_ = true;
+}
+Poll::~Poll() {
+  uv_poll_stop(h_);
+  close_and_free(h_);
+}
+Status Poll::start(int events) {
+  const int rc = uv_poll_start(h_, events, on_poll);
+  if (rc != 0) return uv_error("uv_poll_start", rc);
+  return {};
+}
+void Poll::stop() { uv_poll_stop(h_); }
+void Poll::on_poll(uv_poll_t* h, int status, int events) noexcept {
+  if (auto* self = static_cast<Poll*>(h->data)) guarded("poll", [&] { self->cb_(status, events); });
+}
+
+Async::Async(Loop& loop, std::function<void()> cb) : h_(new uv_async_t), cb_(std::move(cb)) {
+  const int rc = uv_async_init(loop.get(), h_, on_async);
+  if (rc != 0) {
+    delete h_;
+    check_init(rc, "uv_async_init");
+  }
+  h_->data = this;
+}
+Async::~Async() { close_and_free(h_); }
+void Async::on_async(uv_async_t* h) noexcept {
+  if (auto* self = static_cast<Async*>(h->data)) guarded("async", [&] { self->cb_(); });
+}
+
+Signal::Signal(Loop& loop, int signum, std::function<void(int)> cb) : h_(new uv_signal_t), cb_(std::move(cb)) {
+  int rc = uv_signal_init(loop.get(), h_);
+  if (rc != 0) {
+    delete h_;
+    check_init(rc, "uv_signal_init");
+  }
+  h_->data = this;
+  rc = uv_signal_start(h_, on_signal, signum);
+  if (rc != 0) {
+    close_and_free(h_);
+    check_init(rc, "uv_signal_start");
+  }
+}
+Signal::~Signal() { close_and_free(h_); }
+void Signal::on_signal(uv_signal_t* h, int signum) noexcept {
+  if (auto* self = static_cast<Signal*>(h->data)) guarded("signal", [&] { self->cb_(signum); });
+}
+
+namespace {
+struct WorkItem {
+  uv_work_t req;
+  std::function<void()> work;
+  std::function<void()> done;
+};
+}  // namespace
+
+void queue_work(Loop& loop, std::function<void()> work, std::function<void()> done) {
+  auto* item = new WorkItem{{}, std::move(work), std::move(done)};
+  item->req.data = item;
+  const int rc = uv_queue_work(
+      loop.get(), &item->req,
+      [](uv_work_t* r) { guarded("work", [&] { static_cast<WorkItem*>(r->data)->work(); }); },
+      [](uv_work_t* r, int) {
+        std::unique_ptr<WorkItem> it(static_cast<WorkItem*>(r->data));
+        guarded("work done", [&] { it->done(); });
+      });
+  if (rc != 0) {
+    std::unique_ptr<WorkItem> it(item);
+    log::get(log::Module::runtime).error("uv_queue_work failed: {}", uv_strerror(rc));
+  }
+}
+
+}  // namespace syncd::uvx

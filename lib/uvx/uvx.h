@@ -1,0 +1,109 @@
+// File: lib/uvx/uvx.h
+//
+// RAII for the libuv handles syncd uses (libuv design.rst rules): each wrapper heap-allocates its
+// uv_*_t, which never moves; the destructor clears `data` and uv_close()s it, and the close
+// callback frees it, so a callback can never reach a destroyed owner. Wrappers are neither
+// copyable nor movable: owners hold them in std::unique_ptr. Callbacks are std::function and are
+// invoked through noexcept trampolines that catch and log anything thrown (nothing may cross C).
+// Loop closes whatever is left and drains the loop in its destructor.
+// Thread affinity: loop thread only, except Async::send() (any thread).
+//
+//   uvx::Loop loop;
+//   uvx::Timer t(loop, [] { ... });  t.start(20);
+//   uvx::Poll p(loop, fd, [](int status, int events) { ... });  p.start(UV_READABLE);
+//   loop.run();
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+
+#include "lib/base/result.h"
+
+namespace syncd::uvx {
+
+Error uv_error(const char* what, int rc);
+
+class Loop {
+ public:
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+  uv_loop_t* get() noexcept { return loop_.get(); }
+  // Runs until stop() or until nothing is active.
+  void run() { uv_run(loop_.get(), UV_RUN_DEFAULT); }
+  void run_once() { uv_run(loop_.get(), UV_RUN_ONCE); }
+  void stop() { uv_stop(loop_.get()); }
+  uint64_t now_ms() noexcept { return uv_now(loop_.get()); }
+
+ private:
+  std::unique_ptr<uv_loop_t> loop_;
+};
+
+class Timer {
+ public:
+  Timer(Loop& loop, std::function<void()> cb);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  void start(uint64_t timeout_ms, uint64_t repeat_ms = 0);
+  void stop();
+  bool active() const noexcept { return uv_is_active(reinterpret_cast<const uv_handle_t*>(h_)) != 0; }
+
+ private:
+  static void on_timer(uv_timer_t* h) noexcept;
+  uv_timer_t* h_;
+  std::function<void()> cb_;
+};
+
+class Poll {
+ public:
+  // cb(status, events): status < 0 is a libuv error.
+  Poll(Loop& loop, int fd, std::function<void(int, int)> cb);
+  ~Poll();
+  Poll(const Poll&) = delete;
+  Poll& operator=(const Poll&) = delete;
+  Status start(int events);
+  void stop();
+
+ private:
+  static void on_poll(uv_poll_t* h, int status, int events) noexcept;
+  uv_poll_t* h_;
+  std::function<void(int, int)> cb_;
+  bool ok_ = false;
+};
+
+class Async {
+ public:
+  Async(Loop& loop, std::function<void()> cb);
+  ~Async();
+  Async(const Async&) = delete;
+  Async& operator=(const Async&) = delete;
+  // Any thread. Several sends before the callback runs coalesce into one call.
+  void send() { uv_async_send(h_); }
+
+ private:
+  static void on_async(uv_async_t* h) noexcept;
+  uv_async_t* h_;
+  std::function<void()> cb_;
+};
+
+class Signal {
+ public:
+  Signal(Loop& loop, int signum, std::function<void(int)> cb);
+  ~Signal();
+  Signal(const Signal&) = delete;
+  Signal& operator=(const Signal&) = delete;
+
+ private:
+  static void on_signal(uv_signal_t* h, int signum) noexcept;
+  uv_signal_t* h_;
+  std::function<void(int)> cb_;
+};
+
+// Runs `work` on libuv's thread pool, then `done` on the loop thread. Neither may throw.
+void queue_work(Loop& loop, std::function<void()> work, std::function<void()> done);
+
+}  // namespace syncd::uvx

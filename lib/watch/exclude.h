@@ -1,0 +1,35 @@
+// File: lib/watch/exclude.h
+//
+// lsyncd's exclude patterns (LSYNCD-COMPAT.md §2.5), matched against the path relative to the
+// root written with a leading '/' and, for directories, a trailing '/':
+//   ?  -> one character except '/';  *  -> any run without '/';  ** -> anything
+//   a leading '/' anchors at the root, otherwise the pattern may start at any component;
+//   a match must end at a '/' or at the end of the path ("foo" excludes /a/foo and /a/foo/x,
+//   not /a/foobar).
+// Excluded directories get no watch and their events are dropped; a rename with one side
+// excluded becomes a create or a delete.
+// Thread affinity: immutable after construction; any thread.
+//
+//   Excludes ex({"*.tmp", "/cache/"});  ex.excluded("a/b.tmp", false) == true
+#pragma once
+
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace syncd::watch {
+
+class Excludes {
+ public:
+  Excludes() = default;
+  explicit Excludes(const std::vector<std::string>& patterns);
+  // `rel` without a leading '/', as the rest of syncd writes paths.
+  bool excluded(std::string_view rel, bool is_dir) const;
+  bool empty() const noexcept { return res_.empty(); }
+
+ private:
+  std::vector<std::regex> res_;
+};
+
+}  // namespace syncd::watch

@@ -1,0 +1,375 @@
+#include "lib/watch/watcher.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <unordered_set>
+
+#include "lib/base/log.h"
+#include "protocol/path.h"
+
+namespace syncd::watch {
+namespace {
+
+constexpr uint32_t kMask = IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE |
+                           IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+                           IN_ONLYDIR | IN_EXCL_UNLINK;
+constexpr size_t kReadBuffer = 256 * 1024;
+
+bool has(uint32_t mask, uint32_t bits) noexcept { return (mask & bits) != 0; }
+
+bool under(const std::string& path, const std::string& dir) {
+  if (dir.empty()) return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+std::string child(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+long read_limit() {
+  std::ifstream f("/proc/sys/fs/inotify/max_user_watches");
+  long v = -1;
+  f >> v;
+  return v;
+}
+
+// Counts the directories at or below `dfd` (for the watch-limit message).
+size_t count_dirs(int dfd, int depth = 0) {
+  if (depth > 2048) return 0;
+  int it = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (it < 0) return 0;
+  DIR* d = ::fdopendir(it);
+  if (!d) {
+    ::close(it);
+    return 0;
+  }
+  size_t n = 1;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name == "." || name == ".." || e->d_type != DT_DIR) continue;
+    int sub = ::openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) continue;
+    n += count_dirs(sub, depth + 1);
+    ::close(sub);
+  }
+  ::closedir(d);
+  return n;
+}
+
+}  // namespace
+
+Watcher::Watcher(uvx::Loop& loop, const fs::Root& root, Excludes excludes, Sink sink,
+                 WatchOptions opts)
+    : loop_(loop), root_(root), excludes_(std::move(excludes)), sink_(std::move(sink)),
+      opts_(opts), buf_(kReadBuffer) {}
+
+Watcher::~Watcher() {
+  poll_.reset();  // before the fd closes (libuv poll.rst)
+  timer_.reset();
+}
+
+Status Watcher::start() {
+  fd_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!fd_) return Error::from_errno("inotify_init1");
+  timer_ = std::make_unique<uvx::Timer>(loop_, [this] { on_timer(); });
+  poll_ = std::make_unique<uvx::Poll>(loop_, fd_.get(), [this](int status, int) {
+    if (status < 0) {
+      log::get(log::Module::watch).error("inotify poll failed: {}", uv_strerror(status));
+      return;
+    }
+    on_readable();
+  });
+  SYNCD_TRY(poll_->start(UV_READABLE));
+  std::vector<std::string> ignored;
+  return add_tree("", &ignored);
+}
+
+std::string Watcher::join(int wd, const char* name) const {
+  auto it = by_wd_.find(wd);
+  if (it == by_wd_.end()) return {};
+  return child(it->second, name);
+}
+
+Status Watcher::add_one(const std::string& rel) {
+  SYNCD_TRY_ASSIGN(dir, root_.open_dir(rel));
+  // Through the confined fd: whatever the path's components are now, the watch is on the
+  // directory we opened beneath the root.
+  const std::string proc = "/proc/self/fd/" + std::to_string(dir.get());
+  const int wd = ::inotify_add_watch(fd_.get(), proc.c_str(), kMask);
+  if (wd < 0) {
+    if (errno == ENOSPC) {
+      const size_t need = by_wd_.size() + count_dirs(dir.get());
+      return Error::from_errno(
+          "inotify watch limit reached adding \"" + log::escape(rel) + "\": " +
+              std::to_string(by_wd_.size()) + " watches in use, about " + std::to_string(need) +
+              " needed; fs.inotify.max_user_watches is " + std::to_string(read_limit()) +
+              " (raise it: sysctl fs.inotify.max_user_watches=" + std::to_string(need * 2 + 8192) + ")",
+          ENOSPC);
+    }
+    return Error::from_errno("inotify_add_watch \"" + log::escape(rel) + "\"");
+  }
+  // The same inode may already be watched under an old name (a rename we saw late).
+  if (auto old = by_wd_.find(wd); old != by_wd_.end() && old->second != rel) by_path_.erase(old->second);
+  by_wd_[wd] = rel;
+  by_path_[rel] = wd;
+  return {};
+}
+
+Status Watcher::add_tree(const std::string& rel, std::vector<std::string>* new_dirs) {
+  SYNCD_TRY(add_one(rel));
+  if (new_dirs) new_dirs->push_back(rel);
+  SYNCD_TRY_ASSIGN(dir, root_.open_dir(rel));
+  DIR* d = ::fdopendir(dir.get());
+  if (!d) return Error::from_errno("read directory \"" + log::escape(rel) + "\"");
+  (void)dir.release();
+  std::vector<std::string> subdirs;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name == "." || name == ".." || protocol::is_reserved_name(name)) continue;
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN) {
+      struct stat st{};
+      is_dir = ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    }
+    if (!is_dir) continue;
+    const std::string sub = child(rel, std::string(name));
+    if (excludes_.excluded(sub, true)) continue;
+    subdirs.push_back(sub);
+  }
+  ::closedir(d);
+  for (const auto& s : subdirs) {
+    auto st = add_tree(s, new_dirs);
+    // A directory removed or replaced while we walked is not an error: its events say so.
+    if (!st.ok() && !st.error().is_errno(ENOENT) && !st.error().is_errno(ENOTDIR) &&
+        !st.error().is(errc::path_escape)) {
+      return st;
+    }
+  }
+  return {};
+}
+
+void Watcher::drop_tree(const std::string& rel) {
+  for (auto it = by_path_.begin(); it != by_path_.end();) {
+    if (under(it->first, rel)) {
+      by_wd_.erase(it->second);
+      it = by_path_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Watcher::move_tree(const std::string& from, const std::string& to) {
+  std::vector<std::pair<std::string, int>> moved;
+  for (auto it = by_path_.begin(); it != by_path_.end();) {
+    if (under(it->first, from)) {
+      moved.emplace_back(to + it->first.substr(from.size()), it->second);
+      it = by_path_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [path, wd] : moved) {
+    by_wd_[wd] = path;
+    by_path_[path] = wd;
+  }
+  std::vector<std::pair<std::string, Pending>> pend;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (under(it->first, from)) {
+      pend.emplace_back(to + it->first.substr(from.size()), it->second);
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [p, v] : pend) pending_[p] = v;
+}
+
+void Watcher::flush_held_move(Batch& b) {
+  // A MOVED_FROM whose partner never came: moved out of the tree, i.e. removed.
+  const uint64_t now = loop_.now_ms();
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (now - it->at_ms >= opts_.move_pair_ms) {
+      if (it->is_dir) {
+        for (auto& [path, wd] : by_path_) {
+          if (under(path, it->path)) ::inotify_rm_watch(fd_.get(), wd);  // it lives outside now
+        }
+        drop_tree(it->path);
+      }
+      pending_.erase(it->path);
+      b.events.push_back({Event::Kind::removed, it->path, {}, it->is_dir});
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Watcher::on_readable() {
+  for (;;) {
+    const ssize_t n = ::read(fd_.get(), buf_.data(), buf_.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) log::get(log::Module::watch).error("inotify read: {}", std::strerror(errno));
+      break;
+    }
+    if (n == 0) break;
+    Batch b;
+    const uint64_t now = loop_.now_ms();
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf_.data() + off);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      const uint32_t m = ev->mask;
+      if (has(m, IN_Q_OVERFLOW)) {
+        log::get(log::Module::watch).warn("inotify queue overflow: rescanning the whole tree");
+        b.overflow = true;
+        continue;
+      }
+      if (has(m, IN_IGNORED)) {
+        if (auto it = by_wd_.find(ev->wd); it != by_wd_.end()) {
+          by_path_.erase(it->second);
+          by_wd_.erase(it);
+        }
+        continue;
+      }
+      if (ev->len == 0) {  // events about the watched directory itself
+        auto it = by_wd_.find(ev->wd);
+        if (it != by_wd_.end() && it->second.empty() && has(m, IN_DELETE_SELF | IN_MOVE_SELF)) {
+          b.error = "the synced root was removed or moved";
+          b.overflow = true;
+        }
+        continue;
+      }
+      if (by_wd_.find(ev->wd) == by_wd_.end()) continue;  // a watch we already dropped
+      const std::string name(ev->name);
+      const bool is_dir = has(m, IN_ISDIR);
+      if (protocol::is_reserved_name(name)) continue;  // our temp files and state
+      const std::string rel = join(ev->wd, ev->name);
+      const bool excluded = excludes_.excluded(rel, is_dir);
+
+      if (has(m, IN_MOVED_FROM)) {
+        if (!excluded) held_.push_back({ev->cookie, rel, is_dir, now});
+        continue;
+      }
+      if (has(m, IN_MOVED_TO)) {
+        auto h = std::find_if(held_.begin(), held_.end(),
+                              [&](const HeldMove& x) { return x.cookie == ev->cookie; });
+        if (excluded) continue;  // its MOVED_FROM, if any, becomes a removal
+        if (h != held_.end()) {
+          const std::string from = h->path;
+          held_.erase(h);
+          if (is_dir) move_tree(from, rel);
+          if (auto p = pending_.find(from); p != pending_.end()) {
+            pending_[rel] = p->second;
+            pending_.erase(p);
+          }
+          b.events.push_back({Event::Kind::renamed, rel, from, is_dir});
+        } else if (is_dir) {  // moved in from outside the tree
+          if (auto st = add_tree(rel, nullptr); !st.ok()) b.error = st.error().message();
+          b.events.push_back({Event::Kind::rescan, rel, {}, true});
+        } else {
+          b.events.push_back({Event::Kind::changed, rel, {}, false});
+        }
+        continue;
+      }
+      if (excluded) continue;
+      if (has(m, IN_CREATE)) {
+        if (is_dir) {
+          // Watch first, then report: the consumer's walk finds what was written before.
+          if (auto st = add_tree(rel, nullptr); !st.ok()) {
+            if (st.error().is_errno(ENOSPC)) {
+              log::get(log::Module::watch).error("{}", st.error().message());
+              b.error = st.error().message();
+            }
+          }
+          b.events.push_back({Event::Kind::rescan, rel, {}, true});
+        } else {
+          b.events.push_back({Event::Kind::changed, rel, {}, false});
+        }
+      } else if (has(m, IN_MODIFY)) {
+        auto& p = pending_[rel];
+        if (p.first_ms == 0) p.first_ms = now;
+        p.last_ms = now;
+      } else if (has(m, IN_CLOSE_WRITE)) {
+        pending_.erase(rel);
+        b.events.push_back({Event::Kind::changed, rel, {}, false});
+      } else if (has(m, IN_ATTRIB)) {
+        b.events.push_back({Event::Kind::changed, rel, {}, is_dir});
+      } else if (has(m, IN_DELETE)) {
+        pending_.erase(rel);
+        if (is_dir) drop_tree(rel);
+        b.events.push_back({Event::Kind::removed, rel, {}, is_dir});
+      }
+    }
+    flush_held_move(b);
+    emit(std::move(b));
+  }
+  arm_timer();
+}
+
+void Watcher::emit(Batch b) {
+  // Coalesce: one `changed` per path, and nothing under a directory that will be rescanned.
+  std::vector<std::string> rescans;
+  for (const auto& e : b.events) {
+    if (e.kind == Event::Kind::rescan) rescans.push_back(e.path);
+  }
+  std::unordered_set<std::string> changed;
+  std::vector<Event> out;
+  out.reserve(b.events.size());
+  for (auto& e : b.events) {
+    if (e.kind == Event::Kind::changed) {
+      const bool covered = std::any_of(rescans.begin(), rescans.end(), [&](const std::string& r) {
+        return e.path != r && under(e.path, r);
+      });
+      if (covered || !changed.insert(e.path).second) continue;
+    } else {
+      changed.erase(e.path);  // a later change after a removal or rename must show again
+    }
+    out.push_back(std::move(e));
+  }
+  b.events = std::move(out);
+  if (b.events.empty() && !b.overflow && b.error.empty()) return;
+  sink_(std::move(b));
+}
+
+void Watcher::arm_timer() {
+  if (pending_.empty() && held_.empty()) {
+    timer_->stop();
+    return;
+  }
+  const uint64_t now = loop_.now_ms();
+  uint64_t due = UINT64_MAX;
+  for (const auto& [path, p] : pending_) {
+    due = std::min({due, p.last_ms + opts_.settle_ms, p.first_ms + opts_.max_delay_ms});
+  }
+  for (const auto& h : held_) due = std::min(due, h.at_ms + opts_.move_pair_ms);
+  timer_->start(due > now ? due - now : 0);
+}
+
+void Watcher::on_timer() {
+  Batch b;
+  const uint64_t now = loop_.now_ms();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const Pending& p = it->second;
+    if (now - p.last_ms >= opts_.settle_ms || now - p.first_ms >= opts_.max_delay_ms) {
+      b.events.push_back({Event::Kind::changed, it->first, {}, false});
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  flush_held_move(b);
+  emit(std::move(b));
+  arm_timer();
+}
+
+}  // namespace syncd::watch
