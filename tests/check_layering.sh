@@ -20,7 +20,7 @@ declare -A allowed=(
   [lib/transport]="lib/base lib/uvx lib/codec protocol"
   [lib/config]="lib/base"
   [lib/runtime]="lib/base lib/uvx lib/codec lib/delta lib/fs lib/store lib/watch lib/apply lib/engine lib/transport lib/config protocol"
-  [syncd]="lib/base lib/runtime lib/config"
+  [syncd]="lib/base lib/codec lib/uvx lib/runtime lib/config"
 )
 declare -A uv_ok=([lib/uvx]=1 [lib/watch]=1 [lib/transport]=1 [lib/runtime]=1)
 

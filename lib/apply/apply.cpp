@@ -324,6 +324,48 @@ Status empty_dir(UniqueFd fd, std::string_view rel, int depth) {
 
 }  // namespace
 
+namespace {
+
+bool is_temp_name(std::string_view n) {
+  return n.size() > 11 && n.starts_with(".syncd.") && n.ends_with(".tmp");
+}
+
+Status sweep_temps(int dfd, const std::string& rel, int depth) {
+  if (depth > 2048) return {};
+  UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!iter) return io_error("open directory", rel);
+  DIR* d = ::fdopendir(iter.get());
+  if (!d) return io_error("read directory", rel);
+  (void)iter.release();
+  std::vector<std::string> subdirs;
+  std::vector<std::string> temps;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view n(e->d_name);
+    if (n == "." || n == "..") continue;
+    struct stat st{};
+    if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      subdirs.emplace_back(n);
+    } else if (S_ISREG(st.st_mode) && is_temp_name(n) && st.st_uid == ::geteuid()) {
+      temps.emplace_back(n);
+    }
+  }
+  ::closedir(d);
+  for (const auto& t : temps) (void)::unlinkat(dfd, t.c_str(), 0);
+  for (const auto& s : subdirs) {
+    UniqueFd sub(::openat(dfd, s.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub) SYNCD_TRY(sweep_temps(sub.get(), rel.empty() ? s : rel + "/" + s, depth + 1));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status Applier::remove_stale_temps() const {
+  SYNCD_TRY_ASSIGN(d, root_.open_dir(""));
+  return sweep_temps(d.get(), "", 0);
+}
+
 Status Applier::remove_dir(std::string_view rel, bool recursive) const {
   SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
   const int dir = p.dir.get();

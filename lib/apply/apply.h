@@ -99,6 +99,11 @@ class Applier {
   Result<Fingerprint> rename(std::string_view from, std::string_view to, const Expected& expect_from,
                              const Expected& expect_to) const;
 
+  // Removes temp entries of applies that were cut short (a crash between create and rename):
+  // regular files named .syncd.*.tmp and owned by this process's user, anywhere in the tree.
+  // Call only when no apply is running on this root.
+  Status remove_stale_temps() const;
+
   // Looks at what is at `rel` now (lstat semantics); errno ENOENT if nothing.
   Result<Fingerprint> stat(std::string_view rel) const;
 

@@ -103,7 +103,7 @@ Status Index::init_schema() {
   return {};
 }
 
-Result<int64_t> Index::meta_get(const char* key) {
+Result<int64_t> Index::meta_get(const std::string& key) {
   SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT v FROM meta WHERE k = ?"));
   st.bind_text(1, key);
   SYNCD_TRY_ASSIGN(row, st.step());
@@ -112,7 +112,7 @@ Result<int64_t> Index::meta_get(const char* key) {
   return v;
 }
 
-Status Index::meta_set(const char* key, int64_t v) {
+Status Index::meta_set(const std::string& key, int64_t v) {
   SYNCD_TRY_ASSIGN(st, db_.prepare("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v"));
   st.bind_text(1, key);
   st.bind_int64(2, v);
@@ -209,6 +209,15 @@ Result<uint64_t> Index::count() {
   const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
   st.reset();
   return n;
+}
+
+Result<uint64_t> Index::peer_seq(uint64_t node) {
+  SYNCD_TRY_ASSIGN(v, meta_get("peer_seq:" + std::to_string(node)));
+  return static_cast<uint64_t>(v);
+}
+
+Status Index::set_peer_seq(uint64_t node, uint64_t seq) {
+  return meta_set("peer_seq:" + std::to_string(node), static_cast<int64_t>(seq));
 }
 
 Result<uint64_t> Index::next_counter() {

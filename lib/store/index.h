@@ -64,6 +64,11 @@ class Index {
   Status for_each_under(std::string_view dir, const std::function<Status(const Record&)>& fn);
   Result<uint64_t> count();
 
+  // The highest sequence number of peer `node` whose record this index has applied: what to ask
+  // that peer for after a restart or reconnect (INDEX_REQUEST since).
+  Result<uint64_t> peer_seq(uint64_t node);
+  Status set_peer_seq(uint64_t node, uint64_t seq);
+
   // This node's next version counter (strictly increasing across restarts and crashes).
   Result<uint64_t> next_counter();
 
@@ -91,8 +96,8 @@ class Index {
   Status init_schema();
   // Steps `st` once; `single` resets it after the row (lookups), else it stays on the row (scans).
   Result<std::optional<Record>> read_row(Stmt& st, bool single);
-  Result<int64_t> meta_get(const char* key);
-  Status meta_set(const char* key, int64_t v);
+  Result<int64_t> meta_get(const std::string& key);
+  Status meta_set(const std::string& key, int64_t v);
 
   Db db_;
   std::string path_;

@@ -22,6 +22,7 @@ constexpr uint32_t kMask = IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | 
                            IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
                            IN_ONLYDIR | IN_EXCL_UNLINK;
 constexpr size_t kReadBuffer = 256 * 1024;
+constexpr uint64_t kHeldAtEnd = UINT64_MAX;  // marks a MOVED_FROM that ended its read
 
 bool has(uint32_t mask, uint32_t bits) noexcept { return (mask & bits) != 0; }
 
@@ -198,7 +199,7 @@ void Watcher::flush_held_move(Batch& b) {
   // A MOVED_FROM whose partner never came: moved out of the tree, i.e. removed.
   const uint64_t now = loop_.now_ms();
   for (auto it = held_.begin(); it != held_.end();) {
-    if (now - it->at_ms >= opts_.move_pair_ms) {
+    if (force_held_ || now - it->at_ms >= opts_.move_pair_ms) {
       if (it->is_dir) {
         for (auto& [path, wd] : by_path_) {
           if (under(path, it->path)) ::inotify_rm_watch(fd_.get(), wd);  // it lives outside now
@@ -223,12 +224,22 @@ void Watcher::on_readable() {
       break;
     }
     if (n == 0) break;
-    Batch b;
+    // Events held back behind a MOVED_FROM that ended the previous read come first.
+    Batch b = std::move(deferred_);
+    deferred_ = Batch{};
     const uint64_t now = loop_.now_ms();
     for (ssize_t off = 0; off < n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf_.data() + off);
+      const bool first = off == 0;
       off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
       const uint32_t m = ev->mask;
+      // Its partner, if any, is the very next event: anything else means it left the tree.
+      if (first && !held_.empty() &&
+          !(has(m, IN_MOVED_TO) && ev->cookie == held_.back().cookie)) {
+        force_held_ = true;
+        flush_held_move(b);
+        force_held_ = false;
+      }
       if (has(m, IN_Q_OVERFLOW)) {
         log::get(log::Module::watch).warn("inotify queue overflow: rescanning the whole tree");
         b.overflow = true;
@@ -257,7 +268,7 @@ void Watcher::on_readable() {
       const bool excluded = excludes_.excluded(rel, is_dir);
 
       if (has(m, IN_MOVED_FROM)) {
-        if (!excluded) held_.push_back({ev->cookie, rel, is_dir, now});
+        if (!excluded) held_.push_back({ev->cookie, rel, is_dir, off == n ? kHeldAtEnd : now});
         continue;
       }
       if (has(m, IN_MOVED_TO)) {
@@ -310,11 +321,23 @@ void Watcher::on_readable() {
         b.events.push_back({Event::Kind::removed, rel, {}, is_dir});
       }
     }
+    // A rename queues MOVED_FROM and MOVED_TO together, so a MOVED_FROM that is not the last
+    // event of the read has no partner: it is a removal, now. One at the very end may have its
+    // partner at the start of the next read; then this batch waits for that read (or a few ms)
+    // so that nothing after the move overtakes it.
+    if (!held_.empty() && held_.back().at_ms == kHeldAtEnd) {
+      held_.back().at_ms = now;
+      deferred_ = std::move(b);
+      continue;
+    }
+    force_held_ = true;
     flush_held_move(b);
+    force_held_ = false;
     emit(std::move(b));
   }
   arm_timer();
 }
+
 
 void Watcher::emit(Batch b) {
   // Coalesce: one `changed` per path, and nothing under a directory that will be rescanned.
@@ -367,7 +390,22 @@ void Watcher::on_timer() {
       ++it;
     }
   }
-  flush_held_move(b);
+  // The partner of a MOVED_FROM that ended a read never came: the deferred batch goes first.
+  if (!held_.empty() || !deferred_.events.empty()) {
+    Batch d = std::move(deferred_);
+    deferred_ = Batch{};
+    force_held_ = !held_.empty() && now - held_.back().at_ms >= opts_.move_pair_ms;
+    flush_held_move(d);
+    force_held_ = false;
+    if (!held_.empty()) {
+      deferred_ = std::move(d);  // still waiting
+    } else {
+      d.events.insert(d.events.end(), std::make_move_iterator(b.events.begin()),
+                      std::make_move_iterator(b.events.end()));
+      d.overflow |= b.overflow;
+      b = std::move(d);
+    }
+  }
   emit(std::move(b));
   arm_timer();
 }

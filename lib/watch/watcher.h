@@ -113,6 +113,8 @@ class Watcher {
   std::unordered_map<std::string, int> by_path_;
   std::unordered_map<std::string, Pending> pending_;
   std::vector<HeldMove> held_;
+  Batch deferred_;           // events held back behind a MOVED_FROM awaiting its partner
+  bool force_held_ = false;  // flush every held MOVED_FROM regardless of age
   std::vector<uint8_t> buf_;
 };
 

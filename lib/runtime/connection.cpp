@@ -1,0 +1,150 @@
+#include "lib/runtime/connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "lib/base/log.h"
+#include "protocol/limits.h"
+
+namespace syncd::runtime {
+
+Connection::Connection(uvx::Loop& loop, UniqueFd fd, OnMessage on_message, OnClose on_close)
+    : loop_(loop), fd_(std::move(fd)), on_message_(std::move(on_message)),
+      on_close_(std::move(on_close)) {}
+
+Connection::~Connection() { poll_.reset(); }
+
+Status Connection::start(const protocol::Hello& mine) {
+  poll_ = std::make_unique<uvx::Poll>(loop_, fd_.get(), [this](int s, int e) { on_poll(s, e); });
+  // HELLO goes out raw (SPEC.md §2); everything after it is compressed.
+  SYNCD_TRY(protocol::encode(mine, out_));
+  write_some();
+  update_poll();
+  return {};
+}
+
+void Connection::send(const protocol::Message& m) {
+  if (closed_) return;
+  if (auto st = protocol::encode(m, plain_); !st) {
+    log::get(log::Module::runtime).error("not sending {}: {}", protocol::type_name(protocol::type_of(m)),
+                                         st.error().message());
+  }
+  // Compress as we go so the plain buffer stays small for big bodies.
+  if (plain_.size() >= (1u << 20)) {
+    if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
+    plain_.clear();
+  }
+}
+
+void Connection::flush() {
+  if (closed_) return;
+  if (!plain_.empty()) {
+    if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
+    plain_.clear();
+  }
+  if (auto st = enc_.flush(out_); !st) return close(std::move(st).error());
+  write_some();
+  update_poll();
+}
+
+void Connection::close(const Error& why) {
+  if (closed_) return;
+  closed_ = true;
+  poll_.reset();
+  fd_.reset();
+  if (on_close_) on_close_(why);
+}
+
+void Connection::update_poll() {
+  if (closed_ || !poll_) return;
+  const bool want = out_pos_ < out_.size();
+  (void)poll_->start(UV_READABLE | (want ? UV_WRITABLE : 0));
+  want_write_ = want;
+}
+
+void Connection::on_poll(int status, int events) {
+  if (status < 0) return close(Error::from_errno("connection poll", -status));
+  if (events & UV_WRITABLE) write_some();
+  if (!closed_ && (events & UV_READABLE)) read_some();
+  update_poll();
+}
+
+void Connection::write_some() {
+  while (!closed_ && out_pos_ < out_.size()) {
+    const ssize_t n = ::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return;
+      return close(Error::from_errno("connection write"));
+    }
+    out_pos_ += static_cast<size_t>(n);
+    bytes_out_ += static_cast<uint64_t>(n);
+  }
+  out_.clear();
+  out_pos_ = 0;
+}
+
+Status Connection::take_hello(ByteSpan& in) {
+  hello_buf_.insert(hello_buf_.end(), in.begin(), in.end());
+  in = {};
+  if (hello_buf_.size() < protocol::kFrameHeaderBytes) return {};
+  const uint64_t len = load_le(hello_buf_.data(), 4);
+  if (len == 0 || len > 4096 || hello_buf_[4] != static_cast<uint8_t>(protocol::MsgType::hello)) {
+    return Error::make(errc::corrupt, "peer did not start with HELLO");
+  }
+  if (hello_buf_.size() < 4 + len) return {};
+  SYNCD_TRY_ASSIGN(msg, protocol::decode_payload(protocol::MsgType::hello,
+                                                 ByteSpan(hello_buf_.data() + 5, len - 1)));
+  const auto& h = std::get<protocol::Hello>(msg);
+  if (h.version_min > protocol::kProtocolVersion || h.version_max < protocol::kMinProtocolVersion) {
+    return Error::make(errc::unsupported, "peer speaks protocol versions " + std::to_string(h.version_min) +
+                                              "-" + std::to_string(h.version_max) + ", we speak " +
+                                              std::to_string(protocol::kProtocolVersion));
+  }
+  peer_ = h;
+  // What follows the HELLO frame is the start of the peer's zstd stream.
+  leftover_ = Bytes(hello_buf_.begin() + static_cast<ptrdiff_t>(4 + len), hello_buf_.end());
+  hello_buf_.clear();
+  on_message_(protocol::Message(h));
+  return {};
+}
+
+Status Connection::feed_plain(ByteSpan plain) {
+  SYNCD_TRY(frames_.feed(plain));
+  for (;;) {
+    SYNCD_TRY_ASSIGN(m, frames_.next());
+    if (!m) return {};
+    if (std::holds_alternative<protocol::Hello>(*m)) {
+      return Error::make(errc::corrupt, "second HELLO");
+    }
+    on_message_(std::move(*m));
+    if (closed_) return {};
+  }
+}
+
+void Connection::read_some() {
+  uint8_t buf[64 * 1024];
+  for (int rounds = 0; rounds < 64 && !closed_; ++rounds) {
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return;
+      return close(Error::from_errno("connection read"));
+    }
+    if (n == 0) return close(Error::make(errc::truncated, "peer closed the connection"));
+    ByteSpan in(buf, static_cast<size_t>(n));
+    if (!peer_) {
+      if (auto st = take_hello(in); !st) return close(std::move(st).error());
+      if (!peer_) continue;
+      in = ByteSpan(leftover_);
+    }
+    if (in.empty()) continue;
+    auto st = dec_.feed(in, [this](ByteSpan plain) { return feed_plain(plain); });
+    leftover_.clear();
+    if (!st) return close(std::move(st).error());
+  }
+}
+
+}  // namespace syncd::runtime

@@ -1,0 +1,78 @@
+// File: lib/runtime/connection.h
+//
+// Connection: the protocol over one connected stream fd (socketpair, unix socket, later an SSH
+// channel's pipes): HELLO first and uncompressed in each direction, then one zstd stream per
+// direction (protocol/SPEC.md §2). send() queues frames; flush() ends a batch (zstd flush) and
+// writes what the socket takes, the rest when it is writable again. Inbound bytes are
+// decompressed and framed as they arrive; each message goes to on_message in order. Any protocol
+// error closes the connection through on_close, once, with the reason.
+// Thread affinity: loop thread only.
+//
+//   Connection c(loop, std::move(fd), on_msg, on_close);
+//   SYNCD_TRY(c.start(my_hello));  c.send(msg); c.flush();
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "lib/base/bytes.h"
+#include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
+#include "lib/codec/zstd_stream.h"
+#include "lib/uvx/uvx.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+
+namespace syncd::runtime {
+
+class Connection {
+ public:
+  using OnMessage = std::function<void(protocol::Message)>;
+  using OnClose = std::function<void(const Error&)>;
+
+  Connection(uvx::Loop& loop, UniqueFd fd, OnMessage on_message, OnClose on_close);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends our HELLO and starts reading. The peer's HELLO is checked (magic, version range)
+  // before any other message is delivered.
+  Status start(const protocol::Hello& mine);
+  void send(const protocol::Message& m);
+  void flush();
+  void close(const Error& why);
+
+  bool open() const noexcept { return static_cast<bool>(fd_); }
+  const std::optional<protocol::Hello>& peer() const noexcept { return peer_; }
+  size_t pending_out() const noexcept { return out_.size() - out_pos_; }
+  uint64_t bytes_out() const noexcept { return bytes_out_; }
+
+ private:
+  void on_poll(int status, int events);
+  void read_some();
+  void write_some();
+  Status take_hello(ByteSpan& in);
+  Status feed_plain(ByteSpan plain);
+  void update_poll();
+
+  uvx::Loop& loop_;
+  UniqueFd fd_;
+  OnMessage on_message_;
+  OnClose on_close_;
+  std::unique_ptr<uvx::Poll> poll_;
+  codec::ZstdEncoder enc_;
+  codec::ZstdDecoder dec_;
+  protocol::FrameDecoder frames_;
+  Bytes plain_;               // frames queued since the last flush (uncompressed)
+  Bytes out_;                 // bytes ready for the socket
+  size_t out_pos_ = 0;
+  Bytes hello_buf_;           // raw bytes until the peer's HELLO frame is complete
+  Bytes leftover_;            // bytes after the HELLO frame, fed to the zstd decoder
+  std::optional<protocol::Hello> peer_;
+  bool want_write_ = false;
+  bool closed_ = false;
+  uint64_t bytes_out_ = 0;
+};
+
+}  // namespace syncd::runtime

@@ -1,0 +1,82 @@
+#include "lib/runtime/direct.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "lib/base/log.h"
+#include "protocol/limits.h"
+
+namespace syncd::runtime {
+
+DirectMirror::DirectMirror(uvx::Loop& loop, DirectOptions opts) : loop_(loop), opts_(std::move(opts)) {}
+
+DirectMirror::~DirectMirror() {
+  // Sender and receiver (and their job threads) go before the connections and indexes they use.
+  sender_.reset();
+  receiver_.reset();
+  src_conn_.reset();
+  dst_conn_.reset();
+}
+
+Status DirectMirror::start() {
+  SYNCD_TRY_ASSIGN(src, fs::Root::open(opts_.source));
+  SYNCD_TRY_ASSIGN(dst, fs::Root::open(opts_.target));
+  src_root_ = std::make_unique<fs::Root>(std::move(src));
+  dst_root_ = std::make_unique<fs::Root>(std::move(dst));
+  if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error::from_errno("create state directory " + opts_.state_dir);
+  }
+  SYNCD_TRY_ASSIGN(si, store::Index::open(opts_.state_dir + "/src"));
+  SYNCD_TRY_ASSIGN(di, store::Index::open(opts_.state_dir + "/dst"));
+  src_index_ = std::make_unique<store::Index>(std::move(si));
+  dst_index_ = std::make_unique<store::Index>(std::move(di));
+
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Error::from_errno("socketpair");
+  }
+  auto on_close = [this](const Error& e) {
+    failure_ = e.message();
+    log::get(log::Module::runtime).error("direct link closed: {}", failure_);
+  };
+  src_conn_ = std::make_unique<Connection>(
+      loop_, UniqueFd(sv[0]), [this](protocol::Message m) { sender_->on_message(m); }, on_close);
+  dst_conn_ = std::make_unique<Connection>(
+      loop_, UniqueFd(sv[1]), [this](protocol::Message m) { receiver_->on_message(std::move(m)); },
+      on_close);
+  sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, watch::Excludes(opts_.excludes),
+                                     *src_conn_, opts_.sender);
+  ReceiverOptions ro;
+  ro.mirror = true;
+  ro.apply.fsync = opts_.fsync;
+  // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
+  // our tests wait for: after it, changes are applied in the order they were made.
+  ro.on_synced = [this] {
+    log::get(log::Module::runtime).info("Startup of \"{}\" finished: 0", opts_.source);
+  };
+  receiver_ = std::make_unique<Receiver>(loop_, *dst_root_, *dst_index_, *dst_conn_, ro);
+
+  auto hello = [](const store::Index& idx, const char* name) {
+    protocol::Hello h;
+    h.magic = protocol::kHelloMagic;
+    h.version_min = protocol::kMinProtocolVersion;
+    h.version_max = protocol::kProtocolVersion;
+    h.node_id = idx.node_id();
+    h.node_name = name;
+    h.cluster_id = "direct";
+    h.index_id = idx.index_id();
+    h.capabilities = protocol::kAllCapabilities;
+    return h;
+  };
+  SYNCD_TRY(sender_->start());
+  SYNCD_TRY(src_conn_->start(hello(*src_index_, "source")));
+  SYNCD_TRY(dst_conn_->start(hello(*dst_index_, "target")));
+  return {};
+}
+
+bool DirectMirror::idle() const noexcept {
+  return sender_ && receiver_ && sender_->idle() && receiver_->idle() && receiver_->synced() &&
+         src_conn_->pending_out() == 0 && dst_conn_->pending_out() == 0;
+}
+
+}  // namespace syncd::runtime

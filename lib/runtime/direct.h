@@ -1,0 +1,56 @@
+// File: lib/runtime/direct.h
+//
+// DirectMirror: `syncd -direct SRC DST` — a one-way mirror of a local directory into another,
+// through exactly the parts SSH peers use: two nodes (each with its own index and job thread),
+// the wire protocol with zstd over a socketpair, the sender's versions and the receiver's
+// confined, fsynced apply. Initial full sync, then continuous mirroring.
+// Thread affinity: loop thread.
+//
+//   DirectMirror m(loop, {"/src", "/dst", "/var/lib/syncd/direct-x"});
+//   SYNCD_TRY(m.start());  loop.run();
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/fs/root.h"
+#include "lib/runtime/connection.h"
+#include "lib/runtime/receiver.h"
+#include "lib/runtime/sender.h"
+#include "lib/store/index.h"
+
+namespace syncd::runtime {
+
+struct DirectOptions {
+  std::string source;
+  std::string target;
+  std::string state_dir;  // holds src/ and dst/ index directories
+  std::vector<std::string> excludes;
+  bool fsync = true;
+  SenderOptions sender;
+};
+
+class DirectMirror {
+ public:
+  DirectMirror(uvx::Loop& loop, DirectOptions opts);
+  ~DirectMirror();
+  Status start();
+  // Nothing queued or in flight on either side (after the initial sync).
+  bool idle() const noexcept;
+  bool synced() const noexcept { return receiver_ && receiver_->synced(); }
+  // Called once when the link fails (it should not in-process): the reason.
+  std::string failure() const { return failure_; }
+
+ private:
+  uvx::Loop& loop_;
+  DirectOptions opts_;
+  std::unique_ptr<fs::Root> src_root_, dst_root_;
+  std::unique_ptr<store::Index> src_index_, dst_index_;
+  std::unique_ptr<Connection> src_conn_, dst_conn_;
+  std::unique_ptr<Sender> sender_;
+  std::unique_ptr<Receiver> receiver_;
+  std::string failure_;
+};
+
+}  // namespace syncd::runtime

@@ -1,0 +1,324 @@
+#include "lib/runtime/receiver.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "lib/base/log.h"
+#include "lib/codec/sha256.h"
+#include "lib/delta/patch.h"
+#include "lib/engine/version.h"
+#include "lib/store/scanner.h"
+#include "protocol/limits.h"
+
+namespace syncd::runtime {
+namespace {
+
+auto& lg() { return log::get(log::Module::runtime); }
+
+apply::Attrs attrs_of(const protocol::FileMeta& m) {
+  apply::Attrs a;
+  a.mode = m.mode;
+  a.uid = m.uid;
+  a.gid = m.gid;
+  a.user = m.user;
+  a.group = m.group;
+  a.mtime_sec = m.mtime_sec;
+  a.mtime_nsec = m.mtime_nsec;
+  a.size = m.size;
+  return a;
+}
+
+protocol::Ack ack(uint64_t seq, protocol::AckStatus st, std::string detail = {}) {
+  return protocol::Ack{0, st, seq, std::move(detail)};
+}
+
+}  // namespace
+
+Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, Connection& conn,
+                   ReceiverOptions opts)
+    : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
+      applier_(root, opts.apply), jobs_(loop) {}
+
+void Receiver::post(std::function<protocol::Ack()> job) {
+  jobs_.post([this, job = std::move(job)]() -> JobQueue::Done {
+    protocol::Ack a = job();
+    lg().debug("applied seq={} status={} {}", a.seq, static_cast<int>(a.status), a.detail);
+    return [this, a = std::move(a)] {
+      ++applied_;
+      conn_.send(a);
+      conn_.flush();
+    };
+  });
+}
+
+void Receiver::on_message(protocol::Message msg) {
+  if (auto* h = std::get_if<protocol::Hello>(&msg)) {
+    peer_index_ = h->index_id;
+    // Resume where we left off with this incarnation of the peer's index.
+    jobs_.post([this]() -> JobQueue::Done {
+      in_order_ = false;
+      // Temp files of applies cut short by a crash (ours: nothing else writes that pattern).
+      if (auto st = applier_.remove_stale_temps(); !st) lg().warn("temp cleanup: {}", st.error().message());
+      auto since = index_.peer_seq(peer_index_);
+      const uint64_t s = since.ok() ? *since : 0;
+      return [this, s] {
+        full_sync_ = s == 0;
+        conn_.send(protocol::IndexRequest{peer_index_, s});
+        conn_.flush();
+      };
+    });
+    return;
+  }
+  if (auto* fv = std::get_if<protocol::FileVersion>(&msg)) {
+    if (fv->body == protocol::BodyKind::none) {
+      apply_version(std::move(*fv), {}, {});
+    } else {
+      Transfer t;
+      t.fv = std::move(*fv);
+      t.body.reserve(static_cast<size_t>(std::min<uint64_t>(t.fv.body_len, 64u << 20)));
+      if (t.fv.body_len == 0) {
+        apply_version(std::move(t.fv), {}, {});
+      } else {
+        const uint32_t id = t.fv.xfer_id;
+        transfers_[id] = std::move(t);
+      }
+    }
+    return;
+  }
+  auto body_chunk = [&](uint32_t xfer, uint64_t offset, const Bytes& chunk, const protocol::Hash256* base) {
+    auto it = transfers_.find(xfer);
+    if (it == transfers_.end() || offset != it->second.body.size() ||
+        chunk.size() > it->second.fv.body_len - it->second.body.size()) {
+      conn_.close(Error::make(errc::corrupt, "body chunk out of order or beyond body_len"));
+      return;
+    }
+    Transfer& t = it->second;
+    if (base) t.base = *base;
+    t.body.insert(t.body.end(), chunk.begin(), chunk.end());
+    if (t.body.size() == t.fv.body_len) {
+      Transfer done = std::move(t);
+      transfers_.erase(it);
+      apply_version(std::move(done.fv), std::move(done.body), done.base);
+    }
+  };
+  if (auto* d = std::get_if<protocol::Data>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, nullptr);
+  if (auto* d = std::get_if<protocol::Delta>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, &d->base_hash);
+  if (auto* r = std::get_if<protocol::Remove>(&msg)) {
+    post([this, r = std::move(*r)] { return do_remove(r); });
+    return;
+  }
+  if (auto* r = std::get_if<protocol::Rename>(&msg)) {
+    post([this, r = std::move(*r)] { return do_rename(r); });
+    return;
+  }
+  if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
+    const bool prune = full_sync_ && opts_.mirror;
+    const uint64_t max_seq = end->max_seq;
+    full_sync_ = false;
+    jobs_.post([this, prune, max_seq]() -> JobQueue::Done {
+      if (prune) {
+        if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
+      }
+      in_order_ = true;
+      if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
+      return [this] {
+        const bool first = !synced_;
+        synced_ = true;
+        if (first && opts_.on_synced) opts_.on_synced();
+      };
+    });
+  }
+}
+
+void Receiver::apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base) {
+  post([this, fv = std::move(fv), body = std::move(body), base] { return do_version(fv, body, base); });
+}
+
+// The resume point may only move over a contiguous prefix of the peer's sequence: the answer to
+// INDEX_REQUEST comes in path order (parents first), so during it nothing moves and INDEX_END
+// moves the point to the peer's max_seq at once; after it, versions arrive in sequence order.
+Status Receiver::advance(uint64_t seq) {
+  if (!in_order_) return {};
+  SYNCD_TRY_ASSIGN(prev, index_.peer_seq(peer_index_));
+  if (seq > prev) SYNCD_TRY(index_.set_peer_seq(peer_index_, seq));
+  return {};
+}
+
+Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp) {
+  store::Record r{m, 0, fp};
+  SYNCD_TRY_ASSIGN(txn, index_.begin());
+  SYNCD_TRY(index_.put(r));
+  SYNCD_TRY(advance(seq));
+  return txn.commit();
+}
+
+// The SHA-256 of what is at `path` now: from the index when the stat fingerprint still matches,
+// else by reading it. nullopt: no regular file there.
+Result<std::optional<protocol::Hash256>> Receiver::local_hash(const std::string& path) {
+  auto rec = index_.get(path);
+  std::optional<store::Known> known;
+  if (rec.ok() && *rec && !(*rec)->meta.deleted) known = store::Known{(*rec)->fp, (*rec)->meta.sha256};
+  SYNCD_TRY_ASSIGN(e, store::scan_one(root_, path, known ? &*known : nullptr));
+  if (!e || e->type != protocol::FileType::file) return std::optional<protocol::Hash256>{};
+  return std::optional<protocol::Hash256>(e->sha256);
+}
+
+protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes& body,
+                                   const protocol::Hash256& base) {
+  const auto& m = fv.meta;
+  auto local = index_.get(m.path);
+  if (local.ok() && *local) {
+    const auto order = engine::compare((*local)->meta.version, m.version);
+    if (order == engine::Order::after || (order == engine::Order::equal && (*local)->meta == m)) {
+      (void)advance(fv.seq);  // remember the seq; nothing else to do
+      return ack(fv.seq, protocol::AckStatus::ignored);
+    }
+  }
+  const apply::Attrs a = attrs_of(m);
+  const apply::Expected any = apply::Expected::any();
+  Result<fs::Fingerprint> done = Error::make(errc::internal, "unset");
+  // A different type is in the way: in mirror mode the source wins.
+  if (opts_.mirror) {
+    auto cur = applier_.stat(m.path);
+    if (cur.ok()) {
+      const auto t = store::file_type_of(cur->mode);
+      if (!t || *t != m.type) {
+        if (S_ISDIR(cur->mode)) {
+          (void)applier_.remove_dir(m.path, true);
+        } else {
+          (void)applier_.unlink(m.path, any);
+        }
+      }
+    }
+  }
+  switch (m.type) {
+    case protocol::FileType::dir: done = applier_.make_dir(m.path, a); break;
+    case protocol::FileType::symlink: done = applier_.make_symlink(m.path, m.symlink_target, a, any); break;
+    case protocol::FileType::file:
+      if (fv.body == protocol::BodyKind::whole) {
+        done = applier_.write_file(m.path, a, any, m.sha256,
+                                   [&](delta::OutputSink& out) { return out.write(body); });
+      } else if (fv.body == protocol::BodyKind::delta) {
+        auto have = local_hash(m.path);
+        if (!have.ok() || !*have || **have != base) {
+          return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base not held");
+        }
+        auto p = root_.parent_of(m.path);
+        if (!p.ok()) return ack(fv.seq, protocol::AckStatus::failed, p.error().message());
+        UniqueFd bfd(::openat(p->dir.get(), p->leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        struct stat bst{};
+        if (!bfd || ::fstat(bfd.get(), &bst) != 0) {
+          return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base vanished");
+        }
+        done = applier_.write_file(m.path, a, any, m.sha256, [&](delta::OutputSink& out) -> Status {
+          delta::FdBaseReader br(bfd.get(), static_cast<uint64_t>(bst.st_size));
+          delta::Patcher patcher(br, out, m.size);
+          SYNCD_TRY(patcher.feed(body));
+          SYNCD_TRY(patcher.finish());
+          return {};
+        });
+      } else {
+        // Metadata only: the content must already be the announced one.
+        auto have = local_hash(m.path);
+        if (!have.ok() || !*have || **have != m.sha256) {
+          return ack(fv.seq, protocol::AckStatus::base_mismatch, "content not held");
+        }
+        done = applier_.set_meta(m.path, a, any);
+      }
+      break;
+  }
+  if (!done.ok()) {
+    const auto& e = done.error();
+    lg().warn("apply path={} failed: {}", log::escape(m.path), e.message());
+    return ack(fv.seq, e.is(errc::verify_failed) ? protocol::AckStatus::verify_failed
+                                                  : protocol::AckStatus::failed,
+               e.message());
+  }
+  if (auto st = record(m, fv.seq, *done); !st) {
+    return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
+  }
+  return ack(fv.seq, protocol::AckStatus::applied);
+}
+
+protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
+  const auto& m = r.meta;
+  auto cur = applier_.stat(m.path);
+  if (cur.ok()) {
+    Status st = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, opts_.mirror)
+                                   : applier_.unlink(m.path, apply::Expected::any());
+    if (!st.ok() && !st.error().is_errno(ENOENT)) {
+      return ack(r.seq, protocol::AckStatus::failed, st.error().message());
+    }
+  }
+  if (auto st = record(m, r.seq, {}); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
+  return ack(r.seq, protocol::AckStatus::applied);
+}
+
+protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
+  auto have = index_.get(r.from.path);
+  const bool dir = r.to.type == protocol::FileType::dir;
+  if (!dir) {
+    auto h = local_hash(r.from.path);
+    if (!h.ok() || !*h || **h != r.to.sha256) {
+      return ack(r.seq, protocol::AckStatus::base_mismatch, "rename source not held");
+    }
+  }
+  auto moved = applier_.rename(r.from.path, r.to.path, apply::Expected::any(), apply::Expected::any());
+  if (!moved.ok()) {
+    return ack(r.seq, moved.error().is_errno(ENOENT) ? protocol::AckStatus::base_mismatch
+                                                      : protocol::AckStatus::failed,
+               moved.error().message());
+  }
+  auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::any());
+  // The index follows the disk: everything that was under `from` now lives under `to`, with the
+  // versions it had (the source sends each child's new version right after).
+  auto txn = index_.begin();
+  if (!txn.ok()) return ack(r.seq, protocol::AckStatus::failed, txn.error().message());
+  if (dir) {
+    std::vector<store::Record> below;
+    (void)index_.for_each_under(r.from.path, [&](const store::Record& x) -> Status {
+      if (x.meta.path != r.from.path && !x.meta.deleted) below.push_back(x);
+      return {};
+    });
+    for (auto& x : below) {
+      store::Record t = x;
+      t.meta.deleted = true;
+      t.meta.sha256 = {};
+      t.meta.symlink_target.clear();
+      t.meta.size = 0;
+      (void)index_.put(t);
+      x.meta.path = r.to.path + x.meta.path.substr(r.from.path.size());
+      auto fp = applier_.stat(x.meta.path);
+      if (fp.ok()) x.fp = *fp;
+      (void)index_.put(x);
+    }
+  }
+  store::Record from{r.from, 0, {}};
+  store::Record to{r.to, 0, meta.ok() ? *meta : (moved.ok() ? *moved : fs::Fingerprint{})};
+  (void)index_.put(from);
+  (void)index_.put(to);
+  (void)advance(r.seq);
+  if (auto st = txn->commit(); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
+  return ack(r.seq, protocol::AckStatus::applied);
+}
+
+Status Receiver::prune_extras() {
+  // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
+  std::vector<std::pair<std::string, bool>> extra;
+  SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
+    auto r = index_.get(rel);
+    if (r.ok() && (!*r || (*r)->meta.deleted)) extra.emplace_back(rel, S_ISDIR(fp.mode));
+    return {};
+  }));
+  // Deepest first; a directory removed takes its contents along.
+  std::sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [path, is_dir] : extra) {
+    Status st = is_dir ? applier_.remove_dir(path, true) : applier_.unlink(path, apply::Expected::any());
+    if (!st.ok() && !st.error().is_errno(ENOENT)) lg().warn("prune {}: {}", log::escape(path), st.error().message());
+  }
+  return {};
+}
+
+}  // namespace syncd::runtime

@@ -1,0 +1,75 @@
+// File: lib/runtime/receiver.h
+//
+// Receiver: the target side of a sync. It asks the peer for every record newer than the last one
+// it applied (INDEX_REQUEST, resumes after restarts), reassembles bodies, and applies each version
+// through lib/apply on its JobQueue, in arrival order: the index is updated in the same job right
+// after the rename, so this node's own watcher (two-way, later) sees disk == index and nothing
+// echoes. Every FILE_VERSION, REMOVE and RENAME is answered with an ACK.
+// In mirror mode (lsyncd's -direct / default.rsync with delete), the target is made identical to
+// the source: local entries the source does not have are removed after the initial full sync,
+// and local edits are overwritten.
+// Thread affinity: loop thread (public methods); jobs run on the JobQueue thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "lib/apply/apply.h"
+#include "lib/runtime/connection.h"
+#include "lib/runtime/job_queue.h"
+#include "lib/store/index.h"
+
+namespace syncd::runtime {
+
+struct ReceiverOptions {
+  bool mirror = true;
+  apply::Options apply;
+  std::function<void()> on_synced;  // once, on the loop thread, when the initial sync is applied
+};
+
+class Receiver {
+ public:
+  Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, Connection& conn,
+           ReceiverOptions opts = {});
+  void on_message(protocol::Message m);
+  bool idle() const noexcept { return jobs_.in_flight() == 0 && transfers_.empty(); }
+  uint64_t applied() const noexcept { return applied_; }
+  // True once the first INDEX_END (the initial sync) has been applied.
+  bool synced() const noexcept { return synced_; }
+
+ private:
+  struct Transfer {
+    protocol::FileVersion fv;
+    Bytes body;
+    protocol::Hash256 base{};
+  };
+  void apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base);
+  void post(std::function<protocol::Ack()> job);
+  // Job thread.
+  protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
+                           const protocol::Hash256& base);
+  protocol::Ack do_remove(const protocol::Remove& r);
+  protocol::Ack do_rename(const protocol::Rename& r);
+  Status prune_extras();
+  Result<std::optional<protocol::Hash256>> local_hash(const std::string& path);
+  Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp);
+  Status advance(uint64_t seq);
+
+  uvx::Loop& loop_;
+  const fs::Root& root_;
+  store::Index& index_;
+  Connection& conn_;
+  ReceiverOptions opts_;
+  apply::Applier applier_;
+  JobQueue jobs_;
+  std::map<uint32_t, Transfer> transfers_;
+  uint64_t peer_index_ = 0;
+  bool full_sync_ = false;
+  bool synced_ = false;
+  uint64_t applied_ = 0;
+  bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order
+};
+
+}  // namespace syncd::runtime

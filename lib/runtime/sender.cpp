@@ -1,0 +1,381 @@
+#include "lib/runtime/sender.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "lib/base/log.h"
+#include "lib/codec/sha256.h"
+#include "lib/delta/delta.h"
+#include "lib/store/change.h"
+#include "lib/store/scanner.h"
+#include "protocol/limits.h"
+
+namespace syncd::runtime {
+namespace {
+
+auto& lg() { return log::get(log::Module::runtime); }
+
+// Reads a whole regular file through the root, refusing anything that is not the version we
+// announce (a newer write will produce its own event).
+Result<Bytes> read_content(const fs::Root& root, const store::Record& r) {
+  SYNCD_TRY_ASSIGN(p, root.parent_of(r.meta.path));
+  UniqueFd fd(::openat(p.dir.get(), p.leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return Error::from_errno("open \"" + log::escape(r.meta.path) + "\"");
+  Bytes content(r.meta.size);
+  size_t got = 0;
+  while (got < content.size()) {
+    const ssize_t n = ::read(fd.get(), content.data() + got, content.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("read \"" + log::escape(r.meta.path) + "\"");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  uint8_t extra = 0;
+  if (got != content.size() || ::read(fd.get(), &extra, 1) != 0 ||
+      codec::Sha256::of(content) != r.meta.sha256) {
+    codec::wipe(content.data(), content.size());
+    return Error::make(errc::unexpected_target, "\"" + log::escape(r.meta.path) + "\" changed since it was scanned");
+  }
+  return content;
+}
+
+void chunked(std::vector<protocol::Message>& msgs, uint32_t xfer, const Bytes& body, bool delta,
+             const protocol::Hash256& base) {
+  for (size_t off = 0; off < body.size(); off += protocol::kMaxChunk) {
+    const size_t n = std::min(protocol::kMaxChunk, body.size() - off);
+    Bytes chunk(body.begin() + static_cast<ptrdiff_t>(off), body.begin() + static_cast<ptrdiff_t>(off + n));
+    if (delta) {
+      msgs.emplace_back(protocol::Delta{xfer, base, off, std::move(chunk)});
+    } else {
+      msgs.emplace_back(protocol::Data{xfer, off, std::move(chunk)});
+    }
+  }
+}
+
+}  // namespace
+
+Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
+               Connection& conn, SenderOptions opts)
+    : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
+      watcher_(std::make_unique<watch::Watcher>(loop, root, std::move(excludes),
+                                                [this](watch::Batch b) { post_batch(std::move(b)); },
+                                                opts.watch)),
+      jobs_(loop) {}
+
+Sender::~Sender() = default;
+
+Status Sender::start() {
+  // Watch first, then scan: nothing written between the two is missed (DESIGN.md §4).
+  SYNCD_TRY(watcher_->start());
+  watch::Batch startup;
+  startup.overflow = true;  // "rescan everything"
+  post_batch(std::move(startup));
+  return {};
+}
+
+bool Sender::idle() const noexcept {
+  return jobs_.in_flight() == 0 && watcher_->pending_count() == 0 && in_flight_.empty();
+}
+
+store::Author Sender::author() {
+  auto c = index_.next_counter();
+  return store::Author{index_.node_id(), c.ok() ? *c : 0, hlc_.now()};
+}
+
+void Sender::post_batch(watch::Batch b) {
+  if (!b.error.empty()) lg().error("watcher: {}", b.error);
+  jobs_.post([this, b = std::move(b)]() -> JobQueue::Done {
+    auto out = std::make_shared<Outbox>();
+    process_batch(b, *out);
+    return [this, out] { deliver(std::move(*out)); };
+  });
+}
+
+void Sender::deliver(Outbox out) {
+  for (const auto& e : out.errors) lg().warn("{}", e);
+  for (const auto& m : out.msgs) {
+    if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
+      lg().debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
+                 static_cast<int>(fv->body), fv->meta.deleted);
+    } else if (const auto* r = std::get_if<protocol::Remove>(&m)) {
+      lg().debug("send seq={} remove path={}", r->seq, log::escape(r->meta.path));
+    } else if (const auto* rn = std::get_if<protocol::Rename>(&m)) {
+      lg().debug("send seq={} rename {} -> {}", rn->seq, log::escape(rn->from.path), log::escape(rn->to.path));
+    }
+  }
+  for (auto& [seq, path] : out.resendable) in_flight_[seq] = path;
+  for (auto& m : out.msgs) conn_.send(m);
+  if (!out.msgs.empty()) conn_.flush();
+}
+
+void Sender::process_batch(const watch::Batch& b, Outbox& out) {
+  std::vector<store::Record> changed;
+  auto txn = index_.begin();
+  if (!txn.ok()) {
+    out.errors.push_back("index: " + txn.error().message());
+    return;
+  }
+  if (b.overflow) {
+    process_rescan("", out, changed);
+  } else {
+    for (const auto& e : b.events) {
+      switch (e.kind) {
+        case watch::Event::Kind::changed: process_path(e.path, out, changed); break;
+        case watch::Event::Kind::removed: process_gone(e.path, changed); break;
+        case watch::Event::Kind::rescan: process_rescan(e.path, out, changed); break;
+        case watch::Event::Kind::renamed:
+          if (!process_rename(e.from, e.path, out, changed)) {
+            process_gone(e.from, changed);
+            if (e.is_dir) {
+              process_rescan(e.path, out, changed);
+            } else {
+              process_path(e.path, out, changed);
+            }
+          }
+          break;
+      }
+    }
+  }
+  if (auto st = txn->commit(); !st) {
+    out.errors.push_back("index commit: " + st.error().message());
+    out.msgs.clear();
+    return;
+  }
+  // Until the peer's INDEX_REQUEST is answered, nothing goes out live: the answer carries every
+  // record in the index, these included, in an order the peer can apply (parents first). Sending
+  // them early would let a later change overtake the initial sync.
+  if (!answered_) {
+    out.msgs.clear();
+    out.resendable.clear();
+    return;
+  }
+  // Only now, with the versions durable, do they go out.
+  for (const auto& r : changed) emit_record(r, true, false, out);
+}
+
+void Sender::process_path(const std::string& path, Outbox& out,
+                          std::vector<store::Record>& changed) {
+  auto rec = index_.get(path);
+  if (!rec.ok()) {
+    out.errors.push_back(rec.error().message());
+    return;
+  }
+  std::optional<store::Known> known;
+  if (*rec && !(*rec)->meta.deleted) known = store::Known{(*rec)->fp, (*rec)->meta.sha256};
+  auto entry = store::scan_one(root_, path, known ? &*known : nullptr);
+  if (!entry.ok()) {
+    // Busy files come back with their close event; special files are not replicated.
+    if (!entry.error().is(errc::unexpected_target)) out.errors.push_back(entry.error().message());
+    return;
+  }
+  if (!*entry) {
+    process_gone(path, changed);
+    return;
+  }
+  const store::Change kind = store::classify(**entry, *rec);
+  if (kind == store::Change::none) return;
+  if (kind == store::Change::fingerprint) {
+    (void)index_.set_fingerprint(path, (*entry)->fp);
+    return;
+  }
+  store::Record r = store::author_version(**entry, *rec, kind, author());
+  if (auto st = index_.put(r); !st) {
+    out.errors.push_back(st.error().message());
+    return;
+  }
+  // A metadata-only change carries no body; the marker is a content dot older than this version.
+  changed.push_back(std::move(r));
+}
+
+void Sender::process_gone(const std::string& path, std::vector<store::Record>& changed) {
+  // The path and everything the index knows below it, deepest first.
+  std::vector<store::Record> live;
+  (void)index_.for_each_under(path, [&](const store::Record& r) -> Status {
+    if (!r.meta.deleted) live.push_back(r);
+    return {};
+  });
+  std::sort(live.begin(), live.end(),
+            [](const store::Record& a, const store::Record& b) { return a.meta.path > b.meta.path; });
+  for (const auto& r : live) {
+    // It may exist again already (deleted and re-created): then it is a change, not a removal.
+    auto again = store::scan_one(root_, r.meta.path);
+    if (again.ok() && *again) continue;
+    store::Record t = store::author_delete(r, author());
+    if (index_.put(t).ok()) changed.push_back(std::move(t));
+  }
+}
+
+void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<store::Record>& changed) {
+  std::set<std::string> seen;
+  if (!dir.empty()) {
+    seen.insert(dir);
+    process_path(dir, out, changed);
+  }
+  auto st = store::walk(root_, dir, [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+    seen.insert(rel);
+    process_path(rel, out, changed);
+    return {};
+  });
+  if (!st.ok() && !st.error().is_errno(ENOENT)) out.errors.push_back(st.error().message());
+  // What the index holds under dir but the walk did not find is gone.
+  std::vector<std::string> gone;
+  (void)index_.for_each_under(dir, [&](const store::Record& r) -> Status {
+    if (!r.meta.deleted && !seen.count(r.meta.path)) gone.push_back(r.meta.path);
+    return {};
+  });
+  for (const auto& g : gone) process_gone(g, changed);
+}
+
+bool Sender::process_rename(const std::string& from, const std::string& to, Outbox& out,
+                            std::vector<store::Record>&) {
+  auto rec = index_.get(from);
+  if (!rec.ok() || !*rec || (*rec)->meta.deleted) return false;
+  auto entry = store::scan_one(root_, to);
+  if (!entry.ok() || !*entry) return false;
+  const store::Record& old = **rec;
+  if ((*entry)->type != old.meta.type) return false;
+  // Same inode: the content did not change in the move (a rename does not touch the bytes).
+  if ((*entry)->fp.ino != old.fp.ino || (*entry)->fp.size != old.fp.size ||
+      (*entry)->fp.mtime_ns != old.fp.mtime_ns) {
+    return false;
+  }
+  store::Entry e = **entry;
+  e.sha256 = old.meta.sha256;
+  const auto a = author();
+  // Children of a moved directory: tombstones at the old paths, versions at the new ones.
+  std::vector<store::Record> below;
+  if (old.meta.type == protocol::FileType::dir) {
+    (void)index_.for_each_under(from, [&](const store::Record& r) -> Status {
+      if (r.meta.path != from && !r.meta.deleted) below.push_back(r);
+      return {};
+    });
+  }
+  store::Record tomb = store::author_delete(old, a);
+  auto prev_to = index_.get(to);
+  store::Record moved = store::author_version(e, prev_to.ok() ? *prev_to : std::nullopt,
+                                              store::Change::both, a);
+  moved.meta.content_dot = old.meta.content_dot;  // the content is the one `from` had
+  moved.meta.content_ts = old.meta.content_ts;
+  if (!index_.put(tomb).ok() || !index_.put(moved).ok()) return false;
+  out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
+  out.resendable.emplace_back(moved.seq, to);
+  for (const auto& c : below) {
+    // The peer moves these with the directory. Here: a tombstone at the old path and a new
+    // version at the new one, sent without a body (same content, new path).
+    store::Record ct = store::author_delete(c, author());
+    const std::string np = to + c.meta.path.substr(from.size());
+    store::Record cn = store::author_version(
+        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.sha256, false}, c,
+        store::Change::meta, author());
+    if (index_.put(ct).ok() && index_.put(cn).ok()) emit_record(cn, false, false, out);
+  }
+  return true;
+}
+
+void Sender::emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out) {
+  const auto& m = r.meta;
+  if (m.deleted) {
+    out.msgs.emplace_back(protocol::Remove{r.seq, m});
+    return;
+  }
+  const bool content_now = m.content_dot.node == index_.node_id() &&
+                           !m.version.empty() && m.content_dot.counter == [&] {
+                             for (const auto& v : m.version) {
+                               if (v.node == index_.node_id()) return v.counter;
+                             }
+                             return uint64_t{0};
+                           }();
+  const bool body = m.type == protocol::FileType::file && (force_whole || (with_body && content_now));
+  if (!body) {
+    out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
+    if (m.type == protocol::FileType::file) out.resendable.emplace_back(r.seq, m.path);
+    return;
+  }
+  auto content = read_content(root_, r);
+  if (!content.ok()) {
+    if (!content.error().is(errc::unexpected_target)) out.errors.push_back(content.error().message());
+    return;
+  }
+  const uint32_t xfer = next_xfer_++;
+  const uint64_t peer = peer_node_;
+  std::optional<store::CachedSignature> cached;
+  if (!force_whole && m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
+    auto c = index_.get_signature(m.path, peer);
+    if (c.ok()) cached = std::move(*c);
+  }
+  bool sent = false;
+  if (cached) {
+    auto sig = delta::Signature::parse(cached->signature);
+    if (sig.ok()) {
+      Bytes d = delta::make_delta(*sig, *content);
+      if (d.size() < m.size) {
+        out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
+        chunked(out.msgs, xfer, d, true, cached->base_hash);
+        sent = true;
+      }
+    }
+  }
+  if (!sent) {
+    out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size});
+    chunked(out.msgs, xfer, *content, false, {});
+  }
+  out.resendable.emplace_back(r.seq, m.path);
+  // Cache the signature of what the peer will now hold, for the next change's delta.
+  if (m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
+    auto sig = delta::sign(*content, delta::cached_block_len(m.size), codec::HashKey::random());
+    (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()});
+  }
+  codec::wipe(content->data(), content->size());
+}
+
+void Sender::on_message(const protocol::Message& msg) {
+  if (const auto* h = std::get_if<protocol::Hello>(&msg)) {
+    peer_node_ = h->node_id;
+    return;
+  }
+  if (const auto* req = std::get_if<protocol::IndexRequest>(&msg)) {
+    const uint64_t since = req->index_id == index_.index_id() ? req->since_seq : 0;
+    lg().debug("index request since={} (asked {})", since, req->since_seq);
+    jobs_.post([this, since]() -> JobQueue::Done {
+      auto out = std::make_shared<Outbox>();
+      std::vector<store::Record> recs;
+      (void)index_.for_each_since(since, [&](const store::Record& r) -> Status {
+        recs.push_back(r);
+        return {};
+      });
+      // Parents before children for creations; removals deepest first.
+      std::stable_sort(recs.begin(), recs.end(), [](const store::Record& a, const store::Record& b) {
+        if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
+        return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
+      });
+      for (const auto& r : recs) emit_record(r, true, true, *out);
+      out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});
+      answered_ = true;
+      return [this, out] { deliver(std::move(*out)); };
+    });
+    return;
+  }
+  if (const auto* ack = std::get_if<protocol::Ack>(&msg)) {
+    auto it = in_flight_.find(ack->seq);
+    std::string path = it != in_flight_.end() ? it->second : std::string();
+    if (it != in_flight_.end()) in_flight_.erase(it);
+    ++sent_;
+    if ((ack->status == protocol::AckStatus::base_mismatch ||
+         ack->status == protocol::AckStatus::verify_failed) && !path.empty()) {
+      // The peer lacks the base we assumed: send the current version whole.
+      jobs_.post([this, path]() -> JobQueue::Done {
+        auto out = std::make_shared<Outbox>();
+        auto rec = index_.get(path);
+        if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
+        return [this, out] { deliver(std::move(*out)); };
+      });
+    } else if (ack->status == protocol::AckStatus::failed) {
+      lg().warn("peer could not apply seq={} path={}: {}", ack->seq, log::escape(path), ack->detail);
+    }
+  }
+}
+
+}  // namespace syncd::runtime

@@ -1,0 +1,83 @@
+// File: lib/runtime/sender.h
+//
+// Sender: the source side of a sync. It watches the tree (lib/watch), turns what changed into new
+// local versions in the index (lib/store: scan, classify, author; one transaction per batch) and
+// sends them to the peer: whole bodies for small files, deltas against the signature cached for
+// the peer for large ones (DESIGN.md §5), metadata-only versions without a body, tombstones as
+// REMOVE, unchanged-content moves as RENAME. The peer's INDEX_REQUEST{since} is answered with
+// every record newer than `since` (initial sync and resume after a restart).
+// Blocking work runs on the node's JobQueue; the loop thread only routes events and messages.
+// Thread affinity: loop thread (public methods); its jobs touch the index only on the job thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lib/base/clock.h"
+#include "lib/fs/root.h"
+#include "lib/runtime/connection.h"
+#include "lib/runtime/job_queue.h"
+#include "lib/store/change.h"
+#include "lib/store/index.h"
+#include "lib/watch/watcher.h"
+
+namespace syncd::runtime {
+
+struct SenderOptions {
+  uint64_t whole_below = 64 * 1024;  // files smaller than this always travel whole
+  watch::WatchOptions watch;
+};
+
+class Sender {
+ public:
+  Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
+         Connection& conn, SenderOptions opts = {});
+  ~Sender();
+  Sender(const Sender&) = delete;
+  Sender& operator=(const Sender&) = delete;
+
+  // Starts watching, then scans the whole tree against the index (the startup scan).
+  Status start();
+  void on_message(const protocol::Message& m);
+  bool idle() const noexcept;
+  uint64_t versions_sent() const noexcept { return sent_; }
+
+ private:
+  struct Outbox {
+    std::vector<protocol::Message> msgs;
+    std::vector<std::pair<uint64_t, std::string>> resendable;  // seq -> path (live files)
+    std::vector<std::string> errors;
+  };
+  // Job-thread side.
+  void process_batch(const watch::Batch& b, Outbox& out);
+  void process_path(const std::string& path, Outbox& out,
+                    std::vector<store::Record>& changed);
+  void process_gone(const std::string& path, std::vector<store::Record>& changed);
+  void process_rescan(const std::string& dir, Outbox& out, std::vector<store::Record>& changed);
+  bool process_rename(const std::string& from, const std::string& to, Outbox& out,
+                      std::vector<store::Record>& changed);
+  void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
+  store::Author author();
+  // Loop-thread side.
+  void post_batch(watch::Batch b);
+  void deliver(Outbox out);
+
+  uvx::Loop& loop_;
+  const fs::Root& root_;
+  store::Index& index_;
+  Connection& conn_;
+  SenderOptions opts_;
+  std::unique_ptr<watch::Watcher> watcher_;
+  JobQueue jobs_;
+  Hlc hlc_;                   // job thread
+  uint32_t next_xfer_ = 1;    // job thread
+  bool answered_ = false;     // job thread: the peer's INDEX_REQUEST has been answered
+  uint64_t peer_node_ = 0;    // set from the peer's HELLO (loop), read by jobs after that
+  std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
+  uint64_t sent_ = 0;
+};
+
+}  // namespace syncd::runtime
