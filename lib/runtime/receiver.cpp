@@ -42,12 +42,42 @@ Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, C
       applier_(root, opts.apply), jobs_(loop) {}
 
 void Receiver::post(std::function<protocol::Ack()> job) {
-  jobs_.post([this, job = std::move(job)]() -> JobQueue::Done {
-    protocol::Ack a = job();
-    lg().debug("applied seq={} status={} {}", a.seq, static_cast<int>(a.status), a.detail);
-    return [this, a = std::move(a)] {
-      ++applied_;
-      conn_.send(a);
+  {
+    std::lock_guard<std::mutex> lk(batch_mu_);
+    batch_.push_back(std::move(job));
+    if (batch_posted_) return;
+    batch_posted_ = true;
+  }
+  jobs_.post([this]() -> JobQueue::Done {
+    std::vector<std::function<protocol::Ack()>> todo;
+    {
+      std::lock_guard<std::mutex> lk(batch_mu_);
+      todo.swap(batch_);
+      batch_posted_ = false;
+    }
+    auto acks = std::make_shared<std::vector<protocol::Ack>>();
+    auto txn = index_.begin();
+    if (txn.ok()) txn_.emplace(std::move(*txn));
+    for (auto& j : todo) acks->push_back(j());
+    if (txn_) {
+      auto st = txn_->commit();
+      txn_.reset();
+      if (!st.ok()) {
+        // The files are on disk but their records are not: report it; the next rescan repairs.
+        for (auto& a : *acks) {
+          a.status = protocol::AckStatus::failed;
+          a.detail = "index: " + st.error().message();
+        }
+      }
+    }
+    for (const auto& a : *acks) {
+      lg().debug("applied seq={} status={} {}", a.seq, static_cast<int>(a.status), a.detail);
+    }
+    return [this, acks] {
+      for (const auto& a : *acks) {
+        ++applied_;
+        conn_.send(a);
+      }
       conn_.flush();
     };
   });
@@ -148,10 +178,8 @@ Status Receiver::advance(uint64_t seq) {
 
 Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp) {
   store::Record r{m, 0, fp};
-  SYNCD_TRY_ASSIGN(txn, index_.begin());
   SYNCD_TRY(index_.put(r));
-  SYNCD_TRY(advance(seq));
-  return txn.commit();
+  return advance(seq);
 }
 
 // The SHA-256 of what is at `path` now: from the index when the stat fingerprint still matches,
@@ -274,8 +302,6 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
   auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::any());
   // The index follows the disk: everything that was under `from` now lives under `to`, with the
   // versions it had (the source sends each child's new version right after).
-  auto txn = index_.begin();
-  if (!txn.ok()) return ack(r.seq, protocol::AckStatus::failed, txn.error().message());
   if (dir) {
     std::vector<store::Record> below;
     (void)index_.for_each_under(r.from.path, [&](const store::Record& x) -> Status {
@@ -300,7 +326,6 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
   (void)index_.put(from);
   (void)index_.put(to);
   (void)advance(r.seq);
-  if (auto st = txn->commit(); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
   return ack(r.seq, protocol::AckStatus::applied);
 }
 

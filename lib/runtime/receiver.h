@@ -13,6 +13,9 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -46,6 +49,8 @@ class Receiver {
     protocol::Hash256 base{};
   };
   void apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base);
+  // Queues one apply; everything queued while the job thread is busy is applied by one job in
+  // one index transaction (group commit), in arrival order.
   void post(std::function<protocol::Ack()> job);
   // Job thread.
   protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
@@ -70,6 +75,10 @@ class Receiver {
   bool synced_ = false;
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order
+  std::mutex batch_mu_;
+  std::vector<std::function<protocol::Ack()>> batch_;  // guarded by batch_mu_
+  bool batch_posted_ = false;                         // guarded by batch_mu_
+  std::optional<store::Index::Txn> txn_;              // job thread: the batch's transaction
 };
 
 }  // namespace syncd::runtime

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 
 #include "lib/codec/sha256.h"
 #include "protocol/frame.h"
@@ -66,7 +67,10 @@ Result<Index> Index::open(const std::string& state_dir) {
 
 Status Index::init_schema() {
   SYNCD_TRY(db_.exec("PRAGMA journal_mode=WAL"));
-  SYNCD_TRY(db_.exec("PRAGMA synchronous=FULL"));
+  // NORMAL in WAL mode: a commit survives a crash of the process (kill -9) without an fsync;
+  // after a power loss the last commits may be gone, which the startup rescan repairs, and the
+  // version counter cannot go back because it never falls behind the wall clock (next_counter).
+  SYNCD_TRY(db_.exec("PRAGMA synchronous=NORMAL"));
   SYNCD_TRY(db_.exec(
       "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, seq INTEGER NOT NULL UNIQUE,"
@@ -221,6 +225,12 @@ Status Index::set_peer_seq(uint64_t node, uint64_t seq) {
 }
 
 Result<uint64_t> Index::next_counter() {
+  // Syncthing's rule: max(counter + 1, unix ms). Even if a power loss dropped the last commits
+  // (high-water mark included), a counter handed out later is larger than any handed out before.
+  const uint64_t wall = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                  .count());
+  if (wall > counter_) counter_ = wall - 1;
   if (counter_ + 1 > counter_hw_) {
     const uint64_t hw = counter_ + kCounterStride;
     if (in_txn_) {

@@ -6,11 +6,12 @@
 //     vector, dots, content hash, tombstone flag), its local sequence number, and the fingerprint
 //     of what was on disk when it was last confirmed (how syncd recognises its own writes);
 //   - this node's identity: node_id and index_id, random u64s created with the database;
-//   - this node's version counter, persisted as a high-water mark (+1024) so a crash never reuses
-//     a value;
+//   - this node's version counter: max(previous + 1, Unix ms), with a persisted high-water mark,
+//     so no value is ever handed out twice, not even after losing the last commits;
 //   - the block signature of the last version sent to each peer (zero-RTT deltas, DESIGN.md §5).
 // Every put() gets the next sequence number. Writes inside one Txn commit together (group commit);
-// synchronous=FULL, so a committed record survives kill -9 and power loss.
+// WAL with synchronous=NORMAL: a committed record survives kill -9; a power loss may drop the
+// last commits, which the startup rescan re-creates (the counter rule keeps versions unique).
 //
 // Thread affinity: an Index is used from one thread at a time (the runtime's store thread).
 //

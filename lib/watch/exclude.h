@@ -13,7 +13,6 @@
 //   Excludes ex({"*.tmp", "/cache/"});  ex.excluded("a/b.tmp", false) == true
 #pragma once
 
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,10 +25,10 @@ class Excludes {
   explicit Excludes(const std::vector<std::string>& patterns);
   // `rel` without a leading '/', as the rest of syncd writes paths.
   bool excluded(std::string_view rel, bool is_dir) const;
-  bool empty() const noexcept { return res_.empty(); }
+  bool empty() const noexcept { return patterns_.empty(); }
 
  private:
-  std::vector<std::regex> res_;
+  std::vector<std::string> patterns_;
 };
 
 }  // namespace syncd::watch
