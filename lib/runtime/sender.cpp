@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <set>
 
 #include "lib/base/log.h"
@@ -55,6 +57,32 @@ void chunked(std::vector<protocol::Message>& msgs, uint32_t xfer, const Bytes& b
   }
 }
 
+// Removals first (deepest first), then live records by mtime, each after its changed ancestors.
+void order_by_mtime(std::vector<store::Record>& recs) {
+  std::vector<store::Record> gone, live;
+  for (auto& r : recs) (r.meta.deleted ? gone : live).push_back(std::move(r));
+  std::sort(gone.begin(), gone.end(),
+            [](const store::Record& a, const store::Record& b) { return a.meta.path > b.meta.path; });
+  std::stable_sort(live.begin(), live.end(), [](const store::Record& a, const store::Record& b) {
+    return std::pair(a.meta.mtime_sec, a.meta.mtime_nsec) < std::pair(b.meta.mtime_sec, b.meta.mtime_nsec);
+  });
+  std::map<std::string, size_t> at;
+  for (size_t i = 0; i < live.size(); ++i) at[live[i].meta.path] = i;
+  std::vector<char> done(live.size(), 0);
+  recs = std::move(gone);
+  std::function<void(size_t)> put = [&](size_t i) {
+    if (done[i]) return;
+    done[i] = 1;
+    const std::string& p = live[i].meta.path;
+    const size_t slash = p.rfind('/');
+    if (slash != std::string::npos) {
+      if (auto it = at.find(p.substr(0, slash)); it != at.end()) put(it->second);
+    }
+    recs.push_back(live[i]);
+  };
+  for (size_t i = 0; i < live.size(); ++i) put(i);
+}
+
 }  // namespace
 
 Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
@@ -96,6 +124,7 @@ void Sender::post_batch(watch::Batch b) {
 
 void Sender::deliver(Outbox out) {
   for (const auto& e : out.errors) lg().warn("{}", e);
+  if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
   for (const auto& m : out.msgs) {
     if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
       lg().debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
@@ -152,6 +181,11 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     out.resendable.clear();
     return;
   }
+  // After an overflow the order of the changes is lost; replay them in modification-time order
+  // (what was written first goes first), parents still before children.
+  if (b.overflow) order_by_mtime(changed);
+  out.rescanned = b.overflow;
+  out.versions = changed.size();
   // Only now, with the versions durable, do they go out.
   for (const auto& r : changed) emit_record(r, true, false, out);
 }

@@ -50,6 +50,8 @@ class Sender {
     std::vector<protocol::Message> msgs;
     std::vector<std::pair<uint64_t, std::string>> resendable;  // seq -> path (live files)
     std::vector<std::string> errors;
+    bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
+    size_t versions = 0;      // new local versions authored
   };
   // Job-thread side.
   void process_batch(const watch::Batch& b, Outbox& out);
