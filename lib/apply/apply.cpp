@@ -20,6 +20,9 @@ namespace {
 
 std::string q(std::string_view rel) { return "\"" + log::escape(rel) + "\""; }
 
+// Below this many staged files, per-file fsyncs; above, one syncfs for the batch.
+constexpr size_t kGroupSyncMin = 4;
+
 Error io_error(const char* op, std::string_view rel, int err = errno) {
   return Error::from_errno(std::string(op) + " " + q(rel), err);
 }
@@ -186,34 +189,135 @@ Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs
     return fd ? 0 : -1;
   }));
   auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
+  SYNCD_TRY(fill_temp(fd.get(), rel, attrs, sha256, writer));
+  // A failed fsync is final for this attempt: the data may be gone although a retry would
+  // "succeed" (fsyncgate). The temp file is removed and the transfer retried from scratch.
+  if (opts_.fsync && ::fsync(fd.get()) != 0) return io_error("fsync", rel);
+  if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
+  auto done = commit_temp(dir, tmp, p.leaf, rel, expect);
+  // On failure the guard unlinks the temp name (ENOENT, harmless, if the rename had happened).
+  if (done.ok()) cleanup.cancel();
+  return done;
+}
 
-  // Reserve the space first: ENOSPC shows up before any byte is written.
+Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,
+                          const codec::Digest& sha256, const ContentWriter& writer) const {
   // fallocate(2), not posix_fallocate: glibc's emulation would write the whole size in zeros on
   // filesystems without support; there we just skip the early check.
-  if (attrs.size > 0 && ::fallocate(fd.get(), 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
+  if (attrs.size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
       errno != EOPNOTSUPP && errno != ENOSYS) {
     return io_error("allocate", rel);
   }
-  HashingFdSink sink(fd.get(), rel);
+  HashingFdSink sink(fd, rel);
   if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
   if (sink.written() != attrs.size) {
     // A shorter result than announced leaves preallocated blocks: trim, then fail verification.
-    if (::ftruncate(fd.get(), static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
+    if (::ftruncate(fd, static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
   }
   if (sink.digest() != sha256) {
     return Error::make(errc::verify_failed, q(rel) + ": content does not match its SHA-256 "
                                                      "(discarded; the whole file will be re-sent)");
   }
-  SYNCD_TRY(apply_owner_mode_time(fd.get(), rel, attrs));
-  // A failed fsync is final for this attempt: the data may be gone although a retry would
-  // "succeed" (fsyncgate). The temp file is removed and the transfer retried from scratch.
-  if (opts_.fsync && ::fsync(fd.get()) != 0) return io_error("fsync", rel);
-  if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
+  return apply_owner_mode_time(fd, rel, attrs);
+}
 
-  auto done = commit_temp(dir, tmp, p.leaf, rel, expect);
-  // On failure the guard unlinks the temp name (ENOENT, harmless, if the rename had happened).
-  if (done.ok()) cleanup.cancel();
-  return done;
+Result<Applier::Staged> Applier::stage_file(std::string_view rel, const Attrs& attrs,
+                                            const Expected& expect, const codec::Digest& sha256,
+                                            const ContentWriter& writer) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  UniqueFd fd;
+  SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, p.leaf, rel, [&](const std::string& name) {
+    fd.reset(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    return fd ? 0 : -1;
+  }));
+  auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
+  SYNCD_TRY(fill_temp(fd.get(), rel, attrs, sha256, writer));
+  if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
+  cleanup.cancel();
+  return Staged{std::string(rel), tmp, p.leaf, expect};
+}
+
+std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& staged) const {
+  std::vector<Result<Fingerprint>> out;
+  out.reserve(staged.size());
+  auto discard = [&](const Staged& s) {
+    if (auto p = root_.parent_of(s.rel); p.ok()) ::unlinkat(p->dir.get(), s.tmp.c_str(), 0);
+  };
+  // One syncfs makes every staged temp durable (what fsync per file did in write_file); for a
+  // handful of files, per-file fsyncs are cheaper than flushing the whole filesystem. A failure
+  // is final for all of them: nothing is renamed, the temps go, the versions are retried.
+  const bool group = staged.size() > kGroupSyncMin;
+  if (opts_.fsync && !group) {
+    for (const auto& s : staged) {
+      auto p = root_.parent_of(s.rel);
+      UniqueFd fd(p.ok() ? ::openat(p->dir.get(), s.tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1);
+      if (!fd || ::fsync(fd.get()) != 0) {
+        Error e = io_error("fsync", s.rel);
+        for (const auto& x : staged) {
+          discard(x);
+          out.emplace_back(e);
+        }
+        return out;
+      }
+    }
+  }
+  if (opts_.fsync && group) {
+    UniqueFd r(::openat(root_.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!r || ::syncfs(r.get()) != 0) {
+      Error e = Error::from_errno("syncfs " + q(root_.path()));
+      for (const auto& s : staged) {
+        discard(s);
+        out.emplace_back(e);
+      }
+      return out;
+    }
+  }
+  for (const auto& s : staged) {
+    auto p = root_.parent_of(s.rel);
+    if (!p.ok()) {
+      out.emplace_back(std::move(p).error());
+      continue;
+    }
+    const int dir = p->dir.get();
+    Status st = guard(dir, s.leaf, s.rel, s.expect);
+    if (st.ok()) {
+      const unsigned flags = s.expect.kind == Expected::Kind::absent ? RENAME_NOREPLACE : 0;
+      if (::renameat2(dir, s.tmp.c_str(), dir, s.leaf.c_str(), flags) != 0) {
+        st = errno == EEXIST ? Status(Error::make(errc::unexpected_target, q(s.rel) + " appeared meanwhile"))
+                             : Status(io_error("rename into place", s.rel));
+      }
+    }
+    if (!st.ok()) {
+      ::unlinkat(dir, s.tmp.c_str(), 0);
+      out.emplace_back(std::move(st).error());
+      continue;
+    }
+    struct stat sb{};
+    if (::fstatat(dir, s.leaf.c_str(), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+      out.emplace_back(io_error("stat", s.rel));
+    } else {
+      out.emplace_back(Fingerprint::of(sb));
+    }
+  }
+  // The renames themselves: one fsync per directory, or one more syncfs for a group.
+  if (opts_.fsync && !group) {
+    for (size_t i = 0; i < staged.size(); ++i) {
+      if (!out[i].ok()) continue;
+      auto p = root_.parent_of(staged[i].rel);
+      if (!p.ok() || ::fsync(p->dir.get()) != 0) out[i] = io_error("fsync directory of", staged[i].rel);
+    }
+  }
+  if (opts_.fsync && group) {
+    UniqueFd r(::openat(root_.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!r || ::syncfs(r.get()) != 0) {
+      Error e = Error::from_errno("syncfs " + q(root_.path()));
+      for (auto& res : out) {
+        if (res.ok()) res = e;
+      }
+    }
+  }
+  return out;
 }
 
 Result<Fingerprint> Applier::make_dir(std::string_view rel, const Attrs& attrs) const {

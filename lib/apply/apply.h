@@ -29,6 +29,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lib/fs/fingerprint.h"
 #include "lib/fs/root.h"
@@ -83,6 +84,20 @@ class Applier {
   // Writes a regular file atomically (order above). Returns the fingerprint of the new file.
   Result<Fingerprint> write_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
                                  const codec::Digest& sha256, const ContentWriter& writer) const;
+  // Batches (group commit, DESIGN.md targets): stage_file() does steps 1-3 of write_file()
+  // except the fsync; commit_staged() then makes all of them durable with one syncfs(2), renames
+  // each into place in order (with its guard) and makes the renames durable with one more
+  // syncfs. result[i] belongs to staged[i]; a failed one leaves its old target intact.
+  struct Staged {
+    std::string rel;
+    std::string tmp;
+    std::string leaf;
+    Expected expect;
+  };
+  Result<Staged> stage_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
+                            const codec::Digest& sha256, const ContentWriter& writer) const;
+  std::vector<Result<Fingerprint>> commit_staged(std::vector<Staged>& staged) const;
+
   // Creates a directory (mode/owner/mtime applied), or updates the metadata of an existing one.
   Result<Fingerprint> make_dir(std::string_view rel, const Attrs& attrs) const;
   // Creates or replaces a symlink atomically. The target is stored, never followed.
@@ -111,6 +126,10 @@ class Applier {
   Status guard(int dir, const std::string& leaf, std::string_view rel, const Expected& e) const;
   Status apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const;
   Status fsync_dir(int dir, std::string_view rel) const;
+  // Steps 1-3 of SECURITY.md §5.1 into a fresh temp fd: preallocate, write while hashing,
+  // verify, owner before mode, mtime.
+  Status fill_temp(int fd, std::string_view rel, const Attrs& attrs, const codec::Digest& sha256,
+                   const ContentWriter& writer) const;
   Status apply_link_meta(int dir, const std::string& name, std::string_view rel,
                          const Attrs& a) const;
   // Steps 4-5 of the order above for a prepared temp entry: guard, rename, directory fsync.

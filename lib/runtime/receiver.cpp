@@ -58,7 +58,11 @@ void Receiver::post(std::function<protocol::Ack()> job) {
     auto acks = std::make_shared<std::vector<protocol::Ack>>();
     auto txn = index_.begin();
     if (txn.ok()) txn_.emplace(std::move(*txn));
+    // Small batches apply file by file (fsync each); larger ones stage and sync as a group.
+    batch_acks_ = todo.size() > 4 ? acks.get() : nullptr;
     for (auto& j : todo) acks->push_back(j());
+    flush_staged();
+    batch_acks_ = nullptr;
     if (txn_) {
       auto st = txn_->commit();
       txn_.reset();
@@ -193,9 +197,34 @@ Result<std::optional<protocol::Hash256>> Receiver::local_hash(const std::string&
   return std::optional<protocol::Hash256>(e->sha256);
 }
 
+void Receiver::flush_staged() {
+  if (staged_.empty()) return;
+  std::vector<apply::Applier::Staged> sts;
+  sts.reserve(staged_.size());
+  for (auto& w : staged_) sts.push_back(w.st);
+  auto results = applier_.commit_staged(sts);
+  for (size_t i = 0; i < staged_.size(); ++i) {
+    auto& w = staged_[i];
+    protocol::Ack& a = (*batch_acks_)[w.ack];
+    if (!results[i].ok()) {
+      a.status = protocol::AckStatus::failed;
+      a.detail = results[i].error().message();
+      lg().warn("apply path={} failed: {}", log::escape(w.meta.path), a.detail);
+    } else if (auto st = record(w.meta, w.seq, *results[i]); !st) {
+      a.status = protocol::AckStatus::failed;
+      a.detail = st.error().message();
+    }
+  }
+  staged_.clear();
+}
+
 protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes& body,
                                    const protocol::Hash256& base) {
   const auto& m = fv.meta;
+  // A whole new file joins the batch's group commit; anything else first settles what is staged.
+  const bool stageable = batch_acks_ != nullptr && m.type == protocol::FileType::file &&
+                         fv.body == protocol::BodyKind::whole;
+  if (!stageable) flush_staged();
   auto local = index_.get(m.path);
   if (local.ok() && *local) {
     const auto order = engine::compare((*local)->meta.version, m.version);
@@ -225,7 +254,16 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
     case protocol::FileType::dir: done = applier_.make_dir(m.path, a); break;
     case protocol::FileType::symlink: done = applier_.make_symlink(m.path, m.symlink_target, a, any); break;
     case protocol::FileType::file:
-      if (fv.body == protocol::BodyKind::whole) {
+      if (fv.body == protocol::BodyKind::whole && stageable) {
+        auto st = applier_.stage_file(m.path, a, any, m.sha256,
+                                      [&](delta::OutputSink& out) { return out.write(body); });
+        if (!st.ok()) {
+          done = std::move(st).error();
+          break;
+        }
+        staged_.push_back(StagedWrite{std::move(*st), m, fv.seq, batch_acks_->size()});
+        return ack(fv.seq, protocol::AckStatus::applied);  // settled by flush_staged()
+      } else if (fv.body == protocol::BodyKind::whole) {
         done = applier_.write_file(m.path, a, any, m.sha256,
                                    [&](delta::OutputSink& out) { return out.write(body); });
       } else if (fv.body == protocol::BodyKind::delta) {
@@ -271,6 +309,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
 }
 
 protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
+  flush_staged();
   const auto& m = r.meta;
   auto cur = applier_.stat(m.path);
   if (cur.ok()) {
@@ -285,6 +324,7 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
 }
 
 protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
+  flush_staged();
   auto have = index_.get(r.from.path);
   const bool dir = r.to.type == protocol::FileType::dir;
   if (!dir) {

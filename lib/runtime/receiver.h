@@ -79,6 +79,17 @@ class Receiver {
   std::vector<std::function<protocol::Ack()>> batch_;  // guarded by batch_mu_
   bool batch_posted_ = false;                         // guarded by batch_mu_
   std::optional<store::Index::Txn> txn_;              // job thread: the batch's transaction
+  // Job thread: whole-file writes of the current batch, staged and committed together (one
+  // syncfs for all of them) before anything else in the batch runs, and at its end.
+  struct StagedWrite {
+    apply::Applier::Staged st;
+    protocol::FileMeta meta;
+    uint64_t seq = 0;
+    size_t ack = 0;
+  };
+  std::vector<StagedWrite> staged_;
+  std::vector<protocol::Ack>* batch_acks_ = nullptr;
+  void flush_staged();
 };
 
 }  // namespace syncd::runtime

@@ -324,3 +324,48 @@ TEST_SUITE("apply.dirs_links") {
     f.outside_intact();
   }
 }
+
+TEST_SUITE("apply.batch") {
+  TEST_CASE("staged files land together - a failed guard keeps its old target - temps are gone") {
+    Fixture f;
+    Applier ap(f.root);
+    test::write_file(f.p("keep"), "local");
+    std::vector<Applier::Staged> staged;
+    for (int i = 0; i < 50; ++i) {
+      const std::string body = "file " + std::to_string(i);
+      auto st = ap.stage_file("f" + std::to_string(i), attrs(0640, 0, 0, 7, 7, body.size()),
+                              Expected::absent(), codec::Sha256::of(as_bytes(body)), bytes_writer(body));
+      REQUIRE(st.ok());
+      staged.push_back(std::move(*st));
+    }
+    // Expected absent, but "keep" exists: this one must fail and leave "local" in place.
+    auto bad = ap.stage_file("keep", attrs(0644, 0, 0, 1, 0, 3), Expected::absent(),
+                             codec::Sha256::of(as_bytes("new")), bytes_writer("new"));
+    REQUIRE(bad.ok());
+    staged.push_back(std::move(*bad));
+    // Nothing is visible before the commit.
+    CHECK_FALSE(test::exists(f.p("f0")));
+    auto results = ap.commit_staged(staged);
+    REQUIRE(results.size() == 51);
+    for (int i = 0; i < 50; ++i) {
+      REQUIRE(results[static_cast<size_t>(i)].ok());
+      CHECK(test::read_file(f.p("f" + std::to_string(i))) == "file " + std::to_string(i));
+      CHECK((lst(f.p("f" + std::to_string(i))).st_mode & 07777) == 0640);
+    }
+    REQUIRE_FALSE(results[50].ok());
+    CHECK(results[50].error().is(errc::unexpected_target));
+    CHECK(test::read_file(f.p("keep")) == "local");
+    f.no_temps();
+  }
+
+  TEST_CASE("a staged write with the wrong SHA-256 fails at staging and leaves nothing") {
+    Fixture f;
+    Applier ap(f.root);
+    auto st = ap.stage_file("x", attrs(0644, 0, 0, 1, 0, 3), Expected::any(),
+                            codec::Sha256::of(as_bytes("abc")), bytes_writer("xyz"));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().is(errc::verify_failed));
+    f.no_temps();
+    CHECK_FALSE(test::exists(f.p("x")));
+  }
+}
