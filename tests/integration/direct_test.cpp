@@ -233,6 +233,22 @@ TEST_SUITE("integration.direct") {
     f.converged();
   }
 
+  TEST_CASE("a small edit to a large file travels as a delta and lands intact") {
+    Fixture f;
+    ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
+    std::string big;
+    for (int i = 0; i < 200000; ++i) big += static_cast<char>('a' + (i * 7919) % 26);
+    test::write_file(f.s("big.bin"), big);
+    f.start();
+    f.converged();
+    big.replace(100000, 10, "EDITEDHERE");
+    test::write_file(f.s("big.bin"), big);
+    f.converged();
+    ::unsetenv("SPDLOG_LEVEL");
+    // body=2 is BodyKind::delta in the sender's debug line for this path.
+    CHECK(f.logs().find("path=big.bin body=2") != std::string::npos);
+  }
+
   TEST_CASE("SIGTERM exits 128+15 after finishing in-flight work") {
     Fixture f;
     f.start();
