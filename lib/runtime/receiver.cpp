@@ -99,7 +99,7 @@ void Receiver::on_message(protocol::Message msg) {
       const uint64_t s = since.ok() ? *since : 0;
       return [this, s] {
         full_sync_ = s == 0;
-        conn_.send(protocol::IndexRequest{peer_index_, s});
+        conn_.send(protocol::IndexRequest{peer_index_.load(), s});
         conn_.flush();
       };
     });

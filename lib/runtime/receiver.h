@@ -11,6 +11,7 @@
 // Thread affinity: loop thread (public methods); jobs run on the JobQueue thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -70,7 +71,7 @@ class Receiver {
   apply::Applier applier_;
   JobQueue jobs_;
   std::map<uint32_t, Transfer> transfers_;
-  uint64_t peer_index_ = 0;
+  std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;
   bool synced_ = false;
   uint64_t applied_ = 0;

@@ -334,7 +334,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     return;
   }
   const uint32_t xfer = next_xfer_++;
-  const uint64_t peer = peer_node_;
+  const uint64_t peer = peer_node_.load();
   std::optional<store::CachedSignature> cached;
   if (!force_whole && m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
     auto c = index_.get_signature(m.path, peer);

@@ -10,6 +10,7 @@
 // Thread affinity: loop thread (public methods); its jobs touch the index only on the job thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -77,7 +78,7 @@ class Sender {
   Hlc hlc_;                   // job thread
   uint32_t next_xfer_ = 1;    // job thread
   bool answered_ = false;     // job thread: the peer's INDEX_REQUEST has been answered
-  uint64_t peer_node_ = 0;    // set from the peer's HELLO (loop), read by jobs after that
+  std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
   uint64_t sent_ = 0;
 };
