@@ -1,0 +1,174 @@
+// The connection layer on a real socketpair and loop: HELLO, zstd stream, framing, and how it
+// fails on hostile bytes (a clear reason, closed once, nothing delivered from a bad frame).
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/codec/zstd_stream.h"
+#include "lib/runtime/connection.h"
+#include "lib/runtime/job_queue.h"
+#include "protocol/limits.h"
+
+using namespace syncd;
+using namespace syncd::runtime;
+
+namespace {
+
+protocol::Hello hello(uint64_t node) {
+  return protocol::Hello{protocol::kHelloMagic, 1, 1, node, "n" + std::to_string(node), "c", node * 10,
+                         protocol::kAllCapabilities};
+}
+
+struct Pair {
+  uvx::Loop loop;
+  int sv[2];
+  Pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0); }
+  // Runs the loop until `pred` or 5 s.
+  bool run_until(const std::function<bool()>& pred) {
+    bool timed_out = false;
+    uvx::Timer check(loop, [&] {
+      if (pred()) loop.stop();
+    });
+    uvx::Timer timeout(loop, [&] {
+      timed_out = true;
+      loop.stop();
+    });
+    check.start(0, 1);
+    timeout.start(5000);
+    loop.run();
+    return !timed_out && pred();
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("runtime.connection") {
+  TEST_CASE("messages cross a compressed connection in order - in both directions") {
+    Pair p;
+    std::vector<protocol::Message> got_a, got_b;
+    Connection a(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { got_a.push_back(std::move(m)); },
+                 [](const Error& e) { FAIL("a closed: " << e.message()); });
+    Connection b(p.loop, UniqueFd(p.sv[1]), [&](protocol::Message m) { got_b.push_back(std::move(m)); },
+                 [](const Error& e) { FAIL("b closed: " << e.message()); });
+    REQUIRE(a.start(hello(1)).ok());
+    REQUIRE(b.start(hello(2)).ok());
+    for (uint64_t i = 0; i < 100; ++i) a.send(protocol::Ping{i, i});
+    a.send(protocol::Data{7, 0, Bytes(3 << 20 >> 2, 'z')});  // compressible, > one chunk of zstd output
+    a.flush();
+    b.send(protocol::Pong{42, 0});
+    b.flush();
+    REQUIRE(p.run_until([&] { return got_b.size() == 102 && got_a.size() == 2; }));
+    CHECK(std::get<protocol::Hello>(got_b[0]).node_id == 1);
+    CHECK(std::get<protocol::Hello>(got_a[0]).node_id == 2);
+    for (uint64_t i = 0; i < 100; ++i) CHECK(std::get<protocol::Ping>(got_b[1 + i]).nonce == i);
+    CHECK(std::get<protocol::Data>(got_b[101]).chunk.size() == (3u << 20 >> 2));
+    CHECK(std::get<protocol::Pong>(got_a[1]).nonce == 42);
+    CHECK(a.bytes_out() < 100000);  // the 768 KiB of 'z' went compressed
+  }
+
+  TEST_CASE("hostile peers: no HELLO - a bad frame inside the stream - a zstd bomb - each closes once with a reason") {
+    struct Case {
+      const char* name;
+      std::function<Bytes()> bytes;
+      const char* why;
+    };
+    auto raw_hello = [] {
+      Bytes b;
+      REQUIRE(protocol::encode(hello(9), b).ok());
+      return b;
+    };
+    const std::vector<Case> cases = {
+        {"garbage instead of HELLO", [] { return Bytes(64, 0xAB); }, "HELLO"},
+        {"oversized frame after HELLO",
+         [&] {
+           Bytes b = raw_hello();
+           codec::ZstdEncoder enc;
+           Bytes plain;
+           ByteWriter(plain).u32(0xFFFFFFFF);
+           plain.push_back(0x03);
+           REQUIRE(enc.write(plain, b).ok());
+           REQUIRE(enc.flush(b).ok());
+           return b;
+         },
+         "length"},
+        {"uncompressed frames after HELLO",
+         [&] {
+           Bytes b = raw_hello();
+           REQUIRE(protocol::encode(protocol::Ping{1, 1}, b).ok());
+           return b;
+         },
+         "zstd"},
+        {"zstd bomb",
+         [&] {
+           Bytes b = raw_hello();
+           codec::ZstdEncoder enc;
+           Bytes zeros(1 << 20, 0);
+           for (int i = 0; i < 64; ++i) REQUIRE(enc.write(zeros, b).ok());
+           REQUIRE(enc.flush(b).ok());
+           return b;
+         },
+         "frame"},
+    };
+    for (const auto& c : cases) {
+      CAPTURE(c.name);
+      Pair p;
+      int closes = 0;
+      std::string reason;
+      size_t delivered = 0;
+      Connection a(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message) { ++delivered; },
+                   [&](const Error& e) {
+                     ++closes;
+                     reason = e.message();
+                   });
+      REQUIRE(a.start(hello(1)).ok());
+      const Bytes evil = c.bytes();
+      UniqueFd peer(p.sv[1]);
+      size_t off = 0;
+      while (off < evil.size()) {
+        const ssize_t n = ::send(peer.get(), evil.data() + off, evil.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+        p.loop.run_once();
+      }
+      REQUIRE(p.run_until([&] { return closes > 0; }));
+      CHECK(closes == 1);
+      CHECK_MESSAGE(reason.find(c.why) != std::string::npos, reason);
+      CHECK(delivered <= 1);  // at most the HELLO
+      CHECK_FALSE(a.open());
+    }
+  }
+}
+
+TEST_SUITE("runtime.jobs") {
+  TEST_CASE("jobs run in order on one worker and complete on the loop") {
+    uvx::Loop loop;
+    std::vector<int> ran;       // worker thread
+    std::vector<int> completed;  // loop thread
+    {
+      JobQueue q(loop);
+      const auto loop_thread = std::this_thread::get_id();
+      for (int i = 0; i < 100; ++i) {
+        q.post([&, i]() -> JobQueue::Done {
+          CHECK(std::this_thread::get_id() != loop_thread);
+          ran.push_back(i);
+          return [&, i] {
+            CHECK(std::this_thread::get_id() == loop_thread);
+            completed.push_back(i);
+            if (completed.size() == 100) loop.stop();
+          };
+        });
+      }
+      CHECK(q.in_flight() == 100);
+      uvx::Timer timeout(loop, [&] { loop.stop(); });
+      timeout.start(5000);
+      loop.run();
+      CHECK(q.in_flight() == 0);
+    }
+    REQUIRE(completed.size() == 100);
+    for (int i = 0; i < 100; ++i) {
+      CHECK(ran[static_cast<size_t>(i)] == i);
+      CHECK(completed[static_cast<size_t>(i)] == i);
+    }
+  }
+}
