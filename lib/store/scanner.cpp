@@ -26,6 +26,14 @@ Error busy(std::string_view rel) {
   return Error::make(errc::unexpected_target, q(rel) + " changed while it was read; will retry");
 }
 
+// Same bytes as far as stat can tell: inode, size, mtime. ctime is left out on purpose: chmod,
+// chown and link-count changes move it without touching the content, and a hard link's ATTRIB
+// reaches no directory watch, so treating those as "busy" would lose the version for good.
+bool same_bytes(const struct stat& st, const fs::Fingerprint& seen) {
+  const auto f = fs::Fingerprint::of(st);
+  return f.ino == seen.ino && f.dev == seen.dev && f.size == seen.size && f.mtime_ns == seen.mtime_ns;
+}
+
 // Hashes the regular file `leaf` in `dir`, which lstat showed as `seen`.
 Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::string_view rel,
                                     const fs::Fingerprint& seen) {
@@ -38,7 +46,7 @@ Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::strin
   }
   struct stat before{};
   if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q(rel));
-  if (!S_ISREG(before.st_mode) || !fs::Fingerprint::of(before).same_content_stat(seen)) return busy(rel);
+  if (!S_ISREG(before.st_mode) || !same_bytes(before, seen)) return busy(rel);
   codec::Sha256 sha;
   std::vector<uint8_t> buf(kReadChunk);
   uint64_t total = 0;
@@ -57,7 +65,7 @@ Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::strin
   struct stat after{};
   if (::fstat(fd.get(), &after) != 0) return Error::from_errno("stat " + q(rel));
   // Appended, truncated or rewritten while we read: the hash may be of a torn file.
-  if (!fs::Fingerprint::of(after).same_content_stat(seen) || total != seen.size) return busy(rel);
+  if (!same_bytes(after, seen) || total != seen.size) return busy(rel);
   return sha.finish();
 }
 
