@@ -181,23 +181,10 @@ Result<Fingerprint> Applier::stat(std::string_view rel) const {
 Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs,
                                         const Expected& expect, const codec::Digest& sha256,
                                         const ContentWriter& writer) const {
-  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
-  const int dir = p.dir.get();
-  UniqueFd fd;
-  SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, p.leaf, rel, [&](const std::string& name) {
-    fd.reset(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    return fd ? 0 : -1;
-  }));
-  auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
-  SYNCD_TRY(fill_temp(fd.get(), rel, attrs, sha256, writer));
-  // A failed fsync is final for this attempt: the data may be gone although a retry would
-  // "succeed" (fsyncgate). The temp file is removed and the transfer retried from scratch.
-  if (opts_.fsync && ::fsync(fd.get()) != 0) return io_error("fsync", rel);
-  if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
-  auto done = commit_temp(dir, tmp, p.leaf, rel, expect);
-  // On failure the guard unlinks the temp name (ENOENT, harmless, if the rename had happened).
-  if (done.ok()) cleanup.cancel();
-  return done;
+  // One file is a batch of one: staged, then fsync'ed, guarded, renamed, directory fsync'ed.
+  SYNCD_TRY_ASSIGN(staged, stage_file(rel, attrs, expect, sha256, writer));
+  std::vector<Staged> one{std::move(staged)};
+  return std::move(commit_staged(one).front());
 }
 
 Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,

@@ -174,6 +174,10 @@ Status Index::set_fingerprint(std::string_view path, const fs::Fingerprint& fp) 
 Status Index::for_each_since(uint64_t since, const std::function<Status(const Record&)>& fn) {
   SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp FROM files WHERE seq > ? ORDER BY seq"));
   st.bind_int64(1, static_cast<int64_t>(since));
+  return each_row(st, fn);
+}
+
+Status Index::each_row(Stmt& st, const std::function<Status(const Record&)>& fn) {
   for (;;) {
     SYNCD_TRY_ASSIGN(r, read_row(st, false));
     if (!r) return {};
@@ -197,14 +201,7 @@ Status Index::for_each_under(std::string_view dir, const std::function<Status(co
     st.bind_blob(2, as_bytes(d + "/"));
     st.bind_blob(3, as_bytes(d + "0"));
   }
-  for (;;) {
-    SYNCD_TRY_ASSIGN(r, read_row(st, false));
-    if (!r) return {};
-    if (auto s = fn(*r); !s) {
-      st.reset();
-      return s;
-    }
-  }
+  return each_row(st, fn);
 }
 
 Result<uint64_t> Index::count() {

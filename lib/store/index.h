@@ -97,6 +97,8 @@ class Index {
   Status init_schema();
   // Steps `st` once; `single` resets it after the row (lookups), else it stays on the row (scans).
   Result<std::optional<Record>> read_row(Stmt& st, bool single);
+  // Calls `fn` for every remaining row of `st`, stopping at its first error.
+  Status each_row(Stmt& st, const std::function<Status(const Record&)>& fn);
   Result<int64_t> meta_get(const std::string& key);
   Status meta_set(const std::string& key, int64_t v);
 

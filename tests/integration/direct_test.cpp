@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,14 +65,15 @@ class DirectProcess {
 
 bool is_cookie(const std::string& rel) { return rel.rfind("cookie.", 0) == 0; }
 
-// Waits until `path` exists, watching its directory with inotify; false after `timeout_ms`.
-bool wait_for(const std::string& dir, const std::string& name, int timeout_ms = 30000) {
+// Waits until `done()` holds, re-checking whenever something in `dir` is created, renamed into
+// or modified (inotify); false after `timeout_ms`. A barrier, not a sleep.
+bool wait_until(const std::string& dir, const std::function<bool()>& done, int timeout_ms = 30000) {
   const int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   REQUIRE(fd >= 0);
-  ::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO);
+  ::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_MODIFY);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  bool found = false;
-  while (!(found = test::exists(dir + "/" + name))) {
+  bool ok = false;
+  while (!(ok = done())) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) break;
     struct pollfd p{fd, POLLIN, 0};
@@ -82,36 +84,20 @@ bool wait_for(const std::string& dir, const std::string& name, int timeout_ms = 
     }
   }
   ::close(fd);
-  return found;
+  return ok;
 }
 
-// Waits until `needle` appears in `file` after offset `from` (inotify on the file's writes).
-bool wait_for_text(const std::string& file, const std::string& needle, size_t from, int timeout_ms = 30000) {
-  const std::string dir = file.substr(0, file.rfind('/'));
-  const int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  REQUIRE(fd >= 0);
-  ::inotify_add_watch(fd, dir.c_str(), IN_MODIFY | IN_CREATE);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  bool found = false;
-  for (;;) {
-    if (test::exists(file)) {
-      const std::string text = test::read_file(file);
-      if (text.size() > from && text.find(needle, from) != std::string::npos) {
-        found = true;
-        break;
-      }
-    }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
-    struct pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) > 0) {
-      char buf[4096];
-      while (::read(fd, buf, sizeof buf) > 0) {
-      }
-    }
-  }
-  ::close(fd);
-  return found;
+bool wait_for(const std::string& dir, const std::string& name) {
+  return wait_until(dir, [&] { return test::exists(dir + "/" + name); });
+}
+
+// Waits until `needle` appears in `file` after offset `from`.
+bool wait_for_text(const std::string& file, const std::string& needle, size_t from) {
+  return wait_until(file.substr(0, file.rfind('/')), [&] {
+    if (!test::exists(file)) return false;
+    const std::string text = test::read_file(file);
+    return text.size() > from && text.find(needle, from) != std::string::npos;
+  });
 }
 
 struct Fixture {
