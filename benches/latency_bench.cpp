@@ -143,14 +143,12 @@ struct Result {
   bool ok = false;
 };
 
-Result measure(const std::string& name, const std::vector<std::string>& argv_tail, const std::string& ready,
+Result measure(const std::string& name, const std::vector<std::string>& argv, const std::string& ready,
                const std::string& src, const std::string& dst, const std::string& log, int samples,
-               int burst, bool syncd_args) {
+               int burst) {
   Result r;
   r.name = name;
   Proc p;
-  std::vector<std::string> argv = argv_tail;
-  (void)syncd_args;
   Arrivals arr(dst);
   if (!start(p, argv, log, ready)) {
     std::fprintf(stderr, "%s: did not start; log:\n%s\n", name.c_str(), slurp(log).c_str());
@@ -202,7 +200,7 @@ int main(int argc, char** argv) {
     const std::string src = dir + "/src", dst = dir + "/dst";
     ::mkdir(src.c_str(), 0755);
     ::mkdir(dst.c_str(), 0755);
-    results.push_back(measure(name, make_argv(dir, src, dst), ready, src, dst, dir + "/log", samples, burst, true));
+    results.push_back(measure(name, make_argv(dir, src, dst), ready, src, dst, dir + "/log", samples, burst));
     (void)std::system(("rm -rf " + dir).c_str());
   };
   run("syncd -direct (fsync)", [&](const std::string& d, const std::string& s, const std::string& t) {

@@ -156,7 +156,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
         case watch::Event::Kind::removed: process_gone(e.path, changed); break;
         case watch::Event::Kind::rescan: process_rescan(e.path, out, changed); break;
         case watch::Event::Kind::renamed:
-          if (!process_rename(e.from, e.path, out, changed)) {
+          if (!process_rename(e.from, e.path, out)) {
             process_gone(e.from, changed);
             if (e.is_dir) {
               process_rescan(e.path, out, changed);
@@ -263,8 +263,7 @@ void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<sto
   for (const auto& g : gone) process_gone(g, changed);
 }
 
-bool Sender::process_rename(const std::string& from, const std::string& to, Outbox& out,
-                            std::vector<store::Record>&) {
+bool Sender::process_rename(const std::string& from, const std::string& to, Outbox& out) {
   auto rec = index_.get(from);
   if (!rec.ok() || !*rec || (*rec)->meta.deleted) return false;
   auto entry = store::scan_one(root_, to);

@@ -60,8 +60,9 @@ class Sender {
                     std::vector<store::Record>& changed);
   void process_gone(const std::string& path, std::vector<store::Record>& changed);
   void process_rescan(const std::string& dir, Outbox& out, std::vector<store::Record>& changed);
-  bool process_rename(const std::string& from, const std::string& to, Outbox& out,
-                      std::vector<store::Record>& changed);
+  // Sends a RENAME (and body-less versions for a directory's children) when `to` is `from`
+  // moved unchanged; false when it is not, and the caller treats it as remove + create.
+  bool process_rename(const std::string& from, const std::string& to, Outbox& out);
   void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
   store::Author author();
   // Loop-thread side.
