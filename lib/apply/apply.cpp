@@ -2,8 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +11,7 @@
 
 #include "lib/base/log.h"
 #include "lib/base/scope_guard.h"
+#include "lib/fs/accounts.h"
 #include "protocol/path.h"
 
 namespace syncd::apply {
@@ -79,20 +78,12 @@ struct MtimeSpec {
 
 uint32_t resolve_uid(const std::string& name, uint32_t fallback) {
   if (name.empty()) return fallback;
-  struct passwd pw{};
-  struct passwd* res = nullptr;
-  std::vector<char> buf(16384);
-  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &res) == 0 && res) return pw.pw_uid;
-  return fallback;
+  return fs::uid_of(name).value_or(fallback);
 }
 
 uint32_t resolve_gid(const std::string& name, uint32_t fallback) {
   if (name.empty()) return fallback;
-  struct group gr{};
-  struct group* res = nullptr;
-  std::vector<char> buf(16384);
-  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &res) == 0 && res) return gr.gr_gid;
-  return fallback;
+  return fs::gid_of(name).value_or(fallback);
 }
 
 std::string temp_name_for(std::string_view leaf) {

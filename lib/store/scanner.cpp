@@ -2,8 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +11,7 @@
 #include "lib/base/log.h"
 #include "lib/base/unique_fd.h"
 #include "lib/codec/sha256.h"
+#include "lib/fs/accounts.h"
 #include "protocol/path.h"
 
 namespace syncd::store {
@@ -78,21 +77,8 @@ std::optional<protocol::FileType> file_type_of(uint32_t mode) noexcept {
   return std::nullopt;
 }
 
-std::string user_name(uint32_t uid) {
-  struct passwd pw{};
-  struct passwd* res = nullptr;
-  std::vector<char> buf(16384);
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res) return pw.pw_name;
-  return {};
-}
-
-std::string group_name(uint32_t gid) {
-  struct group gr{};
-  struct group* res = nullptr;
-  std::vector<char> buf(16384);
-  if (::getgrgid_r(gid, &gr, buf.data(), buf.size(), &res) == 0 && res) return gr.gr_name;
-  return {};
-}
+std::string user_name(uint32_t uid) { return fs::user_name(uid); }
+std::string group_name(uint32_t gid) { return fs::group_name(gid); }
 
 Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel,
                                       const Known* known) {
