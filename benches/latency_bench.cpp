@@ -3,6 +3,7 @@
 // same workload (`-direct` with -delay 0, and default.rsync with delay = 0).
 //
 //   build/benches/latency_bench [--samples 200] [--burst 1000] [--syncd PATH] [--lsyncd PATH]
+//                              [--dir BASE]  (where SRC/DST go; default /tmp)
 //
 // Latency: a 2 KiB file is written (open, write, close) into SRC; the clock stops when DST has
 // it complete, seen through inotify on DST (IN_MOVED_TO: syncd renames a finished temp into
@@ -32,9 +33,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string tmpdir() {
-  char t[] = "/tmp/syncd-latency-XXXXXX";
-  if (!::mkdtemp(t)) std::abort();
+std::string tmpdir(const std::string& base) {
+  std::string t = base + "/syncd-latency-XXXXXX";
+  if (!::mkdtemp(t.data())) {
+    std::perror(("mkdtemp in " + base).c_str());
+    std::exit(2);
+  }
   return t;
 }
 
@@ -98,20 +102,31 @@ bool start(Proc& p, const std::vector<std::string>& argv, const std::string& log
   return ok;
 }
 
-// Watches DST for complete files; wait(name) returns once `name` was completed.
+// Watches DST for complete files: a name counts once it exists there with the size the bench
+// wrote (an earlier empty version of the same name, which a tool may ship for the create, does
+// not). wait(prefix, n, size) returns once n names with `prefix` are complete.
 class Arrivals {
  public:
-  explicit Arrivals(const std::string& dst) {
+  explicit Arrivals(std::string dst) : dst_(std::move(dst)) {
     fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    ::inotify_add_watch(fd_, dst.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
+    ::inotify_add_watch(fd_, dst_.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
   }
   ~Arrivals() { ::close(fd_); }
-  // Waits until `count` distinct names with `prefix` have completed; false on timeout.
-  bool wait(const std::string& prefix, size_t count, int timeout_ms = 30000) {
+  bool wait(const std::string& prefix, size_t count, off_t size, int timeout_ms = 30000) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
+      // Names seen but not yet complete are looked at again after every wake-up.
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        struct stat st{};
+        if (::stat((dst_ + "/" + *it).c_str(), &st) == 0 && st.st_size == size) {
+          complete_.insert(*it);
+          it = pending_.erase(it);
+        } else {
+          ++it;
+        }
+      }
       size_t have = 0;
-      for (const auto& n : seen_) have += n.rfind(prefix, 0) == 0;
+      for (const auto& n : complete_) have += n.rfind(prefix, 0) == 0;
       if (have >= count) return true;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) return false;
@@ -125,7 +140,7 @@ class Arrivals {
           off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
           if (ev->len) {
             std::string name(ev->name);
-            if (name.rfind(".", 0) != 0) seen_.insert(name);  // temp files start with '.'
+            if (name.rfind(".", 0) != 0 && !complete_.count(name)) pending_.insert(name);  // temps start with '.'
           }
         }
       }
@@ -133,8 +148,9 @@ class Arrivals {
   }
 
  private:
+  std::string dst_;
   int fd_;
-  std::set<std::string> seen_;
+  std::set<std::string> pending_, complete_;
 };
 
 struct Result {
@@ -156,11 +172,12 @@ Result measure(const std::string& name, const std::vector<std::string>& argv, co
   }
   std::vector<double> ms;
   for (int i = 0; i < samples; ++i) {
-    const std::string f = "lat" + std::to_string(i);
+    char f[32];
+    std::snprintf(f, sizeof f, "lat%06d", i);  // fixed width: no name is a prefix of another
     const auto t0 = Clock::now();
-    write_file(src + "/" + f, 2048, 'a' + (i % 26));
-    if (!arr.wait(f, 1)) {
-      std::fprintf(stderr, "%s: %s never arrived\n", name.c_str(), f.c_str());
+    write_file(src + "/" + std::string(f), 2048, 'a' + (i % 26));
+    if (!arr.wait(f, 1, 2048)) {
+      std::fprintf(stderr, "%s: %s never arrived\n", name.c_str(), f);
       return r;
     }
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -171,7 +188,7 @@ Result measure(const std::string& name, const std::vector<std::string>& argv, co
   const auto t0 = Clock::now();
   for (int i = 0; i < burst; ++i) write_file(src + "/burst" + std::to_string(i), 1536, 'b');
   r.writing = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  if (!arr.wait("burst", static_cast<size_t>(burst), 120000)) {
+  if (!arr.wait("burst", static_cast<size_t>(burst), 1536, 120000)) {
     std::fprintf(stderr, "%s: burst incomplete\n", name.c_str());
     return r;
   }
@@ -187,16 +204,18 @@ int main(int argc, char** argv) {
   std::string self = argv[0];
   std::string syncd = self.substr(0, self.rfind('/')) + "/../syncd/syncd";
   std::string lsyncd = "/usr/bin/lsyncd";
+  std::string base = "/tmp";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--samples" && i + 1 < argc) samples = std::atoi(argv[++i]);
     if (a == "--burst" && i + 1 < argc) burst = std::atoi(argv[++i]);
     if (a == "--syncd" && i + 1 < argc) syncd = argv[++i];
     if (a == "--lsyncd" && i + 1 < argc) lsyncd = argv[++i];
+    if (a == "--dir" && i + 1 < argc) base = argv[++i];
   }
   std::vector<Result> results;
   auto run = [&](const std::string& name, auto make_argv, const std::string& ready) {
-    const std::string dir = tmpdir();
+    const std::string dir = tmpdir(base);
     const std::string src = dir + "/src", dst = dir + "/dst";
     ::mkdir(src.c_str(), 0755);
     ::mkdir(dst.c_str(), 0755);

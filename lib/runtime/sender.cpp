@@ -85,6 +85,13 @@ void order_by_mtime(std::vector<store::Record>& recs) {
 
 }  // namespace
 
+// Bytes scanned but not shipped (superseded within the batch, or held back before the index
+// answer) are wiped like every other copy of file content.
+void Sender::wipe_fresh(Outbox& out) {
+  for (auto& [path, f] : out.fresh) codec::wipe(f.bytes.data(), f.bytes.size());
+  out.fresh.clear();
+}
+
 Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
                Connection& conn, SenderOptions opts)
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
@@ -179,6 +186,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   if (!answered_) {
     out.msgs.clear();
     out.resendable.clear();
+    wipe_fresh(out);
     return;
   }
   // After an overflow the order of the changes is lost; replay them in modification-time order
@@ -188,6 +196,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   out.versions = changed.size();
   // Only now, with the versions durable, do they go out.
   for (const auto& r : changed) emit_record(r, true, false, out);
+  wipe_fresh(out);
 }
 
 void Sender::process_path(const std::string& path, Outbox& out,
@@ -199,7 +208,8 @@ void Sender::process_path(const std::string& path, Outbox& out,
   }
   std::optional<store::Known> known;
   if (*rec && !(*rec)->meta.deleted) known = store::Known{(*rec)->fp, (*rec)->meta.sha256};
-  auto entry = store::scan_one(root_, path, known ? &*known : nullptr);
+  Bytes bytes;
+  auto entry = store::scan_one(root_, path, known ? &*known : nullptr, &bytes);
   if (!entry.ok()) {
     // Busy files come back with their close event; special files are not replicated.
     if (!entry.error().is(errc::unexpected_target)) out.errors.push_back(entry.error().message());
@@ -221,6 +231,9 @@ void Sender::process_path(const std::string& path, Outbox& out,
     return;
   }
   // A metadata-only change carries no body; the marker is a content dot older than this version.
+  if ((*entry)->hashed && r.meta.type == protocol::FileType::file && bytes.size() == r.meta.size) {
+    out.fresh[path] = Outbox::Fresh{r.meta.sha256, std::move(bytes)};
+  }
   changed.push_back(std::move(r));
 }
 
@@ -327,7 +340,13 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     if (m.type == protocol::FileType::file) out.resendable.emplace_back(r.seq, m.path);
     return;
   }
-  auto content = read_content(root_, r);
+  Result<Bytes> content = Bytes();
+  if (auto f = out.fresh.find(m.path); f != out.fresh.end() && f->second.sha256 == m.sha256) {
+    content = std::move(f->second.bytes);  // hashed by this batch's scan: exactly this version
+    out.fresh.erase(f);
+  } else {
+    content = read_content(root_, r);
+  }
   if (!content.ok()) {
     if (!content.error().is(errc::unexpected_target)) out.errors.push_back(content.error().message());
     return;

@@ -53,6 +53,12 @@ class Sender {
     std::vector<std::string> errors;
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
     size_t versions = 0;      // new local versions authored
+    // Small files' bytes as the scan hashed them, by path: shipped without a second read.
+    struct Fresh {
+      protocol::Hash256 sha256;
+      Bytes bytes;
+    };
+    std::unordered_map<std::string, Fresh> fresh;
   };
   // Job-thread side.
   void process_batch(const watch::Batch& b, Outbox& out);
@@ -64,6 +70,7 @@ class Sender {
   // moved unchanged; false when it is not, and the caller treats it as remove + create.
   bool process_rename(const std::string& from, const std::string& to, Outbox& out);
   void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
+  static void wipe_fresh(Outbox& out);
   store::Author author();
   // Loop-thread side.
   void post_batch(watch::Batch b);

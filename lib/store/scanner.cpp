@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -33,9 +34,11 @@ bool same_bytes(const struct stat& st, const fs::Fingerprint& seen) {
   return f.ino == seen.ino && f.dev == seen.dev && f.size == seen.size && f.mtime_ns == seen.mtime_ns;
 }
 
-// Hashes the regular file `leaf` in `dir`, which lstat showed as `seen`.
+// Hashes the regular file `leaf` in `dir`, which lstat showed as `seen`. With `keep`, a file of
+// at most kKeepMax bytes is also returned in it (the sender ships what it hashed instead of
+// opening and reading the file a second time).
 Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::string_view rel,
-                                    const fs::Fingerprint& seen) {
+                                    const fs::Fingerprint& seen, Bytes* keep) {
   // O_NOFOLLOW|O_NONBLOCK: a name swapped for a symlink or FIFO since the lstat neither leads
   // outside nor blocks; fstat then shows it is not the file we saw.
   UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
@@ -46,25 +49,45 @@ Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::strin
   struct stat before{};
   if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q(rel));
   if (!S_ISREG(before.st_mode) || !same_bytes(before, seen)) return busy(rel);
+  const bool keeping = keep != nullptr && seen.size <= kKeepMax;
+  // Sized to the file (+1 to see growth in the same read): small files cost one small buffer,
+  // and only what was used needs wiping.
+  Bytes buf(keeping ? seen.size + 1 : std::min<uint64_t>(kReadChunk, seen.size + 1));
+  size_t used = 0;
+  auto wipe_buf = [&] { codec::wipe(buf.data(), std::min(used, buf.size())); };
   codec::Sha256 sha;
-  std::vector<uint8_t> buf(kReadChunk);
   uint64_t total = 0;
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    uint8_t* at = keeping ? buf.data() + total : buf.data();
+    const size_t room = keeping ? buf.size() - static_cast<size_t>(total) : buf.size();
+    if (room == 0) break;  // grew past what lstat said: caught by the size check below
+    ssize_t n = ::read(fd.get(), at, room);
     if (n < 0) {
       if (errno == EINTR) continue;
-      codec::wipe(buf.data(), buf.size());
+      wipe_buf();
       return Error::from_errno("read " + q(rel));
     }
     if (n == 0) break;
-    sha.update(ByteSpan(buf.data(), static_cast<size_t>(n)));
+    sha.update(ByteSpan(at, static_cast<size_t>(n)));
     total += static_cast<uint64_t>(n);
+    used = keeping ? static_cast<size_t>(total) : std::max(used, static_cast<size_t>(n));
   }
-  codec::wipe(buf.data(), buf.size());
   struct stat after{};
-  if (::fstat(fd.get(), &after) != 0) return Error::from_errno("stat " + q(rel));
+  if (::fstat(fd.get(), &after) != 0) {
+    wipe_buf();
+    return Error::from_errno("stat " + q(rel));
+  }
   // Appended, truncated or rewritten while we read: the hash may be of a torn file.
-  if (!same_bytes(after, seen) || total != seen.size) return busy(rel);
+  if (!same_bytes(after, seen) || total != seen.size) {
+    wipe_buf();
+    return busy(rel);
+  }
+  if (keeping) {
+    buf.resize(static_cast<size_t>(total));
+    *keep = std::move(buf);
+  } else {
+    wipe_buf();
+  }
   return sha.finish();
 }
 
@@ -81,7 +104,7 @@ std::string user_name(uint32_t uid) { return fs::user_name(uid); }
 std::string group_name(uint32_t gid) { return fs::group_name(gid); }
 
 Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel,
-                                      const Known* known) {
+                                      const Known* known, Bytes* keep) {
   auto parent = root.parent_of(rel);
   if (!parent.ok()) {
     // A missing parent means the path is gone; anything else (symlinked parent) is an error.
@@ -121,7 +144,7 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
       if (known && known->fp.same_content_stat(e.fp)) {
         e.sha256 = known->sha256;  // unchanged by every stat measure: no need to read it
       } else {
-        SYNCD_TRY_ASSIGN(h, hash_file(dir, leaf, rel, e.fp));
+        SYNCD_TRY_ASSIGN(h, hash_file(dir, leaf, rel, e.fp, keep));
         e.sha256 = h;
         e.hashed = true;
       }

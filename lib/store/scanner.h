@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "lib/base/bytes.h"
 #include "lib/base/result.h"
 #include "lib/fs/fingerprint.h"
 #include "lib/fs/root.h"
@@ -41,9 +42,13 @@ struct Known {
   protocol::Hash256 sha256{};
 };
 
-// std::nullopt: nothing at that path.
+// Files up to this size can be handed back by scan_one along with their hash.
+inline constexpr uint64_t kKeepMax = 256 * 1024;
+
+// std::nullopt: nothing at that path. With `keep`: when a regular file of at most kKeepMax bytes
+// was hashed now, `*keep` receives exactly the bytes that were hashed (else it is untouched).
 Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel,
-                                      const Known* known = nullptr);
+                                      const Known* known = nullptr, Bytes* keep = nullptr);
 
 // Calls `visit` for every entry at or below `rel` ("" = the whole tree; the root itself is not
 // reported) with its lstat fingerprint. Directories come before their contents. Entries that

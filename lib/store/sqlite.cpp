@@ -1,5 +1,7 @@
 #include "lib/store/sqlite.h"
 
+#include <mutex>
+
 namespace syncd::store {
 
 Error sqlite_error(sqlite3* db, const std::string& what) {
@@ -27,6 +29,11 @@ Result<bool> Stmt::step() {
 }
 
 Result<Db> Db::open(const std::string& path) {
+  // SQLite's global allocation statistics take a process-wide mutex on every malloc; with a
+  // sender and a receiver index on two threads that mutex was the most contended lock in syncd.
+  // Must precede sqlite3_initialize (a later call fails harmlessly with SQLITE_MISUSE).
+  static std::once_flag once;
+  std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -49,6 +56,20 @@ Status Db::exec(const char* sql) {
 }
 
 Result<Stmt> Db::prepare(const char* sql) {
+  auto& slot = cache_[sql];
+  if (!slot) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
+      cache_.erase(sql);
+      return sqlite_error(db_.get(), std::string("prepare ") + sql);
+    }
+    slot = std::make_unique<Cached>();
+    slot->stmt.reset(s);
+  }
+  if (!slot->in_use) {
+    slot->in_use = true;
+    return Stmt(slot->stmt.get(), db_.get(), &slot->in_use);
+  }
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
     return sqlite_error(db_.get(), std::string("prepare ") + sql);

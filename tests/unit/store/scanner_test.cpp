@@ -199,3 +199,42 @@ TEST_SUITE("store.change") {
     CHECK(classify(**after, r) == Change::fingerprint);
   }
 }
+
+TEST_CASE("scan_one hands back the bytes it hashed for small files only") {
+  Tree tr;
+  std::mt19937_64 rng(1);
+  const Bytes small_b = test::random_bytes(rng, 3000);
+  const Bytes big_b = test::random_bytes(rng, kKeepMax + 1);
+  const std::string small(small_b.begin(), small_b.end());
+  const std::string big(big_b.begin(), big_b.end());
+  test::write_file(tr.p("small"), small);
+  test::write_file(tr.p("big"), big);
+  test::write_file(tr.p("empty"), "");
+
+  Bytes kept;
+  auto e = scan_one(tr.root, "small", nullptr, &kept);
+  REQUIRE(e.ok());
+  REQUIRE(*e);
+  CHECK((*e)->sha256 == sha(small));
+  CHECK(std::string(kept.begin(), kept.end()) == small);
+
+  // Unchanged since the index saw it: nothing is read, nothing handed back.
+  Known known{(*e)->fp, (*e)->sha256};
+  Bytes again{9};
+  auto u = scan_one(tr.root, "small", &known, &again);
+  REQUIRE(u.ok());
+  CHECK_FALSE((*u)->hashed);
+  CHECK(again == Bytes{9});
+
+  Bytes big_kept{7};
+  auto b = scan_one(tr.root, "big", nullptr, &big_kept);
+  REQUIRE(b.ok());
+  CHECK((*b)->sha256 == sha(big));
+  CHECK(big_kept == Bytes{7});  // above kKeepMax: hashed in chunks, not kept
+
+  Bytes none{5};
+  auto z = scan_one(tr.root, "empty", nullptr, &none);
+  REQUIRE(z.ok());
+  CHECK((*z)->sha256 == sha(""));
+  CHECK(none.empty());
+}
