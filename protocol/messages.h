@@ -171,6 +171,9 @@ struct Rename {
   FileMeta to;    // record at the new path (same content hash)
   bool operator==(const Rename&) const = default;
 };
+// xfer_id of the ACK that answers INDEX_END (SPEC.md §5.2).
+inline constexpr uint32_t kIndexEndAck = 0xFFFFFFFF;
+
 struct Ack {
   uint32_t xfer_id = 0;
   AckStatus status = AckStatus::applied;

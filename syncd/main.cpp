@@ -1,6 +1,7 @@
 // syncd's entry point: argv (lsyncd's shapes) -> a runtime node -> exit code.
-// Today: `-direct SRC DST` (one-way local mirror through the full engine), `-version`, `-help`.
-// Configuration files, -rsync/-rsyncssh, daemonizing and status arrive with issues #4 and #6.
+// Today: `-direct SRC DST` (one-way local mirror through the full engine), `-rsyncssh SRC HOST
+// DIR` (one-way push over SSH to `syncd attach DIR` on HOST), `attach DIR` (the peer end, run by
+// sshd), `-version`, `-help`. Configuration files, daemonizing and status: issues #4 and #6.
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,7 +14,9 @@
 
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
+#include "lib/runtime/attach.h"
 #include "lib/runtime/direct.h"
+#include "lib/runtime/push.h"
 #include "lib/uvx/uvx.h"
 
 namespace {
@@ -24,19 +27,93 @@ constexpr const char* kLsyncdCompat = "2.2.3";
 int usage(std::FILE* out) {
   std::fprintf(out,
                "usage: syncd -nodaemon [OPTIONS] -direct SRC DIR\n"
+               "       syncd -nodaemon [OPTIONS] -rsyncssh SRC [USER@]HOST DIR\n"
+               "       syncd attach DIR [-statedir DIR] [-nofsync]   (run by sshd for a push)\n"
                "options:\n"
                "  -nodaemon        stay in the foreground (required in this version)\n"
                "  -statedir DIR    where the indexes live (default /var/lib/syncd/direct-<hash>)\n"
                "  -exclude PATTERN lsyncd exclude pattern (repeatable)\n"
                "  -nofsync         do not fsync applied files (benchmarks only)\n"
+               "  -rsh CMD         ssh command line for -rsyncssh (default \"ssh\"), as rsync.rsh\n"
+               "  -remote-syncd P  syncd program on the host (default \"syncd\" on PATH)\n"
+               "  -remote-statedir D  state directory of `attach` on the host\n"
                "  -delay N, -log X accepted for lsyncd compatibility\n"
                "  -version, -help\n");
   return out == stdout ? 0 : 255;
 }
 
-std::string default_state_dir(const std::string& src, const std::string& dst) {
-  auto h = syncd::codec::Sha256::of(syncd::as_bytes(src + "\n" + dst));
-  return "/var/lib/syncd/direct-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
+std::string default_state_dir(const std::string& kind, const std::string& key) {
+  auto h = syncd::codec::Sha256::of(syncd::as_bytes(key));
+  return "/var/lib/syncd/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
+}
+
+// Runs the loop until it ends on its own or a signal asks: SIGTERM/SIGINT let in-flight work
+// finish (bounded by 5 s, checked through `idle`), then the exit code is 128+signal.
+int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle) {
+  using namespace syncd;
+  auto& lg = log::get(log::Module::main);
+  int got_signal = 0;
+  std::unique_ptr<uvx::Timer> drain;
+  auto on_signal = [&](int sig) {
+    if (got_signal) return;
+    got_signal = sig;
+    lg.info("signal {}: finishing in-flight work", sig);
+    auto start = loop.now_ms();
+    drain = std::make_unique<uvx::Timer>(loop, [&, start] {
+      if (idle() || loop.now_ms() - start > 5000) loop.stop();
+    });
+    drain->start(0, 10);
+  };
+  uvx::Signal term(loop, SIGTERM, on_signal);
+  uvx::Signal intr(loop, SIGINT, on_signal);
+  loop.run();
+  return got_signal ? 128 + got_signal : 0;
+}
+
+// `syncd attach DIR`: serve one push session on stdin/stdout. Logs go to stderr, which ssh
+// carries back to the pusher's log.
+int attach_main(const std::vector<std::string>& args) {
+  using namespace syncd;
+  runtime::AttachOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "-statedir" && i + 1 < args.size()) {
+      o.state_dir = args[++i];
+    } else if (args[i] == "-nofsync") {
+      o.fsync = false;
+    } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
+      o.target = args[i];
+    } else {
+      std::fprintf(stderr, "syncd attach: unexpected argument '%s'\n", args[i].c_str());
+      return 255;
+    }
+  }
+  if (o.target.empty()) {
+    std::fprintf(stderr, "usage: syncd attach DIR [-statedir DIR] [-nofsync]\n");
+    return 255;
+  }
+  log::init();
+  if (o.state_dir.empty()) o.state_dir = default_state_dir("attach", o.target);
+  ::signal(SIGPIPE, SIG_IGN);
+  uvx::Loop loop;
+  int code = 0;
+  {
+    runtime::Attach a(loop, o);
+    auto st = a.start(UniqueFd(::dup(0)), UniqueFd(::dup(1)), [&](const Error& e) {
+      // The pusher closing its end is the normal end of a session.
+      if (!e.is(errc::truncated)) {
+        log::get(log::Module::main).error("attach {}: {}", o.target, e.message());
+        code = 1;
+      }
+      loop.stop();
+    });
+    if (!st) {
+      log::get(log::Module::main).error("attach {}: cannot start: {}", o.target, st.error().message());
+      return 255;
+    }
+    const int sig = run_until_signal(loop, [] { return true; });
+    if (sig) code = sig;
+  }
+  return code;
 }
 
 }  // namespace
@@ -49,8 +126,9 @@ int main(int argc, char** argv) {
     if (a.rfind("--", 0) == 0) a.erase(0, 1);  // one or two dashes, as lsyncd
     args.push_back(a);
   }
+  if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true;
-  std::string src, dst, state;
+  std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd";
   std::vector<std::string> excludes;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -73,6 +151,20 @@ int main(int argc, char** argv) {
       need(2);
       src = args[++i];
       dst = args[++i];
+    } else if (a == "-rsyncssh") {
+      need(3);
+      src = args[++i];
+      host = args[++i];
+      dst = args[++i];
+    } else if (a == "-rsh") {
+      need(1);
+      rsh = args[++i];
+    } else if (a == "-remote-syncd") {
+      need(1);
+      remote_syncd = args[++i];
+    } else if (a == "-remote-statedir") {
+      need(1);
+      remote_state = args[++i];
     } else if (a == "-statedir") {
       need(1);
       state = args[++i];
@@ -94,41 +186,40 @@ int main(int argc, char** argv) {
   }
   log::init();
   auto& lg = log::get(log::Module::main);
-  if (state.empty()) state = default_state_dir(src, dst);
   ::signal(SIGPIPE, SIG_IGN);
-
   uvx::Loop loop;
-  runtime::DirectOptions o;
-  o.source = src;
-  o.target = dst;
-  o.state_dir = state;
-  o.excludes = excludes;
-  o.fsync = fsync;
-  int exit_code = 0;
-  {
-    runtime::DirectMirror mirror(loop, o);
-    if (auto st = mirror.start(); !st) {
+
+  if (!host.empty()) {
+    runtime::PushOptions o;
+    o.source = src;
+    o.host = host;
+    o.target = dst;
+    o.state_dir = state.empty() ? default_state_dir("push", src + "\n" + host + "\n" + dst) : state;
+    o.excludes = excludes;
+    o.rsh = rsh;
+    o.remote_syncd = remote_syncd;
+    if (!fsync) o.remote_args.push_back("-nofsync");
+    if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
+    runtime::Push push(loop, o);
+    if (auto st = push.start(); !st) {
       lg.error("cannot start: {}", st.error().message());
       return 255;
     }
-    lg.info("mirroring {} -> {} (state {})", src, dst, state);
-    // SIGTERM/SIGINT: let in-flight work finish (bounded), then exit 128+signal.
-    int got_signal = 0;
-    std::unique_ptr<uvx::Timer> drain;
-    auto on_signal = [&](int sig) {
-      if (got_signal) return;
-      got_signal = sig;
-      lg.info("signal {}: finishing in-flight work", sig);
-      auto start = loop.now_ms();
-      drain = std::make_unique<uvx::Timer>(loop, [&, start] {
-        if (mirror.idle() || loop.now_ms() - start > 5000) loop.stop();
-      });
-      drain->start(0, 10);
-    };
-    uvx::Signal term(loop, SIGTERM, on_signal);
-    uvx::Signal intr(loop, SIGINT, on_signal);
-    loop.run();
-    exit_code = got_signal ? 128 + got_signal : 0;
+    lg.info("pushing {} -> {}:{} (state {})", src, host, dst, o.state_dir);
+    return run_until_signal(loop, [&] { return push.idle(); });
   }
-  return exit_code;
+
+  runtime::DirectOptions o;
+  o.source = src;
+  o.target = dst;
+  o.state_dir = state.empty() ? default_state_dir("direct", src + "\n" + dst) : state;
+  o.excludes = excludes;
+  o.fsync = fsync;
+  runtime::DirectMirror mirror(loop, o);
+  if (auto st = mirror.start(); !st) {
+    lg.error("cannot start: {}", st.error().message());
+    return 255;
+  }
+  lg.info("mirroring {} -> {} (state {})", src, dst, o.state_dir);
+  return run_until_signal(loop, [&] { return mirror.idle(); });
 }

@@ -1,6 +1,7 @@
 #include "lib/runtime/connection.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,14 +11,32 @@
 
 namespace syncd::runtime {
 
-Connection::Connection(uvx::Loop& loop, UniqueFd fd, OnMessage on_message, OnClose on_close)
-    : loop_(loop), fd_(std::move(fd)), on_message_(std::move(on_message)),
-      on_close_(std::move(on_close)) {}
+namespace {
+bool is_socket(int fd) {
+  struct stat st{};
+  return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+}  // namespace
 
-Connection::~Connection() { poll_.reset(); }
+Connection::Connection(uvx::Loop& loop, UniqueFd fd, OnMessage on_message, OnClose on_close)
+    : loop_(loop), fd_(std::move(fd)), socket_(is_socket(fd_.get())),
+      on_message_(std::move(on_message)), on_close_(std::move(on_close)) {}
+
+Connection::Connection(uvx::Loop& loop, UniqueFd in, UniqueFd out, OnMessage on_message,
+                       OnClose on_close)
+    : loop_(loop), fd_(std::move(in)), out_fd_(std::move(out)), socket_(is_socket(wfd())),
+      on_message_(std::move(on_message)), on_close_(std::move(on_close)) {}
+
+Connection::~Connection() {
+  poll_.reset();  // before the fds close (libuv poll.rst)
+  out_poll_.reset();
+}
 
 Status Connection::start(const protocol::Hello& mine) {
   poll_ = std::make_unique<uvx::Poll>(loop_, fd_.get(), [this](int s, int e) { on_poll(s, e); });
+  if (out_fd_) {
+    out_poll_ = std::make_unique<uvx::Poll>(loop_, out_fd_.get(), [this](int s, int e) { on_poll(s, e); });
+  }
   // HELLO goes out raw (SPEC.md §2); everything after it is compressed.
   SYNCD_TRY(protocol::encode(mine, out_));
   write_some();
@@ -53,14 +72,25 @@ void Connection::close(const Error& why) {
   if (closed_) return;
   closed_ = true;
   poll_.reset();
+  out_poll_.reset();
   fd_.reset();
+  out_fd_.reset();
   if (on_close_) on_close_(why);
 }
 
 void Connection::update_poll() {
   if (closed_ || !poll_) return;
   const bool want = out_pos_ < out_.size();
-  (void)poll_->start(UV_READABLE | (want ? UV_WRITABLE : 0));
+  if (out_poll_) {
+    (void)poll_->start(UV_READABLE);
+    if (want) {
+      (void)out_poll_->start(UV_WRITABLE);
+    } else {
+      out_poll_->stop();
+    }
+  } else {
+    (void)poll_->start(UV_READABLE | (want ? UV_WRITABLE : 0));
+  }
   want_write_ = want;
 }
 
@@ -73,7 +103,10 @@ void Connection::on_poll(int status, int events) {
 
 void Connection::write_some() {
   while (!closed_ && out_pos_ < out_.size()) {
-    const ssize_t n = ::send(fd_.get(), out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+    const void* p = out_.data() + out_pos_;
+    const size_t len = out_.size() - out_pos_;
+    // send() with MSG_NOSIGNAL where we can; a pipe's EPIPE needs SIGPIPE ignored (main does).
+    const ssize_t n = socket_ ? ::send(wfd(), p, len, MSG_NOSIGNAL) : ::write(wfd(), p, len);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
@@ -127,13 +160,14 @@ Status Connection::feed_plain(ByteSpan plain) {
 void Connection::read_some() {
   uint8_t buf[64 * 1024];
   for (int rounds = 0; rounds < 64 && !closed_; ++rounds) {
-    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    const ssize_t n = ::read(fd_.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
       return close(Error::from_errno("connection read"));
     }
     if (n == 0) return close(Error::make(errc::truncated, "peer closed the connection"));
+    bytes_in_ += static_cast<uint64_t>(n);
     ByteSpan in(buf, static_cast<size_t>(n));
     if (!peer_) {
       if (auto st = take_hello(in); !st) return close(std::move(st).error());

@@ -1,7 +1,8 @@
 // File: lib/runtime/connection.h
 //
-// Connection: the protocol over one connected stream fd (socketpair, unix socket, later an SSH
-// channel's pipes): HELLO first and uncompressed in each direction, then one zstd stream per
+// Connection: the protocol over one connected stream: a socket fd (socketpair, unix socket, the
+// local end of an SSH transport), or a pair of pipe fds (`syncd attach` reading stdin and writing
+// stdout under sshd): HELLO first and uncompressed in each direction, then one zstd stream per
 // direction (protocol/SPEC.md §2). send() queues frames; flush() ends a batch (zstd flush) and
 // writes what the socket takes, the rest when it is writable again. Inbound bytes are
 // decompressed and framed as they arrive; each message goes to on_message in order. Any protocol
@@ -32,6 +33,8 @@ class Connection {
   using OnClose = std::function<void(const Error&)>;
 
   Connection(uvx::Loop& loop, UniqueFd fd, OnMessage on_message, OnClose on_close);
+  // Reads from `in`, writes to `out` (pipes; both non-blocking).
+  Connection(uvx::Loop& loop, UniqueFd in, UniqueFd out, OnMessage on_message, OnClose on_close);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -44,6 +47,7 @@ class Connection {
   void close(const Error& why);
 
   bool open() const noexcept { return static_cast<bool>(fd_); }
+  uint64_t bytes_in() const noexcept { return bytes_in_; }
   const std::optional<protocol::Hello>& peer() const noexcept { return peer_; }
   size_t pending_out() const noexcept { return out_.size() - out_pos_; }
   uint64_t bytes_out() const noexcept { return bytes_out_; }
@@ -56,11 +60,16 @@ class Connection {
   Status feed_plain(ByteSpan plain);
   void update_poll();
 
+  int wfd() const noexcept { return out_fd_ ? out_fd_.get() : fd_.get(); }
+
   uvx::Loop& loop_;
-  UniqueFd fd_;
+  UniqueFd fd_;       // read side (and write side when out_fd_ is empty)
+  UniqueFd out_fd_;   // separate write side (pipes)
+  bool socket_ = false;
   OnMessage on_message_;
   OnClose on_close_;
   std::unique_ptr<uvx::Poll> poll_;
+  std::unique_ptr<uvx::Poll> out_poll_;  // only with a separate write fd
   codec::ZstdEncoder enc_;
   codec::ZstdDecoder dec_;
   protocol::FrameDecoder frames_;
@@ -73,6 +82,7 @@ class Connection {
   bool want_write_ = false;
   bool closed_ = false;
   uint64_t bytes_out_ = 0;
+  uint64_t bytes_in_ = 0;
 };
 
 }  // namespace syncd::runtime

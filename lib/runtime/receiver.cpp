@@ -157,9 +157,11 @@ void Receiver::on_message(protocol::Message msg) {
       }
       in_order_ = true;
       if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
-      return [this] {
+      return [this, max_seq] {
         const bool first = !synced_;
         synced_ = true;
+        conn_.send(protocol::Ack{protocol::kIndexEndAck, protocol::AckStatus::applied, max_seq, {}});
+        conn_.flush();
         if (first && opts_.on_synced) opts_.on_synced();
       };
     });

@@ -93,7 +93,7 @@ void Sender::wipe_fresh(Outbox& out) {
 }
 
 Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
-               Connection& conn, SenderOptions opts)
+               Connection* conn, SenderOptions opts)
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
       watcher_(std::make_unique<watch::Watcher>(loop, root, std::move(excludes),
                                                 [this](watch::Batch b) { post_batch(std::move(b)); },
@@ -129,9 +129,17 @@ void Sender::post_batch(watch::Batch b) {
   });
 }
 
+void Sender::set_connection(Connection* conn) {
+  conn_ = conn;
+  ++gen_;
+  in_flight_.clear();  // the next session's INDEX_REQUEST covers whatever was not acknowledged
+  caught_up_ = false;
+}
+
 void Sender::deliver(Outbox out) {
   for (const auto& e : out.errors) lg().warn("{}", e);
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
+  if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
   for (const auto& m : out.msgs) {
     if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
       lg().debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
@@ -143,8 +151,8 @@ void Sender::deliver(Outbox out) {
     }
   }
   for (auto& [seq, path] : out.resendable) in_flight_[seq] = path;
-  for (auto& m : out.msgs) conn_.send(m);
-  if (!out.msgs.empty()) conn_.flush();
+  for (auto& m : out.msgs) conn_->send(m);
+  if (!out.msgs.empty()) conn_->flush();
 }
 
 void Sender::process_batch(const watch::Batch& b, Outbox& out) {
@@ -183,7 +191,8 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   // Until the peer's INDEX_REQUEST is answered, nothing goes out live: the answer carries every
   // record in the index, these included, in an order the peer can apply (parents first). Sending
   // them early would let a later change overtake the initial sync.
-  if (!answered_) {
+  out.gen = gen_.load();
+  if (answered_gen_ != out.gen) {
     out.msgs.clear();
     out.resendable.clear();
     wipe_fresh(out);
@@ -391,8 +400,10 @@ void Sender::on_message(const protocol::Message& msg) {
   if (const auto* req = std::get_if<protocol::IndexRequest>(&msg)) {
     const uint64_t since = req->index_id == index_.index_id() ? req->since_seq : 0;
     lg().debug("index request since={} (asked {})", since, req->since_seq);
-    jobs_.post([this, since]() -> JobQueue::Done {
+    const uint64_t gen = gen_.load();
+    jobs_.post([this, since, gen]() -> JobQueue::Done {
       auto out = std::make_shared<Outbox>();
+      out->gen = gen;
       std::vector<store::Record> recs;
       (void)index_.for_each_since(since, [&](const store::Record& r) -> Status {
         recs.push_back(r);
@@ -405,12 +416,19 @@ void Sender::on_message(const protocol::Message& msg) {
       });
       for (const auto& r : recs) emit_record(r, true, true, *out);
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});
-      answered_ = true;
+      answered_gen_ = gen;
       return [this, out] { deliver(std::move(*out)); };
     });
     return;
   }
   if (const auto* ack = std::get_if<protocol::Ack>(&msg)) {
+    if (ack->xfer_id == protocol::kIndexEndAck) {
+      caught_up_ = true;
+      const bool first = !ever_caught_up_;
+      ever_caught_up_ = true;
+      if (opts_.on_caught_up) opts_.on_caught_up(first);
+      return;
+    }
     auto it = in_flight_.find(ack->seq);
     std::string path = it != in_flight_.end() ? it->second : std::string();
     if (it != in_flight_.end()) in_flight_.erase(it);
@@ -418,8 +436,10 @@ void Sender::on_message(const protocol::Message& msg) {
     if ((ack->status == protocol::AckStatus::base_mismatch ||
          ack->status == protocol::AckStatus::verify_failed) && !path.empty()) {
       // The peer lacks the base we assumed: send the current version whole.
-      jobs_.post([this, path]() -> JobQueue::Done {
+      const uint64_t gen = gen_.load();
+      jobs_.post([this, path, gen]() -> JobQueue::Done {
         auto out = std::make_shared<Outbox>();
+        out->gen = gen;
         auto rec = index_.get(path);
         if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
         return [this, out] { deliver(std::move(*out)); };

@@ -6,12 +6,16 @@
 // the peer for large ones (DESIGN.md §5), metadata-only versions without a body, tombstones as
 // REMOVE, unchanged-content moves as RENAME. The peer's INDEX_REQUEST{since} is answered with
 // every record newer than `since` (initial sync and resume after a restart).
+// The connection can be replaced (a push link that reconnects): messages produced for an older
+// connection are dropped, never sent on the new one — the new peer session asks for everything
+// after its watermark anyway, so nothing is lost.
 // Blocking work runs on the node's JobQueue; the loop thread only routes events and messages.
 // Thread affinity: loop thread (public methods); its jobs touch the index only on the job thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -30,12 +34,14 @@ namespace syncd::runtime {
 struct SenderOptions {
   uint64_t whole_below = 64 * 1024;  // files smaller than this always travel whole
   watch::WatchOptions watch;
+  // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
+  std::function<void(bool first)> on_caught_up;
 };
 
 class Sender {
  public:
   Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
-         Connection& conn, SenderOptions opts = {});
+         Connection* conn, SenderOptions opts = {});
   ~Sender();
   Sender(const Sender&) = delete;
   Sender& operator=(const Sender&) = delete;
@@ -45,12 +51,17 @@ class Sender {
   void on_message(const protocol::Message& m);
   bool idle() const noexcept;
   uint64_t versions_sent() const noexcept { return sent_; }
+  // A new (started) connection, or nullptr while there is none. Loop thread.
+  void set_connection(Connection* conn);
+  bool caught_up() const noexcept { return caught_up_; }
+  size_t awaiting_ack() const noexcept { return in_flight_.size(); }
 
  private:
   struct Outbox {
     std::vector<protocol::Message> msgs;
     std::vector<std::pair<uint64_t, std::string>> resendable;  // seq -> path (live files)
     std::vector<std::string> errors;
+    uint64_t gen = 0;         // the connection generation these messages are for
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
     size_t versions = 0;      // new local versions authored
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
@@ -79,13 +90,16 @@ class Sender {
   uvx::Loop& loop_;
   const fs::Root& root_;
   store::Index& index_;
-  Connection& conn_;
+  Connection* conn_;
   SenderOptions opts_;
   std::unique_ptr<watch::Watcher> watcher_;
   JobQueue jobs_;
   Hlc hlc_;                   // job thread
   uint32_t next_xfer_ = 1;    // job thread
-  bool answered_ = false;     // job thread: the peer's INDEX_REQUEST has been answered
+  std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
+  uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
+  bool caught_up_ = false;            // loop: the current peer acknowledged our INDEX_END
+  bool ever_caught_up_ = false;
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
   uint64_t sent_ = 0;

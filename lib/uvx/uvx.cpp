@@ -125,6 +125,58 @@ void Signal::on_signal(uv_signal_t* h, int signum) noexcept {
   if (auto* self = static_cast<Signal*>(h->data)) guarded("signal", [&] { self->cb_(signum); });
 }
 
+Result<std::unique_ptr<Process>> Process::spawn(Loop& loop, const Spec& spec,
+                                                std::function<void(int64_t, int)> on_exit_cb) {
+  if (spec.argv.empty()) return Error::make(errc::internal, "spawn: empty argv");
+  std::unique_ptr<Process> p(new Process());
+  p->cb_ = std::move(on_exit_cb);
+  std::vector<char*> args;
+  for (const auto& a : spec.argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  uv_stdio_container_t stdio[3];
+  const int fds[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
+  for (int i = 0; i < 3; ++i) {
+    stdio[i].flags = fds[i] >= 0 ? UV_INHERIT_FD : UV_IGNORE;
+    stdio[i].data.fd = fds[i];
+  }
+  uv_process_options_t o{};
+  o.file = args[0];
+  o.args = args.data();
+  o.exit_cb = on_exit;
+  o.stdio_count = 3;
+  o.stdio = stdio;
+  p->h_ = new uv_process_t;
+  p->h_->data = p.get();
+  const int rc = uv_spawn(loop.get(), p->h_, &o);
+  if (rc != 0) {
+    // Per libuv, the handle must still be closed after a failed spawn.
+    p->h_->data = nullptr;
+    close_and_free(p->h_);
+    p->h_ = nullptr;
+    return uv_error(("start " + spec.argv[0]).c_str(), rc);
+  }
+  p->pid_ = p->h_->pid;
+  p->running_ = true;
+  return p;
+}
+
+Process::~Process() {
+  if (!h_) return;
+  if (running_) uv_process_kill(h_, SIGTERM);
+  close_and_free(h_);
+}
+
+void Process::kill(int signum) {
+  if (h_ && running_) uv_process_kill(h_, signum);
+}
+
+void Process::on_exit(uv_process_t* h, int64_t status, int term_signal) noexcept {
+  auto* self = static_cast<Process*>(h->data);
+  if (!self) return;
+  self->running_ = false;
+  if (self->cb_) guarded("process exit", [&] { self->cb_(status, term_signal); });
+}
+
 namespace {
 struct WorkItem {
   uv_work_t req;

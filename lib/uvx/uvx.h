@@ -18,6 +18,8 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "lib/base/result.h"
 
@@ -101,6 +103,34 @@ class Signal {
   static void on_signal(uv_signal_t* h, int signum) noexcept;
   uv_signal_t* h_;
   std::function<void(int)> cb_;
+};
+
+// A child process (uv_spawn). stdin/stdout/stderr are the given fds (dup'ed into the child;
+// -1 = /dev/null); the caller keeps and closes its copies. on_exit(exit_status, term_signal) runs
+// on the loop once the child is reaped. The destructor sends SIGTERM to a child still running
+// (a process handle must not outlive its owner; the loop still reaps it).
+class Process {
+ public:
+  struct Spec {
+    std::vector<std::string> argv;
+    int stdin_fd = -1, stdout_fd = -1, stderr_fd = 2;
+  };
+  static Result<std::unique_ptr<Process>> spawn(Loop& loop, const Spec& spec,
+                                                std::function<void(int64_t, int)> on_exit);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  int pid() const noexcept { return pid_; }
+  bool running() const noexcept { return running_; }
+  void kill(int signum);
+
+ private:
+  Process() = default;
+  static void on_exit(uv_process_t* h, int64_t status, int term_signal) noexcept;
+  uv_process_t* h_ = nullptr;
+  std::function<void(int64_t, int)> cb_;
+  int pid_ = 0;
+  bool running_ = false;
 };
 
 // Runs `work` on libuv's thread pool, then `done` on the loop thread. Neither may throw.

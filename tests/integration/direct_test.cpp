@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/process.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
 
@@ -26,84 +27,12 @@ using namespace syncd;
 
 namespace {
 
-class DirectProcess {
- public:
-  DirectProcess(const std::string& src, const std::string& dst, const std::string& state,
-                const std::string& log) {
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 2);
-        ::dup2(fd, 1);
-      }
-      ::execl(SYNCD_BINARY, "syncd", "-nodaemon", "-direct", src.c_str(), dst.c_str(), "-statedir",
-              state.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-  }
-  ~DirectProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  void signal(int sig) { ::kill(pid_, sig); }
-  // Sends `sig` and returns the exit status (or 128+signal if it died of one).
-  int stop(int sig) {
-    ::kill(pid_, sig);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
 bool is_cookie(const std::string& rel) { return rel.rfind("cookie.", 0) == 0; }
-
-// Waits until `done()` holds, re-checking whenever something in `dir` is created, renamed into
-// or modified (inotify); false after `timeout_ms`. A barrier, not a sleep.
-bool wait_until(const std::string& dir, const std::function<bool()>& done, int timeout_ms = 30000) {
-  const int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  REQUIRE(fd >= 0);
-  ::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_MODIFY);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  bool ok = false;
-  while (!(ok = done())) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
-    struct pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) > 0) {
-      char buf[4096];
-      while (::read(fd, buf, sizeof buf) > 0) {
-      }
-    }
-  }
-  ::close(fd);
-  return ok;
-}
-
-bool wait_for(const std::string& dir, const std::string& name) {
-  return wait_until(dir, [&] { return test::exists(dir + "/" + name); });
-}
-
-// Waits until `needle` appears in `file` after offset `from`.
-bool wait_for_text(const std::string& file, const std::string& needle, size_t from) {
-  return wait_until(file.substr(0, file.rfind('/')), [&] {
-    if (!test::exists(file)) return false;
-    const std::string text = test::read_file(file);
-    return text.size() > from && text.find(needle, from) != std::string::npos;
-  });
-}
 
 struct Fixture {
   test::TempDir t{"direct"};
   std::string src = t / "src", dst = t / "dst", state = t / "state", log = t / "syncd.log";
-  std::unique_ptr<DirectProcess> proc;
+  std::unique_ptr<test::Child> proc;
   int cookies = 0;
   Fixture() {
     test::require_root();
@@ -114,8 +43,9 @@ struct Fixture {
   // applied in the order they are made, so cookies are barriers.
   void start() {
     const size_t before = logs().size();
-    proc = std::make_unique<DirectProcess>(src, dst, state, log);
-    REQUIRE_MESSAGE(wait_for_text(log, "finished: 0", before), "no startup line; log:\n" << logs());
+    proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state}, log);
+    REQUIRE_MESSAGE(test::wait_for_text(log, "finished: 0", before), "no startup line; log:\n" << logs());
   }
   std::string s(const std::string& rel) const { return src + "/" + rel; }
   std::string logs() const { return test::exists(log) ? test::read_file(log) : std::string(); }
@@ -123,7 +53,7 @@ struct Fixture {
   void converged() {
     const std::string name = "cookie." + std::to_string(++cookies);
     test::write_file(s(name), "c");
-    REQUIRE_MESSAGE(wait_for(dst, name), "cookie never arrived; syncd log:\n" << logs());
+    REQUIRE_MESSAGE(test::wait_for(dst, name), "cookie never arrived; syncd log:\n" << logs());
     auto diff = test::tree_diff(src, dst, is_cookie);
     for (const auto& d : diff) MESSAGE(d);
     CHECK_MESSAGE(diff.empty(), "trees differ; syncd log:\n" << logs());
@@ -264,7 +194,7 @@ TEST_SUITE("integration.direct_overflow") {
     f.proc->signal(SIGCONT);
     // After an overflow the order of what happened is gone; the barrier is the end of the
     // rescan, after which changes are ordered again.
-    REQUIRE_MESSAGE(wait_for_text(f.log, "full rescan done", before), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "full rescan done", before), f.logs());
     f.converged();
     CHECK(f.logs().find("overflow") != std::string::npos);
   }

@@ -1,0 +1,57 @@
+#include "lib/runtime/attach.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "lib/base/log.h"
+#include "protocol/limits.h"
+
+namespace syncd::runtime {
+
+Attach::Attach(uvx::Loop& loop, AttachOptions opts) : loop_(loop), opts_(std::move(opts)) {}
+
+Attach::~Attach() {
+  receiver_.reset();  // its job thread first
+  conn_.reset();
+}
+
+Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)> on_end) {
+  // Like rsync, the target directory itself is created when missing (its parent must exist).
+  if (::mkdir(opts_.target.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Error::from_errno("create target directory " + opts_.target);
+  }
+  SYNCD_TRY_ASSIGN(root, fs::Root::open(opts_.target));
+  root_ = std::make_unique<fs::Root>(std::move(root));
+  if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error::from_errno("create state directory " + opts_.state_dir);
+  }
+  SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
+  index_ = std::make_unique<store::Index>(std::move(idx));
+  for (int fd : {in.get(), out.get()}) {
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return Error::from_errno("set O_NONBLOCK on stdio");
+  }
+  conn_ = std::make_unique<Connection>(
+      loop_, std::move(in), std::move(out),
+      [this](protocol::Message m) { receiver_->on_message(std::move(m)); },
+      [on_end = std::move(on_end)](const Error& e) { on_end(e); });
+  ReceiverOptions ro;
+  ro.mirror = opts_.mirror;
+  ro.apply.fsync = opts_.fsync;
+  ro.on_synced = [this] {
+    log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);
+  };
+  receiver_ = std::make_unique<Receiver>(loop_, *root_, *index_, *conn_, ro);
+  protocol::Hello h;
+  h.magic = protocol::kHelloMagic;
+  h.version_min = protocol::kMinProtocolVersion;
+  h.version_max = protocol::kProtocolVersion;
+  h.node_id = index_->node_id();
+  h.node_name = "attach";
+  h.cluster_id = "push";
+  h.index_id = index_->index_id();
+  h.capabilities = protocol::kAllCapabilities;
+  return conn_->start(h);
+}
+
+}  // namespace syncd::runtime

@@ -1,0 +1,79 @@
+// File: lib/runtime/push.h
+//
+// Push: `syncd -rsyncssh SRC HOST DIR` — keeps DIR on HOST a mirror of the local SRC over one
+// long-lived SSH session to `syncd attach DIR` on HOST (DESIGN.md §9). The local side is a
+// Sender (watcher, index, versions); the session is an OpenSSH client process today
+// (lib/transport/ssh_process). When the session ends — ssh exits, the network goes, the peer
+// dies — the link reconnects with capped exponential backoff and jitter; the peer asks for
+// everything after its durable watermark, so changes made meanwhile are sent then, none lost.
+// Thread affinity: loop thread.
+//
+//   Push p(loop, {.source = "/opt/x", .host = "root@node2", .target = "/opt/x", ...});
+//   SYNCD_TRY(p.start());  loop.run();
+#pragma once
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lib/fs/root.h"
+#include "lib/runtime/connection.h"
+#include "lib/runtime/sender.h"
+#include "lib/store/index.h"
+#include "lib/transport/ssh_command.h"
+#include "lib/transport/ssh_process.h"
+
+namespace syncd::runtime {
+
+struct PushOptions {
+  std::string source;
+  std::string host;       // [user@]host
+  std::string target;     // directory on the host
+  std::string state_dir;  // the local index
+  std::vector<std::string> excludes;
+  std::string rsh = "ssh";               // ssh command line (lsyncd's rsync.rsh)
+  std::string remote_syncd = "syncd";    // program on the host
+  std::vector<std::string> remote_args;  // extra arguments for `attach`
+  SenderOptions sender;
+  uint64_t backoff_min_ms = 250;
+  uint64_t backoff_max_ms = 30000;
+};
+
+class Push {
+ public:
+  Push(uvx::Loop& loop, PushOptions opts);
+  ~Push();
+  Push(const Push&) = delete;
+  Push& operator=(const Push&) = delete;
+
+  Status start();
+  // Connected, caught up, and nothing queued, in flight or unacknowledged.
+  bool idle() const noexcept;
+  bool connected() const noexcept { return conn_ != nullptr && session_up_; }
+  const std::string& last_error() const noexcept { return last_error_; }
+  uint64_t sessions() const noexcept { return sessions_; }
+
+ private:
+  void connect();
+  void lost(uint64_t session, const std::string& why);
+
+  uvx::Loop& loop_;
+  PushOptions opts_;
+  transport::SshCommand rsh_;
+  std::unique_ptr<fs::Root> root_;
+  std::unique_ptr<store::Index> index_;
+  std::unique_ptr<Sender> sender_;
+  std::unique_ptr<transport::SshProcess> ssh_;
+  std::unique_ptr<Connection> conn_;
+  std::unique_ptr<uvx::Timer> retry_;
+  uint64_t session_ = 0;    // id of the current session (callbacks of older ones are ignored)
+  uint64_t sessions_ = 0;   // sessions started
+  uint64_t lost_ = 0;       // the last session whose end was handled
+  bool session_up_ = false;
+  uint64_t backoff_ms_;
+  std::string last_error_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace syncd::runtime

@@ -1,0 +1,104 @@
+#include "tests/support/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "tests/support/tmpdir.h"
+
+namespace syncd::test {
+
+Child::Child(const std::vector<std::string>& argv, const std::string& log) {
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  pid_ = ::fork();
+  if (pid_ < 0) std::abort();
+  if (pid_ == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (null >= 0) ::dup2(null, 0);
+    ::setpgid(0, 0);  // its own group: a stray grandchild (ssh) can be killed with it
+    ::execv(a[0], a.data());
+    ::_exit(127);
+  }
+}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Child::signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+int Child::stop(int sig) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, sig);
+  return wait();
+}
+
+int Child::wait() {
+  if (pid_ <= 0) return -1;
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  ::kill(-pid_, SIGKILL);  // whatever it left in its group
+  pid_ = -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool wait_until(const std::string& dir, const std::function<bool()>& done, int timeout_ms) {
+  const int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) std::abort();
+  ::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool ok = false;
+  while (!(ok = done())) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    struct pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) > 0) {
+      char buf[4096];
+      while (::read(fd, buf, sizeof buf) > 0) {
+      }
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
+bool wait_for(const std::string& dir, const std::string& name, int timeout_ms) {
+  return wait_until(dir, [&] { return exists(dir + "/" + name); }, timeout_ms);
+}
+
+bool wait_for_text(const std::string& file, const std::string& needle, size_t from, int timeout_ms) {
+  return wait_until(file.substr(0, file.rfind('/')), [&] {
+    if (!exists(file)) return false;
+    const std::string text = read_file(file);
+    return text.size() > from && text.find(needle, from) != std::string::npos;
+  }, timeout_ms);
+}
+
+size_t count_text(const std::string& file, const std::string& needle) {
+  if (!exists(file)) return 0;
+  const std::string text = read_file(file);
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace syncd::test

@@ -1,0 +1,175 @@
+#include "tests/support/sshd.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "tests/support/tmpdir.h"
+
+namespace syncd::test {
+namespace {
+
+constexpr const char* kSshd = "/usr/sbin/sshd";
+
+void skip_without_openssh() {
+  if (::access(kSshd, X_OK) != 0 || ::access("/usr/bin/ssh-keygen", X_OK) != 0 ||
+      ::access("/usr/bin/ssh", X_OK) != 0) {
+    std::fprintf(stderr, "SKIP: OpenSSH (openssh-server, openssh-client) is not installed\n");
+    std::exit(77);
+  }
+}
+
+void must(const std::string& cmd) {
+  if (run(cmd) != 0) {
+    std::fprintf(stderr, "test fixture: '%s' failed\n", cmd.c_str());
+    std::abort();
+  }
+}
+
+int free_port() {
+  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    std::abort();
+  }
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+bool accepts(int port) {
+  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(s);
+  return ok;
+}
+
+std::string first_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string l;
+  std::getline(f, l);
+  return l;
+}
+
+}  // namespace
+
+void kill_tree(int pid) {
+  std::map<int, std::vector<int>> children;
+  if (DIR* d = ::opendir("/proc")) {
+    while (auto* e = ::readdir(d)) {
+      const int p = std::atoi(e->d_name);
+      if (p <= 0) continue;
+      std::ifstream st("/proc/" + std::string(e->d_name) + "/stat");
+      std::string s((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+      const size_t close = s.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(s.substr(close + 2));
+      char state;
+      int ppid = 0;
+      rest >> state >> ppid;
+      children[ppid].push_back(p);
+    }
+    ::closedir(d);
+  }
+  std::vector<int> order;
+  std::vector<int> todo{pid};
+  while (!todo.empty()) {
+    const int p = todo.back();
+    todo.pop_back();
+    order.push_back(p);
+    for (int c : children[p]) todo.push_back(c);
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) ::kill(*it, SIGKILL);
+}
+
+SshServer::SshServer(std::string dir) : dir_(std::move(dir)) {
+  skip_without_openssh();
+  ::mkdir(dir_.c_str(), 0700);
+  ::mkdir("/run/sshd", 0755);  // privilege separation directory (the service normally makes it)
+  log_ = dir_ + "/sshd.log";
+  config_ = dir_ + "/sshd_config";
+  client_key_ = dir_ + "/id_ed25519";
+  known_hosts_ = dir_ + "/known_hosts";
+  must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-host -f " + dir_ + "/host_ed25519");
+  must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-client -f " + client_key_);
+  must("cp " + client_key_ + ".pub " + dir_ + "/authorized_keys");
+  port_ = free_port();
+  std::ofstream c(config_);
+  c << "Port " << port_ << "\n"
+    << "ListenAddress 127.0.0.1\n"
+    << "HostKey " << dir_ << "/host_ed25519\n"
+    << "PidFile " << dir_ << "/sshd.pid\n"
+    << "AuthorizedKeysFile " << dir_ << "/authorized_keys\n"
+    << "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+    << "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+    << "LogLevel VERBOSE\nMaxStartups 100\n";
+  c.close();
+  std::ofstream k(known_hosts_);
+  k << "[127.0.0.1]:" << port_ << " " << first_line(dir_ + "/host_ed25519.pub") << "\n";
+}
+
+SshServer::~SshServer() { stop(); }
+
+void SshServer::start() {
+  if (sshd_) return;
+  sshd_ = std::make_unique<Child>(std::vector<std::string>{kSshd, "-D", "-e", "-f", config_}, log_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!accepts(port_)) {
+    // The only poll-wait in the fixture: sshd gives no readiness signal but its listening port.
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "sshd did not start; log:\n%s\n", read_file(log_).c_str());
+      std::abort();
+    }
+    ::poll(nullptr, 0, 5);
+  }
+}
+
+void SshServer::stop() {
+  if (!sshd_) return;
+  kill_tree(sshd_->pid());
+  (void)sshd_->wait();
+  sshd_.reset();
+}
+
+std::string SshServer::rsh(const std::string& key, const std::string& known_hosts) const {
+  return "ssh -p " + std::to_string(port_) + " -i " + (key.empty() ? client_key_ : key) +
+         " -o UserKnownHostsFile=" + (known_hosts.empty() ? known_hosts_ : known_hosts) +
+         " -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes";
+}
+
+std::string SshServer::new_unlisted_key(const std::string& name) const {
+  const std::string k = dir_ + "/" + name;
+  must("ssh-keygen -q -t ed25519 -N '' -C unlisted -f " + k);
+  return k;
+}
+
+std::string SshServer::wrong_known_hosts() const {
+  const std::string other = dir_ + "/other_host";
+  must("rm -f " + other + " " + other + ".pub && ssh-keygen -q -t ed25519 -N '' -C impostor -f " + other);
+  const std::string kh = dir_ + "/known_hosts.wrong";
+  std::ofstream k(kh);
+  k << "[127.0.0.1]:" << port_ << " " << first_line(other + ".pub") << "\n";
+  return kh;
+}
+
+}  // namespace syncd::test

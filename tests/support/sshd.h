@@ -1,0 +1,49 @@
+// File: tests/support/sshd.h
+//
+// A real OpenSSH sshd for tests (Debian's openssh-server): its own config, a generated ed25519
+// host key and client key in a temp dir, listening on 127.0.0.1 and a free port. start() returns
+// once the port accepts connections; stop() kills sshd and every session process it started
+// (sessions setsid() away from sshd's group, so they are found through /proc's parent links).
+// The destructor stops it, so a failing test leaves no sshd behind. Without sshd/ssh-keygen on
+// the machine, the test is skipped (exit 77; CI installs openssh-server and fails on skips).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tests/support/process.h"
+
+namespace syncd::test {
+
+class SshServer {
+ public:
+  explicit SshServer(std::string dir);
+  ~SshServer();
+  SshServer(const SshServer&) = delete;
+  SshServer& operator=(const SshServer&) = delete;
+
+  void start();
+  void stop();
+  bool running() const noexcept { return static_cast<bool>(sshd_); }
+  int port() const noexcept { return port_; }
+  const std::string& dir() const noexcept { return dir_; }
+  const std::string& log() const noexcept { return log_; }
+  const std::string& client_key() const noexcept { return client_key_; }
+  const std::string& known_hosts() const noexcept { return known_hosts_; }
+  // "ssh -p PORT -i KEY -o UserKnownHostsFile=KH -o StrictHostKeyChecking=yes", for -rsh.
+  std::string rsh(const std::string& key = {}, const std::string& known_hosts = {}) const;
+  // A fresh key pair that sshd does not know (for the unknown-key test).
+  std::string new_unlisted_key(const std::string& name) const;
+  // A known_hosts file naming this server with a different host key (for the wrong-key test).
+  std::string wrong_known_hosts() const;
+
+ private:
+  std::string dir_, log_, config_, client_key_, known_hosts_;
+  int port_ = 0;
+  std::unique_ptr<Child> sshd_;
+};
+
+// Kills (SIGKILL) every descendant of `pid`, deepest first, and then `pid` itself.
+void kill_tree(int pid);
+
+}  // namespace syncd::test
