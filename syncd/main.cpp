@@ -37,6 +37,7 @@ int usage(std::FILE* out) {
                "  -rsh CMD         ssh command line for -rsyncssh (default \"ssh\"), as rsync.rsh\n"
                "  -remote-syncd P  syncd program on the host (default \"syncd\" on PATH)\n"
                "  -remote-statedir D  state directory of `attach` on the host\n"
+               "  -transport T     auto (default), libssh2 or openssh\n"
                "  -delay N, -log X accepted for lsyncd compatibility\n"
                "  -version, -help\n");
   return out == stdout ? 0 : 255;
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
   }
   if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true;
-  std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd";
+  std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
   std::vector<std::string> excludes;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -162,6 +163,9 @@ int main(int argc, char** argv) {
     } else if (a == "-remote-syncd") {
       need(1);
       remote_syncd = args[++i];
+    } else if (a == "-transport") {
+      need(1);
+      transport = args[++i];
     } else if (a == "-remote-statedir") {
       need(1);
       remote_state = args[++i];
@@ -198,6 +202,7 @@ int main(int argc, char** argv) {
     o.excludes = excludes;
     o.rsh = rsh;
     o.remote_syncd = remote_syncd;
+    o.transport = transport;
     if (!fsync) o.remote_args.push_back("-nofsync");
     if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
     runtime::Push push(loop, o);

@@ -1,17 +1,44 @@
 #include "lib/runtime/push.h"
 
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <sstream>
+
 
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
+#include "lib/transport/keyfile.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
 namespace {
 
 auto& lg() { return log::get(log::Module::runtime); }
+
+}  // namespace
+
+namespace {
+
+std::string home_dir() {
+  if (const char* h = std::getenv("HOME"); h && *h) return h;
+  if (const passwd* pw = ::getpwuid(::geteuid())) return pw->pw_dir;
+  return "/root";
+}
+
+std::string expand_home(const std::string& p) {
+  return p.rfind("~/", 0) == 0 ? home_dir() + p.substr(1) : p;
+}
+
+std::vector<std::string> split_ws(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream ss(s);
+  for (std::string w; ss >> w;) out.push_back(expand_home(w));
+  return out;
+}
 
 }  // namespace
 
@@ -28,6 +55,7 @@ Push::~Push() {
 Status Push::start() {
   SYNCD_TRY_ASSIGN(rsh, transport::SshCommand::parse(opts_.rsh));
   rsh_ = std::move(rsh);
+  SYNCD_TRY(choose_transport());
   SYNCD_TRY_ASSIGN(root, fs::Root::open(opts_.source));
   root_ = std::make_unique<fs::Root>(std::move(root));
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -49,22 +77,118 @@ Status Push::start() {
   return {};
 }
 
+Status Push::choose_transport() {
+  // What the native session would use: the rsh line's choices, else OpenSSH's defaults.
+  auto& p = params_;
+  p.peer = opts_.host;
+  p.host = opts_.host;
+  if (const size_t at = p.host.rfind('@'); at != std::string::npos) {
+    p.user = p.host.substr(0, at);
+    p.host = p.host.substr(at + 1);
+  }
+  if (rsh_.login) p.user = *rsh_.login;
+  if (p.user.empty()) {
+    const passwd* pw = ::getpwuid(::geteuid());
+    p.user = pw ? pw->pw_name : "root";
+  }
+  p.port = rsh_.port.value_or(22);
+  p.family = rsh_.family;
+  for (const auto& i : rsh_.identities) p.identities.push_back(expand_home(i));
+  if (p.identities.empty()) p.identities = transport::default_identities();
+  const auto user_kh = rsh_.option("UserKnownHostsFile");
+  p.known_hosts = user_kh ? split_ws(*user_kh)
+                          : std::vector<std::string>{home_dir() + "/.ssh/known_hosts", home_dir() + "/.ssh/known_hosts2"};
+  const auto global_kh = rsh_.option("GlobalKnownHostsFile");
+  for (const auto& f : global_kh ? split_ws(*global_kh)
+                                 : std::vector<std::string>{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}) {
+    p.known_hosts.push_back(f);
+  }
+  const std::string strict = rsh_.option("StrictHostKeyChecking").value_or("ask");
+  if (strict == "no" || strict == "off") {
+    p.strict = transport::StrictHostKeys::no;
+  } else if (strict == "accept-new") {
+    p.strict = transport::StrictHostKeys::accept_new;
+  } else {
+    p.strict = transport::StrictHostKeys::yes;  // yes, and "ask" (nobody to ask: BatchMode)
+  }
+  if (auto t = rsh_.option("ConnectTimeout")) p.connect_timeout_ms = std::max(1, std::atoi(t->c_str())) * 1000ull;
+  if (auto k = rsh_.option("ServerAliveInterval")) p.keepalive_s = std::max(1, std::atoi(k->c_str()));
+
+  std::string why_openssh;
+  if (rsh_.needs_openssh) {
+    why_openssh = rsh_.needs_openssh_why;
+  } else if (p.identities.empty()) {
+    why_openssh = "no identity file given or found in ~/.ssh (the OpenSSH client may use ssh-agent)";
+  } else {
+    for (const auto& id : p.identities) {
+      auto k = transport::inspect_private_key(id);
+      if (!k.ok()) return Error::make(errc::unsupported, k.error().message());
+      if (k->is_rsa()) {
+        if (!transport::libssh2_signs_rsa_sha2()) {
+          why_openssh = id + " is an RSA key, and this libssh2 (" + transport::libssh2_version() +
+                        ") signs RSA auth only with ssh-rsa (SHA-1), which OpenSSH >= 8.8 refuses";
+        }
+        break;
+      }
+      if (k->encrypted) {
+        if (std::getenv("SSH_AUTH_SOCK") == nullptr) {
+          return Error::make(errc::unsupported, id + " is passphrase-protected and no ssh-agent is running: " +
+                                                    "load the key into ssh-agent (syncd then uses the OpenSSH client) or use a key without a passphrase");
+        }
+        why_openssh = id + " is passphrase-protected (the OpenSSH client asks ssh-agent)";
+        break;
+      }
+    }
+  }
+  if (opts_.transport == "openssh") {
+    native_ = false;
+    lg().info("transport to {}: OpenSSH client (forced by config)", opts_.host);
+  } else if (opts_.transport == "libssh2") {
+    if (rsh_.needs_openssh) return Error::make(errc::unsupported, "transport libssh2 forced, but " + rsh_.needs_openssh_why);
+    native_ = true;
+    lg().info("transport to {}: libssh2 (forced by config)", opts_.host);
+  } else if (opts_.transport == "auto") {
+    native_ = why_openssh.empty();
+    if (native_) {
+      lg().info("transport to {}: libssh2", opts_.host);
+    } else {
+      lg().info("transport to {}: OpenSSH client, because {}", opts_.host, why_openssh);
+    }
+  } else {
+    return Error::make(errc::unsupported, "transport must be auto, libssh2 or openssh, not '" + opts_.transport + "'");
+  }
+  return {};
+}
+
 void Push::connect() {
   // The previous session's objects die here, outside their own callbacks.
   conn_.reset();
   ssh_.reset();
+  session_ssh_.reset();
   const uint64_t session = ++session_;
   ++sessions_;
   std::vector<std::string> remote = {opts_.remote_syncd, "attach", opts_.target};
   remote.insert(remote.end(), opts_.remote_args.begin(), opts_.remote_args.end());
-  const auto argv = rsh_.argv_for(opts_.host, transport::remote_command(remote));
-  lg().info("connecting to {} (session {}): {}", opts_.host, session, transport::remote_command(argv));
-  auto ssh = transport::SshProcess::start(loop_, argv, opts_.host,
-                                          [this, session](const std::string& why) { lost(session, why); });
-  if (!ssh.ok()) return lost(session, ssh.error().message());
-  ssh_ = std::move(*ssh);
+  UniqueFd stream;
+  auto on_end = [this, session](const std::string& why) { lost(session, why); };
+  if (native_) {
+    transport::SshParams p = params_;
+    p.command = transport::remote_command(remote);
+    lg().info("connecting to {} (session {}, libssh2): {}", opts_.host, session, p.command);
+    auto s = transport::SshSession::start(loop_, std::move(p), on_end);
+    if (!s.ok()) return lost(session, s.error().message());
+    session_ssh_ = std::move(*s);
+    stream = session_ssh_->take_stream();
+  } else {
+    const auto argv = rsh_.argv_for(opts_.host, transport::remote_command(remote));
+    lg().info("connecting to {} (session {}): {}", opts_.host, session, transport::remote_command(argv));
+    auto ssh = transport::SshProcess::start(loop_, argv, opts_.host, on_end);
+    if (!ssh.ok()) return lost(session, ssh.error().message());
+    ssh_ = std::move(*ssh);
+    stream = ssh_->take_stream();
+  }
   conn_ = std::make_unique<Connection>(
-      loop_, ssh_->take_stream(),
+      loop_, std::move(stream),
       [this, session](protocol::Message m) {
         if (session != session_) return;
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {

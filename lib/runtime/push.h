@@ -23,6 +23,7 @@
 #include "lib/store/index.h"
 #include "lib/transport/ssh_command.h"
 #include "lib/transport/ssh_process.h"
+#include "lib/transport/ssh_session.h"
 
 namespace syncd::runtime {
 
@@ -36,6 +37,8 @@ struct PushOptions {
   std::string remote_syncd = "syncd";    // program on the host
   std::vector<std::string> remote_args;  // extra arguments for `attach`
   SenderOptions sender;
+  // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".
+  std::string transport = "auto";
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;
 };
@@ -51,11 +54,13 @@ class Push {
   // Connected, caught up, and nothing queued, in flight or unacknowledged.
   bool idle() const noexcept;
   bool connected() const noexcept { return conn_ != nullptr && session_up_; }
+  bool native() const noexcept { return native_; }
   const std::string& last_error() const noexcept { return last_error_; }
   uint64_t sessions() const noexcept { return sessions_; }
 
  private:
   void connect();
+  Status choose_transport();
   void lost(uint64_t session, const std::string& why);
 
   uvx::Loop& loop_;
@@ -65,6 +70,9 @@ class Push {
   std::unique_ptr<store::Index> index_;
   std::unique_ptr<Sender> sender_;
   std::unique_ptr<transport::SshProcess> ssh_;
+  std::unique_ptr<transport::SshSession> session_ssh_;
+  bool native_ = false;
+  transport::SshParams params_;  // for the native transport
   std::unique_ptr<Connection> conn_;
   std::unique_ptr<uvx::Timer> retry_;
   uint64_t session_ = 0;    // id of the current session (callbacks of older ones are ignored)

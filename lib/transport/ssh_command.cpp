@@ -20,7 +20,9 @@ bool modelled_option(const std::string& key) {
   static const char* const known[] = {"stricthostkeychecking", "userknownhostsfile", "port", "user",
                                       "identityfile", "connecttimeout", "serveraliveinterval",
                                       "serveralivecountmax", "batchmode", "addressfamily",
-                                      "globalknownhostsfile", "loglevel", "compression"};
+                                      "globalknownhostsfile", "loglevel", "compression", "identitiesonly",
+                                      "passwordauthentication", "kbdinteractiveauthentication",
+                                      "pubkeyauthentication"};
   return std::any_of(std::begin(known), std::end(known), [&](const char* k) { return key == k; });
 }
 

@@ -61,7 +61,7 @@ void SshProcess::read_stderr() {
       partial_.erase(0, nl + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.empty()) continue;
-      log::get(log::Module::transport).warn("ssh[{}]: {}", peer_, log::escape(line));
+      log::get(log::Module::transport).info("ssh[{}]: {}", peer_, log::escape(line));
       last_line_ = line;
     }
     if (partial_.size() > 4096) partial_.clear();  // a line that long is noise

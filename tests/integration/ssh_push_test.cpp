@@ -26,12 +26,13 @@ namespace {
 bool is_cookie(const std::string& rel) { return rel.rfind("cookie.", 0) == 0; }
 
 struct Fixture {
+  std::string transport;
   test::TempDir t{"push"};
   std::string src = t / "src", dst = t / "dst", log = t / "syncd.log";
   test::SshServer sshd{t / "sshd"};
   std::unique_ptr<test::Child> proc;
   int cookies = 0;
-  Fixture() {
+  explicit Fixture(std::string tr) : transport(std::move(tr)) {
     test::require_root();
     ::mkdir(src.c_str(), 0755);
     ::mkdir(dst.c_str(), 0755);
@@ -40,7 +41,7 @@ struct Fixture {
   std::vector<std::string> argv(const std::string& rsh) const {
     return {SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst,
             "-statedir", t / "state", "-rsh", rsh, "-remote-syncd", SYNCD_BINARY,
-            "-remote-statedir", t / "remote-state"};
+            "-remote-statedir", t / "remote-state", "-transport", transport};
   }
   // Starts the push; with `wait_startup`, returns once the peer acknowledged the initial sync.
   void start(const std::string& rsh = {}, bool wait_startup = true) {
@@ -73,101 +74,134 @@ struct Fixture {
 
 }  // namespace
 
+namespace {
+
+void initial_sync(const std::string& transport) {
+  Fixture f(transport);
+  f.sh("mkdir -p " + f.s("etc/ca") + " " + f.s("empty/dir"));
+  test::write_file(f.s("etc/ca/key.pem"), "PRIVATE");
+  f.sh("chown 1234:5678 " + f.s("etc/ca/key.pem") + " && chmod 0600 " + f.s("etc/ca/key.pem"));
+  f.sh("chmod 2750 " + f.s("etc") + " && chmod 1777 " + f.s("empty"));
+  f.sh("ln -s ca/key.pem " + f.s("etc/link") + " && touch -h -d '2020-02-02 02:02:02.123456789' " + f.s("etc/link"));
+  f.sh("head -c 3000000 /dev/urandom > " + f.s("big.bin"));
+  test::write_file(f.dst + "/stale", "old");
+  f.start();
+  f.converged();
+  CHECK_FALSE(test::exists(f.dst + "/stale"));
+}
+
+void live_changes(const std::string& transport) {
+  Fixture f(transport);
+  test::write_file(f.s("a"), "one");
+  f.sh("head -c 2000000 /dev/urandom > " + f.s("big.bin"));
+  f.start();
+  f.converged();
+  test::write_file(f.s("a"), "two");
+  f.sh("echo more >> " + f.s("a"));
+  test::write_file(f.s("t"), "long content here");
+  f.sh("truncate -s 4 " + f.s("t"));
+  f.sh("chmod 640 " + f.s("a") + " && chown 42:43 " + f.s("t"));
+  f.sh("touch -d '1999-09-09 09:09:09.5' " + f.s("t"));
+  f.sh("ln -s a " + f.s("l") + " && ln " + f.s("a") + " " + f.s("hard"));
+  f.sh("mkdir -p " + f.s("d1/d2/d3") + " && echo deep > " + f.s("d1/d2/d3/f"));
+  f.sh("printf 'edit' | dd of=" + f.s("big.bin") + " bs=1 seek=1000000 conv=notrunc status=none");  // delta path
+  f.converged();
+  f.sh("mv " + f.s("d1") + " " + f.s("moved") + " && mv " + f.s("a") + " " + f.s("b") + " && rm " + f.s("t"));
+  f.converged();
+  CHECK_FALSE(test::exists(f.dst + "/d1"));
+}
+
+void wrong_host_key(const std::string& transport) {
+  Fixture f(transport);
+  test::write_file(f.s("secret"), "CA KEY");
+  f.start(f.sshd.rsh({}, f.sshd.wrong_known_hosts()), false);
+  REQUIRE_MESSAGE(test::wait_for_text(f.log, "lost 127.0.0.1", 0), f.logs());
+  const std::string l = f.logs();
+  CHECK(l.find("HOST IDENTIFICATION HAS CHANGED") != std::string::npos);
+  CHECK(l.find("Host key verification failed") != std::string::npos);
+  CHECK_FALSE(test::exists(f.dst + "/secret"));
+  CHECK(l.find("finished: 0") == std::string::npos);
+}
+
+void unknown_client_key(const std::string& transport) {
+  Fixture f(transport);
+  const std::string key = f.sshd.new_unlisted_key("stranger");
+  f.start(f.sshd.rsh(key), false);
+  // Three failed sessions: the waits between them grow (backoff 250 ms, 500 ms, ... with jitter).
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] { return test::count_text(f.log, "lost 127.0.0.1") >= 3; }),
+                  f.logs());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string l = f.logs();
+  CHECK(l.find("Permission denied (publickey)") != std::string::npos);
+  CHECK(test::count_text(f.log, "connecting to 127.0.0.1") <= 4);
+  CHECK(secs >= 0.125 + 0.25);  // at least the two minimum jittered waits
+  CHECK_FALSE(test::exists(f.dst + "/cookie.1"));
+}
+
+void sshd_restarted(const std::string& transport) {
+  Fixture f(transport);
+  f.start();
+  f.converged();
+  for (int i = 0; i < 300; ++i) test::write_file(f.s("burst" + std::to_string(i)), std::string(1500, 'x'));
+  f.sshd.stop();  // listener and the live session
+  for (int i = 300; i < 600; ++i) test::write_file(f.s("burst" + std::to_string(i)), std::string(1500, 'y'));
+  REQUIRE_MESSAGE(test::wait_for_text(f.log, "lost 127.0.0.1", 0), f.logs());
+  f.sshd.start();
+  f.caught_up(2);
+  f.converged();
+  CHECK(test::count_text(f.log, "connected to 127.0.0.1") >= 2);
+  CHECK(f.no_temps());
+}
+
+void attach_killed(const std::string& transport) {
+  Fixture f(transport);
+  f.start();
+  f.converged();
+  f.sh("head -c 60000000 /dev/urandom > " + f.s("huge.bin"));
+  // Kill the remote side while the 60 MB body is in flight (its temp file exists).
+  REQUIRE(test::wait_until(f.dst, [&] { return !f.no_temps() || test::exists(f.dst + "/huge.bin"); }, 60000));
+  // This test's attach only ("[a]" keeps the pattern from matching the shell running pkill).
+  f.sh("pkill -KILL -f '[a]ttach " + f.dst + "'");
+  CHECK_FALSE(test::exists(f.dst + "/huge.bin.partial"));
+  if (test::exists(f.dst + "/huge.bin")) {
+    // Whatever is visible under the real name is complete (renamed into place only when whole).
+    CHECK(test::read_file(f.dst + "/huge.bin") == test::read_file(f.s("huge.bin")));
+  }
+  f.caught_up(2);
+  f.converged();
+  CHECK(f.no_temps());
+}
+
+}  // namespace
+
+// Every case runs over both transports (issue #4: both pass the same tests).
+#define BOTH_TRANSPORTS(name, fn)                 \
+  TEST_CASE(name " (libssh2)") { fn("libssh2"); } \
+  TEST_CASE(name " (openssh)") { fn("openssh"); }
+
 TEST_SUITE("integration.ssh") {
-  TEST_CASE("initial sync over ssh copies a tree with owners - modes - symlinks") {
-    Fixture f;
-    f.sh("mkdir -p " + f.s("etc/ca") + " " + f.s("empty/dir"));
-    test::write_file(f.s("etc/ca/key.pem"), "PRIVATE");
-    f.sh("chown 1234:5678 " + f.s("etc/ca/key.pem") + " && chmod 0600 " + f.s("etc/ca/key.pem"));
-    f.sh("chmod 2750 " + f.s("etc") + " && chmod 1777 " + f.s("empty"));
-    f.sh("ln -s ca/key.pem " + f.s("etc/link") + " && touch -h -d '2020-02-02 02:02:02.123456789' " + f.s("etc/link"));
-    f.sh("head -c 3000000 /dev/urandom > " + f.s("big.bin"));
-    test::write_file(f.dst + "/stale", "old");
-    f.start();
-    f.converged();
-    CHECK_FALSE(test::exists(f.dst + "/stale"));
-  }
+  BOTH_TRANSPORTS("initial sync over ssh copies a tree with owners - modes - symlinks", initial_sync)
+  BOTH_TRANSPORTS("live changes of every kind arrive over ssh", live_changes)
+  BOTH_TRANSPORTS("a wrong host key is refused with the reason - nothing is sent", wrong_host_key)
+  BOTH_TRANSPORTS("an unknown client key is an auth error with backoff - no retry storm", unknown_client_key)
+  BOTH_TRANSPORTS("sshd killed and restarted mid-burst - the push reconnects and the trees end equal", sshd_restarted)
+  BOTH_TRANSPORTS("the peer's attach killed -9 mid-transfer - no partial file - equal after reconnect", attach_killed)
+}
 
-  TEST_CASE("live changes of every kind arrive over ssh") {
-    Fixture f;
-    test::write_file(f.s("a"), "one");
-    f.sh("head -c 2000000 /dev/urandom > " + f.s("big.bin"));
-    f.start();
+TEST_SUITE("integration.ssh") {
+  TEST_CASE("auto transport: an RSA key goes through the OpenSSH client and says why - ed25519 through libssh2") {
+    Fixture f("auto");
+    const std::string rsa = f.sshd.dir() + "/id_rsa";
+    f.sh("ssh-keygen -q -t rsa -b 2048 -N '' -C rsa -f " + rsa + " && cat " + rsa + ".pub >> " + f.sshd.dir() + "/authorized_keys");
+    test::write_file(f.s("cert.pem"), "CERT");
+    f.start(f.sshd.rsh(rsa));
     f.converged();
-    test::write_file(f.s("a"), "two");
-    f.sh("echo more >> " + f.s("a"));
-    test::write_file(f.s("t"), "long content here");
-    f.sh("truncate -s 4 " + f.s("t"));
-    f.sh("chmod 640 " + f.s("a") + " && chown 42:43 " + f.s("t"));
-    f.sh("touch -d '1999-09-09 09:09:09.5' " + f.s("t"));
-    f.sh("ln -s a " + f.s("l") + " && ln " + f.s("a") + " " + f.s("hard"));
-    f.sh("mkdir -p " + f.s("d1/d2/d3") + " && echo deep > " + f.s("d1/d2/d3/f"));
-    f.sh("printf 'edit' | dd of=" + f.s("big.bin") + " bs=1 seek=1000000 conv=notrunc status=none");  // delta path
+    CHECK(f.logs().find("OpenSSH client, because " + rsa + " is an RSA key") != std::string::npos);
+    f.proc.reset();
+    const size_t before = f.logs().size();
+    f.start();  // the fixture's ed25519 key
+    CHECK(f.logs().find("transport to 127.0.0.1: libssh2", before) != std::string::npos);
     f.converged();
-    f.sh("mv " + f.s("d1") + " " + f.s("moved") + " && mv " + f.s("a") + " " + f.s("b") + " && rm " + f.s("t"));
-    f.converged();
-    CHECK_FALSE(test::exists(f.dst + "/d1"));
-  }
-
-  TEST_CASE("a wrong host key is refused with the reason - nothing is sent") {
-    Fixture f;
-    test::write_file(f.s("secret"), "CA KEY");
-    f.start(f.sshd.rsh({}, f.sshd.wrong_known_hosts()), false);
-    REQUIRE_MESSAGE(test::wait_for_text(f.log, "lost 127.0.0.1", 0), f.logs());
-    const std::string l = f.logs();
-    CHECK(l.find("HOST IDENTIFICATION HAS CHANGED") != std::string::npos);
-    CHECK(l.find("Host key verification failed") != std::string::npos);
-    CHECK_FALSE(test::exists(f.dst + "/secret"));
-    CHECK(l.find("finished: 0") == std::string::npos);
-  }
-
-  TEST_CASE("an unknown client key is an auth error with backoff - no retry storm") {
-    Fixture f;
-    const std::string key = f.sshd.new_unlisted_key("stranger");
-    f.start(f.sshd.rsh(key), false);
-    // Three failed sessions: the waits between them grow (backoff 250 ms, 500 ms, ... with jitter).
-    const auto t0 = std::chrono::steady_clock::now();
-    REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] { return test::count_text(f.log, "lost 127.0.0.1") >= 3; }),
-                    f.logs());
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const std::string l = f.logs();
-    CHECK(l.find("Permission denied (publickey)") != std::string::npos);
-    CHECK(test::count_text(f.log, "connecting to 127.0.0.1") <= 4);
-    CHECK(secs >= 0.125 + 0.25);  // at least the two minimum jittered waits
-    CHECK_FALSE(test::exists(f.dst + "/cookie.1"));
-  }
-
-  TEST_CASE("sshd killed and restarted mid-burst - the push reconnects and the trees end equal") {
-    Fixture f;
-    f.start();
-    f.converged();
-    for (int i = 0; i < 300; ++i) test::write_file(f.s("burst" + std::to_string(i)), std::string(1500, 'x'));
-    f.sshd.stop();  // listener and the live session
-    for (int i = 300; i < 600; ++i) test::write_file(f.s("burst" + std::to_string(i)), std::string(1500, 'y'));
-    REQUIRE_MESSAGE(test::wait_for_text(f.log, "lost 127.0.0.1", 0), f.logs());
-    f.sshd.start();
-    f.caught_up(2);
-    f.converged();
-    CHECK(test::count_text(f.log, "connected to 127.0.0.1") >= 2);
-    CHECK(f.no_temps());
-  }
-
-  TEST_CASE("the peer's attach killed -9 mid-transfer - no partial file - equal after reconnect") {
-    Fixture f;
-    f.start();
-    f.converged();
-    f.sh("head -c 60000000 /dev/urandom > " + f.s("huge.bin"));
-    // Kill the remote side while the 60 MB body is in flight (its temp file exists).
-    REQUIRE(test::wait_until(f.dst, [&] { return !f.no_temps() || test::exists(f.dst + "/huge.bin"); }, 60000));
-    // This test's attach only ("[a]" keeps the pattern from matching the shell running pkill).
-    f.sh("pkill -KILL -f '[a]ttach " + f.dst + "'");
-    CHECK_FALSE(test::exists(f.dst + "/huge.bin.partial"));
-    if (test::exists(f.dst + "/huge.bin")) {
-      // Whatever is visible under the real name is complete (renamed into place only when whole).
-      CHECK(test::read_file(f.dst + "/huge.bin") == test::read_file(f.s("huge.bin")));
-    }
-    f.caught_up(2);
-    f.converged();
-    CHECK(f.no_temps());
   }
 }
