@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "lib/base/log.h"
+#include "lib/base/scope_guard.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -78,18 +79,34 @@ void Connection::close(const Error& why) {
   if (on_close_) on_close_(why);
 }
 
+void Connection::pause_reading(bool paused) {
+  if (read_paused_ == paused) return;
+  read_paused_ = paused;
+  if (!paused && !closed_) read_some();  // bytes may be waiting already
+  update_poll();
+}
+
 void Connection::update_poll() {
   if (closed_ || !poll_) return;
   const bool want = out_pos_ < out_.size();
+  const int readable = read_paused_ ? 0 : UV_READABLE;
   if (out_poll_) {
-    (void)poll_->start(UV_READABLE);
+    if (readable) {
+      (void)poll_->start(readable);
+    } else {
+      poll_->stop();
+    }
     if (want) {
       (void)out_poll_->start(UV_WRITABLE);
     } else {
       out_poll_->stop();
     }
   } else {
-    (void)poll_->start(UV_READABLE | (want ? UV_WRITABLE : 0));
+    if (readable | (want ? UV_WRITABLE : 0)) {
+      (void)poll_->start(readable | (want ? UV_WRITABLE : 0));
+    } else {
+      poll_->stop();
+    }
   }
   want_write_ = want;
 }
@@ -102,6 +119,10 @@ void Connection::on_poll(int status, int events) {
 }
 
 void Connection::write_some() {
+  const uint64_t before = bytes_out_;
+  auto notify = ScopeGuard([&]() noexcept {
+    if (bytes_out_ != before && on_written_) on_written_();
+  });
   while (!closed_ && out_pos_ < out_.size()) {
     const void* p = out_.data() + out_pos_;
     const size_t len = out_.size() - out_pos_;
@@ -109,14 +130,20 @@ void Connection::write_some() {
     const ssize_t n = socket_ ? ::send(wfd(), p, len, MSG_NOSIGNAL) : ::write(wfd(), p, len);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) return;
+      if (errno == EAGAIN) break;
       return close(Error::from_errno("connection write"));
     }
     out_pos_ += static_cast<size_t>(n);
     bytes_out_ += static_cast<uint64_t>(n);
   }
-  out_.clear();
-  out_pos_ = 0;
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+  } else if (out_pos_ >= (1u << 20) && out_pos_ * 2 >= out_.size()) {
+    // A socket that never quite drains must not let the written prefix pile up in memory.
+    out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(out_pos_));
+    out_pos_ = 0;
+  }
 }
 
 Status Connection::take_hello(ByteSpan& in) {
@@ -159,7 +186,7 @@ Status Connection::feed_plain(ByteSpan plain) {
 
 void Connection::read_some() {
   uint8_t buf[64 * 1024];
-  for (int rounds = 0; rounds < 64 && !closed_; ++rounds) {
+  for (int rounds = 0; rounds < 64 && !closed_ && !read_paused_; ++rounds) {
     const ssize_t n = ::read(fd_.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;

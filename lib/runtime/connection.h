@@ -47,6 +47,11 @@ class Connection {
   void close(const Error& why);
 
   bool open() const noexcept { return static_cast<bool>(fd_); }
+  // Flow control for a receiver whose disk is slower than the network: while paused, nothing is
+  // read (the peer's writes back up through the socket and, over SSH, the channel window).
+  void pause_reading(bool paused);
+  // Called on the loop after bytes were written to the stream (a streaming sender waits on it).
+  void set_on_written(std::function<void()> f) { on_written_ = std::move(f); }
   uint64_t bytes_in() const noexcept { return bytes_in_; }
   const std::optional<protocol::Hello>& peer() const noexcept { return peer_; }
   size_t pending_out() const noexcept { return out_.size() - out_pos_; }
@@ -80,6 +85,8 @@ class Connection {
   Bytes leftover_;            // bytes after the HELLO frame, fed to the zstd decoder
   std::optional<protocol::Hello> peer_;
   bool want_write_ = false;
+  bool read_paused_ = false;
+  std::function<void()> on_written_;
   bool closed_ = false;
   uint64_t bytes_out_ = 0;
   uint64_t bytes_in_ = 0;

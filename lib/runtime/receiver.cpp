@@ -6,6 +6,7 @@
 #include <set>
 
 #include "lib/base/log.h"
+#include "lib/base/scope_guard.h"
 #include "lib/codec/sha256.h"
 #include "lib/delta/patch.h"
 #include "lib/engine/version.h"
@@ -14,6 +15,9 @@
 
 namespace syncd::runtime {
 namespace {
+
+// Bodies larger than this are applied while they arrive (BodyPipe), never held whole in memory.
+constexpr uint64_t kStreamAbove = 4u << 20;
 
 auto& lg() { return log::get(log::Module::runtime); }
 
@@ -39,7 +43,20 @@ protocol::Ack ack(uint64_t seq, protocol::AckStatus st, std::string detail = {})
 Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, Connection& conn,
                    ReceiverOptions opts)
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
-      applier_(root, opts.apply), jobs_(loop) {}
+      applier_(root, opts.apply), jobs_(loop),
+      resume_(std::make_unique<uvx::Async>(loop, [this] {
+        if (paused_) {
+          paused_ = false;
+          conn_.pause_reading(false);
+        }
+      })) {}
+
+Receiver::~Receiver() {
+  // A job blocked on a streamed body must not keep the worker from joining.
+  for (auto& [id, t] : transfers_) {
+    if (t.pipe) t.pipe->abort();
+  }
+}
 
 void Receiver::post(std::function<protocol::Ack()> job) {
   {
@@ -111,10 +128,20 @@ void Receiver::on_message(protocol::Message msg) {
     } else {
       Transfer t;
       t.fv = std::move(*fv);
-      t.body.reserve(static_cast<size_t>(std::min<uint64_t>(t.fv.body_len, 64u << 20)));
       if (t.fv.body_len == 0) {
         apply_version(std::move(t.fv), {}, {});
+      } else if (t.fv.body_len > kStreamAbove) {
+        // Applied while it arrives: the job starts now and pulls chunks from the pipe.
+        t.pipe = std::make_shared<BodyPipe>([this] { resume_->send(); });
+        const uint32_t id = t.fv.xfer_id;
+        auto pipe = t.pipe;
+        transfers_[id] = std::move(t);
+        post([this, fv = transfers_[id].fv, pipe]() {
+          auto done = ScopeGuard([&]() noexcept { pipe->close_reader(); });
+          return do_version(fv, {}, {}, pipe.get());
+        });
       } else {
+        t.body.reserve(static_cast<size_t>(t.fv.body_len));
         const uint32_t id = t.fv.xfer_id;
         transfers_[id] = std::move(t);
       }
@@ -123,15 +150,28 @@ void Receiver::on_message(protocol::Message msg) {
   }
   auto body_chunk = [&](uint32_t xfer, uint64_t offset, const Bytes& chunk, const protocol::Hash256* base) {
     auto it = transfers_.find(xfer);
-    if (it == transfers_.end() || offset != it->second.body.size() ||
-        chunk.size() > it->second.fv.body_len - it->second.body.size()) {
+    if (it == transfers_.end() || offset != it->second.received ||
+        chunk.size() > it->second.fv.body_len - it->second.received) {
       conn_.close(Error::make(errc::corrupt, "body chunk out of order or beyond body_len"));
       return;
     }
     Transfer& t = it->second;
     if (base) t.base = *base;
+    t.received += chunk.size();
+    if (t.pipe) {
+      if (base && offset == 0) t.pipe->set_base(*base);
+      if (t.pipe->push(chunk) > BodyPipe::kHigh && !paused_) {
+        paused_ = true;  // the disk is behind: let the peer's writes back up
+        conn_.pause_reading(true);
+      }
+      if (t.received == t.fv.body_len) {
+        t.pipe->finish();
+        transfers_.erase(it);
+      }
+      return;
+    }
     t.body.insert(t.body.end(), chunk.begin(), chunk.end());
-    if (t.body.size() == t.fv.body_len) {
+    if (t.received == t.fv.body_len) {
       Transfer done = std::move(t);
       transfers_.erase(it);
       apply_version(std::move(done.fv), std::move(done.body), done.base);
@@ -221,11 +261,33 @@ void Receiver::flush_staged() {
 }
 
 protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes& body,
-                                   const protocol::Hash256& base) {
+                                   const protocol::Hash256& base_in, BodyPipe* pipe) {
   const auto& m = fv.meta;
+  // The body: in memory, or (large) pulled from the pipe as it arrives. A delta's base comes
+  // with its first chunk, so that chunk is taken before anything is decided.
+  protocol::Hash256 base = base_in;
+  std::optional<Bytes> first;
+  if (pipe != nullptr && fv.body == protocol::BodyKind::delta) {
+    auto c = pipe->pop();
+    if (!c.ok()) return ack(fv.seq, protocol::AckStatus::failed, c.error().message());
+    first = std::move(*c);
+    base = pipe->base();
+  }
+  auto each_chunk = [&](const std::function<Status(ByteSpan)>& f) -> Status {
+    if (pipe == nullptr) return f(body);
+    if (first) {
+      SYNCD_TRY(f(*first));
+      first.reset();
+    }
+    for (;;) {
+      SYNCD_TRY_ASSIGN(c, pipe->pop());
+      if (!c) return {};
+      SYNCD_TRY(f(*c));
+    }
+  };
   // A whole new file joins the batch's group commit; anything else first settles what is staged.
   const bool stageable = batch_acks_ != nullptr && m.type == protocol::FileType::file &&
-                         fv.body == protocol::BodyKind::whole;
+                         fv.body == protocol::BodyKind::whole && pipe == nullptr;
   if (!stageable) flush_staged();
   auto local = index_.get(m.path);
   if (local.ok() && *local) {
@@ -266,8 +328,9 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
         staged_.push_back(StagedWrite{std::move(*st), m, fv.seq, batch_acks_->size()});
         return ack(fv.seq, protocol::AckStatus::applied);  // settled by flush_staged()
       } else if (fv.body == protocol::BodyKind::whole) {
-        done = applier_.write_file(m.path, a, any, m.sha256,
-                                   [&](delta::OutputSink& out) { return out.write(body); });
+        done = applier_.write_file(m.path, a, any, m.sha256, [&](delta::OutputSink& out) {
+          return each_chunk([&](ByteSpan c) { return out.write(c); });
+        });
       } else if (fv.body == protocol::BodyKind::delta) {
         auto have = local_hash(m.path);
         if (!have.ok() || !*have || **have != base) {
@@ -283,7 +346,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
         done = applier_.write_file(m.path, a, any, m.sha256, [&](delta::OutputSink& out) -> Status {
           delta::FdBaseReader br(bfd.get(), static_cast<uint64_t>(bst.st_size));
           delta::Patcher patcher(br, out, m.size);
-          SYNCD_TRY(patcher.feed(body));
+          SYNCD_TRY(each_chunk([&](ByteSpan c) { return patcher.feed(c); }));
           SYNCD_TRY(patcher.finish());
           return {};
         });

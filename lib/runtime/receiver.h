@@ -21,6 +21,7 @@
 #include <string>
 
 #include "lib/apply/apply.h"
+#include "lib/runtime/body_pipe.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
 #include "lib/store/index.h"
@@ -37,6 +38,9 @@ class Receiver {
  public:
   Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, Connection& conn,
            ReceiverOptions opts = {});
+  ~Receiver();
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
   void on_message(protocol::Message m);
   bool idle() const noexcept { return jobs_.in_flight() == 0 && transfers_.empty(); }
   uint64_t applied() const noexcept { return applied_; }
@@ -47,7 +51,9 @@ class Receiver {
   struct Transfer {
     protocol::FileVersion fv;
     Bytes body;
+    uint64_t received = 0;
     protocol::Hash256 base{};
+    std::shared_ptr<BodyPipe> pipe;  // large bodies stream to the job instead of into `body`
   };
   void apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base);
   // Queues one apply; everything queued while the job thread is busy is applied by one job in
@@ -55,7 +61,7 @@ class Receiver {
   void post(std::function<protocol::Ack()> job);
   // Job thread.
   protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
-                           const protocol::Hash256& base);
+                           const protocol::Hash256& base, BodyPipe* pipe = nullptr);
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   Status prune_extras();
@@ -71,6 +77,8 @@ class Receiver {
   apply::Applier applier_;
   JobQueue jobs_;
   std::map<uint32_t, Transfer> transfers_;
+  std::unique_ptr<uvx::Async> resume_;  // a streamed body's backlog fell: read again
+  bool paused_ = false;
   std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;
   bool synced_ = false;

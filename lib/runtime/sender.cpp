@@ -1,11 +1,14 @@
 #include "lib/runtime/sender.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <cstring>
+#include <optional>
 #include <set>
 
 #include "lib/base/log.h"
@@ -98,9 +101,19 @@ Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch
       watcher_(std::make_unique<watch::Watcher>(loop, root, std::move(excludes),
                                                 [this](watch::Batch b) { post_batch(std::move(b)); },
                                                 opts.watch)),
-      jobs_(loop) {}
+      stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(); })),
+      jobs_(loop) {
+  if (conn_) set_connection(conn_);
+}
 
-Sender::~Sender() = default;
+Sender::~Sender() {
+  // A job waiting for room in the stream queue must not keep the worker from joining.
+  stopping_ = true;
+  {
+    std::lock_guard lk(stream_mu_);
+  }
+  stream_cv_.notify_all();
+}
 
 Status Sender::start() {
   // Watch first, then scan: nothing written between the two is missed (DESIGN.md §4).
@@ -131,12 +144,55 @@ void Sender::post_batch(watch::Batch b) {
 
 void Sender::set_connection(Connection* conn) {
   conn_ = conn;
-  ++gen_;
+  {
+    std::lock_guard lk(stream_mu_);
+    ++gen_;
+    conn_backlog_ = 0;
+  }
+  stream_cv_.notify_all();  // a streaming job for the old session gives up
+  if (conn_) {
+    conn_->set_on_written([this] {
+      conn_backlog_ = conn_ ? conn_->pending_out() : 0;
+      stream_cv_.notify_all();
+    });
+  }
   in_flight_.clear();  // the next session's INDEX_REQUEST covers whatever was not acknowledged
   caught_up_ = false;
 }
 
+bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
+  std::unique_lock lk(stream_mu_);
+  stream_cv_.wait(lk, [&] {
+    return stopping_ || gen_.load() != gen || stream_queued_ + conn_backlog_.load() < opts_.stream_window;
+  });
+  if (stopping_ || gen_.load() != gen) return false;
+  stream_q_.emplace_back(gen, std::move(m));
+  stream_queued_ += bytes;
+  lk.unlock();
+  stream_wake_->send();
+  return true;
+}
+
+void Sender::drain_stream() {
+  std::deque<std::pair<uint64_t, protocol::Message>> q;
+  {
+    std::lock_guard lk(stream_mu_);
+    q.swap(stream_q_);
+    stream_queued_ = 0;
+  }
+  bool sent = false;
+  for (auto& [gen, m] : q) {
+    if (conn_ == nullptr || gen != gen_.load()) continue;  // for a session that is gone
+    conn_->send(m);
+    sent = true;
+  }
+  if (sent) conn_->flush();
+  conn_backlog_ = conn_ ? conn_->pending_out() : 0;
+  stream_cv_.notify_all();
+}
+
 void Sender::deliver(Outbox out) {
+  drain_stream();  // what this job streamed goes before what it leaves in `out`
   for (const auto& e : out.errors) lg().warn("{}", e);
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
   if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
@@ -349,6 +405,12 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     if (m.type == protocol::FileType::file) out.resendable.emplace_back(r.seq, m.path);
     return;
   }
+  if (m.size > opts_.stream_above && !out.fresh.count(m.path)) {
+    const uint32_t xfer = next_xfer_++;
+    out.resendable.emplace_back(r.seq, m.path);
+    stream_body(r, xfer, force_whole, out);
+    return;
+  }
   Result<Bytes> content = Bytes();
   if (auto f = out.fresh.find(m.path); f != out.fresh.end() && f->second.sha256 == m.sha256) {
     content = std::move(f->second.bytes);  // hashed by this batch's scan: exactly this version
@@ -390,6 +452,125 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()});
   }
   codec::wipe(content->data(), content->size());
+}
+
+namespace {
+
+// Roughly what a message costs in the queue (bodies dominate).
+size_t queued_size(const protocol::Message& m) {
+  if (const auto* d = std::get_if<protocol::Data>(&m)) return d->chunk.size() + 32;
+  if (const auto* d = std::get_if<protocol::Delta>(&m)) return d->chunk.size() + 64;
+  return 256;
+}
+
+// Reads up to buf.size() bytes (fewer only at end of file).
+Result<size_t> read_full(int fd, uint8_t* p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd, p + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Error::from_errno("read");
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return got;
+}
+
+}  // namespace
+
+void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole, Outbox& out) {
+  const auto& m = r.meta;
+  const uint64_t peer = peer_node_.load();
+  const uint64_t gen = out.gen;
+  const std::string qpath = "\"" + log::escape(m.path) + "\"";
+  auto parent = root_.parent_of(m.path);
+  if (!parent.ok()) {
+    out.errors.push_back(parent.error().message());
+    return;
+  }
+  UniqueFd fd(::openat(parent->dir.get(), parent->leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st{};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;  // gone: its event follows
+  if (static_cast<uint64_t>(st.st_size) != m.size) return;                 // changed: likewise
+  const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
+  std::optional<delta::SignatureBuilder> builder;
+  auto new_builder = [&] {
+    builder.reset();
+    if (sig_wanted) builder.emplace(m.size, delta::cached_block_len(m.size), codec::HashKey::random());
+  };
+  new_builder();
+  Bytes buf(protocol::kMaxChunk);
+
+  // A delta against what the peer holds, if it stays small (bounded memory); else whole.
+  if (!force_whole && sig_wanted) {
+    auto cached = index_.get_signature(m.path, peer);
+    auto sig = cached.ok() && *cached ? delta::Signature::parse((*cached)->signature)
+                                      : Result<delta::Signature>(Error::make(errc::internal, "none"));
+    if (sig.ok()) {
+      const uint64_t limit = std::min<uint64_t>(m.size / 2, 64u << 20);
+      delta::DeltaGenerator g(*sig);
+      Bytes d;
+      uint64_t total = 0;
+      bool ok = true;
+      while (ok) {
+        auto n = read_full(fd.get(), buf.data(), buf.size());
+        if (!n.ok() || *n == 0) {
+          ok = n.ok();
+          break;
+        }
+        const ByteSpan chunk(buf.data(), *n);
+        ok = g.feed(chunk, d).ok() && builder->feed(chunk).ok() && d.size() <= limit;
+        total += *n;
+      }
+      ok = ok && total == m.size && g.finish(d).ok() && d.size() <= limit;
+      if (ok) {
+        out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
+        chunked(out.msgs, xfer, d, true, (*cached)->base_hash);
+        if (auto sg = std::move(*builder).finish(); sg.ok()) {
+          (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()});
+        }
+        return;
+      }
+      if (::lseek(fd.get(), 0, SEEK_SET) != 0) {
+        out.errors.push_back("rewind " + qpath + ": " + std::strerror(errno));
+        return;
+      }
+      new_builder();
+    }
+  }
+
+  // Whole, streamed: what this job produced so far goes first, then header and chunks.
+  for (auto& msg : out.msgs) {
+    const size_t sz = queued_size(msg);
+    if (!stream_push(gen, std::move(msg), sz)) {
+      out.msgs.clear();
+      return;
+    }
+  }
+  out.msgs.clear();
+  if (!stream_push(gen, protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size}, 256)) return;
+  bool short_read = false;
+  for (uint64_t off = 0; off < m.size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(protocol::kMaxChunk, m.size - off));
+    Bytes chunk(want);
+    auto n = short_read ? Result<size_t>(size_t{0}) : read_full(fd.get(), chunk.data(), want);
+    if (!n.ok() || *n < want) {
+      // The file shrank (or failed) under us after the header went out: the announced length
+      // must still be sent. Zeros fail the receiver's SHA-256 check; its ACK brings the resend,
+      // and the watcher has the change that shrank it.
+      if (!short_read) lg().info("{} changed while being sent; the peer will reject this copy", qpath);
+      short_read = true;
+      builder.reset();
+    }
+    if (builder) (void)builder->feed(ByteSpan(chunk.data(), chunk.size()));
+    if (!stream_push(gen, protocol::Data{xfer, off, std::move(chunk)}, want + 32)) return;
+    off += want;
+  }
+  if (builder) {
+    if (auto sg = std::move(*builder).finish(); sg.ok()) {
+      (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()});
+    }
+  }
 }
 
 void Sender::on_message(const protocol::Message& msg) {

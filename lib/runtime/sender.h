@@ -14,6 +14,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,6 +36,10 @@ namespace syncd::runtime {
 
 struct SenderOptions {
   uint64_t whole_below = 64 * 1024;  // files smaller than this always travel whole
+  // Bodies of files above this are streamed from disk in chunks (never held whole in memory),
+  // with at most stream_window bytes queued towards the connection at a time.
+  uint64_t stream_above = 4u << 20;
+  size_t stream_window = 8u << 20;
   watch::WatchOptions watch;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
@@ -82,6 +89,14 @@ class Sender {
   bool process_rename(const std::string& from, const std::string& to, Outbox& out);
   void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
   static void wipe_fresh(Outbox& out);
+  // Job thread: a large file's body read from disk chunk by chunk into the stream queue (or a
+  // bounded delta). Messages already in `out` go into the queue first, to keep the order.
+  void stream_body(const store::Record& r, uint32_t xfer, bool force_whole, Outbox& out);
+  // Job thread: queue one message for the session `gen`; waits while the queue and the
+  // connection hold more than stream_window bytes. False when that session is gone.
+  bool stream_push(uint64_t gen, protocol::Message m, size_t bytes);
+  // Loop thread: hands what the job queued to the connection.
+  void drain_stream();
   store::Author author();
   // Loop-thread side.
   void post_batch(watch::Batch b);
@@ -93,6 +108,14 @@ class Sender {
   Connection* conn_;
   SenderOptions opts_;
   std::unique_ptr<watch::Watcher> watcher_;
+  // The stream queue (job -> loop) for large bodies.
+  std::mutex stream_mu_;
+  std::condition_variable stream_cv_;
+  std::deque<std::pair<uint64_t, protocol::Message>> stream_q_;
+  size_t stream_queued_ = 0;                 // bytes in stream_q_
+  std::atomic<size_t> conn_backlog_{0};      // bytes the connection has not written yet
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<uvx::Async> stream_wake_;
   JobQueue jobs_;
   Hlc hlc_;                   // job thread
   uint32_t next_xfer_ = 1;    // job thread
