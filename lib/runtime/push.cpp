@@ -216,16 +216,22 @@ void Push::lost(uint64_t session, const std::string& why) {
   if (session != session_ || lost_ == session) return;  // an older session, or already handled
   lost_ = session;
   session_up_ = false;
+  // The stream usually ends before ssh does; what ssh or the remote shell said last is the
+  // better explanation ("syncd: command not found", "Permission denied (publickey)").
+  std::string reason = why;
+  if (ssh_ && !ssh_->last_error_line().empty() && reason.find(ssh_->last_error_line()) == std::string::npos) {
+    reason += " (ssh: " + ssh_->last_error_line() + ")";
+  }
   sender_->set_connection(nullptr);
   if (conn_) conn_->close(Error::make(errc::truncated, "session ended"));
   if (ssh_) ssh_->terminate();
-  last_error_ = why;
+  last_error_ = reason;
   // Capped exponential backoff with jitter (half to all of the step), so a cluster that lost a
   // peer does not reconnect in lockstep.
   std::uniform_int_distribution<uint64_t> jitter(backoff_ms_ / 2, backoff_ms_);
   const uint64_t wait = jitter(rng_);
   backoff_ms_ = std::min(opts_.backoff_max_ms, backoff_ms_ * 2);
-  lg().warn("lost {}: {}; reconnecting in {} ms", opts_.host, why, wait);
+  lg().warn("lost {}: {}; reconnecting in {} ms", opts_.host, reason, wait);
   retry_->start(wait);
 }
 

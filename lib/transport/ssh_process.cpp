@@ -46,6 +46,7 @@ SshProcess::~SshProcess() {
 }
 
 void SshProcess::read_stderr() {
+  if (!err_ || !err_poll_) return;
   char buf[4096];
   for (;;) {
     const ssize_t n = ::read(err_.get(), buf, sizeof buf);

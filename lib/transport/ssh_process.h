@@ -35,7 +35,11 @@ class SshProcess {
   // Our end of the stream (non-blocking socket). Once.
   UniqueFd take_stream() { return std::move(stream_); }
   bool running() const noexcept { return proc_ && proc_->running(); }
-  const std::string& last_error_line() const noexcept { return last_line_; }
+  // What ssh wrote to stderr last (reads whatever is pending first).
+  const std::string& last_error_line() {
+    read_stderr();
+    return last_line_;
+  }
   void terminate() {
     if (proc_) proc_->kill(SIGTERM);
   }

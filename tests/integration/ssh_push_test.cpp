@@ -240,3 +240,23 @@ void large_files_stream(const std::string& transport) {
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("large files stream with bounded memory - deltas and rewrites of a 300 MB file", large_files_stream)
 }
+
+namespace {
+
+void remote_syncd_missing(const std::string& transport) {
+  Fixture f(transport);
+  auto argv = f.argv(f.sshd.rsh());
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-remote-syncd") argv[i + 1] = "/nonexistent/syncd";
+  }
+  f.proc = std::make_unique<test::Child>(argv, f.log);
+  REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] { return test::count_text(f.log, "lost 127.0.0.1") >= 1; }), f.logs());
+  // The remote shell's complaint reaches the log: the operator sees why, not just "closed".
+  CHECK_MESSAGE(f.logs().find("/nonexistent/syncd: No such file or directory") != std::string::npos, f.logs());
+}
+
+}  // namespace
+
+TEST_SUITE("integration.ssh") {
+  BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
+}

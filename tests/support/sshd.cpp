@@ -73,7 +73,9 @@ std::string first_line(const std::string& path) {
 
 }  // namespace
 
-void kill_tree(int pid) {
+namespace {
+
+std::map<int, std::vector<int>> process_children() {
   std::map<int, std::vector<int>> children;
   if (DIR* d = ::opendir("/proc")) {
     while (auto* e = ::readdir(d)) {
@@ -91,6 +93,15 @@ void kill_tree(int pid) {
     }
     ::closedir(d);
   }
+  return children;
+}
+
+}  // namespace
+
+std::vector<int> children_of(int pid) { return process_children()[pid]; }
+
+void kill_tree(int pid) {
+  auto children = process_children();
   std::vector<int> order;
   std::vector<int> todo{pid};
   while (!todo.empty()) {
@@ -148,6 +159,16 @@ void SshServer::stop() {
   if (!sshd_) return;
   kill_tree(sshd_->pid());
   (void)sshd_->wait();
+  sshd_.reset();
+}
+
+void SshServer::stop_gracefully(int timeout_ms) {
+  if (!sshd_) return;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!children_of(sshd_->pid()).empty() && std::chrono::steady_clock::now() < deadline) {
+    ::poll(nullptr, 0, 10);  // sessions end when their clients go; no event to wait on
+  }
+  (void)sshd_->stop(SIGTERM);
   sshd_.reset();
 }
 

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tests/support/process.h"
 
@@ -23,7 +24,12 @@ class SshServer {
   SshServer& operator=(const SshServer&) = delete;
 
   void start();
+  // Kills sshd and its sessions at once (a "crash": nothing is reaped in order).
   void stop();
+  // Waits (up to timeout_ms) for every session to end, then SIGTERMs the listener and reaps it,
+  // so the CPU time of the whole tree is accounted to our RUSAGE_CHILDREN.
+  void stop_gracefully(int timeout_ms = 10000);
+  int pid() const noexcept { return sshd_ ? sshd_->pid() : -1; }
   bool running() const noexcept { return static_cast<bool>(sshd_); }
   int port() const noexcept { return port_; }
   const std::string& dir() const noexcept { return dir_; }
@@ -45,5 +51,7 @@ class SshServer {
 
 // Kills (SIGKILL) every descendant of `pid`, deepest first, and then `pid` itself.
 void kill_tree(int pid);
+// The direct children of `pid`.
+std::vector<int> children_of(int pid);
 
 }  // namespace syncd::test
