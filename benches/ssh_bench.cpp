@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -191,6 +192,7 @@ struct ToolResult {
   bool ok = false;
   std::string failure;
   std::map<std::string, Stat> lat;  // workload -> latency stats (ms)
+  std::vector<std::string> never;   // workloads the tool did not propagate within 10 s
   double burst_ms = -1;
   double big_wire_median = -1;      // bytes on the wire per 1 KiB change in the big file
   double cpu_s = -1;
@@ -275,12 +277,17 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
     std::fprintf(stderr, "  %s: started, initial sync in %.0f ms\n", name.c_str(), ms_since(t_start));
     const uint64_t wire0 = relay.bytes();
     std::map<std::string, std::vector<double>> lat;
+    // A change a tool does not propagate (lsyncd's default rsync flags carry no permissions) is
+    // reported as "never" after 10 s, once; its later samples are skipped.
+    std::set<std::string> never;
     auto timed = [&](const std::string& wl, const std::function<void()>& change, const std::function<bool()>& visible) {
       const auto t0 = Clock::now();
       change();
-      if (!w.until(visible)) {
-        r.failure = wl + " never became visible";
-        return false;
+      if (never.count(wl)) return true;
+      if (!w.until(visible, 10000)) {
+        never.insert(wl);
+        r.never.push_back(wl);
+        return true;
       }
       lat[wl].push_back(ms_since(t0));
       return true;
@@ -288,12 +295,14 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
     for (int i = 0; i < o.samples && r.failure.empty(); ++i) {
       const std::string f = "f" + std::to_string(i), g = "g" + std::to_string(i);
       const std::string sf = src + "/" + f, df = dst + "/" + f, sg = src + "/" + g, dg = dst + "/" + g;
-      if (!timed("create 2 KiB", [&] { write_bytes(sf, std::string(2048, 'c')); }, [&] { return file_size_is(df, 2048); }) ||
-          !timed("modify", [&] { write_bytes(sf, std::string(2100, 'm')); }, [&] { return file_size_is(df, 2100); }) ||
-          !timed("chmod", [&] { ::chmod(sf.c_str(), 0600); }, [&] { return mode_is(df, 0600); }) ||
-          !timed("rename", [&] { ::rename(sf.c_str(), sg.c_str()); }, [&] { return gone(df) && file_size_is(dg, 2100); }) ||
-          !timed("delete", [&] { ::unlink(sg.c_str()); }, [&] { return gone(dg); })) {
-        break;
+      timed("create 2 KiB", [&] { write_bytes(sf, std::string(2048, 'c')); }, [&] { return file_size_is(df, 2048); });
+      timed("modify", [&] { write_bytes(sf, std::string(2100, 'm')); }, [&] { return file_size_is(df, 2100); });
+      timed("chmod", [&] { ::chmod(sf.c_str(), 0600); }, [&] { return mode_is(df, 0600); });
+      timed("rename", [&] { ::rename(sf.c_str(), sg.c_str()); }, [&] { return gone(df) && file_size_is(dg, 2100); });
+      timed("delete", [&] { ::unlink(sg.c_str()); }, [&] { return gone(dg); });
+      // Whatever a tool did not propagate must not confuse the next sample.
+      if (!never.empty() && !w.until([&] { return gone(dg) && gone(df); }, 10000)) {
+        r.failure = "leftovers from sample " + std::to_string(i) + " never went away";
       }
     }
     if (r.failure.empty()) {
@@ -317,11 +326,13 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
       std::string patch(1024, '\0');
       for (auto& c : patch) c = static_cast<char>(rng());
       const uint64_t before = relay.bytes();
+      const size_t had = lat["1 KiB in 100 MiB"].size();
       if (!timed("1 KiB in 100 MiB", [&] {
             const int fd = ::open((src + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC);
             (void)!::pwrite(fd, patch.data(), patch.size(), off);
             ::close(fd);
-          }, [&] { return read_at(dst + "/big.bin", off, patch.size()) == patch; })) {
+          }, [&] { return read_at(dst + "/big.bin", off, patch.size()) == patch; }) ||
+          lat["1 KiB in 100 MiB"].size() == had) {
         break;
       }
       // Let trailing acknowledgements land before counting (they belong to this change).
@@ -472,7 +483,8 @@ int main(int argc, char** argv) {
     for (const auto& r : results) {
       auto it = r.lat.find(wl);
       if (it == r.lat.end()) {
-        std::printf(" | %-26s", r.ok ? "-" : "FAILED");
+        const bool nv = std::find(r.never.begin(), r.never.end(), wl) != r.never.end();
+        std::printf(" | %-26s", nv ? "never (10 s)" : r.ok ? "-" : "FAILED");
       } else {
         char cell[64];
         std::snprintf(cell, sizeof cell, "%.2f / %.2f / %.2f", it->second.p50, it->second.p90, it->second.p99);
@@ -528,7 +540,9 @@ int main(int argc, char** argv) {
       j << (i ? ", " : "") << "{\"name\": \"" << json_escape(r.name) << "\", \"ok\": " << (r.ok ? "true" : "false")
         << ", \"failure\": \"" << json_escape(r.failure) << "\", \"burst_ms\": " << r.burst_ms
         << ", \"big_edit_wire_bytes\": " << r.big_wire_median << ", \"wire_bytes\": " << r.wire_total
-        << ", \"cpu_s\": " << r.cpu_s << ", \"latency_ms\": {";
+        << ", \"cpu_s\": " << r.cpu_s << ", \"never\": [";
+      for (size_t k = 0; k < r.never.size(); ++k) j << (k ? ", " : "") << "\"" << r.never[k] << "\"";
+      j << "], \"latency_ms\": {";
       size_t k = 0;
       for (const auto& [wl, s] : r.lat) {
         j << (k++ ? ", " : "") << "\"" << wl << "\": {\"p50\": " << s.p50 << ", \"p90\": " << s.p90 << ", \"p99\": " << s.p99 << "}";

@@ -2,10 +2,14 @@
 // Today: `-direct SRC DST` (one-way local mirror through the full engine), `-rsyncssh SRC HOST
 // DIR` (one-way push over SSH to `syncd attach DIR` on HOST), `attach DIR` (the peer end, run by
 // sshd), `-version`, `-help`. Configuration files, daemonizing and status: issues #4 and #6.
+#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -15,6 +19,7 @@
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
 #include "lib/runtime/attach.h"
+#include "lib/runtime/control.h"
 #include "lib/runtime/direct.h"
 #include "lib/runtime/push.h"
 #include "lib/uvx/uvx.h"
@@ -38,6 +43,8 @@ int usage(std::FILE* out) {
                "  -remote-syncd P  syncd program on the host (default \"syncd\" on PATH)\n"
                "  -remote-statedir D  state directory of `attach` on the host\n"
                "  -transport T     auto (default), libssh2 or openssh\n"
+               "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
+               "       syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n"
                "  -delay N, -log X accepted for lsyncd compatibility\n"
                "  -version, -help\n");
   return out == stdout ? 0 : 255;
@@ -46,6 +53,12 @@ int usage(std::FILE* out) {
 std::string default_state_dir(const std::string& kind, const std::string& key) {
   auto h = syncd::codec::Sha256::of(syncd::as_bytes(key));
   return "/var/lib/syncd/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
+}
+
+// The daemon's control socket, named for the directory it owns (status, and attach joining).
+syncd::Status start_control(syncd::runtime::ControlServer& c, const std::string& rundir, const std::string& root) {
+  SYNCD_TRY_ASSIGN(path, syncd::runtime::control_socket_path(rundir, root));
+  return c.listen(path);
 }
 
 // Runs the loop until it ends on its own or a signal asks: SIGTERM/SIGINT let in-flight work
@@ -69,6 +82,72 @@ int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle) 
   uvx::Signal intr(loop, SIGINT, on_signal);
   loop.run();
   return got_signal ? 128 + got_signal : 0;
+}
+
+// `syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]`: asks the daemon owning DIR, or
+// every daemon with a socket in the run directory. Exit 0; 1 if --wait-idle timed out; 3 if no
+// daemon answered.
+int status_main(const std::vector<std::string>& args) {
+  using namespace syncd;
+  std::string rundir = runtime::kDefaultRunDir, dir;
+  bool json = false;
+  long wait_ms = -1;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-rundir" && i + 1 < args.size()) {
+      rundir = args[++i];
+    } else if (a == "-json") {
+      json = true;
+    } else if (a == "-wait-idle") {
+      wait_ms = 30000;
+      if (i + 1 < args.size() && !args[i + 1].empty() && std::isdigit(static_cast<unsigned char>(args[i + 1][0]))) {
+        wait_ms = std::atol(args[++i].c_str());
+      }
+    } else if (dir.empty() && !a.empty() && a[0] != '-') {
+      dir = a;
+    } else {
+      std::fprintf(stderr, "usage: syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n");
+      return 255;
+    }
+  }
+  std::vector<std::string> sockets;
+  if (!dir.empty()) {
+    auto p = runtime::control_socket_path(rundir, dir);
+    if (!p.ok()) {
+      std::fprintf(stderr, "syncd status: %s\n", p.error().message().c_str());
+      return 3;
+    }
+    sockets.push_back(*p);
+  } else if (DIR* d = ::opendir(rundir.c_str())) {
+    while (auto* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n.rfind("root-", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, ".sock") == 0) sockets.push_back(rundir + "/" + n);
+    }
+    ::closedir(d);
+    std::sort(sockets.begin(), sockets.end());
+  }
+  const std::string fmt = json ? "json" : "text";
+  const std::string req = wait_ms >= 0 ? "wait-idle " + std::to_string(wait_ms) + " " + fmt : "status " + fmt;
+  int answered = 0, code = 0;
+  if (json && sockets.size() != 1) std::printf("[");
+  for (const auto& sock : sockets) {
+    auto r = runtime::control_request(sock, req, static_cast<int>(std::max<long>(wait_ms, 0) + 5000));
+    if (!r.ok()) {
+      if (!dir.empty()) std::fprintf(stderr, "syncd status: no daemon answers for %s: %s\n", dir.c_str(), r.error().message().c_str());
+      continue;
+    }
+    if (json && sockets.size() != 1 && answered > 0) std::printf(",");
+    ++answered;
+    std::fputs(r->c_str(), stdout);
+    const bool idle = r->find(json ? "\"idle\": true" : "idle: yes") != std::string::npos;
+    if (wait_ms >= 0 && !idle) code = 1;
+  }
+  if (json && sockets.size() != 1) std::printf("]\n");
+  if (answered == 0) {
+    if (dir.empty()) std::fprintf(stderr, "syncd status: no syncd daemon found in %s\n", rundir.c_str());
+    return 3;
+  }
+  return code;
 }
 
 // `syncd attach DIR`: serve one push session on stdin/stdout. Logs go to stderr, which ssh
@@ -128,8 +207,10 @@ int main(int argc, char** argv) {
     args.push_back(a);
   }
   if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true;
   std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
+  std::string rundir = runtime::kDefaultRunDir;
   std::vector<std::string> excludes;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -166,6 +247,9 @@ int main(int argc, char** argv) {
     } else if (a == "-transport") {
       need(1);
       transport = args[++i];
+    } else if (a == "-rundir") {
+      need(1);
+      rundir = args[++i];
     } else if (a == "-remote-statedir") {
       need(1);
       remote_state = args[++i];
@@ -210,6 +294,11 @@ int main(int argc, char** argv) {
       lg.error("cannot start: {}", st.error().message());
       return 255;
     }
+    runtime::ControlServer control(loop, {[&](bool json) { return push.status(json); }, [&] { return push.idle(); }});
+    if (auto st = start_control(control, rundir, src); !st) {
+      lg.error("cannot start: {}", st.error().message());
+      return 255;
+    }
     lg.info("pushing {} -> {}:{} (state {})", src, host, dst, o.state_dir);
     return run_until_signal(loop, [&] { return push.idle(); });
   }
@@ -222,6 +311,18 @@ int main(int argc, char** argv) {
   o.fsync = fsync;
   runtime::DirectMirror mirror(loop, o);
   if (auto st = mirror.start(); !st) {
+    lg.error("cannot start: {}", st.error().message());
+    return 255;
+  }
+  runtime::ControlServer control(loop, {[&](bool json) {
+                                          const bool idle = mirror.idle();
+                                          if (!json) return "syncd -direct " + src + " -> " + dst + "\n  idle: " + (idle ? "yes" : "no") + "\n";
+                                          return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " +
+                                                 runtime::json_string(src) + ", \"target\": " + runtime::json_string(dst) +
+                                                 ", \"idle\": " + (idle ? "true" : "false") + "}\n";
+                                        },
+                                        [&] { return mirror.idle(); }});
+  if (auto st = start_control(control, rundir, src); !st) {
     lg.error("cannot start: {}", st.error().message());
     return 255;
   }

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
 
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
+#include "lib/runtime/control.h"
 #include "lib/transport/keyfile.h"
 #include "protocol/limits.h"
 
@@ -233,6 +235,38 @@ void Push::lost(uint64_t session, const std::string& why) {
   backoff_ms_ = std::min(opts_.backoff_max_ms, backoff_ms_ * 2);
   lg().warn("lost {}: {}; reconnecting in {} ms", opts_.host, reason, wait);
   retry_->start(wait);
+}
+
+std::string Push::status(bool json) const {
+  const auto lat = sender_ ? sender_->latency_samples() : std::vector<double>{};
+  auto pct = [&](double q) { return lat.empty() ? -1.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size())))]; };
+  const size_t queue = sender_ ? sender_->awaiting_ack() : 0;
+  const bool up = connected();
+  const bool caught = sender_ && sender_->caught_up();
+  const std::string transport = native_ ? "libssh2" : "openssh";
+  char lat_txt[160];
+  std::snprintf(lat_txt, sizeof lat_txt, "p50 %.2f p90 %.2f p99 %.2f (n=%zu)", pct(0.5), pct(0.9), pct(0.99), lat.size());
+  if (!json) {
+    std::string t = "syncd " + opts_.source + " -> " + opts_.host + ":" + opts_.target + " (pid " + std::to_string(::getpid()) + ")\n";
+    t += std::string("  idle: ") + (idle() ? "yes" : "no") + "\n";
+    t += "  peer " + opts_.host + ": " + (up ? "connected" : "disconnected") + " (" + transport + ", session " +
+         std::to_string(session_) + " of " + std::to_string(sessions_) + ")" + (caught ? ", caught up" : "") + "\n";
+    t += "  awaiting ack: " + std::to_string(queue) + "\n";
+    t += "  last error: " + (last_error_.empty() ? std::string("-") : last_error_) + "\n";
+    t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
+    return t;
+  }
+  std::string j = "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"push\", \"source\": " + json_string(opts_.source) +
+                  ", \"idle\": " + (idle() ? "true" : "false") + ", \"peers\": [{\"host\": " + json_string(opts_.host) +
+                  ", \"target\": " + json_string(opts_.target) + ", \"transport\": \"" + transport +
+                  "\", \"connected\": " + (up ? "true" : "false") + ", \"caught_up\": " + (caught ? "true" : "false") +
+                  ", \"session\": " + std::to_string(session_) + ", \"sessions\": " + std::to_string(sessions_) +
+                  ", \"awaiting_ack\": " + std::to_string(queue) + ", \"bytes_out\": " +
+                  std::to_string(conn_ ? conn_->bytes_out() : 0) + ", \"last_error\": " + json_string(last_error_) + "}]";
+  char l[200];
+  std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
+                pct(0.5), pct(0.9), pct(0.99));
+  return j + l;
 }
 
 bool Push::idle() const noexcept {

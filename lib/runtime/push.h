@@ -57,6 +57,8 @@ class Push {
   bool native() const noexcept { return native_; }
   const std::string& last_error() const noexcept { return last_error_; }
   uint64_t sessions() const noexcept { return sessions_; }
+  // For `syncd status`: peer, connection state, queue, last error, sync latency percentiles.
+  std::string status(bool json) const;
 
  private:
   void connect();

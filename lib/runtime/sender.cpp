@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <cstring>
@@ -20,6 +21,11 @@
 
 namespace syncd::runtime {
 namespace {
+
+uint64_t mono_us() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 
 auto& lg() { return log::get(log::Module::runtime); }
 
@@ -142,8 +148,15 @@ void Sender::post_batch(watch::Batch b) {
   });
 }
 
+std::vector<double> Sender::latency_samples() const {
+  std::vector<double> v = latency_ring_;
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
 void Sender::set_connection(Connection* conn) {
   conn_ = conn;
+  sent_at_us_.clear();
   {
     std::lock_guard lk(stream_mu_);
     ++gen_;
@@ -206,7 +219,11 @@ void Sender::deliver(Outbox out) {
       lg().debug("send seq={} rename {} -> {}", rn->seq, log::escape(rn->from.path), log::escape(rn->to.path));
     }
   }
-  for (auto& [seq, path] : out.resendable) in_flight_[seq] = path;
+  const uint64_t now_us = mono_us();
+  for (auto& [seq, path] : out.resendable) {
+    in_flight_[seq] = path;
+    sent_at_us_[seq] = now_us;
+  }
   for (auto& m : out.msgs) conn_->send(m);
   if (!out.msgs.empty()) conn_->flush();
 }
@@ -613,6 +630,16 @@ void Sender::on_message(const protocol::Message& msg) {
     auto it = in_flight_.find(ack->seq);
     std::string path = it != in_flight_.end() ? it->second : std::string();
     if (it != in_flight_.end()) in_flight_.erase(it);
+    if (auto t = sent_at_us_.find(ack->seq); t != sent_at_us_.end()) {
+      const double ms = static_cast<double>(mono_us() - t->second) / 1000.0;
+      sent_at_us_.erase(t);
+      if (latency_ring_.size() < kLatencySamples) {
+        latency_ring_.push_back(ms);
+      } else {
+        latency_ring_[latency_next_] = ms;
+        latency_next_ = (latency_next_ + 1) % kLatencySamples;
+      }
+    }
     ++sent_;
     if ((ack->status == protocol::AckStatus::base_mismatch ||
          ack->status == protocol::AckStatus::verify_failed) && !path.empty()) {

@@ -61,6 +61,11 @@ class Sender {
   // A new (started) connection, or nullptr while there is none. Loop thread.
   void set_connection(Connection* conn);
   bool caught_up() const noexcept { return caught_up_; }
+  // Sync latency: from a version leaving (queued to the connection) to the peer's ACK that it is
+  // applied and durable, over the last kLatencySamples acknowledged versions; ms, sorted copy.
+  static constexpr size_t kLatencySamples = 1000;
+  std::vector<double> latency_samples() const;
+  uint64_t acked() const noexcept { return sent_; }
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
 
  private:
@@ -125,6 +130,9 @@ class Sender {
   bool ever_caught_up_ = false;
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
+  std::unordered_map<uint64_t, uint64_t> sent_at_us_;    // loop: seq -> when it left
+  std::vector<double> latency_ring_;                     // loop: ms, ring of kLatencySamples
+  size_t latency_next_ = 0;
   uint64_t sent_ = 0;
 };
 

@@ -44,7 +44,8 @@ struct Fixture {
   void start() {
     const size_t before = logs().size();
     proc = std::make_unique<test::Child>(
-        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state}, log);
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state, "-rundir", t / "run"},
+        log);
     REQUIRE_MESSAGE(test::wait_for_text(log, "finished: 0", before), "no startup line; log:\n" << logs());
   }
   std::string s(const std::string& rel) const { return src + "/" + rel; }

@@ -41,7 +41,7 @@ struct Fixture {
   std::vector<std::string> argv(const std::string& rsh) const {
     return {SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst,
             "-statedir", t / "state", "-rsh", rsh, "-remote-syncd", SYNCD_BINARY,
-            "-remote-statedir", t / "remote-state", "-transport", transport};
+            "-remote-statedir", t / "remote-state", "-transport", transport, "-rundir", t / "run"};
   }
   // Starts the push; with `wait_startup`, returns once the peer acknowledged the initial sync.
   void start(const std::string& rsh = {}, bool wait_startup = true) {
@@ -259,4 +259,49 @@ void remote_syncd_missing(const std::string& transport) {
 
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
+}
+
+namespace {
+
+// Runs `syncd status ARGS`, returns {exit code, stdout}.
+std::pair<int, std::string> status(Fixture& f, const std::string& args) {
+  const std::string out = f.t / "status.out";
+  const int rc = test::run(std::string(SYNCD_BINARY) + " status " + f.src + " -rundir " + f.t / "run" + " " + args + " > " + out);
+  return {rc, test::exists(out) ? test::read_file(out) : std::string()};
+}
+
+void status_reports(const std::string& transport) {
+  Fixture f(transport);
+  f.start();
+  for (int i = 0; i < 20; ++i) test::write_file(f.s("s" + std::to_string(i)), "status");
+  // --wait-idle is a barrier: everything written before it is durable on the peer after it.
+  auto [rc, j] = status(f, "--json --wait-idle 30000");
+  CHECK(rc == 0);
+  CHECK(j.find("\"idle\": true") != std::string::npos);
+  CHECK(j.find("\"connected\": true") != std::string::npos);
+  CHECK(j.find("\"caught_up\": true") != std::string::npos);
+  CHECK(j.find("\"transport\": \"" + transport + "\"") != std::string::npos);
+  CHECK(j.find("\"n\": 0,") == std::string::npos);  // latency samples were taken
+  for (int i = 0; i < 20; ++i) CHECK(test::exists(f.dst + "/s" + std::to_string(i)));
+  auto [trc, text] = status(f, "");
+  CHECK(trc == 0);
+  CHECK(text.find("peer 127.0.0.1: connected") != std::string::npos);
+  CHECK(text.find("sync latency ms") != std::string::npos);
+  // The link goes: status says so, with the reason.
+  f.sshd.stop();
+  REQUIRE(test::wait_for_text(f.log, "lost 127.0.0.1", 0));
+  auto [drc, down] = status(f, "--json");
+  CHECK(drc == 0);
+  CHECK(down.find("\"connected\": false") != std::string::npos);
+  CHECK(down.find("\"last_error\": \"\"") == std::string::npos);
+  auto [wrc, w] = status(f, "--json --wait-idle 200");
+  CHECK(wrc == 1);  // not idle while disconnected
+  // No daemon for another directory.
+  CHECK(test::run(std::string(SYNCD_BINARY) + " status " + f.dst + " -rundir " + f.t / "run" + " 2>/dev/null") == 3);
+}
+
+}  // namespace
+
+TEST_SUITE("integration.ssh") {
+  BOTH_TRANSPORTS("syncd status reports peers - state - latency - and --wait-idle is a barrier", status_reports)
 }

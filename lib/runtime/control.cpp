@@ -1,0 +1,202 @@
+#include "lib/runtime/control.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+
+#include "lib/base/log.h"
+#include "lib/codec/sha256.h"
+
+namespace syncd::runtime {
+namespace {
+
+auto& lg() { return log::get(log::Module::runtime); }
+
+Result<sockaddr_un> unix_addr(const std::string& path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.size() >= sizeof a.sun_path) return Error::make(errc::limit_exceeded, "socket path too long: " + path);
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  return a;
+}
+
+}  // namespace
+
+Result<std::string> control_socket_path(const std::string& rundir, const std::string& root) {
+  char buf[PATH_MAX];
+  if (::realpath(root.c_str(), buf) == nullptr) return Error::from_errno("resolve " + root);
+  const auto h = codec::Sha256::of(as_bytes(std::string(buf)));
+  return rundir + "/root-" + codec::to_hex(ByteSpan(h.data(), 6)) + ".sock";
+}
+
+ControlServer::~ControlServer() {
+  poll_.reset();
+  waiters_.reset();
+  reaper_.reset();
+  clients_.clear();
+  graveyard_.clear();
+  if (fd_ && !path_.empty()) ::unlink(path_.c_str());
+}
+
+Status ControlServer::listen(const std::string& path) {
+  const std::string dir = path.substr(0, path.rfind('/'));
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno("create " + dir);
+  SYNCD_TRY_ASSIGN(addr, unix_addr(path));
+  // A socket file that nobody answers on is a leftover of a daemon that died: replace it.
+  if (control_request(path, "ping", 500).ok()) {
+    return Error::make(errc::unsupported, "another syncd daemon already owns this directory (" + path + ")");
+  }
+  ::unlink(path.c_str());
+  fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd_) return Error::from_errno("control socket");
+  const mode_t old = ::umask(0177);  // born 0600: no window in which others may connect
+  const int rc = ::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  ::umask(old);
+  if (rc != 0) return Error::from_errno("bind " + path);
+  if (::listen(fd_.get(), 16) != 0) return Error::from_errno("listen " + path);
+  path_ = path;
+  poll_ = std::make_unique<uvx::Poll>(loop_, fd_.get(), [this](int, int) { accept_all(); });
+  SYNCD_TRY(poll_->start(UV_READABLE));
+  waiters_ = std::make_unique<uvx::Timer>(loop_, [this] { check_waiters(); });
+  reaper_ = std::make_unique<uvx::Timer>(loop_, [this] { graveyard_.clear(); });
+  return {};
+}
+
+void ControlServer::accept_all() {
+  for (;;) {
+    UniqueFd c(::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!c) return;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
+      lg().warn("control socket: refused a client with uid {}", cred.uid);
+      continue;
+    }
+    auto cl = std::make_unique<Client>();
+    cl->fd = std::move(c);
+    Client* raw = cl.get();
+    cl->poll = std::make_unique<uvx::Poll>(loop_, raw->fd.get(), [this, raw](int, int ev) { on_client(raw, ev); });
+    (void)cl->poll->start(UV_READABLE);
+    clients_.push_back(std::move(cl));
+  }
+}
+
+void ControlServer::on_client(Client* c, int events) {
+  if (events & UV_READABLE) {
+    char buf[512];
+    const ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
+    if (n <= 0 && !(n < 0 && errno == EAGAIN)) return drop(c);
+    if (n > 0) c->in.append(buf, static_cast<size_t>(n));
+    if (c->in.size() > 4096) return drop(c);
+    const size_t nl = c->in.find('\n');
+    if (nl != std::string::npos && c->out.empty() && !c->waiting_idle) {
+      const std::string req = c->in.substr(0, nl);
+      c->json = req.size() < 5 || req.compare(req.size() - 5, 5, " text") != 0;
+      if (req.rfind("status", 0) == 0) {
+        answer(c, h_.status(c->json));
+      } else if (req == "ping") {
+        answer(c, "pong\n");
+      } else if (req.rfind("wait-idle ", 0) == 0) {
+        c->waiting_idle = true;
+        c->deadline_ms = loop_.now_ms() + std::strtoull(req.c_str() + 10, nullptr, 10);
+        check_waiters();
+      } else {
+        answer(c, "{\"error\": \"unknown request\"}\n");
+      }
+    }
+  }
+  if ((events & UV_WRITABLE) && !c->out.empty()) {
+    const ssize_t n = ::send(c->fd.get(), c->out.data() + c->out_pos, c->out.size() - c->out_pos, MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN) return drop(c);
+    if (n > 0) c->out_pos += static_cast<size_t>(n);
+    if (c->out_pos == c->out.size()) return drop(c);
+  }
+}
+
+void ControlServer::answer(Client* c, const std::string& body) {
+  c->out = body;
+  c->out_pos = 0;
+  (void)c->poll->start(UV_READABLE | UV_WRITABLE);
+}
+
+void ControlServer::drop(Client* c) {
+  auto it = std::find_if(clients_.begin(), clients_.end(), [&](const auto& p) { return p.get() == c; });
+  if (it == clients_.end()) return;
+  // Not destroyed inside its own poll callback: moved aside and freed on the next loop turn.
+  (*it)->poll->stop();
+  graveyard_.push_back(std::move(*it));
+  clients_.erase(it);
+  reaper_->start(0);
+}
+
+void ControlServer::check_waiters() {
+  bool any = false;
+  const bool idle = h_.idle && h_.idle();
+  for (auto& c : clients_) {
+    if (!c->waiting_idle) continue;
+    if (idle || loop_.now_ms() >= c->deadline_ms) {
+      c->waiting_idle = false;
+      answer(c.get(), h_.status(c->json));  // it says whether it is idle; the caller decides
+    } else {
+      any = true;
+    }
+  }
+  if (any) waiters_->start(5);
+}
+
+std::string json_string(std::string_view s) {
+  std::string o = "\"";
+  for (unsigned char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      o += '\\';
+      o += static_cast<char>(ch);
+    } else if (ch < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", ch);
+      o += b;
+    } else {
+      o += static_cast<char>(ch);
+    }
+  }
+  return o + "\"";
+}
+
+Result<std::string> control_request(const std::string& path, const std::string& request, int timeout_ms) {
+  SYNCD_TRY_ASSIGN(addr, unix_addr(path));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno("socket");
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return Error::from_errno("connect " + path);
+  }
+  const std::string line = request + "\n";
+  if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    return Error::from_errno("send to " + path);
+  }
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return Error::make(errc::truncated, "no answer from " + path);
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("read from " + path);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace syncd::runtime
