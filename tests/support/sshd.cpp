@@ -113,7 +113,7 @@ void kill_tree(int pid) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) ::kill(*it, SIGKILL);
 }
 
-SshServer::SshServer(std::string dir) : dir_(std::move(dir)) {
+SshServer::SshServer(std::string dir, Where where) : where_(std::move(where)), dir_(std::move(dir)) {
   skip_without_openssh();
   ::mkdir(dir_.c_str(), 0700);
   ::mkdir("/run/sshd", 0755);  // privilege separation directory (the service normally makes it)
@@ -124,10 +124,10 @@ SshServer::SshServer(std::string dir) : dir_(std::move(dir)) {
   must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-host -f " + dir_ + "/host_ed25519");
   must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-client -f " + client_key_);
   must("cp " + client_key_ + ".pub " + dir_ + "/authorized_keys");
-  port_ = free_port();
+  port_ = where_.port != 0 ? where_.port : free_port();
   std::ofstream c(config_);
   c << "Port " << port_ << "\n"
-    << "ListenAddress 127.0.0.1\n"
+    << "ListenAddress " << where_.address << "\n"
     << "HostKey " << dir_ << "/host_ed25519\n"
     << "PidFile " << dir_ << "/sshd.pid\n"
     << "AuthorizedKeysFile " << dir_ << "/authorized_keys\n"
@@ -136,14 +136,25 @@ SshServer::SshServer(std::string dir) : dir_(std::move(dir)) {
     << "LogLevel VERBOSE\nMaxStartups 100\n";
   c.close();
   std::ofstream k(known_hosts_);
-  k << "[127.0.0.1]:" << port_ << " " << first_line(dir_ + "/host_ed25519.pub") << "\n";
+  k << "[" << where_.address << "]:" << port_ << " " << first_line(dir_ + "/host_ed25519.pub") << "\n";
 }
 
 SshServer::~SshServer() { stop(); }
 
 void SshServer::start() {
   if (sshd_) return;
-  sshd_ = std::make_unique<Child>(std::vector<std::string>{kSshd, "-D", "-e", "-f", config_}, log_);
+  std::vector<std::string> argv{kSshd, "-D", "-e", "-f", config_};
+  if (!where_.netns.empty()) argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", where_.netns});
+  const size_t log_before = exists(log_) ? read_file(log_).size() : 0;
+  sshd_ = std::make_unique<Child>(argv, log_);
+  if (!where_.netns.empty()) {
+    // Not reachable from here to probe: sshd says when it listens.
+    if (!wait_for_text(log_, "Server listening on", log_before, 20000)) {
+      std::fprintf(stderr, "sshd did not start in %s; log:\n%s\n", where_.netns.c_str(), read_file(log_).c_str());
+      std::abort();
+    }
+    return;
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!accepts(port_)) {
     // The only poll-wait in the fixture: sshd gives no readiness signal but its listening port.

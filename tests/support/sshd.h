@@ -18,7 +18,15 @@ namespace syncd::test {
 
 class SshServer {
  public:
-  explicit SshServer(std::string dir);
+  // Where it listens: 127.0.0.1 on a free port by default; inside a network namespace
+  // (ip netns exec) on that namespace's address when `netns` is set.
+  struct Where {
+    std::string netns;
+    std::string address = "127.0.0.1";
+    int port = 0;  // 0: a free port on 127.0.0.1
+  };
+  explicit SshServer(std::string dir) : SshServer(std::move(dir), Where{}) {}
+  SshServer(std::string dir, Where where);
   ~SshServer();
   SshServer(const SshServer&) = delete;
   SshServer& operator=(const SshServer&) = delete;
@@ -44,6 +52,7 @@ class SshServer {
   std::string wrong_known_hosts() const;
 
  private:
+  Where where_;
   std::string dir_, log_, config_, client_key_, known_hosts_;
   int port_ = 0;
   std::unique_ptr<Child> sshd_;
