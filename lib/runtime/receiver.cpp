@@ -58,15 +58,15 @@ Receiver::~Receiver() {
   }
 }
 
-void Receiver::post(std::function<protocol::Ack()> job) {
+void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
   {
     std::lock_guard<std::mutex> lk(batch_mu_);
-    batch_.push_back(std::move(job));
+    batch_.emplace_back(std::move(path), std::move(job));
     if (batch_posted_) return;
     batch_posted_ = true;
   }
   jobs_.post([this]() -> JobQueue::Done {
-    std::vector<std::function<protocol::Ack()>> todo;
+    std::vector<std::pair<std::string, std::function<protocol::Ack()>>> todo;
     {
       std::lock_guard<std::mutex> lk(batch_mu_);
       todo.swap(batch_);
@@ -77,7 +77,10 @@ void Receiver::post(std::function<protocol::Ack()> job) {
     if (txn.ok()) txn_.emplace(std::move(*txn));
     // Small batches apply file by file (fsync each); larger ones stage and sync as a group.
     batch_acks_ = todo.size() > 4 ? acks.get() : nullptr;
-    for (auto& j : todo) acks->push_back(j());
+    for (auto& [what, j] : todo) {
+      acks->push_back(j());
+      note_result(what, acks->back());  // a staged write's final word comes from flush_staged()
+    }
     flush_staged();
     batch_acks_ = nullptr;
     if (txn_) {
@@ -85,9 +88,11 @@ void Receiver::post(std::function<protocol::Ack()> job) {
       txn_.reset();
       if (!st.ok()) {
         // The files are on disk but their records are not: report it; the next rescan repairs.
-        for (auto& a : *acks) {
+        for (size_t i = 0; i < acks->size(); ++i) {
+          auto& a = (*acks)[i];
           a.status = protocol::AckStatus::failed;
           a.detail = "index: " + st.error().message();
+          note_result(todo[i].first, a);
         }
       }
     }
@@ -136,7 +141,7 @@ void Receiver::on_message(protocol::Message msg) {
         const uint32_t id = t.fv.xfer_id;
         auto pipe = t.pipe;
         transfers_[id] = std::move(t);
-        post([this, fv = transfers_[id].fv, pipe]() {
+        post(transfers_[id].fv.meta.path, [this, fv = transfers_[id].fv, pipe]() {
           auto done = ScopeGuard([&]() noexcept { pipe->close_reader(); });
           return do_version(fv, {}, {}, pipe.get());
         });
@@ -180,11 +185,13 @@ void Receiver::on_message(protocol::Message msg) {
   if (auto* d = std::get_if<protocol::Data>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, nullptr);
   if (auto* d = std::get_if<protocol::Delta>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, &d->base_hash);
   if (auto* r = std::get_if<protocol::Remove>(&msg)) {
-    post([this, r = std::move(*r)] { return do_remove(r); });
+    std::string path = r->meta.path;
+    post(std::move(path), [this, r = std::move(*r)] { return do_remove(r); });
     return;
   }
   if (auto* r = std::get_if<protocol::Rename>(&msg)) {
-    post([this, r = std::move(*r)] { return do_rename(r); });
+    std::string path = r->to.path;
+    post(std::move(path), [this, r = std::move(*r)] { return do_rename(r); });
     return;
   }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
@@ -209,16 +216,31 @@ void Receiver::on_message(protocol::Message msg) {
 }
 
 void Receiver::apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base) {
-  post([this, fv = std::move(fv), body = std::move(body), base] { return do_version(fv, body, base); });
+  std::string path = fv.meta.path;
+  post(std::move(path), [this, fv = std::move(fv), body = std::move(body), base] { return do_version(fv, body, base); });
 }
 
 // The resume point may only move over a contiguous prefix of the peer's sequence: the answer to
 // INDEX_REQUEST comes in path order (parents first), so during it nothing moves and INDEX_END
 // moves the point to the peer's max_seq at once; after it, versions arrive in sequence order.
+void Receiver::note_result(const std::string& path, const protocol::Ack& a) {
+  if (a.status == protocol::AckStatus::failed) {
+    failed_[a.seq] = path;
+    return;
+  }
+  // Applied (or already there): an older failure of the same path is settled.
+  for (auto it = failed_.begin(); it != failed_.end();) {
+    it = it->second == path && it->first <= a.seq ? failed_.erase(it) : std::next(it);
+  }
+}
+
 Status Receiver::advance(uint64_t seq) {
   if (!in_order_) return {};
   SYNCD_TRY_ASSIGN(prev, index_.peer_seq(peer_index_));
-  if (seq > prev) SYNCD_TRY(index_.set_peer_seq(peer_index_, seq));
+  uint64_t next = std::max(prev, seq);
+  // Never past a version that failed: after a reconnect the peer resends from there.
+  if (!failed_.empty()) next = std::min(next, failed_.begin()->first - 1);
+  if (next != prev) SYNCD_TRY(index_.set_peer_seq(peer_index_, next));
   return {};
 }
 
@@ -256,6 +278,7 @@ void Receiver::flush_staged() {
       a.status = protocol::AckStatus::failed;
       a.detail = st.error().message();
     }
+    note_result(w.meta.path, a);
   }
   staged_.clear();
 }

@@ -58,7 +58,8 @@ class Receiver {
   void apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base);
   // Queues one apply; everything queued while the job thread is busy is applied by one job in
   // one index transaction (group commit), in arrival order.
-  void post(std::function<protocol::Ack()> job);
+  // `path`: what the job changes (a failed apply holds the resume point back until it succeeds).
+  void post(std::string path, std::function<protocol::Ack()> job);
   // Job thread.
   protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
                            const protocol::Hash256& base, BodyPipe* pipe = nullptr);
@@ -85,7 +86,12 @@ class Receiver {
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order
   std::mutex batch_mu_;
-  std::vector<std::function<protocol::Ack()>> batch_;  // guarded by batch_mu_
+  std::vector<std::pair<std::string, std::function<protocol::Ack()>>> batch_;  // guarded by batch_mu_
+  // Job thread: versions that could not be applied (disk full, permissions...), seq -> path. The
+  // resume point never passes the oldest of them, so a reconnect resends it; a later successful
+  // apply of the same path (the sender retries) clears it.
+  std::map<uint64_t, std::string> failed_;
+  void note_result(const std::string& path, const protocol::Ack& a);
   bool batch_posted_ = false;                         // guarded by batch_mu_
   std::optional<store::Index::Txn> txn_;              // job thread: the batch's transaction
   // Job thread: whole-file writes of the current batch, staged and committed together (one

@@ -157,6 +157,7 @@ std::vector<double> Sender::latency_samples() const {
 void Sender::set_connection(Connection* conn) {
   conn_ = conn;
   sent_at_us_.clear();
+  retry_.clear();  // a new session resends from the peer's resume point, failures included
   {
     std::lock_guard lk(stream_mu_);
     ++gen_;
@@ -590,6 +591,42 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   }
 }
 
+void Sender::resend_whole(const std::string& path) {
+  const uint64_t gen = gen_.load();
+  jobs_.post([this, path, gen]() -> JobQueue::Done {
+    auto out = std::make_shared<Outbox>();
+    out->gen = gen;
+    auto rec = index_.get(path);
+    if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
+    return [this, out] { deliver(std::move(*out)); };
+  });
+}
+
+void Sender::schedule_retry(const std::string& path, const std::string& why) {
+  Retry& r = retry_[path];
+  r.backoff_ms = r.backoff_ms == 0 ? 1000 : std::min<uint64_t>(r.backoff_ms * 2, 60000);
+  r.due_ms = loop_.now_ms() + r.backoff_ms;
+  lg().info("will send {} again in {} s ({})", log::escape(path), r.backoff_ms / 1000, why);
+  if (!retry_timer_) retry_timer_ = std::make_unique<uvx::Timer>(loop_, [this] { run_retries(); });
+  uint64_t next = UINT64_MAX;
+  for (const auto& [p, x] : retry_) next = std::min(next, x.due_ms);
+  retry_timer_->start(next > loop_.now_ms() ? next - loop_.now_ms() : 0);
+}
+
+void Sender::run_retries() {
+  const uint64_t now = loop_.now_ms();
+  uint64_t next = UINT64_MAX;
+  for (auto& [path, r] : retry_) {
+    if (r.due_ms <= now) {
+      r.due_ms = UINT64_MAX;  // until its ACK reschedules or clears it
+      if (conn_ != nullptr) resend_whole(path);
+    } else {
+      next = std::min(next, r.due_ms);
+    }
+  }
+  if (next != UINT64_MAX) retry_timer_->start(next - now);
+}
+
 void Sender::on_message(const protocol::Message& msg) {
   if (const auto* h = std::get_if<protocol::Hello>(&msg)) {
     peer_node_ = h->node_id;
@@ -644,16 +681,12 @@ void Sender::on_message(const protocol::Message& msg) {
     if ((ack->status == protocol::AckStatus::base_mismatch ||
          ack->status == protocol::AckStatus::verify_failed) && !path.empty()) {
       // The peer lacks the base we assumed: send the current version whole.
-      const uint64_t gen = gen_.load();
-      jobs_.post([this, path, gen]() -> JobQueue::Done {
-        auto out = std::make_shared<Outbox>();
-        out->gen = gen;
-        auto rec = index_.get(path);
-        if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
-        return [this, out] { deliver(std::move(*out)); };
-      });
+      resend_whole(path);
     } else if (ack->status == protocol::AckStatus::failed) {
       lg().warn("peer could not apply seq={} path={}: {}", ack->seq, log::escape(path), ack->detail);
+      if (!path.empty()) schedule_retry(path, ack->detail);
+    } else if (!path.empty()) {
+      retry_.erase(path);  // applied (or already there): nothing left to retry
     }
   }
 }

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <cstdint>
 #include <functional>
@@ -131,6 +132,17 @@ class Sender {
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
   std::unordered_map<uint64_t, uint64_t> sent_at_us_;    // loop: seq -> when it left
+  // Loop: paths the peer failed to apply (disk full, permissions), retried with backoff until it
+  // succeeds or a newer version replaces them.
+  struct Retry {
+    uint64_t due_ms = 0;
+    uint64_t backoff_ms = 0;
+  };
+  std::map<std::string, Retry> retry_;
+  std::unique_ptr<uvx::Timer> retry_timer_;
+  void schedule_retry(const std::string& path, const std::string& why);
+  void run_retries();
+  void resend_whole(const std::string& path);
   std::vector<double> latency_ring_;                     // loop: ms, ring of kLatencySamples
   size_t latency_next_ = 0;
   uint64_t sent_ = 0;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/base/scope_guard.h"
 #include "tests/support/process.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
@@ -198,5 +199,34 @@ TEST_SUITE("integration.direct_overflow") {
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "full rescan done", before), f.logs());
     f.converged();
     CHECK(f.logs().find("overflow") != std::string::npos);
+  }
+
+  TEST_CASE("a full target disk loses nothing - retried in the session - resent after a restart") {
+    Fixture f;
+    f.sh("mount -t tmpfs -o size=1m syncd-full " + f.dst);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + f.dst); });
+    f.start();
+    f.converged();
+    // Too big for the target: ENOSPC, reported; later changes still flow.
+    f.sh("head -c 2000000 /dev/urandom > " + f.s("big1"));
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "could not apply", 0), f.logs());
+    test::write_file(f.s("small"), "fits");
+    REQUIRE(test::wait_for(f.dst, "small"));
+    CHECK_FALSE(test::exists(f.dst + "/big1"));
+    // Killed while big1 is still missing: its resume point must not have moved past it.
+    CHECK(f.proc->stop(SIGKILL) == 128 + SIGKILL);
+    f.sh("mount -o remount,size=16m " + f.dst);
+    f.start();
+    f.converged();
+    CHECK(test::exists(f.dst + "/big1"));
+    // Full again, inside one session: the sender retries with backoff until it fits.
+    f.sh("mount -o remount,size=3m " + f.dst);
+    const size_t before = f.logs().size();
+    f.sh("head -c 2500000 /dev/urandom > " + f.s("big2"));
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "will send big2 again", before), f.logs());
+    f.sh("mount -o remount,size=16m " + f.dst);
+    REQUIRE_MESSAGE(test::wait_for(f.dst, "big2"), f.logs());
+    f.converged();
+    CHECK(test::read_file(f.dst + "/big2") == test::read_file(f.s("big2")));
   }
 }
