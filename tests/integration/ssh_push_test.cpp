@@ -347,3 +347,36 @@ void link_cut(const std::string& transport) {
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("two hosts as network namespaces - the link is cut and restored - nothing is lost", link_cut)
 }
+
+namespace {
+
+// The peer named by an IPv6 literal, and by a DNS name, as lsyncd users write host = "...".
+void addresses(const std::string& transport) {
+  test::require_root();
+  for (const std::string& name : {std::string("::1"), std::string("localhost")}) {
+    CAPTURE(name);
+    test::TempDir t{"addr"};
+    const std::string src = t / "src", dst = t / "dst", log = t / "syncd.log";
+    ::mkdir(src.c_str(), 0755);
+    ::mkdir(dst.c_str(), 0755);
+    test::SshServer sshd(t / "sshd", {"", name == "::1" ? "::1" : "127.0.0.1", 0});
+    sshd.start();
+    // known_hosts names the host the way it is dialled.
+    std::string line = test::read_file(sshd.known_hosts());
+    line = "[" + name + "]" + line.substr(line.find(']') + 1);
+    test::write_file(t / "kh", line);
+    test::write_file(src + "/hello", "over " + name);
+    test::Child proc({SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, name, dst, "-statedir", t / "state", "-rsh",
+                      sshd.rsh({}, t / "kh"), "-remote-syncd", SYNCD_BINARY, "-remote-statedir", t / "rstate",
+                      "-transport", transport, "-rundir", t / "run"},
+                     log);
+    REQUIRE_MESSAGE(test::wait_for_text(log, "finished: 0", 0), test::read_file(log));
+    CHECK(test::read_file(dst + "/hello") == "over " + name);
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("integration.ssh") {
+  BOTH_TRANSPORTS("an IPv6 literal and a DNS name reach the peer", addresses)
+}

@@ -147,8 +147,8 @@ void SshServer::start() {
   if (!where_.netns.empty()) argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", where_.netns});
   const size_t log_before = exists(log_) ? read_file(log_).size() : 0;
   sshd_ = std::make_unique<Child>(argv, log_);
-  if (!where_.netns.empty()) {
-    // Not reachable from here to probe: sshd says when it listens.
+  if (!where_.netns.empty() || where_.address != "127.0.0.1") {
+    // Not probed over IPv4 loopback: sshd says when it listens.
     if (!wait_for_text(log_, "Server listening on", log_before, 20000)) {
       std::fprintf(stderr, "sshd did not start in %s; log:\n%s\n", where_.netns.c_str(), read_file(log_).c_str());
       std::abort();
