@@ -6,13 +6,15 @@ JobQueue::JobQueue(uvx::Loop& loop)
     : async_(std::make_unique<uvx::Async>(loop, [this] { deliver(); })),
       thread_([this] { worker(); }) {}
 
-JobQueue::~JobQueue() {
+JobQueue::~JobQueue() { stop(); }
+
+void JobQueue::stop() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
   async_.reset();
 }
 

@@ -30,6 +30,9 @@ class JobQueue {
   explicit JobQueue(uvx::Loop& loop);
   // Finishes the jobs already posted (their completions are dropped), then joins the worker.
   ~JobQueue();
+  // The same, now: owners call it first in their destructors, while every member their jobs
+  // touch is still alive (members are destroyed before this one otherwise). Idempotent.
+  void stop();
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
 

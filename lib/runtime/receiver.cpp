@@ -43,19 +43,21 @@ protocol::Ack ack(uint64_t seq, protocol::AckStatus st, std::string detail = {})
 Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, Connection& conn,
                    ReceiverOptions opts)
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
-      applier_(root, opts.apply), jobs_(loop),
+      applier_(root, opts.apply),
       resume_(std::make_unique<uvx::Async>(loop, [this] {
         if (paused_) {
           paused_ = false;
           conn_.pause_reading(false);
         }
-      })) {}
+      })),
+      jobs_(loop) {}
 
 Receiver::~Receiver() {
   // A job blocked on a streamed body must not keep the worker from joining.
   for (auto& [id, t] : transfers_) {
     if (t.pipe) t.pipe->abort();
   }
+  jobs_.stop();  // before any member a job uses is destroyed
 }
 
 void Receiver::post(std::string path, std::function<protocol::Ack()> job) {

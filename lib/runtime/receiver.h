@@ -76,9 +76,11 @@ class Receiver {
   Connection& conn_;
   ReceiverOptions opts_;
   apply::Applier applier_;
+  // A streamed body's backlog fell: read again. Declared before jobs_ so that it outlives the
+  // worker thread, which may signal it until it is joined.
+  std::unique_ptr<uvx::Async> resume_;
   JobQueue jobs_;
   std::map<uint32_t, Transfer> transfers_;
-  std::unique_ptr<uvx::Async> resume_;  // a streamed body's backlog fell: read again
   bool paused_ = false;
   std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;

@@ -119,6 +119,7 @@ Sender::~Sender() {
     std::lock_guard lk(stream_mu_);
   }
   stream_cv_.notify_all();
+  jobs_.stop();  // before any member a job uses is destroyed
 }
 
 Status Sender::start() {

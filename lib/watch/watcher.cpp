@@ -304,8 +304,8 @@ void Watcher::on_readable() {
           }
           b.events.push_back({Event::Kind::rescan, rel, {}, true});
         } else if (being_written(rel)) {
-          // open(O_CREAT): its CLOSE_WRITE follows and ships it. Shipping the empty file now
-          // would send (and fsync on the peer) a version that lives for microseconds.
+          // open(O_CREAT): its CLOSE_WRITE follows and ships it. Shipping it now would send
+          // (and fsync on the peer) an empty or partial version that lives for microseconds.
           auto& p = pending_[rel];
           if (p.first_ms == 0) p.first_ms = now;
           p.last_ms = now;
@@ -346,13 +346,14 @@ void Watcher::on_readable() {
 
 
 bool Watcher::being_written(const std::string& rel) const {
-  // An empty regular file with one link was made by open(O_CREAT) (or truncated since), and its
-  // writer holds it open; a symlink, a hard link or a file that already has bytes ships at once.
+  // A regular file with one link that just appeared was made by open(O_CREAT): its writer holds
+  // it open (even if bytes are already in), and its CLOSE_WRITE will come. A symlink or a new
+  // hard link ships at once; anything else that never closes ships after the settle window.
   auto parent = root_.parent_of(rel);
   if (!parent.ok()) return false;
   struct stat st{};
   if (::fstatat(parent->dir.get(), parent->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-  return S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_size == 0;
+  return S_ISREG(st.st_mode) && st.st_nlink == 1;
 }
 
 void Watcher::emit(Batch b) {

@@ -11,7 +11,7 @@
 //     a lone MOVED_TO is a create); directory renames move their watches.
 //   - A file written but not yet closed (IN_MODIFY without IN_CLOSE_WRITE) is held until it is
 //     closed, or until no write was seen for `settle_ms`, or at most `max_delay_ms` after the
-//     first write, so a log that is never closed still ships. An empty file just created by
+//     first write, so a log that is never closed still ships. A regular file just created by
 //     open(O_CREAT) counts as written-but-not-closed (one lstat on the loop decides), so it ships
 //     once, with its content, at its CLOSE_WRITE.
 //   - IN_Q_OVERFLOW: a warning and a Batch with `overflow` set (the consumer rescans everything).

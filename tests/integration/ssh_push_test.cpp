@@ -228,7 +228,13 @@ void large_files_stream(const std::string& transport) {
   const long hwm = vm_hwm_kib(f.proc->pid());
   MESSAGE("pusher peak RSS " << hwm / 1024 << " MiB after a 300 MB file");
   CHECK(hwm > 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's shadow memory and its freed-memory quarantine (256 MiB) make RSS meaningless here;
+  // the plain build, which CI also runs, enforces the bound.
+  MESSAGE("RSS bound not checked under AddressSanitizer");
+#else
   CHECK(hwm < 160 * 1024);
+#endif
   // A small edit in the middle travels as a delta; a rewrite of most of it falls back to whole.
   f.sh("printf 'EDITED' | dd of=" + f.s("big.bin") + " bs=1 seek=150000000 conv=notrunc status=none");
   f.converged();
