@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "lib/base/log.h"
+#include "lib/runtime/hello.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -42,16 +43,7 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
     log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);
   };
   receiver_ = std::make_unique<Receiver>(loop_, *root_, *index_, *conn_, ro);
-  protocol::Hello h;
-  h.magic = protocol::kHelloMagic;
-  h.version_min = protocol::kMinProtocolVersion;
-  h.version_max = protocol::kProtocolVersion;
-  h.node_id = index_->node_id();
-  h.node_name = "attach";
-  h.cluster_id = "push";
-  h.index_id = index_->index_id();
-  h.capabilities = protocol::kAllCapabilities;
-  return conn_->start(h);
+  return conn_->start(hello_for(*index_, "attach", "push"));
 }
 
 }  // namespace syncd::runtime

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "lib/base/log.h"
+#include "lib/runtime/hello.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -56,21 +57,9 @@ Status DirectMirror::start() {
   };
   receiver_ = std::make_unique<Receiver>(loop_, *dst_root_, *dst_index_, *dst_conn_, ro);
 
-  auto hello = [](const store::Index& idx, const char* name) {
-    protocol::Hello h;
-    h.magic = protocol::kHelloMagic;
-    h.version_min = protocol::kMinProtocolVersion;
-    h.version_max = protocol::kProtocolVersion;
-    h.node_id = idx.node_id();
-    h.node_name = name;
-    h.cluster_id = "direct";
-    h.index_id = idx.index_id();
-    h.capabilities = protocol::kAllCapabilities;
-    return h;
-  };
   SYNCD_TRY(sender_->start());
-  SYNCD_TRY(src_conn_->start(hello(*src_index_, "source")));
-  SYNCD_TRY(dst_conn_->start(hello(*dst_index_, "target")));
+  SYNCD_TRY(src_conn_->start(hello_for(*src_index_, "source", "direct")));
+  SYNCD_TRY(dst_conn_->start(hello_for(*dst_index_, "target", "direct")));
   return {};
 }
 

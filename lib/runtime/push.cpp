@@ -13,6 +13,7 @@
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
 #include "lib/runtime/control.h"
+#include "lib/runtime/hello.h"
 #include "lib/transport/keyfile.h"
 #include "protocol/limits.h"
 
@@ -201,16 +202,7 @@ void Push::connect() {
         sender_->on_message(m);
       },
       [this, session](const Error& e) { lost(session, e.message()); });
-  protocol::Hello h;
-  h.magic = protocol::kHelloMagic;
-  h.version_min = protocol::kMinProtocolVersion;
-  h.version_max = protocol::kProtocolVersion;
-  h.node_id = index_->node_id();
-  h.node_name = "push";
-  h.cluster_id = "push";
-  h.index_id = index_->index_id();
-  h.capabilities = protocol::kAllCapabilities;
-  if (auto st = conn_->start(h); !st) return lost(session, st.error().message());
+  if (auto st = conn_->start(hello_for(*index_, "push", "push")); !st) return lost(session, st.error().message());
   sender_->set_connection(conn_.get());
 }
 

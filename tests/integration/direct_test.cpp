@@ -68,12 +68,7 @@ struct Fixture {
 TEST_SUITE("integration.direct") {
   TEST_CASE("initial sync copies an existing tree with owners - modes - mtimes - links") {
     Fixture f;
-    f.sh("mkdir -p " + f.s("etc/ca") + " " + f.s("empty/dir"));
-    test::write_file(f.s("etc/ca/key.pem"), "PRIVATE");
-    f.sh("chown 1234:5678 " + f.s("etc/ca/key.pem") + " && chmod 0600 " + f.s("etc/ca/key.pem"));
-    f.sh("chmod 2750 " + f.s("etc") + " && chmod 1777 " + f.s("empty"));
-    f.sh("ln -s ca/key.pem " + f.s("etc/link") + " && touch -h -d '2020-02-02 02:02:02.123456789' " + f.s("etc/link"));
-    f.sh("touch -d '2001-01-01 01:01:01.987654321' " + f.s("etc/ca/key.pem"));
+    test::make_sample_tree(f.src);
     // Something in the target the source does not have: a mirror removes it.
     test::write_file(f.dst + "/stale", "old");
     f.start();

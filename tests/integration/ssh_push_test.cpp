@@ -81,11 +81,7 @@ namespace {
 
 void initial_sync(const std::string& transport) {
   Fixture f(transport);
-  f.sh("mkdir -p " + f.s("etc/ca") + " " + f.s("empty/dir"));
-  test::write_file(f.s("etc/ca/key.pem"), "PRIVATE");
-  f.sh("chown 1234:5678 " + f.s("etc/ca/key.pem") + " && chmod 0600 " + f.s("etc/ca/key.pem"));
-  f.sh("chmod 2750 " + f.s("etc") + " && chmod 1777 " + f.s("empty"));
-  f.sh("ln -s ca/key.pem " + f.s("etc/link") + " && touch -h -d '2020-02-02 02:02:02.123456789' " + f.s("etc/link"));
+  test::make_sample_tree(f.src);
   f.sh("head -c 3000000 /dev/urandom > " + f.s("big.bin"));
   test::write_file(f.dst + "/stale", "old");
   f.start();

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <map>
 
 #include "tests/support/tmpdir.h"
@@ -70,6 +71,21 @@ std::vector<std::string> tree_diff(const std::string& a, const std::string& b,
     if (!ta.count(p)) d.push_back("extra in target: " + p);
   }
   return d;
+}
+
+}  // namespace syncd::test
+
+namespace syncd::test {
+
+void make_sample_tree(const std::string& root) {
+  const std::string r = "'" + root + "'";
+  const int rc = run("mkdir -p " + r + "/etc/ca " + r + "/empty/dir && printf PRIVATE > " + r + "/etc/ca/key.pem" +
+                     " && chown 1234:5678 " + r + "/etc/ca/key.pem && chmod 0600 " + r + "/etc/ca/key.pem" +
+                     " && chmod 2750 " + r + "/etc && chmod 1777 " + r + "/empty" +
+                     " && ln -s ca/key.pem " + r + "/etc/link" +
+                     " && touch -h -d '2020-02-02 02:02:02.123456789' " + r + "/etc/link" +
+                     " && touch -d '2001-01-01 01:01:01.987654321' " + r + "/etc/ca/key.pem");
+  if (rc != 0) std::abort();
 }
 
 }  // namespace syncd::test

@@ -13,6 +13,10 @@
 
 namespace syncd::test {
 
+// A small tree with what a mirror must carry: nested dirs, an empty dir, a 0600 file owned by
+// 1234:5678 with an old ns mtime, setgid and sticky dirs, a relative symlink with its own mtime.
+void make_sample_tree(const std::string& root);
+
 std::vector<std::string> tree_diff(const std::string& a, const std::string& b,
                                    const std::function<bool(const std::string&)>& ignore = {});
 
