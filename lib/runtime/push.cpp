@@ -233,6 +233,7 @@ std::string Push::status(bool json) const {
   const auto lat = sender_ ? sender_->latency_samples() : std::vector<double>{};
   auto pct = [&](double q) { return lat.empty() ? -1.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size())))]; };
   const size_t queue = sender_ ? sender_->awaiting_ack() : 0;
+  const size_t queued = sender_ ? sender_->queued() : 0;
   const bool up = connected();
   const bool caught = sender_ && sender_->caught_up();
   const std::string transport = native_ ? "libssh2" : "openssh";
@@ -243,7 +244,7 @@ std::string Push::status(bool json) const {
     t += std::string("  idle: ") + (idle() ? "yes" : "no") + "\n";
     t += "  peer " + opts_.host + ": " + (up ? "connected" : "disconnected") + " (" + transport + ", session " +
          std::to_string(session_) + " of " + std::to_string(sessions_) + ")" + (caught ? ", caught up" : "") + "\n";
-    t += "  awaiting ack: " + std::to_string(queue) + "\n";
+    t += "  queued locally: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(queue) + "\n";
     t += "  last error: " + (last_error_.empty() ? std::string("-") : last_error_) + "\n";
     t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
     return t;
@@ -253,7 +254,7 @@ std::string Push::status(bool json) const {
                   ", \"target\": " + json_string(opts_.target) + ", \"transport\": \"" + transport +
                   "\", \"connected\": " + (up ? "true" : "false") + ", \"caught_up\": " + (caught ? "true" : "false") +
                   ", \"session\": " + std::to_string(session_) + ", \"sessions\": " + std::to_string(sessions_) +
-                  ", \"awaiting_ack\": " + std::to_string(queue) + ", \"bytes_out\": " +
+                  ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(queue) + ", \"bytes_out\": " +
                   std::to_string(conn_ ? conn_->bytes_out() : 0) + ", \"last_error\": " + json_string(last_error_) + "}]";
   char l[200];
   std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),

@@ -131,6 +131,8 @@ Status Sender::start() {
   return {};
 }
 
+size_t Sender::queued() const noexcept { return jobs_.in_flight() + watcher_->pending_count(); }
+
 bool Sender::idle() const noexcept {
   return jobs_.in_flight() == 0 && watcher_->pending_count() == 0 && in_flight_.empty();
 }

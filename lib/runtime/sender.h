@@ -68,6 +68,8 @@ class Sender {
   std::vector<double> latency_samples() const;
   uint64_t acked() const noexcept { return sent_; }
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
+  // Local work not yet turned into messages: batches queued for the worker, files still open.
+  size_t queued() const noexcept;
 
  private:
   struct Outbox {

@@ -287,6 +287,7 @@ void status_reports(const std::string& transport) {
   CHECK(j.find("\"caught_up\": true") != std::string::npos);
   CHECK(j.find("\"transport\": \"" + transport + "\"") != std::string::npos);
   CHECK(j.find("\"n\": 0,") == std::string::npos);  // latency samples were taken
+  CHECK(j.find("\"queued\": 0, \"awaiting_ack\": 0") != std::string::npos);
   for (int i = 0; i < 20; ++i) CHECK(test::exists(f.dst + "/s" + std::to_string(i)));
   auto [trc, text] = status(f, "");
   CHECK(trc == 0);
