@@ -28,7 +28,6 @@ using namespace syncd;
 
 namespace {
 
-bool is_cookie(const std::string& rel) { return rel.rfind("cookie.", 0) == 0; }
 
 struct Fixture {
   test::TempDir t{"direct"};
@@ -53,10 +52,9 @@ struct Fixture {
   std::string logs() const { return test::exists(log) ? test::read_file(log) : std::string(); }
   // Barrier + comparison.
   void converged() {
-    const std::string name = "cookie." + std::to_string(++cookies);
-    test::write_file(s(name), "c");
-    REQUIRE_MESSAGE(test::wait_for(dst, name), "cookie never arrived; syncd log:\n" << logs());
-    auto diff = test::tree_diff(src, dst, is_cookie);
+    std::vector<std::string> diff;
+    REQUIRE_MESSAGE(test::cookie_barrier(src, dst, "cookie." + std::to_string(++cookies), diff),
+                    "cookie never arrived; syncd log:\n" << logs());
     for (const auto& d : diff) MESSAGE(d);
     CHECK_MESSAGE(diff.empty(), "trees differ; syncd log:\n" << logs());
   }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "tests/support/tmpdir.h"
+#include "tests/support/tree_diff.h"
 
 namespace syncd::test {
 
@@ -91,6 +92,14 @@ bool wait_for_text(const std::string& file, const std::string& needle, size_t fr
     const std::string text = read_file(file);
     return text.size() > from && text.find(needle, from) != std::string::npos;
   }, timeout_ms);
+}
+
+bool cookie_barrier(const std::string& src, const std::string& dst, const std::string& name,
+                    std::vector<std::string>& diff, int timeout_ms) {
+  write_file(src + "/" + name, "c");
+  if (!wait_for(dst, name, timeout_ms)) return false;
+  diff = tree_diff(src, dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+  return true;
 }
 
 size_t count_text(const std::string& file, const std::string& needle) {

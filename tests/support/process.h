@@ -38,6 +38,11 @@ bool wait_until(const std::string& dir, const std::function<bool()>& done, int t
 bool wait_for(const std::string& dir, const std::string& name, int timeout_ms = 30000);
 // `needle` in `file` at or after byte `from`.
 bool wait_for_text(const std::string& file, const std::string& needle, size_t from, int timeout_ms = 30000);
+// The cookie barrier the integration tests share: writes `src/name`, waits for it in `dst`
+// (everything written before it was applied, one ordered stream), then compares the trees,
+// ignoring cookie.* names. False if the cookie never came; `diff` gets one line per difference.
+bool cookie_barrier(const std::string& src, const std::string& dst, const std::string& name,
+                    std::vector<std::string>& diff, int timeout_ms = 30000);
 // How often `needle` occurs in `file`.
 size_t count_text(const std::string& file, const std::string& needle);
 
