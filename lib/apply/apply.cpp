@@ -478,4 +478,19 @@ Result<Fingerprint> Applier::rename(std::string_view from, std::string_view to,
   return Fingerprint::of(st);
 }
 
+Result<Fingerprint> Applier::link(std::string_view from, std::string_view to, const Expected& expect_from) const {
+  SYNCD_TRY_ASSIGN(pf, root_.parent_of(from));
+  SYNCD_TRY_ASSIGN(pt, root_.parent_of(to));
+  SYNCD_TRY(guard(pf.dir.get(), pf.leaf, from, expect_from));
+  // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never its target.
+  if (::linkat(pf.dir.get(), pf.leaf.c_str(), pt.dir.get(), pt.leaf.c_str(), 0) != 0) {
+    if (errno == EEXIST) return Error::make(errc::unexpected_target, q(to) + " exists already");
+    return io_error("link", to);
+  }
+  SYNCD_TRY(fsync_dir(pt.dir.get(), to));
+  struct stat st{};
+  if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", to);
+  return Fingerprint::of(st);
+}
+
 }  // namespace syncd::apply

@@ -114,6 +114,10 @@ class Applier {
   Result<Fingerprint> rename(std::string_view from, std::string_view to, const Expected& expect_from,
                              const Expected& expect_to) const;
 
+  // A second name for the entry at `from` (a conflict copy keeps the losing bytes this way, so the
+  // original path never disappears: TWO-WAY.md §4.6). `to` must not exist.
+  Result<Fingerprint> link(std::string_view from, std::string_view to, const Expected& expect_from) const;
+
   // Removes temp entries of applies that were cut short (a crash between create and rename):
   // regular files named .syncd.*.tmp and owned by this process's user, anywhere in the tree.
   // Call only when no apply is running on this root.

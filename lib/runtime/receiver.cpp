@@ -21,6 +21,8 @@ constexpr uint64_t kStreamAbove = 4u << 20;
 
 auto& lg() { return log::get(log::Module::runtime); }
 
+}  // namespace
+
 apply::Attrs attrs_of(const protocol::FileMeta& m) {
   apply::Attrs a;
   a.mode = m.mode;
@@ -33,6 +35,8 @@ apply::Attrs attrs_of(const protocol::FileMeta& m) {
   a.size = m.size;
   return a;
 }
+
+namespace {
 
 protocol::Ack ack(uint64_t seq, protocol::AckStatus st, std::string detail = {}) {
   return protocol::Ack{0, st, seq, std::move(detail)};
@@ -50,7 +54,9 @@ Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, C
           conn_.pause_reading(false);
         }
       })),
-      jobs_(loop) {}
+      jobs_(loop) {
+  if (opts_.two_way) opts_.mirror = false;
+}
 
 Receiver::~Receiver() {
   // A job blocked on a streamed body must not keep the worker from joining.
@@ -68,6 +74,7 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     batch_posted_ = true;
   }
   jobs_.post([this]() -> JobQueue::Done {
+    std::lock_guard store_lock(index_.mutex());
     std::vector<std::pair<std::string, std::function<protocol::Ack()>>> todo;
     {
       std::lock_guard<std::mutex> lk(batch_mu_);
@@ -101,12 +108,15 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     for (const auto& a : *acks) {
       lg().debug("applied seq={} status={} {}", a.seq, static_cast<int>(a.status), a.detail);
     }
-    return [this, acks] {
+    auto authored = std::make_shared<std::vector<std::string>>(std::move(authored_));
+    authored_.clear();
+    return [this, acks, authored] {
       for (const auto& a : *acks) {
         ++applied_;
         conn_.send(a);
       }
       conn_.flush();
+      if (!authored->empty() && opts_.on_authored) opts_.on_authored(std::move(*authored));
     };
   });
 }
@@ -114,8 +124,10 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
 void Receiver::on_message(protocol::Message msg) {
   if (auto* h = std::get_if<protocol::Hello>(&msg)) {
     peer_index_ = h->index_id;
+    peer_node_ = h->node_id;
     // Resume where we left off with this incarnation of the peer's index.
     jobs_.post([this]() -> JobQueue::Done {
+      std::lock_guard store_lock(index_.mutex());
       in_order_ = false;
       // Temp files of applies cut short by a crash (ours: nothing else writes that pattern).
       if (auto st = applier_.remove_stale_temps(); !st) lg().warn("temp cleanup: {}", st.error().message());
@@ -197,10 +209,11 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
-    const bool prune = full_sync_ && opts_.mirror;
+    const bool prune = full_sync_ && opts_.mirror && !opts_.two_way;
     const uint64_t max_seq = end->max_seq;
     full_sync_ = false;
     jobs_.post([this, prune, max_seq]() -> JobQueue::Done {
+      std::lock_guard store_lock(index_.mutex());
       if (prune) {
         if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
       }
@@ -246,8 +259,8 @@ Status Receiver::advance(uint64_t seq) {
   return {};
 }
 
-Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp) {
-  store::Record r{m, 0, fp};
+Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin) {
+  store::Record r{m, 0, fp, origin};
   SYNCD_TRY(index_.put(r));
   return advance(seq);
 }
@@ -276,7 +289,7 @@ void Receiver::flush_staged() {
       a.status = protocol::AckStatus::failed;
       a.detail = results[i].error().message();
       lg().warn("apply path={} failed: {}", log::escape(w.meta.path), a.detail);
-    } else if (auto st = record(w.meta, w.seq, *results[i]); !st) {
+    } else if (auto st = record(w.meta, w.seq, *results[i], w.origin); !st) {
       a.status = protocol::AckStatus::failed;
       a.detail = st.error().message();
     }
@@ -287,12 +300,28 @@ void Receiver::flush_staged() {
 
 protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes& body,
                                    const protocol::Hash256& base_in, BodyPipe* pipe) {
+  if (opts_.two_way) return reconcile_version(fv, body, base_in, pipe);
   const auto& m = fv.meta;
+  auto local = index_.get(m.path);
+  if (local.ok() && *local) {
+    const auto order = engine::compare((*local)->meta.version, m.version);
+    if (order == engine::Order::after || (order == engine::Order::equal && (*local)->meta == m)) {
+      flush_staged();
+      (void)advance(fv.seq);  // remember the seq; nothing else to do
+      return ack(fv.seq, protocol::AckStatus::ignored);
+    }
+  }
+  return write_version(fv, m, apply::Expected::any(), false, body, base_in, pipe, peer_node_.load());
+}
+
+protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const protocol::FileMeta& m,
+                                      const apply::Expected& expect, bool content_held, const Bytes& body,
+                                      const protocol::Hash256& base_in, BodyPipe* pipe, uint64_t origin) {
   // The body: in memory, or (large) pulled from the pipe as it arrives. A delta's base comes
   // with its first chunk, so that chunk is taken before anything is decided.
   protocol::Hash256 base = base_in;
   std::optional<Bytes> first;
-  if (pipe != nullptr && fv.body == protocol::BodyKind::delta) {
+  if (pipe != nullptr && fv.body == protocol::BodyKind::delta && !content_held) {
     auto c = pipe->pop();
     if (!c.ok()) return ack(fv.seq, protocol::AckStatus::failed, c.error().message());
     first = std::move(*c);
@@ -311,52 +340,48 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
     }
   };
   // A whole new file joins the batch's group commit; anything else first settles what is staged.
-  const bool stageable = batch_acks_ != nullptr && m.type == protocol::FileType::file &&
+  const bool stageable = batch_acks_ != nullptr && m.type == protocol::FileType::file && !content_held &&
                          fv.body == protocol::BodyKind::whole && pipe == nullptr;
   if (!stageable) flush_staged();
-  auto local = index_.get(m.path);
-  if (local.ok() && *local) {
-    const auto order = engine::compare((*local)->meta.version, m.version);
-    if (order == engine::Order::after || (order == engine::Order::equal && (*local)->meta == m)) {
-      (void)advance(fv.seq);  // remember the seq; nothing else to do
-      return ack(fv.seq, protocol::AckStatus::ignored);
-    }
-  }
   const apply::Attrs a = attrs_of(m);
-  const apply::Expected any = apply::Expected::any();
   Result<fs::Fingerprint> done = Error::make(errc::internal, "unset");
-  // A different type is in the way: in mirror mode the source wins.
-  if (opts_.mirror) {
-    auto cur = applier_.stat(m.path);
-    if (cur.ok()) {
-      const auto t = store::file_type_of(cur->mode);
-      if (!t || *t != m.type) {
-        if (S_ISDIR(cur->mode)) {
-          (void)applier_.remove_dir(m.path, true);
-        } else {
-          (void)applier_.unlink(m.path, any);
-        }
-      }
+  // A different type is in the way: the record being applied says what belongs here (in two-way
+  // the caller has kept the loser first).
+  auto cur = applier_.stat(m.path);
+  if (cur.ok() && (opts_.mirror || opts_.two_way)) {
+    const auto t = store::file_type_of(cur->mode);
+    if (!t || *t != m.type) {
+      Status cleared = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, opts_.mirror)
+                                          : applier_.unlink(m.path, expect);
+      if (!cleared.ok()) return ack(fv.seq, protocol::AckStatus::failed, cleared.error().message());
     }
   }
+  const apply::Expected& ex = expect;
   switch (m.type) {
     case protocol::FileType::dir: done = applier_.make_dir(m.path, a); break;
-    case protocol::FileType::symlink: done = applier_.make_symlink(m.path, m.symlink_target, a, any); break;
+    case protocol::FileType::symlink: done = applier_.make_symlink(m.path, m.symlink_target, a, ex); break;
     case protocol::FileType::file:
-      if (fv.body == protocol::BodyKind::whole && stageable) {
-        auto st = applier_.stage_file(m.path, a, any, m.sha256,
+      if (content_held || fv.body == protocol::BodyKind::none) {
+        // Metadata only: the content must already be the announced one.
+        auto have = local_hash(m.path);
+        if (!have.ok() || !*have || **have != m.sha256) {
+          return ack(fv.seq, protocol::AckStatus::base_mismatch, "content not held");
+        }
+        done = applier_.set_meta(m.path, a, ex);
+      } else if (stageable) {
+        auto st = applier_.stage_file(m.path, a, ex, m.sha256,
                                       [&](delta::OutputSink& out) { return out.write(body); });
         if (!st.ok()) {
           done = std::move(st).error();
           break;
         }
-        staged_.push_back(StagedWrite{std::move(*st), m, fv.seq, batch_acks_->size()});
+        staged_.push_back(StagedWrite{std::move(*st), m, fv.seq, batch_acks_->size(), origin});
         return ack(fv.seq, protocol::AckStatus::applied);  // settled by flush_staged()
       } else if (fv.body == protocol::BodyKind::whole) {
-        done = applier_.write_file(m.path, a, any, m.sha256, [&](delta::OutputSink& out) {
+        done = applier_.write_file(m.path, a, ex, m.sha256, [&](delta::OutputSink& out) {
           return each_chunk([&](ByteSpan c) { return out.write(c); });
         });
-      } else if (fv.body == protocol::BodyKind::delta) {
+      } else {
         auto have = local_hash(m.path);
         if (!have.ok() || !*have || **have != base) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base not held");
@@ -368,20 +393,13 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
         if (!bfd || ::fstat(bfd.get(), &bst) != 0) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base vanished");
         }
-        done = applier_.write_file(m.path, a, any, m.sha256, [&](delta::OutputSink& out) -> Status {
+        done = applier_.write_file(m.path, a, ex, m.sha256, [&](delta::OutputSink& out) -> Status {
           delta::FdBaseReader br(bfd.get(), static_cast<uint64_t>(bst.st_size));
           delta::Patcher patcher(br, out, m.size);
           SYNCD_TRY(each_chunk([&](ByteSpan c) { return patcher.feed(c); }));
           SYNCD_TRY(patcher.finish());
           return {};
         });
-      } else {
-        // Metadata only: the content must already be the announced one.
-        auto have = local_hash(m.path);
-        if (!have.ok() || !*have || **have != m.sha256) {
-          return ack(fv.seq, protocol::AckStatus::base_mismatch, "content not held");
-        }
-        done = applier_.set_meta(m.path, a, any);
       }
       break;
   }
@@ -392,7 +410,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
                                                   : protocol::AckStatus::failed,
                e.message());
   }
-  if (auto st = record(m, fv.seq, *done); !st) {
+  if (auto st = record(m, fv.seq, *done, origin); !st) {
     return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
   }
   return ack(fv.seq, protocol::AckStatus::applied);
@@ -400,6 +418,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
 
 protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
   flush_staged();
+  if (opts_.two_way) return reconcile_remove(r.seq, r.meta);
   const auto& m = r.meta;
   auto cur = applier_.stat(m.path);
   if (cur.ok()) {
@@ -409,12 +428,13 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
       return ack(r.seq, protocol::AckStatus::failed, st.error().message());
     }
   }
-  if (auto st = record(m, r.seq, {}); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
+  if (auto st = record(m, r.seq, {}, peer_node_.load()); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
   return ack(r.seq, protocol::AckStatus::applied);
 }
 
 protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
   flush_staged();
+  if (opts_.two_way) return reconcile_rename(r);
   auto have = index_.get(r.from.path);
   const bool dir = r.to.type == protocol::FileType::dir;
   if (!dir) {
@@ -430,33 +450,37 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
                moved.error().message());
   }
   auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::any());
-  // The index follows the disk: everything that was under `from` now lives under `to`, with the
-  // versions it had (the source sends each child's new version right after).
-  if (dir) {
-    std::vector<store::Record> below;
-    (void)index_.for_each_under(r.from.path, [&](const store::Record& x) -> Status {
-      if (x.meta.path != r.from.path && !x.meta.deleted) below.push_back(x);
-      return {};
-    });
-    for (auto& x : below) {
-      store::Record t = x;
-      t.meta.deleted = true;
-      t.meta.sha256 = {};
-      t.meta.symlink_target.clear();
-      t.meta.size = 0;
-      (void)index_.put(t);
-      x.meta.path = r.to.path + x.meta.path.substr(r.from.path.size());
-      auto fp = applier_.stat(x.meta.path);
-      if (fp.ok()) x.fp = *fp;
-      (void)index_.put(x);
-    }
-  }
-  store::Record from{r.from, 0, {}};
-  store::Record to{r.to, 0, meta.ok() ? *meta : (moved.ok() ? *moved : fs::Fingerprint{})};
+  if (dir) move_children_records(r.from.path, r.to.path, peer_node_.load());
+  store::Record from{r.from, 0, {}, peer_node_.load()};
+  store::Record to{r.to, 0, meta.ok() ? *meta : (moved.ok() ? *moved : fs::Fingerprint{}), peer_node_.load()};
   (void)index_.put(from);
   (void)index_.put(to);
   (void)advance(r.seq);
   return ack(r.seq, protocol::AckStatus::applied);
+}
+
+void Receiver::move_children_records(const std::string& from, const std::string& to, uint64_t origin) {
+  // The index follows the disk: everything that was under `from` now lives under `to`, with the
+  // versions it had (the source sends each child's new version right after).
+  std::vector<store::Record> below;
+  (void)index_.for_each_under(from, [&](const store::Record& x) -> Status {
+    if (x.meta.path != from && !x.meta.deleted) below.push_back(x);
+    return {};
+  });
+  for (auto& x : below) {
+    store::Record t = x;
+    t.meta.deleted = true;
+    t.meta.sha256 = {};
+    t.meta.symlink_target.clear();
+    t.meta.size = 0;
+    t.origin = origin;
+    (void)index_.put(t);
+    x.meta.path = to + x.meta.path.substr(from.size());
+    x.origin = origin;
+    auto fp = applier_.stat(x.meta.path);
+    if (fp.ok()) x.fp = *fp;
+    (void)index_.put(x);
+  }
 }
 
 Status Receiver::prune_extras() {

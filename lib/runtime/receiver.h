@@ -24,12 +24,24 @@
 #include "lib/runtime/body_pipe.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
+#include "lib/store/change.h"
 #include "lib/store/index.h"
 
 namespace syncd::runtime {
 
+// The apply attributes (owner, group, mode, mtime, size) a record asks for.
+apply::Attrs attrs_of(const protocol::FileMeta& m);
+
 struct ReceiverOptions {
   bool mirror = true;
+  // Two-way (TWO-WAY.md §4.4-4.8): each arriving record is reconciled with this node's own —
+  // after a rescan of the path, under the store lock — instead of overwriting it; conflicts keep
+  // the loser as a conflict copy. Implies !mirror.
+  bool two_way = false;
+  // Loop thread: paths whose records this receiver authored or merged (conflict copies,
+  // re-asserted directories, local changes found by its rescans, merged records): the node's
+  // senders announce them.
+  std::function<void(std::vector<std::string>)> on_authored;
   apply::Options apply;
   std::function<void()> on_synced;  // once, on the loop thread, when the initial sync is applied
 };
@@ -46,6 +58,8 @@ class Receiver {
   uint64_t applied() const noexcept { return applied_; }
   // True once the first INDEX_END (the initial sync) has been applied.
   bool synced() const noexcept { return synced_; }
+  // Real content conflicts resolved on this link (either side won).
+  uint64_t conflicts() const noexcept { return conflicts_; }
 
  private:
   struct Transfer {
@@ -63,11 +77,39 @@ class Receiver {
   // Job thread.
   protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
                            const protocol::Hash256& base, BodyPipe* pipe = nullptr);
+  // Writes record `m` (type, content, metadata) at m.path and records it with `origin`. The
+  // content comes from the message body, or is already there (`content_held`: metadata only).
+  protocol::Ack write_version(const protocol::FileVersion& fv, const protocol::FileMeta& m,
+                              const apply::Expected& expect, bool content_held, const Bytes& body,
+                              const protocol::Hash256& base, BodyPipe* pipe, uint64_t origin);
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   Status prune_extras();
   Result<std::optional<protocol::Hash256>> local_hash(const std::string& path);
-  Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp);
+  Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin = 0);
+  // Two-way (receiver_two_way.cpp), job thread, store lock held.
+  protocol::Ack reconcile_version(const protocol::FileVersion& fv, const Bytes& body,
+                                  const protocol::Hash256& base, BodyPipe* pipe);
+  protocol::Ack reconcile_remove(uint64_t seq, const protocol::FileMeta& m);
+  protocol::Ack reconcile_rename(const protocol::Rename& r);
+  // Makes G (a tombstone) true on disk: unlink guarded by the local fingerprint; a directory is
+  // removed only when empty, else re-asserted (TWO-WAY.md §4.7).
+  protocol::Ack apply_delete(uint64_t seq, const std::optional<store::Record>& local,
+                             const protocol::FileMeta& g, uint64_t origin);
+  // After a directory moved from `from` to `to` on disk: the records of everything below follow.
+  void move_children_records(const std::string& from, const std::string& to, uint64_t origin);
+  // This node's record for `path` after looking at the disk: a change not yet scanned becomes a
+  // local version first, so a peer's record is reconciled with what is really there.
+  Result<std::optional<store::Record>> refresh_local(const std::string& path);
+  // Keeps the losing local content under its conflict-copy name (a hard link: same bytes, owner,
+  // mode, mtime) with a record of its own, before the winner replaces the original.
+  Status keep_conflict_copy(const store::Record& loser, const protocol::FileMeta& winner);
+  // A directory tombstone that cannot apply (something live inside): a new live version of it.
+  Status reassert_dir(const std::string& path, const protocol::FileMeta& tombstone);
+  store::Author author();
+  std::vector<std::string> authored_;     // job thread: for opts_.on_authored
+  std::atomic<uint64_t> peer_node_{0};
+  std::atomic<uint64_t> conflicts_{0};
   Status advance(uint64_t seq);
 
   uvx::Loop& loop_;
@@ -103,6 +145,7 @@ class Receiver {
     protocol::FileMeta meta;
     uint64_t seq = 0;
     size_t ack = 0;
+    uint64_t origin = 0;
   };
   std::vector<StagedWrite> staged_;
   std::vector<protocol::Ack>* batch_acks_ = nullptr;

@@ -139,12 +139,13 @@ bool Sender::idle() const noexcept {
 
 store::Author Sender::author() {
   auto c = index_.next_counter();
-  return store::Author{index_.node_id(), c.ok() ? *c : 0, hlc_.now()};
+  return store::Author{index_.node_id(), c.ok() ? *c : 0, index_.hlc().now()};
 }
 
 void Sender::post_batch(watch::Batch b) {
   if (!b.error.empty()) lg().error("watcher: {}", b.error);
   jobs_.post([this, b = std::move(b)]() -> JobQueue::Done {
+    StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     process_batch(b, *out);
     return [this, out] { deliver(std::move(*out)); };
@@ -179,15 +180,41 @@ void Sender::set_connection(Connection* conn) {
 
 bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
   std::unique_lock lk(stream_mu_);
-  stream_cv_.wait(lk, [&] {
+  auto room = [&] {
     return stopping_ || gen_.load() != gen || stream_queued_ + conn_backlog_.load() < opts_.stream_window;
-  });
+  };
+  if (!room()) {
+    // Waiting on the peer: let this root's appliers use the index meanwhile (two peers streaming
+    // large files at each other must not wait on each other's store locks).
+    if (store_lock_ != nullptr) store_lock_->unlock();
+    stream_cv_.wait(lk, room);
+    if (store_lock_ != nullptr) {
+      lk.unlock();
+      store_lock_->lock();
+      lk.lock();
+    }
+  }
   if (stopping_ || gen_.load() != gen) return false;
   stream_q_.emplace_back(gen, std::move(m));
   stream_queued_ += bytes;
   lk.unlock();
   stream_wake_->send();
   return true;
+}
+
+void Sender::send_paths(std::vector<std::string> paths) {
+  const uint64_t gen = gen_.load();
+  jobs_.post([this, paths = std::move(paths), gen]() -> JobQueue::Done {
+    StoreLock lk(this);
+    auto out = std::make_shared<Outbox>();
+    out->gen = gen;
+    if (answered_gen_ != gen) return {};  // the answer to the peer's INDEX_REQUEST carries them
+    for (const auto& p : paths) {
+      auto rec = index_.get(p);
+      if (rec.ok() && *rec) emit_record(**rec, true, false, *out);
+    }
+    return [this, out] { deliver(std::move(*out)); };
+  });
 }
 
 void Sender::drain_stream() {
@@ -409,6 +436,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
 
 void Sender::emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out) {
   const auto& m = r.meta;
+  if (r.origin != 0 && r.origin == peer_node_.load()) return;  // the peer's own record: an echo
   if (m.deleted) {
     out.msgs.emplace_back(protocol::Remove{r.seq, m});
     return;
@@ -597,6 +625,7 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
 void Sender::resend_whole(const std::string& path) {
   const uint64_t gen = gen_.load();
   jobs_.post([this, path, gen]() -> JobQueue::Done {
+    StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     out->gen = gen;
     auto rec = index_.get(path);
@@ -640,6 +669,7 @@ void Sender::on_message(const protocol::Message& msg) {
     lg().debug("index request since={} (asked {})", since, req->since_seq);
     const uint64_t gen = gen_.load();
     jobs_.post([this, since, gen]() -> JobQueue::Done {
+      StoreLock lk(this);
       auto out = std::make_shared<Outbox>();
       out->gen = gen;
       std::vector<store::Record> recs;

@@ -59,6 +59,9 @@ class Sender {
   void on_message(const protocol::Message& m);
   bool idle() const noexcept;
   uint64_t versions_sent() const noexcept { return sent_; }
+  // Sends the current records of `paths` (versions another part of this node authored or merged:
+  // conflict copies, re-asserted directories, merged records). Loop thread.
+  void send_paths(std::vector<std::string> paths);
   // A new (started) connection, or nullptr while there is none. Loop thread.
   void set_connection(Connection* conn);
   bool caught_up() const noexcept { return caught_up_; }
@@ -125,7 +128,16 @@ class Sender {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<uvx::Async> stream_wake_;
   JobQueue jobs_;
-  Hlc hlc_;                   // job thread
+  // Job thread: the store lock this job holds (released while a stream waits for the peer).
+  std::unique_lock<std::mutex>* store_lock_ = nullptr;
+  struct StoreLock {
+    explicit StoreLock(Sender* s) : s_(s), lk_(s->index_.mutex()) { s_->store_lock_ = &lk_; }
+    ~StoreLock() { s_->store_lock_ = nullptr; }
+    StoreLock(const StoreLock&) = delete;
+    StoreLock& operator=(const StoreLock&) = delete;
+    Sender* s_;
+    std::unique_lock<std::mutex> lk_;
+  };
   uint32_t next_xfer_ = 1;    // job thread
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered

@@ -12,7 +12,7 @@
 namespace syncd::store {
 namespace {
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;  // 2: files.origin
 constexpr uint64_t kCounterStride = 1024;
 
 Bytes encode_fp(const fs::Fingerprint& f) {
@@ -74,7 +74,7 @@ Status Index::init_schema() {
   SYNCD_TRY(db_.exec(
       "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, seq INTEGER NOT NULL UNIQUE,"
-      "  deleted INTEGER NOT NULL, record BLOB NOT NULL, fp BLOB NOT NULL);"
+      "  deleted INTEGER NOT NULL, record BLOB NOT NULL, fp BLOB NOT NULL, origin INTEGER NOT NULL DEFAULT 0);"
       "CREATE TABLE IF NOT EXISTS signatures (path BLOB NOT NULL, peer INTEGER NOT NULL,"
       "  base_hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (path, peer));"));
   SYNCD_TRY_ASSIGN(schema, meta_get("schema"));
@@ -89,6 +89,11 @@ Status Index::init_schema() {
     SYNCD_TRY(meta_set("index_id", static_cast<int64_t>(index)));
     SYNCD_TRY(meta_set("counter_hw", 0));
     SYNCD_TRY(db_.exec("COMMIT"));
+  } else if (schema == 1) {
+    // Version 1 had no origin column: every record counts as authored here, which only costs one
+    // echo message per record after the upgrade.
+    SYNCD_TRY(db_.exec("ALTER TABLE files ADD COLUMN origin INTEGER NOT NULL DEFAULT 0"));
+    SYNCD_TRY(meta_set("schema", kSchemaVersion));
   } else if (schema != kSchemaVersion) {
     return Error::make(errc::unsupported, "index " + path_ + ": schema " + std::to_string(schema) +
                                               ", this syncd reads " + std::to_string(kSchemaVersion));
@@ -136,11 +141,12 @@ Result<std::optional<Record>> Index::read_row(Stmt& st, bool single) {
   if (!fp.ok()) return std::move(fp).error();
   r.meta = std::move(*meta);
   r.fp = *fp;
+  r.origin = static_cast<uint64_t>(st.column_int64(3));
   return std::optional<Record>(std::move(r));
 }
 
 Result<std::optional<Record>> Index::get(std::string_view path) {
-  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp FROM files WHERE path = ?"));
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp, origin FROM files WHERE path = ?"));
   st.bind_blob(1, as_bytes(path));
   return read_row(st, true);
 }
@@ -150,14 +156,15 @@ Status Index::put(Record& r) {
   if (rec.empty()) return Error::make(errc::internal, "index: record for a path we cannot encode");
   r.seq = max_seq_ + 1;
   SYNCD_TRY_ASSIGN(st, db_.prepare(
-      "INSERT INTO files (path, seq, deleted, record, fp) VALUES (?, ?, ?, ?, ?) "
+      "INSERT INTO files (path, seq, deleted, record, fp, origin) VALUES (?, ?, ?, ?, ?, ?) "
       "ON CONFLICT(path) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted, "
-      "record = excluded.record, fp = excluded.fp"));
+      "record = excluded.record, fp = excluded.fp, origin = excluded.origin"));
   st.bind_blob(1, as_bytes(r.meta.path));
   st.bind_int64(2, static_cast<int64_t>(r.seq));
   st.bind_int64(3, r.meta.deleted ? 1 : 0);
   st.bind_blob(4, rec);
   st.bind_blob(5, encode_fp(r.fp));
+  st.bind_int64(6, static_cast<int64_t>(r.origin));
   SYNCD_TRY(st.step());
   max_seq_ = r.seq;
   return {};
@@ -172,7 +179,7 @@ Status Index::set_fingerprint(std::string_view path, const fs::Fingerprint& fp) 
 }
 
 Status Index::for_each_since(uint64_t since, const std::function<Status(const Record&)>& fn) {
-  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp FROM files WHERE seq > ? ORDER BY seq"));
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp, origin FROM files WHERE seq > ? ORDER BY seq"));
   st.bind_int64(1, static_cast<int64_t>(since));
   return each_row(st, fn);
 }
@@ -191,8 +198,8 @@ Status Index::each_row(Stmt& st, const std::function<Status(const Record&)>& fn)
 Status Index::for_each_under(std::string_view dir, const std::function<Status(const Record&)>& fn) {
   // Paths under dir: dir itself, or starting with "dir/". Byte order: '/' + 1 == '0'.
   const std::string d(dir);
-  auto prepared = d.empty() ? db_.prepare("SELECT seq, record, fp FROM files ORDER BY path")
-                            : db_.prepare("SELECT seq, record, fp FROM files WHERE path = ?1 OR "
+  auto prepared = d.empty() ? db_.prepare("SELECT seq, record, fp, origin FROM files ORDER BY path")
+                            : db_.prepare("SELECT seq, record, fp, origin FROM files WHERE path = ?1 OR "
                                           "(path >= ?2 AND path < ?3) ORDER BY path");
   if (!prepared.ok()) return std::move(prepared).error();
   Stmt st = std::move(*prepared);

@@ -21,11 +21,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "lib/base/bytes.h"
+#include "lib/base/clock.h"
 #include "lib/base/result.h"
 #include "lib/fs/fingerprint.h"
 #include "lib/store/sqlite.h"
@@ -37,6 +40,9 @@ struct Record {
   protocol::FileMeta meta;
   uint64_t seq = 0;      // local sequence number, assigned by put()
   fs::Fingerprint fp;    // disk state when last confirmed; zero for tombstones
+  // The peer whose announced record this is a copy of (0: authored or merged here). A record is
+  // never sent back to the peer it came from: that would only be an echo.
+  uint64_t origin = 0;
   bool operator==(const Record&) const = default;
 };
 
@@ -53,6 +59,12 @@ class Index {
   uint64_t node_id() const noexcept { return node_id_; }
   uint64_t index_id() const noexcept { return index_id_; }
   uint64_t max_seq() const noexcept { return max_seq_; }
+  // The store lock: every job that reads or writes this index holds it, so the scanner
+  // (authoring local versions) and the appliers (peers' versions) of one root take turns per
+  // batch — one local writer per path (TWO-WAY.md §6).
+  std::mutex& mutex() const noexcept { return *mu_; }
+  // This node's hybrid logical clock (guarded by the store lock).
+  Hlc& hlc() noexcept { return hlc_; }
 
   Result<std::optional<Record>> get(std::string_view path);
   // Stores `r` under r.meta.path with the next sequence number (written back into r.seq).
@@ -103,6 +115,8 @@ class Index {
   Status meta_set(const std::string& key, int64_t v);
 
   Db db_;
+  std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
+  Hlc hlc_;
   std::string path_;
   uint64_t node_id_ = 0;
   uint64_t index_id_ = 0;

@@ -188,7 +188,7 @@ TEST_SUITE("engine.reconcile") {
     CHECK(d.action == Action::apply);
   }
 
-  TEST_CASE("a directory beats a file; the file's content is copied") {
+  TEST_CASE("a directory beats a file and the file content is copied") {
     FileMeta file = created(A, 1, 300, 1);
     FileMeta dir = created(B, 1, 100, 0);
     dir.type = protocol::FileType::dir;

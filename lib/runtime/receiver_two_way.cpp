@@ -1,0 +1,273 @@
+// Receiver, two-way half (TWO-WAY.md §4.4-4.8): every record a peer announces is reconciled with
+// this node's own record for the path — refreshed from the disk first, under the store lock, so a
+// local write that the watcher has not reported yet becomes a version instead of being
+// overwritten. engine::decide says what to do; this file does it:
+//   none                  nothing on disk (a stale or echoed record, or our version won);
+//   apply                 make the disk the global record G (fast-forward, field-wise merge, or a
+//                         winner over content that was only an ancestor);
+//   keep_copy_then_apply  hard-link the losing local content to its conflict-copy name, record
+//                         that copy as a new local file, then apply G.
+// Writes are guarded by the fingerprint of what was scanned (apply::Expected), so a write racing
+// in between makes the apply fail and retry instead of destroying it. A record that is the
+// peer's, unchanged, is stored with origin = peer (never echoed back); anything authored or merged
+// here is reported through on_authored for the node's senders.
+#include <sys/stat.h>
+
+#include "lib/base/log.h"
+#include "lib/engine/reconcile.h"
+#include "lib/engine/version.h"
+#include "lib/runtime/receiver.h"
+#include "lib/store/change.h"
+#include "lib/store/scanner.h"
+
+namespace syncd::runtime {
+namespace {
+
+auto& lg() { return log::get(log::Module::runtime); }
+
+protocol::Ack reply(uint64_t seq, protocol::AckStatus st, std::string detail = {}) {
+  return protocol::Ack{0, st, seq, std::move(detail)};
+}
+
+apply::Expected expected_for(const std::optional<store::Record>& local) {
+  if (!local || local->meta.deleted) return apply::Expected::absent();
+  return apply::Expected::match(local->fp);
+}
+
+// "node ABCDEFG, 2026-11-22 10:00:01 UTC, sha256 0a1b2c3d" for conflict logs.
+std::string describe(const protocol::FileMeta& m) {
+  if (m.deleted) return "a delete by node " + engine::node_short(m.content_dot.node);
+  const std::string n = engine::conflict_copy_name("", m);  // ".sync-conflict-<time>-<node>-<h8>"
+  return "node " + engine::node_short(m.content_dot.node) + " at " + n.substr(15, 15) + " UTC, sha256 " +
+         n.substr(n.size() - 8);
+}
+
+std::string parent_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash);
+}
+
+}  // namespace
+
+store::Author Receiver::author() {
+  auto c = index_.next_counter();
+  return store::Author{index_.node_id(), c.ok() ? *c : 0, index_.hlc().now()};
+}
+
+Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& path) {
+  SYNCD_TRY_ASSIGN(rec, index_.get(path));
+  std::optional<store::Known> known;
+  if (rec && !rec->meta.deleted) known = store::Known{rec->fp, rec->meta.sha256};
+  SYNCD_TRY_ASSIGN(e, store::scan_one(root_, path, known ? &*known : nullptr));
+  if (!e) {
+    if (!rec || rec->meta.deleted) return rec;
+    store::Record t = store::author_delete(*rec, author());  // deleted here, not yet scanned
+    SYNCD_TRY(index_.put(t));
+    authored_.push_back(path);
+    return std::optional<store::Record>(std::move(t));
+  }
+  const store::Change kind = store::classify(*e, rec);
+  if (kind == store::Change::none) return rec;
+  if (kind == store::Change::fingerprint) {
+    SYNCD_TRY(index_.set_fingerprint(path, e->fp));
+    rec->fp = e->fp;
+    return rec;
+  }
+  store::Record r = store::author_version(*e, rec, kind, author());
+  SYNCD_TRY(index_.put(r));
+  authored_.push_back(path);
+  lg().debug("local change found before applying a peer's record: {}", log::escape(path));
+  return std::optional<store::Record>(std::move(r));
+}
+
+Status Receiver::keep_conflict_copy(const store::Record& loser, const protocol::FileMeta& winner) {
+  const std::string name = engine::conflict_copy_name(loser.meta.path, loser.meta);
+  ++conflicts_;
+  lg().warn("conflict: {}: {} loses to {}; its content is kept as {}", log::escape(loser.meta.path),
+            describe(loser.meta), describe(winner), log::escape(name));
+  if (loser.meta.type == protocol::FileType::dir) return {};  // no content to keep
+  auto fp = applier_.link(loser.meta.path, name, apply::Expected::match(loser.fp));
+  if (!fp.ok()) return std::move(fp).error().wrap("keep conflict copy");
+  const store::Known known{*fp, loser.meta.sha256};
+  SYNCD_TRY_ASSIGN(e, store::scan_one(root_, name, &known));
+  if (!e) return Error::make(errc::unexpected_target, "conflict copy " + name + " vanished");
+  SYNCD_TRY_ASSIGN(prev, index_.get(name));
+  store::Record c = store::author_version(*e, prev && !prev->meta.deleted ? prev : std::nullopt,
+                                          store::Change::both, author());
+  if (prev) c.meta.version = engine::merge(c.meta.version, prev->meta.version);
+  SYNCD_TRY(index_.put(c));
+  authored_.push_back(name);
+  return {};
+}
+
+Status Receiver::reassert_dir(const std::string& path, const protocol::FileMeta& tombstone) {
+  SYNCD_TRY_ASSIGN(e, store::scan_one(root_, path));
+  if (!e) return Error::make(errc::unexpected_target, "directory " + path + " vanished");
+  store::Record prev{tombstone, 0, {}, 0};
+  // Dominates the tombstone: the directory lives on with what is still inside (TWO-WAY.md §4.7).
+  store::Record r = store::author_version(*e, prev, store::Change::both, author());
+  SYNCD_TRY(index_.put(r));
+  authored_.push_back(path);
+  lg().info("directory {} kept: a peer deleted it while this node still has live entries inside",
+            log::escape(path));
+  return {};
+}
+
+protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const Bytes& body,
+                                          const protocol::Hash256& base, BodyPipe* pipe) {
+  const auto& m = fv.meta;
+  for (const auto& w : staged_) {
+    if (w.meta.path == m.path) {
+      flush_staged();  // the disk must show the earlier version of this path before we look
+      break;
+    }
+  }
+  auto local = refresh_local(m.path);
+  if (!local.ok()) {
+    // A file still being written here is never written over: the peer retries after it settles.
+    return reply(fv.seq, protocol::AckStatus::failed, local.error().message());
+  }
+  index_.hlc().observe(m.content_ts);
+  index_.hlc().observe(m.meta_ts);
+  std::optional<protocol::FileMeta> lm;
+  if (*local) lm = (*local)->meta;
+  const engine::Decision d = engine::decide(lm, m);
+  if (d.action == engine::Action::none) {
+    if (d.local_wins && lm && !lm->deleted && !m.deleted) {
+      ++conflicts_;
+      lg().warn("conflict: {}: {} wins over {}; the peer keeps its content as {}", log::escape(m.path),
+                describe(*lm), describe(m), log::escape(engine::conflict_copy_name(m.path, m)));
+    }
+    (void)advance(fv.seq);
+    return reply(fv.seq, d.local_wins ? protocol::AckStatus::conflict : protocol::AckStatus::ignored);
+  }
+  const protocol::FileMeta& g = d.target;
+  if (d.meta_conflict) {
+    lg().info("metadata conflict on {}: the later change (node {}) wins", log::escape(m.path),
+              engine::node_short(g.meta_dot.node));
+  }
+  apply::Expected expect = expected_for(*local);
+  if (d.action == engine::Action::keep_copy_then_apply) {
+    if (auto st = keep_conflict_copy(**local, g); !st) {
+      return reply(fv.seq, protocol::AckStatus::failed, st.error().message());
+    }
+    if ((*local)->meta.type != protocol::FileType::dir) {
+      auto fp = applier_.stat(m.path);  // the link moved the original's ctime
+      if (!fp.ok()) return reply(fv.seq, protocol::AckStatus::failed, fp.error().message());
+      expect = apply::Expected::match(*fp);
+    }
+  }
+  const uint64_t origin = g == m ? peer_node_.load() : 0;
+  if (g.deleted) return apply_delete(fv.seq, *local, g, origin);
+  // Directories G needs that this node deleted meanwhile come back, re-asserted with the metadata
+  // they had (TWO-WAY.md §4.7, "applying a child whose parent is missing"), outermost first.
+  std::vector<std::string> parents;
+  for (std::string p = parent_of(g.path); !p.empty(); p = parent_of(p)) parents.push_back(p);
+  for (auto it = parents.rbegin(); it != parents.rend(); ++it) {
+    auto revive = [&](const std::string& dir) -> Status {
+      auto cur = applier_.stat(dir);
+      if (cur.ok()) return {};
+      if (!cur.error().is_errno(ENOENT)) return std::move(cur).error();
+      SYNCD_TRY_ASSIGN(rec, index_.get(dir));
+      protocol::FileMeta dm;
+      if (rec) dm = rec->meta;
+      apply::Attrs a;
+      a.mode = rec ? dm.mode : 0755;
+      a.uid = dm.uid;
+      a.gid = dm.gid;
+      a.user = dm.user;
+      a.group = dm.group;
+      a.mtime_sec = dm.mtime_sec;
+      a.mtime_nsec = dm.mtime_nsec;
+      SYNCD_TRY(applier_.make_dir(dir, a));
+      if (!rec) dm.path = dir;
+      return reassert_dir(dir, dm);
+    };
+    if (auto st = revive(*it); !st) return reply(fv.seq, protocol::AckStatus::failed, st.error().message());
+  }
+  if (origin == 0) authored_.push_back(g.path);
+  const bool held = d.content_from_local && *local && !(*local)->meta.deleted;
+  return write_version(fv, g, expect, held, body, base, pipe, origin);
+}
+
+protocol::Ack Receiver::apply_delete(uint64_t seq, const std::optional<store::Record>& local,
+                                     const protocol::FileMeta& g, uint64_t origin) {
+  auto cur = applier_.stat(g.path);
+  if (cur.ok()) {
+    if (S_ISDIR(cur->mode)) {
+      Status st = applier_.remove_dir(g.path, false);
+      if (!st.ok() && (st.error().is_errno(ENOTEMPTY) || st.error().is_errno(EEXIST))) {
+        if (auto r = reassert_dir(g.path, g); !r) return reply(seq, protocol::AckStatus::failed, r.error().message());
+        (void)advance(seq);
+        return reply(seq, protocol::AckStatus::conflict, "directory kept: live entries inside");
+      }
+      if (!st.ok() && !st.error().is_errno(ENOENT)) return reply(seq, protocol::AckStatus::failed, st.error().message());
+    } else {
+      Status st = applier_.unlink(g.path, expected_for(local));
+      if (!st.ok() && !st.error().is_errno(ENOENT)) return reply(seq, protocol::AckStatus::failed, st.error().message());
+    }
+  }
+  if (auto st = record(g, seq, {}, origin); !st) return reply(seq, protocol::AckStatus::failed, st.error().message());
+  if (origin == 0) authored_.push_back(g.path);
+  return reply(seq, protocol::AckStatus::applied);
+}
+
+protocol::Ack Receiver::reconcile_remove(uint64_t seq, const protocol::FileMeta& m) {
+  auto local = refresh_local(m.path);
+  if (!local.ok()) return reply(seq, protocol::AckStatus::failed, local.error().message());
+  index_.hlc().observe(m.content_ts);
+  std::optional<protocol::FileMeta> lm;
+  if (*local) lm = (*local)->meta;
+  const engine::Decision d = engine::decide(lm, m);
+  if (d.action == engine::Action::none || !d.target.deleted) {
+    // Our live version was not seen by the deleter: it stays (and reaches the peer as a version).
+    (void)advance(seq);
+    return reply(seq, protocol::AckStatus::ignored);
+  }
+  return apply_delete(seq, *local, d.target, d.target == m ? peer_node_.load() : 0);
+}
+
+protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
+  auto from = refresh_local(r.from.path);
+  auto to = refresh_local(r.to.path);
+  if (!from.ok()) return reply(r.seq, protocol::AckStatus::failed, from.error().message());
+  if (!to.ok()) return reply(r.seq, protocol::AckStatus::failed, to.error().message());
+  index_.hlc().observe(r.from.content_ts);
+  index_.hlc().observe(r.to.meta_ts);
+  std::optional<protocol::FileMeta> lf, lt;
+  if (*from) lf = (*from)->meta;
+  if (*to) lt = (*to)->meta;
+  const engine::Decision df = engine::decide(lf, r.from);
+  const engine::Decision dt = engine::decide(lt, r.to);
+  const uint64_t peer = peer_node_.load();
+  // The bytes move by rename when this node holds the old path's content unchanged and the new
+  // path is new here: no transfer, as on the node that renamed.
+  const bool movable = df.action == engine::Action::apply && df.target.deleted &&
+                       dt.action == engine::Action::apply && dt.target == r.to && lf && !lf->deleted &&
+                       lf->type == r.to.type && (lf->type == protocol::FileType::dir || lf->sha256 == r.to.sha256) &&
+                       (!lt || lt->deleted);
+  if (movable) {
+    auto moved = applier_.rename(r.from.path, r.to.path, expected_for(*from), apply::Expected::absent());
+    if (moved.ok()) {
+      auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::match(*moved));
+      move_children_records(r.from.path, r.to.path, peer);
+      (void)record(df.target, 0, {}, df.target == r.from ? peer : 0);
+      if (auto st = record(r.to, r.seq, meta.ok() ? *meta : *moved, peer); !st) {
+        return reply(r.seq, protocol::AckStatus::failed, st.error().message());
+      }
+      return reply(r.seq, protocol::AckStatus::applied);
+    }
+    lg().debug("rename {} -> {} not applied as a move: {}", log::escape(r.from.path), log::escape(r.to.path),
+               moved.error().message());
+  }
+  // Otherwise: the old path's tombstone by the rules, then the new path as a version (whose bytes
+  // the sender supplies when they are not here: base_mismatch asks for them).
+  if (df.action != engine::Action::none && df.target.deleted) {
+    auto a = apply_delete(0, *from, df.target, df.target == r.from ? peer : 0);
+    if (a.status == protocol::AckStatus::failed) return reply(r.seq, a.status, a.detail);
+  }
+  const protocol::FileVersion fv{0, r.seq, r.to, protocol::BodyKind::none, 0};
+  return reconcile_version(fv, {}, {}, nullptr);
+}
+
+}  // namespace syncd::runtime
