@@ -33,7 +33,8 @@ int usage(std::FILE* out) {
   std::fprintf(out,
                "usage: syncd -nodaemon [OPTIONS] -direct SRC DIR\n"
                "       syncd -nodaemon [OPTIONS] -rsyncssh SRC [USER@]HOST DIR\n"
-               "       syncd attach DIR [-statedir DIR] [-nofsync]   (run by sshd for a push)\n"
+               "       syncd attach DIR [-statedir DIR] [-rundir D] [-bidirectional] [-nofsync]\n"
+               "                        (run by sshd for a push; joins the daemon owning DIR if one runs)\n"
                "options:\n"
                "  -nodaemon        stay in the foreground (required in this version)\n"
                "  -statedir DIR    where the indexes live (default /var/lib/syncd/direct-<hash>)\n"
@@ -44,6 +45,8 @@ int usage(std::FILE* out) {
                "  -remote-statedir D  state directory of `attach` on the host\n"
                "  -transport T     auto (default), libssh2 or openssh\n"
                "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
+               "  -bidirectional   two-way sync with HOST (whose syncd runs the same the other way)\n"
+               "  -remote-rundir D run directory of the daemon on the host (for attach to join it)\n"
                "       syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n"
                "  -delay N, -log X accepted for lsyncd compatibility\n"
                "  -version, -help\n");
@@ -155,9 +158,15 @@ int status_main(const std::vector<std::string>& args) {
 int attach_main(const std::vector<std::string>& args) {
   using namespace syncd;
   runtime::AttachOptions o;
+  std::string rundir = runtime::kDefaultRunDir;
+  bool two_way = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "-statedir" && i + 1 < args.size()) {
       o.state_dir = args[++i];
+    } else if (args[i] == "-rundir" && i + 1 < args.size()) {
+      rundir = args[++i];
+    } else if (args[i] == "-bidirectional") {
+      two_way = true;
     } else if (args[i] == "-nofsync") {
       o.fsync = false;
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
@@ -172,6 +181,26 @@ int attach_main(const std::vector<std::string>& args) {
     return 255;
   }
   log::init();
+  auto& lg = log::get(log::Module::main);
+  // A daemon that owns DIR serves the session itself (one index, one writer per tree); attach
+  // then only waits for it to finish.
+  auto sock = runtime::control_socket_path(rundir, o.target);
+  if (sock.ok()) {
+    auto joined = runtime::control_join(*sock, two_way ? "two-way" : "one-way", 0, 1);
+    if (joined.ok()) return *joined;
+    const bool no_daemon = joined.error().is_errno(ENOENT) || joined.error().is_errno(ECONNREFUSED);
+    if (two_way) {
+      lg.error("attach {}: {}", o.target,
+               no_daemon ? "no syncd daemon owns this directory on this host; two-way sync needs it running "
+                           "(start syncd for it here, then the peer's next attempt joins it)"
+                         : joined.error().message());
+      return 1;
+    }
+    if (!no_daemon) lg.warn("attach {}: the daemon did not take the session ({}); serving it here", o.target, joined.error().message());
+  } else if (two_way) {
+    lg.error("attach {}: {}", o.target, sock.error().message());
+    return 1;
+  }
   if (o.state_dir.empty()) o.state_dir = default_state_dir("attach", o.target);
   ::signal(SIGPIPE, SIG_IGN);
   uvx::Loop loop;
@@ -181,13 +210,13 @@ int attach_main(const std::vector<std::string>& args) {
     auto st = a.start(UniqueFd(::dup(0)), UniqueFd(::dup(1)), [&](const Error& e) {
       // The pusher closing its end is the normal end of a session.
       if (!e.is(errc::truncated)) {
-        log::get(log::Module::main).error("attach {}: {}", o.target, e.message());
+        lg.error("attach {}: {}", o.target, e.message());
         code = 1;
       }
       loop.stop();
     });
     if (!st) {
-      log::get(log::Module::main).error("attach {}: cannot start: {}", o.target, st.error().message());
+      lg.error("attach {}: cannot start: {}", o.target, st.error().message());
       return 255;
     }
     const int sig = run_until_signal(loop, [] { return true; });
@@ -208,7 +237,8 @@ int main(int argc, char** argv) {
   }
   if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
-  bool nodaemon = false, fsync = true;
+  bool nodaemon = false, fsync = true, two_way = false;
+  std::string remote_rundir;
   std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
   std::string rundir = runtime::kDefaultRunDir;
   std::vector<std::string> excludes;
@@ -229,6 +259,11 @@ int main(int argc, char** argv) {
       nodaemon = true;
     } else if (a == "-nofsync") {
       fsync = false;
+    } else if (a == "-bidirectional") {
+      two_way = true;
+    } else if (a == "-remote-rundir") {
+      need(1);
+      remote_rundir = args[++i];
     } else if (a == "-direct") {
       need(2);
       src = args[++i];
@@ -289,18 +324,26 @@ int main(int argc, char** argv) {
     o.transport = transport;
     if (!fsync) o.remote_args.push_back("-nofsync");
     if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
+    if (!remote_rundir.empty()) o.remote_args.insert(o.remote_args.end(), {"-rundir", remote_rundir});
+    o.two_way = two_way;
+    o.apply.fsync = fsync;
+    if (two_way) o.remote_args.push_back("-bidirectional");
     runtime::Push push(loop, o);
     if (auto st = push.start(); !st) {
       lg.error("cannot start: {}", st.error().message());
       return 255;
     }
-    runtime::ControlServer control(loop, {[&](bool json) { return push.status(json); }, [&] { return push.idle(); }});
+    runtime::ControlServer control(
+        loop, {[&](bool json) { return push.status(json); }, [&] { return push.idle(); },
+               [&](UniqueFd in, UniqueFd out, const std::string& how, runtime::ControlServer::Handlers::Done done) {
+                 return push.serve_peer(std::move(in), std::move(out), how, std::move(done));
+               }});
     if (auto st = start_control(control, rundir, src); !st) {
       lg.error("cannot start: {}", st.error().message());
       return 255;
     }
-    lg.info("pushing {} -> {}:{} (state {})", src, host, dst, o.state_dir);
-    return run_until_signal(loop, [&] { return push.idle(); });
+    lg.info("{} {} -> {}:{} (state {})", two_way ? "two-way sync" : "pushing", src, host, dst, o.state_dir);
+    return run_until_signal(loop, [&] { return push.drained(); });
   }
 
   runtime::DirectOptions o;
@@ -321,7 +364,7 @@ int main(int argc, char** argv) {
                                                  runtime::json_string(src) + ", \"target\": " + runtime::json_string(dst) +
                                                  ", \"idle\": " + (idle ? "true" : "false") + "}\n";
                                         },
-                                        [&] { return mirror.idle(); }});
+                                        [&] { return mirror.idle(); }, {}});
   if (auto st = start_control(control, rundir, src); !st) {
     lg.error("cannot start: {}", st.error().message());
     return 255;

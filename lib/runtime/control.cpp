@@ -41,6 +41,7 @@ Result<std::string> control_socket_path(const std::string& rundir, const std::st
 }
 
 ControlServer::~ControlServer() {
+  for (auto& c : clients_) c->cancel = nullptr;  // the daemon is going: its sessions go with it
   poll_.reset();
   waiters_.reset();
   reaper_.reset();
@@ -84,6 +85,7 @@ void ControlServer::accept_all() {
       continue;
     }
     auto cl = std::make_unique<Client>();
+    cl->id = ++next_id_;
     cl->fd = std::move(c);
     Client* raw = cl.get();
     cl->poll = std::make_unique<uvx::Poll>(loop_, raw->fd.get(), [this, raw](int, int ev) { on_client(raw, ev); });
@@ -95,14 +97,57 @@ void ControlServer::accept_all() {
 void ControlServer::on_client(Client* c, int events) {
   if (events & UV_READABLE) {
     char buf[512];
-    const ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
+    // recvmsg: an `attach` request carries the session's two descriptors (SCM_RIGHTS).
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+    iovec iov{buf, sizeof buf};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    const ssize_t n = ::recvmsg(c->fd.get(), &mh, MSG_CMSG_CLOEXEC);
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); n >= 0 && cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+        c->fds.emplace_back(fd);
+      }
+    }
     if (n <= 0 && !(n < 0 && errno == EAGAIN)) return drop(c);
+    if (c->joined) return;  // nothing more is expected from a joined attach
     if (n > 0) c->in.append(buf, static_cast<size_t>(n));
-    if (c->in.size() > 4096) return drop(c);
+    if (c->in.size() > 4096 || c->fds.size() > 2) return drop(c);
     const size_t nl = c->in.find('\n');
     if (nl != std::string::npos && c->out.empty() && !c->waiting_idle) {
       const std::string req = c->in.substr(0, nl);
       c->json = req.size() < 5 || req.compare(req.size() - 5, 5, " text") != 0;
+      if (req == "attach" || req.rfind("attach ", 0) == 0) {
+        if (!h_.attach || c->fds.size() != 2) {
+          answer(c, !h_.attach ? "error this daemon does not accept peer sessions\n"
+                               : "error attach needs the session's two descriptors\n");
+          return;
+        }
+        const uint64_t id = c->id;
+        auto cancel = h_.attach(std::move(c->fds[0]), std::move(c->fds[1]), req.substr(6),
+                                [this, id](const std::string& end_line) {
+                                  for (auto& cl : clients_) {
+                                    if (cl->id == id) {
+                                      cl->joined = false;
+                                      cl->cancel = nullptr;
+                                      answer(cl.get(), end_line);
+                                    }
+                                  }
+                                });
+        c->fds.clear();
+        if (!cancel) return;  // refused: the end line is already being written
+        c->joined = true;
+        c->cancel = std::move(cancel);
+        const std::string ok = "ok\n";
+        (void)::send(c->fd.get(), ok.data(), ok.size(), MSG_NOSIGNAL);
+        return;
+      }
       if (req.rfind("status", 0) == 0) {
         answer(c, h_.status(c->json));
       } else if (req == "ping") {
@@ -133,6 +178,8 @@ void ControlServer::answer(Client* c, const std::string& body) {
 void ControlServer::drop(Client* c) {
   auto it = std::find_if(clients_.begin(), clients_.end(), [&](const auto& p) { return p.get() == c; });
   if (it == clients_.end()) return;
+  // The attach process went away: its session ends with it (sshd is closing the channel).
+  if (auto cancel = std::move((*it)->cancel)) cancel();
   // Not destroyed inside its own poll callback: moved aside and freed on the next loop turn.
   (*it)->poll->stop();
   graveyard_.push_back(std::move(*it));
@@ -197,6 +244,49 @@ Result<std::string> control_request(const std::string& path, const std::string& 
     if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
   }
+}
+
+Result<int> control_join(const std::string& path, const std::string& args, int in_fd, int out_fd) {
+  SYNCD_TRY_ASSIGN(addr, unix_addr(path));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno("socket");
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return Error::from_errno("connect " + path);
+  }
+  std::string line = "attach " + args + "\n";
+  iovec iov{line.data(), line.size()};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 2)] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * 2);
+  const int fds[2] = {in_fd, out_fd};
+  std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
+  if (::sendmsg(fd.get(), &mh, MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+    return Error::from_errno("send to " + path);
+  }
+  // "ok" once the daemon serves the session, then one "end <code> <why>" line when it is over.
+  std::string got;
+  for (;;) {
+    char buf[512];
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("read from " + path);
+    if (n == 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  if (got.rfind("error ", 0) == 0) {
+    return Error::make(errc::unsupported, got.substr(6, got.find('\n') == std::string::npos ? std::string::npos : got.find('\n') - 6));
+  }
+  if (got.rfind("ok\n", 0) != 0) return Error::make(errc::truncated, "the daemon behind " + path + " went away");
+  const size_t end = got.find("end ");
+  if (end == std::string::npos) return Error::make(errc::truncated, "the daemon behind " + path + " went away during the session");
+  return std::atoi(got.c_str() + end + 4);
 }
 
 }  // namespace syncd::runtime

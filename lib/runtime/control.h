@@ -6,6 +6,8 @@
 // daemon and `syncd attach DIR` finds the one that owns DIR. One request line per connection:
 //   status               -> one JSON object, then close
 //   wait-idle <ms>       -> the same JSON once the daemon is idle (or the time is up), then close
+//   attach <args>        -> with the session's stdin/stdout passed as SCM_RIGHTS: the daemon serves
+//                           that peer session itself; "ok", and "end <code> <why>" when it is over
 // Thread affinity: loop thread.
 #pragma once
 
@@ -31,6 +33,11 @@ class ControlServer {
   struct Handlers {
     std::function<std::string(bool json)> status;
     std::function<bool()> idle;
+    // Serves a joined peer session on (in, out); calls `done` once with the end line when it is
+    // over. Returns how to end it early (the attach process went away), or nullptr when refused
+    // (after calling done with an "error ..." line). Unset: attach requests are refused.
+    using Done = std::function<void(const std::string& end_line)>;
+    std::function<std::function<void()>(UniqueFd in, UniqueFd out, const std::string& args, Done done)> attach;
   };
   ControlServer(uvx::Loop& loop, Handlers h) : loop_(loop), h_(std::move(h)) {}
   ~ControlServer();
@@ -51,6 +58,10 @@ class ControlServer {
     bool waiting_idle = false;
     bool json = true;
     uint64_t deadline_ms = 0;
+    uint64_t id = 0;
+    std::vector<UniqueFd> fds;       // received with the request (SCM_RIGHTS)
+    bool joined = false;             // serving an attach session
+    std::function<void()> cancel;    // ends that session
   };
   void accept_all();
   void on_client(Client* c, int events);
@@ -65,10 +76,15 @@ class ControlServer {
   std::unique_ptr<uvx::Poll> poll_;
   std::unique_ptr<uvx::Timer> waiters_, reaper_;
   std::vector<std::unique_ptr<Client>> clients_, graveyard_;
+  uint64_t next_id_ = 0;
 };
 
 // A JSON string literal for `s` (quotes included).
 std::string json_string(std::string_view s);
+
+// Client side of `attach`: hands (in_fd, out_fd) to the daemon behind `path` and waits until it
+// has finished serving that session; returns the session's exit code.
+Result<int> control_join(const std::string& path, const std::string& args, int in_fd, int out_fd);
 
 // Client side: sends one request to the socket and returns the whole answer.
 Result<std::string> control_request(const std::string& path, const std::string& request, int timeout_ms);

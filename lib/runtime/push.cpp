@@ -1,5 +1,6 @@
 #include "lib/runtime/push.h"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 
@@ -49,6 +51,8 @@ Push::Push(uvx::Loop& loop, PushOptions opts)
     : loop_(loop), opts_(std::move(opts)), backoff_ms_(opts_.backoff_min_ms), rng_(codec::random_u64()) {}
 
 Push::~Push() {
+  for (auto& j : joined_) j->rx.reset();  // job threads first
+  joined_.clear();
   // The sender (and its job thread) goes before the connection it writes to.
   sender_.reset();
   conn_.reset();
@@ -247,6 +251,10 @@ std::string Push::status(bool json) const {
     t += "  queued locally: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(queue) + "\n";
     t += "  last error: " + (last_error_.empty() ? std::string("-") : last_error_) + "\n";
     t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
+    if (opts_.two_way) {
+      t += "  two-way: " + std::to_string(joined_.size()) + " peer session(s) joined, conflicts: " +
+           std::to_string(conflicts()) + "\n";
+    }
     return t;
   }
   std::string j = "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"push\", \"source\": " + json_string(opts_.source) +
@@ -256,6 +264,8 @@ std::string Push::status(bool json) const {
                   ", \"session\": " + std::to_string(session_) + ", \"sessions\": " + std::to_string(sessions_) +
                   ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(queue) + ", \"bytes_out\": " +
                   std::to_string(conn_ ? conn_->bytes_out() : 0) + ", \"last_error\": " + json_string(last_error_) + "}]";
+  j += std::string(", \"two_way\": ") + (opts_.two_way ? "true" : "false") + ", \"peer_sessions\": " +
+       std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts());
   char l[200];
   std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
                 pct(0.5), pct(0.9), pct(0.99));
@@ -263,8 +273,95 @@ std::string Push::status(bool json) const {
 }
 
 bool Push::idle() const noexcept {
+  for (const auto& j : joined_) {
+    if (!j->ended && (!j->rx->idle() || j->conn->pending_out() != 0)) return false;
+  }
   return connected() && sender_ && sender_->idle() && sender_->caught_up() &&
          sender_->awaiting_ack() == 0 && conn_->pending_out() == 0;
+}
+
+bool Push::drained() const noexcept {
+  if (!sender_ || sender_->queued() != 0) return false;
+  for (const auto& j : joined_) {
+    if (!j->ended && (!j->rx->idle() || j->conn->pending_out() != 0)) return false;
+  }
+  return !connected() || (sender_->awaiting_ack() == 0 && conn_->pending_out() == 0);
+}
+
+uint64_t Push::conflicts() const noexcept {
+  uint64_t n = conflicts_ended_;
+  for (const auto& j : joined_) n += j->rx ? j->rx->conflicts() : 0;
+  return n;
+}
+
+std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::string& args,
+                                       std::function<void(const std::string&)> done) {
+  if (!opts_.two_way) {
+    done("error this daemon pushes one way (" + opts_.source + "); a peer can join only a two-way daemon\n");
+    return nullptr;
+  }
+  for (int fd : {in.get(), out.get()}) {
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+      done(std::string("error set O_NONBLOCK: ") + std::strerror(errno) + "\n");
+      return nullptr;
+    }
+  }
+  auto j = std::make_unique<Joined>();
+  Joined* raw = j.get();
+  j->id = ++next_joined_;
+  j->done = std::move(done);
+  const uint64_t id = j->id;
+  j->conn = std::make_unique<Connection>(
+      loop_, std::move(in), std::move(out),
+      [this, raw](protocol::Message m) {
+        if (const auto* h = std::get_if<protocol::Hello>(&m)) {
+          lg().info("peer session {} joined: node {:016x} ({})", raw->id, h->node_id, log::escape(h->node_name));
+        }
+        raw->rx->on_message(std::move(m));
+      },
+      [this, id](const Error& e) {
+        // The peer closing its end is how a session normally ends.
+        end_joined(id, e.is(errc::truncated) ? "end 0 session closed\n" : "end 1 " + e.message() + "\n");
+      });
+  ReceiverOptions ro;
+  ro.two_way = true;
+  ro.apply = opts_.apply;
+  ro.on_authored = [this](std::vector<std::string> paths) { sender_->send_paths(std::move(paths)); };
+  j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
+  lg().info("peer session {} for {} ({})", id, opts_.source, args.empty() ? "-" : args);
+  if (auto st = j->conn->start(hello_for(*index_, "daemon", "push")); !st) {
+    j->done("end 1 " + st.error().message() + "\n");
+    j->rx.reset();
+    return nullptr;
+  }
+  joined_.push_back(std::move(j));
+  return [this, id] { end_joined(id, {}); };
+}
+
+void Push::end_joined(uint64_t id, const std::string& end_line) {
+  for (auto& j : joined_) {
+    if (j->id != id || j->ended) continue;
+    j->ended = true;
+    lg().info("peer session {} ended{}", id, end_line.empty() ? " (its attach process went away)" : ": " + end_line.substr(0, end_line.size() - 1));
+    if (!end_line.empty() && j->done) j->done(end_line);
+    j->done = nullptr;
+  }
+  // Destroyed on the next loop turn, outside the connection's own callback.
+  if (!reap_) {
+    reap_ = std::make_unique<uvx::Timer>(loop_, [this] {
+      for (auto it = joined_.begin(); it != joined_.end();) {
+        if ((*it)->ended) {
+          conflicts_ended_ += (*it)->rx->conflicts();
+          (*it)->rx.reset();
+          it = joined_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    });
+  }
+  reap_->start(0);
 }
 
 }  // namespace syncd::runtime

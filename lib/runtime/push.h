@@ -19,6 +19,7 @@
 
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
+#include "lib/runtime/receiver.h"
 #include "lib/runtime/sender.h"
 #include "lib/store/index.h"
 #include "lib/transport/ssh_command.h"
@@ -39,6 +40,10 @@ struct PushOptions {
   SenderOptions sender;
   // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".
   std::string transport = "auto";
+  // Two-way (TWO-WAY.md): peer sessions that join this daemon (`syncd attach` on this host, run
+  // by the peer's push) are reconciled into this tree, and what they bring is never echoed back.
+  bool two_way = false;
+  apply::Options apply;  // for joined sessions
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;
 };
@@ -51,8 +56,15 @@ class Push {
   Push& operator=(const Push&) = delete;
 
   Status start();
+  // Serves a peer session handed over by `syncd attach` (ControlServer::Handlers::attach): a
+  // two-way receiver on (in, out) sharing this daemon's index. Returns how to end it early.
+  std::function<void()> serve_peer(UniqueFd in, UniqueFd out, const std::string& args,
+                                   std::function<void(const std::string&)> done);
   // Connected, caught up, and nothing queued, in flight or unacknowledged.
   bool idle() const noexcept;
+  // Nothing left that could still complete before exiting: local work done, and (when connected)
+  // everything sent acknowledged. A shutdown waits for this, not for a peer that is down.
+  bool drained() const noexcept;
   bool connected() const noexcept { return conn_ != nullptr && session_up_; }
   bool native() const noexcept { return native_; }
   const std::string& last_error() const noexcept { return last_error_; }
@@ -84,6 +96,20 @@ class Push {
   uint64_t backoff_ms_;
   std::string last_error_;
   std::mt19937_64 rng_;
+  // Peer sessions joined through the control socket.
+  struct Joined {
+    uint64_t id = 0;
+    std::unique_ptr<Connection> conn;
+    std::unique_ptr<Receiver> rx;
+    std::function<void(const std::string&)> done;
+    bool ended = false;
+  };
+  std::vector<std::unique_ptr<Joined>> joined_;
+  uint64_t next_joined_ = 0;
+  uint64_t conflicts_ended_ = 0;  // conflicts counted by sessions that are gone
+  std::unique_ptr<uvx::Timer> reap_;
+  void end_joined(uint64_t id, const std::string& end_line);
+  uint64_t conflicts() const noexcept;
 };
 
 }  // namespace syncd::runtime

@@ -296,6 +296,8 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   // record in the index, these included, in an order the peer can apply (parents first). Sending
   // them early would let a later change overtake the initial sync.
   out.gen = gen_.load();
+  out.rescanned = b.overflow;
+  out.versions = changed.size();
   if (answered_gen_ != out.gen) {
     out.msgs.clear();
     out.resendable.clear();
@@ -305,8 +307,6 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   // After an overflow the order of the changes is lost; replay them in modification-time order
   // (what was written first goes first), parents still before children.
   if (b.overflow) order_by_mtime(changed);
-  out.rescanned = b.overflow;
-  out.versions = changed.size();
   // Only now, with the versions durable, do they go out.
   for (const auto& r : changed) emit_record(r, true, false, out);
   wipe_fresh(out);

@@ -84,6 +84,7 @@ Record author_delete(const Record& prev, const Author& a) {
   r.meta.content_dot = {a.node, a.counter};
   r.meta.content_ts = a.hlc;
   r.fp = {};
+  r.origin = 0;  // authored here, whoever wrote what it deletes
   return r;
 }
 

@@ -456,9 +456,12 @@ void SshSession::fail(const std::string& why) {
   if (keepalive_) keepalive_->stop();
   if (tcp_poll_) tcp_poll_->stop();
   if (local_poll_) local_poll_->stop();
-  // The reason first, then the stream closes (its reader sees EOF after the real cause is known).
+  // The reason first, then the stream ends (its reader sees EOF after the real cause is known).
+  // Shut down, not closed: the fd stays ours until the destructor has closed local_poll_, because
+  // libuv stops a poll by fd *number* — closing first lets that number be reused by another
+  // connection whose registration the late uv_poll_stop would then silently remove.
   if (on_end_) on_end_(why);
-  local_.reset();
+  if (local_) ::shutdown(local_.get(), SHUT_RDWR);
 }
 
 }  // namespace syncd::transport

@@ -31,7 +31,7 @@ struct Served {
                     return json ? std::string("{\"idle\": ") + (idle ? "true" : "false") + "}\n"
                                 : std::string("idle: ") + (idle ? "yes" : "no") + "\n";
                   },
-                  [this] { return idle.load(); }});
+                  [this] { return idle.load(); }, {}});
     started = server->listen(path);
     stopper = std::make_unique<uvx::Async>(loop, [this] { loop.stop(); });
     thread = std::thread([this] { loop.run(); });
@@ -78,7 +78,7 @@ TEST_CASE("control socket: a live daemon's socket is not taken over - a stale on
     Served first(path);
     REQUIRE(first.started.ok());
     uvx::Loop other;
-    runtime::ControlServer second(other, {[](bool) { return std::string(); }, [] { return true; }});
+    runtime::ControlServer second(other, {[](bool) { return std::string(); }, [] { return true; }, {}});
     auto st = second.listen(path);
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().message().find("already owns") != std::string::npos);

