@@ -47,6 +47,8 @@ int usage(std::FILE* out) {
                "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
                "  -bidirectional   two-way sync with HOST (whose syncd runs the same the other way)\n"
                "  -remote-rundir D run directory of the daemon on the host (for attach to join it)\n"
+               "  -max-delete-share PCT  two-way: a scan missing more than PCT%% of the files propagates\n"
+               "                   no deletes (default 50; 100 = off, for one deliberate mass delete)\n"
                "       syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n"
                "  -delay N, -log X accepted for lsyncd compatibility\n"
                "  -version, -help\n");
@@ -239,6 +241,7 @@ int main(int argc, char** argv) {
   if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true, two_way = false;
   std::string remote_rundir;
+  int max_delete_share = 50;
   std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
   std::string rundir = runtime::kDefaultRunDir;
   std::vector<std::string> excludes;
@@ -261,6 +264,13 @@ int main(int argc, char** argv) {
       fsync = false;
     } else if (a == "-bidirectional") {
       two_way = true;
+    } else if (a == "-max-delete-share") {
+      need(1);
+      max_delete_share = std::atoi(args[++i].c_str());
+      if (max_delete_share < 0 || max_delete_share > 100) {
+        std::fprintf(stderr, "syncd: -max-delete-share takes a percentage (0-100)\n");
+        return 255;
+      }
     } else if (a == "-remote-rundir") {
       need(1);
       remote_rundir = args[++i];
@@ -326,6 +336,7 @@ int main(int argc, char** argv) {
     if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
     if (!remote_rundir.empty()) o.remote_args.insert(o.remote_args.end(), {"-rundir", remote_rundir});
     o.two_way = two_way;
+    o.max_delete_share = static_cast<uint32_t>(max_delete_share);
     o.apply.fsync = fsync;
     if (two_way) o.remote_args.push_back("-bidirectional");
     runtime::Push push(loop, o);

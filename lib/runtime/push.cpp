@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,11 @@ namespace syncd::runtime {
 namespace {
 
 auto& lg() { return log::get(log::Module::runtime); }
+
+constexpr std::array<const char*, 12> kSqlitePatterns = {
+    "*.db", "*.db-wal", "*.db-shm", "*.db-journal",
+    "*.sqlite", "*.sqlite-wal", "*.sqlite-shm", "*.sqlite-journal",
+    "*.sqlite3", "*.sqlite3-wal", "*.sqlite3-shm", "*.sqlite3-journal"};
 
 }  // namespace
 
@@ -71,6 +77,15 @@ Status Push::start() {
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
   index_ = std::make_unique<store::Index>(std::move(idx));
   SenderOptions so = opts_.sender;
+  if (opts_.two_way) {
+    // SQLite files are rewritten in place by one process at a time; merged from two nodes they
+    // are corrupt (TWO-WAY.md §4.12). Never replicated two-way, and named in the log.
+    opts_.excludes.insert(opts_.excludes.end(), kSqlitePatterns.begin(), kSqlitePatterns.end());
+    so.warn_excluded = watch::Excludes(std::vector<std::string>(kSqlitePatterns.begin(), kSqlitePatterns.end()));
+    so.max_delete_share = opts_.max_delete_share;
+    so.warn_reason = "an SQLite database (or its journal) must not be replicated active/active; "
+                     "keep it outside the synced tree or use a database server";
+  }
   so.on_caught_up = [this, user = so.on_caught_up](bool first) {
     backoff_ms_ = opts_.backoff_min_ms;  // a session that got this far was a good one
     if (first) lg().info("Startup of \"{}\" finished: 0", opts_.source);
@@ -251,6 +266,7 @@ std::string Push::status(bool json) const {
     t += "  queued locally: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(queue) + "\n";
     t += "  last error: " + (last_error_.empty() ? std::string("-") : last_error_) + "\n";
     t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
+    if (const std::string b = sender_ ? sender_->brake() : ""; !b.empty()) t += "  MASS-DELETE BRAKE: " + b + "\n";
     if (opts_.two_way) {
       t += "  two-way: " + std::to_string(joined_.size()) + " peer session(s) joined, conflicts: " +
            std::to_string(conflicts()) + "\n";
@@ -265,7 +281,8 @@ std::string Push::status(bool json) const {
                   ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(queue) + ", \"bytes_out\": " +
                   std::to_string(conn_ ? conn_->bytes_out() : 0) + ", \"last_error\": " + json_string(last_error_) + "}]";
   j += std::string(", \"two_way\": ") + (opts_.two_way ? "true" : "false") + ", \"peer_sessions\": " +
-       std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts());
+       std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts()) +
+       ", \"delete_brake\": " + json_string(sender_ ? sender_->brake() : "");
   char l[200];
   std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
                 pct(0.5), pct(0.9), pct(0.99));
@@ -328,6 +345,8 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
   ro.two_way = true;
   ro.apply = opts_.apply;
   ro.on_authored = [this](std::vector<std::string> paths) { sender_->send_paths(std::move(paths)); };
+  ro.excludes = watch::Excludes(opts_.excludes);
+  ro.deletes_held = [this] { return !sender_->brake().empty(); };
   j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
   lg().info("peer session {} for {} ({})", id, opts_.source, args.empty() ? "-" : args);
   if (auto st = j->conn->start(hello_for(*index_, "daemon", "push")); !st) {

@@ -43,6 +43,7 @@ struct PushOptions {
   // Two-way (TWO-WAY.md): peer sessions that join this daemon (`syncd attach` on this host, run
   // by the peer's push) are reconciled into this tree, and what they bring is never echoed back.
   bool two_way = false;
+  uint32_t max_delete_share = 50;  // two-way: the mass-delete brake (SenderOptions)
   apply::Options apply;  // for joined sessions
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;

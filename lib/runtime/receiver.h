@@ -26,6 +26,7 @@
 #include "lib/runtime/job_queue.h"
 #include "lib/store/change.h"
 #include "lib/store/index.h"
+#include "lib/watch/exclude.h"
 
 namespace syncd::runtime {
 
@@ -42,6 +43,11 @@ struct ReceiverOptions {
   // re-asserted directories, local changes found by its rescans, merged records): the node's
   // senders announce them.
   std::function<void(std::vector<std::string>)> on_authored;
+  // Two-way: paths this node does not sync (its excludes); a peer's records for them are ignored.
+  watch::Excludes excludes;
+  // Two-way, any thread: true while the node's mass-delete brake holds; a file missing from the
+  // disk is then not turned into a local delete (the volume may be unmounted).
+  std::function<bool()> deletes_held;
   apply::Options apply;
   std::function<void()> on_synced;  // once, on the loop thread, when the initial sync is applied
 };

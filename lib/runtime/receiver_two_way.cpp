@@ -61,6 +61,9 @@ Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& 
   SYNCD_TRY_ASSIGN(e, store::scan_one(root_, path, known ? &*known : nullptr));
   if (!e) {
     if (!rec || rec->meta.deleted) return rec;
+    if (opts_.deletes_held && opts_.deletes_held()) {
+      return Error::make(errc::unexpected_target, "\"" + log::escape(path) + "\" is missing while the mass-delete brake holds");
+    }
     store::Record t = store::author_delete(*rec, author());  // deleted here, not yet scanned
     SYNCD_TRY(index_.put(t));
     authored_.push_back(path);
@@ -116,6 +119,10 @@ Status Receiver::reassert_dir(const std::string& path, const protocol::FileMeta&
 protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const Bytes& body,
                                           const protocol::Hash256& base, BodyPipe* pipe) {
   const auto& m = fv.meta;
+  if (opts_.excludes.excluded(m.path, m.type == protocol::FileType::dir)) {
+    (void)advance(fv.seq);
+    return reply(fv.seq, protocol::AckStatus::ignored, "excluded here");
+  }
   for (const auto& w : staged_) {
     if (w.meta.path == m.path) {
       flush_staged();  // the disk must show the earlier version of this path before we look
@@ -213,6 +220,10 @@ protocol::Ack Receiver::apply_delete(uint64_t seq, const std::optional<store::Re
 }
 
 protocol::Ack Receiver::reconcile_remove(uint64_t seq, const protocol::FileMeta& m) {
+  if (opts_.excludes.excluded(m.path, m.type == protocol::FileType::dir)) {
+    (void)advance(seq);
+    return reply(seq, protocol::AckStatus::ignored, "excluded here");
+  }
   auto local = refresh_local(m.path);
   if (!local.ok()) return reply(seq, protocol::AckStatus::failed, local.error().message());
   index_.hlc().observe(m.content_ts);

@@ -94,6 +94,20 @@ void order_by_mtime(std::vector<store::Record>& recs) {
 
 }  // namespace
 
+watch::WatchOptions Sender::with_on_excluded(watch::WatchOptions w, Sender* self) {
+  w.on_excluded = [self](const std::string& rel, bool is_dir) { self->note_excluded(rel, is_dir); };
+  return w;
+}
+
+void Sender::note_excluded(const std::string& rel, bool is_dir) {
+  if (opts_.warn_excluded.empty() || !opts_.warn_excluded.excluded(rel, is_dir)) return;
+  {
+    std::lock_guard lk(warned_mu_);
+    if (!warned_.insert(rel).second) return;
+  }
+  lg().warn("not replicated: {}: {}", log::escape(rel), opts_.warn_reason);
+}
+
 // Bytes scanned but not shipped (superseded within the batch, or held back before the index
 // answer) are wiped like every other copy of file content.
 void Sender::wipe_fresh(Outbox& out) {
@@ -103,10 +117,10 @@ void Sender::wipe_fresh(Outbox& out) {
 
 Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
                Connection* conn, SenderOptions opts)
-    : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
+    : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts), excludes_(excludes),
       watcher_(std::make_unique<watch::Watcher>(loop, root, std::move(excludes),
                                                 [this](watch::Batch b) { post_batch(std::move(b)); },
-                                                opts.watch)),
+                                                with_on_excluded(opts.watch, this))),
       stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(); })),
       jobs_(loop) {
   if (conn_) set_connection(conn_);
@@ -374,19 +388,60 @@ void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<sto
     seen.insert(dir);
     process_path(dir, out, changed);
   }
-  auto st = store::walk(root_, dir, [&](const std::string& rel, const fs::Fingerprint&) -> Status {
-    seen.insert(rel);
-    process_path(rel, out, changed);
-    return {};
-  });
+  auto st = store::walk(
+      root_, dir,
+      [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+        seen.insert(rel);
+        process_path(rel, out, changed);
+        return {};
+      },
+      [&](std::string_view rel, bool is_dir) {
+        if (!excludes_.excluded(rel, is_dir)) return false;
+        note_excluded(std::string(rel), is_dir);
+        return true;
+      });
   if (!st.ok() && !st.error().is_errno(ENOENT)) out.errors.push_back(st.error().message());
   // What the index holds under dir but the walk did not find is gone.
   std::vector<std::string> gone;
   (void)index_.for_each_under(dir, [&](const store::Record& r) -> Status {
-    if (!r.meta.deleted && !seen.count(r.meta.path)) gone.push_back(r.meta.path);
+    // An excluded path is not gone, only no longer ours to sync: never a tombstone that would
+    // delete the peer's copy.
+    if (!r.meta.deleted && !seen.count(r.meta.path) &&
+        !excludes_.excluded(r.meta.path, r.meta.type == protocol::FileType::dir)) {
+      gone.push_back(r.meta.path);
+    }
     return {};
   });
-  for (const auto& g : gone) process_gone(g, changed);
+  if (!brake_holds(dir, gone.size())) {
+    for (const auto& g : gone) process_gone(g, changed);
+  }
+}
+
+std::string Sender::brake() const {
+  std::lock_guard lk(warned_mu_);
+  return brake_;
+}
+
+bool Sender::brake_holds(const std::string& dir, size_t missing) {
+  if (!dir.empty() || opts_.max_delete_share >= 100 || missing < 2) return false;
+  size_t live = 0;
+  (void)index_.for_each_under("", [&](const store::Record& r) -> Status {
+    if (!r.meta.deleted) ++live;
+    return {};
+  });
+  if (missing * 100 <= static_cast<size_t>(opts_.max_delete_share) * live) {
+    std::lock_guard lk(warned_mu_);
+    brake_.clear();
+    return false;
+  }
+  std::string why = "a full scan of " + root_.path() + " found " + std::to_string(missing) + " of " +
+                    std::to_string(live) + " files missing (more than " + std::to_string(opts_.max_delete_share) +
+                    "%): is the volume mounted? No delete is propagated; if they were deleted on purpose, "
+                    "restart once with -max-delete-share 100";
+  lg().error("MASS-DELETE BRAKE: {}", why);
+  std::lock_guard lk(warned_mu_);
+  brake_ = std::move(why);
+  return true;
 }
 
 bool Sender::process_rename(const std::string& from, const std::string& to, Outbox& out) {

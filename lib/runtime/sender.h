@@ -18,6 +18,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +43,14 @@ struct SenderOptions {
   uint64_t stream_above = 4u << 20;
   size_t stream_window = 8u << 20;
   watch::WatchOptions watch;
+  // Excluded paths that deserve a warning naming them (once per path), with the reason: SQLite
+  // databases in a two-way tree (TWO-WAY.md §4.12).
+  watch::Excludes warn_excluded;
+  std::string warn_reason;
+  // Mass-delete brake (TWO-WAY.md §4.9): a full scan that finds more than this share (percent) of
+  // the live records missing (and at least 2) authors no deletes at all and says so — the volume
+  // is probably not mounted. 100 turns it off.
+  uint32_t max_delete_share = 100;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -73,6 +82,8 @@ class Sender {
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
   // Local work not yet turned into messages: batches queued for the worker, files still open.
   size_t queued() const noexcept;
+  // Non-empty while the mass-delete brake holds deletes back: why.
+  std::string brake() const;
 
  private:
   struct Outbox {
@@ -118,7 +129,16 @@ class Sender {
   store::Index& index_;
   Connection* conn_;
   SenderOptions opts_;
+  watch::Excludes excludes_;
   std::unique_ptr<watch::Watcher> watcher_;
+  mutable std::mutex warned_mu_;
+  std::string brake_;  // guarded by warned_mu_
+  std::set<std::string> warned_;  // guarded by warned_mu_
+  // Any thread: an excluded path was seen; warns about it once if opts_.warn_excluded matches.
+  void note_excluded(const std::string& rel, bool is_dir);
+  static watch::WatchOptions with_on_excluded(watch::WatchOptions w, Sender* self);
+  // Job thread: true when a whole-tree scan missing `missing` records must not delete them.
+  bool brake_holds(const std::string& dir, size_t missing);
   // The stream queue (job -> loop) for large bodies.
   std::mutex stream_mu_;
   std::condition_variable stream_cv_;

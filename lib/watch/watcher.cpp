@@ -274,7 +274,10 @@ void Watcher::on_readable() {
       if (has(m, IN_MOVED_TO)) {
         auto h = std::find_if(held_.begin(), held_.end(),
                               [&](const HeldMove& x) { return x.cookie == ev->cookie; });
-        if (excluded) continue;  // its MOVED_FROM, if any, becomes a removal
+        if (excluded) {  // its MOVED_FROM, if any, becomes a removal
+          if (opts_.on_excluded) opts_.on_excluded(rel, is_dir);
+          continue;
+        }
         if (h != held_.end()) {
           const std::string from = h->path;
           held_.erase(h);
@@ -292,7 +295,10 @@ void Watcher::on_readable() {
         }
         continue;
       }
-      if (excluded) continue;
+      if (excluded) {
+        if (has(m, IN_CREATE) && opts_.on_excluded) opts_.on_excluded(rel, is_dir);
+        continue;
+      }
       if (has(m, IN_CREATE)) {
         if (is_dir) {
           // Watch first, then report: the consumer's walk finds what was written before.

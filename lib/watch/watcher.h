@@ -63,6 +63,8 @@ struct WatchOptions {
   uint32_t settle_ms = 20;     // quiet time after the last write of a file still open
   uint32_t max_delay_ms = 1000;  // cap on how long such a file is held
   uint32_t move_pair_ms = 5;   // how long a lone MOVED_FROM waits for its MOVED_TO
+  // Loop thread: an excluded entry appeared (created or moved in); it gets no event.
+  std::function<void(const std::string& rel, bool is_dir)> on_excluded;
 };
 
 class Watcher {

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,13 +42,18 @@ struct Pair {
     sshd.start();
   }
   Node& other(const Node& n) { return &n == &a ? b : a; }
-  void start(Node& n) {
+  void start(Node& n, const std::vector<std::string>& extra = {}) {
     Node& peer = other(n);
-    n.proc = std::make_unique<test::Child>(
-        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-rsyncssh", n.dir, "127.0.0.1", peer.dir, "-bidirectional",
-                                 "-statedir", n.state, "-rundir", n.run, "-remote-rundir", peer.run, "-rsh", sshd.rsh(),
-                                 "-remote-syncd", SYNCD_BINARY, "-transport", "libssh2"},
-        n.log);
+    std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon", "-rsyncssh", n.dir, "127.0.0.1", peer.dir, "-bidirectional",
+                                  "-statedir", n.state, "-rundir", n.run, "-remote-rundir", peer.run, "-rsh", sshd.rsh(),
+                                  "-remote-syncd", SYNCD_BINARY, "-transport", "libssh2"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    n.proc = std::make_unique<test::Child>(argv, n.log);
+  }
+  std::string status_json(const Node& n) {
+    const std::string out = t / (n.name + ".status");
+    REQUIRE(test::run(std::string(SYNCD_BINARY) + " status " + n.dir + " -rundir " + n.run + " --json > " + out) == 0);
+    return test::read_file(out);
   }
   // Starts `n` and waits until its startup scan has turned what is on disk into versions: a node
   // started after that authors later (larger content times), which decides true conflicts.
@@ -73,7 +79,7 @@ struct Pair {
   // Converged: each node's cookie reached the other (everything sent before it was applied), both
   // daemons idle (what applying produced — conflict copies, merged records — is acknowledged),
   // then one more round, and the trees are compared.
-  void converged() {
+  void converged(const std::function<bool(const std::string&)>& also_skip = {}) {
     for (int round = 0; round < 2; ++round) {
       for (Node* n : {&a, &b}) {
         const std::string c = "cookie." + std::to_string(++cookies);
@@ -83,7 +89,9 @@ struct Pair {
       idle(a);
       idle(b);
     }
-    const auto diff = test::tree_diff(a.dir, b.dir, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+    const auto diff = test::tree_diff(a.dir, b.dir, [&](const std::string& rel) {
+      return rel.rfind("cookie.", 0) == 0 || (also_skip && also_skip(rel));
+    });
     for (const auto& d : diff) MESSAGE(d);
     REQUIRE_MESSAGE(diff.empty(), "trees differ; logs:\n" << logs());
   }
@@ -223,5 +231,45 @@ TEST_SUITE("two_way") {
     // Rename vs modify: the edit at the old name, the renamed original at the new one.
     CHECK(test::read_file(p.a.dir + "/f") == "edited while a renamed f");
     CHECK(test::read_file(p.b.dir + "/g") == "original");
+  }
+
+  TEST_CASE("SQLite files are never replicated two-way, and the log names them") {
+    Pair p;
+    test::write_file(p.a.dir + "/acme_srv.db", "SQLite format 3");
+    test::write_file(p.a.dir + "/keep.cfg", "cfg");
+    p.start(p.a);
+    p.start(p.b);
+    auto db = [](const std::string& rel) { return rel.find(".db") != std::string::npos; };
+    p.converged(db);
+    test::write_file(p.b.dir + "/acme_srv.db-wal", "wal");
+    p.converged(db);
+    CHECK(test::exists(p.b.dir + "/keep.cfg"));
+    CHECK_FALSE(test::exists(p.b.dir + "/acme_srv.db"));
+    CHECK_FALSE(test::exists(p.a.dir + "/acme_srv.db-wal"));
+    CHECK(test::count_text(p.a.log, "not replicated: acme_srv.db: an SQLite database") == 1);
+    CHECK(test::count_text(p.b.log, "not replicated: acme_srv.db-wal") == 1);
+  }
+
+  TEST_CASE("mass-delete brake: a node whose tree looks unmounted propagates no deletes") {
+    Pair p;
+    for (int i = 0; i < 6; ++i) test::write_file(p.a.dir + "/cert" + std::to_string(i) + ".pem", "c");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    p.stop(p.a);
+    // The volume "is not mounted": A's tree is empty when A starts again.
+    const std::string aside = p.t / "aside";
+    p.sh("mkdir " + aside + " && mv " + p.a.dir + "/cert* " + aside + "/");
+    p.start(p.a);
+    const std::string c = "cookie.brake";
+    test::write_file(p.b.dir + "/" + c, "c");
+    REQUIRE_MESSAGE(test::wait_for(p.a.dir, c, 60000), p.logs());
+    p.idle(p.b);
+    CHECK(test::count_text(p.a.log, "MASS-DELETE BRAKE") == 1);
+    CHECK(p.status_json(p.a).find("\"delete_brake\": \"a full scan of") != std::string::npos);
+    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
+    // "Mounted" again: the files come back as they were, nothing to send, the trees agree.
+    p.sh("mv " + aside + "/cert* " + p.a.dir + "/");
+    p.converged();
   }
 }
