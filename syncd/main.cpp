@@ -46,7 +46,8 @@ int usage(std::FILE* out) {
                "  -transport T     auto (default), libssh2 or openssh\n"
                "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
                "  -bidirectional   two-way sync with HOST (whose syncd runs the same the other way)\n"
-               "  -remote-rundir D run directory of the daemon on the host (for attach to join it)\n"
+               "  -peer HOST DIR   two-way: one more node of the mesh (repeatable; up to 4 besides -rsyncssh)\n"
+               "  -remote-rundir D run directory of the daemon on the last given host (for attach to join it)\n"
                "  -max-delete-share PCT  two-way: a scan missing more than PCT%% of the files propagates\n"
                "                   no deletes (default 50; 100 = off, for one deliberate mass delete)\n"
                "       syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n"
@@ -240,8 +241,9 @@ int main(int argc, char** argv) {
   if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true, two_way = false;
-  std::string remote_rundir;
   int max_delete_share = 50;
+  // Peers: the -rsyncssh one first, then -peer ones; -remote-rundir applies to the last given.
+  std::vector<runtime::PeerSpec> peers;
   std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
   std::string rundir = runtime::kDefaultRunDir;
   std::vector<std::string> excludes;
@@ -273,7 +275,15 @@ int main(int argc, char** argv) {
       }
     } else if (a == "-remote-rundir") {
       need(1);
-      remote_rundir = args[++i];
+      if (peers.empty()) {
+        std::fprintf(stderr, "syncd: -remote-rundir must follow -rsyncssh or -peer\n");
+        return 255;
+      }
+      peers.back().remote_args.insert(peers.back().remote_args.end(), {"-rundir", args[++i]});
+    } else if (a == "-peer") {
+      need(2);
+      peers.push_back({args[i + 1], args[i + 2], {}});
+      i += 2;
     } else if (a == "-direct") {
       need(2);
       src = args[++i];
@@ -283,6 +293,7 @@ int main(int argc, char** argv) {
       src = args[++i];
       host = args[++i];
       dst = args[++i];
+      peers.insert(peers.begin(), runtime::PeerSpec{host, dst, {}});
     } else if (a == "-rsh") {
       need(1);
       rsh = args[++i];
@@ -322,11 +333,18 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   uvx::Loop loop;
 
+  if (peers.size() > 1 && (!two_way || host.empty())) {
+    std::fprintf(stderr, "syncd: -peer needs -rsyncssh ... -bidirectional (a two-way mesh)\n");
+    return 255;
+  }
+  if (peers.size() > 5) {
+    std::fprintf(stderr, "syncd: a two-way mesh has at most 5 nodes (this one and 4 peers)\n");
+    return 255;
+  }
   if (!host.empty()) {
     runtime::PushOptions o;
     o.source = src;
-    o.host = host;
-    o.target = dst;
+    o.peers = peers;
     o.state_dir = state.empty() ? default_state_dir("push", src + "\n" + host + "\n" + dst) : state;
     o.excludes = excludes;
     o.rsh = rsh;
@@ -334,7 +352,6 @@ int main(int argc, char** argv) {
     o.transport = transport;
     if (!fsync) o.remote_args.push_back("-nofsync");
     if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
-    if (!remote_rundir.empty()) o.remote_args.insert(o.remote_args.end(), {"-rundir", remote_rundir});
     o.two_way = two_way;
     o.max_delete_share = static_cast<uint32_t>(max_delete_share);
     o.apply.fsync = fsync;

@@ -54,21 +54,30 @@ std::vector<std::string> split_ws(const std::string& s) {
 }  // namespace
 
 Push::Push(uvx::Loop& loop, PushOptions opts)
-    : loop_(loop), opts_(std::move(opts)), backoff_ms_(opts_.backoff_min_ms), rng_(codec::random_u64()) {}
+    : loop_(loop), opts_(std::move(opts)), rng_(codec::random_u64()) {}
 
 Push::~Push() {
   for (auto& j : joined_) j->rx.reset();  // job threads first
   joined_.clear();
-  // The sender (and its job thread) goes before the connection it writes to.
-  sender_.reset();
-  conn_.reset();
-  ssh_.reset();
+  // Each sender (and its job thread) goes before the connection it writes to.
+  for (auto& l : links_) {
+    l->sender.reset();
+    l->conn.reset();
+    l->ssh.reset();
+  }
 }
 
 Status Push::start() {
+  if (opts_.peers.empty()) return Error::make(errc::unsupported, "push: no peer given");
   SYNCD_TRY_ASSIGN(rsh, transport::SshCommand::parse(opts_.rsh));
   rsh_ = std::move(rsh);
-  SYNCD_TRY(choose_transport());
+  for (const auto& spec : opts_.peers) {
+    auto l = std::make_unique<Link>();
+    l->spec = spec;
+    l->backoff_ms = opts_.backoff_min_ms;
+    SYNCD_TRY(choose_transport(*l));
+    links_.push_back(std::move(l));
+  }
   SYNCD_TRY_ASSIGN(root, fs::Root::open(opts_.source));
   root_ = std::make_unique<fs::Root>(std::move(root));
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -76,34 +85,44 @@ Status Push::start() {
   }
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
   index_ = std::make_unique<store::Index>(std::move(idx));
-  SenderOptions so = opts_.sender;
+  SenderOptions base = opts_.sender;
   if (opts_.two_way) {
     // SQLite files are rewritten in place by one process at a time; merged from two nodes they
     // are corrupt (TWO-WAY.md §4.12). Never replicated two-way, and named in the log.
     opts_.excludes.insert(opts_.excludes.end(), kSqlitePatterns.begin(), kSqlitePatterns.end());
-    so.warn_excluded = watch::Excludes(std::vector<std::string>(kSqlitePatterns.begin(), kSqlitePatterns.end()));
-    so.max_delete_share = opts_.max_delete_share;
-    so.warn_reason = "an SQLite database (or its journal) must not be replicated active/active; "
-                     "keep it outside the synced tree or use a database server";
+    base.warn_excluded = watch::Excludes(std::vector<std::string>(kSqlitePatterns.begin(), kSqlitePatterns.end()));
+    base.max_delete_share = opts_.max_delete_share;
+    base.warn_reason = "an SQLite database (or its journal) must not be replicated active/active; "
+                       "keep it outside the synced tree or use a database server";
   }
-  so.on_caught_up = [this, user = so.on_caught_up](bool first) {
-    backoff_ms_ = opts_.backoff_min_ms;  // a session that got this far was a good one
-    if (first) lg().info("Startup of \"{}\" finished: 0", opts_.source);
-    lg().info("{} caught up (session {})", opts_.host, session_);
-    if (user) user(first);
-  };
-  sender_ = std::make_unique<Sender>(loop_, *root_, *index_, watch::Excludes(opts_.excludes), nullptr, so);
-  retry_ = std::make_unique<uvx::Timer>(loop_, [this] { connect(); });
-  SYNCD_TRY(sender_->start());
-  connect();
+  for (size_t i = 0; i < links_.size(); ++i) {
+    Link& l = *links_[i];
+    SenderOptions so = base;
+    so.watch_tree = i == 0;  // one watcher authors; every sender announces
+    so.on_authored = [this] { announce_all(); };
+    so.on_caught_up = [this, &l, user = so.on_caught_up](bool first) {
+      l.backoff_ms = opts_.backoff_min_ms;  // a session that got this far was a good one
+      if (first) lg().info("Startup of \"{}\" finished: 0", opts_.source);
+      lg().info("{} caught up (session {})", l.spec.host, l.session);
+      if (user) user(first);
+    };
+    l.sender = std::make_unique<Sender>(loop_, *root_, *index_, watch::Excludes(opts_.excludes), nullptr, so);
+    l.retry = std::make_unique<uvx::Timer>(loop_, [this, &l] { connect(l); });
+    SYNCD_TRY(l.sender->start());
+  }
+  for (auto& l : links_) connect(*l);
   return {};
 }
 
-Status Push::choose_transport() {
+void Push::announce_all() {
+  for (auto& l : links_) l->sender->announce();
+}
+
+Status Push::choose_transport(Link& l) {
   // What the native session would use: the rsh line's choices, else OpenSSH's defaults.
-  auto& p = params_;
-  p.peer = opts_.host;
-  p.host = opts_.host;
+  auto& p = l.params;
+  p.peer = l.spec.host;
+  p.host = l.spec.host;
   if (const size_t at = p.host.rfind('@'); at != std::string::npos) {
     p.user = p.host.substr(0, at);
     p.host = p.host.substr(at + 1);
@@ -163,18 +182,18 @@ Status Push::choose_transport() {
     }
   }
   if (opts_.transport == "openssh") {
-    native_ = false;
-    lg().info("transport to {}: OpenSSH client (forced by config)", opts_.host);
+    l.native = false;
+    lg().info("transport to {}: OpenSSH client (forced by config)", l.spec.host);
   } else if (opts_.transport == "libssh2") {
     if (rsh_.needs_openssh) return Error::make(errc::unsupported, "transport libssh2 forced, but " + rsh_.needs_openssh_why);
-    native_ = true;
-    lg().info("transport to {}: libssh2 (forced by config)", opts_.host);
+    l.native = true;
+    lg().info("transport to {}: libssh2 (forced by config)", l.spec.host);
   } else if (opts_.transport == "auto") {
-    native_ = why_openssh.empty();
-    if (native_) {
-      lg().info("transport to {}: libssh2", opts_.host);
+    l.native = why_openssh.empty();
+    if (l.native) {
+      lg().info("transport to {}: libssh2", l.spec.host);
     } else {
-      lg().info("transport to {}: OpenSSH client, because {}", opts_.host, why_openssh);
+      lg().info("transport to {}: OpenSSH client, because {}", l.spec.host, why_openssh);
     }
   } else {
     return Error::make(errc::unsupported, "transport must be auto, libssh2 or openssh, not '" + opts_.transport + "'");
@@ -182,91 +201,109 @@ Status Push::choose_transport() {
   return {};
 }
 
-void Push::connect() {
+void Push::connect(Link& l) {
   // The previous session's objects die here, outside their own callbacks.
-  conn_.reset();
-  ssh_.reset();
-  session_ssh_.reset();
-  const uint64_t session = ++session_;
-  ++sessions_;
-  std::vector<std::string> remote = {opts_.remote_syncd, "attach", opts_.target};
+  l.conn.reset();
+  l.ssh.reset();
+  l.session_ssh.reset();
+  const uint64_t session = ++l.session;
+  ++l.sessions;
+  std::vector<std::string> remote = {opts_.remote_syncd, "attach", l.spec.target};
   remote.insert(remote.end(), opts_.remote_args.begin(), opts_.remote_args.end());
+  remote.insert(remote.end(), l.spec.remote_args.begin(), l.spec.remote_args.end());
   UniqueFd stream;
-  auto on_end = [this, session](const std::string& why) { lost(session, why); };
-  if (native_) {
-    transport::SshParams p = params_;
+  auto on_end = [this, &l, session](const std::string& why) { lost(l, session, why); };
+  if (l.native) {
+    transport::SshParams p = l.params;
     p.command = transport::remote_command(remote);
-    lg().info("connecting to {} (session {}, libssh2): {}", opts_.host, session, p.command);
+    lg().info("connecting to {} (session {}, libssh2): {}", l.spec.host, session, p.command);
     auto s = transport::SshSession::start(loop_, std::move(p), on_end);
-    if (!s.ok()) return lost(session, s.error().message());
-    session_ssh_ = std::move(*s);
-    stream = session_ssh_->take_stream();
+    if (!s.ok()) return lost(l, session, s.error().message());
+    l.session_ssh = std::move(*s);
+    stream = l.session_ssh->take_stream();
   } else {
-    const auto argv = rsh_.argv_for(opts_.host, transport::remote_command(remote));
-    lg().info("connecting to {} (session {}): {}", opts_.host, session, transport::remote_command(argv));
-    auto ssh = transport::SshProcess::start(loop_, argv, opts_.host, on_end);
-    if (!ssh.ok()) return lost(session, ssh.error().message());
-    ssh_ = std::move(*ssh);
-    stream = ssh_->take_stream();
+    const auto argv = rsh_.argv_for(l.spec.host, transport::remote_command(remote));
+    lg().info("connecting to {} (session {}): {}", l.spec.host, session, transport::remote_command(argv));
+    auto ssh = transport::SshProcess::start(loop_, argv, l.spec.host, on_end);
+    if (!ssh.ok()) return lost(l, session, ssh.error().message());
+    l.ssh = std::move(*ssh);
+    stream = l.ssh->take_stream();
   }
-  conn_ = std::make_unique<Connection>(
+  l.conn = std::make_unique<Connection>(
       loop_, std::move(stream),
-      [this, session](protocol::Message m) {
-        if (session != session_) return;
+      [this, &l, session](protocol::Message m) {
+        if (session != l.session) return;
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
-          session_up_ = true;
-          lg().info("connected to {}: peer node {:016x} ({}), protocol {}-{}", opts_.host, h->node_id,
+          l.up = true;
+          lg().info("connected to {}: peer node {:016x} ({}), protocol {}-{}", l.spec.host, h->node_id,
                     log::escape(h->node_name), h->version_min, h->version_max);
         }
-        sender_->on_message(m);
+        l.sender->on_message(m);
       },
-      [this, session](const Error& e) { lost(session, e.message()); });
-  if (auto st = conn_->start(hello_for(*index_, "push", "push")); !st) return lost(session, st.error().message());
-  sender_->set_connection(conn_.get());
+      [this, &l, session](const Error& e) { lost(l, session, e.message()); });
+  if (auto st = l.conn->start(hello_for(*index_, "push", "push")); !st) return lost(l, session, st.error().message());
+  l.sender->set_connection(l.conn.get());
 }
 
-void Push::lost(uint64_t session, const std::string& why) {
-  if (session != session_ || lost_ == session) return;  // an older session, or already handled
-  lost_ = session;
-  session_up_ = false;
+void Push::lost(Link& l, uint64_t session, const std::string& why) {
+  if (session != l.session || l.lost == session) return;  // an older session, or already handled
+  l.lost = session;
+  l.up = false;
   // The stream usually ends before ssh does; what ssh or the remote shell said last is the
   // better explanation ("syncd: command not found", "Permission denied (publickey)").
   std::string reason = why;
-  if (ssh_ && !ssh_->last_error_line().empty() && reason.find(ssh_->last_error_line()) == std::string::npos) {
-    reason += " (ssh: " + ssh_->last_error_line() + ")";
+  if (l.ssh && !l.ssh->last_error_line().empty() && reason.find(l.ssh->last_error_line()) == std::string::npos) {
+    reason += " (ssh: " + l.ssh->last_error_line() + ")";
   }
-  sender_->set_connection(nullptr);
-  if (conn_) conn_->close(Error::make(errc::truncated, "session ended"));
-  if (ssh_) ssh_->terminate();
-  last_error_ = reason;
+  l.sender->set_connection(nullptr);
+  if (l.conn) l.conn->close(Error::make(errc::truncated, "session ended"));
+  if (l.ssh) l.ssh->terminate();
+  l.last_error = reason;
   // Capped exponential backoff with jitter (half to all of the step), so a cluster that lost a
   // peer does not reconnect in lockstep.
-  std::uniform_int_distribution<uint64_t> jitter(backoff_ms_ / 2, backoff_ms_);
+  std::uniform_int_distribution<uint64_t> jitter(l.backoff_ms / 2, l.backoff_ms);
   const uint64_t wait = jitter(rng_);
-  backoff_ms_ = std::min(opts_.backoff_max_ms, backoff_ms_ * 2);
-  lg().warn("lost {}: {}; reconnecting in {} ms", opts_.host, reason, wait);
-  retry_->start(wait);
+  l.backoff_ms = std::min(opts_.backoff_max_ms, l.backoff_ms * 2);
+  lg().warn("lost {}: {}; reconnecting in {} ms", l.spec.host, reason, wait);
+  l.retry->start(wait);
 }
 
 std::string Push::status(bool json) const {
-  const auto lat = sender_ ? sender_->latency_samples() : std::vector<double>{};
+  std::string peers_txt, peers_json;
+  std::vector<double> lat;
+  size_t queued = 0;
+  for (const auto& lp : links_) {
+    const Link& l = *lp;
+    const auto ls = l.sender->latency_samples();
+    lat.insert(lat.end(), ls.begin(), ls.end());
+    queued = std::max(queued, l.sender->queued());
+    const bool up = l.conn != nullptr && l.up;
+    const bool caught = l.sender->caught_up();
+    const std::string transport = l.native ? "libssh2" : "openssh";
+    peers_txt += "  peer " + l.spec.host + ":" + l.spec.target + ": " + (up ? "connected" : "disconnected") + " (" +
+                 transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
+                 (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
+                 ", last error: " + (l.last_error.empty() ? std::string("-") : l.last_error) + "\n";
+    if (!peers_json.empty()) peers_json += ", ";
+    peers_json += "{\"host\": " + json_string(l.spec.host) + ", \"target\": " + json_string(l.spec.target) +
+                  ", \"transport\": \"" + transport + "\", \"connected\": " + (up ? "true" : "false") +
+                  ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
+                  ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
+                  ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) + ", \"bytes_out\": " +
+                  std::to_string(l.conn ? l.conn->bytes_out() : 0) + ", \"last_error\": " + json_string(l.last_error) + "}";
+  }
+  std::sort(lat.begin(), lat.end());
   auto pct = [&](double q) { return lat.empty() ? -1.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size())))]; };
-  const size_t queue = sender_ ? sender_->awaiting_ack() : 0;
-  const size_t queued = sender_ ? sender_->queued() : 0;
-  const bool up = connected();
-  const bool caught = sender_ && sender_->caught_up();
-  const std::string transport = native_ ? "libssh2" : "openssh";
+  const std::string brake = links_.empty() ? std::string() : links_.front()->sender->brake();
   char lat_txt[160];
   std::snprintf(lat_txt, sizeof lat_txt, "p50 %.2f p90 %.2f p99 %.2f (n=%zu)", pct(0.5), pct(0.9), pct(0.99), lat.size());
   if (!json) {
-    std::string t = "syncd " + opts_.source + " -> " + opts_.host + ":" + opts_.target + " (pid " + std::to_string(::getpid()) + ")\n";
+    std::string t = "syncd " + opts_.source + (opts_.two_way ? " (two-way)" : "") + " (pid " + std::to_string(::getpid()) + ")\n";
     t += std::string("  idle: ") + (idle() ? "yes" : "no") + "\n";
-    t += "  peer " + opts_.host + ": " + (up ? "connected" : "disconnected") + " (" + transport + ", session " +
-         std::to_string(session_) + " of " + std::to_string(sessions_) + ")" + (caught ? ", caught up" : "") + "\n";
-    t += "  queued locally: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(queue) + "\n";
-    t += "  last error: " + (last_error_.empty() ? std::string("-") : last_error_) + "\n";
+    t += peers_txt;
+    t += "  queued locally: " + std::to_string(queued) + "\n";
     t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
-    if (const std::string b = sender_ ? sender_->brake() : ""; !b.empty()) t += "  MASS-DELETE BRAKE: " + b + "\n";
+    if (!brake.empty()) t += "  MASS-DELETE BRAKE: " + brake + "\n";
     if (opts_.two_way) {
       t += "  two-way: " + std::to_string(joined_.size()) + " peer session(s) joined, conflicts: " +
            std::to_string(conflicts()) + "\n";
@@ -274,35 +311,42 @@ std::string Push::status(bool json) const {
     return t;
   }
   std::string j = "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"push\", \"source\": " + json_string(opts_.source) +
-                  ", \"idle\": " + (idle() ? "true" : "false") + ", \"peers\": [{\"host\": " + json_string(opts_.host) +
-                  ", \"target\": " + json_string(opts_.target) + ", \"transport\": \"" + transport +
-                  "\", \"connected\": " + (up ? "true" : "false") + ", \"caught_up\": " + (caught ? "true" : "false") +
-                  ", \"session\": " + std::to_string(session_) + ", \"sessions\": " + std::to_string(sessions_) +
-                  ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(queue) + ", \"bytes_out\": " +
-                  std::to_string(conn_ ? conn_->bytes_out() : 0) + ", \"last_error\": " + json_string(last_error_) + "}]";
+                  ", \"idle\": " + (idle() ? "true" : "false") + ", \"queued\": " + std::to_string(queued) +
+                  ", \"peers\": [" + peers_json + "]";
   j += std::string(", \"two_way\": ") + (opts_.two_way ? "true" : "false") + ", \"peer_sessions\": " +
        std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts()) +
-       ", \"delete_brake\": " + json_string(sender_ ? sender_->brake() : "");
+       ", \"delete_brake\": " + json_string(brake);
   char l[200];
   std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
                 pct(0.5), pct(0.9), pct(0.99));
   return j + l;
 }
 
+bool Push::Link::idle() const noexcept {
+  return conn != nullptr && up && sender->idle() && sender->caught_up() && sender->awaiting_ack() == 0 &&
+         conn->pending_out() == 0;
+}
+
 bool Push::idle() const noexcept {
   for (const auto& j : joined_) {
     if (!j->ended && (!j->rx->idle() || j->conn->pending_out() != 0)) return false;
   }
-  return connected() && sender_ && sender_->idle() && sender_->caught_up() &&
-         sender_->awaiting_ack() == 0 && conn_->pending_out() == 0;
+  for (const auto& l : links_) {
+    if (!l->idle()) return false;
+  }
+  return !links_.empty();
 }
 
 bool Push::drained() const noexcept {
-  if (!sender_ || sender_->queued() != 0) return false;
   for (const auto& j : joined_) {
     if (!j->ended && (!j->rx->idle() || j->conn->pending_out() != 0)) return false;
   }
-  return !connected() || (sender_->awaiting_ack() == 0 && conn_->pending_out() == 0);
+  for (const auto& l : links_) {
+    if (l->sender->queued() != 0) return false;
+    const bool up = l->conn != nullptr && l->up;
+    if (up && (l->sender->awaiting_ack() != 0 || l->conn->pending_out() != 0)) return false;
+  }
+  return true;
 }
 
 uint64_t Push::conflicts() const noexcept {
@@ -344,9 +388,9 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
   ReceiverOptions ro;
   ro.two_way = true;
   ro.apply = opts_.apply;
-  ro.on_authored = [this](std::vector<std::string> paths) { sender_->send_paths(std::move(paths)); };
+  ro.on_changed = [this] { announce_all(); };
   ro.excludes = watch::Excludes(opts_.excludes);
-  ro.deletes_held = [this] { return !sender_->brake().empty(); };
+  ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
   j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
   lg().info("peer session {} for {} ({})", id, opts_.source, args.empty() ? "-" : args);
   if (auto st = j->conn->start(hello_for(*index_, "daemon", "push")); !st) {

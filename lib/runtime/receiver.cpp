@@ -108,15 +108,16 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     for (const auto& a : *acks) {
       lg().debug("applied seq={} status={} {}", a.seq, static_cast<int>(a.status), a.detail);
     }
-    auto authored = std::make_shared<std::vector<std::string>>(std::move(authored_));
+    bool changed = !authored_.empty();
+    for (const auto& a : *acks) changed = changed || a.status == protocol::AckStatus::applied;
     authored_.clear();
-    return [this, acks, authored] {
+    return [this, acks, changed] {
       for (const auto& a : *acks) {
         ++applied_;
         conn_.send(a);
       }
       conn_.flush();
-      if (!authored->empty() && opts_.on_authored) opts_.on_authored(std::move(*authored));
+      if (changed && opts_.on_changed) opts_.on_changed();
     };
   });
 }

@@ -39,10 +39,10 @@ struct ReceiverOptions {
   // after a rescan of the path, under the store lock — instead of overwriting it; conflicts keep
   // the loser as a conflict copy. Implies !mirror.
   bool two_way = false;
-  // Loop thread: paths whose records this receiver authored or merged (conflict copies,
-  // re-asserted directories, local changes found by its rescans, merged records): the node's
-  // senders announce them.
-  std::function<void(std::vector<std::string>)> on_authored;
+  // Loop thread, after a batch that wrote records (the peer's, applied; or ones authored or merged
+  // here: conflict copies, re-asserted directories, local changes found by its rescans): the
+  // node's senders announce them to their peers.
+  std::function<void()> on_changed;
   // Two-way: paths this node does not sync (its excludes); a peer's records for them are ignored.
   watch::Excludes excludes;
   // Two-way, any thread: true while the node's mass-delete brake holds; a file missing from the
@@ -113,7 +113,7 @@ class Receiver {
   // A directory tombstone that cannot apply (something live inside): a new live version of it.
   Status reassert_dir(const std::string& path, const protocol::FileMeta& tombstone);
   store::Author author();
-  std::vector<std::string> authored_;     // job thread: for opts_.on_authored
+  std::vector<std::string> authored_;     // job thread: paths authored or merged in this batch
   std::atomic<uint64_t> peer_node_{0};
   std::atomic<uint64_t> conflicts_{0};
   Status advance(uint64_t seq);

@@ -90,6 +90,12 @@ Status Receiver::keep_conflict_copy(const store::Record& loser, const protocol::
             describe(loser.meta), describe(winner), log::escape(name));
   if (loser.meta.type == protocol::FileType::dir) return {};  // no content to keep
   auto fp = applier_.link(loser.meta.path, name, apply::Expected::match(loser.fp));
+  if (!fp.ok() && fp.error().is(errc::unexpected_target)) {
+    // Another holder of the same loser made this copy first and it reached us (TWO-WAY.md §4.5):
+    // the name says whose content at what time, so the same bytes there mean it is kept already.
+    auto there = store::scan_one(root_, name);
+    if (there.ok() && *there && (*there)->type == loser.meta.type && (*there)->sha256 == loser.meta.sha256) return {};
+  }
   if (!fp.ok()) return std::move(fp).error().wrap("keep conflict copy");
   const store::Known known{*fp, loser.meta.sha256};
   SYNCD_TRY_ASSIGN(e, store::scan_one(root_, name, &known));

@@ -118,9 +118,11 @@ void Sender::wipe_fresh(Outbox& out) {
 Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
                Connection* conn, SenderOptions opts)
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts), excludes_(excludes),
-      watcher_(std::make_unique<watch::Watcher>(loop, root, std::move(excludes),
-                                                [this](watch::Batch b) { post_batch(std::move(b)); },
-                                                with_on_excluded(opts.watch, this))),
+      watcher_(opts.watch_tree ? std::make_unique<watch::Watcher>(
+                                     loop, root, std::move(excludes),
+                                     [this](watch::Batch b) { post_batch(std::move(b)); },
+                                     with_on_excluded(opts.watch, this))
+                               : nullptr),
       stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(); })),
       jobs_(loop) {
   if (conn_) set_connection(conn_);
@@ -138,6 +140,7 @@ Sender::~Sender() {
 
 Status Sender::start() {
   // Watch first, then scan: nothing written between the two is missed (DESIGN.md §4).
+  if (!watcher_) return {};  // announces only
   SYNCD_TRY(watcher_->start());
   watch::Batch startup;
   startup.overflow = true;  // "rescan everything"
@@ -145,10 +148,10 @@ Status Sender::start() {
   return {};
 }
 
-size_t Sender::queued() const noexcept { return jobs_.in_flight() + watcher_->pending_count(); }
+size_t Sender::queued() const noexcept { return jobs_.in_flight() + (watcher_ ? watcher_->pending_count() : 0); }
 
 bool Sender::idle() const noexcept {
-  return jobs_.in_flight() == 0 && watcher_->pending_count() == 0 && in_flight_.empty();
+  return queued() == 0 && in_flight_.empty() && retry_.empty();  // a failed apply is not in sync
 }
 
 store::Author Sender::author() {
@@ -216,19 +219,26 @@ bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
   return true;
 }
 
-void Sender::send_paths(std::vector<std::string> paths) {
+void Sender::announce() {
   const uint64_t gen = gen_.load();
-  jobs_.post([this, paths = std::move(paths), gen]() -> JobQueue::Done {
+  jobs_.post([this, gen]() -> JobQueue::Done {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     out->gen = gen;
     if (answered_gen_ != gen) return {};  // the answer to the peer's INDEX_REQUEST carries them
-    for (const auto& p : paths) {
-      auto rec = index_.get(p);
-      if (rec.ok() && *rec) emit_record(**rec, true, false, *out);
-    }
+    catch_up(*out);
     return [this, out] { deliver(std::move(*out)); };
   });
+}
+
+void Sender::catch_up(Outbox& out) {
+  std::vector<store::Record> recs;
+  (void)index_.for_each_since(cursor_, [&](const store::Record& r) -> Status {
+    recs.push_back(r);
+    return {};
+  });
+  cursor_ = index_.max_seq();
+  for (const auto& r : recs) emit_record(r, true, false, out);
 }
 
 void Sender::drain_stream() {
@@ -253,6 +263,7 @@ void Sender::deliver(Outbox out) {
   drain_stream();  // what this job streamed goes before what it leaves in `out`
   for (const auto& e : out.errors) lg().warn("{}", e);
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
+  if (out.versions > 0 && opts_.on_authored) opts_.on_authored();
   if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
   for (const auto& m : out.msgs) {
     if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
@@ -275,6 +286,10 @@ void Sender::deliver(Outbox out) {
 
 void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   std::vector<store::Record> changed;
+  // What other parts of the node wrote since we last looked goes first (it is older).
+  out.gen = gen_.load();
+  if (answered_gen_ == out.gen) catch_up(out);
+  const size_t caught_msgs = out.msgs.size(), caught_resend = out.resendable.size();
   auto txn = index_.begin();
   if (!txn.ok()) {
     out.errors.push_back("index: " + txn.error().message());
@@ -303,13 +318,13 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   }
   if (auto st = txn->commit(); !st) {
     out.errors.push_back("index commit: " + st.error().message());
-    out.msgs.clear();
+    out.msgs.resize(caught_msgs);  // what catch_up found was committed by others: still valid
+    out.resendable.resize(caught_resend);
     return;
   }
   // Until the peer's INDEX_REQUEST is answered, nothing goes out live: the answer carries every
   // record in the index, these included, in an order the peer can apply (parents first). Sending
   // them early would let a later change overtake the initial sync.
-  out.gen = gen_.load();
   out.rescanned = b.overflow;
   out.versions = changed.size();
   if (answered_gen_ != out.gen) {
@@ -323,6 +338,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   if (b.overflow) order_by_mtime(changed);
   // Only now, with the versions durable, do they go out.
   for (const auto& r : changed) emit_record(r, true, false, out);
+  cursor_ = index_.max_seq();  // what this batch wrote and did not send (renames' parts) stays unsent
   wipe_fresh(out);
 }
 
@@ -503,7 +519,10 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
                              }
                              return uint64_t{0};
                            }();
-  const bool body = m.type == protocol::FileType::file && (force_whole || (with_body && content_now));
+  // A version authored here carries its body only when its content changed with it; one that
+  // came from another peer always does (this peer may never have seen that content).
+  const bool body = m.type == protocol::FileType::file &&
+                    (force_whole || (with_body && (content_now || r.origin != 0)));
   if (!body) {
     out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
     if (m.type == protocol::FileType::file) out.resendable.emplace_back(r.seq, m.path);
@@ -738,6 +757,7 @@ void Sender::on_message(const protocol::Message& msg) {
         return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
       });
       for (const auto& r : recs) emit_record(r, true, true, *out);
+      cursor_ = index_.max_seq();
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});
       answered_gen_ = gen;
       return [this, out] { deliver(std::move(*out)); };

@@ -51,6 +51,12 @@ struct SenderOptions {
   // the live records missing (and at least 2) authors no deletes at all and says so — the volume
   // is probably not mounted. 100 turns it off.
   uint32_t max_delete_share = 100;
+  // Whether this sender watches the tree and authors local versions. A node with several peers
+  // has one such sender; the others only announce what is in the index (announce()).
+  bool watch_tree = true;
+  // Loop thread, after a batch of local changes was authored and sent: the node tells its other
+  // senders to announce them.
+  std::function<void()> on_authored;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -68,9 +74,10 @@ class Sender {
   void on_message(const protocol::Message& m);
   bool idle() const noexcept;
   uint64_t versions_sent() const noexcept { return sent_; }
-  // Sends the current records of `paths` (versions another part of this node authored or merged:
-  // conflict copies, re-asserted directories, merged records). Loop thread.
-  void send_paths(std::vector<std::string> paths);
+  // Sends every record the index gained since this sender last looked (versions other parts of
+  // the node wrote: another peer's records applied here, conflict copies, merged records), except
+  // the peer's own. Loop thread.
+  void announce();
   // A new (started) connection, or nullptr while there is none. Loop thread.
   void set_connection(Connection* conn);
   bool caught_up() const noexcept { return caught_up_; }
@@ -159,6 +166,10 @@ class Sender {
     std::unique_lock<std::mutex> lk_;
   };
   uint32_t next_xfer_ = 1;    // job thread
+  // Job thread: every record with seq <= cursor_ was sent (or deliberately not) in this session.
+  uint64_t cursor_ = 0;
+  // Job thread, store lock held: emits the records after cursor_ and moves it to the index's end.
+  void catch_up(Outbox& out);
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
   bool caught_up_ = false;            // loop: the current peer acknowledged our INDEX_END

@@ -289,7 +289,7 @@ void status_reports(const std::string& transport) {
   for (int i = 0; i < 20; ++i) CHECK(test::exists(f.dst + "/s" + std::to_string(i)));
   auto [trc, text] = status(f, "");
   CHECK(trc == 0);
-  CHECK(text.find("peer 127.0.0.1: connected") != std::string::npos);
+  CHECK(text.find("peer 127.0.0.1:" + f.dst + ": connected") != std::string::npos);
   CHECK(text.find("sync latency ms") != std::string::npos);
   // The link goes: status says so, with the reason.
   f.sshd.stop();

@@ -29,24 +29,44 @@ struct Node {
   std::unique_ptr<test::Child> proc;
 };
 
-struct Pair {
+// A full mesh of `n` nodes on this machine: one tree, state dir, run dir and log each; every node
+// pushes to every other one (the first as -rsyncssh, the rest as -peer).
+struct Mesh {
   test::TempDir t{"twoway"};
   test::SshServer sshd{t / "sshd"};
-  Node a{"a", t / "a", t / "state-a", t / "run-a", t / "a.log", nullptr};
-  Node b{"b", t / "b", t / "state-b", t / "run-b", t / "b.log", nullptr};
+  std::vector<std::unique_ptr<Node>> nodes;
+  Node& a;
+  Node& b;
   int cookies = 0;
 
-  Pair() {
+  explicit Mesh(int n = 2) : nodes(make_nodes(t, n)), a(*nodes[0]), b(*nodes[1]) {
     test::require_root();
-    for (const Node* n : {&a, &b}) ::mkdir(n->dir.c_str(), 0755);
+    for (const auto& x : nodes) ::mkdir(x->dir.c_str(), 0755);
     sshd.start();
   }
-  Node& other(const Node& n) { return &n == &a ? b : a; }
+  static std::vector<std::unique_ptr<Node>> make_nodes(const test::TempDir& t, int n) {
+    std::vector<std::unique_ptr<Node>> v;
+    for (int i = 0; i < n; ++i) {
+      const std::string name(1, static_cast<char>('a' + i));
+      v.push_back(std::make_unique<Node>(Node{name, t / name, t / ("state-" + name), t / ("run-" + name), t / (name + ".log"), nullptr}));
+    }
+    return v;
+  }
+  Node& c() { return *nodes.at(2); }
   void start(Node& n, const std::vector<std::string>& extra = {}) {
-    Node& peer = other(n);
-    std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon", "-rsyncssh", n.dir, "127.0.0.1", peer.dir, "-bidirectional",
-                                  "-statedir", n.state, "-rundir", n.run, "-remote-rundir", peer.run, "-rsh", sshd.rsh(),
-                                  "-remote-syncd", SYNCD_BINARY, "-transport", "libssh2"};
+    std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon"};
+    bool first = true;
+    for (const auto& peer : nodes) {
+      if (peer.get() == &n) continue;
+      if (first) {
+        argv.insert(argv.end(), {"-rsyncssh", n.dir, "127.0.0.1", peer->dir, "-remote-rundir", peer->run});
+      } else {
+        argv.insert(argv.end(), {"-peer", "127.0.0.1", peer->dir, "-remote-rundir", peer->run});
+      }
+      first = false;
+    }
+    argv.insert(argv.end(), {"-bidirectional", "-statedir", n.state, "-rundir", n.run, "-rsh", sshd.rsh(),
+                             "-remote-syncd", SYNCD_BINARY, "-transport", "libssh2"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     n.proc = std::make_unique<test::Child>(argv, n.log);
   }
@@ -68,7 +88,7 @@ struct Pair {
   }
   std::string logs() const {
     std::string s;
-    for (const Node* n : {&a, &b}) s += "---- " + n->name + ":\n" + (test::exists(n->log) ? test::read_file(n->log) : "");
+    for (const auto& n : nodes) s += "---- " + n->name + ":\n" + (test::exists(n->log) ? test::read_file(n->log) : "");
     return s;
   }
   void idle(const Node& n) {
@@ -76,24 +96,29 @@ struct Pair {
                               " --wait-idle 60000 > /dev/null") == 0,
                     "node " << n.name << " never went idle; logs:\n" << logs());
   }
-  // Converged: each node's cookie reached the other (everything sent before it was applied), both
-  // daemons idle (what applying produced — conflict copies, merged records — is acknowledged),
-  // then one more round, and the trees are compared.
+  // Converged: each node's cookie reached every other node (everything it sent before was
+  // applied), all daemons idle (what applying produced — conflict copies, merged records, relayed
+  // records — is acknowledged), then one more round, and every tree is compared with the first.
   void converged(const std::function<bool(const std::string&)>& also_skip = {}) {
     for (int round = 0; round < 2; ++round) {
-      for (Node* n : {&a, &b}) {
+      for (const auto& n : nodes) {
         const std::string c = "cookie." + std::to_string(++cookies);
         test::write_file(n->dir + "/" + c, "c");
-        REQUIRE_MESSAGE(test::wait_for(other(*n).dir, c, 60000), "cookie from " << n->name << " never arrived; logs:\n" << logs());
+        for (const auto& o : nodes) {
+          if (o == n) continue;
+          REQUIRE_MESSAGE(test::wait_for(o->dir, c, 60000),
+                          "cookie from " << n->name << " never reached " << o->name << "; logs:\n" << logs());
+        }
       }
-      idle(a);
-      idle(b);
+      for (const auto& n : nodes) idle(*n);
     }
-    const auto diff = test::tree_diff(a.dir, b.dir, [&](const std::string& rel) {
-      return rel.rfind("cookie.", 0) == 0 || (also_skip && also_skip(rel));
-    });
-    for (const auto& d : diff) MESSAGE(d);
-    REQUIRE_MESSAGE(diff.empty(), "trees differ; logs:\n" << logs());
+    for (size_t i = 1; i < nodes.size(); ++i) {
+      const auto diff = test::tree_diff(a.dir, nodes[i]->dir, [&](const std::string& rel) {
+        return rel.rfind("cookie.", 0) == 0 || (also_skip && also_skip(rel));
+      });
+      for (const auto& d : diff) MESSAGE(nodes[i]->name << ": " << d);
+      REQUIRE_MESSAGE(diff.empty(), "trees of a and " << nodes[i]->name << " differ; logs:\n" << logs());
+    }
   }
   void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
   // Conflict copies of `base` (a path relative to the node's tree).
@@ -121,7 +146,7 @@ std::string mode_of(const std::string& p) {
 
 TEST_SUITE("two_way") {
   TEST_CASE("initial union, live changes both ways, no echo and no conflict for equal files") {
-    Pair p;
+    Mesh p;
     test::write_file(p.a.dir + "/only-a", "from a");
     test::write_file(p.b.dir + "/only-b", "from b");
     p.sh("mkdir -p " + p.a.dir + "/certs " + p.b.dir + "/certs");
@@ -154,7 +179,7 @@ TEST_SUITE("two_way") {
   }
 
   TEST_CASE("create/create with different content: later write wins, the other kept as a conflict copy everywhere") {
-    Pair p;
+    Mesh p;
     test::write_file(p.a.dir + "/ca.crl", "revocations of a");
     test::write_file(p.b.dir + "/ca.crl", "revocations of b");
     // A's startup scan authors its version first; B's comes later and wins on content time.
@@ -170,7 +195,7 @@ TEST_SUITE("two_way") {
   }
 
   TEST_CASE("offline edits: modify/modify, modify/delete both ways, delete/delete, chmod vs content") {
-    Pair p;
+    Mesh p;
     for (const char* f : {"mm", "md", "dm", "dd", "cc"}) test::write_file(p.a.dir + "/" + f, std::string("base ") + f);
     p.sh("chmod 644 " + p.a.dir + "/cc");
     p.start(p.a);
@@ -211,7 +236,7 @@ TEST_SUITE("two_way") {
   }
 
   TEST_CASE("directory deleted on one node while the other adds a file in it - and rename vs modify") {
-    Pair p;
+    Mesh p;
     p.sh("mkdir -p " + p.a.dir + "/d && echo 1 > " + p.a.dir + "/d/old1 && echo 2 > " + p.a.dir + "/d/old2");
     test::write_file(p.a.dir + "/f", "original");
     p.start(p.a);
@@ -234,7 +259,7 @@ TEST_SUITE("two_way") {
   }
 
   TEST_CASE("SQLite files are never replicated two-way, and the log names them") {
-    Pair p;
+    Mesh p;
     test::write_file(p.a.dir + "/acme_srv.db", "SQLite format 3");
     test::write_file(p.a.dir + "/keep.cfg", "cfg");
     p.start(p.a);
@@ -251,7 +276,7 @@ TEST_SUITE("two_way") {
   }
 
   TEST_CASE("mass-delete brake: a node whose tree looks unmounted propagates no deletes") {
-    Pair p;
+    Mesh p;
     for (int i = 0; i < 6; ++i) test::write_file(p.a.dir + "/cert" + std::to_string(i) + ".pem", "c");
     p.start(p.a);
     p.start(p.b);
@@ -271,5 +296,41 @@ TEST_SUITE("two_way") {
     // "Mounted" again: the files come back as they were, nothing to send, the trees agree.
     p.sh("mv " + aside + "/cert* " + p.a.dir + "/");
     p.converged();
+  }
+
+  TEST_CASE("three nodes: union, writes on every node, and a partitioned node's concurrent edit") {
+    Mesh p(3);
+    test::write_file(p.a.dir + "/from-a", "a");
+    test::write_file(p.b.dir + "/from-b", "b");
+    test::write_file(p.c().dir + "/from-c", "c");
+    test::write_file(p.a.dir + "/crl.pem", "v1");
+    for (auto& n : p.nodes) p.start(*n);
+    p.converged();
+    for (auto& n : p.nodes) {
+      CHECK(test::read_file(n->dir + "/from-c") == "c");
+      CHECK(test::read_file(n->dir + "/crl.pem") == "v1");
+    }
+    // Live writes on every node at once.
+    for (auto& n : p.nodes) {
+      for (int i = 0; i < 20; ++i) test::write_file(n->dir + "/" + n->name + std::to_string(i), n->name);
+    }
+    p.sh("chmod 600 " + p.b.dir + "/from-a");
+    p.converged();
+    CHECK(mode_of(p.c().dir + "/from-a") == "600");
+    // C is partitioned (down); A edits the CRL, C edits it offline; A's edit reaches B meanwhile.
+    p.stop(p.c());
+    test::write_file(p.a.dir + "/crl.pem", "v2 from a");
+    const std::string c1 = "cookie.partition";
+    test::write_file(p.a.dir + "/" + c1, "c");
+    REQUIRE(test::wait_for(p.b.dir, c1, 60000));
+    test::write_file(p.c().dir + "/crl.pem", "v2 from c, later");
+    p.start(p.c());  // its startup scan authors C's edit after A's: C wins, A's is kept
+    p.converged();
+    for (auto& n : p.nodes) {
+      CHECK(test::read_file(n->dir + "/crl.pem") == "v2 from c, later");
+      const auto cp = p.copies(*n, "crl.pem");
+      REQUIRE(cp.size() == 1);
+      CHECK(test::read_file(n->dir + "/" + cp[0]) == "v2 from a");
+    }
   }
 }
