@@ -19,6 +19,7 @@
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
 #include "lib/runtime/attach.h"
+#include "lib/runtime/conflicts.h"
 #include "lib/runtime/control.h"
 #include "lib/runtime/direct.h"
 #include "lib/runtime/push.h"
@@ -48,9 +49,11 @@ int usage(std::FILE* out) {
                "  -bidirectional   two-way sync with HOST (whose syncd runs the same the other way)\n"
                "  -peer HOST DIR   two-way: one more node of the mesh (repeatable; up to 4 besides -rsyncssh)\n"
                "  -remote-rundir D run directory of the daemon on the last given host (for attach to join it)\n"
+               "  -conflict-hook CMD  two-way: run CMD PATH COPY ROOT for each conflict copy made here\n"
                "  -max-delete-share PCT  two-way: a scan missing more than PCT%% of the files propagates\n"
                "                   no deletes (default 50; 100 = off, for one deliberate mass delete)\n"
                "       syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n"
+               "       syncd conflicts DIR [--json]   (conflict copies in the tree; exit 1 if any)\n"
                "  -delay N, -log X accepted for lsyncd compatibility\n"
                "  -version, -help\n");
   return out == stdout ? 0 : 255;
@@ -156,6 +159,35 @@ int status_main(const std::vector<std::string>& args) {
   return code;
 }
 
+// `syncd conflicts DIR [--json]`: the conflict copies in the tree. Exit 0 with none, 1 with some
+// (so monitoring can alert), 255 on errors.
+int conflicts_main(const std::vector<std::string>& args) {
+  using namespace syncd;
+  std::string dir;
+  bool json = false;
+  for (const auto& a : args) {
+    if (a == "-json") {
+      json = true;
+    } else if (dir.empty() && !a.empty() && a[0] != '-') {
+      dir = a;
+    } else {
+      std::fprintf(stderr, "usage: syncd conflicts DIR [--json]\n");
+      return 255;
+    }
+  }
+  if (dir.empty()) {
+    std::fprintf(stderr, "usage: syncd conflicts DIR [--json]\n");
+    return 255;
+  }
+  auto list = runtime::find_conflict_copies(dir);
+  if (!list.ok()) {
+    std::fprintf(stderr, "syncd conflicts: %s\n", list.error().message().c_str());
+    return 255;
+  }
+  std::fputs(runtime::format_conflicts(*list, json).c_str(), stdout);
+  return list->empty() ? 0 : 1;
+}
+
 // `syncd attach DIR`: serve one push session on stdin/stdout. Logs go to stderr, which ssh
 // carries back to the pusher's log.
 int attach_main(const std::vector<std::string>& args) {
@@ -240,8 +272,10 @@ int main(int argc, char** argv) {
   }
   if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "conflicts") return conflicts_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true, two_way = false;
   int max_delete_share = 50;
+  std::string conflict_hook;
   // Peers: the -rsyncssh one first, then -peer ones; -remote-rundir applies to the last given.
   std::vector<runtime::PeerSpec> peers;
   std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
@@ -280,6 +314,9 @@ int main(int argc, char** argv) {
         return 255;
       }
       peers.back().remote_args.insert(peers.back().remote_args.end(), {"-rundir", args[++i]});
+    } else if (a == "-conflict-hook") {
+      need(1);
+      conflict_hook = args[++i];
     } else if (a == "-peer") {
       need(2);
       peers.push_back({args[i + 1], args[i + 2], {}});
@@ -353,6 +390,7 @@ int main(int argc, char** argv) {
     if (!fsync) o.remote_args.push_back("-nofsync");
     if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
     o.two_way = two_way;
+    o.conflict_hook = conflict_hook;
     o.max_delete_share = static_cast<uint32_t>(max_delete_share);
     o.apply.fsync = fsync;
     if (two_way) o.remote_args.push_back("-bidirectional");

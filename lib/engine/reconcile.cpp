@@ -183,6 +183,24 @@ std::string node_short(uint64_t node) {
   return s;
 }
 
+std::optional<ConflictCopyName> parse_conflict_copy_name(std::string_view path) {
+  static constexpr std::string_view kMark = ".sync-conflict-";
+  const size_t at = path.rfind(kMark);
+  // <when 15>-<node 7>-<h8 8> after the mark, nothing else.
+  if (at == std::string_view::npos || path.size() - at - kMark.size() != 15 + 1 + 7 + 1 + 8) return std::nullopt;
+  const std::string_view rest = path.substr(at + kMark.size());
+  auto all = [](std::string_view v, auto pred) { return std::all_of(v.begin(), v.end(), pred); };
+  const auto digit = [](char ch) { return ch >= '0' && ch <= '9'; };
+  const auto b32 = [](char ch) { return (ch >= 'A' && ch <= 'Z') || (ch >= '2' && ch <= '7'); };
+  const auto hex = [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); };
+  if (!all(rest.substr(0, 8), digit) || rest[8] != '-' || !all(rest.substr(9, 6), digit) || rest[15] != '-' ||
+      !all(rest.substr(16, 7), b32) || rest[23] != '-' || !all(rest.substr(24, 8), hex)) {
+    return std::nullopt;
+  }
+  return ConflictCopyName{std::string(path.substr(0, at)), std::string(rest.substr(0, 15)),
+                          std::string(rest.substr(16, 7)), std::string(rest.substr(24, 8))};
+}
+
 std::string conflict_copy_name(std::string_view path, const FileMeta& loser) {
   const time_t secs = static_cast<time_t>((loser.content_ts >> 16) / 1000);
   std::tm tm{};

@@ -63,6 +63,14 @@ bool has_seen(const protocol::VersionVector& v, const protocol::Dot& d) noexcept
 // time (UTC), the first 7 base32 characters of its content author's node id, and the first 8 hex
 // digits of its SHA-256. The leaf stays within 255 bytes (the stem is shortened, the suffix kept).
 std::string conflict_copy_name(std::string_view path, const protocol::FileMeta& loser);
+// What a conflict-copy name says (the inverse of conflict_copy_name); nullopt for other names.
+struct ConflictCopyName {
+  std::string original;  // the path the copy was made from
+  std::string when;      // YYYYMMDD-HHMMSS, UTC: the losing content's time
+  std::string node;      // NODE7 of the losing content's author
+  std::string hash8;     // first 8 hex digits of its SHA-256
+};
+std::optional<ConflictCopyName> parse_conflict_copy_name(std::string_view path);
 // The 7-character display form of a node id.
 std::string node_short(uint64_t node);
 

@@ -389,6 +389,7 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
   ro.two_way = true;
   ro.apply = opts_.apply;
   ro.on_changed = [this] { announce_all(); };
+  ro.on_conflict_copy = [this](const std::string& path, const std::string& copy) { run_conflict_hook(path, copy); };
   ro.excludes = watch::Excludes(opts_.excludes);
   ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
   j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
@@ -400,6 +401,27 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
   }
   joined_.push_back(std::move(j));
   return [this, id] { end_joined(id, {}); };
+}
+
+void Push::run_conflict_hook(const std::string& path, const std::string& copy) {
+  if (opts_.conflict_hook.empty()) return;
+  hooks_.erase(std::remove_if(hooks_.begin(), hooks_.end(), [](const auto& h) { return !h->running(); }), hooks_.end());
+  const std::string root = root_->path();
+  uvx::Process::Spec spec;
+  spec.argv = {"/bin/sh", "-c", opts_.conflict_hook + " \"$@\"", "syncd-conflict-hook", root + "/" + path,
+               root + "/" + copy, root};
+  auto p = uvx::Process::spawn(loop_, spec, [path, hook = opts_.conflict_hook](int64_t status, int sig) {
+    if (status != 0 || sig != 0) {
+      lg().warn("conflict hook for {} failed (exit {}, signal {}): {}", log::escape(path), status, sig, hook);
+    } else {
+      lg().info("conflict hook for {} done", log::escape(path));
+    }
+  });
+  if (!p.ok()) {
+    lg().error("conflict hook for {}: {}", log::escape(path), p.error().message());
+    return;
+  }
+  hooks_.push_back(std::move(*p));
 }
 
 void Push::end_joined(uint64_t id, const std::string& end_line) {

@@ -52,6 +52,10 @@ struct PushOptions {
   bool two_way = false;
   uint32_t max_delete_share = 50;  // two-way: the mass-delete brake (SenderOptions)
   apply::Options apply;  // for joined sessions
+  // Two-way: run for every conflict copy this node makes, as
+  //   sh -c 'HOOK "$@"' syncd-conflict-hook /root/path /root/path.sync-conflict-... /root
+  // (e.g. to merge two CRLs). Empty: none.
+  std::string conflict_hook;
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;
 };
@@ -123,6 +127,8 @@ class Push {
   uint64_t conflicts_ended_ = 0;  // conflicts counted by sessions that are gone
   std::unique_ptr<uvx::Timer> reap_;
   void end_joined(uint64_t id, const std::string& end_line);
+  void run_conflict_hook(const std::string& path, const std::string& copy);
+  std::vector<std::unique_ptr<uvx::Process>> hooks_;
   uint64_t conflicts() const noexcept;
 };
 

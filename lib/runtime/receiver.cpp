@@ -111,13 +111,18 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     bool changed = !authored_.empty();
     for (const auto& a : *acks) changed = changed || a.status == protocol::AckStatus::applied;
     authored_.clear();
-    return [this, acks, changed] {
+    auto copies = std::make_shared<std::vector<std::pair<std::string, std::string>>>(std::move(copies_));
+    copies_.clear();
+    return [this, acks, changed, copies] {
       for (const auto& a : *acks) {
         ++applied_;
         conn_.send(a);
       }
       conn_.flush();
       if (changed && opts_.on_changed) opts_.on_changed();
+      for (const auto& [original, copy] : *copies) {
+        if (opts_.on_conflict_copy) opts_.on_conflict_copy(original, copy);
+      }
     };
   });
 }

@@ -43,6 +43,8 @@ struct ReceiverOptions {
   // here: conflict copies, re-asserted directories, local changes found by its rescans): the
   // node's senders announce them to their peers.
   std::function<void()> on_changed;
+  // Loop thread, for each conflict copy this receiver made: the original path and the copy's.
+  std::function<void(const std::string& path, const std::string& copy)> on_conflict_copy;
   // Two-way: paths this node does not sync (its excludes); a peer's records for them are ignored.
   watch::Excludes excludes;
   // Two-way, any thread: true while the node's mass-delete brake holds; a file missing from the
@@ -114,6 +116,7 @@ class Receiver {
   Status reassert_dir(const std::string& path, const protocol::FileMeta& tombstone);
   store::Author author();
   std::vector<std::string> authored_;     // job thread: paths authored or merged in this batch
+  std::vector<std::pair<std::string, std::string>> copies_;  // job thread: conflict copies made
   std::atomic<uint64_t> peer_node_{0};
   std::atomic<uint64_t> conflicts_{0};
   Status advance(uint64_t seq);

@@ -106,6 +106,7 @@ Status Receiver::keep_conflict_copy(const store::Record& loser, const protocol::
   if (prev) c.meta.version = engine::merge(c.meta.version, prev->meta.version);
   SYNCD_TRY(index_.put(c));
   authored_.push_back(name);
+  copies_.emplace_back(loser.meta.path, name);
   return {};
 }
 

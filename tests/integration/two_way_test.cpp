@@ -77,9 +77,9 @@ struct Mesh {
   }
   // Starts `n` and waits until its startup scan has turned what is on disk into versions: a node
   // started after that authors later (larger content times), which decides true conflicts.
-  void start_scanned(Node& n) {
+  void start_scanned(Node& n, const std::vector<std::string>& extra = {}) {
     const size_t from = test::exists(n.log) ? test::read_file(n.log).size() : 0;
-    start(n);
+    start(n, extra);
     REQUIRE_MESSAGE(test::wait_for_text(n.log, "full rescan done", from, 60000), "no startup scan; logs:\n" << logs());
   }
   void stop(Node& n) {
@@ -183,14 +183,27 @@ TEST_SUITE("two_way") {
     test::write_file(p.a.dir + "/ca.crl", "revocations of a");
     test::write_file(p.b.dir + "/ca.crl", "revocations of b");
     // A's startup scan authors its version first; B's comes later and wins on content time.
-    p.start_scanned(p.a);
-    p.start(p.b);
+    const std::string hook_log = p.t / "hook.log";
+    const std::vector<std::string> hook = {"-conflict-hook", "printf '%s|%s|%s\\n' >> " + hook_log};
+    p.start_scanned(p.a, hook);
+    p.start(p.b, hook);
     p.converged();
     CHECK(test::read_file(p.a.dir + "/ca.crl") == "revocations of b");
     const auto ca = p.copies(p.a, "ca.crl");
     REQUIRE(ca.size() == 1);
     CHECK(test::read_file(p.a.dir + "/" + ca[0]) == "revocations of a");
     CHECK(p.copies(p.b, "ca.crl") == ca);  // same deterministic name on both nodes
+    // The hook ran once, where the copy was made (A held the loser), with path, copy and root.
+    REQUIRE(test::wait_until(p.t.path(), [&] { return test::count_text(hook_log, "\n") >= 1; }, 30000));
+    CHECK(test::read_file(hook_log) == p.a.dir + "/ca.crl|" + p.a.dir + "/" + ca[0] + "|" + p.a.dir + "\n");
+    // `syncd conflicts` lists it on every node (exit 1: there is something to resolve).
+    const std::string out = p.t / "conflicts.out";
+    CHECK(test::run(std::string(SYNCD_BINARY) + " conflicts " + p.b.dir + " --json > " + out) == 1);
+    CHECK(test::read_file(out).find("\"copy\": \"" + ca[0] + "\", \"path\": \"ca.crl\"") != std::string::npos);
+    p.sh("rm " + p.b.dir + "/" + ca[0]);
+    p.converged();
+    CHECK(test::run(std::string(SYNCD_BINARY) + " conflicts " + p.a.dir + " > " + out) == 0);
+    CHECK(test::read_file(out) == "no conflict copies\n");
     CHECK(test::count_text(p.a.log, "conflict: ca.crl") + test::count_text(p.b.log, "conflict: ca.crl") >= 1);
   }
 

@@ -234,6 +234,14 @@ TEST_SUITE("engine.reconcile") {
     CHECK(n.size() == std::string("ca/issuing_ca_crl.pem.sync-conflict-YYYYMMDD-HHMMSS-NNNNNNN-abababab").size());
     CHECK(n.substr(n.size() - 8) == "abababab");
     CHECK(n == conflict_copy_name("ca/issuing_ca_crl.pem", loser));
+    const auto parsed = parse_conflict_copy_name(n);
+    REQUIRE(parsed);
+    CHECK(parsed->original == "ca/issuing_ca_crl.pem");
+    CHECK(parsed->node == node_short(A));
+    CHECK(parsed->hash8 == "abababab");
+    CHECK_FALSE(parse_conflict_copy_name("ca/issuing_ca_crl.pem"));
+    CHECK_FALSE(parse_conflict_copy_name("x.sync-conflict-2026"));
+    CHECK_FALSE(parse_conflict_copy_name(n + "x"));
     CHECK(node_short(A) != node_short(B));
     const std::string long_leaf(250, 'x');
     const std::string l = conflict_copy_name("d/" + long_leaf, loser);
