@@ -346,4 +346,44 @@ TEST_SUITE("two_way") {
       CHECK(test::read_file(n->dir + "/" + cp[0]) == "v2 from a");
     }
   }
+
+  TEST_CASE("large file edited on both nodes at once: both edits survive, in the file or a copy") {
+    Mesh p;
+    p.sh("head -c 6000000 /dev/urandom > " + p.a.dir + "/big.bin");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // Two small edits of different regions, one per node, with no barrier between them: they
+    // travel as deltas; whether they cross (a conflict) or follow each other, nothing is lost.
+    const std::string ea(1024, 'A'), eb(1024, 'B');
+    p.sh("printf '%s' " + ea + " | dd of=" + p.a.dir + "/big.bin bs=1 seek=1000000 conv=notrunc status=none");
+    p.sh("printf '%s' " + eb + " | dd of=" + p.b.dir + "/big.bin bs=1 seek=5000000 conv=notrunc status=none");
+    p.converged();
+    bool has_a = false, has_b = false;
+    for (const auto& name : test::list_dir(p.a.dir)) {
+      if (name.rfind("big.bin", 0) != 0) continue;
+      const std::string body = test::read_file(p.a.dir + "/" + name);
+      REQUIRE(body.size() == 6000000);
+      has_a = has_a || body.compare(1000000, 1024, ea) == 0;
+      has_b = has_b || body.compare(5000000, 1024, eb) == 0;
+    }
+    CHECK(has_a);
+    CHECK(has_b);
+  }
+
+  TEST_CASE("a node killed -9 during the initial sync restarts and converges, no temp files left") {
+    Mesh p;
+    p.sh("mkdir -p " + p.a.dir + "/certs && cd " + p.a.dir + "/certs && for i in $(seq 1 2000); do echo cert$i > c$i.pem; done");
+    p.start(p.b);
+    p.start(p.a);
+    // Kill B as soon as the first certificates arrive, in the middle of the initial sync.
+    REQUIRE(test::wait_until(p.b.dir, [&] { return test::exists(p.b.dir + "/certs"); }, 60000));
+    REQUIRE(test::wait_until(p.b.dir + "/certs", [&] { return test::list_dir(p.b.dir + "/certs").size() >= 10; }, 60000));
+    p.b.proc->stop(SIGKILL);
+    p.b.proc.reset();
+    p.start(p.b);
+    p.converged();
+    CHECK(test::list_dir(p.b.dir + "/certs").size() == 2000);
+    CHECK(test::run("test -z \"$(find " + p.b.dir + " -name '.syncd.*')\"") == 0);
+  }
 }
