@@ -10,7 +10,12 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <functional>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -385,5 +390,108 @@ TEST_SUITE("two_way") {
     p.converged();
     CHECK(test::list_dir(p.b.dir + "/certs").size() == 2000);
     CHECK(test::run("test -z \"$(find " + p.b.dir + " -name '.syncd.*')\"") == 0);
+  }
+
+  // Seeded random rounds on 2-3 nodes. Each round: some nodes go down (SIGTERM or kill -9), every
+  // node — up or down — makes random changes (writes, deletes, chmods, a subtree removal), the
+  // nodes come back, and the mesh must converge with every version written in the round still
+  // present as a file or a conflict copy. Overwriting or deleting what a node had already seen is
+  // a legitimate loss, so within a round no two *connected* nodes touch the same name (they would
+  // see each other's writes); a node that is down may touch anything (it is concurrent with all).
+  // SYNCD_TWO_WAY_SEEDS=A-B and SYNCD_TWO_WAY_ROUNDS=N make it a soak (benches/README.md).
+  TEST_CASE("randomized rounds with partitions, crashes and restarts converge and lose nothing") {
+    int seed_lo = 1, seed_hi = 5, rounds = 3;
+    if (const char* e = std::getenv("SYNCD_TWO_WAY_SEEDS")) {
+      std::sscanf(e, "%d-%d", &seed_lo, &seed_hi);
+      if (seed_hi < seed_lo) seed_hi = seed_lo;
+    }
+    if (const char* e = std::getenv("SYNCD_TWO_WAY_ROUNDS")) rounds = std::max(1, std::atoi(e));
+    for (int seed = seed_lo; seed <= seed_hi; ++seed) {
+      std::mt19937 rng(static_cast<uint32_t>(seed));
+      const int n = 2 + static_cast<int>(rng() % 2);
+      Mesh p(n);
+      std::ostringstream story;
+      story << "seed " << seed << ", " << n << " nodes\n";
+      const std::vector<std::string> names = {"ca.crl", "key.pem", "cfg", "certs/1.pem", "certs/2.pem", "d/x", "d/y"};
+      for (auto& node : p.nodes) p.sh("mkdir -p " + node->dir + "/certs " + node->dir + "/d");
+      for (auto& node : p.nodes) p.start(*node);
+      p.converged();
+      for (int round = 0; round < rounds; ++round) {
+        // Who goes down this round (never everyone).
+        std::vector<bool> down(static_cast<size_t>(n), false);
+        for (int i = 0; i < n; ++i) down[static_cast<size_t>(i)] = rng() % 3 == 0;
+        if (std::all_of(down.begin(), down.end(), [](bool d) { return d; })) down[0] = false;
+        for (int i = 0; i < n; ++i) {
+          if (!down[static_cast<size_t>(i)]) continue;
+          const bool crash = rng() % 2 == 0;
+          story << "round " << round << ": " << p.nodes[static_cast<size_t>(i)]->name << (crash ? " killed -9\n" : " stopped\n");
+          if (crash) {
+            p.nodes[static_cast<size_t>(i)]->proc->stop(SIGKILL);
+            p.nodes[static_cast<size_t>(i)]->proc.reset();
+          } else {
+            p.stop(*p.nodes[static_cast<size_t>(i)]);
+          }
+        }
+        std::map<std::string, int> owner;  // name -> the one running node that may touch it
+        std::set<std::pair<int, std::string>> touched;  // one change per node and name per round
+        std::set<std::string> written;
+        const int ops = 6 + static_cast<int>(rng() % 6);
+        for (int k = 0; k < ops; ++k) {
+          const int who = static_cast<int>(rng() % static_cast<uint32_t>(n));
+          Node& node = *p.nodes[static_cast<size_t>(who)];
+          const unsigned kind = rng() % 20;
+          if (kind == 0) {  // remove the whole subtree d/ (owns every d/* name)
+            bool free = true;
+            for (const auto& nm : names) {
+              if (nm.rfind("d/", 0) != 0) continue;
+              if (touched.count({who, nm}) || (!down[static_cast<size_t>(who)] && owner.count(nm) && owner[nm] != who)) free = false;
+            }
+            if (!free) continue;
+            for (const auto& nm : names) {
+              if (nm.rfind("d/", 0) != 0) continue;
+              touched.insert({who, nm});
+              if (!down[static_cast<size_t>(who)]) owner[nm] = who;
+            }
+            p.sh("rm -rf " + node.dir + "/d");
+            story << "  " << node.name << ": rm -rf d\n";
+            continue;
+          }
+          const std::string nm = names[rng() % names.size()];
+          if (touched.count({who, nm})) continue;
+          if (!down[static_cast<size_t>(who)]) {
+            if (owner.count(nm) && owner[nm] != who) continue;
+            owner[nm] = who;
+          }
+          touched.insert({who, nm});
+          const std::string path = node.dir + "/" + nm;
+          if (kind < 14) {
+            const std::string content = "seed" + std::to_string(seed) + "-r" + std::to_string(round) + "-" + node.name +
+                                        "-" + std::to_string(k) + "-" + nm;
+            p.sh("mkdir -p $(dirname " + path + ")");
+            test::write_file(path, content);
+            written.insert(content);
+            story << "  " << node.name << ": write " << nm << "\n";
+          } else if (kind < 17) {
+            story << "  " << node.name << ": rm " << nm << "\n";
+            (void)test::run("rm -f " + path);
+          } else {
+            story << "  " << node.name << ": chmod " << nm << "\n";
+            (void)test::run("chmod " + std::string(kind == 17 ? "600 " : "640 ") + path + " 2>/dev/null");
+          }
+        }
+        for (int i = 0; i < n; ++i) {
+          if (down[static_cast<size_t>(i)]) p.start(*p.nodes[static_cast<size_t>(i)]);
+        }
+        INFO(story.str());
+        p.converged();
+        // Every version written this round is somewhere (every tree is the same now).
+        std::set<std::string> held;
+        const std::string listing = p.t / "listing";
+        REQUIRE(test::run("find " + p.a.dir + " -type f ! -name 'cookie.*' > " + listing) == 0);
+        std::istringstream files(test::read_file(listing));
+        for (std::string f; std::getline(files, f);) held.insert(test::read_file(f));
+        for (const auto& w : written) CHECK_MESSAGE(held.count(w) == 1, "lost: " << w);
+      }
+    }
   }
 }
