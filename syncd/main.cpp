@@ -49,6 +49,8 @@ int usage(std::FILE* out) {
                "  -bidirectional   two-way sync with HOST (whose syncd runs the same the other way)\n"
                "  -peer HOST DIR   two-way: one more node of the mesh (repeatable; up to 4 besides -rsyncssh)\n"
                "  -remote-rundir D run directory of the daemon on the last given host (for attach to join it)\n"
+               "  -tombstone-min-age S, -tombstone-max-age S  keep delete records S seconds once every\n"
+               "                   peer applied them (default 7 days), at most S (default 180 days)\n"
                "  -conflict-hook CMD  two-way: run CMD PATH COPY ROOT for each conflict copy made here\n"
                "  -max-delete-share PCT  two-way: a scan missing more than PCT%% of the files propagates\n"
                "                   no deletes (default 50; 100 = off, for one deliberate mass delete)\n"
@@ -276,6 +278,7 @@ int main(int argc, char** argv) {
   bool nodaemon = false, fsync = true, two_way = false;
   int max_delete_share = 50;
   std::string conflict_hook;
+  uint64_t tomb_min = 7 * 86400, tomb_max = 180 * 86400;
   // Peers: the -rsyncssh one first, then -peer ones; -remote-rundir applies to the last given.
   std::vector<runtime::PeerSpec> peers;
   std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
@@ -314,6 +317,9 @@ int main(int argc, char** argv) {
         return 255;
       }
       peers.back().remote_args.insert(peers.back().remote_args.end(), {"-rundir", args[++i]});
+    } else if (a == "-tombstone-min-age" || a == "-tombstone-max-age") {
+      need(1);
+      (a == "-tombstone-min-age" ? tomb_min : tomb_max) = std::strtoull(args[++i].c_str(), nullptr, 10);
     } else if (a == "-conflict-hook") {
       need(1);
       conflict_hook = args[++i];
@@ -391,6 +397,8 @@ int main(int argc, char** argv) {
     if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
     o.two_way = two_way;
     o.conflict_hook = conflict_hook;
+    o.tombstone_min_age_s = tomb_min;
+    o.tombstone_max_age_s = tomb_max;
     o.max_delete_share = static_cast<uint32_t>(max_delete_share);
     o.apply.fsync = fsync;
     if (two_way) o.remote_args.push_back("-bidirectional");

@@ -20,8 +20,10 @@ uint64_t counter_of(const protocol::VersionVector& v, uint64_t node) noexcept {
 }
 
 bool same_meta(const FileMeta& a, const FileMeta& b) noexcept {
+  // A directory's mtime moves with every entry added or removed: never part of its version.
+  const bool dir = a.type == protocol::FileType::dir && b.type == protocol::FileType::dir;
   return a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.xattrs == b.xattrs &&
-         a.mtime_sec == b.mtime_sec && a.mtime_nsec == b.mtime_nsec;
+         (dir || (a.mtime_sec == b.mtime_sec && a.mtime_nsec == b.mtime_nsec));
 }
 
 // The winner key of §4.4 step 5: live > deleted, dir > non-dir, content time, author, hash.

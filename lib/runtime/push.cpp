@@ -57,7 +57,8 @@ Push::Push(uvx::Loop& loop, PushOptions opts)
     : loop_(loop), opts_(std::move(opts)), rng_(codec::random_u64()) {}
 
 Push::~Push() {
-  for (auto& j : joined_) j->rx.reset();  // job threads first
+  if (jobs_) jobs_->stop();  // job threads first
+  for (auto& j : joined_) j->rx.reset();
   joined_.clear();
   // Each sender (and its job thread) goes before the connection it writes to.
   for (auto& l : links_) {
@@ -85,6 +86,12 @@ Status Push::start() {
   }
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
   index_ = std::make_unique<store::Index>(std::move(idx));
+  jobs_ = std::make_unique<JobQueue>(loop_);
+  // Read now, while no job thread uses the index yet (afterwards only under the store lock).
+  for (auto& l : links_) {
+    auto known = index_->link_node(l->spec.host + "\n" + l->spec.target);
+    if (known.ok()) l->peer_node = *known;
+  }
   SenderOptions base = opts_.sender;
   if (opts_.two_way) {
     // SQLite files are rewritten in place by one process at a time; merged from two nodes they
@@ -111,7 +118,38 @@ Status Push::start() {
     SYNCD_TRY(l.sender->start());
   }
   for (auto& l : links_) connect(*l);
+  gc_ = std::make_unique<uvx::Timer>(loop_, [this] { collect_tombstones(); });
+  gc_->start(std::min<uint64_t>(60000, std::max<uint64_t>(1000, opts_.tombstone_min_age_s * 500)));
   return {};
+}
+
+void Push::collect_tombstones() {
+  // Hourly, or twice per min age when that is shorter (tests run it with a min age of 0).
+  const uint64_t every = std::min<uint64_t>(3600000, std::max<uint64_t>(1000, opts_.tombstone_min_age_s * 500));
+  if (gc_running_) return gc_->start(every);
+  gc_running_ = true;
+  std::vector<uint64_t> peers;
+  bool known = true;
+  for (const auto& l : links_) {
+    if (l->peer_node == 0) known = false;
+    else peers.push_back(l->peer_node);
+  }
+  jobs_->post([this, peers, known, every]() -> JobQueue::Done {
+    std::lock_guard lk(index_->mutex());
+    auto n = index_->collect_tombstones(peers, known, Hlc::wall_ms(), opts_.tombstone_min_age_s * 1000,
+                                        opts_.tombstone_max_age_s * 1000);
+    auto c = index_->tombstone_count();
+    const uint64_t removed = n.ok() ? *n : 0, left = c.ok() ? *c : 0;
+    const std::string err = n.ok() ? std::string() : n.error().message();
+    return [this, removed, left, err, every] {
+      gc_running_ = false;
+      ++gc_runs_;
+      tombstones_ = left;
+      if (!err.empty()) lg().warn("tombstone collection: {}", err);
+      if (removed > 0) lg().info("tombstone collection: {} removed, {} kept", removed, left);
+      gc_->start(every);
+    };
+  });
 }
 
 void Push::announce_all() {
@@ -235,6 +273,17 @@ void Push::connect(Link& l) {
         if (session != l.session) return;
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
           l.up = true;
+          if (l.peer_node != h->node_id) {
+            // Remembered for tombstone collection; the index is written on the thread pool.
+            l.peer_node = h->node_id;
+            const std::string key = l.spec.host + "\n" + l.spec.target;
+            const uint64_t node = h->node_id;
+            jobs_->post([this, key, node]() -> JobQueue::Done {
+              std::lock_guard lk(index_->mutex());
+              (void)index_->set_link_node(key, node);
+              return {};
+            });
+          }
           lg().info("connected to {}: peer node {:016x} ({}), protocol {}-{}", l.spec.host, h->node_id,
                     log::escape(h->node_name), h->version_min, h->version_max);
         }
@@ -315,7 +364,8 @@ std::string Push::status(bool json) const {
                   ", \"peers\": [" + peers_json + "]";
   j += std::string(", \"two_way\": ") + (opts_.two_way ? "true" : "false") + ", \"peer_sessions\": " +
        std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts()) +
-       ", \"delete_brake\": " + json_string(brake);
+       ", \"delete_brake\": " + json_string(brake) + ", \"tombstones\": " + std::to_string(tombstones_.load()) +
+       ", \"tombstone_collections\": " + std::to_string(gc_runs_);
   char l[200];
   std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
                 pct(0.5), pct(0.9), pct(0.99));
@@ -394,12 +444,11 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
   ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
   j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
   lg().info("peer session {} for {} ({})", id, opts_.source, args.empty() ? "-" : args);
-  if (auto st = j->conn->start(hello_for(*index_, "daemon", "push")); !st) {
-    j->done("end 1 " + st.error().message() + "\n");
-    j->rx.reset();
-    return nullptr;
-  }
+  // Listed before it starts: writing our HELLO may already find the peer gone (EPIPE), and that
+  // end must reach the attach process like any other.
   joined_.push_back(std::move(j));
+  if (auto st = raw->conn->start(hello_for(*index_, "daemon", "push")); !st) end_joined(id, "end 1 " + st.error().message() + "\n");
+  if (raw->ended) return nullptr;
   return [this, id] { end_joined(id, {}); };
 }
 

@@ -13,6 +13,7 @@
 //   SYNCD_TRY(p.start());  loop.run();
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
+#include "lib/runtime/job_queue.h"
 #include "lib/runtime/receiver.h"
 #include "lib/runtime/sender.h"
 #include "lib/store/index.h"
@@ -56,6 +58,10 @@ struct PushOptions {
   //   sh -c 'HOOK "$@"' syncd-conflict-hook /root/path /root/path.sync-conflict-... /root
   // (e.g. to merge two CRLs). Empty: none.
   std::string conflict_hook;
+  // Tombstone collection (TWO-WAY.md §4.11): a delete's record is dropped once every configured
+  // peer applied it and it is older than the min age, or once older than the max age.
+  uint64_t tombstone_min_age_s = 7 * 86400;
+  uint64_t tombstone_max_age_s = 180 * 86400;
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;
 };
@@ -99,6 +105,7 @@ class Push {
     bool up = false;
     uint64_t backoff_ms = 0;
     std::string last_error;
+    uint64_t peer_node = 0;  // from the peer's HELLO (also kept in the index for restarts)
     bool idle() const noexcept;
   };
   Status choose_transport(Link& l);
@@ -106,6 +113,13 @@ class Push {
   void lost(Link& l, uint64_t session, const std::string& why);
   // After any part of the node wrote records: every link's sender announces them.
   void announce_all();
+  // Runs tombstone collection on the thread pool (store lock held); reschedules itself.
+  void collect_tombstones();
+  std::unique_ptr<uvx::Timer> gc_;
+  bool gc_running_ = false;
+  std::unique_ptr<JobQueue> jobs_;  // node-level index work (tombstones, link ids)
+  std::atomic<uint64_t> tombstones_{0};  // as of the last collection
+  uint64_t gc_runs_ = 0;
 
   uvx::Loop& loop_;
   PushOptions opts_;

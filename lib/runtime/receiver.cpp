@@ -118,6 +118,7 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
         ++applied_;
         conn_.send(a);
       }
+      report_acked();
       conn_.flush();
       if (changed && opts_.on_changed) opts_.on_changed();
       for (const auto& [original, copy] : *copies) {
@@ -229,6 +230,7 @@ void Receiver::on_message(protocol::Message msg) {
         const bool first = !synced_;
         synced_ = true;
         conn_.send(protocol::Ack{protocol::kIndexEndAck, protocol::AckStatus::applied, max_seq, {}});
+        report_acked();
         conn_.flush();
         if (first && opts_.on_synced) opts_.on_synced();
       };
@@ -255,6 +257,16 @@ void Receiver::note_result(const std::string& path, const protocol::Ack& a) {
   }
 }
 
+// Tells the sender how far its records are durably applied here (tombstone collection waits for
+// every peer's word). The ACK that is sent anyway carries the data; this is one small message per
+// batch, only when the point moved.
+void Receiver::report_acked() {
+  const uint64_t a = acked_.load();
+  if (a == acked_sent_ || a == 0) return;
+  acked_sent_ = a;
+  conn_.send(protocol::IndexSummary{peer_index_.load(), 0, a, 0});
+}
+
 Status Receiver::advance(uint64_t seq) {
   if (!in_order_) return {};
   SYNCD_TRY_ASSIGN(prev, index_.peer_seq(peer_index_));
@@ -262,6 +274,7 @@ Status Receiver::advance(uint64_t seq) {
   // Never past a version that failed: after a reconnect the peer resends from there.
   if (!failed_.empty()) next = std::min(next, failed_.begin()->first - 1);
   if (next != prev) SYNCD_TRY(index_.set_peer_seq(peer_index_, next));
+  acked_ = next;
   return {};
 }
 

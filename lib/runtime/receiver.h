@@ -118,6 +118,9 @@ class Receiver {
   std::vector<std::string> authored_;     // job thread: paths authored or merged in this batch
   std::vector<std::pair<std::string, std::string>> copies_;  // job thread: conflict copies made
   std::atomic<uint64_t> peer_node_{0};
+  std::atomic<uint64_t> acked_{0};   // job thread writes: our durable resume point in the peer's sequence
+  uint64_t acked_sent_ = 0;          // loop: the last one reported to the peer (INDEX_SUMMARY)
+  void report_acked();               // loop
   std::atomic<uint64_t> conflicts_{0};
   Status advance(uint64_t seq);
 

@@ -764,6 +764,18 @@ void Sender::on_message(const protocol::Message& msg) {
     });
     return;
   }
+  if (const auto* sum = std::get_if<protocol::IndexSummary>(&msg)) {
+    // The peer has applied (durably) every record of ours up to acked_seq.
+    if (sum->index_id != index_.index_id() || peer_node_.load() == 0) return;
+    const uint64_t node = peer_node_.load(), acked = sum->acked_seq;
+    jobs_.post([this, node, acked]() -> JobQueue::Done {
+      StoreLock lk(this);
+      auto prev = index_.peer_acked(node);
+      if (prev.ok() && acked > *prev) (void)index_.set_peer_acked(node, acked);
+      return {};
+    });
+    return;
+  }
   if (const auto* ack = std::get_if<protocol::Ack>(&msg)) {
     if (ack->xfer_id == protocol::kIndexEndAck) {
       caught_up_ = true;

@@ -228,6 +228,60 @@ Status Index::set_peer_seq(uint64_t node, uint64_t seq) {
   return meta_set("peer_seq:" + std::to_string(node), static_cast<int64_t>(seq));
 }
 
+Result<uint64_t> Index::peer_acked(uint64_t node) {
+  SYNCD_TRY_ASSIGN(v, meta_get("peer_acked:" + std::to_string(node)));
+  return static_cast<uint64_t>(v);
+}
+
+Status Index::set_peer_acked(uint64_t node, uint64_t seq) {
+  return meta_set("peer_acked:" + std::to_string(node), static_cast<int64_t>(seq));
+}
+
+Result<uint64_t> Index::link_node(const std::string& link) {
+  SYNCD_TRY_ASSIGN(v, meta_get("link_node:" + link));
+  return static_cast<uint64_t>(v);
+}
+
+Status Index::set_link_node(const std::string& link, uint64_t node) {
+  return meta_set("link_node:" + link, static_cast<int64_t>(node));
+}
+
+Result<uint64_t> Index::tombstone_count() {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COUNT(*) FROM files WHERE deleted = 1"));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
+  st.reset();
+  return n;
+}
+
+Result<uint64_t> Index::collect_tombstones(const std::vector<uint64_t>& peers, bool peers_known, uint64_t now_ms,
+                                           uint64_t min_age_ms, uint64_t max_age_ms) {
+  uint64_t acked_by_all = peers_known ? UINT64_MAX : 0;
+  for (uint64_t p : peers) {
+    SYNCD_TRY_ASSIGN(a, peer_acked(p));
+    acked_by_all = std::min(acked_by_all, a);
+  }
+  if (peers.empty() && !peers_known) acked_by_all = 0;
+  std::vector<std::pair<std::string, uint64_t>> doomed;
+  {
+    SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp, origin FROM files WHERE deleted = 1"));
+    SYNCD_TRY(each_row(st, [&](const Record& r) -> Status {
+      const uint64_t deleted_ms = Hlc::millis(r.meta.content_ts);
+      const uint64_t age = now_ms > deleted_ms ? now_ms - deleted_ms : 0;
+      if ((r.seq <= acked_by_all && age >= min_age_ms) || age >= max_age_ms) doomed.emplace_back(r.meta.path, r.seq);
+      return {};
+    }));
+  }
+  SYNCD_TRY_ASSIGN(del, db_.prepare("DELETE FROM files WHERE path = ? AND seq = ? AND deleted = 1"));
+  for (const auto& [path, seq] : doomed) {
+    del.bind_blob(1, as_bytes(path));
+    del.bind_int64(2, static_cast<int64_t>(seq));
+    SYNCD_TRY(del.step());
+    del.reset();
+  }
+  return static_cast<uint64_t>(doomed.size());
+}
+
 Result<uint64_t> Index::next_counter() {
   // Syncthing's rule: max(counter + 1, unix ms). Even if a power loss dropped the last commits
   // (high-water mark included), a counter handed out later is larger than any handed out before.

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lib/base/bytes.h"
 #include "lib/base/clock.h"
@@ -81,6 +82,22 @@ class Index {
   // that peer for after a restart or reconnect (INDEX_REQUEST since).
   Result<uint64_t> peer_seq(uint64_t node);
   Status set_peer_seq(uint64_t node, uint64_t seq);
+
+  // Everything of ours up to this sequence number is applied at peer `node` (its receiver says so
+  // with INDEX_SUMMARY): what tombstone collection waits for.
+  Result<uint64_t> peer_acked(uint64_t node);
+  Status set_peer_acked(uint64_t node, uint64_t seq);
+  // Which node a configured link (e.g. "host\ntarget") reached last time; 0 if never.
+  Result<uint64_t> link_node(const std::string& link);
+  Status set_link_node(const std::string& link, uint64_t node);
+  Result<uint64_t> tombstone_count();
+  // Tombstone collection (TWO-WAY.md §4.11): removes a tombstone once every peer in `peers`
+  // acknowledged it (its seq <= their peer_acked) and it is older than min_age_ms, or — whatever
+  // the peers say — older than max_age_ms. `peers_known` false (a configured peer never reached)
+  // allows only the max-age rule. Ages are from the delete's HLC time to `now_ms`. Returns how
+  // many were removed.
+  Result<uint64_t> collect_tombstones(const std::vector<uint64_t>& peers, bool peers_known, uint64_t now_ms,
+                                      uint64_t min_age_ms, uint64_t max_age_ms);
 
   // This node's next version counter (strictly increasing across restarts and crashes).
   Result<uint64_t> next_counter();

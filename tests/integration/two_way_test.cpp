@@ -392,6 +392,39 @@ TEST_SUITE("two_way") {
     CHECK(test::run("test -z \"$(find " + p.b.dir + " -name '.syncd.*')\"") == 0);
   }
 
+  TEST_CASE("tombstones are collected once every peer applied the delete, not while one is down") {
+    Mesh p;
+    const std::vector<std::string> gc = {"-tombstone-min-age", "0"};
+    for (int i = 0; i < 4; ++i) test::write_file(p.a.dir + "/f" + std::to_string(i), "x");
+    p.start(p.a, gc);
+    p.start(p.b, gc);
+    p.converged();
+    auto field = [&](const Node& n, const std::string& key) {
+      const std::string j = p.status_json(n);
+      const size_t at = j.find("\"" + key + "\": ");
+      REQUIRE(at != std::string::npos);
+      return std::strtoull(j.c_str() + at + key.size() + 4, nullptr, 10);
+    };
+    auto collections_pass = [&](const Node& n, int k) {  // k more collection runs on node n
+      const uint64_t start = field(n, "tombstone_collections");
+      REQUIRE(test::wait_until(p.t.path(), [&] { return field(n, "tombstone_collections") >= start + static_cast<uint64_t>(k); }, 30000));
+    };
+    // B is down: A's deletes stay recorded (B has not applied them) however often A collects.
+    p.stop(p.b);
+    p.sh("rm " + p.a.dir + "/f0 " + p.a.dir + "/f1");
+    collections_pass(p.a, 3);
+    CHECK(field(p.a, "tombstones") == 2);
+    // B back: it applies the deletes, says so, and both collect them.
+    p.start(p.b, gc);
+    p.converged();
+    for (const Node* n : {&p.a, &p.b}) {
+      collections_pass(*n, 2);
+      CHECK(field(*n, "tombstones") == 0);
+    }
+    CHECK_FALSE(test::exists(p.b.dir + "/f0"));
+    CHECK(test::exists(p.b.dir + "/f2"));
+  }
+
   // Seeded random rounds on 2-3 nodes. Each round: some nodes go down (SIGTERM or kill -9), every
   // node — up or down — makes random changes (writes, deletes, chmods, a subtree removal), the
   // nodes come back, and the mesh must converge with every version written in the round still

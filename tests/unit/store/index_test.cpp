@@ -31,6 +31,45 @@ Record rec(const std::string& path, uint8_t fill, uint64_t counter = 1) {
 }  // namespace
 
 TEST_SUITE("store.index") {
+  TEST_CASE("tombstones are collected only when every peer applied them and they are old enough") {
+    test::TempDir t("idx");
+    auto idx = Index::open(t / "state");
+    REQUIRE(idx.ok());
+    const uint64_t day = 86400000, now = 1'800'000'000'000;
+    auto tomb = [&](const std::string& path, uint64_t deleted_ms) {
+      Record r = rec(path, 1);
+      r.meta.deleted = true;
+      r.meta.sha256 = {};
+      r.meta.content_ts = Hlc::pack(deleted_ms, 0);
+      REQUIRE(idx->put(r).ok());
+      return r.seq;
+    };
+    const uint64_t old_seq = tomb("old", now - 10 * day);
+    const uint64_t new_seq = tomb("new", now - 1 * day);
+    const uint64_t ancient = tomb("ancient", now - 200 * day);
+    Record live = rec("live", 2);
+    REQUIRE(idx->put(live).ok());
+    (void)new_seq;
+    (void)ancient;
+    // Peer 7 applied everything, peer 8 only up to before "old": nothing but the max-age rule.
+    REQUIRE(idx->set_peer_acked(7, idx->max_seq()).ok());
+    REQUIRE(idx->set_peer_acked(8, old_seq - 1).ok());
+    auto n = idx->collect_tombstones({7, 8}, true, now, 7 * day, 180 * day);
+    REQUIRE(n.ok());
+    CHECK(*n == 1);
+    CHECK_FALSE(idx->get("ancient")->has_value());
+    CHECK(idx->get("old")->has_value());
+    // A configured peer never reached: still only the max-age rule.
+    REQUIRE(idx->set_peer_acked(8, idx->max_seq()).ok());
+    CHECK(*idx->collect_tombstones({7, 8}, false, now, 7 * day, 180 * day) == 0);
+    // Both applied everything: "old" (10 days) goes, "new" (1 day) stays, live records stay.
+    CHECK(*idx->collect_tombstones({7, 8}, true, now, 7 * day, 180 * day) == 1);
+    CHECK_FALSE(idx->get("old")->has_value());
+    CHECK(idx->get("new")->has_value());
+    CHECK(idx->get("live")->has_value());
+    CHECK(*idx->tombstone_count() == 1);
+  }
+
   TEST_CASE("identity is created once and survives reopening") {
     test::TempDir t("idx");
     uint64_t node = 0, index = 0;
