@@ -115,6 +115,9 @@ class Receiver {
   // A directory tombstone that cannot apply (something live inside): a new live version of it.
   Status reassert_dir(const std::string& path, const protocol::FileMeta& tombstone);
   store::Author author();
+  // Job thread: folds a peer record's timestamps into our HLC; warns about a far-ahead clock.
+  void observe_clock(const protocol::FileMeta& m);
+  bool skew_warned_ = false;  // job thread
   std::vector<std::string> authored_;     // job thread: paths authored or merged in this batch
   std::vector<std::pair<std::string, std::string>> copies_;  // job thread: conflict copies made
   std::atomic<uint64_t> peer_node_{0};

@@ -49,6 +49,20 @@ std::string parent_of(const std::string& path) {
 
 }  // namespace
 
+void Receiver::observe_clock(const protocol::FileMeta& m) {
+  // Clock skew only changes which side wins a true conflict (TWO-WAY.md §4.1), but a peer more
+  // than 5 minutes ahead will keep winning them: say so, once per session.
+  const uint64_t ts = std::max(m.content_ts, m.meta_ts);
+  const uint64_t now = Hlc::wall_ms();
+  if (!skew_warned_ && Hlc::millis(ts) > now + 5 * 60 * 1000) {
+    skew_warned_ = true;
+    lg().warn("clock skew: a version from the peer is stamped {} s ahead of this node's clock; conflicts "
+              "will favour that node until the clocks agree (check NTP)", (Hlc::millis(ts) - now) / 1000);
+  }
+  index_.hlc().observe(m.content_ts);
+  index_.hlc().observe(m.meta_ts);
+}
+
 store::Author Receiver::author() {
   auto c = index_.next_counter();
   return store::Author{index_.node_id(), c.ok() ? *c : 0, index_.hlc().now()};
@@ -141,8 +155,7 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
     // A file still being written here is never written over: the peer retries after it settles.
     return reply(fv.seq, protocol::AckStatus::failed, local.error().message());
   }
-  index_.hlc().observe(m.content_ts);
-  index_.hlc().observe(m.meta_ts);
+  observe_clock(m);
   std::optional<protocol::FileMeta> lm;
   if (*local) lm = (*local)->meta;
   const engine::Decision d = engine::decide(lm, m);
@@ -233,7 +246,7 @@ protocol::Ack Receiver::reconcile_remove(uint64_t seq, const protocol::FileMeta&
   }
   auto local = refresh_local(m.path);
   if (!local.ok()) return reply(seq, protocol::AckStatus::failed, local.error().message());
-  index_.hlc().observe(m.content_ts);
+  observe_clock(m);
   std::optional<protocol::FileMeta> lm;
   if (*local) lm = (*local)->meta;
   const engine::Decision d = engine::decide(lm, m);
@@ -250,8 +263,8 @@ protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
   auto to = refresh_local(r.to.path);
   if (!from.ok()) return reply(r.seq, protocol::AckStatus::failed, from.error().message());
   if (!to.ok()) return reply(r.seq, protocol::AckStatus::failed, to.error().message());
-  index_.hlc().observe(r.from.content_ts);
-  index_.hlc().observe(r.to.meta_ts);
+  observe_clock(r.from);
+  observe_clock(r.to);
   std::optional<protocol::FileMeta> lf, lt;
   if (*from) lf = (*from)->meta;
   if (*to) lt = (*to)->meta;
