@@ -96,6 +96,11 @@ SshSession::~SshSession() {
   if (h_->session && stage_ == Stage::running) {
     (void)libssh2_session_disconnect(h_->session.get(), "syncd closing");
   }
+  // Freeing a channel and session may want to talk to the server (channel close), which in
+  // non-blocking mode returns EAGAIN and frees nothing. With the socket shut down first, the
+  // blocking free sees the connection gone at once and releases everything.
+  if (tcp_) ::shutdown(tcp_.get(), SHUT_RDWR);
+  if (h_->session) libssh2_session_set_blocking(h_->session.get(), 1);
   h_.reset();
 }
 

@@ -89,7 +89,7 @@ struct Mesh {
     REQUIRE_MESSAGE(test::wait_for_text(n.log, "full rescan done", from, 60000), "no startup scan; logs:\n" << logs());
   }
   void stop(Node& n) {
-    CHECK(n.proc->stop(SIGTERM) == 128 + SIGTERM);
+    CHECK_MESSAGE(n.proc->stop(SIGTERM) == 128 + SIGTERM, "node " << n.name << " did not exit cleanly; logs:\n" << logs());
     n.proc.reset();
   }
   std::string logs() const {
