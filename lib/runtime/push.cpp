@@ -25,6 +25,9 @@ namespace {
 
 auto& lg() { return log::get(log::Module::runtime); }
 
+// Reserved (.syncd.*): never watched, scanned or replicated.
+constexpr const char* kRootMarker = ".syncd.root";
+
 constexpr std::array<const char*, 12> kSqlitePatterns = {
     "*.db", "*.db-wal", "*.db-shm", "*.db-journal",
     "*.sqlite", "*.sqlite-wal", "*.sqlite-shm", "*.sqlite-journal",
@@ -94,6 +97,23 @@ Status Push::start() {
   }
   SenderOptions base = opts_.sender;
   if (opts_.two_way) {
+    // The root marker (TWO-WAY.md §4.9): made in a tree the index has never seen; missing from a
+    // tree it knows, the volume is probably not mounted — no deletes are propagated.
+    const std::string marker = opts_.source + "/" + kRootMarker;
+    struct stat st{};
+    if (::lstat(marker.c_str(), &st) != 0) {
+      SYNCD_TRY_ASSIGN(known, index_->count());
+      if (known == 0) {
+        UniqueFd m(::open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!m) return Error::from_errno("create root marker " + marker);
+        const std::string text = "syncd root marker: keep this file. Without it syncd assumes the volume is not mounted.\n";
+        (void)!::write(m.get(), text.data(), text.size());
+      } else {
+        base.brake_reason = "the root marker " + marker + " is missing, but the index knows " + std::to_string(known) +
+                            " files: is the volume mounted? No delete is propagated. If this is the right volume, "
+                            "create it (touch " + marker + ") and restart";
+      }
+    }
     // SQLite files are rewritten in place by one process at a time; merged from two nodes they
     // are corrupt (TWO-WAY.md §4.12). Never replicated two-way, and named in the log.
     opts_.excludes.insert(opts_.excludes.end(), kSqlitePatterns.begin(), kSqlitePatterns.end());
