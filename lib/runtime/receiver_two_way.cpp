@@ -198,14 +198,8 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
       SYNCD_TRY_ASSIGN(rec, index_.get(dir));
       protocol::FileMeta dm;
       if (rec) dm = rec->meta;
-      apply::Attrs a;
-      a.mode = rec ? dm.mode : 0755;
-      a.uid = dm.uid;
-      a.gid = dm.gid;
-      a.user = dm.user;
-      a.group = dm.group;
-      a.mtime_sec = dm.mtime_sec;
-      a.mtime_nsec = dm.mtime_nsec;
+      apply::Attrs a = attrs_of(dm);  // the metadata it had when it was deleted here
+      if (!rec) a.mode = 0755;
       SYNCD_TRY(applier_.make_dir(dir, a));
       if (!rec) dm.path = dir;
       return reassert_dir(dir, dm);
