@@ -1,8 +1,11 @@
 // syncd's entry point: argv (lsyncd's shapes) -> a runtime node -> exit code.
 // Today: `-direct SRC DST` (one-way local mirror through the full engine), `-rsyncssh SRC HOST
-// DIR` (one-way push over SSH to `syncd attach DIR` on HOST), `attach DIR` (the peer end, run by
-// sshd), `-version`, `-help`. Configuration files, daemonizing and status: issues #4 and #6.
+// DIR` (push over SSH to `syncd attach DIR` on HOST; with -bidirectional a two-way mesh),
+// `attach DIR` (the peer end, run by sshd), `status`, `conflicts`, `-version`, `-help`;
+// daemonizing, -pidfile and -logfile. Configuration files: issue #6.
 #include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -32,12 +35,14 @@ constexpr const char* kLsyncdCompat = "2.2.3";
 
 int usage(std::FILE* out) {
   std::fprintf(out,
-               "usage: syncd -nodaemon [OPTIONS] -direct SRC DIR\n"
-               "       syncd -nodaemon [OPTIONS] -rsyncssh SRC [USER@]HOST DIR\n"
+               "usage: syncd [-nodaemon] [OPTIONS] -direct SRC DIR\n"
+               "       syncd [-nodaemon] [OPTIONS] -rsyncssh SRC [USER@]HOST DIR\n"
                "       syncd attach DIR [-statedir DIR] [-rundir D] [-bidirectional] [-nofsync]\n"
                "                        (run by sshd for a push; joins the daemon owning DIR if one runs)\n"
                "options:\n"
-               "  -nodaemon        stay in the foreground (required in this version)\n"
+               "  -nodaemon        stay in the foreground (default: daemonize)\n"
+               "  -logfile FILE    also append the log to FILE\n"
+               "  -pidfile FILE    write and lock FILE with the daemon's pid (also with -nodaemon)\n"
                "  -statedir DIR    where the indexes live (default /var/lib/syncd/direct-<hash>)\n"
                "  -exclude PATTERN lsyncd exclude pattern (repeatable)\n"
                "  -nofsync         do not fsync applied files (benchmarks only)\n"
@@ -65,6 +70,69 @@ std::string default_state_dir(const std::string& kind, const std::string& key) {
   auto h = syncd::codec::Sha256::of(syncd::as_bytes(key));
   return "/var/lib/syncd/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
 }
+
+std::string absolute(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf) != nullptr) return buf;
+  if (::getcwd(buf, sizeof buf) == nullptr) return p;
+  return std::string(buf) + "/" + p;
+}
+
+// Detaches from the terminal (fork, setsid, chdir /, stdio to /dev/null) before any thread
+// exists. Returns the exit code for the parent, or -1 in the daemon.
+int daemonize() {
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("syncd: fork");
+    return 255;
+  }
+  if (pid > 0) return 0;
+  ::setsid();
+  if (::chdir("/") != 0) std::perror("syncd: chdir /");
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
+    if (null > 2) ::close(null);
+  }
+  return -1;
+}
+
+// The pidfile: created 0644, locked with lockf(F_TLOCK) for the daemon's life (a second daemon
+// with the same pidfile refuses to start), removed on exit.
+class PidFile {
+ public:
+  PidFile() = default;
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+  ~PidFile() {
+    if (fd_ >= 0) {
+      ::unlink(path_.c_str());
+      ::close(fd_);
+    }
+  }
+  syncd::Status take(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return syncd::Error::from_errno("pidfile " + path);
+    if (::lockf(fd, F_TLOCK, 0) != 0) {
+      ::close(fd);
+      return syncd::Error::make(syncd::errc::unsupported, "pidfile " + path + " is locked: another syncd runs with it");
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size())) {
+      const auto e = syncd::Error::from_errno("write pidfile " + path);
+      ::close(fd);
+      return e;
+    }
+    fd_ = fd;
+    path_ = path;
+    return {};
+  }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
 
 // The daemon's control socket, named for the directory it owns (status, and attach joining).
 syncd::Status start_control(syncd::runtime::ControlServer& c, const std::string& rundir, const std::string& root) {
@@ -276,6 +344,7 @@ int main(int argc, char** argv) {
   if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "conflicts") return conflicts_main({args.begin() + 1, args.end()});
   bool nodaemon = false, fsync = true, two_way = false;
+  std::string logfile, pidfile;
   int max_delete_share = 50;
   std::string conflict_hook;
   uint64_t tomb_min = 7 * 86400, tomb_max = 180 * 86400;
@@ -358,7 +427,13 @@ int main(int argc, char** argv) {
     } else if (a == "-exclude") {
       need(1);
       excludes.push_back(args[++i]);
-    } else if (a == "-delay" || a == "-log" || a == "-logfile" || a == "-pidfile") {
+    } else if (a == "-logfile") {
+      need(1);
+      logfile = args[++i];
+    } else if (a == "-pidfile") {
+      need(1);
+      pidfile = args[++i];
+    } else if (a == "-delay" || a == "-log") {
       need(1);
       ++i;
     } else {
@@ -367,15 +442,6 @@ int main(int argc, char** argv) {
     }
   }
   if (src.empty()) return usage(stderr);
-  if (!nodaemon) {
-    std::fprintf(stderr, "syncd: daemon mode is not built yet; run with -nodaemon\n");
-    return 255;
-  }
-  log::init();
-  auto& lg = log::get(log::Module::main);
-  ::signal(SIGPIPE, SIG_IGN);
-  uvx::Loop loop;
-
   if (peers.size() > 1 && (!two_way || host.empty())) {
     std::fprintf(stderr, "syncd: -peer needs -rsyncssh ... -bidirectional (a two-way mesh)\n");
     return 255;
@@ -384,6 +450,37 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "syncd: a two-way mesh has at most 5 nodes (this one and 4 peers)\n");
     return 255;
   }
+  // A daemon runs from "/": every local path is made absolute first (also keeps the default
+  // state directory the same whatever the working directory).
+  src = absolute(src);
+  if (host.empty()) dst = absolute(dst);
+  if (!state.empty()) state = absolute(state);
+  log::init();
+  auto& lg = log::get(log::Module::main);
+  if (!logfile.empty()) {
+    if (const std::string why = log::add_file_sink(absolute(logfile)); !why.empty()) {
+      std::fprintf(stderr, "Cannot open logfile [%s]! (%s)\n", logfile.c_str(), why.c_str());
+      return 255;
+    }
+  }
+  if (!nodaemon) {
+    lg.info("--- Startup, daemonizing ---");
+    if (int code = daemonize(); code >= 0) return code;  // the parent's exit
+  } else {
+    lg.info("--- Startup ---");
+  }
+  // Written and locked after the fork (the daemon's pid), also under -nodaemon (systemd units
+  // pass -pidfile); removed on exit.
+  PidFile pid_file;
+  if (!pidfile.empty()) {
+    if (auto st = pid_file.take(absolute(pidfile)); !st) {
+      lg.error("{}", st.error().message());
+      return 255;
+    }
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  uvx::Loop loop;
+
   if (!host.empty()) {
     runtime::PushOptions o;
     o.source = src;

@@ -1,6 +1,7 @@
 #include "lib/base/log.h"
 
 #include <spdlog/cfg/env.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <array>
@@ -35,6 +36,21 @@ void do_init() {
 std::string_view name(Module m) noexcept { return kNames[static_cast<size_t>(m)]; }
 
 void init() { std::call_once(g_once, do_init); }
+
+std::string add_file_sink(const std::string& path) {
+  init();
+  try {
+    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+    sink->set_pattern("%a %b %d %H:%M:%S %Y [%l] [%n] %v");
+    for (auto& lg : g_loggers) {
+      lg->sinks().push_back(sink);
+      lg->flush_on(spdlog::level::trace);  // each line reaches the file at once (tail -f, crashes)
+    }
+  } catch (const spdlog::spdlog_ex& e) {
+    return e.what();
+  }
+  return {};
+}
 
 spdlog::logger& get(Module m) {
   init();

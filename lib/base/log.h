@@ -20,6 +20,9 @@ std::string_view name(Module m) noexcept;
 spdlog::logger& get(Module m);
 // Sets up the loggers with a stderr sink and reads SPDLOG_LEVEL. Idempotent.
 void init();
+// Also appends every message to `path` (lsyncd's logfile), flushed per message. Call after init()
+// and before other threads log. Returns an empty string, or why the file cannot be opened.
+std::string add_file_sink(const std::string& path);
 // Escapes control bytes and invalid UTF-8 in a path for log output (SECURITY.md §2.4 rule 5).
 std::string escape(std::string_view raw);
 

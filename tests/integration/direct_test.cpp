@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +65,39 @@ struct Fixture {
 }  // namespace
 
 TEST_SUITE("integration.direct") {
+  TEST_CASE("without -nodaemon it daemonizes - locks its pidfile - logs to -logfile - removes the pidfile on SIGTERM") {
+    Fixture f;
+    const std::string pidfile = f.t / "syncd.pid", logfile = f.t / "daemon.log";
+    test::Child launcher({SYNCD_BINARY, "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run",
+                          "-pidfile", pidfile, "-logfile", logfile},
+                         f.log);
+    CHECK(launcher.wait() == 0);  // the parent returns once the daemon is forked
+    REQUIRE(test::wait_for(f.t.path(), "syncd.pid", 30000));
+    REQUIRE(test::wait_until(f.t.path(), [&] { return test::read_file(pidfile).find('\n') != std::string::npos; }, 30000));
+    const pid_t pid = static_cast<pid_t>(std::stol(test::read_file(pidfile)));
+    auto reap = ScopeGuard([pid]() noexcept { ::kill(pid, SIGKILL); });  // whatever happens below
+    REQUIRE(::kill(pid, 0) == 0);
+    CHECK(pid != launcher.pid());
+    REQUIRE_MESSAGE(test::wait_for_text(logfile, "finished: 0", 0), test::read_file(logfile));
+    CHECK(test::read_file(logfile).find("--- Startup, daemonizing ---") != std::string::npos);
+    test::write_file(f.s("a"), "through the daemon");
+    f.converged();
+    // A second daemon with the same pidfile refuses to start.
+    test::Child second({SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.t / "dst2", "-statedir", f.t / "state2", "-rundir",
+                        f.t / "run2", "-pidfile", pidfile},
+                       f.t / "second.log");
+    CHECK(second.wait() == 255);
+    CHECK(test::read_file(f.t / "second.log").find("is locked: another syncd runs with it") != std::string::npos);
+    // SIGTERM: it finishes, exits and removes its pidfile (pidfd: a barrier on its exit).
+    const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    REQUIRE(pfd >= 0);
+    REQUIRE(::kill(pid, SIGTERM) == 0);
+    pollfd p{pfd, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 30000) == 1);
+    ::close(pfd);
+    CHECK_FALSE(test::exists(pidfile));
+  }
+
   TEST_CASE("initial sync copies an existing tree with owners - modes - mtimes - links") {
     Fixture f;
     test::make_sample_tree(f.src);
