@@ -80,14 +80,35 @@ std::string absolute(const std::string& p) {
 }
 
 // Detaches from the terminal (fork, setsid, chdir /, stdio to /dev/null) before any thread
-// exists. Returns the exit code for the parent, or -1 in the daemon.
+// exists. Returns the exit code for the parent, or -1 in the daemon. The parent returns only once
+// the daemon said it is detached and holds its pidfile (daemon_ready), so whoever started it —
+// an init script, a test that kills the starter's process group — never races the detach, and a
+// daemon that fails that early makes the parent exit 255.
+int g_ready_fd = -1;
 int daemonize() {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) {
+    std::perror("syncd: pipe");
+    return 255;
+  }
   const pid_t pid = ::fork();
   if (pid < 0) {
     std::perror("syncd: fork");
     return 255;
   }
-  if (pid > 0) return 0;
+  if (pid > 0) {
+    ::close(ready[1]);
+    char ok = 0;
+    ssize_t n;
+    do {
+      n = ::read(ready[0], &ok, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 1 && ok == 'k') return 0;
+    std::fprintf(stderr, "syncd: the daemon did not start (see its log)\n");
+    return 255;
+  }
+  ::close(ready[0]);
+  g_ready_fd = ready[1];
   ::setsid();
   if (::chdir("/") != 0) std::perror("syncd: chdir /");
   const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -477,6 +498,11 @@ int main(int argc, char** argv) {
       lg.error("{}", st.error().message());
       return 255;
     }
+  }
+  if (g_ready_fd >= 0) {  // detached, pidfile held: the starting process may return
+    (void)!::write(g_ready_fd, "k", 1);
+    ::close(g_ready_fd);
+    g_ready_fd = -1;
   }
   ::signal(SIGPIPE, SIG_IGN);
   uvx::Loop loop;
