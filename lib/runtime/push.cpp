@@ -33,6 +33,14 @@ constexpr std::array<const char*, 12> kSqlitePatterns = {
     "*.sqlite", "*.sqlite-wal", "*.sqlite-shm", "*.sqlite-journal",
     "*.sqlite3", "*.sqlite3-wal", "*.sqlite3-shm", "*.sqlite3-journal"};
 
+// On a two-way session both ends send and receive: what each message is for.
+bool for_receiver(const protocol::Message& m) {
+  return std::holds_alternative<protocol::FileVersion>(m) || std::holds_alternative<protocol::Data>(m) ||
+         std::holds_alternative<protocol::Delta>(m) || std::holds_alternative<protocol::Remove>(m) ||
+         std::holds_alternative<protocol::Rename>(m) || std::holds_alternative<protocol::IndexEnd>(m) ||
+         std::holds_alternative<protocol::SigRequest>(m) || std::holds_alternative<protocol::IndexUpdate>(m);
+}
+
 }  // namespace
 
 namespace {
@@ -61,11 +69,15 @@ Push::Push(uvx::Loop& loop, PushOptions opts)
 
 Push::~Push() {
   if (jobs_) jobs_->stop();  // job threads first
-  for (auto& j : joined_) j->rx.reset();
+  for (auto& j : joined_) {
+    j->tx.reset();
+    j->rx.reset();
+  }
   joined_.clear();
   // Each sender (and its job thread) goes before the connection it writes to.
   for (auto& l : links_) {
     l->sender.reset();
+    l->rx.reset();
     l->conn.reset();
     l->ssh.reset();
   }
@@ -174,6 +186,33 @@ void Push::collect_tombstones() {
 
 void Push::announce_all() {
   for (auto& l : links_) l->sender->announce();
+  for (auto& j : joined_) {
+    if (j->tx && !j->ended) j->tx->announce();
+  }
+}
+
+ReceiverOptions Push::receiver_options() {
+  ReceiverOptions ro;
+  ro.two_way = true;
+  ro.apply = opts_.apply;
+  ro.on_changed = [this] { announce_all(); };
+  ro.on_conflict_copy = [this](const std::string& path, const std::string& copy) { run_conflict_hook(path, copy); };
+  ro.excludes = watch::Excludes(opts_.excludes);
+  ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
+  return ro;
+}
+
+const Push::Joined* Push::joined_with(uint64_t node) const noexcept {
+  for (const auto& j : joined_) {
+    if (!j->ended && j->two_way && node != 0 && j->peer_node == node) return j.get();
+  }
+  return nullptr;
+}
+
+bool Push::Joined::idle() const noexcept {
+  if (ended) return true;
+  if (!rx->idle() || conn->pending_out() != 0) return false;
+  return !tx || (tx->idle() && tx->caught_up() && tx->awaiting_ack() == 0);
 }
 
 Status Push::choose_transport(Link& l) {
@@ -260,7 +299,15 @@ Status Push::choose_transport(Link& l) {
 }
 
 void Push::connect(Link& l) {
+  if (l.passive) {
+    // The peer (lower node id) dials us. If it has not for a while — it is down, or it is not
+    // configured to — dial it again ourselves: a pair must never end up with no session.
+    if (joined_with(l.peer_node) != nullptr) return l.retry->start(30000);
+    lg().info("{} has not dialed this node: dialing it again", l.spec.host);
+    l.passive = false;
+  }
   // The previous session's objects die here, outside their own callbacks.
+  l.rx.reset();
   l.conn.reset();
   l.ssh.reset();
   l.session_ssh.reset();
@@ -291,7 +338,19 @@ void Push::connect(Link& l) {
       loop_, std::move(stream),
       [this, &l, session](protocol::Message m) {
         if (session != l.session) return;
+        if (l.rx && for_receiver(m)) return l.rx->on_message(std::move(m));
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
+          if (opts_.two_way && h->node_id < index_->node_id()) {
+            // One session per pair (TWO-WAY.md §4.9): the node with the lower id dials. Ours
+            // closes; our records travel on the session it opens to us.
+            l.peer_node = h->node_id;
+            lg().info("{} (node {:016x}) dials this node: one session per pair, ours closes", l.spec.host, h->node_id);
+            l.passive = true;
+            lost(l, session, "the peer dials this node");
+            l.session_ssh.reset();  // hang up now, so the peer's end of this session goes too
+            return;
+          }
+          if (l.rx) l.rx->on_message(m);
           l.up = true;
           if (l.peer_node != h->node_id) {
             // Remembered for tombstone collection; the index is written on the thread pool.
@@ -310,6 +369,7 @@ void Push::connect(Link& l) {
         l.sender->on_message(m);
       },
       [this, &l, session](const Error& e) { lost(l, session, e.message()); });
+  if (opts_.two_way) l.rx = std::make_unique<Receiver>(loop_, *root_, *index_, *l.conn, receiver_options());
   if (auto st = l.conn->start(hello_for(*index_, "push", "push")); !st) return lost(l, session, st.error().message());
   l.sender->set_connection(l.conn.get());
 }
@@ -328,6 +388,10 @@ void Push::lost(Link& l, uint64_t session, const std::string& why) {
   if (l.conn) l.conn->close(Error::make(errc::truncated, "session ended"));
   if (l.ssh) l.ssh->terminate();
   l.last_error = reason;
+  if (l.passive) {
+    l.last_error.clear();
+    return l.retry->start(30000);  // connect() checks that the peer's session arrived
+  }
   // Capped exponential backoff with jitter (half to all of the step), so a cluster that lost a
   // peer does not reconnect in lockstep.
   std::uniform_int_distribution<uint64_t> jitter(l.backoff_ms / 2, l.backoff_ms);
@@ -349,13 +413,15 @@ std::string Push::status(bool json) const {
     const bool up = l.conn != nullptr && l.up;
     const bool caught = l.sender->caught_up();
     const std::string transport = l.native ? "libssh2" : "openssh";
-    peers_txt += "  peer " + l.spec.host + ":" + l.spec.target + ": " + (up ? "connected" : "disconnected") + " (" +
+    peers_txt += "  peer " + l.spec.host + ":" + l.spec.target + ": " +
+                 (l.passive ? "on the session it opened to this node" : up ? "connected" : "disconnected") + " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
                  (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
                  ", last error: " + (l.last_error.empty() ? std::string("-") : l.last_error) + "\n";
     if (!peers_json.empty()) peers_json += ", ";
     peers_json += "{\"host\": " + json_string(l.spec.host) + ", \"target\": " + json_string(l.spec.target) +
                   ", \"transport\": \"" + transport + "\", \"connected\": " + (up ? "true" : "false") +
+                  ", \"dialed_by_peer\": " + (l.passive ? "true" : "false") +
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) + ", \"bytes_out\": " +
@@ -392,17 +458,23 @@ std::string Push::status(bool json) const {
   return j + l;
 }
 
-bool Push::Link::idle() const noexcept {
-  return conn != nullptr && up && sender->idle() && sender->caught_up() && sender->awaiting_ack() == 0 &&
-         conn->pending_out() == 0;
+bool Push::link_idle(const Link& l) const noexcept {
+  if (l.passive) {
+    // Our records go on the session the peer opened: idle when that one is.
+    const Joined* j = joined_with(l.peer_node);
+    return j != nullptr && j->idle() && l.sender->queued() == 0;
+  }
+  if (l.rx && !l.rx->idle()) return false;
+  return l.conn != nullptr && l.up && l.sender->idle() && l.sender->caught_up() && l.sender->awaiting_ack() == 0 &&
+         l.conn->pending_out() == 0;
 }
 
 bool Push::idle() const noexcept {
   for (const auto& j : joined_) {
-    if (!j->ended && (!j->rx->idle() || j->conn->pending_out() != 0)) return false;
+    if (!j->idle()) return false;
   }
   for (const auto& l : links_) {
-    if (!l->idle()) return false;
+    if (!link_idle(*l)) return false;
   }
   return !links_.empty();
 }
@@ -410,9 +482,11 @@ bool Push::idle() const noexcept {
 bool Push::drained() const noexcept {
   for (const auto& j : joined_) {
     if (!j->ended && (!j->rx->idle() || j->conn->pending_out() != 0)) return false;
+    if (!j->ended && j->tx && (j->tx->queued() != 0 || j->tx->awaiting_ack() != 0)) return false;
   }
   for (const auto& l : links_) {
     if (l->sender->queued() != 0) return false;
+    if (l->rx && !l->rx->idle()) return false;
     const bool up = l->conn != nullptr && l->up;
     if (up && (l->sender->awaiting_ack() != 0 || l->conn->pending_out() != 0)) return false;
   }
@@ -448,6 +522,18 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
       [this, raw](protocol::Message m) {
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
           lg().info("peer session {} joined: node {:016x} ({})", raw->id, h->node_id, log::escape(h->node_name));
+          raw->peer_node = h->node_id;
+          if (raw->two_way) {
+            // The same session carries this node's records back to the peer (one per pair).
+            SenderOptions so = opts_.sender;
+            so.watch_tree = false;
+            raw->tx = std::make_unique<Sender>(loop_, *root_, *index_, watch::Excludes(opts_.excludes), nullptr, so);
+            (void)raw->tx->start();
+            raw->tx->set_connection(raw->conn.get());
+            raw->tx->on_message(m);
+          }
+        } else if (raw->tx && !for_receiver(m)) {
+          return raw->tx->on_message(m);
         }
         raw->rx->on_message(std::move(m));
       },
@@ -455,14 +541,8 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
         // The peer closing its end is how a session normally ends.
         end_joined(id, e.is(errc::truncated) ? "end 0 session closed\n" : "end 1 " + e.message() + "\n");
       });
-  ReceiverOptions ro;
-  ro.two_way = true;
-  ro.apply = opts_.apply;
-  ro.on_changed = [this] { announce_all(); };
-  ro.on_conflict_copy = [this](const std::string& path, const std::string& copy) { run_conflict_hook(path, copy); };
-  ro.excludes = watch::Excludes(opts_.excludes);
-  ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
-  j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
+  j->two_way = args.find("two-way") != std::string::npos;
+  j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, receiver_options());
   lg().info("peer session {} for {} ({})", id, opts_.source, args.empty() ? "-" : args);
   // Listed before it starts: writing our HELLO may already find the peer gone (EPIPE), and that
   // end must reach the attach process like any other.
@@ -507,6 +587,7 @@ void Push::end_joined(uint64_t id, const std::string& end_line) {
       for (auto it = joined_.begin(); it != joined_.end();) {
         if ((*it)->ended) {
           conflicts_ended_ += (*it)->rx->conflicts();
+          (*it)->tx.reset();
           (*it)->rx.reset();
           it = joined_.erase(it);
         } else {

@@ -106,8 +106,15 @@ class Push {
     uint64_t backoff_ms = 0;
     std::string last_error;
     uint64_t peer_node = 0;  // from the peer's HELLO (also kept in the index for restarts)
-    bool idle() const noexcept;
+    // Two-way: this end of the session also receives (one SSH session per pair), and a link
+    // whose peer has the lower node id waits for that peer to dial instead (passive).
+    std::unique_ptr<Receiver> rx;
+    bool passive = false;
   };
+  bool link_idle(const Link& l) const noexcept;
+  // Receiver options for any two-way session of this node.
+  ReceiverOptions receiver_options();
+
   Status choose_transport(Link& l);
   void connect(Link& l);
   void lost(Link& l, uint64_t session, const std::string& why);
@@ -133,10 +140,16 @@ class Push {
     uint64_t id = 0;
     std::unique_ptr<Connection> conn;
     std::unique_ptr<Receiver> rx;
+    std::unique_ptr<Sender> tx;  // two-way peers: this node's records go back on the same session
+    bool two_way = false;
+    uint64_t peer_node = 0;
     std::function<void(const std::string&)> done;
     bool ended = false;
+    bool idle() const noexcept;
   };
   std::vector<std::unique_ptr<Joined>> joined_;
+  // The live two-way joined session with peer `node`, if any.
+  const Joined* joined_with(uint64_t node) const noexcept;
   uint64_t next_joined_ = 0;
   uint64_t conflicts_ended_ = 0;  // conflicts counted by sessions that are gone
   std::unique_ptr<uvx::Timer> reap_;

@@ -74,7 +74,9 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     batch_posted_ = true;
   }
   jobs_.post([this]() -> JobQueue::Done {
-    std::lock_guard store_lock(index_.mutex());
+    std::unique_lock store_lock(index_.mutex());
+    held_ = &store_lock;
+    auto unheld = ScopeGuard([this]() noexcept { held_ = nullptr; });
     std::vector<std::pair<std::string, std::function<protocol::Ack()>>> todo;
     {
       std::lock_guard<std::mutex> lk(batch_mu_);
@@ -278,6 +280,24 @@ Status Receiver::advance(uint64_t seq) {
   return {};
 }
 
+// Waiting for a streamed body's next chunk must not hold the store lock: the chunk comes through
+// the loop thread, which may itself be waiting (joining an ended session's job thread) for a job
+// that needs the lock.
+Result<std::optional<Bytes>> Receiver::pop_body(BodyPipe& pipe) {
+  if (held_ == nullptr) return pipe.pop();
+  // Whoever takes the lock meanwhile must not find our transaction open on the shared index:
+  // what this batch recorded so far is committed first (it is applied already).
+  if (txn_) {
+    if (auto st = txn_->commit(); !st) lg().error("index commit: {}", st.error().message());
+    txn_.reset();
+  }
+  held_->unlock();
+  auto c = pipe.pop();
+  held_->lock();
+  if (auto t = index_.begin(); t.ok()) txn_.emplace(std::move(*t));
+  return c;
+}
+
 Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin) {
   store::Record r{m, 0, fp, origin};
   SYNCD_TRY(index_.put(r));
@@ -341,7 +361,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
   protocol::Hash256 base = base_in;
   std::optional<Bytes> first;
   if (pipe != nullptr && fv.body == protocol::BodyKind::delta && !content_held) {
-    auto c = pipe->pop();
+    auto c = pop_body(*pipe);
     if (!c.ok()) return ack(fv.seq, protocol::AckStatus::failed, c.error().message());
     first = std::move(*c);
     base = pipe->base();
@@ -353,7 +373,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
       first.reset();
     }
     for (;;) {
-      SYNCD_TRY_ASSIGN(c, pipe->pop());
+      SYNCD_TRY_ASSIGN(c, pop_body(*pipe));
       if (!c) return {};
       SYNCD_TRY(f(*c));
     }

@@ -118,6 +118,8 @@ class Receiver {
   // Job thread: folds a peer record's timestamps into our HLC; warns about a far-ahead clock.
   void observe_clock(const protocol::FileMeta& m);
   bool skew_warned_ = false;  // job thread
+  std::unique_lock<std::mutex>* held_ = nullptr;  // job thread: the batch's store lock
+  Result<std::optional<Bytes>> pop_body(BodyPipe& pipe);
   std::vector<std::string> authored_;     // job thread: paths authored or merged in this batch
   std::vector<std::pair<std::string, std::string>> copies_;  // job thread: conflict copies made
   std::atomic<uint64_t> peer_node_{0};

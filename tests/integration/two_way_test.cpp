@@ -127,6 +127,23 @@ struct Mesh {
       REQUIRE_MESSAGE(diff.empty(), "trees of a and " << nodes[i]->name << " differ; logs:\n" << logs());
     }
   }
+  // One SSH session per pair (the lower node id dials): over all nodes, each pair shows up once as
+  // a link marked dialed_by_peer and once as a joined peer session.
+  void one_session_per_pair() {
+    size_t dialed_by_peer = 0, joined = 0;
+    for (const auto& n : nodes) {
+      const std::string j = status_json(*n);
+      for (size_t at = j.find("\"dialed_by_peer\": true"); at != std::string::npos; at = j.find("\"dialed_by_peer\": true", at + 1)) {
+        ++dialed_by_peer;
+      }
+      const size_t ps = j.find("\"peer_sessions\": ");
+      REQUIRE(ps != std::string::npos);
+      joined += std::strtoul(j.c_str() + ps + 17, nullptr, 10);
+    }
+    const size_t pairs = nodes.size() * (nodes.size() - 1) / 2;
+    CHECK_MESSAGE(dialed_by_peer == pairs, logs());
+    CHECK_MESSAGE(joined == pairs, logs());
+  }
   void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
   // Conflict copies of `base` (a path relative to the node's tree).
   std::vector<std::string> copies(const Node& n, const std::string& base) {
@@ -165,6 +182,7 @@ TEST_SUITE("two_way") {
     CHECK(test::read_file(p.a.dir + "/only-b") == "from b");
     CHECK(test::read_file(p.b.dir + "/only-a") == "from a");
     CHECK(p.copies(p.a, "certs/same.pem").empty());
+    p.one_session_per_pair();
 
     // Live: each side writes, chmods, chowns, renames, deletes; the other follows.
     test::write_file(p.a.dir + "/certs/new-a.pem", "cert a");
@@ -347,6 +365,7 @@ TEST_SUITE("two_way") {
       CHECK(test::read_file(n->dir + "/from-c") == "c");
       CHECK(test::read_file(n->dir + "/crl.pem") == "v1");
     }
+    p.one_session_per_pair();
     // Live writes on every node at once.
     for (auto& n : p.nodes) {
       for (int i = 0; i < 20; ++i) test::write_file(n->dir + "/" + n->name + std::to_string(i), n->name);
