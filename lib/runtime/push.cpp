@@ -141,7 +141,7 @@ Status Push::start() {
     so.on_authored = [this] { announce_all(); };
     so.on_caught_up = [this, &l, user = so.on_caught_up](bool first) {
       l.backoff_ms = opts_.backoff_min_ms;  // a session that got this far was a good one
-      if (first) lg().info("Startup of \"{}\" finished: 0", opts_.source);
+      if (first) startup_finished();
       lg().info("{} caught up (session {})", l.spec.host, l.session);
       if (user) user(first);
     };
@@ -182,6 +182,13 @@ void Push::collect_tombstones() {
       gc_->start(every);
     };
   });
+}
+
+void Push::startup_finished() {
+  // lsyncd's line, once per run: the first peer has everything this node had at startup.
+  if (startup_logged_) return;
+  startup_logged_ = true;
+  lg().info("Startup of \"{}\" finished: 0", opts_.source);
 }
 
 void Push::announce_all() {
@@ -527,6 +534,10 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
             // The same session carries this node's records back to the peer (one per pair).
             SenderOptions so = opts_.sender;
             so.watch_tree = false;
+            so.on_caught_up = [this, raw](bool first) {
+              if (first) startup_finished();
+              lg().info("peer node {:016x} caught up (joined session {})", raw->peer_node, raw->id);
+            };
             raw->tx = std::make_unique<Sender>(loop_, *root_, *index_, watch::Excludes(opts_.excludes), nullptr, so);
             (void)raw->tx->start();
             raw->tx->set_connection(raw->conn.get());

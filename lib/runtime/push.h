@@ -120,6 +120,8 @@ class Push {
   void lost(Link& l, uint64_t session, const std::string& why);
   // After any part of the node wrote records: every link's sender announces them.
   void announce_all();
+  void startup_finished();
+  bool startup_logged_ = false;
   // Runs tombstone collection on the thread pool (store lock held); reschedules itself.
   void collect_tombstones();
   std::unique_ptr<uvx::Timer> gc_;
