@@ -709,7 +709,13 @@ void Sender::resend_whole(const std::string& path) {
     out->gen = gen;
     auto rec = index_.get(path);
     if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
-    return [this, out] { deliver(std::move(*out)); };
+    // Nothing to resend — the path was deleted since, or its record is now the peer's own (a
+    // conflict it won): no ACK will come, so the retry is settled here.
+    const bool settled = out->msgs.empty() && out->resendable.empty();
+    return [this, out, path, settled] {
+      if (settled) retry_.erase(path);
+      deliver(std::move(*out));
+    };
   });
 }
 
