@@ -360,7 +360,7 @@ void Push::connect(Link& l) {
           if (l.rx) l.rx->on_message(m);
           l.up = true;
           if (l.peer_node != h->node_id) {
-            // Remembered for tombstone collection; the index is written on the thread pool.
+            // Remembered for tombstone collection; the index is written on the node's job thread.
             l.peer_node = h->node_id;
             const std::string key = l.spec.host + "\n" + l.spec.target;
             const uint64_t node = h->node_id;

@@ -122,7 +122,7 @@ class Push {
   void announce_all();
   void startup_finished();
   bool startup_logged_ = false;
-  // Runs tombstone collection on the thread pool (store lock held); reschedules itself.
+  // Runs tombstone collection on the node's job thread (store lock held); reschedules itself.
   void collect_tombstones();
   std::unique_ptr<uvx::Timer> gc_;
   bool gc_running_ = false;
