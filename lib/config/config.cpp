@@ -1,0 +1,360 @@
+#include "lib/config/config.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include <lua.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "lib/base/log.h"
+#include "lib/config/lua_state.h"
+#include "lib/config/prelude.h"
+
+namespace syncd::config {
+namespace {
+
+using detail::LuaState;
+
+Error config_error(std::string msg) { return Error::make(errc::unsupported, std::move(msg)); }
+
+// log(cat, msg) from a config: lsyncd's categories onto our levels.
+int lua_log(lua_State* L) {
+  const std::string cat = luaL_checkstring(L, 1);
+  const std::string msg = luaL_checkstring(L, 2);
+  auto& lg = log::get(log::Module::config);
+  if (cat == "Error") {
+    lg.error("{}", msg);
+  } else if (cat == "Warn") {
+    lg.warn("{}", msg);
+  } else if (cat == "Normal") {
+    lg.info("{}", msg);
+  } else {
+    lg.debug("{}: {}", cat, msg);
+  }
+  return 0;
+}
+
+Result<std::unique_ptr<LuaState>> new_state() {
+  auto st = std::make_unique<LuaState>();
+  lua_register(st->get(), "_syncd_log", lua_log);
+  if (auto err = st->run_chunk(detail::kPrelude, "=syncd-prelude")) {
+    return Error::make(errc::internal, "syncd's config prelude failed: " + *err);
+  }
+  return st;
+}
+
+std::string with_slash(std::string p) {
+  if (p.empty() || (p.back() != '/' && p.back() != ':')) p += '/';
+  return p;
+}
+
+// excludeFrom: one pattern per line; blank lines and '#' comments skipped, "+ " lines ignored,
+// a leading "- " stripped (lsyncd's reading).
+Status read_exclude_file(const std::string& path, std::vector<std::string>& out) {
+  std::ifstream in(path);
+  if (!in) return config_error("Cannot open exclude file \"" + path + "\": " + path + ": " + std::strerror(errno));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#' || line[0] == '+') continue;
+    if (line.rfind("- ", 0) == 0) line.erase(0, 2);
+    if (!line.empty()) out.push_back(line);
+  }
+  return {};
+}
+
+Status parse_filter(const std::string& rule, std::vector<std::pair<char, std::string>>& out) {
+  if (rule.size() < 3 || (rule[0] != '+' && rule[0] != '-') || rule[1] != ' ') {
+    return config_error("Unknown filter rule: \"" + rule + "\"");
+  }
+  out.emplace_back(rule[0], rule.substr(2));
+  return {};
+}
+
+Status read_filter_file(const std::string& path, std::vector<std::pair<char, std::string>>& out) {
+  std::ifstream in(path);
+  if (!in) return config_error("Cannot open filter file \"" + path + "\": " + path + ": " + std::strerror(errno));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    SYNCD_TRY(parse_filter(line, out));
+  }
+  return {};
+}
+
+// Reads the sub-table `key` of the table at `t` as key -> text (non-table values only).
+std::map<std::string, std::string> read_flat(lua_State* L, int t, const char* key) {
+  std::map<std::string, std::string> r;
+  lua_getfield(L, t, key);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) != LUA_TTABLE) {
+        r[lua_tostring(L, -2)] = detail::to_text(L, -1);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+Result<Sync> read_sync(lua_State* L, int t, size_t n, std::vector<std::string>& warnings) {
+  Sync s;
+  s.name = "Sync" + std::to_string(n);
+  s.where = detail::field_string(L, t, "_syncd_where").value_or("?");
+  const std::string kind = detail::field_string(L, t, "_syncd_kind").value_or("custom");
+  s.kind = kind == "rsync" ? Kind::rsync : kind == "rsyncssh" ? Kind::rsyncssh : kind == "direct" ? Kind::direct : Kind::custom;
+
+  const auto src = detail::field_string(L, t, "source");
+  if (!src) return config_error("source missing from sync.");
+  char buf[PATH_MAX];
+  if (::realpath(src->c_str(), buf) == nullptr) return config_error("Cannot access source directory: " + *src);
+  s.source = with_slash(buf);
+  if (auto v = detail::field_string(L, t, "target")) s.target = with_slash(*v);
+  if (auto v = detail::field_string(L, t, "host")) s.host = *v;
+  if (auto v = detail::field_string(L, t, "targetdir")) s.targetdir = with_slash(*v);
+
+  s.delay = detail::field_number(L, t, "delay").value_or(0);
+  s.delay_given = detail::field_bool(L, t, "_syncd_delay_given").value_or(false);
+  s.max_delays = static_cast<long>(detail::field_number(L, t, "maxDelays").value_or(1000));
+  s.max_processes = static_cast<long>(detail::field_number(L, t, "maxProcesses").value_or(1));
+
+  lua_getfield(L, t, "delete");
+  if (lua_type(L, -1) == LUA_TBOOLEAN) {
+    s.del = lua_toboolean(L, -1) ? DeleteMode::all : DeleteMode::none;
+    s.delete_raw = lua_toboolean(L, -1) ? "true" : "false";
+  } else if (lua_isnil(L, -1)) {
+    s.del = DeleteMode::all;
+    s.delete_raw = "true";
+  } else {
+    s.delete_raw = detail::to_text(L, -1);
+    if (s.delete_raw == "startup" && lua_type(L, -1) == LUA_TSTRING) {
+      s.del = DeleteMode::startup;
+    } else if (s.delete_raw == "running" && lua_type(L, -1) == LUA_TSTRING) {
+      s.del = DeleteMode::running;
+    } else {
+      s.del = DeleteMode::none;
+      warnings.push_back(s.where + ": delete = " + s.delete_raw +
+                         " is not true, false, 'startup' or 'running'; like lsyncd 2.2.3, nothing is deleted");
+    }
+  }
+  lua_pop(L, 1);
+  s.init = detail::field_type(L, t, "init") != "boolean" || detail::field_bool(L, t, "init").value_or(true);
+
+  bool bad = false;
+  if (auto v = detail::field_strings(L, t, "exclude", bad)) s.excludes = *v;
+  if (bad) return config_error("type for exclude must be table or string");
+  if (auto v = detail::field_string(L, t, "excludeFrom")) SYNCD_TRY(read_exclude_file(*v, s.excludes));
+  if (auto v = detail::field_strings(L, t, "filter", bad)) {
+    for (const auto& rule : *v) SYNCD_TRY(parse_filter(rule, s.filters));
+  }
+  if (bad) return config_error("type for filter must be table or string");
+  if (auto v = detail::field_string(L, t, "filterFrom")) SYNCD_TRY(read_filter_file(*v, s.filters));
+
+  s.rsync = read_flat(L, t, "rsync");
+  lua_getfield(L, t, "rsync");
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    if (auto v = detail::field_strings(L, lua_gettop(L), "_extra", bad)) s.rsync_extra = *v;
+  }
+  lua_pop(L, 1);
+
+  lua_getfield(L, t, "ssh");
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    const int st = lua_gettop(L);
+    if (auto v = detail::field_string(L, st, "binary")) s.ssh.binary = *v;
+    s.ssh.identity_file = detail::field_string(L, st, "identityFile");
+    if (auto v = detail::field_number(L, st, "port")) s.ssh.port = static_cast<long>(*v);
+    if (auto v = detail::field_string(L, st, "port"); v && !s.ssh.port) s.ssh.port = std::atol(v->c_str());
+    for (auto& [k, v] : read_flat(L, st, "options")) s.ssh.options.emplace_back(k, v);
+    if (auto v = detail::field_strings(L, st, "_extra", bad)) s.ssh.extra = *v;
+    s.ssh.given = s.ssh.identity_file || s.ssh.port || !s.ssh.options.empty() || !s.ssh.extra.empty();
+  }
+  lua_pop(L, 1);
+
+  if (detail::field_type(L, t, "bidirectional") == "boolean") s.bidirectional = detail::field_bool(L, t, "bidirectional");
+
+  lua_getfield(L, t, "syncd");
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    const int st = lua_gettop(L);
+    auto& k = s.syncd;
+    k.state_dir = detail::field_string(L, st, "stateDir");
+    k.rundir = detail::field_string(L, st, "rundir");
+    k.remote_syncd = detail::field_string(L, st, "remoteSyncd");
+    k.remote_state_dir = detail::field_string(L, st, "remoteStateDir");
+    k.remote_rundir = detail::field_string(L, st, "remoteRundir");
+    k.transport = detail::field_string(L, st, "transport");
+    k.conflict_hook = detail::field_string(L, st, "conflictHook");
+    auto num = [&](const char* key) -> std::optional<long> {
+      if (auto v = detail::field_number(L, st, key)) return static_cast<long>(*v);
+      return std::nullopt;
+    };
+    k.max_delete_share = num("maxDeleteShare");
+    k.tombstone_min_age = num("tombstoneMinAge");
+    k.tombstone_max_age = num("tombstoneMaxAge");
+    k.fsync = detail::field_bool(L, st, "fsync");
+    lua_getfield(L, st, "peers");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      const lua_Integer cnt = static_cast<lua_Integer>(lua_rawlen(L, -1));
+      for (lua_Integer i = 1; i <= cnt; ++i) {
+        lua_rawgeti(L, -1, i);
+        const int p = lua_gettop(L);
+        auto host = lua_type(L, p) == LUA_TTABLE ? detail::field_string(L, p, "host") : std::nullopt;
+        auto dir = lua_type(L, p) == LUA_TTABLE ? detail::field_string(L, p, "targetdir") : std::nullopt;
+        lua_pop(L, 1);
+        if (!host || !dir) return config_error(s.where + ": syncd.peers entries need host and targetdir");
+        k.peers.emplace_back(*host, with_slash(*dir));
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+
+  s.user_actions = read_flat(L, t, "_syncd_user");
+  for (const auto& [key, type] : s.user_actions) {
+    if (type == "string") s.string_actions[key] = detail::field_string(L, t, key.c_str()).value_or("");
+  }
+  return s;
+}
+
+Result<Config> finish(LuaState& st, Config cfg, const CommandLine& cl) {
+  lua_State* L = st.get();
+  if (auto err = st.call_global("_syncd_finish", 2)) return config_error(*err);
+  const int settings = lua_gettop(L) - 1, syncs = lua_gettop(L);
+  auto& s = cfg.settings;
+  s.logfile = detail::field_string(L, settings, "logfile");
+  s.pidfile = detail::field_string(L, settings, "pidfile");
+  s.status_file = detail::field_string(L, settings, "statusFile");
+  s.logfacility = detail::field_string(L, settings, "logfacility");
+  s.logident = detail::field_string(L, settings, "logident");
+  s.inotify_mode = detail::field_string(L, settings, "inotifyMode");
+  auto truthy = [&](const char* key) {
+    lua_getfield(L, settings, key);
+    const bool r = lua_toboolean(L, -1) != 0;
+    lua_pop(L, 1);
+    return r;
+  };
+  s.nodaemon = truthy("nodaemon");
+  s.insist = truthy("insist");
+  s.onepass = truthy("onepass");
+  s.status_interval = detail::field_number(L, settings, "statusInterval").value_or(10);
+  if (auto v = detail::field_number(L, settings, "maxProcesses")) s.max_processes = static_cast<long>(*v);
+  if (auto v = detail::field_number(L, settings, "maxDelays")) s.max_delays = static_cast<long>(*v);
+  if (s.inotify_mode && *s.inotify_mode != "CloseWrite" && *s.inotify_mode != "Modify" &&
+      *s.inotify_mode != "CloseWrite or Modify") {
+    if (*s.inotify_mode == "CloseWrite after Modify") return config_error("inotifyMode \"CloseWrite after Modify\" not implemented.");
+    return config_error("inotifyMode \"" + *s.inotify_mode + "\" not known.");
+  }
+  // The command line wins over settings{} (lsyncd's clSettings).
+  if (cl.logfile) s.logfile = cl.logfile;
+  if (cl.pidfile) s.pidfile = cl.pidfile;
+  if (cl.nodaemon) s.nodaemon = true;
+  if (cl.insist) s.insist = true;
+  if (cl.onepass) s.onepass = true;
+
+  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, syncs));
+  for (lua_Integer i = 1; i <= n; ++i) {
+    lua_rawgeti(L, syncs, i);
+    auto sync = read_sync(L, lua_gettop(L), static_cast<size_t>(i), cfg.warnings);
+    lua_pop(L, 1);
+    if (!sync.ok()) return sync.error();
+    if (cl.delay) {
+      sync->delay = *cl.delay;
+      sync->delay_given = true;
+    }
+    cfg.syncs.push_back(std::move(*sync));
+  }
+  lua_pop(L, 2);
+  if (cfg.syncs.empty()) return config_error("Nothing to watch!");
+  return cfg;
+}
+
+}  // namespace
+
+const char* kind_name(Kind k) noexcept {
+  switch (k) {
+    case Kind::rsync: return "default.rsync";
+    case Kind::rsyncssh: return "default.rsyncssh";
+    case Kind::direct: return "default.direct";
+    case Kind::custom: break;
+  }
+  return "a custom sync";
+}
+
+Result<Config> load_file(const std::string& path, const CommandLine& cl) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) return config_error("Cannot find config file at '" + path + "'.");
+  Config cfg;
+  cfg.file = buf;
+  SYNCD_TRY_ASSIGN(st, new_state());
+  if (auto err = st->run_file(cfg.file)) {
+    return config_error((err->loading ? "error loading " : "error preparing ") + cfg.file + ": " + err->message);
+  }
+  return finish(*st, std::move(cfg), cl);
+}
+
+Result<Config> from_command_line(const CommandLine& cl) {
+  SYNCD_TRY_ASSIGN(st, new_state());
+  lua_State* L = st->get();
+  for (const auto& s : cl.syncs) {
+    const char* def = s.kind == Kind::rsyncssh ? "rsyncssh" : s.kind == Kind::direct ? "direct" : "rsync";
+    const size_t want = s.kind == Kind::rsyncssh ? 3 : 2;
+    if (s.args.size() != want) return config_error(std::string("-") + def + " needs " + std::to_string(want) + " arguments");
+    lua_getglobal(L, "sync");
+    lua_newtable(L);
+    lua_getglobal(L, "default");
+    lua_getfield(L, -1, def);
+    lua_rawseti(L, -3, 1);
+    lua_pop(L, 1);
+    auto set = [&](const char* key, const std::string& v) {
+      lua_pushstring(L, v.c_str());
+      lua_setfield(L, -2, key);
+    };
+    set("source", s.args[0]);
+    if (s.kind == Kind::rsyncssh) {
+      set("host", s.args[1]);
+      set("targetdir", s.args[2]);
+    } else {
+      set("target", s.args[1]);
+    }
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      std::string m = lua_tostring(L, -1);
+      lua_pop(L, 1);
+      return config_error(m);
+    }
+  }
+  return finish(*st, Config{}, cl);
+}
+
+namespace {
+std::string quote(const std::string& w) {
+  const bool plain = !w.empty() && std::all_of(w.begin(), w.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("@%+=:,./_-", c) != nullptr;
+  });
+  if (plain) return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+}  // namespace
+
+std::string ssh_command_line(const Sync& s) {
+  auto it = s.rsync.find("rsh");
+  std::string line = it != s.rsync.end() ? it->second : quote(s.ssh.binary);
+  if (s.ssh.identity_file) line += " -i " + quote(*s.ssh.identity_file);
+  if (s.ssh.port) line += " -p " + std::to_string(*s.ssh.port);
+  for (const auto& [k, v] : s.ssh.options) line += " -o " + quote(k + "=" + v);
+  for (const auto& w : s.ssh.extra) line += " " + quote(w);
+  if (auto v = s.rsync.find("ipv4"); v != s.rsync.end() && v->second == "true") line += " -4";
+  if (auto v = s.rsync.find("ipv6"); v != s.rsync.end() && v->second == "true") line += " -6";
+  return line;
+}
+
+}  // namespace syncd::config

@@ -1,0 +1,119 @@
+// File: lib/config/config.h
+//
+// An lsyncd configuration (LSYNCD-COMPAT.md §1-3), read by executing it: the config file runs
+// in an embedded Lua 5.4 (with the whole standard library, loaded by its own path so
+// debug.getinfo, dofile and os.getenv work as under lsyncd) after syncd's prelude
+// (lib/config/prelude.lua) defined settings{}, sync{} and default.rsync/rsyncssh/direct. The
+// command-line forms (-rsync, -rsyncssh, -direct) go through the same sync{} so they get the same
+// defaults and checks. The result is plain values; what syncd does with them is syncd/'s job.
+// Errors read like lsyncd's ("error preparing F: F:3: setting \"logfil\" unknown.").
+// Thread affinity: plain values and pure functions (each load uses its own Lua state).
+//
+//   SYNCD_TRY_ASSIGN(cfg, config::load_file("/etc/lsyncd.conf", {}));
+//   for (auto& s : cfg.syncs) ... s.kind, s.source, s.host, s.targetdir ...
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/base/result.h"
+
+namespace syncd::config {
+
+// settings{} (and what the command line overrides in it).
+struct Settings {
+  std::optional<std::string> logfile, pidfile, status_file, logfacility, logident, inotify_mode;
+  bool nodaemon = false;
+  bool insist = false;
+  bool onepass = false;
+  double status_interval = 10;  // seconds
+  std::optional<long> max_processes, max_delays;
+};
+
+enum class Kind { rsync, rsyncssh, direct, custom };
+const char* kind_name(Kind k) noexcept;  // "default.rsync", ...
+
+// lsyncd's `delete`: true (both), false (never), 'startup', 'running'. Anything else is false,
+// as lsyncd 2.2.3 treats it (a warning says so).
+enum class DeleteMode { all, none, startup, running };
+
+struct SshSpec {
+  std::string binary = "/usr/bin/ssh";
+  std::optional<std::string> identity_file;
+  std::optional<long> port;
+  std::vector<std::pair<std::string, std::string>> options;  // ssh.options, sorted by key
+  std::vector<std::string> extra;                           // ssh._extra
+  bool given = false;  // any ssh.* key besides the defaults
+};
+
+// syncd's own keys: `syncd = { ... }` inside sync{} (README.md "Configuration").
+struct SyncdKeys {
+  std::optional<std::string> state_dir, rundir, remote_syncd, remote_state_dir, remote_rundir,
+      transport, conflict_hook;
+  std::optional<long> max_delete_share, tombstone_min_age, tombstone_max_age;
+  std::optional<bool> fsync;
+  // Further nodes of a two-way mesh: { { host = "n3", targetdir = "/opt/x" }, ... }.
+  std::vector<std::pair<std::string, std::string>> peers;
+};
+
+struct Sync {
+  std::string name;   // Sync1, Sync2, ... in sync{} order
+  std::string where;  // "file:line" of the sync{} call
+  Kind kind = Kind::custom;
+  std::string source;  // realpath, with a trailing '/' (as lsyncd stores it)
+  std::string target;  // rsync, direct (a trailing '/' added unless it ends in '/' or ':')
+  std::string host, targetdir;  // rsyncssh
+  double delay = 0;             // seconds: the config's, or the default's
+  bool delay_given = false;     // the config (or -delay) set it, rather than a default
+  long max_delays = 1000;
+  long max_processes = 1;
+  DeleteMode del = DeleteMode::all;
+  std::string delete_raw;  // as written, for messages
+  bool init = true;        // false: no startup transfer
+  std::vector<std::string> excludes;                    // exclude + excludeFrom
+  std::vector<std::pair<char, std::string>> filters;    // filter + filterFrom: '+'/'-', pattern
+  // rsync = { ... } as strings ("true", "false", numbers, strings); _extra separately.
+  std::map<std::string, std::string> rsync;
+  std::vector<std::string> rsync_extra;
+  SshSpec ssh;
+  std::optional<bool> bidirectional;
+  SyncdKeys syncd;
+  // Actions the config wrote itself (key -> Lua type: "string", "function", "boolean").
+  std::map<std::string, std::string> user_actions;
+  std::map<std::string, std::string> string_actions;  // layer 3: key -> command template
+};
+
+struct Config {
+  std::string file;  // absolute path of the config file ("" for command-line syncs)
+  Settings settings;
+  std::vector<Sync> syncs;
+  std::vector<std::string> warnings;  // accepted, but not what lsyncd would do exactly
+};
+
+// What lsyncd's command line sets (it wins over settings{}).
+struct CommandLine {
+  std::optional<std::string> logfile, pidfile;
+  bool nodaemon = false;
+  bool insist = false;
+  bool onepass = false;
+  std::optional<double> delay;
+  struct ClSync {
+    Kind kind;
+    std::vector<std::string> args;  // SRC TGT | SRC HOST DIR | SRC DIR
+  };
+  std::vector<ClSync> syncs;
+};
+
+// A config error: the text lsyncd prints after "Error: " (exit code 255).
+Result<Config> load_file(const std::string& path, const CommandLine& cl);
+Result<Config> from_command_line(const CommandLine& cl);
+
+// lsyncd's rsync.rsh plus ssh.{identityFile, port, options, _extra}: one ssh command line used
+// for every operation (LSYNCD-COMPAT §2.4 "decision for syncd"). Words are shell-quoted.
+std::string ssh_command_line(const Sync& s);
+
+}  // namespace syncd::config
