@@ -1,8 +1,7 @@
-// syncd's entry point: argv (lsyncd's shapes) -> a runtime node -> exit code.
-// Today: `-direct SRC DST` (one-way local mirror through the full engine), `-rsyncssh SRC HOST
-// DIR` (push over SSH to `syncd attach DIR` on HOST; with -bidirectional a two-way mesh),
-// `attach DIR` (the peer end, run by sshd), `status`, `conflicts`, `-version`, `-help`;
-// daemonizing, -pidfile and -logfile. Configuration files: issue #6.
+// syncd's entry point: lsyncd's command line and config files (syncd/cli.h, lib/config) -> a
+// plan of runtime nodes (syncd/plan.h) -> the daemon: logs in lsyncd's formats, daemonizing,
+// pidfile, statusFile, SIGHUP reload, SIGTERM/SIGINT drain; plus syncd's subcommands `attach`
+// (run by sshd for a peer), `status` and `conflicts`.
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,164 +13,53 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
+#include "lib/config/config.h"
 #include "lib/runtime/attach.h"
 #include "lib/runtime/conflicts.h"
 #include "lib/runtime/control.h"
 #include "lib/runtime/direct.h"
 #include "lib/runtime/push.h"
 #include "lib/uvx/uvx.h"
+#include "syncd/cli.h"
+#include "syncd/daemon.h"
+#include "syncd/plan.h"
+#include "syncd/status_file.h"
 
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
 constexpr const char* kLsyncdCompat = "2.2.3";
 
-int usage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: syncd [-nodaemon] [OPTIONS] -direct SRC DIR\n"
-               "       syncd [-nodaemon] [OPTIONS] -rsyncssh SRC [USER@]HOST DIR\n"
-               "       syncd attach DIR [-statedir DIR] [-rundir D] [-bidirectional] [-nofsync]\n"
-               "                        (run by sshd for a push; joins the daemon owning DIR if one runs)\n"
-               "options:\n"
-               "  -nodaemon        stay in the foreground (default: daemonize)\n"
-               "  -logfile FILE    also append the log to FILE\n"
-               "  -pidfile FILE    write and lock FILE with the daemon's pid (also with -nodaemon)\n"
-               "  -statedir DIR    where the indexes live (default /var/lib/syncd/direct-<hash>)\n"
-               "  -exclude PATTERN lsyncd exclude pattern (repeatable)\n"
-               "  -nofsync         do not fsync applied files (benchmarks only)\n"
-               "  -rsh CMD         ssh command line for -rsyncssh (default \"ssh\"), as rsync.rsh\n"
-               "  -remote-syncd P  syncd program on the host (default \"syncd\" on PATH)\n"
-               "  -remote-statedir D  state directory of `attach` on the host\n"
-               "  -transport T     auto (default), libssh2 or openssh\n"
-               "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
-               "  -bidirectional   two-way sync with HOST (whose syncd runs the same the other way)\n"
-               "  -peer HOST DIR   two-way: one more node of the mesh (repeatable; up to 4 besides -rsyncssh)\n"
-               "  -remote-rundir D run directory of the daemon on the last given host (for attach to join it)\n"
-               "  -tombstone-min-age S, -tombstone-max-age S  keep delete records S seconds once every\n"
-               "                   peer applied them (default 7 days), at most S (default 180 days)\n"
-               "  -conflict-hook CMD  two-way: run CMD PATH COPY ROOT for each conflict copy made here\n"
-               "  -max-delete-share PCT  two-way: a scan missing more than PCT%% of the files propagates\n"
-               "                   no deletes (default 50; 100 = off, for one deliberate mass delete)\n"
-               "       syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]\n"
-               "       syncd conflicts DIR [--json]   (conflict copies in the tree; exit 1 if any)\n"
-               "  -delay N, -log X accepted for lsyncd compatibility\n"
-               "  -version, -help\n");
-  return out == stdout ? 0 : 255;
-}
-
 std::string default_state_dir(const std::string& kind, const std::string& key) {
   auto h = syncd::codec::Sha256::of(syncd::as_bytes(key));
   return "/var/lib/syncd/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
 }
 
-std::string absolute(const std::string& p) {
-  if (p.empty() || p[0] == '/') return p;
-  char buf[PATH_MAX];
-  if (::realpath(p.c_str(), buf) != nullptr) return buf;
-  if (::getcwd(buf, sizeof buf) == nullptr) return p;
-  return std::string(buf) + "/" + p;
-}
-
-// Detaches from the terminal (fork, setsid, chdir /, stdio to /dev/null) before any thread
-// exists. Returns the exit code for the parent, or -1 in the daemon. The parent returns only once
-// the daemon said it is detached and holds its pidfile (daemon_ready), so whoever started it —
-// an init script, a test that kills the starter's process group — never races the detach, and a
-// daemon that fails that early makes the parent exit 255.
-int g_ready_fd = -1;
-int daemonize() {
-  int ready[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0) {
-    std::perror("syncd: pipe");
-    return 255;
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    std::perror("syncd: fork");
-    return 255;
-  }
-  if (pid > 0) {
-    ::close(ready[1]);
-    char ok = 0;
-    ssize_t n;
-    do {
-      n = ::read(ready[0], &ok, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n == 1 && ok == 'k') return 0;
-    std::fprintf(stderr, "syncd: the daemon did not start (see its log)\n");
-    return 255;
-  }
-  ::close(ready[0]);
-  g_ready_fd = ready[1];
-  ::setsid();
-  if (::chdir("/") != 0) std::perror("syncd: chdir /");
-  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null >= 0) {
-    for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
-    if (null > 2) ::close(null);
-  }
-  return -1;
-}
-
-// The pidfile: created 0644, locked with lockf(F_TLOCK) for the daemon's life (a second daemon
-// with the same pidfile refuses to start), removed on exit.
-class PidFile {
- public:
-  PidFile() = default;
-  PidFile(const PidFile&) = delete;
-  PidFile& operator=(const PidFile&) = delete;
-  ~PidFile() {
-    if (fd_ >= 0) {
-      ::unlink(path_.c_str());
-      ::close(fd_);
-    }
-  }
-  syncd::Status take(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return syncd::Error::from_errno("pidfile " + path);
-    if (::lockf(fd, F_TLOCK, 0) != 0) {
-      ::close(fd);
-      return syncd::Error::make(syncd::errc::unsupported, "pidfile " + path + " is locked: another syncd runs with it");
-    }
-    const std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size())) {
-      const auto e = syncd::Error::from_errno("write pidfile " + path);
-      ::close(fd);
-      return e;
-    }
-    fd_ = fd;
-    path_ = path;
-    return {};
-  }
-
- private:
-  int fd_ = -1;
-  std::string path_;
-};
-
-// The daemon's control socket, named for the directory it owns (status, and attach joining).
-syncd::Status start_control(syncd::runtime::ControlServer& c, const std::string& rundir, const std::string& root) {
-  SYNCD_TRY_ASSIGN(path, syncd::runtime::control_socket_path(rundir, root));
-  return c.listen(path);
-}
-
 // Runs the loop until it ends on its own or a signal asks: SIGTERM/SIGINT let in-flight work
-// finish (bounded by 5 s, checked through `idle`), then the exit code is 128+signal.
-int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle) {
+// finish (bounded by 5 s, checked through `idle`), then the exit code is 128+signal. SIGHUP
+// calls on_hup (which may stop the loop for a reload: the result is then kReload).
+constexpr int kReload = -2;
+int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle,
+                     const std::function<bool()>& on_hup = {}) {
   using namespace syncd;
   auto& lg = log::get(log::Module::main);
   int got_signal = 0;
+  bool reload = false;
   std::unique_ptr<uvx::Timer> drain;
   auto on_signal = [&](int sig) {
     if (got_signal) return;
     got_signal = sig;
-    lg.info("signal {}: finishing in-flight work", sig);
+    lg.info("--- {} signal, fading ---", sig == SIGINT ? "INT" : "TERM");
     auto start = loop.now_ms();
     drain = std::make_unique<uvx::Timer>(loop, [&, start] {
       if (idle() || loop.now_ms() - start > 5000) loop.stop();
@@ -180,8 +68,18 @@ int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle) 
   };
   uvx::Signal term(loop, SIGTERM, on_signal);
   uvx::Signal intr(loop, SIGINT, on_signal);
+  std::unique_ptr<uvx::Signal> hup;
+  if (on_hup) {
+    hup = std::make_unique<uvx::Signal>(loop, SIGHUP, [&](int) {
+      if (!got_signal && on_hup()) {
+        reload = true;
+        loop.stop();
+      }
+    });
+  }
   loop.run();
-  return got_signal ? 128 + got_signal : 0;
+  if (got_signal) return 128 + got_signal;
+  return reload ? kReload : 0;
 }
 
 // `syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]`: asks the daemon owning DIR, or
@@ -295,6 +193,11 @@ int attach_main(const std::vector<std::string>& args) {
       two_way = true;
     } else if (args[i] == "-nofsync") {
       o.fsync = false;
+    } else if (args[i] == "-delete" && i + 1 < args.size()) {
+      // lsyncd's delete for a one-way push: true, false, startup, running.
+      const std::string m = args[++i];
+      o.delete_startup = m == "true" || m == "startup";
+      o.delete_running = m == "true" || m == "running";
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
       o.target = args[i];
     } else {
@@ -351,221 +254,255 @@ int attach_main(const std::vector<std::string>& args) {
   return code;
 }
 
-}  // namespace
+// One running node of the plan, with its control socket.
+struct Running {
+  const syncd::plan::Node* node = nullptr;
+  std::unique_ptr<syncd::runtime::DirectMirror> direct;
+  std::unique_ptr<syncd::runtime::Push> push;
+  std::unique_ptr<syncd::runtime::ControlServer> control;
+  bool idle() const { return direct ? direct->idle() : push->idle(); }
+  bool drained() const { return direct ? direct->idle() : push->drained(); }
+  syncd::runtime::LsyncdView view() const { return direct ? direct->lsyncd_view() : push->lsyncd_view(); }
+  std::string status(bool json) const {
+    using namespace syncd;
+    if (push) return push->status(json);
+    const auto& o = node->direct;
+    const bool idle = direct->idle();
+    if (!json) return "syncd -direct " + o.source + " -> " + o.target + "\n  idle: " + (idle ? "yes" : "no") + "\n";
+    return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " + runtime::json_string(o.source) +
+           ", \"target\": " + runtime::json_string(o.target) + ", \"idle\": " + (idle ? "true" : "false") + "}\n";
+  }
+};
 
-int main(int argc, char** argv) {
+// lsyncd's status file for the running nodes.
+std::string status_report(const std::vector<std::unique_ptr<Running>>& nodes) {
   using namespace syncd;
-  std::vector<std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) == 0) a.erase(0, 1);  // one or two dashes, as lsyncd
-    args.push_back(a);
-  }
-  if (!args.empty() && args[0] == "attach") return attach_main({args.begin() + 1, args.end()});
-  if (!args.empty() && args[0] == "status") return status_main({args.begin() + 1, args.end()});
-  if (!args.empty() && args[0] == "conflicts") return conflicts_main({args.begin() + 1, args.end()});
-  bool nodaemon = false, fsync = true, two_way = false;
-  std::string logfile, pidfile;
-  int max_delete_share = 50;
-  std::string conflict_hook;
-  uint64_t tomb_min = 7 * 86400, tomb_max = 180 * 86400;
-  // Peers: the -rsyncssh one first, then -peer ones; -remote-rundir applies to the last given.
-  std::vector<runtime::PeerSpec> peers;
-  std::string src, dst, host, state, remote_state, rsh = "ssh", remote_syncd = "syncd", transport = "auto";
-  std::string rundir = runtime::kDefaultRunDir;
-  std::vector<std::string> excludes;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto need = [&](size_t n) {
-      if (i + n >= args.size()) {
-        std::fprintf(stderr, "syncd: %s needs %zu argument(s)\n", a.c_str(), n);
-        std::exit(255);
-      }
-    };
-    if (a == "-version") {
-      std::printf("Version: syncd %s (compatible with lsyncd %s)\n", kVersion, kLsyncdCompat);
-      return 0;
-    } else if (a == "-help") {
-      return usage(stdout);
-    } else if (a == "-nodaemon") {
-      nodaemon = true;
-    } else if (a == "-nofsync") {
-      fsync = false;
-    } else if (a == "-bidirectional") {
-      two_way = true;
-    } else if (a == "-max-delete-share") {
-      need(1);
-      max_delete_share = std::atoi(args[++i].c_str());
-      if (max_delete_share < 0 || max_delete_share > 100) {
-        std::fprintf(stderr, "syncd: -max-delete-share takes a percentage (0-100)\n");
-        return 255;
-      }
-    } else if (a == "-remote-rundir") {
-      need(1);
-      if (peers.empty()) {
-        std::fprintf(stderr, "syncd: -remote-rundir must follow -rsyncssh or -peer\n");
-        return 255;
-      }
-      peers.back().remote_args.insert(peers.back().remote_args.end(), {"-rundir", args[++i]});
-    } else if (a == "-tombstone-min-age" || a == "-tombstone-max-age") {
-      need(1);
-      (a == "-tombstone-min-age" ? tomb_min : tomb_max) = std::strtoull(args[++i].c_str(), nullptr, 10);
-    } else if (a == "-conflict-hook") {
-      need(1);
-      conflict_hook = args[++i];
-    } else if (a == "-peer") {
-      need(2);
-      peers.push_back({args[i + 1], args[i + 2], {}});
-      i += 2;
-    } else if (a == "-direct") {
-      need(2);
-      src = args[++i];
-      dst = args[++i];
-    } else if (a == "-rsyncssh") {
-      need(3);
-      src = args[++i];
-      host = args[++i];
-      dst = args[++i];
-      peers.insert(peers.begin(), runtime::PeerSpec{host, dst, {}});
-    } else if (a == "-rsh") {
-      need(1);
-      rsh = args[++i];
-    } else if (a == "-remote-syncd") {
-      need(1);
-      remote_syncd = args[++i];
-    } else if (a == "-transport") {
-      need(1);
-      transport = args[++i];
-    } else if (a == "-rundir") {
-      need(1);
-      rundir = args[++i];
-    } else if (a == "-remote-statedir") {
-      need(1);
-      remote_state = args[++i];
-    } else if (a == "-statedir") {
-      need(1);
-      state = args[++i];
-    } else if (a == "-exclude") {
-      need(1);
-      excludes.push_back(args[++i]);
-    } else if (a == "-logfile") {
-      need(1);
-      logfile = args[++i];
-    } else if (a == "-pidfile") {
-      need(1);
-      pidfile = args[++i];
-    } else if (a == "-delay" || a == "-log") {
-      need(1);
-      ++i;
-    } else {
-      std::fprintf(stderr, "syncd: unsupported argument '%s' in this version\n", a.c_str());
-      return usage(stderr);
+  status_file::Report r;
+  r.now = std::time(nullptr);
+  bool first = true;
+  for (const auto& n : nodes) {
+    auto v = n->view();
+    // A node serving several syncs (one source, several peers) reports its queue under the
+    // first; lsyncd would show the same changes queued once per sync.
+    for (size_t i = 0; i < n->node->syncs.size(); ++i) {
+      const auto& s = n->node->syncs[i];
+      r.syncs.push_back({s.name, s.source, i == 0 ? v.delays : std::vector<runtime::Sender::Delay>{}});
     }
+    if (first) {
+      r.root = n->node->syncs[0].source;
+      r.watches = v.watches;
+      first = false;
+    }
+    r.extra.push_back("syncd: " + std::string(n->node->type == plan::Node::Type::push ? (n->node->push.two_way ? "two-way " : "push ") : "direct ") +
+                      n->node->syncs[0].source + " -> " + n->node->target_text + (n->idle() ? " (idle)" : " (busy)"));
   }
-  if (src.empty()) return usage(stderr);
-  if (peers.size() > 1 && (!two_way || host.empty())) {
-    std::fprintf(stderr, "syncd: -peer needs -rsyncssh ... -bidirectional (a two-way mesh)\n");
+  return status_file::format(r);
+}
+
+// Runs the plan's nodes until a signal; kReload after a SIGHUP whose new config is valid (then
+// `next` holds it).
+int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd::plan::Plan& plan,
+          const std::function<std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>()>& reload,
+          std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>& next) {
+  using namespace syncd;
+  auto& lg = log::get(log::Module::main);
+  std::vector<std::unique_ptr<Running>> nodes;
+  std::vector<std::string> sockets;
+  for (const auto& n : plan.nodes) {
+    auto r = std::make_unique<Running>();
+    r->node = &n;
+    Status st;
+    if (n.type == plan::Node::Type::direct) {
+      r->direct = std::make_unique<runtime::DirectMirror>(loop, n.direct);
+      st = r->direct->start();
+    } else {
+      r->push = std::make_unique<runtime::Push>(loop, n.push);
+      st = r->push->start();
+    }
+    if (!st) {
+      lg.error("cannot start {}: {}", n.syncs[0].name, st.error().message());
+      return 255;
+    }
+    const std::string& src = n.type == plan::Node::Type::direct ? n.direct.source : n.push.source;
+    lg.info("recursive startup rsync: {} -> {}", n.syncs[0].source, n.target_text);  // lsyncd's wording: operators grep it
+    auto sock = runtime::control_socket_path(n.rundir, src);
+    if (!sock.ok()) {
+      lg.error("cannot start: {}", sock.error().message());
+      return 255;
+    }
+    if (std::find(sockets.begin(), sockets.end(), *sock) == sockets.end()) {
+      Running* raw = r.get();
+      runtime::ControlServer::Handlers h{[raw](bool json) { return raw->status(json); }, [raw] { return raw->idle(); }, {}};
+      if (raw->push) {
+        h.attach = [raw](UniqueFd in, UniqueFd out, const std::string& how, runtime::ControlServer::Handlers::Done done) {
+          return raw->push->serve_peer(std::move(in), std::move(out), how, std::move(done));
+        };
+      }
+      r->control = std::make_unique<runtime::ControlServer>(loop, h);
+      if (auto ls = r->control->listen(*sock); !ls) {
+        lg.error("cannot start: {}", ls.error().message());
+        return 255;
+      }
+      sockets.push_back(*sock);
+    }
+    nodes.push_back(std::move(r));
+  }
+  auto all = [&](bool drained) {
+    return std::all_of(nodes.begin(), nodes.end(), [&](const auto& n) { return drained ? n->drained() : n->idle(); });
+  };
+
+  // statusFile: rewritten at most every statusInterval seconds, when its content changed.
+  std::unique_ptr<uvx::Timer> status_timer;
+  std::string last_status;
+  if (cfg.settings.status_file) {
+    const std::string path = plan::absolute(*cfg.settings.status_file);
+    const auto every = static_cast<uint64_t>(std::max(0.1, cfg.settings.status_interval) * 1000);
+    status_timer = std::make_unique<uvx::Timer>(loop, [&, path] {
+      std::string text = status_report(nodes);
+      const std::string body = text.substr(text.find('\n'));  // without the date line
+      if (body == last_status) return;
+      if (auto st = status_file::write_atomically(path, text); !st) {
+        lg.error("Cannot open status file \"{}\" :{}", path, st.error().message());
+      }
+      last_status = body;
+    });
+    status_timer->start(0, every);
+  }
+  // onepass: the startup sync, then exit 0.
+  std::unique_ptr<uvx::Timer> onepass;
+  if (cfg.settings.onepass) {
+    onepass = std::make_unique<uvx::Timer>(loop, [&] {
+      if (all(false)) {
+        lg.info("onepass: startup sync finished, exiting");
+        loop.stop();
+      }
+    });
+    onepass->start(100, 50);
+  }
+  return run_until_signal(loop, [&] { return all(true); }, [&] {
+    lg.info("--- HUP signal, resetting ---");
+    next = reload();
+    return next.has_value();
+  });
+}
+
+// Loads the config (file or command-line syncs) and plans it; lsyncd's "Error: ..." text.
+syncd::Result<std::pair<syncd::config::Config, syncd::plan::Plan>> load(const syncd::cli::Invocation& inv) {
+  using namespace syncd;
+  auto cfg = inv.config_file ? config::load_file(*inv.config_file, inv.cl) : config::from_command_line(inv.cl);
+  if (!cfg.ok()) return cfg.error();
+  auto p = plan::make(*cfg, inv.extras, default_state_dir);
+  if (!p.ok()) return p.error();
+  return std::make_pair(std::move(*cfg), std::move(*p));
+}
+
+void log_plan(const syncd::config::Config& cfg, const syncd::plan::Plan& plan) {
+  auto& lg = syncd::log::get(syncd::log::Module::main);
+  for (const auto& w : plan.warnings) lg.warn("{}", w);
+  for (const auto& n : plan.notes) lg.info("{}", n);
+  if (cfg.settings.inotify_mode && *cfg.settings.inotify_mode != "CloseWrite") {
+    lg.info("inotifyMode {}: syncd always ships a file on close-write, and one still open once its size and mtime settled",
+            *cfg.settings.inotify_mode);
+  }
+}
+
+int run_main(const syncd::cli::Invocation& inv) {
+  using namespace syncd;
+  auto loaded = load(inv);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "Error: %s\n", loaded.error().context.c_str());
     return 255;
   }
-  if (peers.size() > 5) {
-    std::fprintf(stderr, "syncd: a two-way mesh has at most 5 nodes (this one and 4 peers)\n");
-    return 255;
-  }
-  // A daemon runs from "/": every local path is made absolute first (also keeps the default
-  // state directory the same whatever the working directory).
-  src = absolute(src);
-  if (host.empty()) dst = absolute(dst);
-  if (!state.empty()) state = absolute(state);
+  auto [cfg, plan] = std::move(*loaded);
+  const auto& st = cfg.settings;
   log::init();
   auto& lg = log::get(log::Module::main);
-  if (!logfile.empty()) {
-    if (const std::string why = log::add_file_sink(absolute(logfile)); !why.empty()) {
-      std::fprintf(stderr, "Cannot open logfile [%s]! (%s)\n", logfile.c_str(), why.c_str());
+  log::use_lsyncd_console();
+  for (const auto& c : inv.log) {
+    if (c == "scarce") spdlog::apply_all([](std::shared_ptr<spdlog::logger> l) { l->set_level(spdlog::level::warn); });
+    else if (c == "all" || c != "Normal") spdlog::apply_all([](std::shared_ptr<spdlog::logger> l) { l->set_level(spdlog::level::debug); });
+  }
+  if (st.logfile) {
+    if (const std::string why = log::add_file_sink(plan::absolute(*st.logfile)); !why.empty()) {
+      std::fprintf(stderr, "Error: Cannot open logfile [%s]!\n", st.logfile->c_str());
       return 255;
     }
   }
-  if (!nodaemon) {
+  if (!st.nodaemon) {
     lg.info("--- Startup, daemonizing ---");
-    if (int code = daemonize(); code >= 0) return code;  // the parent's exit
+    if (int code = daemon::detach(); code >= 0) return code;  // the starting process
+    if (!st.logfile) {
+      if (const std::string why = log::use_syslog(st.logident.value_or("lsyncd"), st.logfacility.value_or("user")); !why.empty()) {
+        lg.error("{}", why);
+        return 255;
+      }
+    }
   } else {
     lg.info("--- Startup ---");
   }
   // Written and locked after the fork (the daemon's pid), also under -nodaemon (systemd units
   // pass -pidfile); removed on exit.
-  PidFile pid_file;
-  if (!pidfile.empty()) {
-    if (auto st = pid_file.take(absolute(pidfile)); !st) {
-      lg.error("{}", st.error().message());
+  daemon::PidFile pid_file;
+  if (st.pidfile) {
+    if (auto s = pid_file.take(plan::absolute(*st.pidfile)); !s) {
+      lg.error("{}", s.error().message());
       return 255;
     }
   }
-  if (g_ready_fd >= 0) {  // detached, pidfile held: the starting process may return
-    (void)!::write(g_ready_fd, "k", 1);
-    ::close(g_ready_fd);
-    g_ready_fd = -1;
-  }
+  daemon::ready();
   ::signal(SIGPIPE, SIG_IGN);
+  log_plan(cfg, plan);
   uvx::Loop loop;
-
-  if (!host.empty()) {
-    runtime::PushOptions o;
-    o.source = src;
-    o.peers = peers;
-    o.state_dir = state.empty() ? default_state_dir("push", src + "\n" + host + "\n" + dst) : state;
-    o.excludes = excludes;
-    o.rsh = rsh;
-    o.remote_syncd = remote_syncd;
-    o.transport = transport;
-    if (!fsync) o.remote_args.push_back("-nofsync");
-    if (!remote_state.empty()) o.remote_args.insert(o.remote_args.end(), {"-statedir", remote_state});
-    o.two_way = two_way;
-    o.conflict_hook = conflict_hook;
-    o.tombstone_min_age_s = tomb_min;
-    o.tombstone_max_age_s = tomb_max;
-    o.max_delete_share = static_cast<uint32_t>(max_delete_share);
-    o.apply.fsync = fsync;
-    if (two_way) o.remote_args.push_back("-bidirectional");
-    runtime::Push push(loop, o);
-    if (auto st = push.start(); !st) {
-      lg.error("cannot start: {}", st.error().message());
-      return 255;
+  for (;;) {
+    std::optional<std::pair<config::Config, plan::Plan>> next;
+    const int code = serve(loop, cfg, plan, [&]() -> std::optional<std::pair<config::Config, plan::Plan>> {
+      auto fresh = load(inv);
+      if (!fresh.ok()) {
+        lg.error("config reload failed, keeping the running configuration: {}", fresh.error().context);
+        return std::nullopt;
+      }
+      return std::move(*fresh);
+    }, next);
+    if (code != kReload) return code;
+    // Everything queued is in the index (durable) or still on disk to be rescanned: the new
+    // nodes' startup scans pick it up, nothing is lost across the reload.
+    cfg = std::move(next->first);
+    plan = std::move(next->second);
+    if (cfg.settings.logfile != st.logfile || cfg.settings.pidfile != st.pidfile) {
+      lg.warn("logfile/pidfile changes take effect at the next restart");
     }
-    runtime::ControlServer control(
-        loop, {[&](bool json) { return push.status(json); }, [&] { return push.idle(); },
-               [&](UniqueFd in, UniqueFd out, const std::string& how, runtime::ControlServer::Handlers::Done done) {
-                 return push.serve_peer(std::move(in), std::move(out), how, std::move(done));
-               }});
-    if (auto st = start_control(control, rundir, src); !st) {
-      lg.error("cannot start: {}", st.error().message());
-      return 255;
-    }
-    lg.info("{} {} -> {}:{} (state {})", two_way ? "two-way sync" : "pushing", src, host, dst, o.state_dir);
-    return run_until_signal(loop, [&] { return push.drained(); });
+    log_plan(cfg, plan);
   }
+}
 
-  runtime::DirectOptions o;
-  o.source = src;
-  o.target = dst;
-  o.state_dir = state.empty() ? default_state_dir("direct", src + "\n" + dst) : state;
-  o.excludes = excludes;
-  o.fsync = fsync;
-  runtime::DirectMirror mirror(loop, o);
-  if (auto st = mirror.start(); !st) {
-    lg.error("cannot start: {}", st.error().message());
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace syncd;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty()) {
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    for (auto& a : rest) {
+      if (a.rfind("--", 0) == 0) a.erase(0, 1);  // one or two dashes
+    }
+    if (args[0] == "attach") return attach_main(rest);
+    if (args[0] == "status") return status_main(rest);
+    if (args[0] == "conflicts") return conflicts_main(rest);
+  }
+  auto inv = cli::parse(args);
+  if (!inv.ok()) {
+    std::fprintf(stderr, "Error: %s\n", inv.error().context.c_str());
     return 255;
   }
-  runtime::ControlServer control(loop, {[&](bool json) {
-                                          const bool idle = mirror.idle();
-                                          if (!json) return "syncd -direct " + src + " -> " + dst + "\n  idle: " + (idle ? "yes" : "no") + "\n";
-                                          return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " +
-                                                 runtime::json_string(src) + ", \"target\": " + runtime::json_string(dst) +
-                                                 ", \"idle\": " + (idle ? "true" : "false") + "}\n";
-                                        },
-                                        [&] { return mirror.idle(); }, {}});
-  if (auto st = start_control(control, rundir, src); !st) {
-    lg.error("cannot start: {}", st.error().message());
-    return 255;
+  switch (inv->action) {
+    case cli::Invocation::Action::version:
+      std::printf("Version: %s (syncd %s, compatible with lsyncd %s)\n", kLsyncdCompat, kVersion, kLsyncdCompat);
+      return 0;
+    case cli::Invocation::Action::help:
+      std::fputs(cli::usage_text(), stdout);
+      return 255;  // lsyncd 2.2.3 exits -1 after its help
+    case cli::Invocation::Action::run:
+      break;
   }
-  lg.info("mirroring {} -> {} (state {})", src, dst, o.state_dir);
-  return run_until_signal(loop, [&] { return mirror.idle(); });
+  return run_main(*inv);
 }

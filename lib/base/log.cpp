@@ -2,7 +2,16 @@
 
 #include <spdlog/cfg/env.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/ansicolor_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include <array>
 #include <memory>
@@ -31,7 +40,94 @@ void do_init() {
   spdlog::cfg::load_env_levels();
 }
 
+// %* -> lsyncd's category for the level.
+class CategoryFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const char* c = msg.level >= spdlog::level::err ? "Error" : msg.level == spdlog::level::warn ? "Warn"
+                    : msg.level == spdlog::level::info ? "Normal" : "Debug";
+    dest.append(c, c + std::strlen(c));
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<CategoryFlag>(); }
+};
+
+// %& -> ctime() without its newline ("Sat Nov  1 22:42:24 2026": day padded with a space).
+class CtimeFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    // The formatter only fills its tm for patterns with built-in time flags: compute it here.
+    const std::time_t t = std::chrono::system_clock::to_time_t(msg.time);
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char buf[64];
+    const size_t n = std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S %Y", &tm);
+    dest.append(buf, buf + n);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<CtimeFlag>(); }
+};
+
+std::unique_ptr<spdlog::formatter> lsyncd_formatter(const std::string& pattern) {
+  auto f = std::make_unique<spdlog::pattern_formatter>();
+  f->add_flag<CategoryFlag>('*').add_flag<CtimeFlag>('&').set_pattern(pattern);
+  return f;
+}
+
+void replace_sinks(const std::vector<spdlog::sink_ptr>& sinks) {
+  for (auto& lg : g_loggers) {
+    // A file sink added before stays (-logfile); the console ones are replaced.
+    std::vector<spdlog::sink_ptr> keep;
+    for (auto& s : lg->sinks()) {
+      if (std::dynamic_pointer_cast<spdlog::sinks::basic_file_sink_mt>(s)) keep.push_back(s);
+    }
+    keep.insert(keep.end(), sinks.begin(), sinks.end());
+    lg->sinks() = keep;
+  }
+}
+
 }  // namespace
+
+void use_lsyncd_console() {
+  init();
+  auto out = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  out->set_formatter(lsyncd_formatter("%H:%M:%S %*: %v"));
+  err->set_formatter(lsyncd_formatter("%H:%M:%S %*: %v"));
+  // Errors to stderr, the rest to stdout, like lsyncd.
+  err->set_level(spdlog::level::err);
+  class BelowError final : public spdlog::sinks::base_sink<std::mutex> {
+   public:
+    explicit BelowError(spdlog::sink_ptr s) : s_(std::move(s)) {}
+   protected:
+    void sink_it_(const spdlog::details::log_msg& m) override {
+      if (m.level < spdlog::level::err) s_->log(m);
+    }
+    void flush_() override { s_->flush(); }
+   private:
+    spdlog::sink_ptr s_;
+  };
+  replace_sinks({std::make_shared<BelowError>(out), std::static_pointer_cast<spdlog::sinks::sink>(err)});
+  for (auto& lg : g_loggers) lg->flush_on(spdlog::level::trace);
+}
+
+std::string use_syslog(const std::string& ident, const std::string& facility) {
+  init();
+  static const std::pair<const char*, int> kFacilities[] = {
+      {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"cron", LOG_CRON},     {"daemon", LOG_DAEMON},
+      {"ftp", LOG_FTP},       {"kern", LOG_KERN},         {"lpr", LOG_LPR},       {"mail", LOG_MAIL},
+      {"news", LOG_NEWS},     {"syslog", LOG_SYSLOG},     {"user", LOG_USER},     {"uucp", LOG_UUCP},
+      {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},     {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
+      {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},     {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+  int fac = -1;
+  if (!facility.empty() && std::isdigit(static_cast<unsigned char>(facility[0]))) fac = std::atoi(facility.c_str());
+  for (const auto& [n, v] : kFacilities) {
+    if (::strcasecmp(n, facility.c_str()) == 0) fac = v;
+  }
+  if (fac < 0) return "Logging facility \"" + facility + "\" unknown.";
+  auto sink = std::make_shared<spdlog::sinks::syslog_sink_mt>(ident, 0, fac, true);
+  sink->set_formatter(lsyncd_formatter("%*, %v"));
+  replace_sinks({sink});
+  return {};
+}
 
 std::string_view name(Module m) noexcept { return kNames[static_cast<size_t>(m)]; }
 
@@ -41,7 +137,7 @@ std::string add_file_sink(const std::string& path) {
   init();
   try {
     auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
-    sink->set_pattern("%a %b %d %H:%M:%S %Y [%l] [%n] %v");
+    sink->set_formatter(lsyncd_formatter("%& %*: %v"));
     for (auto& lg : g_loggers) {
       lg->sinks().push_back(sink);
       lg->flush_on(spdlog::level::trace);  // each line reaches the file at once (tail -f, crashes)

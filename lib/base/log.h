@@ -20,9 +20,17 @@ std::string_view name(Module m) noexcept;
 spdlog::logger& get(Module m);
 // Sets up the loggers with a stderr sink and reads SPDLOG_LEVEL. Idempotent.
 void init();
-// Also appends every message to `path` (lsyncd's logfile), flushed per message. Call after init()
-// and before other threads log. Returns an empty string, or why the file cannot be opened.
+// Also appends every message to `path` (lsyncd's logfile), flushed per message, in lsyncd's
+// logfile format: ctime() + " " + Category + ": " + message ("Sat Nov 21 22:42:24 2026 Normal:
+// --- Startup ---"; Category is Normal, Warn, Error or Debug). Call after init() and before other
+// threads log. Returns an empty string, or why the file cannot be opened.
 std::string add_file_sink(const std::string& path);
+// The daemon's console in lsyncd's format: "22:43:50 Normal: message", errors on stderr, the rest
+// on stdout. (Without it — `attach`, whose stdout is the protocol — everything goes to stderr.)
+void use_lsyncd_console();
+// Daemon without a logfile: syslog(ident, facility) as lsyncd ("Normal, message"), instead of
+// the console. Returns an empty string, or why (an unknown facility name).
+std::string use_syslog(const std::string& ident, const std::string& facility);
 // Escapes control bytes and invalid UTF-8 in a path for log output (SECURITY.md §2.4 rule 5).
 std::string escape(std::string_view raw);
 

@@ -26,6 +26,8 @@ struct AttachOptions {
   std::string state_dir;
   bool fsync = true;
   bool mirror = true;
+  bool delete_startup = true;  // lsyncd's delete: see ReceiverOptions
+  bool delete_running = true;
 };
 
 class Attach {

@@ -49,6 +49,8 @@ Status DirectMirror::start() {
                                      src_conn_.get(), opts_.sender);
   ReceiverOptions ro;
   ro.mirror = true;
+  ro.delete_startup = opts_.delete_startup;
+  ro.delete_running = opts_.delete_running;
   ro.apply.fsync = opts_.fsync;
   // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
   // our tests wait for: after it, changes are applied in the order they were made.
@@ -66,6 +68,12 @@ Status DirectMirror::start() {
 bool DirectMirror::idle() const noexcept {
   return sender_ && receiver_ && sender_->idle() && receiver_->idle() && receiver_->synced() &&
          src_conn_->pending_out() == 0 && dst_conn_->pending_out() == 0;
+}
+
+LsyncdView DirectMirror::lsyncd_view() const {
+  LsyncdView v;
+  if (sender_) sender_->add_to(v);
+  return v;
 }
 
 }  // namespace syncd::runtime

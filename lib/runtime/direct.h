@@ -28,6 +28,8 @@ struct DirectOptions {
   std::string state_dir;  // holds src/ and dst/ index directories
   std::vector<std::string> excludes;
   bool fsync = true;
+  bool delete_startup = true;  // lsyncd's delete: see ReceiverOptions
+  bool delete_running = true;
   SenderOptions sender;
 };
 
@@ -38,6 +40,7 @@ class DirectMirror {
   Status start();
   // Nothing queued or in flight on either side (after the initial sync).
   bool idle() const noexcept;
+  LsyncdView lsyncd_view() const;
   bool synced() const noexcept { return receiver_ && receiver_->synced(); }
   // Called once when the link fails (it should not in-process): the reason.
   std::string failure() const { return failure_; }

@@ -610,4 +610,12 @@ void Push::end_joined(uint64_t id, const std::string& end_line) {
   reap_->start(0);
 }
 
+LsyncdView Push::lsyncd_view() const {
+  LsyncdView v;
+  for (const auto& l : links_) {
+    if (l->sender) l->sender->add_to(v);
+  }
+  return v;
+}
+
 }  // namespace syncd::runtime

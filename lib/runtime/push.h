@@ -82,6 +82,7 @@ class Push {
   bool drained() const noexcept;
   // For `syncd status`: peers, connection state, queue, last error, sync latency percentiles.
   std::string status(bool json) const;
+  LsyncdView lsyncd_view() const;
   // Serves a peer session handed over by `syncd attach` (ControlServer::Handlers::attach): a
   // two-way receiver on (in, out) sharing this daemon's index. Returns how to end it early.
   std::function<void()> serve_peer(UniqueFd in, UniqueFd out, const std::string& args,

@@ -218,7 +218,7 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
-    const bool prune = full_sync_ && opts_.mirror && !opts_.two_way;
+    const bool prune = full_sync_ && opts_.mirror && opts_.delete_startup && !opts_.two_way;
     const uint64_t max_seq = end->max_seq;
     full_sync_ = false;
     jobs_.post([this, prune, max_seq]() -> JobQueue::Done {
@@ -460,7 +460,9 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
   if (opts_.two_way) return reconcile_remove(r.seq, r.meta);
   const auto& m = r.meta;
   auto cur = applier_.stat(m.path);
-  if (cur.ok()) {
+  if (cur.ok() && !opts_.delete_running) {
+    lg().debug("delete path={} not applied (delete = false or 'startup')", log::escape(m.path));
+  } else if (cur.ok()) {
     Status st = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, opts_.mirror)
                                    : applier_.unlink(m.path, apply::Expected::any());
     if (!st.ok() && !st.error().is_errno(ENOENT)) {

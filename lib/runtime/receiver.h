@@ -35,6 +35,10 @@ apply::Attrs attrs_of(const protocol::FileMeta& m);
 
 struct ReceiverOptions {
   bool mirror = true;
+  // lsyncd's `delete` (mirror mode): entries the source lacks are removed by the initial sync
+  // (startup) / deletes made while running are applied (running). Both by default.
+  bool delete_startup = true;
+  bool delete_running = true;
   // Two-way (TWO-WAY.md §4.4-4.8): each arriving record is reconciled with this node's own —
   // after a rescan of the path, under the store lock — instead of overwriting it; conflicts keep
   // the loser as a conflict copy. Implies !mirror.

@@ -120,7 +120,7 @@ Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts), excludes_(excludes),
       watcher_(opts.watch_tree ? std::make_unique<watch::Watcher>(
                                      loop, root, std::move(excludes),
-                                     [this](watch::Batch b) { post_batch(std::move(b)); },
+                                     [this](watch::Batch b) { hold(std::move(b)); },
                                      with_on_excluded(opts.watch, this))
                                : nullptr),
       stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(); })),
@@ -152,7 +152,55 @@ Status Sender::start() {
   return {};
 }
 
-size_t Sender::queued() const noexcept { return jobs_.in_flight() + (watcher_ ? watcher_->pending_count() : 0); }
+size_t Sender::queued() const noexcept {
+  return jobs_.in_flight() + (watcher_ ? watcher_->pending_count() : 0) + held_.events.size() + (held_.overflow ? 1 : 0);
+}
+
+std::vector<Sender::Delay> Sender::delays() const {
+  std::vector<Delay> v;
+  for (const auto& e : held_.events) {
+    using K = watch::Event::Kind;
+    const char* t = e.kind == K::removed ? "Delete" : e.kind == K::renamed ? "Move" : e.kind == K::rescan ? "Create" : "Modify";
+    v.push_back({"wait", t, e.kind == K::renamed ? e.from : e.path, e.kind == K::renamed ? e.path : std::string(), e.is_dir});
+  }
+  for (const auto& [path, r] : retry_) v.push_back({"wait", "Modify", path, {}, false});
+  std::vector<std::pair<uint64_t, std::string>> sent(in_flight_.begin(), in_flight_.end());
+  std::sort(sent.begin(), sent.end());
+  for (const auto& [seq, path] : sent) v.push_back({"active", "Modify", path, {}, false});
+  return v;
+}
+
+void Sender::add_to(LsyncdView& v) const {
+  auto d = delays();
+  v.delays.insert(v.delays.end(), d.begin(), d.end());
+  if (watcher_) v.watches = watcher_->watches();
+}
+
+std::vector<std::pair<int, std::string>> Sender::watches() const {
+  return watcher_ ? watcher_->watches() : std::vector<std::pair<int, std::string>>{};
+}
+
+void Sender::hold(watch::Batch b) {
+  if (opts_.delay_ms == 0 || !b.error.empty()) {
+    if (!held_.events.empty() || held_.overflow) release_held();  // keep the order
+    return post_batch(std::move(b));
+  }
+  const bool first = held_.events.empty() && !held_.overflow;
+  held_.overflow = held_.overflow || b.overflow;
+  held_.events.insert(held_.events.end(), std::make_move_iterator(b.events.begin()), std::make_move_iterator(b.events.end()));
+  if (held_.events.size() >= opts_.max_delays) return release_held();
+  if (first) {
+    if (!held_timer_) held_timer_ = std::make_unique<uvx::Timer>(loop_, [this] { release_held(); });
+    held_timer_->start(opts_.delay_ms);
+  }
+}
+
+void Sender::release_held() {
+  if (held_timer_) held_timer_->stop();
+  watch::Batch b = std::move(held_);
+  held_ = {};
+  if (!b.events.empty() || b.overflow) post_batch(std::move(b));
+}
 
 bool Sender::idle() const noexcept {
   return queued() == 0 && in_flight_.empty() && retry_.empty();  // a failed apply is not in sync

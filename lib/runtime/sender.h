@@ -43,6 +43,11 @@ struct SenderOptions {
   uint64_t stream_above = 4u << 20;
   size_t stream_window = 8u << 20;
   watch::WatchOptions watch;
+  // lsyncd's `delay` when a config sets one (LSYNCD-COMPAT §5.2): changes are held for this long
+  // from the first one of a window, or until max_delays of them wait, then go as one batch.
+  // 0 (syncd's default): every watcher batch goes at once.
+  uint32_t delay_ms = 0;
+  size_t max_delays = 1000;
   // Excluded paths that deserve a warning naming them (once per path), with the reason: SQLite
   // databases in a two-way tree (TWO-WAY.md §4.12).
   watch::Excludes warn_excluded;
@@ -62,6 +67,9 @@ struct SenderOptions {
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
+
+// A node's pending work and watches, for lsyncd's status file (syncd/status_file.h).
+struct LsyncdView;
 
 class Sender {
  public:
@@ -89,6 +97,19 @@ class Sender {
   std::vector<double> latency_samples() const;
   uint64_t acked() const noexcept { return sent_; }
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
+  // What lsyncd's status file calls delays: changes held or waiting ("wait"), sent and not yet
+  // acknowledged ("active"). Paths relative to the root.
+  struct Delay {
+    const char* status;  // "wait" / "active"
+    const char* etype;   // "Create", "Modify", "Delete", "Move"
+    std::string path, path2;
+    bool is_dir = false;
+  };
+  std::vector<Delay> delays() const;
+  // The watcher's directories (empty for a sender that does not watch).
+  std::vector<std::pair<int, std::string>> watches() const;
+  // Adds this sender's delays (and, if it watches, its watches) to `v`.
+  void add_to(LsyncdView& v) const;
   // Local work not yet turned into messages: batches queued for the worker, files still open.
   size_t queued() const noexcept;
   // Non-empty while the mass-delete brake holds deletes back: why.
@@ -140,6 +161,11 @@ class Sender {
   SenderOptions opts_;
   watch::Excludes excludes_;
   std::unique_ptr<watch::Watcher> watcher_;
+  // The delay window (opts_.delay_ms): events held since the first one.
+  void hold(watch::Batch b);
+  void release_held();
+  watch::Batch held_;
+  std::unique_ptr<uvx::Timer> held_timer_;
   mutable std::mutex warned_mu_;
   std::string brake_;  // guarded by warned_mu_
   std::set<std::string> warned_;  // guarded by warned_mu_
@@ -193,6 +219,11 @@ class Sender {
   std::vector<double> latency_ring_;                     // loop: ms, ring of kLatencySamples
   size_t latency_next_ = 0;
   uint64_t sent_ = 0;
+};
+
+struct LsyncdView {
+  std::vector<Sender::Delay> delays;
+  std::vector<std::pair<int, std::string>> watches;
 };
 
 }  // namespace syncd::runtime

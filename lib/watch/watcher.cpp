@@ -433,4 +433,10 @@ void Watcher::on_timer() {
   arm_timer();
 }
 
+std::vector<std::pair<int, std::string>> Watcher::watches() const {
+  std::vector<std::pair<int, std::string>> v(by_wd_.begin(), by_wd_.end());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
 }  // namespace syncd::watch

@@ -79,6 +79,8 @@ class Watcher {
   // Creates the inotify instance and watches the whole tree.
   Status start();
   size_t watch_count() const noexcept { return by_wd_.size(); }
+  // (watch descriptor, directory relative to the root: "" for the root), for lsyncd's status file.
+  std::vector<std::pair<int, std::string>> watches() const;
   // Paths held because they are still open for writing.
   size_t pending_count() const noexcept { return pending_.size(); }
 

@@ -146,7 +146,7 @@ TEST_CASE("delete modes, excludeFrom, filter, init = false, inherited user table
   CHECK(c->warnings.size() == 1);
 }
 
-TEST_CASE("actions: layer 3 strings and layer 2 functions are recorded; syncd's own keys") {
+TEST_CASE("actions: layer 3 strings and layer 2 functions are recorded, and syncd's own keys") {
   Fixture f;
   auto c = f.load("bash = { delay = 5, maxProcesses = 1, onCreate = 'cp -r ^sourcePathname ^targetPathname',\n"
                   "         onModify = function(event) end }\n"
@@ -169,7 +169,7 @@ TEST_CASE("actions: layer 3 strings and layer 2 functions are recorded; syncd's 
   CHECK(bad.error().context.find("Parameter \"syncd.statedir\" unknown.") != std::string::npos);
 }
 
-TEST_CASE("command-line syncs get the same defaults; -delay and flags override settings") {
+TEST_CASE("command-line syncs get the same defaults, -delay and flags override settings") {
   Fixture f;
   CommandLine cl;
   cl.delay = 0;

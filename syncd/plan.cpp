@@ -1,0 +1,246 @@
+#include "syncd/plan.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "lib/runtime/control.h"
+
+namespace syncd::plan {
+namespace {
+
+Error plan_error(const config::Sync& s, const std::string& what) {
+  return Error::make(errc::unsupported, s.name + " (" + s.where + "): " + what);
+}
+
+std::string strip_slash(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+// rsync keys syncd does as lsyncd's rsync would without being told (they are its model of "in
+// sync": owner, group, mode, mtime, symlinks, device files; compression is always zstd).
+const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "times", "links",
+                                         "devices", "specials", "compress", "protect_args", "executability"};
+// Keys that only tune lsyncd's rsync process or its output.
+const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file",
+                                          "whole_file", "inplace", "temp_dir", "ipv4", "ipv6", "_extra"};
+
+void rsync_warnings(const config::Sync& s, std::vector<std::string>& out) {
+  for (const auto& [k, v] : s.rsync) {
+    const std::string where = s.name + " (" + s.where + "): rsync." + k + " = " + v;
+    if (kAlwaysOn.count(k)) {
+      if (v == "false") out.push_back(where + " is not honoured: syncd always replicates " + k);
+    } else if (k == "binary") {
+      if (v != "/usr/bin/rsync" && v != "rsync") out.push_back(where + ": syncd does not run rsync, so this program is not run");
+    } else if (k == "rsync_path") {
+      out.push_back(where + ": the remote program is syncd (syncd = { remoteSyncd = ... }), not rsync");
+    } else if (k == "password_file") {
+      out.push_back(where + ": rsync daemon passwords do not apply to syncd's SSH transport");
+    } else if (kNoMeaning.count(k)) {
+      // temp_dir: syncd stages beside the target and hides its temp names; whole_file/inplace:
+      // syncd writes whole files atomically; ipv4/ipv6 and rsh go into the ssh command line.
+    } else if (v != "false") {
+      out.push_back(where + " is not honoured by syncd yet");
+    }
+  }
+  if (!s.rsync_extra.empty()) {
+    std::string words;
+    for (const auto& w : s.rsync_extra) words += (words.empty() ? "" : " ") + w;
+    out.push_back(s.name + " (" + s.where + "): rsync._extra (" + words + ") is not used: syncd does not run rsync");
+  }
+}
+
+Status check_actions(const config::Sync& s) {
+  for (const auto& k : {"action", "collect", "prepare", "full"}) {
+    if (s.user_actions.count(k)) {
+      return plan_error(s, std::string("a custom ") + k + " (lsyncd layer 1) is not supported by syncd; "
+                           "use default.rsync, default.rsyncssh or default.direct");
+    }
+  }
+  if (auto it = s.user_actions.find("init"); it != s.user_actions.end() && it->second != "boolean") {
+    return plan_error(s, "a custom init (lsyncd layer 1) is not supported by syncd; only init = false is");
+  }
+  for (const auto& [k, type] : s.user_actions) {
+    if (k == "init" || (k == "onMove" && type == "boolean")) continue;
+    return plan_error(s, k + " (" + (type == "string" ? "a layer-3 command" : "a layer-2 " + type) +
+                             ") is not supported by this syncd version yet; use default.rsync, "
+                             "default.rsyncssh or default.direct");
+  }
+  if (s.kind == config::Kind::custom) return plan_error(s, "no actions specified.");
+  return {};
+}
+
+}  // namespace
+
+std::string absolute(const std::string& p) {
+  if (p.empty() || p[0] == '/') return strip_slash(p);
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf) != nullptr) return buf;
+  if (::getcwd(buf, sizeof buf) == nullptr) return p;
+  return strip_slash(std::string(buf) + "/" + p);
+}
+
+Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
+                  std::string (*default_state_dir)(const std::string&, const std::string&)) {
+  Plan plan;
+  plan.warnings = cfg.warnings;
+  std::map<std::string, size_t> push_by_source;
+  bool first_remote = true;
+  for (const auto& s : cfg.syncs) {
+    SYNCD_TRY(check_actions(s));
+    const std::string src = strip_slash(s.source);
+    std::string host, dir;
+    bool remote = s.kind == config::Kind::rsyncssh;
+    if (remote) {
+      host = s.host;
+      dir = strip_slash(s.targetdir);
+    } else {
+      const std::string& t = s.target;
+      if (t.rfind("rsync://", 0) == 0 || t.find("::") != std::string::npos) {
+        return plan_error(s, "rsync daemon targets (" + t + ") are not supported by syncd; use default.rsyncssh");
+      }
+      const size_t colon = t.find(':');
+      if (s.kind == config::Kind::rsync && colon != std::string::npos && t.find('/') > colon) {
+        remote = true;
+        host = t.substr(0, colon);
+        dir = strip_slash(t.substr(colon + 1));
+        if (dir.empty()) dir = ".";
+      } else {
+        dir = absolute(t);
+      }
+    }
+    if (!s.init) plan.warnings.push_back(s.name + ": init = false: syncd still compares the trees at startup (its index makes that cheap); nothing is copied that is already in sync");
+    rsync_warnings(s, plan.warnings);
+    for (const auto& [sign, pat] : s.filters) {
+      if (sign == '+') {
+        plan.warnings.push_back(s.name + " (" + s.where + "): filter rule '+ " + pat + "' is not honoured yet; only '-' rules (as excludes) are");
+      }
+    }
+    std::vector<std::string> excludes = s.excludes;
+    for (const auto& [sign, pat] : s.filters) {
+      if (sign == '-') excludes.push_back(pat);
+    }
+    excludes.insert(excludes.end(), x.excludes.begin(), x.excludes.end());
+
+    const uint32_t delay_ms = s.delay_given ? static_cast<uint32_t>(s.delay * 1000 + 0.5) : 0;
+    if (s.delay_given) {
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%g", s.delay);
+      plan.notes.push_back(s.name + ": delay " + secs +
+                           " s as configured (changes wait that long from the first of a batch, or until " +
+                           std::to_string(s.max_delays) + " wait)");
+    } else {
+      plan.notes.push_back(s.name + ": no delay configured: syncd ships each change at once (lsyncd's " +
+                           config::kind_name(s.kind) + " would wait " + std::to_string(static_cast<long>(s.delay)) + " s)");
+    }
+    const bool fsync = x.fsync && s.syncd.fsync.value_or(true);
+    const std::string rundir = x.rundir.value_or(s.syncd.rundir.value_or(runtime::kDefaultRunDir));
+
+    if (!remote) {
+      Node n;
+      n.type = Node::Type::direct;
+      n.syncs.push_back(s);
+      n.rundir = rundir;
+      n.init = s.init;
+      n.target_text = dir + "/";
+      auto& o = n.direct;
+      o.source = src;
+      o.target = dir;
+      o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir("direct", src + "\n" + dir))));
+      o.excludes = excludes;
+      o.fsync = fsync;
+      o.delete_startup = s.del == config::DeleteMode::all || s.del == config::DeleteMode::startup;
+      o.delete_running = s.del == config::DeleteMode::all || s.del == config::DeleteMode::running;
+      o.sender.delay_ms = delay_ms;
+      o.sender.max_delays = static_cast<size_t>(s.max_delays);
+      plan.nodes.push_back(std::move(n));
+      continue;
+    }
+
+    const bool two_way = s.bidirectional.value_or(x.two_way || src == dir);
+    if (!s.bidirectional && !x.two_way && two_way) {
+      plan.notes.push_back(s.name + ": source and targetdir are the same directory (" + src +
+                           "): two-way sync with " + host + ", whose syncd must run the same config the other way "
+                           "(bidirectional = false in the sync{} makes it a one-way push)");
+    }
+    std::vector<std::string> remote_args;
+    if (!fsync) remote_args.push_back("-nofsync");
+    if (auto d = x.remote_state_dir ? x.remote_state_dir : s.syncd.remote_state_dir) remote_args.insert(remote_args.end(), {"-statedir", *d});
+    if (two_way) remote_args.push_back("-bidirectional");
+    if (!two_way && s.del != config::DeleteMode::all) {
+      remote_args.insert(remote_args.end(), {"-delete", s.delete_raw == "startup" || s.delete_raw == "running" ? s.delete_raw : "false"});
+    }
+    if (two_way && s.del != config::DeleteMode::all) {
+      plan.warnings.push_back(s.name + ": delete = " + s.delete_raw + " does not apply to two-way sync (deletes are versions there, TWO-WAY.md)");
+    }
+    std::vector<runtime::PeerSpec> peers;
+    runtime::PeerSpec main_peer{host, dir, {}};
+    const auto rr = first_remote && x.remote_rundir ? x.remote_rundir : s.syncd.remote_rundir;
+    if (rr) main_peer.remote_args = {"-rundir", *rr};
+    peers.push_back(main_peer);
+    for (const auto& [h, d] : s.syncd.peers) peers.push_back({h, strip_slash(d), {}});
+    if (first_remote) {
+      for (const auto& p : x.peers) {
+        runtime::PeerSpec ps{p.host, p.dir, {}};
+        if (p.remote_rundir) ps.remote_args = {"-rundir", *p.remote_rundir};
+        peers.push_back(ps);
+      }
+    }
+    first_remote = false;
+
+    if (auto it = push_by_source.find(src); it != push_by_source.end()) {
+      Node& n = plan.nodes[it->second];
+      if (n.push.two_way != two_way) {
+        return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + ", but " +
+                                 (two_way ? "two-way while it is one-way" : "one-way while it is two-way") +
+                                 "; a source is either one-way or two-way with all its peers");
+      }
+      for (auto& p : peers) {
+        p.remote_args.insert(p.remote_args.end(), remote_args.begin(), remote_args.end());
+        n.push.peers.push_back(std::move(p));
+      }
+      n.syncs.push_back(s);
+      n.target_text += ", " + host + ":" + dir + "/";
+      continue;
+    }
+    Node n;
+    n.type = Node::Type::push;
+    n.syncs.push_back(s);
+    n.rundir = rundir;
+    n.init = s.init;
+    n.target_text = host + ":" + dir + "/";
+    auto& o = n.push;
+    o.source = src;
+    for (auto& p : peers) p.remote_args.insert(p.remote_args.end(), remote_args.begin(), remote_args.end());
+    o.peers = std::move(peers);
+    o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir("push", src + "\n" + host + "\n" + dir))));
+    o.excludes = excludes;
+    o.rsh = x.rsh.value_or(config::ssh_command_line(s));
+    o.remote_syncd = x.remote_syncd.value_or(s.syncd.remote_syncd.value_or("syncd"));
+    o.transport = x.transport.value_or(s.syncd.transport.value_or("auto"));
+    o.two_way = two_way;
+    o.conflict_hook = x.conflict_hook.value_or(s.syncd.conflict_hook.value_or(""));
+    o.tombstone_min_age_s = static_cast<uint64_t>(x.tombstone_min_age.value_or(s.syncd.tombstone_min_age.value_or(7 * 86400)));
+    o.tombstone_max_age_s = static_cast<uint64_t>(x.tombstone_max_age.value_or(s.syncd.tombstone_max_age.value_or(180 * 86400)));
+    o.max_delete_share = static_cast<uint32_t>(x.max_delete_share.value_or(s.syncd.max_delete_share.value_or(50)));
+    o.apply.fsync = fsync;
+    o.sender.delay_ms = delay_ms;
+    o.sender.max_delays = static_cast<size_t>(s.max_delays);
+    push_by_source[src] = plan.nodes.size();
+    plan.nodes.push_back(std::move(n));
+  }
+  for (const auto& n : plan.nodes) {
+    if (n.type == Node::Type::push && n.push.peers.size() > 4 && n.push.two_way) {
+      return Error::make(errc::unsupported, "a two-way mesh has at most 5 nodes (this one and 4 peers); " + n.push.source + " has " +
+                                                std::to_string(n.push.peers.size()) + " peers");
+    }
+  }
+  return plan;
+}
+
+}  // namespace syncd::plan
