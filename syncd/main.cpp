@@ -4,6 +4,7 @@
 // (run by sshd for a peer), `status` and `conflicts`.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
@@ -311,6 +312,11 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
   for (const auto& n : plan.nodes) {
     auto r = std::make_unique<Running>();
     r->node = &n;
+    {
+      // The state directory's parent (/var/lib/syncd, or a -statedir shared by several nodes).
+      const std::string& sd = n.type == plan::Node::Type::direct ? n.direct.state_dir : n.push.state_dir;
+      ::mkdir(sd.substr(0, sd.rfind('/')).c_str(), 0700);
+    }
     Status st;
     if (n.type == plan::Node::Type::direct) {
       r->direct = std::make_unique<runtime::DirectMirror>(loop, n.direct);

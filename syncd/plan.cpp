@@ -151,7 +151,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       auto& o = n.direct;
       o.source = src;
       o.target = dir;
-      o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir("direct", src + "\n" + dir))));
+      n.state_kind = "direct";
+      n.state_key = src + "\n" + dir;
+      o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir(n.state_kind, n.state_key))));
       o.excludes = excludes;
       o.fsync = fsync;
       o.delete_startup = s.del == config::DeleteMode::all || s.del == config::DeleteMode::startup;
@@ -218,7 +220,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.source = src;
     for (auto& p : peers) p.remote_args.insert(p.remote_args.end(), remote_args.begin(), remote_args.end());
     o.peers = std::move(peers);
-    o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir("push", src + "\n" + host + "\n" + dir))));
+    n.state_kind = "push";
+    n.state_key = src + "\n" + host + "\n" + dir;
+    o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir(n.state_kind, n.state_key))));
     o.excludes = excludes;
     o.rsh = x.rsh.value_or(config::ssh_command_line(s));
     o.remote_syncd = x.remote_syncd.value_or(s.syncd.remote_syncd.value_or("syncd"));
@@ -233,6 +237,12 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     push_by_source[src] = plan.nodes.size();
     plan.nodes.push_back(std::move(n));
+  }
+  if (x.state_dir && plan.nodes.size() > 1) {
+    for (auto& n : plan.nodes) {
+      const std::string d = default_state_dir(n.state_kind, n.state_key);
+      (n.type == Node::Type::direct ? n.direct.state_dir : n.push.state_dir) = absolute(*x.state_dir) + d.substr(d.rfind('/'));
+    }
   }
   for (const auto& n : plan.nodes) {
     if (n.type == Node::Type::push && n.push.peers.size() > 4 && n.push.two_way) {

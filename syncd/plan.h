@@ -30,6 +30,7 @@ struct Node {
   std::string rundir;       // control socket directory
   std::string target_text;  // "host:dir" / "dir" for log lines
   bool init = true;         // lsyncd's init: false skips the startup transfer (logged only)
+  std::string state_kind, state_key;  // what names its default state directory
 };
 
 struct Plan {
@@ -41,7 +42,9 @@ struct Plan {
 // `p` made absolute against the working directory (a daemon runs from "/"), no trailing '/'.
 std::string absolute(const std::string& p);
 
-// `default_state_dir(kind, key)` names a node's state directory when none is configured.
+// `default_state_dir(kind, key)` names a node's state directory when none is configured. A
+// -statedir on the command line is the state directory of a single node, and the parent of
+// each node's (named as by default) when the plan has several.
 Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
                   std::string (*default_state_dir)(const std::string& kind, const std::string& key));
 

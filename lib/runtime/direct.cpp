@@ -55,7 +55,7 @@ Status DirectMirror::start() {
   // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
   // our tests wait for: after it, changes are applied in the order they were made.
   ro.on_synced = [this] {
-    log::get(log::Module::runtime).info("Startup of \"{}\" finished: 0", opts_.source);
+    log::get(log::Module::runtime).info("Startup of \"{}/\" finished: 0", opts_.source);
   };
   receiver_ = std::make_unique<Receiver>(loop_, *dst_root_, *dst_index_, *dst_conn_, ro);
 

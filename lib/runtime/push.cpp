@@ -188,7 +188,7 @@ void Push::startup_finished() {
   // lsyncd's line, once per run: the first peer has everything this node had at startup.
   if (startup_logged_) return;
   startup_logged_ = true;
-  lg().info("Startup of \"{}\" finished: 0", opts_.source);
+  lg().info("Startup of \"{}/\" finished: 0", opts_.source);
 }
 
 void Push::announce_all() {

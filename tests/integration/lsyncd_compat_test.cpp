@@ -1,0 +1,294 @@
+// Drop-in for lsyncd (issue #6): the same config files run through syncd and, in the same test,
+// through Debian's lsyncd 2.2.3: the accept/reject decision and the error text must match; the
+// status file and the log lines operators grep for must match for the same config and changes.
+// Needs lsyncd installed (.ci/install-deps installs it); exits 77 (skipped) without it.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "tests/support/process.h"
+#include "tests/support/tmpdir.h"
+
+using namespace syncd;
+
+namespace {
+
+constexpr const char* kLsyncd = "/usr/bin/lsyncd";
+
+void require_lsyncd() {
+  test::require_root();
+  if (::access(kLsyncd, X_OK) != 0) {
+    std::fprintf(stderr, "lsyncd is not installed (apt-get install lsyncd): skipping the comparison\n");
+    std::exit(77);
+  }
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+  return s;
+}
+
+struct Outcome {
+  bool accepted = false;
+  int status = -1;
+  std::string error;  // the last "Error: " line, normalized
+  std::string log;
+};
+
+// lsyncd's and syncd's messages differ only in where they point: lsyncd names its own runner
+// ("/build/.../lsyncd.lua:3374:") where syncd names the config's line. Both are dropped.
+std::string normalize(std::string e, const std::string& config) {
+  e = replace_all(e, "error preparing " + config + ": ", "");
+  e = replace_all(e, "error loading " + config + ": ", "");
+  static const std::regex where(R"(^[^ :]*\.lua:[0-9]+: )");
+  return std::regex_replace(e, where, "");
+}
+
+struct Fixture {
+  test::TempDir t{"compat"};
+  std::string src = t / "src", dst = t / "dst";
+  int runs = 0;
+  Fixture() {
+    require_lsyncd();
+    ::mkdir(src.c_str(), 0755);
+    ::mkdir(dst.c_str(), 0755);
+  }
+  std::string config(const std::string& text) {
+    const std::string path = t / ("c" + std::to_string(++runs) + ".lua");
+    test::write_file(path, replace_all(replace_all(text, "@SRC@", src), "@DIR@", t.path()));
+    return path;
+  }
+  // Runs `argv` until it either started syncing (lsyncd's "recursive startup rsync" line, which
+  // syncd logs too) or exited; then stops it.
+  Outcome run(std::vector<std::string> argv, const std::string& cfg) {
+    const std::string log = t / ("out" + std::to_string(++runs));
+    argv.push_back(cfg);
+    test::Child c(argv, log);
+    auto text = [&] { return test::exists(log) ? test::read_file(log) : std::string(); };
+    REQUIRE_MESSAGE(test::wait_until(t.path(), [&] {
+                      const std::string l = text();
+                      return l.find("recursive startup rsync") != std::string::npos || l.find("Error: ") != std::string::npos;
+                    }, 20000),
+                    argv[0] << " neither started nor failed:\n" << text());
+    Outcome o;
+    o.log = text();
+    o.accepted = o.log.find("recursive startup rsync") != std::string::npos;
+    o.status = o.accepted ? c.stop(SIGTERM) : c.wait();
+    const size_t e = o.log.rfind("Error: ");
+    if (!o.accepted && e != std::string::npos) {
+      std::string line = o.log.substr(e + 7);
+      // lsyncd's two-line "Do not use settings = ..." message is one error.
+      if (line.find("Do not use settings") == std::string::npos) line = line.substr(0, line.find('\n'));
+      while (!line.empty() && line.back() == '\n') line.pop_back();
+      o.error = normalize(line, cfg);
+    }
+    return o;
+  }
+  Outcome syncd(const std::string& cfg) {
+    return run({SYNCD_BINARY, "-nodaemon", "-statedir", t / "state", "-rundir", t / "run"}, cfg);
+  }
+  Outcome lsyncd(const std::string& cfg) { return run({kLsyncd, "-nodaemon"}, cfg); }
+
+  // Both programs decide the same; a rejection has the same text, and `expect` is in it.
+  void same(const std::string& text, bool accept, const std::string& expect = "") {
+    const std::string cfg = config(text);
+    const Outcome ours = syncd(cfg), theirs = lsyncd(cfg);
+    INFO("config:\n" << text << "\nsyncd said:\n" << ours.log << "\nlsyncd said:\n" << theirs.log);
+    CHECK(ours.accepted == accept);
+    CHECK(theirs.accepted == accept);
+    if (!accept) {
+      CHECK(ours.status == 255);
+      CHECK(theirs.status == 255);
+      CHECK(ours.error == theirs.error);
+      CHECK(ours.error.find(expect) != std::string::npos);
+    }
+  }
+};
+
+// rsync and ssh are replaced by /bin/true for lsyncd's sake (it would run them); syncd warns
+// that it does not run them and starts its own transfer.
+const char* kNoNet = "rsync = { binary = '/bin/true' }";
+
+}  // namespace
+
+TEST_CASE("configs lsyncd accepts, syncd accepts: acme2certifier's, loops, os.getenv, dofile, ssh.port, excludes") {
+  Fixture f;
+  // The acme2certifier guide's config (paths and key pointing at the test's tree).
+  REQUIRE(test::run("ssh-keygen -q -t ed25519 -N '' -f " + f.t / "id_lsyncd") == 0);
+  f.same("settings { logfile = \"@DIR@/lsyncd.log\", statusFile = \"@DIR@/lsyncd.status\",\n"
+         "           statusInterval = 20, nodaemon = false }\n"
+         "sync { default.rsyncssh, source = \"@SRC@/\", host = \"alma9-c2.invalid\",\n"
+         "       targetdir = \"@SRC@/\",\n"
+         "       rsync = { rsh = \"/usr/bin/ssh -l root -i @DIR@/id_lsyncd -o StrictHostKeyChecking=no\",\n"
+         "                 compress = true, owner = true, group = true, archive = true, binary = '/bin/true' } }\n",
+         true);
+  ::setenv("SYNCD_COMPAT_HOSTS", "n1.invalid,n2.invalid", 1);
+  test::write_file(f.t / "defs.lua", "PORT = 2222\nTARGET_ROOT = '/srv/'\n");
+  f.same("local here = string.gsub(debug.getinfo(1).source, '^@(.+/)[^/]+$', '%1')\n"
+         "dofile(here .. 'defs.lua')\n"
+         "for host in os.getenv('SYNCD_COMPAT_HOSTS'):gmatch('[^,]+') do\n"
+         "  sync { default.rsyncssh, source = '@SRC@', host = 'root@' .. host, targetdir = TARGET_ROOT .. host,\n"
+         "         delay = .2, maxDelays = 1, ssh = { port = PORT, binary = '/bin/true' }, " + std::string(kNoNet) + ",\n"
+         "         exclude = { '*.tmp', '/cache/' } }\n"
+         "end\n",
+         true);
+  test::write_file(f.t / "excludes", "# comment\n*.bak\n- /logs/\n");
+  f.same("settings { 'insist' }\n"
+         "sync { default.direct, source = '@SRC@', target = '@DIR@/dst', delete = 'running',\n"
+         "       excludeFrom = '@DIR@/excludes', filter = { '- *.o' } }\n",
+         true);
+  f.same("sync { default.rsync, source = '@SRC@', target = '@DIR@/dst', delay = 0, " + std::string(kNoNet) + " }\n", true);
+}
+
+TEST_CASE("configs lsyncd rejects, syncd rejects with the same text: typos and lsyncd 2.0 forms") {
+  Fixture f;
+  f.same("settings { logfil = '/tmp/x' }\nsync { default.direct, source = '@SRC@', target = '@DIR@/dst' }\n", false,
+         "setting \"logfil\" unknown.");
+  f.same("settings { statusIntervall = 5 }\nsync { default.direct, source = '@SRC@', target = '@DIR@/dst' }\n", false,
+         "setting \"statusIntervall\" unknown.");
+  f.same("sync { default.rsync, source = '@SRC@', target = '@DIR@/dst', rsync = { archiv = true } }\n", false,
+         "Parameter \"rsync.archiv\" unknown.");
+  f.same("sync { default.rsync, source = '@SRC@', target = '@DIR@/dst', rsyncOpts = { '-a' } }\n", false,
+         "Parameter \"rsyncOpts\" unknown.");
+  f.same("sync { default.rsyncssh, source = '@SRC@', host = 'h', targetdir = '/x', target = '/y' }\n", false,
+         "Parameter \"target\" unknown.");
+  f.same("sync { default.rsyncssh, source = '@SRC@', host = 'h', targetdir = '/x', ssh = { prot = 22 } }\n", false,
+         "Parameter \"ssh.prot\" unknown.");
+  f.same("sync { default.rsync, source = '@SRC@', target = '@DIR@/dst', name = 'x' }\n", false, "Parameter \"name\" unknown.");
+  f.same("settings = { nodaemon = true }\nsync { default.direct, source = '@SRC@', target = '@DIR@/dst' }\n", false,
+         "Do not use settings = { ... }");
+  f.same("sync { default.direct, target = '@DIR@/dst' }\n", false, "source missing from sync.");
+  f.same("sync { default.direct, source = '@DIR@/nope', target = '@DIR@/dst' }\n", false, "Cannot access source directory");
+  f.same("sync { default.direct, source = '@SRC@', target = '@DIR@/dst', delay = -1 }\n", false, "delay must be a number and >= 0");
+  f.same("sync { default.rsyncssh, source = '@SRC@', host = 'h', targetdir = '/x', maxProcesses = 2 }\n", false,
+         "default.rsyncssh must have maxProcesses set to 1.");
+  f.same("sync { default.direct, source = '@SRC@', target = '@DIR@/dst', exclude = 5 }\n", false,
+         "type for exclude must be table or string");
+  f.same("sync { default.direct, source = '@SRC@', target = '@DIR@/dst', filter = { 'x foo' } }\n", false, "Unknown filter rule");
+  f.same("sync { default.direct, source = '@SRC@', target = '@DIR@/dst', excludeFrom = '@DIR@/none' }\n", false,
+         "Cannot open exclude file");
+  f.same("local servers = {}\nfor _, s in ipairs(servers) do sync { default.rsync, source = '@SRC@', target = s } end\n", false,
+         "Nothing to watch!");
+  f.same("sync { default.direct, source = '@SRC@', target = '@DIR@/dst' \n", false, "expected");
+}
+
+TEST_CASE("command line: lsyncd's errors and exit codes") {
+  Fixture f;
+  struct Case {
+    std::vector<std::string> args;
+  };
+  const std::string cfg = f.config("sync { default.direct, source = '@SRC@', target = '@DIR@/dst' }\n");
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"-bogus", cfg}, {cfg, cfg}, {"-rsync", f.src, f.dst, cfg}, {"-log", "foo", cfg}, {"--version"}, {"-help"}, {}}) {
+    auto run = [&](const char* bin) {
+      std::string cmd = std::string(bin);
+      for (const auto& a : args) cmd += " '" + a + "'";
+      const std::string out = f.t / "cli.out";
+      const int rc = test::run(cmd + " >" + out + " 2>&1");
+      return std::make_pair(WEXITSTATUS(rc), test::read_file(out));
+    };
+    auto [ours_rc, ours] = run(SYNCD_BINARY);
+    auto [theirs_rc, theirs] = run(kLsyncd);
+    INFO("args: " << (args.empty() ? std::string("(none)") : args[0]) << "\nsyncd:\n" << ours << "\nlsyncd:\n" << theirs);
+    CHECK(ours_rc == theirs_rc);
+    const auto first_line = [](const std::string& s) { return s.substr(0, s.find('\n')); };
+    if (theirs.rfind("Error: ", 0) == 0) CHECK(first_line(ours) == first_line(theirs));
+    if (!args.empty() && args[0] == "--version") CHECK(ours.rfind("Version: 2.2.3", 0) == 0);
+  }
+}
+
+TEST_CASE("status file and log lines: the same as lsyncd's for the same config and changes") {
+  Fixture f;
+  struct Run {
+    std::string status, log, console;
+  };
+  auto run = [&](bool ours) {
+    const std::string tag = ours ? "syncd" : "lsyncd";
+    const std::string dst = f.t / ("dst-" + tag);
+    ::mkdir(dst.c_str(), 0755);
+    const std::string cfg = f.config("settings { statusFile = '@DIR@/" + tag + ".status', statusInterval = 0,\n"
+                                     "           logfile = '@DIR@/" + tag + ".log' }\n"
+                                     "sync { default.direct, source = '@SRC@', target = '" + dst + "', delay = 0 }\n");
+    std::vector<std::string> argv{ours ? SYNCD_BINARY : kLsyncd, "-nodaemon"};
+    if (ours) argv.insert(argv.end(), {"-statedir", f.t / "state", "-rundir", f.t / "run"});
+    argv.push_back(cfg);
+    const std::string console = f.t / (tag + ".console");
+    test::Child c(argv, console);
+    REQUIRE(test::wait_for_text(console, "finished: 0", 0));
+    // The same change for both: a new directory with a file; then wait until it arrived and the
+    // status file shows the second watch and an empty queue.
+    const std::string dir = f.src + "/sub-" + tag;
+    ::mkdir(dir.c_str(), 0755);
+    test::write_file(dir + "/f", "x");
+    REQUIRE(test::wait_for(dst + "/sub-" + tag, "f"));
+    const std::string status = f.t / (tag + ".status");
+    REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] {
+                      if (!test::exists(status)) return false;
+                      const std::string s = test::read_file(status);
+                      return s.find("There are 0 delays") != std::string::npos && s.find("sub-" + tag + "/") != std::string::npos;
+                    }, 20000),
+                    (test::exists(status) ? test::read_file(status) : std::string("no status file")));
+    Run r;
+    r.status = test::read_file(status);
+    CHECK(c.stop(SIGTERM) == 143);
+    r.log = test::read_file(f.t / (tag + ".log"));
+    r.console = test::read_file(console);
+    return r;
+  };
+  // lsyncd first, then syncd, each with its own directory change; the sub-directory names differ
+  // by tag, so they are normalized before comparing.
+  test::write_file(f.src + "/a.txt", "a");
+  Run theirs = run(false);
+  ::unlink((f.src + "/sub-lsyncd/f").c_str());
+  ::rmdir((f.src + "/sub-lsyncd").c_str());
+  Run ours = run(true);
+  auto lsyncd_block = [](std::string s, const std::string& tag) {
+    s = s.substr(s.find('\n'));  // the date line differs
+    s = replace_all(s, "sub-" + tag, "sub");
+    // syncd's own lines follow the lsyncd block.
+    std::istringstream in(s);
+    std::string line, out;
+    std::vector<std::string> watches;
+    while (std::getline(in, line)) {
+      if (line.rfind("syncd: ", 0) == 0) continue;
+      // Watch lines come in hash order in lsyncd: compared as a set, without descriptors.
+      if (line.rfind("  ", 0) == 0 && line.find(": /") != std::string::npos) {
+        watches.push_back(line.substr(line.find(": /")));
+        continue;
+      }
+      out += line + "\n";
+    }
+    std::sort(watches.begin(), watches.end());
+    for (const auto& w : watches) out += w + "\n";
+    return out;
+  };
+  INFO("lsyncd status:\n" << theirs.status << "\nsyncd status:\n" << ours.status);
+  CHECK(lsyncd_block(ours.status, "syncd") == lsyncd_block(theirs.status, "lsyncd"));
+  CHECK(ours.status.rfind("Lsyncd status report at ", 0) == 0);
+  // Log lines: the ones operators grep, in lsyncd's logfile and console formats.
+  const std::regex logfile_line(R"(^[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4} Normal: --- Startup ---$)");
+  const std::regex console_line(R"(^[0-9]{2}:[0-9]{2}:[0-9]{2} Normal: --- Startup ---$)");
+  for (const auto* r : {&theirs, &ours}) {
+    INFO("log:\n" << r->log << "\nconsole:\n" << r->console);
+    std::istringstream log(r->log), console(r->console);
+    std::string first_log, first_console;
+    std::getline(log, first_log);
+    std::getline(console, first_console);
+    CHECK(std::regex_match(first_log, logfile_line));
+    CHECK(std::regex_match(first_console, console_line));
+    for (const std::string& msg : {"Normal: recursive startup rsync: " + f.src + "/ -> ", "Normal: Startup of \"" + f.src + "/\" finished: 0",
+                                   std::string("Normal: --- TERM signal, fading ---")}) {
+      CHECK_MESSAGE(r->log.find(msg) != std::string::npos, msg);
+      CHECK_MESSAGE(r->console.find(msg) != std::string::npos, msg);
+    }
+  }
+}
