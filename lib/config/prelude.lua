@@ -31,7 +31,7 @@ for k in ([[acls append append_verify archive backup backup_dir binary bwlimit c
   executability existing group groupmap hard_links ignore_times inplace ipv4 ipv6 keep_dirlinks
   links one_file_system omit_dir_times omit_link_times owner password_file perms protect_args
   prune_empty_dirs quiet rsh rsync_path sparse specials suffix temp_dir timeout times update usermap
-  verbose whole_file _extra]]):gmatch('%S+') do rsyncGauge[k] = true end
+  verbose whole_file xattrs _extra]]):gmatch('%S+') do rsyncGauge[k] = true end
 
 local sshGauge = { binary = true, identityFile = true, options = true, port = true, _extra = true }
 

@@ -16,7 +16,9 @@
 #include <sstream>
 
 #include "tests/support/process.h"
+#include "tests/support/sshd.h"
 #include "tests/support/tmpdir.h"
+#include "tests/support/tree_diff.h"
 
 using namespace syncd;
 
@@ -228,6 +230,8 @@ TEST_CASE("status file and log lines: the same as lsyncd's for the same config a
     // status file shows the second watch and an empty queue.
     const std::string dir = f.src + "/sub-" + tag;
     ::mkdir(dir.c_str(), 0755);
+    // (each wait watches a directory that exists by then: the new one, once it arrived)
+    REQUIRE(test::wait_for(dst, "sub-" + tag));
     test::write_file(dir + "/f", "x");
     REQUIRE(test::wait_for(dst + "/sub-" + tag, "f"));
     const std::string status = f.t / (tag + ".status");
@@ -291,4 +295,83 @@ TEST_CASE("status file and log lines: the same as lsyncd's for the same config a
       CHECK_MESSAGE(r->console.find(msg) != std::string::npos, msg);
     }
   }
+}
+
+TEST_CASE("end to end: the acme2certifier config, with host, port and key pointing at a test sshd, syncs a tree") {
+  Fixture f;
+  test::SshServer sshd(f.t / "sshd");
+  sshd.start();
+  test::make_sample_tree(f.src);  // owners, modes, symlinks, nested directories
+  // The guide's config verbatim but for host, port, key and paths.
+  const std::string cfg = f.config(
+      "settings { logfile = \"@DIR@/lsyncd.log\", statusFile = \"@DIR@/lsyncd.status\",\n"
+      "           statusInterval = 1, nodaemon = false }\n"
+      "sync { default.rsyncssh, source = \"@SRC@/\", host = \"127.0.0.1\",\n"
+      "       targetdir = \"" + f.dst + "/\",\n"
+      "       rsync = { rsh = \"/usr/bin/ssh -l root -i " + sshd.client_key() + " -p " + std::to_string(sshd.port()) +
+      " -o StrictHostKeyChecking=no\",\n"
+      "                 compress = true, owner = true, group = true, archive = true } }\n");
+  const std::string console = f.t / "e2e.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", "-remote-syncd", SYNCD_BINARY,
+                 "-remote-statedir", f.t / "remote-state", cfg},
+                console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 60000), logs());
+  CHECK_MESSAGE(diff.empty(), logs());
+  // A live change of each kind, then the trees are equal again.
+  test::write_file(f.src + "/cert.pem", "-----BEGIN CERTIFICATE-----\n");
+  REQUIRE(::chown((f.src + "/cert.pem").c_str(), 4321, 4322) == 0);
+  REQUIRE(::chmod((f.src + "/cert.pem").c_str(), 0640) == 0);
+  REQUIRE(::mkdir((f.src + "/crl").c_str(), 0750) == 0);
+  REQUIRE(::symlink("../cert.pem", (f.src + "/crl/link").c_str()) == 0);
+  diff.clear();
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000), logs());
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  // Not two-way (source and targetdir differ): a one-way push, said once in the log.
+  CHECK(logs().find("two-way sync with") == std::string::npos);
+  CHECK(test::read_file(f.t / "lsyncd.log").find("Normal: Startup of \"" + f.src + "/\" finished: 0") != std::string::npos);
+  REQUIRE(test::wait_until(f.t.path(), [&] {
+    return test::exists(f.t / "lsyncd.status") && test::read_file(f.t / "lsyncd.status").find("There are 0 delays") != std::string::npos;
+  }, 20000));
+  CHECK(c.stop(SIGTERM) == 143);
+}
+
+TEST_CASE("SIGHUP re-reads the config without losing a queued change") {
+  Fixture f;
+  const std::string cfg = f.t / "hup.lua";
+  auto write_cfg = [&](int delay) {
+    test::write_file(cfg, "settings { statusFile = '" + f.t / "hup.status" + "', statusInterval = 0 }\n"
+                          "sync { default.direct, source = '" + f.src + "', target = '" + f.dst + "', delay = " +
+                              std::to_string(delay) + " }\n");
+  };
+  write_cfg(600);  // changes wait ten minutes
+  const std::string console = f.t / "hup.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  test::write_file(f.src + "/queued.txt", "held by the delay");
+  // Barrier: the status file lists the held change.
+  REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] {
+    return test::exists(f.t / "hup.status") && test::read_file(f.t / "hup.status").find("wait   Modify /queued.txt") != std::string::npos;
+  }, 20000), logs());
+  CHECK_FALSE(test::exists(f.dst + "/queued.txt"));
+  write_cfg(0);
+  const size_t before = logs().size();
+  c.signal(SIGHUP);
+  REQUIRE_MESSAGE(test::wait_for_text(console, "--- HUP signal, resetting ---", before), logs());
+  REQUIRE_MESSAGE(test::wait_for_text(console, "delay 0 s as configured", before), logs());
+  REQUIRE_MESSAGE(test::wait_for(f.dst, "queued.txt"), logs());
+  CHECK(test::read_file(f.dst + "/queued.txt") == "held by the delay");
+  // A broken config on the next HUP keeps the running one.
+  test::write_file(cfg, "sync { default.direct, source = '" + f.src + "', taget = 'x' }\n");
+  const size_t before2 = logs().size();
+  c.signal(SIGHUP);
+  REQUIRE_MESSAGE(test::wait_for_text(console, "config reload failed, keeping the running configuration", before2), logs());
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());
+  CHECK(diff.empty());
+  CHECK(c.stop(SIGTERM) == 143);
 }

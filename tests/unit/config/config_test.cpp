@@ -192,3 +192,28 @@ TEST_CASE("command-line syncs get the same defaults, -delay and flags override s
   CHECK(d->syncs[0].delay == 1);  // default.direct's
   CHECK_FALSE(d->syncs[0].delay_given);
 }
+
+TEST_CASE("the configs in conf/ load: acme2certifier's guide verbatim, the three-node example") {
+  Fixture f;
+  auto with_volume = [&](const std::string& file) {
+    std::string text = test::read_file(std::string(SYNCD_CONF_DIR) + "/" + file);
+    const std::string vol = "/opt/acme2certifier/volume/";
+    for (size_t p; (p = text.find(vol)) != std::string::npos;) text.replace(p, vol.size(), f.src + "/");
+    return text;
+  };
+  auto acme = f.load(with_volume("acme2certifier/lsyncd.conf"));
+  REQUIRE_MESSAGE(acme.ok(), acme.error().context);
+  REQUIRE(acme->syncs.size() == 1);
+  CHECK(acme->syncs[0].kind == Kind::rsyncssh);
+  CHECK(acme->syncs[0].host == "alma9-c2");
+  CHECK(acme->syncs[0].targetdir == f.src + "/");
+  CHECK(acme->settings.status_interval == 20);
+  auto three = f.load(with_volume("examples/three-node-two-way.lua"));
+  REQUIRE_MESSAGE(three.ok(), three.error().context);
+  REQUIRE(three->syncs.size() == 2);
+  CHECK(three->syncs[0].host == "node2");
+  CHECK(three->syncs[1].host == "node3");
+  CHECK(three->syncs[1].bidirectional == true);
+  CHECK(three->syncs[1].syncd.conflict_hook == "logger -t syncd-conflict");
+  CHECK(three->syncs[1].excludes == std::vector<std::string>{"*.swp", "/tmp/"});
+}

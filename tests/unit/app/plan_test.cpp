@@ -1,0 +1,151 @@
+// syncd/cli and syncd/plan: what an lsyncd command line or config turns into (which nodes, one-
+// or two-way, which peers, warnings for keys syncd does not honour, errors for what it cannot run),
+// and the status file's format.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include "syncd/cli.h"
+#include "syncd/plan.h"
+#include "syncd/status_file.h"
+#include "tests/support/tmpdir.h"
+
+using namespace syncd;
+
+namespace {
+
+std::string state_dir(const std::string& kind, const std::string& key) { return "/var/lib/syncd/" + kind + "-" + std::to_string(key.size()); }
+
+struct Fixture {
+  test::TempDir dir{"plan"};
+  std::string src = dir / "src";
+  Fixture() { ::mkdir(src.c_str(), 0755); }
+  Result<plan::Plan> plan(const std::string& lua, const cli::Extras& x = {}) {
+    test::write_file(dir / "c.lua", lua);
+    auto cfg = config::load_file(dir / "c.lua", {});
+    if (!cfg.ok()) return cfg.error();
+    return plan::make(*cfg, x, state_dir);
+  }
+  bool warned(const plan::Plan& p, const std::string& needle) {
+    for (const auto& w : p.warnings) {
+      if (w.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("acme2certifier's symmetric config is a two-way pair, bidirectional = false makes it a push") {
+  Fixture f;
+  const std::string sync = "sync { default.rsyncssh, source = '" + f.src + "/', host = 'alma9-c2', targetdir = '" + f.src +
+                           "/', rsync = { rsh = '/usr/bin/ssh -l root -i /k -o StrictHostKeyChecking=no', archive = true, compress = true";
+  auto p = f.plan(sync + " } }\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 1);
+  const auto& n = p->nodes[0];
+  CHECK(n.type == plan::Node::Type::push);
+  CHECK(n.push.two_way);
+  REQUIRE(n.push.peers.size() == 1);
+  CHECK(n.push.peers[0].host == "alma9-c2");
+  CHECK(n.push.peers[0].target == f.src);
+  CHECK(n.push.peers[0].remote_args == std::vector<std::string>{"-bidirectional"});
+  CHECK(n.push.rsh == "/usr/bin/ssh -l root -i /k -o StrictHostKeyChecking=no");
+  CHECK(n.push.sender.delay_ms == 0);  // no delay in the config: syncd's own (immediate)
+  CHECK(p->warnings.empty());
+  auto one = f.plan("sync { default.rsyncssh, source = '" + f.src + "/', host = 'alma9-c2', targetdir = '" + f.src +
+                    "/', bidirectional = false }\n");
+  REQUIRE(one.ok());
+  CHECK_FALSE(one->nodes[0].push.two_way);
+  auto other = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/elsewhere', delay = 2 }\n");
+  REQUIRE(other.ok());
+  CHECK_FALSE(other->nodes[0].push.two_way);
+  CHECK(other->nodes[0].push.sender.delay_ms == 2000);
+}
+
+TEST_CASE("syncs of one source: one node with a peer each (a mesh), never mixed one-/two-way") {
+  Fixture f;
+  auto p = f.plan("for _, h in ipairs { 'n2', 'n3' } do\n"
+                  "  sync { default.rsyncssh, source = '" + f.src + "', host = h, targetdir = '" + f.src + "' }\n"
+                  "end\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 1);
+  REQUIRE(p->nodes[0].push.peers.size() == 2);
+  CHECK(p->nodes[0].push.peers[1].host == "n3");
+  CHECK(p->nodes[0].syncs.size() == 2);
+  auto mixed = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'n2', targetdir = '" + f.src + "' }\n"
+                      "sync { default.rsyncssh, source = '" + f.src + "', host = 'n3', targetdir = '/other' }\n");
+  REQUIRE_FALSE(mixed.ok());
+  CHECK(mixed.error().context.find("a source is either one-way or two-way") != std::string::npos);
+}
+
+TEST_CASE("targets: direct and local rsync mirror, rsync host:dir pushes, rsync daemons are refused") {
+  Fixture f;
+  auto p = f.plan("sync { default.direct, source = '" + f.src + "', target = '" + f.dir / "d1" + "', delete = 'startup' }\n"
+                  "sync { default.rsync, source = '" + f.src + "', target = '" + f.dir / "d2" + "', delete = false }\n"
+                  "sync { default.rsync, source = '" + f.src + "', target = 'root@n4:/srv/x', delete = 'running' }\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 3);
+  CHECK(p->nodes[0].type == plan::Node::Type::direct);
+  CHECK(p->nodes[0].direct.target == f.dir / "d1");
+  CHECK(p->nodes[0].direct.delete_startup);
+  CHECK_FALSE(p->nodes[0].direct.delete_running);
+  CHECK_FALSE(p->nodes[1].direct.delete_startup);
+  CHECK_FALSE(p->nodes[1].direct.delete_running);
+  CHECK(p->nodes[2].type == plan::Node::Type::push);
+  CHECK(p->nodes[2].push.peers[0].host == "root@n4");
+  CHECK(p->nodes[2].push.peers[0].target == "/srv/x");
+  CHECK(p->nodes[2].push.peers[0].remote_args == std::vector<std::string>{"-delete", "running"});
+  auto daemon = f.plan("sync { default.rsync, source = '" + f.src + "', target = 'host::module' }\n");
+  REQUIRE_FALSE(daemon.ok());
+  CHECK(daemon.error().context.find("rsync daemon targets") != std::string::npos);
+}
+
+TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
+  Fixture f;
+  auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"
+                  "       rsync = { owner = false, xattrs = true, bwlimit = 100, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
+                  "       filter = { '+ *.c', '- *.o' } }\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
+  CHECK(f.warned(*p, "rsync.xattrs = true is not honoured by syncd yet"));
+  CHECK(f.warned(*p, "rsync.bwlimit = 100 is not honoured by syncd yet"));
+  CHECK(f.warned(*p, "rsync.binary = /usr/local/bin/rsync"));
+  CHECK(f.warned(*p, "rsync._extra (-u)"));
+  CHECK(f.warned(*p, "filter rule '+ *.c' is not honoured yet"));
+  CHECK(p->nodes[0].push.excludes == std::vector<std::string>{"*.o"});
+  auto layer1 = f.plan("sync { default.rsync, source = '" + f.src + "', target = '/t', action = function(inlet) end }\n");
+  REQUIRE_FALSE(layer1.ok());
+  CHECK(layer1.error().context.find("Sync1 (" + f.dir / "c.lua:1): a custom action (lsyncd layer 1) is not supported") == 0);
+}
+
+TEST_CASE("lsyncd's command line: shapes, one or two dashes, errors") {
+  auto ok = cli::parse({"--nodaemon", "-delay", "0.5", "-rsyncssh", "/a", "h", "/b", "-rsyncssh", "/a", "h2", "/b", "-bidirectional"});
+  REQUIRE(ok.ok());
+  CHECK(ok->cl.nodaemon);
+  CHECK(ok->cl.delay == 0.5);
+  CHECK(ok->cl.syncs.size() == 2);
+  CHECK(ok->extras.two_way);
+  CHECK(cli::parse({})->action == cli::Invocation::Action::help);
+  CHECK(cli::parse({"-version"})->action == cli::Invocation::Action::version);
+  CHECK(cli::parse({"/etc/lsyncd.conf"})->config_file == "/etc/lsyncd.conf");
+  CHECK(cli::parse({"-bogus"}).error().context == "unknown option command line option -bogus");
+  CHECK(cli::parse({"a", "b"}).error().context == "There can only be one config file in the command line.");
+  CHECK(cli::parse({"-direct", "/a", "/b", "c.lua"}).error().context == "There cannot be command line syncs and a config file together.");
+  CHECK(cli::parse({"-log", "exec"}).error().context == "'exec' is not a valid logging category");
+  CHECK(cli::parse({"-delay", "-1", "c"}).error().context == "delay must be a number and >= 0");
+  CHECK_FALSE(cli::parse({"-rsyncssh", "/a", "h"}).ok());
+}
+
+TEST_CASE("status file: lsyncd's block byte for byte, syncd's lines after it") {
+  status_file::Report r;
+  r.now = 0;
+  r.syncs.push_back({"Sync1", "/v/", {{"wait", "Modify", "a.txt", "", false}, {"active", "Move", "d", "e", true}}});
+  r.root = "/v/";
+  r.watches = {{1, ""}, {2, "sub"}};
+  r.extra = {"syncd: push /v/ -> n2:/v/ (busy)"};
+  const std::string s = status_file::format(r);
+  const std::string body = s.substr(s.find('\n') + 1);
+  CHECK(s.rfind("Lsyncd status report at ", 0) == 0);
+  CHECK(body == "\nSync1 source=/v/\nThere are 2 delays\nwait   Modify /a.txt\nactive Move /d/ -> /e/\nFiltering:\n  nothing.\n\n\n"
+                "Inotify watching 2 directories\n  1: /v/\n  2: /v/sub/\nsyncd: push /v/ -> n2:/v/ (busy)\n");
+}
