@@ -260,13 +260,23 @@ struct Running {
   const syncd::plan::Node* node = nullptr;
   std::unique_ptr<syncd::runtime::DirectMirror> direct;
   std::unique_ptr<syncd::runtime::Push> push;
+  std::unique_ptr<syncd::runtime::ActionSync> actions;
   std::unique_ptr<syncd::runtime::ControlServer> control;
-  bool idle() const { return direct ? direct->idle() : push->idle(); }
-  bool drained() const { return direct ? direct->idle() : push->drained(); }
-  syncd::runtime::LsyncdView view() const { return direct ? direct->lsyncd_view() : push->lsyncd_view(); }
+  bool idle() const { return direct ? direct->idle() : push ? push->idle() : actions->idle(); }
+  bool drained() const { return direct ? direct->idle() : push ? push->drained() : actions->idle(); }
+  syncd::runtime::LsyncdView view() const {
+    return direct ? direct->lsyncd_view() : push ? push->lsyncd_view() : actions->lsyncd_view();
+  }
   std::string status(bool json) const {
     using namespace syncd;
     if (push) return push->status(json);
+    if (actions) {
+      const bool idle = actions->idle();
+      const auto& o = node->actions;
+      if (!json) return "syncd actions " + o.source + " -> " + o.target + "\n  idle: " + (idle ? "yes" : "no") + "\n";
+      return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"actions\", \"source\": " + runtime::json_string(o.source) +
+             ", \"idle\": " + (idle ? "true" : "false") + "}\n";
+    }
     const auto& o = node->direct;
     const bool idle = direct->idle();
     if (!json) return "syncd -direct " + o.source + " -> " + o.target + "\n  idle: " + (idle ? "yes" : "no") + "\n";
@@ -294,7 +304,9 @@ std::string status_report(const std::vector<std::unique_ptr<Running>>& nodes) {
       r.watches = v.watches;
       first = false;
     }
-    r.extra.push_back("syncd: " + std::string(n->node->type == plan::Node::Type::push ? (n->node->push.two_way ? "two-way " : "push ") : "direct ") +
+    const auto t = n->node->type;
+    r.extra.push_back("syncd: " + std::string(t == plan::Node::Type::push ? (n->node->push.two_way ? "two-way " : "push ")
+                                              : t == plan::Node::Type::direct ? "direct " : "actions ") +
                       n->node->syncs[0].source + " -> " + n->node->target_text + (n->idle() ? " (idle)" : " (busy)"));
   }
   return status_file::format(r);
@@ -312,13 +324,16 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
   for (const auto& n : plan.nodes) {
     auto r = std::make_unique<Running>();
     r->node = &n;
-    {
+    if (n.type != plan::Node::Type::actions) {
       // The state directory's parent (/var/lib/syncd, or a -statedir shared by several nodes).
       const std::string& sd = n.type == plan::Node::Type::direct ? n.direct.state_dir : n.push.state_dir;
       ::mkdir(sd.substr(0, sd.rfind('/')).c_str(), 0700);
     }
     Status st;
-    if (n.type == plan::Node::Type::direct) {
+    if (n.type == plan::Node::Type::actions) {
+      r->actions = std::make_unique<runtime::ActionSync>(loop, n.actions);
+      st = r->actions->start();
+    } else if (n.type == plan::Node::Type::direct) {
       r->direct = std::make_unique<runtime::DirectMirror>(loop, n.direct);
       st = r->direct->start();
     } else {
@@ -329,8 +344,11 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
       lg.error("cannot start {}: {}", n.syncs[0].name, st.error().message());
       return 255;
     }
-    const std::string& src = n.type == plan::Node::Type::direct ? n.direct.source : n.push.source;
-    lg.info("recursive startup rsync: {} -> {}", n.syncs[0].source, n.target_text);  // lsyncd's wording: operators grep it
+    const std::string& src = n.type == plan::Node::Type::direct ? n.direct.source
+                             : n.type == plan::Node::Type::push ? n.push.source : n.actions.source;
+    if (n.type != plan::Node::Type::actions) {
+      lg.info("recursive startup rsync: {} -> {}", n.syncs[0].source, n.target_text);  // lsyncd's wording: operators grep it
+    }
     auto sock = runtime::control_socket_path(n.rundir, src);
     if (!sock.ok()) {
       lg.error("cannot start: {}", sock.error().message());

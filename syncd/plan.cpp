@@ -65,13 +65,16 @@ Status check_actions(const config::Sync& s) {
   if (auto it = s.user_actions.find("init"); it != s.user_actions.end() && it->second != "boolean") {
     return plan_error(s, "a custom init (lsyncd layer 1) is not supported by syncd; only init = false is");
   }
+  bool any = false;
   for (const auto& [k, type] : s.user_actions) {
     if (k == "init" || (k == "onMove" && type == "boolean")) continue;
-    return plan_error(s, k + " (" + (type == "string" ? "a layer-3 command" : "a layer-2 " + type) +
-                             ") is not supported by this syncd version yet; use default.rsync, "
-                             "default.rsyncssh or default.direct");
+    if (type != "string") {
+      return plan_error(s, k + " is a " + type + " (an lsyncd layer-2 action): not supported by this syncd version yet; "
+                               "write it as a command string (layer 3) or use default.rsync, default.rsyncssh or default.direct");
+    }
+    any = true;
   }
-  if (s.kind == config::Kind::custom) return plan_error(s, "no actions specified.");
+  if (s.kind == config::Kind::custom && !any) return plan_error(s, "no actions specified.");
   return {};
 }
 
@@ -94,6 +97,23 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
   for (const auto& s : cfg.syncs) {
     SYNCD_TRY(check_actions(s));
     const std::string src = strip_slash(s.source);
+    if (s.kind == config::Kind::custom) {
+      // Layer 3: the config's commands, run per event as lsyncd runs them.
+      Node n;
+      n.type = Node::Type::actions;
+      n.syncs.push_back(s);
+      n.rundir = x.rundir.value_or(s.syncd.rundir.value_or(runtime::kDefaultRunDir));
+      n.target_text = s.target;
+      n.actions.source = src;
+      n.actions.target = s.target;
+      n.actions.actions = s.string_actions;
+      n.actions.excludes = s.excludes;
+      for (const auto& [sign, pat] : s.filters) n.actions.filters.push_back({sign == '+', pat});
+      n.actions.excludes.insert(n.actions.excludes.end(), x.excludes.begin(), x.excludes.end());
+      n.actions.delay_ms = s.delay_given ? static_cast<uint32_t>(s.delay * 1000 + 0.5) : 0;
+      plan.nodes.push_back(std::move(n));
+      continue;
+    }
     std::string host, dir;
     bool remote = s.kind == config::Kind::rsyncssh;
     if (remote) {
@@ -116,15 +136,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     }
     if (!s.init) plan.warnings.push_back(s.name + ": init = false: syncd still compares the trees at startup (its index makes that cheap); nothing is copied that is already in sync");
     rsync_warnings(s, plan.warnings);
-    for (const auto& [sign, pat] : s.filters) {
-      if (sign == '+') {
-        plan.warnings.push_back(s.name + " (" + s.where + "): filter rule '+ " + pat + "' is not honoured yet; only '-' rules (as excludes) are");
-      }
-    }
     std::vector<std::string> excludes = s.excludes;
-    for (const auto& [sign, pat] : s.filters) {
-      if (sign == '-') excludes.push_back(pat);
-    }
+    std::vector<watch::FilterRule> filters;
+    for (const auto& [sign, pat] : s.filters) filters.push_back({sign == '+', pat});
     excludes.insert(excludes.end(), x.excludes.begin(), x.excludes.end());
 
     const uint32_t delay_ms = s.delay_given ? static_cast<uint32_t>(s.delay * 1000 + 0.5) : 0;
@@ -155,6 +169,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       n.state_key = src + "\n" + dir;
       o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir(n.state_kind, n.state_key))));
       o.excludes = excludes;
+      o.filters = filters;
       o.fsync = fsync;
       o.delete_startup = s.del == config::DeleteMode::all || s.del == config::DeleteMode::startup;
       o.delete_running = s.del == config::DeleteMode::all || s.del == config::DeleteMode::running;
@@ -224,6 +239,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     n.state_key = src + "\n" + host + "\n" + dir;
     o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir(n.state_kind, n.state_key))));
     o.excludes = excludes;
+    o.filters = filters;
     o.rsh = x.rsh.value_or(config::ssh_command_line(s));
     o.remote_syncd = x.remote_syncd.value_or(s.syncd.remote_syncd.value_or("syncd"));
     o.transport = x.transport.value_or(s.syncd.transport.value_or("auto"));
@@ -240,6 +256,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
   }
   if (x.state_dir && plan.nodes.size() > 1) {
     for (auto& n : plan.nodes) {
+      if (n.type == Node::Type::actions) continue;
       const std::string d = default_state_dir(n.state_kind, n.state_key);
       (n.type == Node::Type::direct ? n.direct.state_dir : n.push.state_dir) = absolute(*x.state_dir) + d.substr(d.rfind('/'));
     }

@@ -16,6 +16,7 @@
 
 #include "lib/base/result.h"
 #include "lib/config/config.h"
+#include "lib/runtime/actions.h"
 #include "lib/runtime/direct.h"
 #include "lib/runtime/push.h"
 #include "syncd/cli.h"
@@ -23,10 +24,11 @@
 namespace syncd::plan {
 
 struct Node {
-  enum class Type { direct, push } type = Type::direct;
+  enum class Type { direct, push, actions } type = Type::direct;
   std::vector<config::Sync> syncs;  // the lsyncd syncs this node serves (status file, logs)
   runtime::DirectOptions direct;
   runtime::PushOptions push;
+  runtime::ActionOptions actions;  // lsyncd layer 3: string actions
   std::string rundir;       // control socket directory
   std::string target_text;  // "host:dir" / "dir" for log lines
   bool init = true;         // lsyncd's init: false skips the startup transfer (logged only)

@@ -118,7 +118,7 @@ Result<Sync> read_sync(lua_State* L, int t, size_t n, std::vector<std::string>& 
   char buf[PATH_MAX];
   if (::realpath(src->c_str(), buf) == nullptr) return config_error("Cannot access source directory: " + *src);
   s.source = with_slash(buf);
-  if (auto v = detail::field_string(L, t, "target")) s.target = with_slash(*v);
+  if (auto v = detail::field_string(L, t, "target")) s.target = s.kind == Kind::custom ? *v : with_slash(*v);  // lsyncd: custom syncs keep it
   if (auto v = detail::field_string(L, t, "host")) s.host = *v;
   if (auto v = detail::field_string(L, t, "targetdir")) s.targetdir = with_slash(*v);
 

@@ -27,6 +27,7 @@ struct DirectOptions {
   std::string target;
   std::string state_dir;  // holds src/ and dst/ index directories
   std::vector<std::string> excludes;
+  std::vector<watch::FilterRule> filters;  // lsyncd filter{}: tried before the excludes
   bool fsync = true;
   bool delete_startup = true;  // lsyncd's delete: see ReceiverOptions
   bool delete_running = true;

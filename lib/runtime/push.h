@@ -43,6 +43,7 @@ struct PushOptions {
   std::vector<PeerSpec> peers;  // one for lsyncd's -rsyncssh; a two-way mesh lists every other node
   std::string state_dir;  // the local index
   std::vector<std::string> excludes;
+  std::vector<watch::FilterRule> filters;  // lsyncd filter{}: tried before the excludes
   std::string rsh = "ssh";               // ssh command line (lsyncd's rsync.rsh)
   std::string remote_syncd = "syncd";    // program on the host
   std::vector<std::string> remote_args;  // extra arguments for `attach` (every peer)

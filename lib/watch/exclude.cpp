@@ -32,34 +32,46 @@ bool glob_exact(std::string_view pat, std::string_view text) {
   return prev[n] != 0;
 }
 
+// Does lsyncd pattern `raw` match `path` ("/rel", "/dir/" for directories)?
+bool matches(std::string_view raw, const std::string& path) {
+  std::string_view pat(raw);
+  const bool anchored = pat.front() == '/';
+  if (anchored) pat.remove_prefix(1);
+  const bool ends_dir = !pat.empty() && pat.back() == '/';
+  // Start positions: right after the root '/', or (unanchored) after any '/'.
+  for (size_t s = 1; s <= path.size(); ++s) {
+    if (path[s - 1] != '/') continue;
+    // End positions: a '/' follows, or the end of the path (a pattern ending in '/' ends right
+    // after a '/').
+    for (size_t e = s; e <= path.size(); ++e) {
+      const bool boundary = ends_dir ? (e > s && path[e - 1] == '/') : (e == path.size() || path[e] == '/');
+      if (boundary && glob_exact(pat, std::string_view(path).substr(s, e - s))) return true;
+    }
+    if (anchored) break;
+  }
+  return false;
+}
+
 }  // namespace
 
-Excludes::Excludes(const std::vector<std::string>& patterns) {
+Excludes::Excludes(const std::vector<std::string>& patterns, std::vector<FilterRule> filters) {
   for (const auto& p : patterns) {
     if (!p.empty()) patterns_.push_back(p);
+  }
+  for (auto& f : filters) {
+    if (!f.pattern.empty()) filters_.push_back(std::move(f));
   }
 }
 
 bool Excludes::excluded(std::string_view rel, bool is_dir) const {
-  if (patterns_.empty()) return false;
+  if (patterns_.empty() && filters_.empty()) return false;
   std::string path = "/" + std::string(rel);
   if (is_dir) path += '/';
+  for (const auto& f : filters_) {
+    if (matches(f.pattern, path)) return !f.include;
+  }
   for (const auto& raw : patterns_) {
-    std::string_view pat(raw);
-    const bool anchored = pat.front() == '/';
-    if (anchored) pat.remove_prefix(1);
-    const bool ends_dir = !pat.empty() && pat.back() == '/';
-    // Start positions: right after the root '/', or (unanchored) after any '/'.
-    for (size_t s = 1; s <= path.size(); ++s) {
-      if (path[s - 1] != '/') continue;
-      // End positions: a '/' follows, or the end of the path (a pattern ending in '/' ends
-      // right after a '/').
-      for (size_t e = s; e <= path.size(); ++e) {
-        const bool boundary = ends_dir ? (e > s && path[e - 1] == '/') : (e == path.size() || path[e] == '/');
-        if (boundary && glob_exact(pat, std::string_view(path).substr(s, e - s))) return true;
-      }
-      if (anchored) break;
-    }
+    if (matches(raw, path)) return true;
   }
   return false;
 }

@@ -19,16 +19,25 @@
 
 namespace syncd::watch {
 
+// lsyncd's filter{} rule ("+ pattern" / "- pattern"): rules are tried in order and the first that
+// matches decides; a path no rule matches is then tested against the exclude patterns.
+struct FilterRule {
+  bool include = false;
+  std::string pattern;
+  bool operator==(const FilterRule&) const = default;
+};
+
 class Excludes {
  public:
   Excludes() = default;
-  explicit Excludes(const std::vector<std::string>& patterns);
+  explicit Excludes(const std::vector<std::string>& patterns, std::vector<FilterRule> filters = {});
   // `rel` without a leading '/', as the rest of syncd writes paths.
   bool excluded(std::string_view rel, bool is_dir) const;
-  bool empty() const noexcept { return patterns_.empty(); }
+  bool empty() const noexcept { return patterns_.empty() && filters_.empty(); }
 
  private:
   std::vector<std::string> patterns_;
+  std::vector<FilterRule> filters_;
 };
 
 }  // namespace syncd::watch

@@ -111,11 +111,35 @@ TEST_CASE("keys syncd does not honour are warned about once each, custom actions
   CHECK(f.warned(*p, "rsync.bwlimit = 100 is not honoured by syncd yet"));
   CHECK(f.warned(*p, "rsync.binary = /usr/local/bin/rsync"));
   CHECK(f.warned(*p, "rsync._extra (-u)"));
-  CHECK(f.warned(*p, "filter rule '+ *.c' is not honoured yet"));
-  CHECK(p->nodes[0].push.excludes == std::vector<std::string>{"*.o"});
+  CHECK(p->nodes[0].push.excludes.empty());
+  CHECK(p->nodes[0].push.filters == std::vector<watch::FilterRule>{{true, "*.c"}, {false, "*.o"}});
   auto layer1 = f.plan("sync { default.rsync, source = '" + f.src + "', target = '/t', action = function(inlet) end }\n");
   REQUIRE_FALSE(layer1.ok());
   CHECK(layer1.error().context.find("Sync1 (" + f.dir / "c.lua:1): a custom action (lsyncd layer 1) is not supported") == 0);
+  auto layer2 = f.plan("sync { source = '" + f.src + "', target = '/t', onCreate = function(event) end }\n");
+  REQUIRE_FALSE(layer2.ok());
+  CHECK(layer2.error().context.find("onCreate is a function (an lsyncd layer-2 action)") != std::string::npos);
+  auto layer3 = f.plan("bash = { delay = 2, onCreate = 'cp ^sourcePathname ^targetPathname', onMove = 'mv ^o.targetPathname ^d.targetPathname' }\n"
+                       "sync { bash, source = '" + f.src + "', target = '/t' }\n");
+  REQUIRE_MESSAGE(layer3.ok(), layer3.error().context);
+  REQUIRE(layer3->nodes.size() == 1);
+  CHECK(layer3->nodes[0].type == plan::Node::Type::actions);
+  CHECK(layer3->nodes[0].actions.target == "/t");  // custom syncs keep the target as written
+  CHECK(layer3->nodes[0].actions.delay_ms == 2000);
+  CHECK(layer3->nodes[0].actions.actions.at("onMove") == "mv ^o.targetPathname ^d.targetPathname");
+  auto none = f.plan("sync { source = '" + f.src + "', target = '/t' }\n");
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().context.find("no actions specified.") != std::string::npos);
+}
+
+TEST_CASE("layer-3 commands: lsyncd's argv, positional arguments for the shell, direct exec for /paths") {
+  const std::map<std::string, std::string> vars{{"sourcePathname", "/s//a b"}, {"targetPathname", "/t/a b"}, {"o.pathname", "x"}};
+  CHECK(runtime::action_argv("cp -r ^sourcePathname ^targetPathname; echo ^sourcePathname", vars) ==
+        std::vector<std::string>{"/bin/sh", "-c", "cp -r \"$1\" \"$2\"; echo \"$1\"", "/bin/sh", "/s//a b", "/t/a b"});
+  // Run directly: the template's words are split first, so a value with a blank stays one word.
+  CHECK(runtime::action_argv("/bin/cp ^sourcePathname ^targetPathname", vars) == std::vector<std::string>{"/bin/cp", "/s//a b", "/t/a b"});
+  CHECK(runtime::action_argv("echo ^o.pathname ^basename", vars) == std::vector<std::string>{"/bin/sh", "-c", "echo \"$1\" ^basename", "/bin/sh", "x"});
+  CHECK(runtime::action_text("mv ^o.pathname ^targetPathname", vars) == "mv x /t/a b");
 }
 
 TEST_CASE("lsyncd's command line: shapes, one or two dashes, errors") {

@@ -30,3 +30,17 @@ TEST_SUITE("watch.exclude") {
     CHECK_FALSE(ex.excluded("aab1.txt", false));
   }
 }
+
+TEST_CASE("filter rules: tried in order before the excludes, the first match decides") {
+  using syncd::watch::Excludes;
+  Excludes f({"*.log"}, {{true, "/keep/"}, {true, "*.c"}, {false, "*"}});
+  CHECK_FALSE(f.excluded("a.c", false));
+  CHECK(f.excluded("a.o", false));
+  CHECK_FALSE(f.excluded("keep", true));
+  CHECK_FALSE(f.excluded("keep/x.o", false));  // under an included directory
+  CHECK(f.excluded("src", true));
+  Excludes g({"*.log"}, {{false, "*.o"}});
+  CHECK(g.excluded("x.o", false));
+  CHECK(g.excluded("x.log", false));  // no rule matched: the excludes decide
+  CHECK_FALSE(g.excluded("x.c", false));
+}

@@ -1,0 +1,274 @@
+#include "lib/runtime/actions.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <system_error>
+
+#include "lib/base/log.h"
+
+namespace syncd::runtime {
+namespace {
+
+spdlog::logger& lg() { return log::get(log::Module::runtime); }
+
+const std::set<std::string> kVars = {"source", "target", "path", "pathname", "sourcePath", "sourcePathname", "sourcePathdir",
+                                     "targetPath", "targetPathname", "targetPathdir"};
+
+// The variable named at the start of `s` (after '^'), longest match, with an o./d. prefix.
+std::string match_var(const std::string& s, size_t at) {
+  size_t i = at;
+  std::string prefix;
+  if (s.compare(i, 2, "o.") == 0 || s.compare(i, 2, "d.") == 0) {
+    prefix = s.substr(i, 2);
+    i += 2;
+  }
+  size_t end = i;
+  while (end < s.size() && std::isalpha(static_cast<unsigned char>(s[end]))) ++end;
+  for (size_t len = end - i; len > 0; --len) {
+    const std::string name = s.substr(i, len);
+    if (kVars.count(name)) return prefix + name;
+  }
+  return {};
+}
+
+std::string parent_of(const std::string& pathname) {
+  const size_t slash = pathname.rfind('/');
+  return slash == std::string::npos ? std::string() : pathname.substr(0, slash + 1);
+}
+
+}  // namespace
+
+std::vector<std::string> action_argv(const std::string& tmpl, const std::map<std::string, std::string>& vars) {
+  auto value = [&](const std::string& name) {
+    auto it = vars.find(name);
+    return it == vars.end() ? std::string() : it->second;
+  };
+  if (!tmpl.empty() && tmpl[0] == '/') {
+    // Run directly: words split on blanks, each ^variable replaced by its value.
+    std::vector<std::string> argv;
+    std::string word;
+    bool in_word = false;
+    for (size_t i = 0; i <= tmpl.size(); ++i) {
+      if (i == tmpl.size() || std::isspace(static_cast<unsigned char>(tmpl[i]))) {
+        if (in_word) argv.push_back(word);
+        word.clear();
+        in_word = false;
+        continue;
+      }
+      in_word = true;
+      if (tmpl[i] == '^') {
+        const std::string name = match_var(tmpl, i + 1);
+        if (!name.empty()) {
+          word += value(name);
+          i += name.size();
+          continue;
+        }
+      }
+      word += tmpl[i];
+    }
+    return argv;
+  }
+  std::string cmd;
+  std::vector<std::string> order;  // distinct variables in order of first use: $1, $2, ...
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] == '^') {
+      const std::string name = match_var(tmpl, i + 1);
+      if (!name.empty()) {
+        auto it = std::find(order.begin(), order.end(), name);
+        if (it == order.end()) it = order.insert(order.end(), name);
+        cmd += "\"$" + std::to_string(it - order.begin() + 1) + "\"";
+        i += name.size();
+        continue;
+      }
+    }
+    cmd += tmpl[i];
+  }
+  std::vector<std::string> argv{"/bin/sh", "-c", cmd, "/bin/sh"};
+  for (const auto& n : order) argv.push_back(value(n));
+  return argv;
+}
+
+std::string action_text(const std::string& tmpl, const std::map<std::string, std::string>& vars) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] == '^') {
+      const std::string name = match_var(tmpl, i + 1);
+      if (!name.empty()) {
+        auto it = vars.find(name);
+        out += it == vars.end() ? std::string() : it->second;
+        i += name.size();
+        continue;
+      }
+    }
+    out += tmpl[i];
+  }
+  return out;
+}
+
+ActionSync::ActionSync(uvx::Loop& loop, ActionOptions opts) : loop_(loop), opts_(std::move(opts)) {}
+
+ActionSync::~ActionSync() = default;
+
+Status ActionSync::start() {
+  SYNCD_TRY_ASSIGN(root, fs::Root::open(opts_.source));
+  root_ = std::make_unique<fs::Root>(std::move(root));
+  watcher_ = std::make_unique<watch::Watcher>(loop_, *root_, watch::Excludes(opts_.excludes, opts_.filters),
+                                              [this](watch::Batch b) { on_batch(std::move(b)); });
+  timer_ = std::make_unique<uvx::Timer>(loop_, [this] { pump(); });
+  SYNCD_TRY(watcher_->start());  // watch first: nothing made after the walk below is missed
+  learn_tree("");
+  if (opts_.actions.count("onStartup")) queue(Ev{"Startup", "", "", true, 0});
+  if (queue_.empty()) lg().info("Startup of {}/ -> {} finished.", opts_.source, opts_.target);  // else after onStartup
+  pump();
+  return {};
+}
+
+void ActionSync::learn_tree(const std::string& rel) {
+  std::error_code ec;
+  const std::filesystem::path base = opts_.source + (rel.empty() ? "" : "/" + rel);
+  for (auto it = std::filesystem::recursive_directory_iterator(base, ec); !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    known_.insert(std::filesystem::relative(it->path(), opts_.source, ec).string());
+  }
+}
+
+void ActionSync::on_batch(watch::Batch b) {
+  if (!b.error.empty()) lg().error("watcher: {}", b.error);
+  if (b.overflow) {
+    lg().info("--- OVERFLOW in event queue ---");  // syncd rescans; actions see no synthetic events
+    return;
+  }
+  for (auto& e : b.events) {
+    using K = watch::Event::Kind;
+    switch (e.kind) {
+      case K::changed: {
+        const bool fresh = known_.insert(e.path).second;
+        queue(Ev{fresh ? "Create" : "Modify", e.path, "", e.is_dir, 0});
+        break;
+      }
+      case K::rescan: {
+        // A directory that appeared: a Create for it, then for what it already holds (lsyncd's
+        // recursion on directory creates).
+        if (known_.insert(e.path).second) queue(Ev{"Create", e.path, "", true, 0});
+        std::error_code ec;
+        for (auto it = std::filesystem::recursive_directory_iterator(opts_.source + "/" + e.path, ec);
+             !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+          const std::string rel = std::filesystem::relative(it->path(), opts_.source, ec).string();
+          if (known_.insert(rel).second) queue(Ev{"Create", rel, "", it->is_directory(), 0});
+        }
+        break;
+      }
+      case K::removed:
+        known_.erase(e.path);
+        for (auto it = known_.lower_bound(e.path + "/"); it != known_.end() && it->rfind(e.path + "/", 0) == 0;) it = known_.erase(it);
+        queue(Ev{"Delete", e.path, "", e.is_dir, 0});
+        break;
+      case K::renamed: {
+        known_.erase(e.from);
+        known_.insert(e.path);
+        if (e.is_dir) {
+          known_.erase(known_.lower_bound(e.from + "/"), known_.lower_bound(e.from + "0"));  // '0' follows '/'
+          learn_tree(e.path);
+        }
+        if (opts_.actions.count("onMove")) {
+          queue(Ev{"Move", e.from, e.path, e.is_dir, 0});
+        } else {
+          queue(Ev{"Delete", e.from, "", e.is_dir, 0});
+          queue(Ev{"Create", e.path, "", e.is_dir, 0});
+        }
+        break;
+      }
+    }
+  }
+  pump();
+}
+
+void ActionSync::queue(Ev e) {
+  if (!opts_.actions.count("on" + e.etype)) return;  // no handler: lsyncd drops the event
+  e.due_ms = loop_.now_ms() + (e.etype == "Startup" ? 0 : opts_.delay_ms);
+  queue_.push_back(std::move(e));
+}
+
+std::map<std::string, std::string> ActionSync::vars_for(const Ev& e) const {
+  const std::string source = opts_.source + "/";
+  std::map<std::string, std::string> v{{"source", source}, {"target", opts_.target}};
+  auto add = [&](const std::string& prefix, const std::string& pathname, bool is_dir) {
+    const std::string path = pathname + (is_dir ? "/" : "");
+    const std::string dir = parent_of(pathname);
+    v[prefix + "path"] = path;
+    v[prefix + "pathname"] = pathname;
+    v[prefix + "sourcePath"] = source + "/" + path;
+    v[prefix + "sourcePathname"] = source + "/" + pathname;
+    v[prefix + "sourcePathdir"] = source + "/" + dir;
+    v[prefix + "targetPath"] = opts_.target + "/" + path;
+    v[prefix + "targetPathname"] = opts_.target + "/" + pathname;
+    v[prefix + "targetPathdir"] = opts_.target + "/" + dir;
+  };
+  if (e.etype == "Move") {
+    add("o.", e.path, e.is_dir);
+    add("d.", e.path2, e.is_dir);
+  } else if (e.etype != "Startup") {
+    add("", e.path, e.is_dir);
+  }
+  return v;
+}
+
+void ActionSync::pump() {
+  released_.reset();
+  if (running_ || queue_.empty()) return;
+  const uint64_t now = loop_.now_ms();
+  if (queue_.front().due_ms > now) {
+    timer_->start(queue_.front().due_ms - now);
+    return;
+  }
+  Ev e = std::move(queue_.front());
+  queue_.pop_front();
+  uvx::Process::Spec spec;
+  const std::string& tmpl = opts_.actions.at("on" + e.etype);
+  const auto vars = vars_for(e);
+  spec.argv = action_argv(tmpl, vars);
+  spec.stdout_fd = 1;
+  const char* event = e.etype == "Startup" ? "Init" : e.etype.c_str();
+  // lsyncd's lines for layer-3 actions.
+  lg().info("Event {} {} \"{}\"", event, tmpl[0] == '/' ? "spawns" : "spawns shell", log::escape(action_text(tmpl, vars)));
+  auto p = uvx::Process::spawn(loop_, spec, [this](int64_t status, int sig) {
+    const int code = sig ? 128 + sig : static_cast<int>(status);
+    if (running_ev_.etype == "Startup") {
+      lg().info("Startup of {}/ -> {} finished.", opts_.source, opts_.target);
+    } else {
+      const auto& path = running_ev_.etype == "Move" ? running_ev_.path2 : running_ev_.path;
+      lg().info("Finished {} on {}//{} = {}", running_ev_.etype, opts_.source, log::escape(path), code);
+    }
+    // Destroyed from inside its own exit callback: defer to the next turn.
+    timer_->start(0);
+    released_ = std::move(running_);
+  });
+  if (!p.ok()) {
+    lg().error("on{} {}: {}", e.etype, log::escape(e.path), p.error().message());
+    return pump();
+  }
+  running_ev_ = std::move(e);
+  running_ = std::move(*p);
+}
+
+bool ActionSync::idle() const noexcept {
+  return !running_ && queue_.empty() && (!watcher_ || watcher_->pending_count() == 0);
+}
+
+LsyncdView ActionSync::lsyncd_view() const {
+  // lsyncd's event names (the startup command shows as Init).
+  auto name = [](const std::string& t) -> const char* {
+    for (const char* n : {"Create", "Modify", "Delete", "Move"}) {
+      if (t == n) return n;
+    }
+    return "Init";
+  };
+  LsyncdView v;
+  if (running_) v.delays.push_back({"active", name(running_ev_.etype), running_ev_.path, running_ev_.path2, running_ev_.is_dir});
+  for (const auto& e : queue_) v.delays.push_back({"wait", name(e.etype), e.path, e.path2, e.is_dir});
+  if (watcher_) v.watches = watcher_->watches();
+  return v;
+}
+
+}  // namespace syncd::runtime
