@@ -68,9 +68,8 @@ Status check_actions(const config::Sync& s) {
   bool any = false;
   for (const auto& [k, type] : s.user_actions) {
     if (k == "init" || (k == "onMove" && type == "boolean")) continue;
-    if (type != "string") {
-      return plan_error(s, k + " is a " + type + " (an lsyncd layer-2 action): not supported by this syncd version yet; "
-                               "write it as a command string (layer 3) or use default.rsync, default.rsyncssh or default.direct");
+    if (type != "string" && type != "function") {
+      return plan_error(s, k + " is a " + type + ": an action is a command string (layer 3) or a function (layer 2)");
     }
     any = true;
   }
@@ -107,6 +106,14 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       n.actions.source = src;
       n.actions.target = s.target;
       n.actions.actions = s.string_actions;
+      for (const auto& [k, type] : s.user_actions) {
+        if (type == "function" && k.rfind("on", 0) == 0) n.actions.functions.insert(k);
+      }
+      if (!n.actions.functions.empty() && cfg.lua) {
+        const size_t index = static_cast<size_t>(&s - cfg.syncs.data()) + 1;
+        n.actions.call = [lua = cfg.lua, index](const std::string& handler, const config::LuaActions::Event& e,
+                                                const config::LuaActions::Event* d) { return lua->call(index, handler, e, d); };
+      }
       n.actions.excludes = s.excludes;
       for (const auto& [sign, pat] : s.filters) n.actions.filters.push_back({sign == '+', pat});
       n.actions.excludes.insert(n.actions.excludes.end(), x.excludes.begin(), x.excludes.end());

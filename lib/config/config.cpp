@@ -276,7 +276,71 @@ Result<Config> finish(LuaState& st, Config cfg, const CommandLine& cl) {
   return cfg;
 }
 
+bool has_function_actions(const Config& cfg) {
+  for (const auto& s : cfg.syncs) {
+    for (const auto& [k, type] : s.user_actions) {
+      if (type == "function" && k.rfind("on", 0) == 0) return true;
+    }
+  }
+  return false;
+}
+
+void push_event(lua_State* L, const LuaActions::Event& e) {
+  lua_newtable(L);
+  lua_pushstring(L, e.etype.c_str());
+  lua_setfield(L, -2, "etype");
+  lua_pushboolean(L, e.is_dir);
+  lua_setfield(L, -2, "isdir");
+  for (const auto& [k, v] : e.fields) {
+    lua_pushlstring(L, v.data(), v.size());
+    lua_setfield(L, -2, k.c_str());
+  }
+}
+
 }  // namespace
+
+struct LuaHolder {
+  std::unique_ptr<LuaState> st;
+};
+
+LuaActions::LuaActions(std::unique_ptr<LuaHolder> state) : state_(std::move(state)) {}
+LuaActions::~LuaActions() = default;
+
+Result<std::vector<std::vector<std::string>>> LuaActions::call(size_t sync, const std::string& handler, const Event& e,
+                                                               const Event* dest) {
+  lua_State* L = state_->st->get();
+  lua_getglobal(L, "_syncd_call");
+  lua_pushinteger(L, static_cast<lua_Integer>(sync));
+  lua_pushstring(L, handler.c_str());
+  push_event(L, e);
+  if (dest) {
+    push_event(L, *dest);
+  } else {
+    lua_pushnil(L);
+  }
+  if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+    std::string m = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
+    lua_pop(L, 1);
+    return config_error(handler + ": " + m);
+  }
+  std::vector<std::vector<std::string>> out;
+  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
+  for (lua_Integer i = 1; i <= n; ++i) {
+    lua_rawgeti(L, -1, i);
+    std::vector<std::string> argv;
+    const lua_Integer m = static_cast<lua_Integer>(lua_rawlen(L, -1));
+    for (lua_Integer j = 1; j <= m; ++j) {
+      lua_rawgeti(L, -1, j);
+      argv.push_back(detail::to_text(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (!argv.empty()) out.push_back(std::move(argv));
+  }
+  lua_pop(L, 1);
+  lua_gc(L, LUA_GCSTEP, 0);
+  return out;
+}
 
 const char* kind_name(Kind k) noexcept {
   switch (k) {
@@ -297,7 +361,11 @@ Result<Config> load_file(const std::string& path, const CommandLine& cl) {
   if (auto err = st->run_file(cfg.file)) {
     return config_error((err->loading ? "error loading " : "error preparing ") + cfg.file + ": " + err->message);
   }
-  return finish(*st, std::move(cfg), cl);
+  auto done = finish(*st, std::move(cfg), cl);
+  if (done.ok() && has_function_actions(*done)) {
+    done->lua = std::make_shared<LuaActions>(std::make_unique<LuaHolder>(LuaHolder{std::move(st)}));
+  }
+  return done;
 }
 
 Result<Config> from_command_line(const CommandLine& cl) {

@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -87,8 +88,31 @@ struct Sync {
   std::map<std::string, std::string> string_actions;  // layer 3: key -> command template
 };
 
+// The config's Lua state kept for layer-2 actions (on* functions): calls a sync's handler for an
+// event and returns the commands it spawn()ed (argv each; spawnShell is /bin/sh -c CMD ...).
+class LuaActions {
+ public:
+  struct Event {
+    std::string etype;  // Create, Modify, Attrib, Delete, Move, Init
+    bool is_dir = false;
+    std::map<std::string, std::string> fields;  // path, pathname, sourcePath, ... (lsyncd's names)
+  };
+  explicit LuaActions(std::unique_ptr<struct LuaHolder> state);
+  ~LuaActions();
+  LuaActions(const LuaActions&) = delete;
+  LuaActions& operator=(const LuaActions&) = delete;
+  // `sync` is 1-based (Sync1 = 1). Loop thread only.
+  Result<std::vector<std::vector<std::string>>> call(size_t sync, const std::string& handler, const Event& e,
+                                                      const Event* dest = nullptr);
+
+ private:
+  std::unique_ptr<struct LuaHolder> state_;
+};
+
 struct Config {
   std::string file;  // absolute path of the config file ("" for command-line syncs)
+  // Set when a sync has on* functions (layer 2): the Lua state they live in.
+  std::shared_ptr<LuaActions> lua;
   Settings settings;
   std::vector<Sync> syncs;
   std::vector<std::string> warnings;  // accepted, but not what lsyncd would do exactly

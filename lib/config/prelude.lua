@@ -182,6 +182,35 @@ function string.starts(s, p) return s:sub(1, #p) == p end
 function string.ends(s, p) return p == '' or s:sub(-#p) == p end
 function log(cat, ...) _syncd_log(tostring(cat), table.concat({ ... }, '')) end
 
+-- Layer-2 actions, at run time: an on* function calls spawn()/spawnShell(); syncd collects the
+-- commands and runs them (one at a time, as lsyncd with maxProcesses = 1).
+local spawned = nil
+function spawn(agent, binary, ...)
+  if spawned == nil then error('spawn() can only be called from an action', 2) end
+  local argv = { tostring(binary) }
+  for _, a in ipairs { ... } do
+    if a == '<' then error("spawn(..., '<', text): text on stdin is not supported by syncd", 2) end
+    argv[#argv + 1] = tostring(a)
+  end
+  spawned[#spawned + 1] = argv
+end
+function spawnShell(agent, command, ...)
+  spawn(agent, '/bin/sh', '-c', command, '/bin/sh', ...)
+end
+
+-- Called by syncd: sync number i's `handler` for one event (a move: origin and destination).
+function _syncd_call(i, handler, event, devent)
+  local cfg = syncs[i]
+  event.config = cfg
+  if devent then devent.config = cfg end
+  spawned = {}
+  local ok, err = pcall(cfg[handler], event, devent)
+  local out = spawned
+  spawned = nil
+  if not ok then error(err, 0) end
+  return out
+end
+
 function _syncd_finish()
   if settings ~= settingsFn then
     error('Do not use settings = { ... }\n      please use settings{ ... } (without the equal sign)', 0)

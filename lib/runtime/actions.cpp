@@ -118,7 +118,7 @@ Status ActionSync::start() {
   timer_ = std::make_unique<uvx::Timer>(loop_, [this] { pump(); });
   SYNCD_TRY(watcher_->start());  // watch first: nothing made after the walk below is missed
   learn_tree("");
-  if (opts_.actions.count("onStartup")) queue(Ev{"Startup", "", "", true, 0});
+  if (opts_.actions.count("onStartup") || opts_.functions.count("onStartup")) queue(Ev{"Startup", "", "", true, 0});
   if (queue_.empty()) lg().info("Startup of {}/ -> {} finished.", opts_.source, opts_.target);  // else after onStartup
   pump();
   return {};
@@ -171,7 +171,7 @@ void ActionSync::on_batch(watch::Batch b) {
           known_.erase(known_.lower_bound(e.from + "/"), known_.lower_bound(e.from + "0"));  // '0' follows '/'
           learn_tree(e.path);
         }
-        if (opts_.actions.count("onMove")) {
+        if (opts_.actions.count("onMove") || opts_.functions.count("onMove")) {
           queue(Ev{"Move", e.from, e.path, e.is_dir, 0});
         } else {
           queue(Ev{"Delete", e.from, "", e.is_dir, 0});
@@ -185,7 +185,8 @@ void ActionSync::on_batch(watch::Batch b) {
 }
 
 void ActionSync::queue(Ev e) {
-  if (!opts_.actions.count("on" + e.etype)) return;  // no handler: lsyncd drops the event
+  // No handler: lsyncd drops the event.
+  if (!opts_.actions.count("on" + e.etype) && !opts_.functions.count("on" + e.etype)) return;
   e.due_ms = loop_.now_ms() + (e.etype == "Startup" ? 0 : opts_.delay_ms);
   queue_.push_back(std::move(e));
 }
@@ -214,46 +215,100 @@ std::map<std::string, std::string> ActionSync::vars_for(const Ev& e) const {
   return v;
 }
 
+// The commands one event runs: a layer-3 template gives one; a layer-2 function whatever it
+// spawn()ed (none is fine).
+std::vector<ActionSync::Cmd> ActionSync::commands_for(const Ev& e) {
+  const std::string handler = "on" + e.etype;
+  const char* event = e.etype == "Startup" ? "Init" : e.etype.c_str();
+  const auto vars = vars_for(e);
+  std::vector<Cmd> out;
+  if (auto it = opts_.actions.find(handler); it != opts_.actions.end()) {
+    const std::string& tmpl = it->second;
+    // lsyncd's line for layer-3 actions.
+    lg().info("Event {} {} \"{}\"", event, tmpl[0] == '/' ? "spawns" : "spawns shell", log::escape(action_text(tmpl, vars)));
+    out.push_back({action_argv(tmpl, vars)});
+    return out;
+  }
+  if (!opts_.call) return out;
+  auto event_of = [&](const std::string& prefix, const std::string& etype) {
+    config::LuaActions::Event ev;
+    ev.etype = etype;
+    ev.is_dir = e.is_dir;
+    for (const auto& [k, v] : vars) {
+      if (k.rfind(prefix, 0) == 0 && (prefix.empty() ? k.find('.') == std::string::npos : true)) ev.fields[k.substr(prefix.size())] = v;
+      if (k == "source" || k == "target") ev.fields[k] = v;
+    }
+    const std::string pathname = ev.fields["pathname"];
+    ev.fields["basename"] = pathname.substr(pathname.rfind('/') + 1);
+    ev.fields["name"] = ev.fields["basename"] + (e.is_dir ? "/" : "");
+    return ev;
+  };
+  Result<std::vector<std::vector<std::string>>> r = Error::make(errc::internal, "no handler");
+  if (e.etype == "Move") {
+    const auto o = event_of("o.", "Move"), d = event_of("d.", "Move");
+    r = opts_.call(handler, o, &d);
+  } else {
+    r = opts_.call(handler, event_of("", event), nullptr);
+  }
+  if (!r.ok()) {
+    lg().error("{} {}: {}", handler, log::escape(e.path), r.error().context);
+    return out;
+  }
+  for (auto& argv : *r) {
+    std::string text;
+    for (const auto& a : argv) text += (text.empty() ? "" : " ") + a;
+    lg().debug("Event {} spawns \"{}\"", event, log::escape(text));  // lsyncd: only with -log Exec
+    out.push_back({std::move(argv)});
+  }
+  return out;
+}
+
+void ActionSync::finished(int code) {
+  if (running_ev_.etype == "Startup") {
+    lg().info("Startup of {}/ -> {} finished.", opts_.source, opts_.target);
+  } else {
+    // lsyncd names the event's (origin) path, a directory with its '/'.
+    lg().info("Finished {} on {}//{}{} = {}", running_ev_.etype, opts_.source, log::escape(running_ev_.path),
+              running_ev_.is_dir ? "/" : "", code);
+  }
+}
+
 void ActionSync::pump() {
   released_.reset();
-  if (running_ || queue_.empty()) return;
-  const uint64_t now = loop_.now_ms();
-  if (queue_.front().due_ms > now) {
-    timer_->start(queue_.front().due_ms - now);
-    return;
+  if (running_) return;
+  while (cmds_.empty()) {
+    if (queue_.empty()) return;
+    const uint64_t now = loop_.now_ms();
+    if (queue_.front().due_ms > now) {
+      timer_->start(queue_.front().due_ms - now);
+      return;
+    }
+    running_ev_ = std::move(queue_.front());
+    queue_.pop_front();
+    auto cmds = commands_for(running_ev_);
+    if (cmds.empty()) finished(0);  // a function that spawned nothing
+    cmds_.assign(std::make_move_iterator(cmds.begin()), std::make_move_iterator(cmds.end()));
   }
-  Ev e = std::move(queue_.front());
-  queue_.pop_front();
   uvx::Process::Spec spec;
-  const std::string& tmpl = opts_.actions.at("on" + e.etype);
-  const auto vars = vars_for(e);
-  spec.argv = action_argv(tmpl, vars);
+  spec.argv = std::move(cmds_.front().argv);
+  cmds_.pop_front();
   spec.stdout_fd = 1;
-  const char* event = e.etype == "Startup" ? "Init" : e.etype.c_str();
-  // lsyncd's lines for layer-3 actions.
-  lg().info("Event {} {} \"{}\"", event, tmpl[0] == '/' ? "spawns" : "spawns shell", log::escape(action_text(tmpl, vars)));
   auto p = uvx::Process::spawn(loop_, spec, [this](int64_t status, int sig) {
     const int code = sig ? 128 + sig : static_cast<int>(status);
-    if (running_ev_.etype == "Startup") {
-      lg().info("Startup of {}/ -> {} finished.", opts_.source, opts_.target);
-    } else {
-      const auto& path = running_ev_.etype == "Move" ? running_ev_.path2 : running_ev_.path;
-      lg().info("Finished {} on {}//{} = {}", running_ev_.etype, opts_.source, log::escape(path), code);
-    }
+    if (cmds_.empty()) finished(code);
     // Destroyed from inside its own exit callback: defer to the next turn.
     timer_->start(0);
     released_ = std::move(running_);
   });
   if (!p.ok()) {
-    lg().error("on{} {}: {}", e.etype, log::escape(e.path), p.error().message());
+    lg().error("on{} {}: {}", running_ev_.etype, log::escape(running_ev_.path), p.error().message());
     return pump();
   }
-  running_ev_ = std::move(e);
   running_ = std::move(*p);
 }
 
 bool ActionSync::idle() const noexcept {
-  return !running_ && queue_.empty() && (!watcher_ || watcher_->pending_count() == 0);
+  return !running_ && queue_.empty() && cmds_.empty() && (!watcher_ || watcher_->pending_count() == 0);
 }
 
 LsyncdView ActionSync::lsyncd_view() const {

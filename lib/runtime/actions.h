@@ -1,6 +1,7 @@
 // File: lib/runtime/actions.h
 //
-// ActionSync: lsyncd's layer-3 syncs — a sync{} whose onCreate / onModify / onAttrib / onDelete /
+// ActionSync: lsyncd's layer-2 and layer-3 syncs. Layer 2: on* functions, called with lsyncd's
+// event fields; what they spawn() / spawnShell() runs (lib/config keeps their Lua state). Layer 3 — a sync{} whose onCreate / onModify / onAttrib / onDelete /
 // onMove / onStartup are command strings ("cp -r ^sourcePathname ^targetPathname"), run the way
 // lsyncd 2.2.3 runs them (observed with -log Exec):
 //   * each distinct ^variable becomes "$N" and its value the N-th positional argument of
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/config/config.h"
 #include "lib/fs/root.h"
 #include "lib/runtime/sender.h"
 #include "lib/uvx/uvx.h"
@@ -40,6 +42,12 @@ struct ActionOptions {
   std::vector<std::string> excludes;
   std::vector<watch::FilterRule> filters;
   uint32_t delay_ms = 0;
+  // Layer 2: handlers that are Lua functions, and how to call one (config::LuaActions::call for
+  // this sync): the commands it spawn()ed, run one after the other.
+  std::set<std::string> functions;
+  std::function<Result<std::vector<std::vector<std::string>>>(const std::string& handler, const config::LuaActions::Event& e,
+                                                              const config::LuaActions::Event* dest)>
+      call;
 };
 
 // The argv lsyncd runs for `tmpl` with these variable values (exposed for tests).
@@ -68,6 +76,12 @@ class ActionSync {
   void on_batch(watch::Batch b);
   void queue(Ev e);
   void pump();
+  struct Cmd {
+    std::vector<std::string> argv;
+  };
+  std::vector<Cmd> commands_for(const Ev& e);
+  void finished(int code);  // logs the end of running_ev_
+  std::deque<Cmd> cmds_;    // the running event's commands still to start
   void learn_tree(const std::string& rel);  // adds every entry below rel to known_
   std::map<std::string, std::string> vars_for(const Ev& e) const;
 

@@ -53,6 +53,22 @@ int Child::stop(int sig) {
   return wait();
 }
 
+int Child::stop_within(int sig, int ms) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, sig);
+  int st = 0;
+  for (int waited = 0; waited < ms; waited += 10) {
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      ::kill(-pid_, SIGKILL);
+      pid_ = -1;
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    ::usleep(10000);  // waiting for an exit, not for sync
+  }
+  ::kill(pid_, SIGKILL);
+  return wait();
+}
+
 int Child::wait() {
   if (pid_ <= 0) return -1;
   int st = 0;

@@ -27,6 +27,9 @@ class Child {
   void signal(int sig);
   // Sends `sig`, reaps, returns the exit status (128+signal if it died of one).
   int stop(int sig);
+  // The same, but SIGKILL after `ms` (for programs that may miss a signal: lsyncd 2.2.3 can lose
+  // a SIGTERM that arrives while it is not in its select, and would then never exit).
+  int stop_within(int sig, int ms);
   // Reaps without signalling (waits for it to exit by itself).
   int wait();
 
