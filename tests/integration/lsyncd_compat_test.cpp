@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <memory>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -51,8 +51,14 @@ struct Outcome {
 std::string normalize(std::string e, const std::string& config) {
   e = replace_all(e, "error preparing " + config + ": ", "");
   e = replace_all(e, "error loading " + config + ": ", "");
-  static const std::regex where(R"(^[^ :]*\.lua:[0-9]+: )");
-  return std::regex_replace(e, where, "");
+  // "<something>.lua:<digits>: " at the start (no std::regex: GCC 12's trips -Werror under ASan).
+  const size_t lua = e.find(".lua:");
+  if (lua != std::string::npos && e.find_first_of(" ") > lua) {
+    size_t i = lua + 5;
+    while (i < e.size() && std::isdigit(static_cast<unsigned char>(e[i]))) ++i;
+    if (i > lua + 5 && e.compare(i, 2, ": ") == 0) e.erase(0, i + 2);
+  }
+  return e;
 }
 
 struct Fixture {
@@ -279,16 +285,27 @@ TEST_CASE("status file and log lines: the same as lsyncd's for the same config a
   CHECK(lsyncd_block(ours.status, "syncd") == lsyncd_block(theirs.status, "lsyncd"));
   CHECK(ours.status.rfind("Lsyncd status report at ", 0) == 0);
   // Log lines: the ones operators grep, in lsyncd's logfile and console formats.
-  const std::regex logfile_line(R"(^[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4} Normal: --- Startup ---$)");
-  const std::regex console_line(R"(^[0-9]{2}:[0-9]{2}:[0-9]{2} Normal: --- Startup ---$)");
+  // "Sun Nov  2 09:10:29 2026 Normal: ..." (ctime) and "09:10:29 Normal: ..." (%T): shape checks.
+  auto shaped = [](const std::string& line, const std::string& shape) {
+    if (line.size() != shape.size()) return false;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(line[i]);
+      const bool ok = shape[i] == 'A' ? std::isupper(c) : shape[i] == 'a' ? std::islower(c) : shape[i] == '9' ? std::isdigit(c)
+                      : shape[i] == '_' ? (c == ' ' || std::isdigit(c)) : line[i] == shape[i];
+      if (!ok) return false;
+    }
+    return true;
+  };
+  const std::string logfile_shape = "Aaa Aaa _9 99:99:99 9999 Normal: --- Startup ---";
+  const std::string console_shape = "99:99:99 Normal: --- Startup ---";
   for (const auto* r : {&theirs, &ours}) {
     INFO("log:\n" << r->log << "\nconsole:\n" << r->console);
     std::istringstream log(r->log), console(r->console);
     std::string first_log, first_console;
     std::getline(log, first_log);
     std::getline(console, first_console);
-    CHECK(std::regex_match(first_log, logfile_line));
-    CHECK(std::regex_match(first_console, console_line));
+    CHECK(shaped(first_log, logfile_shape));
+    CHECK(shaped(first_console, console_shape));
     for (const std::string& msg : {"Normal: recursive startup rsync: " + f.src + "/ -> ", "Normal: Startup of \"" + f.src + "/\" finished: 0",
                                    std::string("Normal: --- TERM signal, fading ---")}) {
       CHECK_MESSAGE(r->log.find(msg) != std::string::npos, msg);
