@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -280,8 +281,22 @@ void SshSession::step() {
               pref += (pref.empty() ? "" : ",") + (t == "ssh-rsa" ? std::string("rsa-sha2-512,rsa-sha2-256,ssh-rsa") : t);
             }
           }
-          const std::string all = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa";
-          (void)libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, pref.empty() ? all.c_str() : pref.c_str());
+          if (pref.empty()) pref = "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+          // Only names this libssh2 supports: Debian 12's 1.10 strips unknown ones (rsa-sha2-*)
+          // with an overlapping memcpy, which ASan reports (and which is undefined behaviour).
+          const char** algs = nullptr;
+          const int n = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &algs);
+          std::string usable;
+          for (size_t start = 0; start < pref.size();) {
+            const size_t comma = std::min(pref.find(',', start), pref.size());
+            const std::string name = pref.substr(start, comma - start);
+            for (int i = 0; i < n; ++i) {
+              if (name == algs[i]) usable += (usable.empty() ? "" : ",") + name;
+            }
+            start = comma + 1;
+          }
+          if (n > 0) libssh2_free(s, algs);
+          if (!usable.empty()) (void)libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, usable.c_str());
           libssh2_keepalive_config(s, 1, static_cast<unsigned>(p_.keepalive_s));
         }
         const int rc = libssh2_session_handshake(s, tcp_.get());
