@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -75,14 +76,26 @@ std::string first_line(const std::string& path) {
 
 namespace {
 
+// A /proc/PID/stat line, or "" when the process is gone.
+std::string proc_stat(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char buf[4096];
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
 std::map<int, std::vector<int>> process_children() {
   std::map<int, std::vector<int>> children;
   if (DIR* d = ::opendir("/proc")) {
     while (auto* e = ::readdir(d)) {
       const int p = std::atoi(e->d_name);
       if (p <= 0) continue;
-      std::ifstream st("/proc/" + std::string(e->d_name) + "/stat");
-      std::string s((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+      // read(2), not ifstream: a process that exits between open and read makes the read
+      // fail with ESRCH, which libstdc++'s filebuf turns into an exception that no stream
+      // state catches when read through istreambuf_iterator (CI aborted on exactly that).
+      const std::string s = proc_stat("/proc/" + std::string(e->d_name) + "/stat");
       const size_t close = s.rfind(')');
       if (close == std::string::npos) continue;
       std::istringstream rest(s.substr(close + 2));
