@@ -197,8 +197,12 @@ int attach_main(const std::vector<std::string>& args) {
     } else if (args[i] == "-delete" && i + 1 < args.size()) {
       // lsyncd's delete for a one-way push: true, false, startup, running.
       const std::string m = args[++i];
-      o.delete_startup = m == "true" || m == "startup";
-      o.delete_running = m == "true" || m == "running";
+      o.rules.delete_startup = m == "true" || m == "startup";
+      o.rules.delete_running = m == "true" || m == "running";
+    } else if (args[i] == "-existing") {
+      o.rules.existing = true;
+    } else if (args[i] == "-update") {
+      o.rules.update = true;
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
       o.target = args[i];
     } else {

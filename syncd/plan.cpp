@@ -30,10 +30,36 @@ const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "
 const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file",
                                           "whole_file", "inplace", "temp_dir", "ipv4", "ipv6", "_extra"};
 
-void rsync_warnings(const config::Sync& s, std::vector<std::string>& out) {
+// Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
+const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update"};
+
+std::string rsync_value(const config::Sync& s, const std::string& key) {
+  auto it = s.rsync.find(key);
+  return it == s.rsync.end() || it->second == "false" ? "" : it->second;
+}
+
+Result<engine::MetaRules> meta_rules_of(const config::Sync& s) {
+  auto r = engine::MetaRules::parse({.chmod = rsync_value(s, "chmod"), .chown = rsync_value(s, "chown"),
+                                     .usermap = rsync_value(s, "usermap"), .groupmap = rsync_value(s, "groupmap")});
+  if (!r.ok()) return plan_error(s, r.error().message());
+  return r;
+}
+
+runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
+  runtime::MirrorRules m;
+  m.delete_startup = s.del == config::DeleteMode::all || s.del == config::DeleteMode::startup;
+  m.delete_running = s.del == config::DeleteMode::all || s.del == config::DeleteMode::running;
+  m.existing = rsync_value(s, "existing") == "true";
+  m.update = rsync_value(s, "update") == "true";
+  return m;
+}
+
+void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string>& out) {
   for (const auto& [k, v] : s.rsync) {
     const std::string where = s.name + " (" + s.where + "): rsync." + k + " = " + v;
-    if (kAlwaysOn.count(k)) {
+    if (kOneWay.count(k)) {
+      if (two_way && v != "false") out.push_back(where + " does not apply to two-way sync (both nodes author the same files)");
+    } else if (kAlwaysOn.count(k)) {
       if (v == "false") out.push_back(where + " is not honoured: syncd always replicates " + k);
     } else if (k == "binary") {
       if (v != "/usr/bin/rsync" && v != "rsync") out.push_back(where + ": syncd does not run rsync, so this program is not run");
@@ -142,7 +168,10 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       }
     }
     if (!s.init) plan.warnings.push_back(s.name + ": init = false: syncd still compares the trees at startup (its index makes that cheap); nothing is copied that is already in sync");
-    rsync_warnings(s, plan.warnings);
+    const bool two_way = remote && s.bidirectional.value_or(x.two_way || src == dir);
+    rsync_warnings(s, two_way, plan.warnings);
+    SYNCD_TRY_ASSIGN(meta_rules, meta_rules_of(s));
+    if (two_way) meta_rules = {};
     std::vector<std::string> excludes = s.excludes;
     std::vector<watch::FilterRule> filters;
     for (const auto& [sign, pat] : s.filters) filters.push_back({sign == '+', pat});
@@ -178,15 +207,14 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.excludes = excludes;
       o.filters = filters;
       o.fsync = fsync;
-      o.delete_startup = s.del == config::DeleteMode::all || s.del == config::DeleteMode::startup;
-      o.delete_running = s.del == config::DeleteMode::all || s.del == config::DeleteMode::running;
+      o.rules = mirror_rules_of(s);
+      o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
       o.sender.max_delays = static_cast<size_t>(s.max_delays);
       plan.nodes.push_back(std::move(n));
       continue;
     }
 
-    const bool two_way = s.bidirectional.value_or(x.two_way || src == dir);
     if (!s.bidirectional && !x.two_way && two_way) {
       plan.notes.push_back(s.name + ": source and targetdir are the same directory (" + src +
                            "): two-way sync with " + host + ", whose syncd must run the same config the other way "
@@ -196,8 +224,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     if (!fsync) remote_args.push_back("-nofsync");
     if (auto d = x.remote_state_dir ? x.remote_state_dir : s.syncd.remote_state_dir) remote_args.insert(remote_args.end(), {"-statedir", *d});
     if (two_way) remote_args.push_back("-bidirectional");
-    if (!two_way && s.del != config::DeleteMode::all) {
-      remote_args.insert(remote_args.end(), {"-delete", s.delete_raw == "startup" || s.delete_raw == "running" ? s.delete_raw : "false"});
+    if (!two_way) {
+      for (auto& a : mirror_rules_of(s).attach_args()) remote_args.push_back(std::move(a));
     }
     if (two_way && s.del != config::DeleteMode::all) {
       plan.warnings.push_back(s.name + ": delete = " + s.delete_raw + " does not apply to two-way sync (deletes are versions there, TWO-WAY.md)");
@@ -223,6 +251,10 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
         return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + ", but " +
                                  (two_way ? "two-way while it is one-way" : "one-way while it is two-way") +
                                  "; a source is either one-way or two-way with all its peers");
+      }
+      if (!(n.push.sender.meta_rules == meta_rules)) {
+        return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + " with different rsync.chmod/chown/usermap/groupmap; "
+                                 "the metadata of one source is mapped one way for all its targets");
       }
       for (auto& p : peers) {
         p.remote_args.insert(p.remote_args.end(), remote_args.begin(), remote_args.end());
@@ -258,6 +290,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.apply.fsync = fsync;
     o.sender.delay_ms = delay_ms;
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
+    o.sender.meta_rules = meta_rules;
     push_by_source[src] = plan.nodes.size();
     plan.nodes.push_back(std::move(n));
   }

@@ -38,8 +38,7 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
       [on_end = std::move(on_end)](const Error& e) { on_end(e); });
   ReceiverOptions ro;
   ro.mirror = opts_.mirror;
-  ro.delete_startup = opts_.delete_startup;
-  ro.delete_running = opts_.delete_running;
+  ro.rules = opts_.rules;
   ro.apply.fsync = opts_.fsync;
   ro.on_synced = [this] {
     log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);

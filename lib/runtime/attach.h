@@ -26,8 +26,7 @@ struct AttachOptions {
   std::string state_dir;
   bool fsync = true;
   bool mirror = true;
-  bool delete_startup = true;  // lsyncd's delete: see ReceiverOptions
-  bool delete_running = true;
+  MirrorRules rules;
 };
 
 class Attach {

@@ -49,8 +49,7 @@ Status DirectMirror::start() {
                                      src_conn_.get(), opts_.sender);
   ReceiverOptions ro;
   ro.mirror = true;
-  ro.delete_startup = opts_.delete_startup;
-  ro.delete_running = opts_.delete_running;
+  ro.rules = opts_.rules;
   ro.apply.fsync = opts_.fsync;
   // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
   // our tests wait for: after it, changes are applied in the order they were made.

@@ -29,8 +29,7 @@ struct DirectOptions {
   std::vector<std::string> excludes;
   std::vector<watch::FilterRule> filters;  // lsyncd filter{}: tried before the excludes
   bool fsync = true;
-  bool delete_startup = true;  // lsyncd's delete: see ReceiverOptions
-  bool delete_running = true;
+  MirrorRules rules;
   SenderOptions sender;
 };
 

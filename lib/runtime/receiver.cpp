@@ -23,6 +23,16 @@ auto& lg() { return log::get(log::Module::runtime); }
 
 }  // namespace
 
+std::vector<std::string> MirrorRules::attach_args() const {
+  std::vector<std::string> a;
+  if (!delete_startup || !delete_running) {
+    a.insert(a.end(), {"-delete", delete_startup ? "startup" : delete_running ? "running" : "false"});
+  }
+  if (existing) a.push_back("-existing");
+  if (update) a.push_back("-update");
+  return a;
+}
+
 apply::Attrs attrs_of(const protocol::FileMeta& m) {
   apply::Attrs a;
   a.mode = m.mode;
@@ -218,7 +228,7 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
-    const bool prune = full_sync_ && opts_.mirror && opts_.delete_startup && !opts_.two_way;
+    const bool prune = full_sync_ && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way;
     const uint64_t max_seq = end->max_seq;
     full_sync_ = false;
     jobs_.post([this, prune, max_seq]() -> JobQueue::Done {
@@ -350,6 +360,18 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
       return ack(fv.seq, protocol::AckStatus::ignored);
     }
   }
+  if (opts_.rules.existing || opts_.rules.update) {
+    // rsync's --existing (nothing new is created) and --update (a newer file here is kept).
+    auto cur = applier_.stat(m.path);
+    const bool absent = !cur.ok() && cur.error().is_errno(ENOENT);
+    const bool newer_here = cur.ok() && S_ISREG(cur->mode) && m.type == protocol::FileType::file &&
+                            cur->mtime_ns > m.mtime_sec * 1'000'000'000 + int64_t{m.mtime_nsec};
+    if ((opts_.rules.existing && absent) || (opts_.rules.update && newer_here)) {
+      flush_staged();
+      (void)advance(fv.seq);
+      return ack(fv.seq, protocol::AckStatus::ignored, absent ? "absent here (rsync.existing)" : "newer here (rsync.update)");
+    }
+  }
   return write_version(fv, m, apply::Expected::any(), false, body, base_in, pipe, peer_node_.load());
 }
 
@@ -460,7 +482,7 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
   if (opts_.two_way) return reconcile_remove(r.seq, r.meta);
   const auto& m = r.meta;
   auto cur = applier_.stat(m.path);
-  if (cur.ok() && !opts_.delete_running) {
+  if (cur.ok() && !opts_.rules.delete_running) {
     lg().debug("delete path={} not applied (delete = false or 'startup')", log::escape(m.path));
   } else if (cur.ok()) {
     Status st = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, opts_.mirror)

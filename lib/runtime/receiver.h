@@ -33,12 +33,23 @@ namespace syncd::runtime {
 // The apply attributes (owner, group, mode, mtime, size) a record asks for.
 apply::Attrs attrs_of(const protocol::FileMeta& m);
 
-struct ReceiverOptions {
-  bool mirror = true;
-  // lsyncd's `delete` (mirror mode): entries the source lacks are removed by the initial sync
-  // (startup) / deletes made while running are applied (running). Both by default.
+// What a one-way target does with the source's versions (mirror mode), as lsyncd configures it.
+struct MirrorRules {
+  // lsyncd's `delete`: entries the source lacks are removed by the initial sync (startup) /
+  // deletes made while running are applied (running). Both by default.
   bool delete_startup = true;
   bool delete_running = true;
+  // rsync's --existing: versions of paths absent here are not applied (nothing new is created);
+  // --update: a regular file here with a newer mtime than the version is kept.
+  bool existing = false;
+  bool update = false;
+  // The `syncd attach` arguments that carry these rules to a remote target.
+  std::vector<std::string> attach_args() const;
+};
+
+struct ReceiverOptions {
+  bool mirror = true;
+  MirrorRules rules;
   // Two-way (TWO-WAY.md §4.4-4.8): each arriving record is reconciled with this node's own —
   // after a rescan of the path, under the store lock — instead of overwriting it; conflicts keep
   // the loser as a conflict copy. Implies !mirror.

@@ -303,6 +303,7 @@ void Sender::drain_stream() {
   bool sent = false;
   for (auto& [gen, m] : q) {
     if (conn_ == nullptr || gen != gen_.load()) continue;  // for a session that is gone
+    shape(m);
     conn_->send(m);
     sent = true;
   }
@@ -332,8 +333,20 @@ void Sender::deliver(Outbox out) {
     in_flight_[seq] = path;
     sent_at_us_[seq] = now_us;
   }
-  for (auto& m : out.msgs) conn_->send(m);
+  for (auto& m : out.msgs) {
+    shape(m);
+    conn_->send(m);
+  }
   if (!out.msgs.empty()) conn_->flush();
+}
+
+void Sender::shape(protocol::Message& m) const {
+  if (opts_.meta_rules.empty()) return;
+  if (auto* fv = std::get_if<protocol::FileVersion>(&m)) {
+    opts_.meta_rules.apply(fv->meta);
+  } else if (auto* rn = std::get_if<protocol::Rename>(&m)) {
+    opts_.meta_rules.apply(rn->to);
+  }
 }
 
 void Sender::process_batch(const watch::Batch& b, Outbox& out) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "lib/base/clock.h"
+#include "lib/engine/meta_rules.h"
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
@@ -64,6 +65,9 @@ struct SenderOptions {
   // Loop thread, after a batch of local changes was authored and sent: the node tells its other
   // senders to announce them.
   std::function<void()> on_authored;
+  // rsync's chmod/chown/usermap/groupmap (one-way only): applied to each version as it leaves,
+  // so the target gets the mapped metadata while this index keeps what is on the local disk.
+  engine::MetaRules meta_rules;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -153,6 +157,8 @@ class Sender {
   // Loop-thread side.
   void post_batch(watch::Batch b);
   void deliver(Outbox out);
+  // Loop thread, just before a message goes: the meta rules (SenderOptions::meta_rules).
+  void shape(protocol::Message& m) const;
 
   uvx::Loop& loop_;
   const fs::Root& root_;

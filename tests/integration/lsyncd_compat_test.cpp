@@ -3,6 +3,7 @@
 // status file and the log lines operators grep for must match for the same config and changes.
 // Needs lsyncd installed (.ci/install-deps installs it); exits 77 (skipped) without it.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -551,4 +552,62 @@ TEST_CASE("layer-2 function actions run as lsyncd runs them: event fields, spawn
     CHECK_MESSAGE(theirs_log.find(l) != std::string::npos, l);
     CHECK_MESSAGE(ours_log.find(l) != std::string::npos, l);
   }
+}
+
+TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target equals rsync's with the same flags") {
+  Fixture f;
+  test::make_sample_tree(f.src);
+  auto put = [](const std::string& path, const std::string& text, time_t mtime) {
+    test::write_file(path, text);
+    const timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
+  };
+  put(f.src + "/kept.txt", "source, older", 1'100'000'000);
+  put(f.src + "/replaced.txt", "source, newer", 1'500'000'000);
+  put(f.src + "/only-source.txt", "never created", 1'500'000'000);
+  REQUIRE(::mkdir((f.src + "/only-source-dir").c_str(), 0755) == 0);
+  put(f.src + "/only-source-dir/f", "never created", 1'500'000'000);
+  // Two identical targets that already hold most of the tree; one is rsync's, one syncd's.
+  const std::string rdst = f.t / "rsync-dst";
+  for (const auto& d : {f.dst, rdst}) {
+    REQUIRE(test::run("rm -rf '" + d + "' && cp -a '" + f.src + "' '" + d + "' && rm -rf '" + d + "/only-source.txt' '" + d +
+                      "/only-source-dir'") == 0);
+    put(d + "/kept.txt", "target, newer: --update keeps it", 1'600'000'000);
+    put(d + "/replaced.txt", "target, older", 1'000'000'000);
+  }
+  const std::string chmod = "Dg+s,ug+w,Fo-w,+X", usermap = "1234:nobody,*:4321", groupmap = "*:nogroup";
+  REQUIRE(test::run("rsync -a --chmod=" + chmod + " --usermap='" + usermap + "' --groupmap='" + groupmap + "' --existing --update '" +
+                    f.src + "/' '" + rdst + "/'") == 0);
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', delete = false,\n"
+                                   "       rsync = { chmod = '" + chmod + "', usermap = '" + usermap + "', groupmap = '" + groupmap +
+                                   "', existing = true, update = true } }\n");
+  const std::string console = f.t / "rules.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 > /dev/null") == 0);
+  const auto diff = test::tree_diff(rdst, f.dst);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  // The flags did something: a mapped owner and mode, a kept newer file, nothing new created.
+  struct stat st {};
+  REQUIRE(::stat((f.dst + "/replaced.txt").c_str(), &st) == 0);
+  CHECK(st.st_uid == 4321);
+  CHECK((st.st_mode & 07777) == 0664);
+  CHECK(test::read_file(f.dst + "/replaced.txt") == "source, newer");
+  CHECK(test::read_file(f.dst + "/kept.txt") == "target, newer: --update keeps it");
+  CHECK_FALSE(test::exists(f.dst + "/only-source.txt"));
+  CHECK_FALSE(test::exists(f.dst + "/only-source-dir"));
+  CHECK(logs().find("not honoured") == std::string::npos);
+  // Live: an older rewrite and a new file are held back; the newer rewrite written last arrives
+  // (one ordered stream, so the first two were decided before it).
+  put(f.src + "/kept.txt", "source, still older", 1'200'000'000);
+  put(f.src + "/brand-new.txt", "not created", 1'700'000'000);
+  put(f.src + "/replaced.txt", "source, newest", 1'700'000'000);
+  REQUIRE_MESSAGE(test::wait_until(f.dst, [&] { return test::read_file(f.dst + "/replaced.txt") == "source, newest"; }), logs());
+  REQUIRE(::stat((f.dst + "/replaced.txt").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0664);
+  CHECK(test::read_file(f.dst + "/kept.txt") == "target, newer: --update keeps it");
+  CHECK_FALSE(test::exists(f.dst + "/brand-new.txt"));
+  CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }

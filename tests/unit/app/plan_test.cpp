@@ -87,10 +87,10 @@ TEST_CASE("targets: direct and local rsync mirror, rsync host:dir pushes, rsync 
   REQUIRE(p->nodes.size() == 3);
   CHECK(p->nodes[0].type == plan::Node::Type::direct);
   CHECK(p->nodes[0].direct.target == f.dir / "d1");
-  CHECK(p->nodes[0].direct.delete_startup);
-  CHECK_FALSE(p->nodes[0].direct.delete_running);
-  CHECK_FALSE(p->nodes[1].direct.delete_startup);
-  CHECK_FALSE(p->nodes[1].direct.delete_running);
+  CHECK(p->nodes[0].direct.rules.delete_startup);
+  CHECK_FALSE(p->nodes[0].direct.rules.delete_running);
+  CHECK_FALSE(p->nodes[1].direct.rules.delete_startup);
+  CHECK_FALSE(p->nodes[1].direct.rules.delete_running);
   CHECK(p->nodes[2].type == plan::Node::Type::push);
   CHECK(p->nodes[2].push.peers[0].host == "root@n4");
   CHECK(p->nodes[2].push.peers[0].target == "/srv/x");
@@ -98,6 +98,40 @@ TEST_CASE("targets: direct and local rsync mirror, rsync host:dir pushes, rsync 
   auto daemon = f.plan("sync { default.rsync, source = '" + f.src + "', target = 'host::module' }\n");
   REQUIRE_FALSE(daemon.ok());
   CHECK(daemon.error().context.find("rsync daemon targets") != std::string::npos);
+}
+
+TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent; existing/update reach the target") {
+  Fixture f;
+  auto p = f.plan("sync { default.rsync, source = '" + f.src + "', target = '" + f.dir / "d" + "',\n"
+                  "       rsync = { chmod = 'D2775,F664', chown = 'nobody:nogroup', existing = true } }\n"
+                  "sync { default.rsyncssh, source = '" + f.dir / "" + "', host = 'h', targetdir = '/x', delete = 'running',\n"
+                  "       rsync = { usermap = '0-99:root,*:1000', update = true } }\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 2);
+  const auto& d = p->nodes[0].direct;
+  CHECK(d.rules.existing);
+  CHECK_FALSE(d.rules.update);
+  protocol::FileMeta m;
+  m.type = protocol::FileType::file;
+  m.mode = 0600;
+  m.user = "alice";
+  d.sender.meta_rules.apply(m);
+  CHECK(m.mode == 0664);
+  CHECK(m.user == "nobody");
+  CHECK(m.group == "nogroup");
+  const auto& push = p->nodes[1].push;
+  CHECK(push.peers[0].remote_args == std::vector<std::string>{"-delete", "running", "-update"});
+  CHECK_FALSE(push.sender.meta_rules.empty());
+  CHECK(p->warnings.empty());
+  auto bad = f.plan("sync { default.direct, source = '" + f.src + "', target = '/t', rsync = { chmod = 'u+q' } }\n");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().context.find("rsync.chmod = \"u+q\": unknown permission 'q'") != std::string::npos);
+  auto two_way = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '" + f.src +
+                        "', rsync = { chmod = 'F600', update = true } }\n");
+  REQUIRE_MESSAGE(two_way.ok(), two_way.error().context);
+  CHECK(two_way->nodes[0].push.sender.meta_rules.empty());
+  CHECK(f.warned(*two_way, "rsync.chmod = F600 does not apply to two-way sync"));
+  CHECK(f.warned(*two_way, "rsync.update = true does not apply to two-way sync"));
 }
 
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
