@@ -199,6 +199,10 @@ int attach_main(const std::vector<std::string>& args) {
       const std::string m = args[++i];
       o.rules.delete_startup = m == "true" || m == "startup";
       o.rules.delete_running = m == "true" || m == "running";
+    } else if (args[i] == "-xattrs") {
+      o.xattrs.user = true;
+    } else if (args[i] == "-acls") {
+      o.xattrs.acls = true;
     } else if (args[i] == "-existing") {
       o.rules.existing = true;
     } else if (args[i] == "-update") {

@@ -32,10 +32,17 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update"};
+// Keys syncd does one- and two-way.
+const std::set<std::string> kHonoured = {"xattrs", "acls"};
+
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
   auto it = s.rsync.find(key);
   return it == s.rsync.end() || it->second == "false" ? "" : it->second;
+}
+
+fs::XattrNames xattr_names_of(const config::Sync& s) {
+  return {.user = rsync_value(s, "xattrs") == "true", .acls = rsync_value(s, "acls") == "true"};
 }
 
 Result<engine::MetaRules> meta_rules_of(const config::Sync& s) {
@@ -57,7 +64,8 @@ runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
 void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string>& out) {
   for (const auto& [k, v] : s.rsync) {
     const std::string where = s.name + " (" + s.where + "): rsync." + k + " = " + v;
-    if (kOneWay.count(k)) {
+    if (kHonoured.count(k)) {
+    } else if (kOneWay.count(k)) {
       if (two_way && v != "false") out.push_back(where + " does not apply to two-way sync (both nodes author the same files)");
     } else if (kAlwaysOn.count(k)) {
       if (v == "false") out.push_back(where + " is not honoured: syncd always replicates " + k);
@@ -208,6 +216,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.filters = filters;
       o.fsync = fsync;
       o.rules = mirror_rules_of(s);
+      o.xattrs = xattr_names_of(s);
       o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
       o.sender.max_delays = static_cast<size_t>(s.max_delays);
@@ -224,6 +233,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     if (!fsync) remote_args.push_back("-nofsync");
     if (auto d = x.remote_state_dir ? x.remote_state_dir : s.syncd.remote_state_dir) remote_args.insert(remote_args.end(), {"-statedir", *d});
     if (two_way) remote_args.push_back("-bidirectional");
+    if (xattr_names_of(s).user) remote_args.push_back("-xattrs");
+    if (xattr_names_of(s).acls) remote_args.push_back("-acls");
     if (!two_way) {
       for (auto& a : mirror_rules_of(s).attach_args()) remote_args.push_back(std::move(a));
     }
@@ -251,6 +262,10 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
         return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + ", but " +
                                  (two_way ? "two-way while it is one-way" : "one-way while it is two-way") +
                                  "; a source is either one-way or two-way with all its peers");
+      }
+      if (!(n.push.xattrs == xattr_names_of(s))) {
+        return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + " but with different rsync.xattrs/acls; "
+                                 "one tree replicates one set of extended attributes");
       }
       if (!(n.push.sender.meta_rules == meta_rules)) {
         return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + " with different rsync.chmod/chown/usermap/groupmap; "
@@ -291,6 +306,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.delay_ms = delay_ms;
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;
+    o.xattrs = xattr_names_of(s);
     push_by_source[src] = plan.nodes.size();
     plan.nodes.push_back(std::move(n));
   }

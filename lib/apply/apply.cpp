@@ -125,6 +125,7 @@ Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs&
   uint32_t mode = a.mode & 07777;
   if (!opts_.keep_special_bits) mode &= 0777;
   if (::fchmod(fd, mode) != 0) return io_error("chmod", rel);  // after chown: it clears set-id bits
+  SYNCD_TRY(fs::write_xattrs(fd, a.xattrs, root_.xattr_names(), rel));
   if (::futimens(fd, MtimeSpec(a).ts) != 0) return io_error("set mtime of", rel);
   return {};
 }

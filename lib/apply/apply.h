@@ -61,6 +61,9 @@ struct Attrs {
   int64_t mtime_sec = 0;
   uint32_t mtime_nsec = 0;
   uint64_t size = 0;  // expected content size (files): preallocated for an early ENOSPC
+  // Files and dirs: the replicated xattrs (the root's xattr_names()), set after chown and chmod
+  // (an ACL's mask and the group bits agree, as they did at the source).
+  std::vector<protocol::Xattr> xattrs{};
 };
 
 // A fresh temp-file name for `leaf`: ".syncd.<leaf>.<12 random hex>.tmp" (long leaves are hashed

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "lib/fs/xattrs.h"
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 
@@ -44,6 +45,11 @@ class Root {
   // unmounted or replaced by a symlink is detected before anything is written (SECURITY.md #30).
   Status check_identity() const;
 
+  // Which extended attributes of this tree are replicated (none by default); the scanner reads
+  // and the applier writes exactly these. Set before the tree is shared between threads.
+  void set_xattr_names(const XattrNames& n) noexcept { xattrs_ = n; }
+  const XattrNames& xattr_names() const noexcept { return xattrs_; }
+
   int fd() const noexcept { return fd_.get(); }
   const std::string& path() const noexcept { return path_; }
   Resolver resolver() const noexcept { return how_; }
@@ -57,6 +63,7 @@ class Root {
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   Resolver how_ = Resolver::walk;
+  XattrNames xattrs_;
 };
 
 }  // namespace syncd::fs

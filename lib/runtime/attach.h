@@ -27,6 +27,7 @@ struct AttachOptions {
   bool fsync = true;
   bool mirror = true;
   MirrorRules rules;
+  fs::XattrNames xattrs;  // replicated extended attributes (the pusher's rsync.xattrs / acls)
 };
 
 class Attach {

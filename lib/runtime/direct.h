@@ -30,6 +30,7 @@ struct DirectOptions {
   std::vector<watch::FilterRule> filters;  // lsyncd filter{}: tried before the excludes
   bool fsync = true;
   MirrorRules rules;
+  fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
   SenderOptions sender;
 };
 

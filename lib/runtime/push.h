@@ -48,6 +48,7 @@ struct PushOptions {
   std::string remote_syncd = "syncd";    // program on the host
   std::vector<std::string> remote_args;  // extra arguments for `attach` (every peer)
   SenderOptions sender;
+  fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
   // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".
   std::string transport = "auto";
   // Two-way (TWO-WAY.md): peer sessions that join this daemon (`syncd attach` on this host, run

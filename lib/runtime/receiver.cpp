@@ -43,6 +43,7 @@ apply::Attrs attrs_of(const protocol::FileMeta& m) {
   a.mtime_sec = m.mtime_sec;
   a.mtime_nsec = m.mtime_nsec;
   a.size = m.size;
+  a.xattrs = m.xattrs;
   return a;
 }
 

@@ -31,7 +31,7 @@ Change classify(const Entry& disk, const std::optional<Record>& rec) {
   const bool mtime_differs =
       disk.type != protocol::FileType::dir && record_mtime_ns(m) != disk.fp.mtime_ns;
   const bool meta = (disk.type != protocol::FileType::symlink && m.mode != (disk.fp.mode & 07777)) ||
-                    m.uid != disk.fp.uid || m.gid != disk.fp.gid || mtime_differs;
+                    m.uid != disk.fp.uid || m.gid != disk.fp.gid || mtime_differs || m.xattrs != disk.xattrs;
   if (content && meta) return Change::both;
   if (content) return Change::content;
   if (meta) return Change::meta;
@@ -52,6 +52,7 @@ Record author_version(const Entry& disk, const std::optional<Record>& prev, Chan
   m.gid = disk.fp.gid;
   m.user = user_name(disk.fp.uid);
   m.group = group_name(disk.fp.gid);
+  m.xattrs = disk.xattrs;
   m.mtime_sec = disk.fp.mtime_ns / kNs;
   m.mtime_nsec = static_cast<uint32_t>(disk.fp.mtime_ns % kNs);
   if (disk.fp.mtime_ns < 0 && m.mtime_nsec != 0) {  // floor division for pre-1970 times

@@ -3,7 +3,7 @@
 // Local change detection (TWO-WAY.md §4.2-4.3): what is on disk (scanner Entry) against this
 // node's index Record, and the new version this node authors when they differ.
 //   content group: type, deleted, content hash, size, symlink target
-//   meta group:    mode, uid, gid, mtime
+//   meta group:    mode, uid, gid, mtime, replicated xattrs (fs/xattrs.h)
 // Departure from TWO-WAY.md §4.2, which ignores an mtime-only change: issue #3 requires `touch -d`
 // to reach the mirror, so mtime belongs to the meta group. Equal content and meta: only the
 // fingerprint is refreshed (an echo of our own write, or a rewrite with identical bytes).

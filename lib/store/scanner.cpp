@@ -11,6 +11,7 @@
 
 #include "lib/base/log.h"
 #include "lib/base/unique_fd.h"
+#include "lib/fs/xattrs.h"
 #include "lib/codec/sha256.h"
 #include "lib/fs/accounts.h"
 #include "protocol/path.h"
@@ -126,6 +127,19 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
   e.path = std::string(rel);
   e.type = *type;
   e.fp = fs::Fingerprint::of(st);
+  if (e.type != protocol::FileType::symlink && root.xattr_names().any()) {
+    // O_NONBLOCK: a FIFO swapped in meanwhile does not hang the open; the inode check refuses it.
+    UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd && errno == ENOENT) return std::optional<Entry>{};
+    if (!fd) return Error::from_errno("open " + q(rel));
+    struct stat fst{};
+    if (::fstat(fd.get(), &fst) != 0) return Error::from_errno("stat " + q(rel));
+    if (fst.st_ino != st.st_ino || fst.st_dev != st.st_dev) {
+      return Error::make(errc::unexpected_target, q(rel) + " replaced while its xattrs were read");
+    }
+    SYNCD_TRY_ASSIGN(x, fs::read_xattrs(fd.get(), root.xattr_names(), rel));
+    e.xattrs = std::move(x);
+  }
   switch (e.type) {
     case protocol::FileType::dir: break;
     case protocol::FileType::symlink: {

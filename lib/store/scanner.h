@@ -34,6 +34,7 @@ struct Entry {
   std::string symlink_target;  // symlinks only
   protocol::Hash256 sha256{};  // files: content hash; symlinks: hash of the target; dirs: zero
   bool hashed = false;         // true when sha256 was computed now (not reused)
+  std::vector<protocol::Xattr> xattrs{};  // files and dirs: the root's replicated xattrs (sorted)
 };
 
 // What the caller already knows about the path (from the index), to skip hashing.

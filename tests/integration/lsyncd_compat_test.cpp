@@ -6,12 +6,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -609,5 +611,74 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
   CHECK((st.st_mode & 07777) == 0664);
   CHECK(test::read_file(f.dst + "/kept.txt") == "target, newer: --update keeps it");
   CHECK_FALSE(test::exists(f.dst + "/brand-new.txt"));
+  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+}
+
+namespace {
+
+// user.* and POSIX ACL attributes of every entry below `root` (not following symlinks), as
+// "path name=hex-value" lines; `getfattr` would do, but it is one more package.
+std::set<std::string> replicated_xattrs(const std::string& root) {
+  std::set<std::string> out;
+  const std::string list = root + "/../xattr-list";
+  REQUIRE(test::run("cd '" + root + "' && find . -mindepth 1 ! -type l ! -name 'cookie.*' | sort > '" + list + "'") == 0);
+  std::istringstream paths(test::read_file(list));
+  for (std::string p; std::getline(paths, p);) {
+    const std::string full = root + "/" + p.substr(2);
+    char names[4096];
+    const ssize_t n = ::llistxattr(full.c_str(), names, sizeof names);
+    REQUIRE(n >= 0);
+    for (ssize_t at = 0; at < n; at += static_cast<ssize_t>(std::strlen(names + at)) + 1) {
+      const std::string name = names + at;
+      if (name.rfind("user.", 0) != 0 && name.rfind("system.posix_acl_", 0) != 0) continue;
+      unsigned char v[4096];
+      const ssize_t len = ::lgetxattr(full.c_str(), name.c_str(), v, sizeof v);
+      REQUIRE(len >= 0);
+      std::string hex;
+      for (ssize_t i = 0; i < len; ++i) hex += "0123456789abcdef"[v[i] >> 4], hex += "0123456789abcdef"[v[i] & 15];
+      out.insert(p.substr(2) + " " + name + "=" + hex);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
+  Fixture f;
+  test::make_sample_tree(f.src);
+  REQUIRE(test::run("cd '" + f.src + "' && mkdir -p shared/certs && echo key > shared/certs/ca.key && "
+                    "setfattr -n user.origin -v node1 shared/certs/ca.key && setfattr -n user.empty shared/certs/ca.key && "
+                    "setfacl -m u:1234:r,g:5678:rw shared/certs/ca.key && setfacl -d -m g:5678:rwx shared && "
+                    "setfattr -n user.dir -v d shared") == 0);
+  const std::string rdst = f.t / "rsync-dst";
+  REQUIRE(test::run("rsync -aAX '" + f.src + "/' '" + rdst + "/'") == 0);
+  const auto expected = replicated_xattrs(rdst);
+  REQUIRE(expected.size() >= 5);  // the test's own attributes are there
+  CHECK(expected == replicated_xattrs(f.src));
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
+                                   "       rsync = { xattrs = true, acls = true } }\n");
+  const std::string console = f.t / "xattrs.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());
+  CHECK(diff.empty());
+  CHECK(replicated_xattrs(f.dst) == expected);
+  CHECK(logs().find("not honoured") == std::string::npos);
+  // Live: a changed attribute, a removed one, a changed ACL; a new file inherits the default ACL
+  // at the source and must arrive with it.
+  REQUIRE(test::run("cd '" + f.src + "' && setfattr -n user.origin -v node2 shared/certs/ca.key && setfattr -x user.empty shared/certs/ca.key && "
+                    "setfacl -x u:1234 shared/certs/ca.key && echo crl > shared/new.crl") == 0);
+  diff.clear();
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff), logs());
+  CHECK(diff.empty());
+  const auto now = replicated_xattrs(f.src);
+  CHECK(replicated_xattrs(f.dst) == now);
+  CHECK(now.count("shared/certs/ca.key user.origin=6e6f646532") == 1);  // "node2"
+  bool inherited = false;
+  for (const auto& l : now) inherited |= l.rfind("shared/new.crl system.posix_acl_access=", 0) == 0;
+  CHECK(inherited);
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }

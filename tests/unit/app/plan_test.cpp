@@ -100,7 +100,7 @@ TEST_CASE("targets: direct and local rsync mirror, rsync host:dir pushes, rsync 
   CHECK(daemon.error().context.find("rsync daemon targets") != std::string::npos);
 }
 
-TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent; existing/update reach the target") {
+TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent, existing/update reach the target") {
   Fixture f;
   auto p = f.plan("sync { default.rsync, source = '" + f.src + "', target = '" + f.dir / "d" + "',\n"
                   "       rsync = { chmod = 'D2775,F664', chown = 'nobody:nogroup', existing = true } }\n"
@@ -137,11 +137,11 @@ TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent; existing/up
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
   Fixture f;
   auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"
-                  "       rsync = { owner = false, xattrs = true, bwlimit = 100, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
+                  "       rsync = { owner = false, hard_links = true, bwlimit = 100, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
                   "       filter = { '+ *.c', '- *.o' } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
-  CHECK(f.warned(*p, "rsync.xattrs = true is not honoured by syncd yet"));
+  CHECK(f.warned(*p, "rsync.hard_links = true is not honoured by syncd yet"));
   CHECK(f.warned(*p, "rsync.bwlimit = 100 is not honoured by syncd yet"));
   CHECK(f.warned(*p, "rsync.binary = /usr/local/bin/rsync"));
   CHECK(f.warned(*p, "rsync._extra (-u)"));

@@ -50,7 +50,7 @@ TEST_CASE("chmod: malformed clauses are errors that name the key and the clause"
   }
 }
 
-TEST_CASE("usermap/groupmap: names, wildcards, numbers and ranges; first match wins") {
+TEST_CASE("usermap/groupmap: names, wildcards, numbers and ranges, first match wins") {
   auto r = MetaRules::parse({.usermap = "0-99:root,alice:bob,a*:carol,*:2000", .groupmap = "staff:wheel,*:7"});
   REQUIRE(r.ok());
   auto m = meta(protocol::FileType::file, 0644, "alice", 1000);
@@ -73,7 +73,7 @@ TEST_CASE("usermap/groupmap: names, wildcards, numbers and ranges; first match w
   CHECK(m.mode == 0644);
 }
 
-TEST_CASE("chown sets every owner and/or group; tombstones are left alone") {
+TEST_CASE("chown sets every owner and/or group, tombstones are left alone") {
   auto r = MetaRules::parse({.chown = ":www-data"});
   REQUIRE(r.ok());
   auto m = meta(protocol::FileType::dir, 0755);
