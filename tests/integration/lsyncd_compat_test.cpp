@@ -396,7 +396,7 @@ TEST_CASE("SIGHUP re-reads the config without losing a queued change") {
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }
 
-TEST_CASE("two nodes whose configs point at each other form one two-way pair") {
+TEST_CASE("two nodes whose configs point at each other form one two-way pair, xattrs and ACLs both ways") {
   Fixture f;
   test::SshServer sshd(f.t / "sshd");
   sshd.start();
@@ -411,7 +411,7 @@ TEST_CASE("two nodes whose configs point at each other form one two-way pair") {
   auto write = [&](N& self, const N& peer) {
     ::mkdir(self.dir.c_str(), 0755);
     test::write_file(self.cfg, "sync { default.rsyncssh, source = '" + self.dir + "', host = '127.0.0.1', targetdir = '" + peer.dir +
-                                   "',\n       bidirectional = true, rsync = { rsh = '" + sshd.rsh() + "', archive = true },\n"
+                                   "',\n       bidirectional = true, rsync = { rsh = '" + sshd.rsh() + "', archive = true, xattrs = true, acls = true },\n"
                                    "       syncd = { stateDir = '" + self.state + "', rundir = '" + self.run + "', remoteRundir = '" +
                                    peer.run + "', remoteSyncd = '" + SYNCD_BINARY + "' } }\n");
   };
@@ -419,12 +419,23 @@ TEST_CASE("two nodes whose configs point at each other form one two-way pair") {
   write(b, a);
   test::write_file(a.dir + "/from-a", "a");
   test::write_file(b.dir + "/from-b", "b");
+  REQUIRE(test::run("setfattr -n user.node -v a '" + a.dir + "/from-a' && setfacl -m u:1234:r '" + a.dir + "/from-a'") == 0);
+  auto xattr = [](const std::string& path, const char* name) {
+    char v[256];
+    const ssize_t n = ::lgetxattr(path.c_str(), name, v, sizeof v);
+    return n < 0 ? std::string("(none)") : std::string(v, static_cast<size_t>(n));
+  };
   for (N* n : {&a, &b}) n->proc = std::make_unique<test::Child>(std::vector<std::string>{SYNCD_BINARY, "-nodaemon", n->cfg}, n->console);
   auto logs = [&] { return "a:\n" + test::read_file(a.console) + "b:\n" + test::read_file(b.console); };
   REQUIRE_MESSAGE(test::wait_for(b.dir, "from-a", 60000), logs());
   REQUIRE_MESSAGE(test::wait_for(a.dir, "from-b", 60000), logs());
   test::write_file(b.dir + "/later-b", "2");
   REQUIRE_MESSAGE(test::wait_for(a.dir, "later-b", 60000), logs());
+  CHECK(xattr(b.dir + "/from-a", "user.node") == "a");
+  CHECK(xattr(b.dir + "/from-a", "system.posix_acl_access") == xattr(a.dir + "/from-a", "system.posix_acl_access"));
+  // An attribute changed on b travels back to a (a meta-only version).
+  REQUIRE(test::run("setfattr -n user.node -v b '" + b.dir + "/from-a'") == 0);
+  REQUIRE_MESSAGE(test::wait_until(a.dir, [&] { return xattr(a.dir + "/from-a", "user.node") == "b"; }, 60000), logs());
   for (N* n : {&a, &b}) {
     const std::string out = f.t / "status.json";
     REQUIRE(test::run(std::string(SYNCD_BINARY) + " status " + n->dir + " -rundir " + n->run + " --wait-idle 60000 --json > " + out) == 0);
