@@ -1,12 +1,14 @@
 #include "lib/base/log.h"
 
 #include <spdlog/cfg/env.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/details/file_helper.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/ansicolor_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -19,6 +21,45 @@
 
 namespace syncd::log {
 namespace {
+
+// lsyncd opens its logfile for every message, so logrotate may simply move it away. This sink
+// keeps the file open but checks, per message, that the path still names the file it has open
+// (one stat), and reopens (creates) it when not: a rotated log continues in the new file.
+class ReopeningFileSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ReopeningFileSink(std::string path) : path_(std::move(path)) { reopen(); }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    struct stat st{};
+    if (::stat(path_.c_str(), &st) != 0 || st.st_ino != ino_ || st.st_dev != dev_) {
+      try {
+        reopen();
+      } catch (const spdlog::spdlog_ex&) {
+        return;  // the directory is gone or unwritable: this line is lost, the next one retries
+      }
+    }
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    file_.write(buf);
+  }
+  void flush_() override { file_.flush(); }
+
+ private:
+  void reopen() {
+    file_.close();
+    file_.open(path_, false);  // append; throws spdlog_ex with the errno text
+    struct stat st{};
+    if (::stat(path_.c_str(), &st) == 0) {
+      ino_ = st.st_ino;
+      dev_ = st.st_dev;
+    }
+  }
+  std::string path_;
+  spdlog::details::file_helper file_;
+  ino_t ino_ = 0;
+  dev_t dev_ = 0;
+};
 
 constexpr std::array<std::string_view, static_cast<size_t>(Module::count_)> kNames = {
     "base", "codec", "delta", "protocol", "apply", "store", "watch", "engine", "transport", "runtime",
@@ -77,7 +118,7 @@ void replace_sinks(const std::vector<spdlog::sink_ptr>& sinks) {
     // A file sink added before stays (-logfile); the console ones are replaced.
     std::vector<spdlog::sink_ptr> keep;
     for (auto& s : lg->sinks()) {
-      if (std::dynamic_pointer_cast<spdlog::sinks::basic_file_sink_mt>(s)) keep.push_back(s);
+      if (std::dynamic_pointer_cast<ReopeningFileSink>(s)) keep.push_back(s);
     }
     keep.insert(keep.end(), sinks.begin(), sinks.end());
     lg->sinks() = keep;
@@ -136,7 +177,7 @@ void init() { std::call_once(g_once, do_init); }
 std::string add_file_sink(const std::string& path) {
   init();
   try {
-    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+    auto sink = std::make_shared<ReopeningFileSink>(path);
     sink->set_formatter(lsyncd_formatter("%& %*: %v"));
     for (auto& lg : g_loggers) {
       lg->sinks().push_back(sink);

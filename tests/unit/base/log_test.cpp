@@ -1,5 +1,11 @@
 #include <doctest/doctest.h>
 
+#include <stdio.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "lib/base/log.h"
 
 using namespace syncd;
@@ -19,5 +25,26 @@ TEST_SUITE("base.log") {
     auto& b = log::get(log::Module::apply);
     CHECK(&a == &b);
     CHECK(a.name() == "apply");
+  }
+  TEST_CASE("the logfile follows rotation: a moved-away log continues in a new file at the path") {
+    char tmpl[] = "/tmp/syncd-logtest-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    const std::string dir = tmpl, path = dir + "/lsyncd.log", rotated = path + ".1";
+    auto text = [](const std::string& p) {
+      std::ifstream f(p);
+      std::stringstream ss;
+      ss << f.rdbuf();
+      return ss.str();
+    };
+    REQUIRE(log::add_file_sink(path).empty());
+    log::get(log::Module::main).info("before rotation");
+    REQUIRE(::rename(path.c_str(), rotated.c_str()) == 0);  // what logrotate does without copytruncate
+    log::get(log::Module::main).info("after rotation");
+    CHECK(text(rotated).find("before rotation") != std::string::npos);
+    CHECK(text(rotated).find("after rotation") == std::string::npos);
+    CHECK(text(path).find("after rotation") != std::string::npos);
+    ::unlink(path.c_str());
+    ::unlink(rotated.c_str());
+    ::rmdir(dir.c_str());
   }
 }
