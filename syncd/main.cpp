@@ -203,6 +203,12 @@ int attach_main(const std::vector<std::string>& args) {
       o.xattrs.user = true;
     } else if (args[i] == "-acls") {
       o.xattrs.acls = true;
+    } else if (args[i] == "-backup") {
+      o.rules.backup.enabled = true;
+    } else if (args[i] == "-backup-dir" && i + 1 < args.size()) {
+      o.rules.backup.dir = args[++i];
+    } else if (args[i] == "-suffix" && i + 1 < args.size()) {
+      o.rules.backup.suffix = args[++i];
     } else if (args[i] == "-existing") {
       o.rules.existing = true;
     } else if (args[i] == "-update") {

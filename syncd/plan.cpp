@@ -31,7 +31,8 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
                                           "whole_file", "inplace", "temp_dir", "ipv4", "ipv6", "_extra"};
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
-const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update"};
+const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
+                                       "backup", "backup_dir", "suffix"};
 // Keys syncd does one- and two-way.
 const std::set<std::string> kHonoured = {"xattrs", "acls"};
 
@@ -58,6 +59,10 @@ runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
   m.delete_running = s.del == config::DeleteMode::all || s.del == config::DeleteMode::running;
   m.existing = rsync_value(s, "existing") == "true";
   m.update = rsync_value(s, "update") == "true";
+  // rsync: --backup-dir implies --backup.
+  m.backup.dir = rsync_value(s, "backup_dir");
+  m.backup.enabled = rsync_value(s, "backup") == "true" || !m.backup.dir.empty();
+  if (auto it = s.rsync.find("suffix"); it != s.rsync.end()) m.backup.suffix = it->second;
   return m;
 }
 

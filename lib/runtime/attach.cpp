@@ -40,6 +40,10 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
   ReceiverOptions ro;
   ro.mirror = opts_.mirror;
   ro.rules = opts_.rules;
+  if (opts_.rules.backup.enabled) {
+    SYNCD_TRY_ASSIGN(b, apply::Backup::open(*root_, opts_.rules.backup));
+    ro.backup = std::make_shared<const apply::Backup>(std::move(b));
+  }
   ro.apply.fsync = opts_.fsync;
   ro.on_synced = [this] {
     log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);

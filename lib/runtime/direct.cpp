@@ -52,6 +52,10 @@ Status DirectMirror::start() {
   ReceiverOptions ro;
   ro.mirror = true;
   ro.rules = opts_.rules;
+  if (opts_.rules.backup.enabled) {
+    SYNCD_TRY_ASSIGN(b, apply::Backup::open(*dst_root_, opts_.rules.backup));
+    ro.backup = std::make_shared<const apply::Backup>(std::move(b));
+  }
   ro.apply.fsync = opts_.fsync;
   // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
   // our tests wait for: after it, changes are applied in the order they were made.

@@ -30,6 +30,11 @@ std::vector<std::string> MirrorRules::attach_args() const {
   }
   if (existing) a.push_back("-existing");
   if (update) a.push_back("-update");
+  if (backup.enabled) {
+    a.push_back("-backup");
+    if (!backup.dir.empty()) a.insert(a.end(), {"-backup-dir", backup.dir});
+    if (backup.suffix) a.insert(a.end(), {"-suffix", *backup.suffix});
+  }
   return a;
 }
 
@@ -407,6 +412,17 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
   if (!stageable) flush_staged();
   const apply::Attrs a = attrs_of(m);
   Result<fs::Fingerprint> done = Error::make(errc::internal, "unset");
+  const bool meta_only = content_held || (m.type == protocol::FileType::file && fv.body == protocol::BodyKind::none);
+  if (opts_.backup && !opts_.two_way && !meta_only && m.type != protocol::FileType::dir) {
+    // rsync.backup: what this version replaces is kept first (not when it is the same content).
+    auto here = store::scan_one(root_, m.path);
+    const bool same = here.ok() && *here && (*here)->type == m.type &&
+                      (m.type == protocol::FileType::symlink ? (*here)->symlink_target == m.symlink_target
+                                                            : (*here)->sha256 == m.sha256);
+    if (!same) {
+      if (auto st = opts_.backup->keep(m.path); !st) return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
+    }
+  }
   // A different type is in the way: the record being applied says what belongs here (in two-way
   // the caller has kept the loser first).
   auto cur = applier_.stat(m.path);
@@ -486,8 +502,7 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
   if (cur.ok() && !opts_.rules.delete_running) {
     lg().debug("delete path={} not applied (delete = false or 'startup')", log::escape(m.path));
   } else if (cur.ok()) {
-    Status st = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, opts_.mirror)
-                                   : applier_.unlink(m.path, apply::Expected::any());
+    Status st = S_ISDIR(cur->mode) ? remove_dir(m.path) : remove_file(m.path);
     if (!st.ok() && !st.error().is_errno(ENOENT)) {
       return ack(r.seq, protocol::AckStatus::failed, st.error().message());
     }
@@ -505,6 +520,12 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
     auto h = local_hash(r.from.path);
     if (!h.ok() || !*h || **h != r.to.sha256) {
       return ack(r.seq, protocol::AckStatus::base_mismatch, "rename source not held");
+    }
+  }
+  if (opts_.backup) {
+    // rsync has no renames: the old name is deleted (kept as a backup) and the new one replaced.
+    for (const auto* path : {&r.from.path, &r.to.path}) {
+      if (auto kept = opts_.backup->keep(*path); !kept) return ack(r.seq, protocol::AckStatus::failed, kept.error().message());
     }
   }
   auto moved = applier_.rename(r.from.path, r.to.path, apply::Expected::any(), apply::Expected::any());
@@ -547,6 +568,34 @@ void Receiver::move_children_records(const std::string& from, const std::string&
   }
 }
 
+Status Receiver::remove_file(const std::string& path) {
+  if (opts_.backup) SYNCD_TRY(opts_.backup->keep(path));
+  return applier_.unlink(path, apply::Expected::any());
+}
+
+Status Receiver::remove_dir(const std::string& path) {
+  if (!opts_.backup) return applier_.remove_dir(path, opts_.mirror);
+  // rsync --backup: each file below is kept, deepest first; a directory still holding backups
+  // stays ("cannot delete non-empty directory"), as with rsync.
+  std::vector<std::pair<std::string, bool>> below;
+  SYNCD_TRY(store::walk(root_, path, [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
+    below.emplace_back(rel, S_ISDIR(fp.mode));
+    return {};
+  }));
+  below.emplace_back(path, true);
+  std::sort(below.begin(), below.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [rel, dir] : below) {
+    if (!dir && opts_.backup->is_backup(rel)) continue;
+    Status st = dir ? applier_.remove_dir(rel, false) : remove_file(rel);
+    if (!st.ok() && dir && st.error().is_errno(ENOTEMPTY)) {
+      lg().info("cannot delete non-empty directory: {} (it holds backups)", log::escape(rel));
+    } else if (!st.ok() && !st.error().is_errno(ENOENT)) {
+      return st;
+    }
+  }
+  return {};
+}
+
 Status Receiver::prune_extras() {
   // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
   std::vector<std::pair<std::string, bool>> extra;
@@ -554,11 +603,11 @@ Status Receiver::prune_extras() {
     auto r = index_.get(rel);
     if (r.ok() && (!*r || (*r)->meta.deleted)) extra.emplace_back(rel, S_ISDIR(fp.mode));
     return {};
-  }));
+  }, [&](std::string_view rel, bool) { return opts_.backup && opts_.backup->is_backup(rel); }));
   // Deepest first; a directory removed takes its contents along.
   std::sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [path, is_dir] : extra) {
-    Status st = is_dir ? applier_.remove_dir(path, true) : applier_.unlink(path, apply::Expected::any());
+    Status st = is_dir ? remove_dir(path) : remove_file(path);
     if (!st.ok() && !st.error().is_errno(ENOENT)) lg().warn("prune {}: {}", log::escape(path), st.error().message());
   }
   return {};

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "lib/apply/apply.h"
+#include "lib/apply/backup.h"
 #include "lib/runtime/body_pipe.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
@@ -43,6 +44,7 @@ struct MirrorRules {
   // --update: a regular file here with a newer mtime than the version is kept.
   bool existing = false;
   bool update = false;
+  apply::BackupOptions backup;  // rsync's --backup, --backup-dir, --suffix
   // The `syncd attach` arguments that carry these rules to a remote target.
   std::vector<std::string> attach_args() const;
 };
@@ -66,6 +68,9 @@ struct ReceiverOptions {
   // disk is then not turned into a local delete (the volume may be unmounted).
   std::function<bool()> deletes_held;
   apply::Options apply;
+  // Mirror mode, rsync.backup: what a version replaces or a delete removes is kept (opened from
+  // rules.backup by the receiver's owner).
+  std::shared_ptr<const apply::Backup> backup;
   std::function<void()> on_synced;  // once, on the loop thread, when the initial sync is applied
 };
 
@@ -108,6 +113,9 @@ class Receiver {
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   Status prune_extras();
+  // Mirror mode deletes; with rsync.backup what goes is kept first (remove_dir: file by file).
+  Status remove_file(const std::string& path);
+  Status remove_dir(const std::string& path);
   Result<std::optional<protocol::Hash256>> local_hash(const std::string& path);
   Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin = 0);
   // Two-way (receiver_two_way.cpp), job thread, store lock held.

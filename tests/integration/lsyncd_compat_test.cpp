@@ -693,3 +693,50 @@ TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as r
   CHECK(inherited);
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }
+
+TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsync --backup keeps them, live changes too") {
+  Fixture f;
+  test::make_sample_tree(f.src);
+  auto put = [](const std::string& path, const std::string& text, time_t mtime) {
+    test::write_file(path, text);
+    const timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
+  };
+  put(f.src + "/changed.txt", "new", 1'500'000'000);
+  const std::string rdst = f.t / "rsync-dst";
+  for (const auto& d : {f.dst, rdst}) {
+    REQUIRE(test::run("rm -rf '" + d + "' && cp -a '" + f.src + "' '" + d + "' && mkdir '" + d + "/olddir'") == 0);
+    put(d + "/changed.txt", "old", 1'000'000'000);
+    put(d + "/extra.txt", "extra", 1'000'000'000);
+    put(d + "/olddir/f", "f", 1'000'000'000);
+  }
+  REQUIRE(test::run("rsync -a --delete --backup --suffix=.bak '" + f.src + "/' '" + rdst + "/' 2>/dev/null") == 0);
+  REQUIRE(test::exists(rdst + "/olddir/f.bak"));  // rsync kept it (and so olddir)
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
+                                   "       rsync = { backup = true, suffix = '.bak' } }\n");
+  const std::string console = f.t / "backup.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 > /dev/null") == 0);
+  auto diff = test::tree_diff(rdst, f.dst);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  CHECK(test::read_file(f.dst + "/changed.txt.bak") == "old");
+  CHECK(test::read_file(f.dst + "/extra.txt.bak") == "extra");
+  // Live: a rewrite keeps the version it replaces, a delete keeps the file; the cookie barrier
+  // (written last) says both were applied.
+  test::write_file(f.src + "/changed.txt", "newer");
+  REQUIRE(::unlink((f.src + "/etc/ca/key.pem").c_str()) == 0);
+  std::vector<std::string> d2;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2), logs());
+  CHECK(test::read_file(f.dst + "/changed.txt") == "newer");
+  CHECK(test::read_file(f.dst + "/changed.txt.bak") == "new");
+  CHECK(test::read_file(f.dst + "/etc/ca/key.pem.bak") == "PRIVATE");
+  CHECK_FALSE(test::exists(f.dst + "/etc/ca/key.pem"));
+  for (const auto& line : d2) {  // only the backups (and olddir, which holds one) differ
+    CAPTURE(line);
+    CHECK((line.find(".bak") != std::string::npos || line == "extra in target: olddir"));
+  }
+  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+}
