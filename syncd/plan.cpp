@@ -34,7 +34,7 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix"};
 // Keys syncd does one- and two-way.
-const std::set<std::string> kHonoured = {"xattrs", "acls"};
+const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system"};
 
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
@@ -222,6 +222,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.fsync = fsync;
       o.rules = mirror_rules_of(s);
       o.xattrs = xattr_names_of(s);
+      o.one_file_system = rsync_value(s, "one_file_system") == "true";
       o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
       o.sender.max_delays = static_cast<size_t>(s.max_delays);
@@ -312,6 +313,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;
     o.xattrs = xattr_names_of(s);
+    o.one_file_system = rsync_value(s, "one_file_system") == "true";
     push_by_source[src] = plan.nodes.size();
     plan.nodes.push_back(std::move(n));
   }

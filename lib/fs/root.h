@@ -49,6 +49,11 @@ class Root {
   // and the applier writes exactly these. Set before the tree is shared between threads.
   void set_xattr_names(const XattrNames& n) noexcept { xattrs_ = n; }
   const XattrNames& xattr_names() const noexcept { return xattrs_; }
+  // rsync's --one-file-system (lsyncd's rsync.one_file_system): directories on another device
+  // than the root (mount points) are replicated as directories, but not entered or watched.
+  void set_one_file_system(bool on) noexcept { one_fs_ = on; }
+  // True when `st_dev` is a device this tree does not enter.
+  bool foreign_device(dev_t st_dev) const noexcept { return one_fs_ && st_dev != dev_; }
 
   int fd() const noexcept { return fd_.get(); }
   const std::string& path() const noexcept { return path_; }
@@ -64,6 +69,7 @@ class Root {
   ino_t ino_ = 0;
   Resolver how_ = Resolver::walk;
   XattrNames xattrs_;
+  bool one_fs_ = false;
 };
 
 }  // namespace syncd::fs

@@ -31,6 +31,7 @@ struct DirectOptions {
   bool fsync = true;
   MirrorRules rules;
   fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
+  bool one_file_system = false;  // rsync.one_file_system: mount points below the source are not entered
   SenderOptions sender;
 };
 

@@ -49,6 +49,7 @@ struct PushOptions {
   std::vector<std::string> remote_args;  // extra arguments for `attach` (every peer)
   SenderOptions sender;
   fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
+  bool one_file_system = false;  // rsync.one_file_system: mount points below the source are not entered
   // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".
   std::string transport = "auto";
   // Two-way (TWO-WAY.md): peer sessions that join this daemon (`syncd attach` on this host, run

@@ -169,7 +169,7 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
 
 namespace {
 
-Status walk_dir(int dfd, const std::string& prefix, int depth, const WalkVisitor& visit,
+Status walk_dir(const fs::Root& root, int dfd, const std::string& prefix, int depth, const WalkVisitor& visit,
                 const WalkFilter& skip) {
   if (depth > 2048) return Error::make(errc::limit_exceeded, q(prefix) + ": tree too deep");
   UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -193,10 +193,10 @@ Status walk_dir(int dfd, const std::string& prefix, int depth, const WalkVisitor
     if (!file_type_of(st.st_mode)) continue;  // FIFOs, devices, sockets: not replicated
     if (rel.size() > 4095 || name.size() > 255) continue;
     SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
-    if (is_dir) {
+    if (is_dir && !root.foreign_device(st.st_dev)) {
       UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub) continue;  // replaced or removed since the stat
-      SYNCD_TRY(walk_dir(sub.get(), rel, depth + 1, visit, skip));
+      SYNCD_TRY(walk_dir(root, sub.get(), rel, depth + 1, visit, skip));
     }
   }
   return {};
@@ -207,7 +207,7 @@ Status walk_dir(int dfd, const std::string& prefix, int depth, const WalkVisitor
 Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
             const WalkFilter& skip) {
   SYNCD_TRY_ASSIGN(d, root.open_dir(rel));
-  return walk_dir(d.get(), std::string(rel), 0, visit, skip);
+  return walk_dir(root, d.get(), std::string(rel), 0, visit, skip);
 }
 
 }  // namespace syncd::store

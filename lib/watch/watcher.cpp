@@ -126,9 +126,12 @@ Status Watcher::add_one(const std::string& rel) {
 }
 
 Status Watcher::add_tree(const std::string& rel, std::vector<std::string>* new_dirs) {
+  SYNCD_TRY_ASSIGN(dir, root_.open_dir(rel));
+  if (struct stat st{}; !rel.empty() && ::fstat(dir.get(), &st) == 0 && root_.foreign_device(st.st_dev)) {
+    return {};  // a mount point under one_file_system: its parent's events cover the directory itself
+  }
   SYNCD_TRY(add_one(rel));
   if (new_dirs) new_dirs->push_back(rel);
-  SYNCD_TRY_ASSIGN(dir, root_.open_dir(rel));
   DIR* d = ::fdopendir(dir.get());
   if (!d) return Error::from_errno("read directory \"" + log::escape(rel) + "\"");
   (void)dir.release();

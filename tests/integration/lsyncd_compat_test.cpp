@@ -740,3 +740,38 @@ TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsy
   }
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }
+
+TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not entered, as with rsync -x") {
+  Fixture f;
+  test::make_sample_tree(f.src);
+  const std::string mnt = f.src + "/mnt";
+  REQUIRE(::mkdir(mnt.c_str(), 0755) == 0);
+  REQUIRE(test::run("mount -t tmpfs -o size=1m,mode=0755 syncd-test '" + mnt + "'") == 0);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { (void)test::run("umount -l '" + path + "'"); }
+  } unmount{mnt};
+  test::write_file(mnt + "/other-fs.txt", "not ours");
+  const std::string rdst = f.t / "rsync-dst";
+  REQUIRE(test::run("rsync -ax '" + f.src + "/' '" + rdst + "/'") == 0);
+  REQUIRE_FALSE(test::exists(rdst + "/mnt/other-fs.txt"));
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { one_file_system = true } }\n");
+  const std::string console = f.t / "xdev.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());  // its diff lists mnt/: rsync is the reference
+  diff = test::tree_diff(rdst, f.dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  CHECK(test::exists(f.dst + "/mnt"));
+  CHECK_FALSE(test::exists(f.dst + "/mnt/other-fs.txt"));
+  // Live: a write on the other filesystem is not seen; one beside it is (the barrier).
+  test::write_file(mnt + "/later.txt", "still not ours");
+  test::write_file(f.src + "/etc/later.txt", "ours");
+  REQUIRE_MESSAGE(test::wait_for(f.dst + "/etc", "later.txt"), logs());
+  CHECK_FALSE(test::exists(f.dst + "/mnt/later.txt"));
+  CHECK(logs().find("not honoured") == std::string::npos);
+  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+}
