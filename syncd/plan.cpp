@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -34,7 +35,7 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix"};
 // Keys syncd does one- and two-way.
-const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system"};
+const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout"};
 
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
@@ -44,6 +45,33 @@ std::string rsync_value(const config::Sync& s, const std::string& key) {
 
 fs::XattrNames xattr_names_of(const config::Sync& s) {
   return {.user = rsync_value(s, "xattrs") == "true", .acls = rsync_value(s, "acls") == "true"};
+}
+
+// rsync's --bwlimit=RATE: KiB/s, or with a K/M/G suffix (1024-based); 0 = no limit.
+Result<uint64_t> bwlimit_of(const config::Sync& s) {
+  const std::string v = rsync_value(s, "bwlimit");
+  if (v.empty()) return uint64_t{0};
+  char* end = nullptr;
+  const double n = std::strtod(v.c_str(), &end);
+  double unit = 1024;
+  const std::string suffix = end ? std::string(end) : "";
+  if (suffix == "k" || suffix == "K") unit = 1024;
+  else if (suffix == "m" || suffix == "M") unit = 1024.0 * 1024;
+  else if (suffix == "g" || suffix == "G") unit = 1024.0 * 1024 * 1024;
+  else if (!suffix.empty()) unit = -1;
+  if (end == v.c_str() || unit < 0 || !(n >= 0) || n * unit > 1e15) {
+    return plan_error(s, "rsync.bwlimit = " + v + ": expected a rate in KiB/s, optionally with a K, M or G suffix");
+  }
+  return static_cast<uint64_t>(n * unit);
+}
+
+Result<uint64_t> io_timeout_of(const config::Sync& s) {
+  const std::string v = rsync_value(s, "timeout");
+  if (v.empty()) return uint64_t{0};
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (end == v.c_str() || *end != '\0' || n < 0) return plan_error(s, "rsync.timeout = " + v + ": expected seconds");
+  return static_cast<uint64_t>(n);
 }
 
 Result<engine::MetaRules> meta_rules_of(const config::Sync& s) {
@@ -184,6 +212,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     const bool two_way = remote && s.bidirectional.value_or(x.two_way || src == dir);
     rsync_warnings(s, two_way, plan.warnings);
     SYNCD_TRY_ASSIGN(meta_rules, meta_rules_of(s));
+    SYNCD_TRY_ASSIGN(bwlimit, bwlimit_of(s));
+    SYNCD_TRY_ASSIGN(io_timeout, io_timeout_of(s));
     if (two_way) meta_rules = {};
     std::vector<std::string> excludes = s.excludes;
     std::vector<watch::FilterRule> filters;
@@ -223,6 +253,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.rules = mirror_rules_of(s);
       o.xattrs = xattr_names_of(s);
       o.one_file_system = rsync_value(s, "one_file_system") == "true";
+      o.bwlimit_bytes_per_s = bwlimit;
+      if (io_timeout > 0) plan.warnings.push_back(s.name + " (" + s.where + "): rsync.timeout has no effect on a local target (no connection can stall)");
       o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
       o.sender.max_delays = static_cast<size_t>(s.max_delays);
@@ -314,6 +346,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.meta_rules = meta_rules;
     o.xattrs = xattr_names_of(s);
     o.one_file_system = rsync_value(s, "one_file_system") == "true";
+    o.bwlimit_bytes_per_s = bwlimit;
+    o.io_timeout_s = io_timeout;
     push_by_source[src] = plan.nodes.size();
     plan.nodes.push_back(std::move(n));
   }

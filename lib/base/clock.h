@@ -15,6 +15,12 @@
 
 namespace syncd {
 
+// Monotonic microseconds (latency samples, rate limits); never wall time.
+inline uint64_t mono_us() noexcept {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
 class Hlc {
  public:
   static constexpr uint64_t kLogicalBits = 16;

@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 
+#include "lib/base/clock.h"
 #include "lib/base/log.h"
 #include "lib/base/scope_guard.h"
 #include "protocol/limits.h"
@@ -88,7 +91,7 @@ void Connection::pause_reading(bool paused) {
 
 void Connection::update_poll() {
   if (closed_ || !poll_) return;
-  const bool want = out_pos_ < out_.size();
+  const bool want = out_pos_ < out_.size() && !throttled_;
   const int readable = read_paused_ ? 0 : UV_READABLE;
   if (out_poll_) {
     if (readable) {
@@ -118,14 +121,46 @@ void Connection::on_poll(int status, int events) {
   update_poll();
 }
 
+void Connection::set_rate_limit(uint64_t bytes_per_s) {
+  rate_ = bytes_per_s;
+  tokens_ = 0;
+  refilled_us_ = mono_us();
+  if (rate_ > 0 && !throttle_) {
+    throttle_ = std::make_unique<uvx::Timer>(loop_, [this] {
+      throttled_ = false;
+      write_some();
+      update_poll();
+    });
+  }
+}
+
+size_t Connection::allowance() {
+  if (rate_ == 0) return SIZE_MAX;
+  const uint64_t now = mono_us();
+  const double burst = std::max(16384.0, static_cast<double>(rate_) / 10);
+  tokens_ = std::min(burst, tokens_ + static_cast<double>(now - refilled_us_) * static_cast<double>(rate_) / 1e6);
+  refilled_us_ = now;
+  return static_cast<size_t>(tokens_);
+}
+
 void Connection::write_some() {
   const uint64_t before = bytes_out_;
   auto notify = ScopeGuard([&]() noexcept {
     if (bytes_out_ != before && on_written_) on_written_();
   });
+  if (throttled_) return;
   while (!closed_ && out_pos_ < out_.size()) {
     const void* p = out_.data() + out_pos_;
-    const size_t len = out_.size() - out_pos_;
+    const size_t allowed = allowance();
+    if (allowed == 0) {
+      // Over the limit: wait (not polling for writability) until a small burst is due.
+      const double want = std::min(16384.0, static_cast<double>(out_.size() - out_pos_));
+      const auto ms = static_cast<uint64_t>((want - tokens_) * 1000.0 / static_cast<double>(rate_)) + 1;
+      throttled_ = true;
+      throttle_->start(ms);
+      break;
+    }
+    const size_t len = std::min(out_.size() - out_pos_, allowed);
     // send() with MSG_NOSIGNAL where we can; a pipe's EPIPE needs SIGPIPE ignored (main does).
     const ssize_t n = socket_ ? ::send(wfd(), p, len, MSG_NOSIGNAL) : ::write(wfd(), p, len);
     if (n < 0) {
@@ -135,6 +170,7 @@ void Connection::write_some() {
     }
     out_pos_ += static_cast<size_t>(n);
     bytes_out_ += static_cast<uint64_t>(n);
+    if (rate_ > 0) tokens_ -= static_cast<double>(n);
   }
   if (out_pos_ == out_.size()) {
     out_.clear();

@@ -56,6 +56,9 @@ class Connection {
   const std::optional<protocol::Hello>& peer() const noexcept { return peer_; }
   size_t pending_out() const noexcept { return out_.size() - out_pos_; }
   uint64_t bytes_out() const noexcept { return bytes_out_; }
+  // rsync's --bwlimit (lsyncd's rsync.bwlimit): at most `bytes_per_s` of (compressed) protocol
+  // bytes are written per second, in bursts of at most a tenth of a second's worth; 0 = no limit.
+  void set_rate_limit(uint64_t bytes_per_s);
 
  private:
   void on_poll(int status, int events);
@@ -88,6 +91,13 @@ class Connection {
   bool read_paused_ = false;
   std::function<void()> on_written_;
   bool closed_ = false;
+  // Rate limit (set_rate_limit): a token bucket, refilled from the monotonic clock.
+  uint64_t rate_ = 0;
+  double tokens_ = 0;
+  uint64_t refilled_us_ = 0;
+  bool throttled_ = false;
+  std::unique_ptr<uvx::Timer> throttle_;
+  size_t allowance();
   uint64_t bytes_out_ = 0;
   uint64_t bytes_in_ = 0;
 };

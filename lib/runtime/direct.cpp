@@ -48,6 +48,7 @@ Status DirectMirror::start() {
   dst_conn_ = std::make_unique<Connection>(
       loop_, UniqueFd(sv[1]), [this](protocol::Message m) { receiver_->on_message(std::move(m)); },
       on_close);
+  src_conn_->set_rate_limit(opts_.bwlimit_bytes_per_s);
   sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, watch::Excludes(opts_.excludes, opts_.filters),
                                      src_conn_.get(), opts_.sender);
   ReceiverOptions ro;

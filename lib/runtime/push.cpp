@@ -152,9 +152,29 @@ Status Push::start() {
     SYNCD_TRY(l.sender->start());
   }
   for (auto& l : links_) connect(*l);
+  if (opts_.io_timeout_s > 0) {
+    io_check_ = std::make_unique<uvx::Timer>(loop_, [this] { check_io_timeouts(); });
+    io_check_->start(1000, 1000);
+  }
   gc_ = std::make_unique<uvx::Timer>(loop_, [this] { collect_tombstones(); });
   gc_->start(std::min<uint64_t>(60000, std::max<uint64_t>(1000, opts_.tombstone_min_age_s * 500)));
   return {};
+}
+
+void Push::check_io_timeouts() {
+  const uint64_t now_ms = mono_us() / 1000;
+  for (auto& lp : links_) {
+    Link& l = *lp;
+    if (!l.conn || !l.up) continue;
+    const uint64_t moved = l.conn->bytes_in() + l.conn->bytes_out();
+    if (moved != l.io_seen || l.sender->awaiting_ack() == 0) {
+      l.io_seen = moved;
+      l.io_seen_ms = now_ms;
+    } else if (now_ms - l.io_seen_ms >= opts_.io_timeout_s * 1000) {
+      l.io_seen_ms = now_ms;
+      lost(l, l.session, "no data for " + std::to_string(opts_.io_timeout_s) + " s while versions await the peer (rsync.timeout)");
+    }
+  }
 }
 
 void Push::collect_tombstones() {
@@ -378,6 +398,8 @@ void Push::connect(Link& l) {
         l.sender->on_message(m);
       },
       [this, &l, session](const Error& e) { lost(l, session, e.message()); });
+  l.conn->set_rate_limit(opts_.bwlimit_bytes_per_s);
+  l.io_seen_ms = mono_us() / 1000;
   if (opts_.two_way) l.rx = std::make_unique<Receiver>(loop_, *root_, *index_, *l.conn, receiver_options());
   if (auto st = l.conn->start(hello_for(*index_, "push", "push")); !st) return lost(l, session, st.error().message());
   l.sender->set_connection(l.conn.get());

@@ -49,6 +49,10 @@ struct PushOptions {
   std::vector<std::string> remote_args;  // extra arguments for `attach` (every peer)
   SenderOptions sender;
   fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
+  uint64_t bwlimit_bytes_per_s = 0;  // rsync.bwlimit: outgoing protocol bytes per second per peer (0: none)
+  // rsync.timeout: a session that waits for the peer (versions unacknowledged) and neither sends
+  // nor receives a byte for this long is dropped and redialled (0: never).
+  uint64_t io_timeout_s = 0;
   bool one_file_system = false;  // rsync.one_file_system: mount points below the source are not entered
   // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".
   std::string transport = "auto";
@@ -114,7 +118,13 @@ class Push {
     // whose peer has the lower node id waits for that peer to dial instead (passive).
     std::unique_ptr<Receiver> rx;
     bool passive = false;
+    // rsync.timeout: the session's byte counters when they last moved, and when.
+    uint64_t io_seen = 0;
+    uint64_t io_seen_ms = 0;
   };
+  // rsync.timeout: drops sessions that waited for their peer too long without a byte moving.
+  void check_io_timeouts();
+  std::unique_ptr<uvx::Timer> io_check_;
   bool link_idle(const Link& l) const noexcept;
   // Receiver options for any two-way session of this node.
   ReceiverOptions receiver_options();

@@ -22,11 +22,6 @@
 namespace syncd::runtime {
 namespace {
 
-uint64_t mono_us() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
-}
-
 auto& lg() { return log::get(log::Module::runtime); }
 
 // Reads a whole regular file through the root, refusing anything that is not the version we

@@ -121,6 +121,17 @@ TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent, existing/up
   CHECK(m.group == "nogroup");
   const auto& push = p->nodes[1].push;
   CHECK(push.peers[0].remote_args == std::vector<std::string>{"-delete", "running", "-update"});
+  CHECK(push.bwlimit_bytes_per_s == 0);
+  auto limits = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x', rsync = { bwlimit = '1.5m', timeout = 30 } }\n"
+                       "sync { default.direct, source = '" + f.dir / "" + "', target = '/t', rsync = { bwlimit = 100 } }\n");
+  REQUIRE_MESSAGE(limits.ok(), limits.error().context);
+  CHECK(limits->nodes[0].push.bwlimit_bytes_per_s == 1572864);
+  CHECK(limits->nodes[0].push.io_timeout_s == 30);
+  CHECK(limits->nodes[1].direct.bwlimit_bytes_per_s == 102400);
+  CHECK(limits->warnings.empty());
+  auto fast = f.plan("sync { default.direct, source = '" + f.src + "', target = '/t', rsync = { bwlimit = 'fast' } }\n");
+  REQUIRE_FALSE(fast.ok());
+  CHECK(fast.error().context.find("rsync.bwlimit = fast: expected a rate") != std::string::npos);
   CHECK_FALSE(push.sender.meta_rules.empty());
   CHECK(p->warnings.empty());
   auto bad = f.plan("sync { default.direct, source = '" + f.src + "', target = '/t', rsync = { chmod = 'u+q' } }\n");
@@ -137,12 +148,12 @@ TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent, existing/up
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
   Fixture f;
   auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"
-                  "       rsync = { owner = false, hard_links = true, bwlimit = 100, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
+                  "       rsync = { owner = false, hard_links = true, copy_links = true, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
                   "       filter = { '+ *.c', '- *.o' } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
   CHECK(f.warned(*p, "rsync.hard_links = true is not honoured by syncd yet"));
-  CHECK(f.warned(*p, "rsync.bwlimit = 100 is not honoured by syncd yet"));
+  CHECK(f.warned(*p, "rsync.copy_links = true is not honoured by syncd yet"));
   CHECK(f.warned(*p, "rsync.binary = /usr/local/bin/rsync"));
   CHECK(f.warned(*p, "rsync._extra (-u)"));
   CHECK(p->nodes[0].push.excludes.empty());
