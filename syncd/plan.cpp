@@ -26,7 +26,7 @@ std::string strip_slash(std::string p) {
 // rsync keys syncd does as lsyncd's rsync would without being told (they are its model of "in
 // sync": owner, group, mode, mtime, symlinks, device files; compression is always zstd).
 const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "times", "links",
-                                         "devices", "specials", "compress", "protect_args", "executability"};
+                                         "compress", "protect_args", "executability"};
 // Keys that only tune lsyncd's rsync process or its output.
 const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file",
                                           "whole_file", "inplace", "temp_dir", "ipv4", "ipv6", "_extra"};
@@ -98,6 +98,8 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
   for (const auto& [k, v] : s.rsync) {
     const std::string where = s.name + " (" + s.where + "): rsync." + k + " = " + v;
     if (kHonoured.count(k)) {
+    } else if (k == "devices" || k == "specials") {
+      if (v != "false") out.push_back(where + " is not honoured: syncd skips device files, FIFOs and sockets");
     } else if (kOneWay.count(k)) {
       if (two_way && v != "false") out.push_back(where + " does not apply to two-way sync (both nodes author the same files)");
     } else if (kAlwaysOn.count(k)) {

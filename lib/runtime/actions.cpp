@@ -143,8 +143,14 @@ void ActionSync::on_batch(watch::Batch b) {
     using K = watch::Event::Kind;
     switch (e.kind) {
       case K::changed: {
-        const bool fresh = known_.insert(e.path).second;
-        queue(Ev{fresh ? "Create" : "Modify", e.path, "", e.is_dir, 0});
+        // As lsyncd reports them: a file created and written is a Create (IN_CREATE) and a Modify
+        // (IN_CLOSE_WRITE); a chmod/chown/touch of a known entry is an Attrib.
+        if (known_.insert(e.path).second) {
+          queue(Ev{"Create", e.path, "", e.is_dir, 0});
+          if (e.written && !e.is_dir) queue(Ev{"Modify", e.path, "", false, 0});
+        } else {
+          queue(Ev{e.attrib_only ? "Attrib" : "Modify", e.path, "", e.is_dir, 0});
+        }
         break;
       }
       case K::rescan: {
@@ -314,7 +320,7 @@ bool ActionSync::idle() const noexcept {
 LsyncdView ActionSync::lsyncd_view() const {
   // lsyncd's event names (the startup command shows as Init).
   auto name = [](const std::string& t) -> const char* {
-    for (const char* n : {"Create", "Modify", "Delete", "Move"}) {
+    for (const char* n : {"Create", "Modify", "Attrib", "Delete", "Move"}) {
       if (t == n) return n;
     }
     return "Init";

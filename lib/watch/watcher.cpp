@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "lib/base/log.h"
@@ -327,9 +328,9 @@ void Watcher::on_readable() {
         p.last_ms = now;
       } else if (has(m, IN_CLOSE_WRITE)) {
         pending_.erase(rel);
-        b.events.push_back({Event::Kind::changed, rel, {}, false});
+        b.events.push_back({Event::Kind::changed, rel, {}, false, true, false});
       } else if (has(m, IN_ATTRIB)) {
-        b.events.push_back({Event::Kind::changed, rel, {}, is_dir});
+        b.events.push_back({Event::Kind::changed, rel, {}, is_dir, false, true});
       } else if (has(m, IN_DELETE)) {
         pending_.erase(rel);
         if (is_dir) drop_tree(rel);
@@ -371,7 +372,7 @@ void Watcher::emit(Batch b) {
   for (const auto& e : b.events) {
     if (e.kind == Event::Kind::rescan) rescans.push_back(e.path);
   }
-  std::unordered_set<std::string> changed;
+  std::unordered_map<std::string, size_t> changed;  // path -> its event in `out`
   std::vector<Event> out;
   out.reserve(b.events.size());
   for (auto& e : b.events) {
@@ -379,7 +380,14 @@ void Watcher::emit(Batch b) {
       const bool covered = std::any_of(rescans.begin(), rescans.end(), [&](const std::string& r) {
         return e.path != r && under(e.path, r);
       });
-      if (covered || !changed.insert(e.path).second) continue;
+      if (covered) continue;
+      if (auto it = changed.find(e.path); it != changed.end()) {
+        Event& kept = out[it->second];  // one event per path: what each of them said
+        kept.written = kept.written || e.written;
+        kept.attrib_only = kept.attrib_only && e.attrib_only;
+        continue;
+      }
+      changed.emplace(e.path, out.size());
     } else {
       changed.erase(e.path);  // a later change after a removal or rename must show again
     }
@@ -410,7 +418,7 @@ void Watcher::on_timer() {
   for (auto it = pending_.begin(); it != pending_.end();) {
     const Pending& p = it->second;
     if (now - p.last_ms >= opts_.settle_ms || now - p.first_ms >= opts_.max_delay_ms) {
-      b.events.push_back({Event::Kind::changed, it->first, {}, false});
+      b.events.push_back({Event::Kind::changed, it->first, {}, false, true, false});
       it = pending_.erase(it);
     } else {
       ++it;

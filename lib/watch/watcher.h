@@ -50,6 +50,10 @@ struct Event {
   std::string path;
   std::string from;  // renamed only
   bool is_dir = false;
+  // changed only, for consumers that report lsyncd's event types (the sender rescans anyway):
+  // the file was closed after writing (lsyncd's Modify), or only its attributes changed (Attrib).
+  bool written = false;
+  bool attrib_only = false;
   bool operator==(const Event&) const = default;
 };
 

@@ -458,6 +458,7 @@ TEST_CASE("layer-3 string actions run as lsyncd runs them: same commands, same v
       "  onCreate = 'echo CREATE path=^path pathname=^pathname sourcePath=^sourcePath sourcePathdir=^sourcePathdir '\n"
       "             .. 'targetPathname=^targetPathname targetPathdir=^targetPathdir unknown=^basename' .. rec,\n"
       "  onModify = 'echo MODIFY ^pathname' .. rec,\n"
+      "  onAttrib = 'echo ATTRIB ^pathname' .. rec,\n"
       "  onDelete = 'echo DELETE ^pathname ^targetPath' .. rec,\n"
       "  onMove = 'echo MOVE ^o.pathname ^d.pathname ^o.targetPathname ^d.targetPathname' .. rec,\n"
       "}\n"
@@ -485,28 +486,27 @@ TEST_CASE("layer-3 string actions run as lsyncd runs them: same commands, same v
     REQUIRE_MESSAGE(logged("CREATE path=nd/ "), console());
     test::write_file(f.src + "/old", "xy");
     REQUIRE_MESSAGE(logged("MODIFY old"), console());
+    REQUIRE(::chmod((f.src + "/old").c_str(), 0640) == 0);
+    REQUIRE_MESSAGE(logged("ATTRIB old"), console());
     REQUIRE(::unlink((f.src + "/moved").c_str()) == 0);
     REQUIRE_MESSAGE(logged("DELETE moved"), console());
     const std::string log = console();
     CHECK(c.stop_within(SIGTERM, 10000) == 143);
     ::rmdir((f.src + "/nd").c_str());
     ::unlink((f.src + "/d/new file").c_str());
-    // lsyncd reports a new file as Create then Modify, syncd as one Create (its watcher merges
-    // the two): Modify lines of new files are left out of the comparison.
-    std::istringstream in(test::read_file(out));
-    std::string line, kept;
-    while (std::getline(in, line)) {
-      if (line != "MODIFY d/new file") kept += line + "\n";
-    }
-    return std::make_pair(kept, log);
+    // Everything compared, a new file's Create + Modify and a chmod's Attrib included.
+    return std::make_pair(test::read_file(out), log);
   };
   auto [theirs, theirs_log] = run({kLsyncd, "-nodaemon"});
   test::write_file(f.src + "/old", "x");
+  REQUIRE(::chmod((f.src + "/old").c_str(), 0644) == 0);
   auto [ours, ours_log] = run({SYNCD_BINARY, "-nodaemon", "-rundir", f.t / "run"});
   INFO("lsyncd:\n" << theirs << theirs_log << "\nsyncd:\n" << ours << ours_log);
   CHECK(ours == theirs);
   CHECK(ours.find("CREATE path=d/new file pathname=d/new file sourcePath=" + f.src + "//d/new file") != std::string::npos);
   CHECK(ours.find("unknown=^basename") != std::string::npos);
+  CHECK(ours.find("MODIFY d/new file\n") != std::string::npos);
+  CHECK(ours.find("ATTRIB old\n") != std::string::npos);
   for (const std::string& l : {std::string("Normal: Event Create spawns shell \"echo CREATE path=nd/ pathname=nd"),
                                "Normal: Startup of " + f.src + "/ -> " + f.t / "dst finished."}) {
     CHECK_MESSAGE(theirs_log.find(l) != std::string::npos, l);
