@@ -306,8 +306,8 @@ struct LuaHolder {
 LuaActions::LuaActions(std::unique_ptr<LuaHolder> state) : state_(std::move(state)) {}
 LuaActions::~LuaActions() = default;
 
-Result<std::vector<std::vector<std::string>>> LuaActions::call(size_t sync, const std::string& handler, const Event& e,
-                                                               const Event* dest) {
+Result<std::vector<LuaActions::Spawned>> LuaActions::call(size_t sync, const std::string& handler, const Event& e,
+                                                          const Event* dest) {
   lua_State* L = state_->st->get();
   lua_getglobal(L, "_syncd_call");
   lua_pushinteger(L, static_cast<lua_Integer>(sync));
@@ -323,19 +323,21 @@ Result<std::vector<std::vector<std::string>>> LuaActions::call(size_t sync, cons
     lua_pop(L, 1);
     return config_error(handler + ": " + m);
   }
-  std::vector<std::vector<std::string>> out;
+  std::vector<Spawned> out;
   const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
   for (lua_Integer i = 1; i <= n; ++i) {
     lua_rawgeti(L, -1, i);
-    std::vector<std::string> argv;
+    Spawned s;
     const lua_Integer m = static_cast<lua_Integer>(lua_rawlen(L, -1));
     for (lua_Integer j = 1; j <= m; ++j) {
       lua_rawgeti(L, -1, j);
-      argv.push_back(detail::to_text(L, -1));
+      s.argv.push_back(detail::to_text(L, -1));
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-    if (!argv.empty()) out.push_back(std::move(argv));
+    lua_getfield(L, -1, "stdin");
+    if (lua_isstring(L, -1)) s.stdin_text = detail::to_text(L, -1);
+    lua_pop(L, 2);
+    if (!s.argv.empty()) out.push_back(std::move(s));
   }
   lua_pop(L, 1);
   lua_gc(L, LUA_GCSTEP, 0);

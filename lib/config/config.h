@@ -101,9 +101,13 @@ class LuaActions {
   ~LuaActions();
   LuaActions(const LuaActions&) = delete;
   LuaActions& operator=(const LuaActions&) = delete;
+  // One spawn()ed command: argv, and the text spawn(..., '<', text) gives its stdin.
+  struct Spawned {
+    std::vector<std::string> argv;
+    std::optional<std::string> stdin_text;
+  };
   // `sync` is 1-based (Sync1 = 1). Loop thread only.
-  Result<std::vector<std::vector<std::string>>> call(size_t sync, const std::string& handler, const Event& e,
-                                                      const Event* dest = nullptr);
+  Result<std::vector<Spawned>> call(size_t sync, const std::string& handler, const Event& e, const Event* dest = nullptr);
 
  private:
   std::unique_ptr<struct LuaHolder> state_;

@@ -188,9 +188,21 @@ local spawned = nil
 function spawn(agent, binary, ...)
   if spawned == nil then error('spawn() can only be called from an action', 2) end
   local argv = { tostring(binary) }
-  for _, a in ipairs { ... } do
-    if a == '<' then error("spawn(..., '<', text): text on stdin is not supported by syncd", 2) end
-    argv[#argv + 1] = tostring(a)
+  local args = { ... }
+  local first = 1
+  if args[1] == '<' then
+    -- As lsyncd's exec: '<' right after the binary makes the next argument the process's stdin.
+    if type(args[2]) ~= 'string' then error("spawn(agent, binary, '<', text, ...): the text for stdin is missing", 2) end
+    argv.stdin = args[2]
+    first = 3
+  end
+  for i = first, select('#', ...) do
+    local a = args[i]
+    if type(a) == 'table' then  -- lsyncd expands table arguments (rsync._computed), drops nils
+      for _, v in ipairs(a) do argv[#argv + 1] = tostring(v) end
+    elseif a ~= nil then
+      argv[#argv + 1] = tostring(a)
+    end
   end
   spawned[#spawned + 1] = argv
 end

@@ -1,7 +1,12 @@
 #include "lib/runtime/actions.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -249,7 +254,7 @@ std::vector<ActionSync::Cmd> ActionSync::commands_for(const Ev& e) {
     ev.fields["name"] = ev.fields["basename"] + (e.is_dir ? "/" : "");
     return ev;
   };
-  Result<std::vector<std::vector<std::string>>> r = Error::make(errc::internal, "no handler");
+  Result<std::vector<config::LuaActions::Spawned>> r = Error::make(errc::internal, "no handler");
   if (e.etype == "Move") {
     const auto o = event_of("o.", "Move"), d = event_of("d.", "Move");
     r = opts_.call(handler, o, &d);
@@ -260,11 +265,11 @@ std::vector<ActionSync::Cmd> ActionSync::commands_for(const Ev& e) {
     lg().error("{} {}: {}", handler, log::escape(e.path), r.error().context);
     return out;
   }
-  for (auto& argv : *r) {
+  for (auto& s : *r) {
     std::string text;
-    for (const auto& a : argv) text += (text.empty() ? "" : " ") + a;
+    for (const auto& a : s.argv) text += (text.empty() ? "" : " ") + a;
     lg().debug("Event {} spawns \"{}\"", event, log::escape(text));  // lsyncd: only with -log Exec
-    out.push_back({std::move(argv)});
+    out.push_back({std::move(s.argv), std::move(s.stdin_text)});
   }
   return out;
 }
@@ -297,6 +302,18 @@ void ActionSync::pump() {
   }
   uvx::Process::Spec spec;
   spec.argv = std::move(cmds_.front().argv);
+  // stdin text goes through an anonymous in-memory file: any size, and nothing here blocks on
+  // a child that reads slowly (or never).
+  UniqueFd input;
+  if (const auto& text = cmds_.front().stdin_text) {
+    input.reset(::memfd_create("syncd-spawn-stdin", MFD_CLOEXEC));
+    if (!input || ::write(input.get(), text->data(), text->size()) != static_cast<ssize_t>(text->size()) ||
+        ::lseek(input.get(), 0, SEEK_SET) != 0) {
+      lg().error("on{} {}: stdin text: {}", running_ev_.etype, log::escape(running_ev_.path), std::strerror(errno));
+      input.reset();
+    }
+    spec.stdin_fd = input.get();
+  }
   cmds_.pop_front();
   spec.stdout_fd = 1;
   auto p = uvx::Process::spawn(loop_, spec, [this](int64_t status, int sig) {

@@ -45,7 +45,7 @@ struct ActionOptions {
   // Layer 2: handlers that are Lua functions, and how to call one (config::LuaActions::call for
   // this sync): the commands it spawn()ed, run one after the other.
   std::set<std::string> functions;
-  std::function<Result<std::vector<std::vector<std::string>>>(const std::string& handler, const config::LuaActions::Event& e,
+  std::function<Result<std::vector<config::LuaActions::Spawned>>(const std::string& handler, const config::LuaActions::Event& e,
                                                               const config::LuaActions::Event* dest)>
       call;
 };
@@ -78,6 +78,7 @@ class ActionSync {
   void pump();
   struct Cmd {
     std::vector<std::string> argv;
+    std::optional<std::string> stdin_text{};  // layer 2: spawn(..., '<', text)
   };
   std::vector<Cmd> commands_for(const Ev& e);
   void finished(int code);  // logs the end of running_ev_

@@ -527,6 +527,7 @@ TEST_CASE("layer-2 function actions run as lsyncd runs them: event fields, spawn
       "          event.basename, event.path, event.pathname, event.sourcePath, event.targetPathname, event.targetPathdir)\n"
       "  end,\n"
       "  onDelete = function(event) spawnShell(event, 'echo DELETE \"$1\" >> ' .. rec, event.pathname) end,\n"
+      "  onModify = function(event) spawn(event, '/bin/sh', '<', 'STDIN ' .. event.pathname .. '\\n', '-c', 'cat >> ' .. rec .. '; echo \"$@\" >> ' .. rec, 'sh', { 'a', 'b' }) end,\n"
       "  onMove = function(o, d) spawnShell(o, 'echo MOVE \"$1\" \"$2\" \"$3\" >> ' .. rec, o.pathname, d.pathname, d.targetPathname) end,\n"
       "}\n"
       "sync { fn, source = '@SRC@', target = '@DIR@/dst' }\n");
@@ -560,6 +561,7 @@ TEST_CASE("layer-2 function actions run as lsyncd runs them: event fields, spawn
   INFO("lsyncd:\n" << theirs << theirs_log << "\nsyncd:\n" << ours << ours_log);
   CHECK(ours == theirs);
   CHECK(ours.find("CREATE Create false f f dd/f dd/f " + f.src + "//dd/f " + f.t / "dst/dd/f " + f.t / "dst/dd/") != std::string::npos);
+  CHECK(ours.find("STDIN dd/f\na b\n") != std::string::npos);  // spawn's '<' text, a table argument expanded
   for (const std::string& l : {std::string("Normal: created dd/f"), "Normal: Finished Move on " + f.src + "//pre/f = 0",
                                "Normal: Finished Create on " + f.src + "//dd/ = 0"}) {
     CHECK_MESSAGE(theirs_log.find(l) != std::string::npos, l);
