@@ -27,8 +27,9 @@ std::string strip_slash(std::string p) {
 // sync": owner, group, mode, mtime, symlinks, device files; compression is always zstd).
 const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "times", "links",
                                          "compress", "protect_args", "executability"};
+// rsync.checksum: syncd always decides by content hash (SHA-256), never by size and mtime alone.
 // Keys that only tune lsyncd's rsync process or its output.
-const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file",
+const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file", "checksum",
                                           "whole_file", "inplace", "temp_dir", "ipv4", "ipv6", "_extra"};
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).

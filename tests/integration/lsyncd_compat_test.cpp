@@ -777,3 +777,37 @@ TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not
   CHECK(logs().find("not honoured") == std::string::npos);
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }
+
+TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many seconds and redialled, nothing lost") {
+  Fixture f;
+  test::SshServer sshd(f.t / "sshd");
+  sshd.start();
+  const std::string cfg = f.config("sync { default.rsyncssh, source = '@SRC@', host = '127.0.0.1', targetdir = '" + f.dst + "',\n"
+                                   "       rsync = { rsh = '" + sshd.rsh() + "', timeout = 2 },\n"
+                                   "       syncd = { remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteStateDir = '" + f.t / "rstate" + "' } }\n");
+  const std::string console = f.t / "timeout.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000), logs());
+  // The peer stops (alive for TCP and SSH, but it applies and acknowledges nothing).
+  // "[a]ttach": the regex matches the attach process but not the shell that runs pkill.
+  const std::string attach = "[a]ttach " + f.dst;
+  REQUIRE(test::run("pkill -STOP -f '" + attach + "'") == 0);
+  struct Resume {
+    std::string pattern;
+    ~Resume() { (void)test::run("pkill -KILL -f '" + pattern + "'"); }
+  } resume{attach};
+  const size_t before = logs().size();
+  test::write_file(f.src + "/during-stall.txt", "queued while the peer hung");
+  REQUIRE_MESSAGE(test::wait_for_text(console, "no data for 2 s while versions await the peer (rsync.timeout)", before, 30000), logs());
+  // The stalled process goes away; the redialled session delivers what was waiting.
+  REQUIRE(test::run("pkill -KILL -f '" + attach + "'") == 0);
+  REQUIRE_MESSAGE(test::wait_for(f.dst, "during-stall.txt", 60000), logs());
+  CHECK(test::read_file(f.dst + "/during-stall.txt") == "queued while the peer hung");
+  diff.clear();
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000), logs());
+  CHECK(diff.empty());
+  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+}
