@@ -108,6 +108,18 @@ struct Fixture {
     return run({SYNCD_BINARY, "-nodaemon", "-statedir", t / "state", "-rundir", t / "run"}, cfg);
   }
   Outcome lsyncd(const std::string& cfg) { return run({kLsyncd, "-nodaemon"}, cfg); }
+  // syncd -nodaemon on `cfg` (state and sockets in the test dir), once its startup sync is done.
+  std::unique_ptr<test::Child> syncd_started(const std::string& cfg, const std::string& console) {
+    auto c = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-statedir", t / "state", "-rundir", t / "run", cfg}, console);
+    REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), test::read_file(console));
+    return c;
+  }
+  // The barrier for a sync whose target may not take a cookie (existing, one_file_system...):
+  // the daemon of `src` has nothing queued and nothing unacknowledged.
+  void wait_idle() {
+    REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + src + "' -rundir '" + t / "run" + "' --wait-idle 30000 > /dev/null") == 0);
+  }
 
   // Both programs decide the same; a rejection has the same text, and `expect` is in it.
   void same(const std::string& text, bool accept, const std::string& expect = "") {
@@ -124,6 +136,13 @@ struct Fixture {
     }
   }
 };
+
+// Writes `text` to `path` with the mtime `mtime` (whole seconds).
+void put_file(const std::string& path, const std::string& text, time_t mtime) {
+  test::write_file(path, text);
+  const timespec ts[2] = {{mtime, 0}, {mtime, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
+}
 
 // rsync and ssh are replaced by /bin/true for lsyncd's sake (it would run them); syncd warns
 // that it does not run them and starts its own transfer.
@@ -572,23 +591,18 @@ TEST_CASE("layer-2 function actions run as lsyncd runs them: event fields, spawn
 TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target equals rsync's with the same flags") {
   Fixture f;
   test::make_sample_tree(f.src);
-  auto put = [](const std::string& path, const std::string& text, time_t mtime) {
-    test::write_file(path, text);
-    const timespec ts[2] = {{mtime, 0}, {mtime, 0}};
-    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
-  };
-  put(f.src + "/kept.txt", "source, older", 1'100'000'000);
-  put(f.src + "/replaced.txt", "source, newer", 1'500'000'000);
-  put(f.src + "/only-source.txt", "never created", 1'500'000'000);
+  put_file(f.src + "/kept.txt", "source, older", 1'100'000'000);
+  put_file(f.src + "/replaced.txt", "source, newer", 1'500'000'000);
+  put_file(f.src + "/only-source.txt", "never created", 1'500'000'000);
   REQUIRE(::mkdir((f.src + "/only-source-dir").c_str(), 0755) == 0);
-  put(f.src + "/only-source-dir/f", "never created", 1'500'000'000);
+  put_file(f.src + "/only-source-dir/f", "never created", 1'500'000'000);
   // Two identical targets that already hold most of the tree; one is rsync's, one syncd's.
   const std::string rdst = f.t / "rsync-dst";
   for (const auto& d : {f.dst, rdst}) {
     REQUIRE(test::run("rm -rf '" + d + "' && cp -a '" + f.src + "' '" + d + "' && rm -rf '" + d + "/only-source.txt' '" + d +
                       "/only-source-dir'") == 0);
-    put(d + "/kept.txt", "target, newer: --update keeps it", 1'600'000'000);
-    put(d + "/replaced.txt", "target, older", 1'000'000'000);
+    put_file(d + "/kept.txt", "target, newer: --update keeps it", 1'600'000'000);
+    put_file(d + "/replaced.txt", "target, older", 1'000'000'000);
   }
   const std::string chmod = "Dg+s,ug+w,Fo-w,+X", usermap = "1234:nobody,*:4321", groupmap = "*:nogroup";
   REQUIRE(test::run("rsync -a --chmod=" + chmod + " --usermap='" + usermap + "' --groupmap='" + groupmap + "' --existing --update '" +
@@ -597,10 +611,9 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
                                    "       rsync = { chmod = '" + chmod + "', usermap = '" + usermap + "', groupmap = '" + groupmap +
                                    "', existing = true, update = true } }\n");
   const std::string console = f.t / "rules.console";
-  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
-  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
-  REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 > /dev/null") == 0);
+  f.wait_idle();
   const auto diff = test::tree_diff(rdst, f.dst);
   for (const auto& d : diff) MESSAGE(d);
   CHECK_MESSAGE(diff.empty(), logs());
@@ -616,15 +629,15 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
   CHECK(logs().find("not honoured") == std::string::npos);
   // Live: an older rewrite and a new file are held back; the newer rewrite written last arrives
   // (one ordered stream, so the first two were decided before it).
-  put(f.src + "/kept.txt", "source, still older", 1'200'000'000);
-  put(f.src + "/brand-new.txt", "not created", 1'700'000'000);
-  put(f.src + "/replaced.txt", "source, newest", 1'700'000'000);
+  put_file(f.src + "/kept.txt", "source, still older", 1'200'000'000);
+  put_file(f.src + "/brand-new.txt", "not created", 1'700'000'000);
+  put_file(f.src + "/replaced.txt", "source, newest", 1'700'000'000);
   REQUIRE_MESSAGE(test::wait_until(f.dst, [&] { return test::read_file(f.dst + "/replaced.txt") == "source, newest"; }), logs());
   REQUIRE(::stat((f.dst + "/replaced.txt").c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0664);
   CHECK(test::read_file(f.dst + "/kept.txt") == "target, newer: --update keeps it");
   CHECK_FALSE(test::exists(f.dst + "/brand-new.txt"));
-  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
 namespace {
@@ -672,9 +685,8 @@ TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as r
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
                                    "       rsync = { xattrs = true, acls = true } }\n");
   const std::string console = f.t / "xattrs.console";
-  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
-  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
   std::vector<std::string> diff;
   REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());
   CHECK(diff.empty());
@@ -693,34 +705,28 @@ TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as r
   bool inherited = false;
   for (const auto& l : now) inherited |= l.rfind("shared/new.crl system.posix_acl_access=", 0) == 0;
   CHECK(inherited);
-  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
 TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsync --backup keeps them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);
-  auto put = [](const std::string& path, const std::string& text, time_t mtime) {
-    test::write_file(path, text);
-    const timespec ts[2] = {{mtime, 0}, {mtime, 0}};
-    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
-  };
-  put(f.src + "/changed.txt", "new", 1'500'000'000);
+  put_file(f.src + "/changed.txt", "new", 1'500'000'000);
   const std::string rdst = f.t / "rsync-dst";
   for (const auto& d : {f.dst, rdst}) {
     REQUIRE(test::run("rm -rf '" + d + "' && cp -a '" + f.src + "' '" + d + "' && mkdir '" + d + "/olddir'") == 0);
-    put(d + "/changed.txt", "old", 1'000'000'000);
-    put(d + "/extra.txt", "extra", 1'000'000'000);
-    put(d + "/olddir/f", "f", 1'000'000'000);
+    put_file(d + "/changed.txt", "old", 1'000'000'000);
+    put_file(d + "/extra.txt", "extra", 1'000'000'000);
+    put_file(d + "/olddir/f", "f", 1'000'000'000);
   }
   REQUIRE(test::run("rsync -a --delete --backup --suffix=.bak '" + f.src + "/' '" + rdst + "/' 2>/dev/null") == 0);
   REQUIRE(test::exists(rdst + "/olddir/f.bak"));  // rsync kept it (and so olddir)
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
                                    "       rsync = { backup = true, suffix = '.bak' } }\n");
   const std::string console = f.t / "backup.console";
-  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
-  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
-  REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 > /dev/null") == 0);
+  f.wait_idle();
   auto diff = test::tree_diff(rdst, f.dst);
   for (const auto& d : diff) MESSAGE(d);
   CHECK_MESSAGE(diff.empty(), logs());
@@ -740,7 +746,7 @@ TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsy
     CAPTURE(line);
     CHECK((line.find(".bak") != std::string::npos || line == "extra in target: olddir"));
   }
-  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
 TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not entered, as with rsync -x") {
@@ -759,9 +765,8 @@ TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not
   REQUIRE_FALSE(test::exists(rdst + "/mnt/other-fs.txt"));
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { one_file_system = true } }\n");
   const std::string console = f.t / "xdev.console";
-  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
-  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
   std::vector<std::string> diff;
   REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());  // its diff lists mnt/: rsync is the reference
   diff = test::tree_diff(rdst, f.dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
@@ -775,7 +780,7 @@ TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not
   REQUIRE_MESSAGE(test::wait_for(f.dst + "/etc", "later.txt"), logs());
   CHECK_FALSE(test::exists(f.dst + "/mnt/later.txt"));
   CHECK(logs().find("not honoured") == std::string::npos);
-  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
 TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many seconds and redialled, nothing lost") {
@@ -786,9 +791,8 @@ TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many 
                                    "       rsync = { rsh = '" + sshd.rsh() + "', timeout = 2 },\n"
                                    "       syncd = { remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteStateDir = '" + f.t / "rstate" + "' } }\n");
   const std::string console = f.t / "timeout.console";
-  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", f.t / "state", "-rundir", f.t / "run", cfg}, console);
+  auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
-  REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
   std::vector<std::string> diff;
   REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000), logs());
   // The peer stops (alive for TCP and SSH, but it applies and acknowledges nothing).
@@ -809,5 +813,5 @@ TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many 
   diff.clear();
   REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000), logs());
   CHECK(diff.empty());
-  CHECK(c.stop_within(SIGTERM, 10000) == 143);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
