@@ -373,6 +373,8 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
     const bool newer_here = cur.ok() && S_ISREG(cur->mode) && m.type == protocol::FileType::file &&
                             cur->mtime_ns > m.mtime_sec * 1'000'000'000 + int64_t{m.mtime_nsec};
     if ((opts_.rules.existing && absent) || (opts_.rules.update && newer_here)) {
+      // A file kept by --update is in the source, so the startup delete must not take it.
+      if (newer_here) kept_newer_.insert(m.path);
       flush_staged();
       (void)advance(fv.seq);
       return ack(fv.seq, protocol::AckStatus::ignored, absent ? "absent here (rsync.existing)" : "newer here (rsync.update)");
@@ -601,9 +603,10 @@ Status Receiver::prune_extras() {
   std::vector<std::pair<std::string, bool>> extra;
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
     auto r = index_.get(rel);
-    if (r.ok() && (!*r || (*r)->meta.deleted)) extra.emplace_back(rel, S_ISDIR(fp.mode));
+    if (r.ok() && (!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
     return {};
   }, [&](std::string_view rel, bool) { return opts_.backup && opts_.backup->is_backup(rel); }));
+  kept_newer_.clear();
   // Deepest first; a directory removed takes its contents along.
   std::sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [path, is_dir] : extra) {

@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 #include <memory>
 #include <string>
@@ -113,6 +114,7 @@ class Receiver {
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   Status prune_extras();
+  std::set<std::string> kept_newer_;  // job thread: files rsync.update kept in this full sync
   // Mirror mode deletes; with rsync.backup what goes is kept first (remove_dir: file by file).
   Status remove_file(const std::string& path);
   Status remove_dir(const std::string& path);

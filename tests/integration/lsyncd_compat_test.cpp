@@ -603,11 +603,12 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
                       "/only-source-dir'") == 0);
     put_file(d + "/kept.txt", "target, newer: --update keeps it", 1'600'000'000);
     put_file(d + "/replaced.txt", "target, older", 1'000'000'000);
+    put_file(d + "/stale.txt", "only in the target: deleted", 1'000'000'000);
   }
   const std::string chmod = "Dg+s,ug+w,Fo-w,+X", usermap = "1234:nobody,*:4321", groupmap = "*:nogroup";
-  REQUIRE(test::run("rsync -a --chmod=" + chmod + " --usermap='" + usermap + "' --groupmap='" + groupmap + "' --existing --update '" +
+  REQUIRE(test::run("rsync -a --chmod=" + chmod + " --usermap='" + usermap + "' --groupmap='" + groupmap + "' --existing --update --delete '" +
                     f.src + "/' '" + rdst + "/'") == 0);
-  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', delete = false,\n"
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
                                    "       rsync = { chmod = '" + chmod + "', usermap = '" + usermap + "', groupmap = '" + groupmap +
                                    "', existing = true, update = true } }\n");
   const std::string console = f.t / "rules.console";
@@ -626,6 +627,7 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
   CHECK(test::read_file(f.dst + "/kept.txt") == "target, newer: --update keeps it");
   CHECK_FALSE(test::exists(f.dst + "/only-source.txt"));
   CHECK_FALSE(test::exists(f.dst + "/only-source-dir"));
+  CHECK_FALSE(test::exists(f.dst + "/stale.txt"));  // delete = true, as rsync --delete
   CHECK(logs().find("not honoured") == std::string::npos);
   // Live: an older rewrite and a new file are held back; the newer rewrite written last arrives
   // (one ordered stream, so the first two were decided before it).
