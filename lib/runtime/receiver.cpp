@@ -416,11 +416,16 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
   Result<fs::Fingerprint> done = Error::make(errc::internal, "unset");
   const bool meta_only = content_held || (m.type == protocol::FileType::file && fv.body == protocol::BodyKind::none);
   if (opts_.backup && !opts_.two_way && !meta_only && m.type != protocol::FileType::dir) {
-    // rsync.backup: what this version replaces is kept first (not when it is the same content).
-    auto here = store::scan_one(root_, m.path);
-    const bool same = here.ok() && *here && (*here)->type == m.type &&
-                      (m.type == protocol::FileType::symlink ? (*here)->symlink_target == m.symlink_target
-                                                            : (*here)->sha256 == m.sha256);
+    // rsync.backup: what this version replaces is kept first (not when it is the same content;
+    // a file's hash comes from the index when its fingerprint is unchanged).
+    bool same = false;
+    if (m.type == protocol::FileType::file) {
+      auto h = local_hash(m.path);
+      same = h.ok() && *h && **h == m.sha256;
+    } else {
+      auto here = store::scan_one(root_, m.path);
+      same = here.ok() && *here && (*here)->type == m.type && (*here)->symlink_target == m.symlink_target;
+    }
     if (!same) {
       if (auto st = opts_.backup->keep(m.path); !st) return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
     }
