@@ -436,8 +436,12 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
   if (cur.ok() && (opts_.mirror || opts_.two_way)) {
     const auto t = store::file_type_of(cur->mode);
     if (!t || *t != m.type) {
-      Status cleared = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, opts_.mirror)
-                                          : applier_.unlink(m.path, expect);
+      Status cleared;
+      if (opts_.two_way) {
+        cleared = S_ISDIR(cur->mode) ? applier_.remove_dir(m.path, false) : applier_.unlink(m.path, expect);
+      } else {  // mirror: through the helpers that keep backups (rsync.backup)
+        cleared = S_ISDIR(cur->mode) ? remove_dir(m.path) : remove_file(m.path);
+      }
       if (!cleared.ok()) return ack(fv.seq, protocol::AckStatus::failed, cleared.error().message());
     }
   }
