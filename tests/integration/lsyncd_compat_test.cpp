@@ -817,3 +817,34 @@ TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many 
   CHECK(diff.empty());
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
+
+TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup with suffix, update") {
+  Fixture f;
+  test::SshServer sshd(f.t / "sshd");
+  sshd.start();
+  test::write_file(f.src + "/a.txt", "v1");
+  REQUIRE(test::run("setfattr -n user.tag -v one '" + f.src + "/a.txt'") == 0);
+  put_file(f.dst + "/newer-there.txt", "the target's, newer", 1'700'000'000);
+  put_file(f.src + "/newer-there.txt", "the source's, older", 1'100'000'000);
+  const std::string cfg = f.config("sync { default.rsyncssh, source = '@SRC@', host = '127.0.0.1', targetdir = '" + f.dst + "',\n"
+                                   "       rsync = { rsh = '" + sshd.rsh() + "', xattrs = true, backup = true, suffix = '.old', update = true },\n"
+                                   "       syncd = { remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteStateDir = '" + f.t / "rstate" + "' } }\n");
+  const std::string console = f.t / "attach-rules.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  REQUIRE_MESSAGE(test::wait_for(f.dst, "a.txt", 30000), logs());
+  auto tag = [](const std::string& path) {
+    char v[64];
+    const ssize_t n = ::getxattr(path.c_str(), "user.tag", v, sizeof v);
+    return n < 0 ? std::string("(none)") : std::string(v, static_cast<size_t>(n));
+  };
+  CHECK(tag(f.dst + "/a.txt") == "one");
+  // A rewrite: the remote keeps the version it replaces; the cookie (written last) is the barrier.
+  test::write_file(f.src + "/a.txt", "v2");
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000), logs());
+  CHECK(test::read_file(f.dst + "/a.txt") == "v2");
+  CHECK(test::read_file(f.dst + "/a.txt.old") == "v1");
+  CHECK(test::read_file(f.dst + "/newer-there.txt") == "the target's, newer");
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
