@@ -24,7 +24,8 @@ std::string strip_slash(std::string p) {
 }
 
 // rsync keys syncd does as lsyncd's rsync would without being told (they are its model of "in
-// sync": owner, group, mode, mtime, symlinks, device files; compression is always zstd).
+// sync": owner, group, mode, mtime, symlinks; compression is always zstd). Device files, FIFOs and
+// sockets are not replicated (`devices`/`specials` are warned about).
 const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "times", "links",
                                          "compress", "protect_args", "executability"};
 // rsync.checksum: syncd always decides by content hash (SHA-256), never by size and mtime alone.
@@ -37,7 +38,6 @@ const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", 
                                        "backup", "backup_dir", "suffix"};
 // Keys syncd does one- and two-way.
 const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout"};
-
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
   auto it = s.rsync.find(key);
