@@ -91,9 +91,12 @@ struct Fixture {
                     }, 20000),
                     argv[0] << " neither started nor failed:\n" << text());
     Outcome o;
-    o.log = text();
-    o.accepted = o.log.find("recursive startup rsync") != std::string::npos;
+    o.accepted = text().find("recursive startup rsync") != std::string::npos;
     o.status = o.accepted ? c.stop_within(SIGTERM, 10000) : c.wait();
+    // Read after the exit: lsyncd writes some failures as two Error lines ("failure getting
+    // absolute path of [...]", then "Cannot access source directory: ..."), and the last one is
+    // the error; reading at the first one raced with the second.
+    o.log = text();
     const size_t e = o.log.rfind("Error: ");
     if (!o.accepted && e != std::string::npos) {
       std::string line = o.log.substr(e + 7);
