@@ -147,6 +147,21 @@ void put_file(const std::string& path, const std::string& text, time_t mtime) {
   REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
 }
 
+// A live change that appears whole: `text` (and the mtime, if given) is written under `stage`
+// (outside the synced tree, same filesystem) and renamed onto `path`. Written in place, the watcher
+// could ship a half-written or not-yet-backdated version first, which rules such as rsync.update
+// and rsync.backup rightly act on.
+void move_in(const std::string& stage, const std::string& path, const std::string& text, time_t mtime = 0) {
+  ::mkdir(stage.c_str(), 0755);
+  const std::string tmp = stage + "/" + path.substr(path.rfind('/') + 1);
+  if (mtime != 0) {
+    put_file(tmp, text, mtime);
+  } else {
+    test::write_file(tmp, text);
+  }
+  REQUIRE(::rename(tmp.c_str(), path.c_str()) == 0);
+}
+
 // rsync and ssh are replaced by /bin/true for lsyncd's sake (it would run them); syncd warns
 // that it does not run them and starts its own transfer.
 const char* kNoNet = "rsync = { binary = '/bin/true' }";
@@ -634,9 +649,9 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
   CHECK(logs().find("not honoured") == std::string::npos);
   // Live: an older rewrite and a new file are held back; the newer rewrite written last arrives
   // (one ordered stream, so the first two were decided before it).
-  put_file(f.src + "/kept.txt", "source, still older", 1'200'000'000);
-  put_file(f.src + "/brand-new.txt", "not created", 1'700'000'000);
-  put_file(f.src + "/replaced.txt", "source, newest", 1'700'000'000);
+  move_in(f.t / "stage", f.src + "/kept.txt", "source, still older", 1'200'000'000);
+  move_in(f.t / "stage", f.src + "/brand-new.txt", "not created", 1'700'000'000);
+  move_in(f.t / "stage", f.src + "/replaced.txt", "source, newest", 1'700'000'000);
   REQUIRE_MESSAGE(test::wait_until(f.dst, [&] { return test::read_file(f.dst + "/replaced.txt") == "source, newest"; }), logs());
   REQUIRE(::stat((f.dst + "/replaced.txt").c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0664);
@@ -739,7 +754,7 @@ TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsy
   CHECK(test::read_file(f.dst + "/extra.txt.bak") == "extra");
   // Live: a rewrite keeps the version it replaces, a delete keeps the file; the cookie barrier
   // (written last) says both were applied.
-  test::write_file(f.src + "/changed.txt", "newer");
+  move_in(f.t / "stage", f.src + "/changed.txt", "newer");
   REQUIRE(::unlink((f.src + "/etc/ca/key.pem").c_str()) == 0);
   std::vector<std::string> d2;
   REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2), logs());
@@ -843,7 +858,7 @@ TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup wi
   };
   CHECK(tag(f.dst + "/a.txt") == "one");
   // A rewrite: the remote keeps the version it replaces; the cookie (written last) is the barrier.
-  test::write_file(f.src + "/a.txt", "v2");
+  move_in(f.t / "stage", f.src + "/a.txt", "v2");
   std::vector<std::string> diff;
   REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000), logs());
   CHECK(test::read_file(f.dst + "/a.txt") == "v2");
