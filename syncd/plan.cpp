@@ -218,6 +218,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     SYNCD_TRY_ASSIGN(bwlimit, bwlimit_of(s));
     SYNCD_TRY_ASSIGN(io_timeout, io_timeout_of(s));
     if (two_way) meta_rules = {};
+    const runtime::MirrorRules mirror_rules = mirror_rules_of(s);
+    const fs::XattrNames xattrs = xattr_names_of(s);
+    const bool one_file_system = rsync_value(s, "one_file_system") == "true";
     std::vector<std::string> excludes = s.excludes;
     std::vector<watch::FilterRule> filters;
     for (const auto& [sign, pat] : s.filters) filters.push_back({sign == '+', pat});
@@ -253,9 +256,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.excludes = excludes;
       o.filters = filters;
       o.fsync = fsync;
-      o.rules = mirror_rules_of(s);
-      o.xattrs = xattr_names_of(s);
-      o.one_file_system = rsync_value(s, "one_file_system") == "true";
+      o.rules = mirror_rules;
+      o.xattrs = xattrs;
+      o.one_file_system = one_file_system;
       o.bwlimit_bytes_per_s = bwlimit;
       if (io_timeout > 0) plan.warnings.push_back(s.name + " (" + s.where + "): rsync.timeout has no effect on a local target (no connection can stall)");
       o.sender.meta_rules = meta_rules;
@@ -274,10 +277,10 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     if (!fsync) remote_args.push_back("-nofsync");
     if (auto d = x.remote_state_dir ? x.remote_state_dir : s.syncd.remote_state_dir) remote_args.insert(remote_args.end(), {"-statedir", *d});
     if (two_way) remote_args.push_back("-bidirectional");
-    if (xattr_names_of(s).user) remote_args.push_back("-xattrs");
-    if (xattr_names_of(s).acls) remote_args.push_back("-acls");
+    if (xattrs.user) remote_args.push_back("-xattrs");
+    if (xattrs.acls) remote_args.push_back("-acls");
     if (!two_way) {
-      for (auto& a : mirror_rules_of(s).attach_args()) remote_args.push_back(std::move(a));
+      for (auto& a : mirror_rules.attach_args()) remote_args.push_back(std::move(a));
     }
     if (two_way && s.del != config::DeleteMode::all) {
       plan.warnings.push_back(s.name + ": delete = " + s.delete_raw + " does not apply to two-way sync (deletes are versions there, TWO-WAY.md)");
@@ -304,7 +307,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
                                  (two_way ? "two-way while it is one-way" : "one-way while it is two-way") +
                                  "; a source is either one-way or two-way with all its peers");
       }
-      if (!(n.push.xattrs == xattr_names_of(s))) {
+      if (!(n.push.xattrs == xattrs)) {
         return plan_error(s, "pushes " + src + " like " + n.syncs[0].name + " but with different rsync.xattrs/acls; "
                                  "one tree replicates one set of extended attributes");
       }
@@ -347,8 +350,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.delay_ms = delay_ms;
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;
-    o.xattrs = xattr_names_of(s);
-    o.one_file_system = rsync_value(s, "one_file_system") == "true";
+    o.xattrs = xattrs;
+    o.one_file_system = one_file_system;
     o.bwlimit_bytes_per_s = bwlimit;
     o.io_timeout_s = io_timeout;
     push_by_source[src] = plan.nodes.size();
