@@ -213,6 +213,10 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.existing = true;
     } else if (args[i] == "-update") {
       o.rules.update = true;
+    } else if (args[i] == "-omit-dir-times") {
+      o.rules.dir_times = false;
+    } else if (args[i] == "-omit-link-times") {
+      o.rules.link_times = false;
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
       o.target = args[i];
     } else {

@@ -35,7 +35,7 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
-                                       "backup", "backup_dir", "suffix"};
+                                       "backup", "backup_dir", "suffix", "omit_link_times"};
 // Keys syncd does one- and two-way.
 const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout"};
 
@@ -92,6 +92,8 @@ runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
   m.backup.dir = rsync_value(s, "backup_dir");
   m.backup.enabled = rsync_value(s, "backup") == "true" || !m.backup.dir.empty();
   if (auto it = s.rsync.find("suffix"); it != s.rsync.end()) m.backup.suffix = it->second;
+  m.dir_times = rsync_value(s, "omit_dir_times") != "true";
+  m.link_times = rsync_value(s, "omit_link_times") != "true";
   return m;
 }
 
@@ -99,6 +101,9 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
   for (const auto& [k, v] : s.rsync) {
     const std::string where = s.name + " (" + s.where + "): rsync." + k + " = " + v;
     if (kHonoured.count(k)) {
+    } else if (k == "omit_dir_times") {
+      // One-way: honoured. Two-way syncs never replicate directory times (both nodes add entries
+      // to the same directories), which is what this key asks for.
     } else if (k == "devices" || k == "specials") {
       if (v != "false") out.push_back(where + " is not honoured: syncd skips device files, FIFOs and sockets");
     } else if (kOneWay.count(k)) {
@@ -257,6 +262,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.filters = filters;
       o.fsync = fsync;
       o.rules = mirror_rules;
+      o.sender.dir_times = mirror_rules.dir_times;
       o.xattrs = xattrs;
       o.one_file_system = one_file_system;
       o.bwlimit_bytes_per_s = bwlimit;
@@ -319,6 +325,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
         p.remote_args.insert(p.remote_args.end(), remote_args.begin(), remote_args.end());
         n.push.peers.push_back(std::move(p));
       }
+      // Directory times travel when any target keeps them; one that omits them ignores them.
+      n.push.sender.dir_times = n.push.sender.dir_times || (!two_way && mirror_rules.dir_times);
       n.syncs.push_back(s);
       n.target_text += ", " + host + ":" + dir + "/";
       continue;
@@ -350,6 +358,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.delay_ms = delay_ms;
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;
+    o.sender.dir_times = !two_way && mirror_rules.dir_times;
     o.xattrs = xattrs;
     o.one_file_system = one_file_system;
     o.bwlimit_bytes_per_s = bwlimit;

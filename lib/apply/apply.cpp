@@ -126,7 +126,7 @@ Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs&
   if (!opts_.keep_special_bits) mode &= 0777;
   if (::fchmod(fd, mode) != 0) return io_error("chmod", rel);  // after chown: it clears set-id bits
   SYNCD_TRY(fs::write_xattrs(fd, a.xattrs, root_.xattr_names(), rel));
-  if (::futimens(fd, MtimeSpec(a).ts) != 0) return io_error("set mtime of", rel);
+  if (a.set_mtime && ::futimens(fd, MtimeSpec(a).ts) != 0) return io_error("set mtime of", rel);
   return {};
 }
 
@@ -137,7 +137,7 @@ Status Applier::apply_link_meta(int dir, const std::string& name, std::string_vi
                                 resolve_gid(a.group, a.gid), AT_SYMLINK_NOFOLLOW) != 0) {
     return io_error("chown symlink", rel);
   }
-  if (::utimensat(dir, name.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (a.set_mtime && ::utimensat(dir, name.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
     return io_error("set mtime of", rel);
   }
   return {};
@@ -359,6 +359,19 @@ Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
     return Error::make(errc::unsupported, q(rel) + ": not a file, directory or symlink");
   }
   if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::of(st);
+}
+
+Result<Fingerprint> Applier::set_mtime(std::string_view rel, int64_t sec, uint32_t nsec) const {
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  Attrs a;
+  a.mtime_sec = sec;
+  a.mtime_nsec = nsec;
+  if (::utimensat(p.dir.get(), p.leaf.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    return io_error("set mtime of", rel);
+  }
+  struct stat st{};
+  if (::fstatat(p.dir.get(), p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
   return Fingerprint::of(st);
 }
 

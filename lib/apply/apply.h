@@ -64,6 +64,8 @@ struct Attrs {
   // Files and dirs: the replicated xattrs (the root's xattr_names()), set after chown and chmod
   // (an ACL's mask and the group bits agree, as they did at the source).
   std::vector<protocol::Xattr> xattrs{};
+  // false: the mtime is left as it is (rsync's --omit-dir-times / --omit-link-times).
+  bool set_mtime = true;
 };
 
 // A fresh temp-file name for `leaf`: ".syncd.<leaf>.<12 random hex>.tmp" (long leaves are hashed
@@ -109,6 +111,9 @@ class Applier {
   // Changes owner, group, mode and mtime of an existing entry (no mode on symlinks).
   Result<Fingerprint> set_meta(std::string_view rel, const Attrs& attrs,
                                const Expected& expect) const;
+  // Sets only the mtime of what is at `rel` (never followed): a directory's, after entries
+  // applied inside it moved it (rsync restores directory times the same way, last).
+  Result<Fingerprint> set_mtime(std::string_view rel, int64_t sec, uint32_t nsec) const;
   // Removes a non-directory entry after the conflict guard.
   Status unlink(std::string_view rel, const Expected& expect) const;
   // Removes a directory; with `recursive`, everything below it (symlinks removed, never followed).

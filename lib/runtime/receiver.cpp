@@ -30,6 +30,8 @@ std::vector<std::string> MirrorRules::attach_args() const {
   }
   if (existing) a.push_back("-existing");
   if (update) a.push_back("-update");
+  if (!dir_times) a.push_back("-omit-dir-times");
+  if (!link_times) a.push_back("-omit-link-times");
   if (backup.enabled) {
     a.push_back("-backup");
     if (!backup.dir.empty()) a.insert(a.end(), {"-backup-dir", backup.dir});
@@ -107,8 +109,10 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     for (auto& [what, j] : todo) {
       acks->push_back(j());
       note_result(what, acks->back());  // a staged write's final word comes from flush_staged()
+      touch_parent(what);
     }
     flush_staged();
+    restore_dir_times();
     batch_acks_ = nullptr;
     if (txn_) {
       auto st = txn_->commit();
@@ -241,6 +245,7 @@ void Receiver::on_message(protocol::Message msg) {
       std::lock_guard store_lock(index_.mutex());
       if (prune) {
         if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
+        restore_dir_times();
       }
       in_order_ = true;
       if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
@@ -331,6 +336,33 @@ Result<std::optional<protocol::Hash256>> Receiver::local_hash(const std::string&
   return std::optional<protocol::Hash256>(e->sha256);
 }
 
+apply::Attrs Receiver::mirror_attrs(const protocol::FileMeta& m) const {
+  apply::Attrs a = attrs_of(m);
+  if (opts_.mirror && m.type == protocol::FileType::dir) a.set_mtime = opts_.rules.dir_times;
+  if (opts_.mirror && m.type == protocol::FileType::symlink) a.set_mtime = opts_.rules.link_times;
+  return a;
+}
+
+void Receiver::touch_parent(const std::string& path) {
+  if (!opts_.mirror || !opts_.rules.dir_times) return;
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos) touched_dirs_.insert(path.substr(0, slash));
+  // The root itself has no record (rsync would give it the source root's mtime): left as is.
+}
+
+void Receiver::restore_dir_times() {
+  for (const auto& d : touched_dirs_) {
+    auto rec = index_.get(d);
+    if (!rec.ok() || !*rec || (*rec)->meta.deleted || (*rec)->meta.type != protocol::FileType::dir) continue;
+    const auto& m = (*rec)->meta;
+    // A failure costs only the time: the directory may have gone with a later change.
+    if (auto fp = applier_.set_mtime(d, m.mtime_sec, m.mtime_nsec); !fp) {
+      lg().debug("directory time of {}: {}", log::escape(d), fp.error().message());
+    }
+  }
+  touched_dirs_.clear();
+}
+
 void Receiver::flush_staged() {
   if (staged_.empty()) return;
   std::vector<apply::Applier::Staged> sts;
@@ -412,7 +444,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
   const bool stageable = batch_acks_ != nullptr && m.type == protocol::FileType::file && !content_held &&
                          fv.body == protocol::BodyKind::whole && pipe == nullptr;
   if (!stageable) flush_staged();
-  const apply::Attrs a = attrs_of(m);
+  const apply::Attrs a = mirror_attrs(m);
   Result<fs::Fingerprint> done = Error::make(errc::internal, "unset");
   const bool meta_only = content_held || (m.type == protocol::FileType::file && fv.body == protocol::BodyKind::none);
   if (opts_.backup && !opts_.two_way && !meta_only && m.type != protocol::FileType::dir) {
@@ -539,13 +571,14 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
       if (auto kept = opts_.backup->keep(*path); !kept) return ack(r.seq, protocol::AckStatus::failed, kept.error().message());
     }
   }
+  touch_parent(r.from.path);
   auto moved = applier_.rename(r.from.path, r.to.path, apply::Expected::any(), apply::Expected::any());
   if (!moved.ok()) {
     return ack(r.seq, moved.error().is_errno(ENOENT) ? protocol::AckStatus::base_mismatch
                                                       : protocol::AckStatus::failed,
                moved.error().message());
   }
-  auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::any());
+  auto meta = applier_.set_meta(r.to.path, mirror_attrs(r.to), apply::Expected::any());
   if (dir) move_children_records(r.from.path, r.to.path, peer_node_.load());
   store::Record from{r.from, 0, {}, peer_node_.load()};
   store::Record to{r.to, 0, meta.ok() ? *meta : (moved.ok() ? *moved : fs::Fingerprint{}), peer_node_.load()};
@@ -580,11 +613,13 @@ void Receiver::move_children_records(const std::string& from, const std::string&
 }
 
 Status Receiver::remove_file(const std::string& path) {
+  touch_parent(path);
   if (opts_.backup) SYNCD_TRY(opts_.backup->keep(path));
   return applier_.unlink(path, apply::Expected::any());
 }
 
 Status Receiver::remove_dir(const std::string& path) {
+  touch_parent(path);
   if (!opts_.backup) return applier_.remove_dir(path, opts_.mirror);
   // rsync --backup: each file below is kept, deepest first; a directory still holding backups
   // stays ("cannot delete non-empty directory"), as with rsync.

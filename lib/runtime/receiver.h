@@ -46,6 +46,11 @@ struct MirrorRules {
   bool existing = false;
   bool update = false;
   apply::BackupOptions backup;  // rsync's --backup, --backup-dir, --suffix
+  // rsync's --times on directories and symlinks (off: --omit-dir-times / --omit-link-times).
+  // A directory's mtime moves with every entry applied inside it, so after each batch the
+  // directories it touched get their recorded mtime back, as rsync fixes them up last.
+  bool dir_times = true;
+  bool link_times = true;
   // The `syncd attach` arguments that carry these rules to a remote target.
   std::vector<std::string> attach_args() const;
 };
@@ -192,6 +197,13 @@ class Receiver {
   std::vector<StagedWrite> staged_;
   std::vector<protocol::Ack>* batch_acks_ = nullptr;
   void flush_staged();
+  // Mirror mode with rules.dir_times, job thread: directories whose entries this batch changed.
+  // restore_dir_times() gives each its recorded mtime back once the batch is applied.
+  std::set<std::string> touched_dirs_;
+  // The version's attributes as this target applies them (mirror rules: omitted times).
+  apply::Attrs mirror_attrs(const protocol::FileMeta& m) const;
+  void touch_parent(const std::string& path);
+  void restore_dir_times();
 };
 
 }  // namespace syncd::runtime

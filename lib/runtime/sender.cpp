@@ -375,6 +375,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
           break;
       }
     }
+    if (opts_.dir_times) revisit_parents(b, out, changed);
   }
   if (auto st = txn->commit(); !st) {
     out.errors.push_back("index commit: " + st.error().message());
@@ -422,7 +423,7 @@ void Sender::process_path(const std::string& path, Outbox& out,
     process_gone(path, changed);
     return;
   }
-  const store::Change kind = store::classify(**entry, *rec);
+  const store::Change kind = store::classify(**entry, *rec, opts_.dir_times);
   if (kind == store::Change::none) return;
   if (kind == store::Change::fingerprint) {
     (void)index_.set_fingerprint(path, (*entry)->fp);
@@ -438,6 +439,20 @@ void Sender::process_path(const std::string& path, Outbox& out,
     out.fresh[path] = Outbox::Fresh{r.meta.sha256, std::move(bytes)};
   }
   changed.push_back(std::move(r));
+}
+
+void Sender::revisit_parents(const watch::Batch& b, Outbox& out, std::vector<store::Record>& changed) {
+  std::set<std::string> parents;
+  auto add = [&](const std::string& p) {
+    const size_t slash = p.rfind('/');
+    if (slash != std::string::npos) parents.insert(p.substr(0, slash));  // the root has no record
+  };
+  for (const auto& e : b.events) {
+    add(e.path);
+    if (e.kind == watch::Event::Kind::renamed) add(e.from);
+  }
+  // After the children: the target restores a directory's time once what is inside is applied.
+  for (const auto& p : parents) process_path(p, out, changed);
 }
 
 void Sender::process_gone(const std::string& path, std::vector<store::Record>& changed) {

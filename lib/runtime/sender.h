@@ -68,6 +68,10 @@ struct SenderOptions {
   // rsync's chmod/chown/usermap/groupmap (one-way only): applied to each version as it leaves,
   // so the target gets the mapped metadata while this index keeps what is on the local disk.
   engine::MetaRules meta_rules;
+  // One-way syncs with rsync's times on directories (not --omit-dir-times): a directory's mtime
+  // is a version, and the parents of every changed path are looked at again after a batch (a
+  // create, delete or rename inside moved their mtime; inotify does not say so).
+  bool dir_times = false;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -139,6 +143,8 @@ class Sender {
   void process_path(const std::string& path, Outbox& out,
                     std::vector<store::Record>& changed);
   void process_gone(const std::string& path, std::vector<store::Record>& changed);
+  // opts_.dir_times: the directories holding the batch's paths, whose mtimes those changes moved.
+  void revisit_parents(const watch::Batch& b, Outbox& out, std::vector<store::Record>& changed);
   void process_rescan(const std::string& dir, Outbox& out, std::vector<store::Record>& changed);
   // Sends a RENAME (and body-less versions for a directory's children) when `to` is `from`
   // moved unchanged; false when it is not, and the caller treats it as remove + create.

@@ -21,15 +21,14 @@ void bump(protocol::VersionVector& v, uint64_t node, uint64_t counter) {
 
 }  // namespace
 
-Change classify(const Entry& disk, const std::optional<Record>& rec) {
+Change classify(const Entry& disk, const std::optional<Record>& rec, bool dir_mtimes) {
   if (!rec || rec->meta.deleted) return Change::both;  // created or resurrected
   const auto& m = rec->meta;
   const bool content = m.type != disk.type || m.sha256 != disk.sha256 ||
                        (disk.type == protocol::FileType::file && m.size != disk.fp.size) ||
                        m.symlink_target != disk.symlink_target;
-  // Directories' mtimes move with every entry added or removed inside: not a version.
   const bool mtime_differs =
-      disk.type != protocol::FileType::dir && record_mtime_ns(m) != disk.fp.mtime_ns;
+      (dir_mtimes || disk.type != protocol::FileType::dir) && record_mtime_ns(m) != disk.fp.mtime_ns;
   const bool meta = (disk.type != protocol::FileType::symlink && m.mode != (disk.fp.mode & 07777)) ||
                     m.uid != disk.fp.uid || m.gid != disk.fp.gid || mtime_differs || m.xattrs != disk.xattrs;
   if (content && meta) return Change::both;

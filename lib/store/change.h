@@ -26,7 +26,9 @@ enum class Change : uint8_t {
   both,
 };
 
-Change classify(const Entry& disk, const std::optional<Record>& rec);
+// `dir_mtimes`: a directory's mtime is part of its metadata (one-way syncs that replicate directory
+// times); otherwise it moves with every entry added or removed inside and is not a version.
+Change classify(const Entry& disk, const std::optional<Record>& rec, bool dir_mtimes = false);
 
 // This node's identity and clock reading for one authored change.
 struct Author {

@@ -51,10 +51,10 @@ struct Fixture {
   }
   std::string s(const std::string& rel) const { return src + "/" + rel; }
   std::string logs() const { return test::exists(log) ? test::read_file(log) : std::string(); }
-  // Barrier + comparison.
+  // Barrier + comparison (directory mtimes included: a one-way mirror restores them).
   void converged() {
     std::vector<std::string> diff;
-    REQUIRE_MESSAGE(test::cookie_barrier(src, dst, "cookie." + std::to_string(++cookies), diff),
+    REQUIRE_MESSAGE(test::cookie_barrier(src, dst, "cookie." + std::to_string(++cookies), diff, 30000, true),
                     "cookie never arrived; syncd log:\n" << logs());
     for (const auto& d : diff) MESSAGE(d);
     CHECK_MESSAGE(diff.empty(), "trees differ; syncd log:\n" << logs());

@@ -375,7 +375,7 @@ TEST_CASE("end to end: the acme2certifier config, with host, port and key pointi
   auto logs = [&] { return test::read_file(console); };
   REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
   std::vector<std::string> diff;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 60000), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 60000, true), logs());
   CHECK_MESSAGE(diff.empty(), logs());
   // A live change of each kind, then the trees are equal again.
   test::write_file(f.src + "/cert.pem", "-----BEGIN CERTIFICATE-----\n");
@@ -384,7 +384,7 @@ TEST_CASE("end to end: the acme2certifier config, with host, port and key pointi
   REQUIRE(::mkdir((f.src + "/crl").c_str(), 0750) == 0);
   REQUIRE(::symlink("../cert.pem", (f.src + "/crl/link").c_str()) == 0);
   diff.clear();
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000, true), logs());
   for (const auto& d : diff) MESSAGE(d);
   CHECK_MESSAGE(diff.empty(), logs());
   // Not two-way (source and targetdir differ): a one-way push, said once in the log.
@@ -428,7 +428,7 @@ TEST_CASE("SIGHUP re-reads the config without losing a queued change") {
   c.signal(SIGHUP);
   REQUIRE_MESSAGE(test::wait_for_text(console, "config reload failed, keeping the running configuration", before2), logs());
   std::vector<std::string> diff;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
   CHECK(diff.empty());
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }
@@ -633,7 +633,7 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
   auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
   f.wait_idle();
-  const auto diff = test::tree_diff(rdst, f.dst);
+  const auto diff = test::tree_diff(rdst, f.dst, {}, true);
   for (const auto& d : diff) MESSAGE(d);
   CHECK_MESSAGE(diff.empty(), logs());
   // The flags did something: a mapped owner and mode, a kept newer file, nothing new created.
@@ -690,6 +690,56 @@ std::set<std::string> replicated_xattrs(const std::string& root) {
 
 }  // namespace
 
+TEST_CASE("rsync's times on directories and symlinks: kept as rsync -a keeps them, omitted as with rsync -aOJ") {
+  Fixture f;
+  test::make_sample_tree(f.src);  // directories from 2011/2012, a symlink from 2020
+  auto year_of = [](const std::string& p) {
+    struct stat st {};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    struct tm tm {};
+    ::gmtime_r(&st.st_mtim.tv_sec, &tm);
+    return tm.tm_year + 1900;
+  };
+  // Kept (the default): the directories keep their times while entries are added inside, live.
+  const std::string keep = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true } }\n");
+  {
+    auto c = f.syncd_started(keep, f.t / "keep.console");
+    f.wait_idle();
+    CHECK(year_of(f.dst + "/etc") == 2012);
+    CHECK(year_of(f.dst + "/etc/ca") == 2011);
+    CHECK(year_of(f.dst + "/etc/link") == 2020);
+    test::write_file(f.src + "/etc/ca/new.pem", "added inside");  // moves etc/ca's time in the source
+    std::vector<std::string> diff;
+    REQUIRE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true));
+    for (const auto& d : diff) MESSAGE(d);
+    CHECK(diff.empty());
+    CHECK(c->stop_within(SIGTERM, 10000) == 143);
+  }
+  // Omitted: compared with rsync -aOJ into a target of its own.
+  const std::string dst2 = f.t / "dst-omit", rdst = f.t / "rsync-dst";
+  REQUIRE(::mkdir(dst2.c_str(), 0755) == 0);
+  REQUIRE(test::run("rm -rf '" + f.t / "state" + "'") == 0);  // a new target: a new index
+  REQUIRE(test::run("rsync -aOJ '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string omit = f.config("sync { default.rsync, source = '@SRC@', target = '" + dst2 +
+                                    "', rsync = { archive = true, omit_dir_times = true, omit_link_times = true } }\n");
+  const std::string console = f.t / "omit.console";
+  auto c = f.syncd_started(omit, console);
+  f.wait_idle();
+  for (const auto& d : {rdst, dst2}) {
+    CAPTURE(d);
+    CHECK(year_of(d + "/etc") > 2012);
+    CHECK(year_of(d + "/etc/ca") > 2011);
+    CHECK(year_of(d + "/etc/link") > 2020);
+    CHECK(year_of(d + "/etc/ca/key.pem") == 2001);  // files keep theirs
+  }
+  auto diff = test::tree_diff(rdst, dst2, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+  std::erase(diff, std::string("mtime differs: etc/link"));  // both "now", different instants
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  CHECK(test::read_file(console).find("not honoured") == std::string::npos);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);
@@ -708,7 +758,7 @@ TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as r
   auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
   std::vector<std::string> diff;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
   CHECK(diff.empty());
   CHECK(replicated_xattrs(f.dst) == expected);
   CHECK(logs().find("not honoured") == std::string::npos);
@@ -717,7 +767,7 @@ TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as r
   REQUIRE(test::run("cd '" + f.src + "' && setfattr -n user.origin -v node2 shared/certs/ca.key && setfattr -x user.empty shared/certs/ca.key && "
                     "setfacl -x u:1234 shared/certs/ca.key && echo crl > shared/new.crl") == 0);
   diff.clear();
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 30000, true), logs());
   CHECK(diff.empty());
   const auto now = replicated_xattrs(f.src);
   CHECK(replicated_xattrs(f.dst) == now);
@@ -747,7 +797,9 @@ TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsy
   auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
   f.wait_idle();
-  auto diff = test::tree_diff(rdst, f.dst);
+  auto diff = test::tree_diff(rdst, f.dst, {}, true);
+  // olddir is not in the source: its time is whenever each tool removed f from it.
+  std::erase(diff, std::string("mtime differs: olddir"));
   for (const auto& d : diff) MESSAGE(d);
   CHECK_MESSAGE(diff.empty(), logs());
   CHECK(test::read_file(f.dst + "/changed.txt.bak") == "old");
@@ -757,7 +809,7 @@ TEST_CASE("rsync's backup and suffix: replaced and deleted files are kept as rsy
   move_in(f.t / "stage", f.src + "/changed.txt", "newer");
   REQUIRE(::unlink((f.src + "/etc/ca/key.pem").c_str()) == 0);
   std::vector<std::string> d2;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2, 30000, true), logs());
   CHECK(test::read_file(f.dst + "/changed.txt") == "newer");
   CHECK(test::read_file(f.dst + "/changed.txt.bak") == "new");
   CHECK(test::read_file(f.dst + "/etc/ca/key.pem.bak") == "PRIVATE");
@@ -788,10 +840,14 @@ TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not
   auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
   std::vector<std::string> diff;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff), logs());  // its diff lists mnt/: rsync is the reference
-  diff = test::tree_diff(rdst, f.dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());  // its diff lists mnt/: rsync is the reference
+  diff = test::tree_diff(rdst, f.dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; }, true);
+  // rsync -x creates the mount point but leaves its time (the time it made it); syncd gives it the
+  // source's, as for any directory: there the reference is the source.
+  std::erase(diff, std::string("mtime differs: mnt"));
   for (const auto& d : diff) MESSAGE(d);
   CHECK(diff.empty());
+  CHECK(test::tree_diff(f.src, f.dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0 || rel == "mnt/other-fs.txt"; }, true).empty());
   CHECK(test::exists(f.dst + "/mnt"));
   CHECK_FALSE(test::exists(f.dst + "/mnt/other-fs.txt"));
   // Live: a write on the other filesystem is not seen; one beside it is (the barrier).
@@ -814,7 +870,7 @@ TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many 
   auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
   std::vector<std::string> diff;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
   // The peer stops (alive for TCP and SSH, but it applies and acknowledges nothing).
   // "[a]ttach": the regex matches the attach process but not the shell that runs pkill.
   const std::string attach = "[a]ttach " + f.dst;
@@ -831,7 +887,7 @@ TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many 
   REQUIRE_MESSAGE(test::wait_for(f.dst, "during-stall.txt", 60000), logs());
   CHECK(test::read_file(f.dst + "/during-stall.txt") == "queued while the peer hung");
   diff.clear();
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 60000, true), logs());
   CHECK(diff.empty());
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
@@ -860,7 +916,7 @@ TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup wi
   // A rewrite: the remote keeps the version it replaces; the cookie (written last) is the barrier.
   move_in(f.t / "stage", f.src + "/a.txt", "v2");
   std::vector<std::string> diff;
-  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000), logs());
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
   CHECK(test::read_file(f.dst + "/a.txt") == "v2");
   CHECK(test::read_file(f.dst + "/a.txt.old") == "v1");
   CHECK(test::read_file(f.dst + "/newer-there.txt") == "the target's, newer");

@@ -111,10 +111,10 @@ bool wait_for_text(const std::string& file, const std::string& needle, size_t fr
 }
 
 bool cookie_barrier(const std::string& src, const std::string& dst, const std::string& name,
-                    std::vector<std::string>& diff, int timeout_ms) {
+                    std::vector<std::string>& diff, int timeout_ms, bool dir_mtimes) {
   write_file(src + "/" + name, "c");
   if (!wait_for(dst, name, timeout_ms)) return false;
-  diff = tree_diff(src, dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; });
+  diff = tree_diff(src, dst, [](const std::string& rel) { return rel.rfind("cookie.", 0) == 0; }, dir_mtimes);
   return true;
 }
 

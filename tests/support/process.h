@@ -45,7 +45,7 @@ bool wait_for_text(const std::string& file, const std::string& needle, size_t fr
 // (everything written before it was applied, one ordered stream), then compares the trees,
 // ignoring cookie.* names. False if the cookie never came; `diff` gets one line per difference.
 bool cookie_barrier(const std::string& src, const std::string& dst, const std::string& name,
-                    std::vector<std::string>& diff, int timeout_ms = 30000);
+                    std::vector<std::string>& diff, int timeout_ms = 30000, bool dir_mtimes = false);
 // How often `needle` occurs in `file`.
 size_t count_text(const std::string& file, const std::string& needle);
 

@@ -145,6 +145,32 @@ TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent, existing/up
   CHECK(f.warned(*two_way, "rsync.update = true does not apply to two-way sync"));
 }
 
+TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit_dir_times / omit_link_times") {
+  Fixture f;
+  REQUIRE(::mkdir((f.dir / "a").c_str(), 0755) == 0);
+  auto p = f.plan("sync { default.direct, source = '" + f.src + "', target = '/t' }\n"
+                  "sync { default.rsync, source = '" + f.dir / "" + "', target = '/u', rsync = { omit_dir_times = true, omit_link_times = true } }\n"
+                  "sync { default.rsyncssh, source = '" + f.dir / "a" + "', host = 'h', targetdir = '/x', rsync = { omit_dir_times = true } }\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 3);
+  CHECK(p->nodes[0].direct.sender.dir_times);
+  CHECK(p->nodes[0].direct.rules.dir_times);
+  CHECK(p->nodes[0].direct.rules.link_times);
+  CHECK_FALSE(p->nodes[1].direct.sender.dir_times);
+  CHECK_FALSE(p->nodes[1].direct.rules.dir_times);
+  CHECK_FALSE(p->nodes[1].direct.rules.link_times);
+  CHECK_FALSE(p->nodes[2].push.sender.dir_times);
+  CHECK(p->nodes[2].push.peers[0].remote_args == std::vector<std::string>{"-omit-dir-times"});
+  CHECK(p->warnings.empty());
+  // Two-way: directory times never travel (both nodes add entries); omit_link_times cannot apply.
+  auto two_way = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '" + f.src +
+                        "', rsync = { omit_dir_times = true, omit_link_times = true } }\n");
+  REQUIRE_MESSAGE(two_way.ok(), two_way.error().context);
+  CHECK_FALSE(two_way->nodes[0].push.sender.dir_times);
+  CHECK_FALSE(f.warned(*two_way, "omit_dir_times"));
+  CHECK(f.warned(*two_way, "rsync.omit_link_times = true does not apply to two-way sync"));
+}
+
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
   Fixture f;
   auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"

@@ -65,6 +65,41 @@ struct stat lst(const std::string& path) {
 
 }  // namespace
 
+TEST_SUITE("apply.times") {
+  TEST_CASE("set_mtime gives a directory its time back - set_mtime = false leaves times alone") {
+    Fixture f;
+    Applier ap(f.root);
+    auto d = ap.make_dir("d", attrs(0755, 0, 0, 1'000'000'000, 5, 0));
+    REQUIRE(d.ok());
+    CHECK(lst(f.p("d")).st_mtim.tv_sec == 1'000'000'000);
+    REQUIRE(ap.write_file("d/f", attrs(0644, 0, 0, 1'200'000'000, 0, 1), Expected::absent(), codec::Sha256::of(as_bytes(std::string("x"))),
+                          bytes_writer("x")).ok());
+    CHECK(lst(f.p("d")).st_mtim.tv_sec != 1'000'000'000);  // the entry made inside moved it
+    auto fp = ap.set_mtime("d", 1'000'000'000, 5);
+    REQUIRE(fp.ok());
+    CHECK(lst(f.p("d")).st_mtim.tv_sec == 1'000'000'000);
+    CHECK(lst(f.p("d")).st_mtim.tv_nsec == 5);
+    CHECK(fp->mtime_ns == 1'000'000'000'000'000'005);
+    // Not followed: a symlink's own time is set, not its target's.
+    REQUIRE(::symlink("d", f.p("l").c_str()) == 0);
+    REQUIRE(ap.set_mtime("l", 1'100'000'000, 0).ok());
+    CHECK(lst(f.p("l")).st_mtim.tv_sec == 1'100'000'000);
+    CHECK(lst(f.p("d")).st_mtim.tv_sec == 1'000'000'000);
+    CHECK_FALSE(ap.set_mtime("missing", 1, 0).ok());
+    // rsync's --omit-dir-times / --omit-link-times: the applied version's time is not set.
+    Attrs keep = attrs(0700, 0, 0, 1'000'000'000, 0, 0);
+    keep.set_mtime = false;
+    REQUIRE(ap.make_dir("d", keep).ok());
+    CHECK(lst(f.p("d")).st_mode % 01000 == 0700);
+    CHECK(lst(f.p("d")).st_mtim.tv_sec == 1'000'000'000);  // unchanged, not re-set
+    REQUIRE(ap.make_dir("e", keep).ok());
+    CHECK(lst(f.p("e")).st_mtim.tv_sec > 1'700'000'000);  // a new directory keeps "now"
+    REQUIRE(ap.make_symlink("s", "d", keep, Expected::absent()).ok());
+    CHECK(lst(f.p("s")).st_mtim.tv_sec > 1'700'000'000);
+    f.outside_intact();
+  }
+}
+
 TEST_SUITE("apply.file") {
   TEST_CASE("a file lands with content - owner - group - mode incl. setgid - and nanosecond mtime") {
     Fixture f;

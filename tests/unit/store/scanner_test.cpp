@@ -183,6 +183,17 @@ TEST_SUITE("store.change") {
     CHECK(classify(disk, tomb) == Change::both);  // resurrection
     // Every authored record is valid on the wire.
     CHECK_FALSE(encode_meta(r2.meta).empty());
+
+    // A directory's mtime is a version only where directory times are replicated (one-way).
+    REQUIRE(::mkdir(tr.p("d").c_str(), 0755) == 0);
+    auto de = scan_one(tr.root, "d");
+    REQUIRE(de.ok());
+    const Record dr = author_version(**de, std::nullopt, Change::both, Author{7, 3, 400});
+    Entry dir_touched = **de;
+    dir_touched.fp.mtime_ns += 1;
+    CHECK(classify(dir_touched, dr) == Change::fingerprint);
+    CHECK(classify(dir_touched, dr, true) == Change::meta);
+    CHECK(classify(**de, dr, true) == Change::none);
     CHECK_FALSE(encode_meta(tomb.meta).empty());
   }
 
