@@ -194,6 +194,8 @@ int attach_main(const std::vector<std::string>& args) {
       two_way = true;
     } else if (args[i] == "-nofsync") {
       o.fsync = false;
+    } else if (args[i] == "-sparse") {
+      o.sparse = true;
     } else if (args[i] == "-delete" && i + 1 < args.size()) {
       // lsyncd's delete for a one-way push: true, false, startup, running.
       const std::string m = args[++i];

@@ -37,7 +37,7 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix", "omit_link_times"};
 // Keys syncd does one- and two-way.
-const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout"};
+const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse"};
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
   auto it = s.rsync.find(key);
@@ -226,6 +226,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     const runtime::MirrorRules mirror_rules = mirror_rules_of(s);
     const fs::XattrNames xattrs = xattr_names_of(s);
     const bool one_file_system = rsync_value(s, "one_file_system") == "true";
+    const bool sparse = rsync_value(s, "sparse") == "true";
     std::vector<std::string> excludes = s.excludes;
     std::vector<watch::FilterRule> filters;
     for (const auto& [sign, pat] : s.filters) filters.push_back({sign == '+', pat});
@@ -266,6 +267,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.xattrs = xattrs;
       o.one_file_system = one_file_system;
       o.bwlimit_bytes_per_s = bwlimit;
+      o.sparse = sparse;
       if (io_timeout > 0) plan.warnings.push_back(s.name + " (" + s.where + "): rsync.timeout has no effect on a local target (no connection can stall)");
       o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
@@ -285,6 +287,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     if (two_way) remote_args.push_back("-bidirectional");
     if (xattrs.user) remote_args.push_back("-xattrs");
     if (xattrs.acls) remote_args.push_back("-acls");
+    if (sparse) remote_args.push_back("-sparse");
     if (!two_way) {
       for (auto& a : mirror_rules.attach_args()) remote_args.push_back(std::move(a));
     }
@@ -355,6 +358,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.tombstone_max_age_s = static_cast<uint64_t>(x.tombstone_max_age.value_or(s.syncd.tombstone_max_age.value_or(180 * 86400)));
     o.max_delete_share = static_cast<uint32_t>(x.max_delete_share.value_or(s.syncd.max_delete_share.value_or(50)));
     o.apply.fsync = fsync;
+    o.apply.sparse = sparse;
     o.sender.delay_ms = delay_ms;
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;

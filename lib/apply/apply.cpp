@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <vector>
 
@@ -27,12 +29,56 @@ Error io_error(const char* op, std::string_view rel, int err = errno) {
 }
 
 // Writes to an fd, hashing and counting what it writes.
+constexpr size_t kSparseBlock = 4096;
+
+bool all_zero(const uint8_t* p, size_t n) { return n > 0 && p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0; }
+
 class HashingFdSink final : public delta::OutputSink {
  public:
-  HashingFdSink(int fd, std::string_view rel) : fd_(fd), rel_(rel) {}
+  HashingFdSink(int fd, std::string_view rel, bool sparse) : fd_(fd), rel_(rel), sparse_(sparse) {}
   Status write(ByteSpan data) override {
     sha_.update(data);
-    written_ += data.size();
+    if (!sparse_) {
+      written_ += data.size();
+      return write_all(data);
+    }
+    // Aligned all-zero blocks are skipped (a hole), everything else is written in runs; a block
+    // split across writes is gathered in pending_ first (pending_ is empty exactly at a boundary).
+    while (!data.empty()) {
+      if (!pending_.empty() || data.size() < kSparseBlock) {
+        const size_t k = std::min(kSparseBlock - pending_.size(), data.size());
+        pending_.insert(pending_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(k));
+        written_ += k;
+        data = data.subspan(k);
+        if (pending_.size() == kSparseBlock) SYNCD_TRY(flush_pending());
+        continue;
+      }
+      const bool zero = all_zero(data.data(), kSparseBlock);
+      size_t n = kSparseBlock;
+      while (n + kSparseBlock <= data.size() && all_zero(data.data() + n, kSparseBlock) == zero) n += kSparseBlock;
+      SYNCD_TRY(zero ? skip(n) : write_all(data.first(n)));
+      written_ += n;
+      data = data.subspan(n);
+    }
+    return {};
+  }
+  // Writes what a sparse sink still holds (a last partial block). A file that ends in a hole
+  // gets its length from the caller's ftruncate.
+  Status finish() { return pending_.empty() ? Status{} : flush_pending(); }
+  codec::Digest digest() { return sha_.finish(); }
+  uint64_t written() const noexcept { return written_; }
+
+ private:
+  Status flush_pending() {
+    Status st = all_zero(pending_.data(), pending_.size()) ? skip(pending_.size()) : write_all(pending_);
+    pending_.clear();
+    return st;
+  }
+  Status skip(size_t n) {
+    if (::lseek(fd_, static_cast<off_t>(n), SEEK_CUR) < 0) return io_error("seek", rel_);
+    return {};
+  }
+  Status write_all(ByteSpan data) {
     while (!data.empty()) {
       ssize_t n = ::write(fd_, data.data(), data.size());
       if (n < 0) {
@@ -43,12 +89,11 @@ class HashingFdSink final : public delta::OutputSink {
     }
     return {};
   }
-  codec::Digest digest() { return sha_.finish(); }
-  uint64_t written() const noexcept { return written_; }
 
- private:
   int fd_;
   std::string_view rel_;
+  bool sparse_;
+  Bytes pending_;  // sparse: the current block while it is incomplete
   codec::Sha256 sha_;
   uint64_t written_ = 0;
 };
@@ -183,13 +228,15 @@ Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,
                           const codec::Digest& sha256, const ContentWriter& writer) const {
   // fallocate(2), not posix_fallocate: glibc's emulation would write the whole size in zeros on
   // filesystems without support; there we just skip the early check.
-  if (attrs.size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
+  if (!opts_.sparse && attrs.size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
       errno != EOPNOTSUPP && errno != ENOSYS) {
     return io_error("allocate", rel);
   }
-  HashingFdSink sink(fd, rel);
+  HashingFdSink sink(fd, rel, opts_.sparse);
   if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
-  if (sink.written() != attrs.size) {
+  SYNCD_TRY(sink.finish());
+  // Sparse: a file that ends in a hole gets its length from the truncate.
+  if (sink.written() != attrs.size || opts_.sparse) {
     // A shorter result than announced leaves preallocated blocks: trim, then fail verification.
     if (::ftruncate(fd, static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
   }

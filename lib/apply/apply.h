@@ -76,6 +76,9 @@ struct Options {
   bool fsync = true;              // fsync files and directories (off only for benchmarks)
   bool keep_special_bits = true;  // setuid/setgid/sticky kept (lsyncd archive mode); false strips
   bool chown = true;              // needs root or CAP_CHOWN
+  // rsync's --sparse: file blocks (4 KiB, aligned) of zeros are skipped, leaving holes; nothing
+  // is preallocated.
+  bool sparse = false;
   // Names temp entries; tests replace it to plant files at the names it will pick.
   std::string (*temp_namer)(std::string_view leaf) = temp_name_for;
 };

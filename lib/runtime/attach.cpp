@@ -45,6 +45,7 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
     ro.backup = std::make_shared<const apply::Backup>(std::move(b));
   }
   ro.apply.fsync = opts_.fsync;
+  ro.apply.sparse = opts_.sparse;
   ro.on_synced = [this] {
     log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);
   };

@@ -25,6 +25,7 @@ struct AttachOptions {
   std::string target;
   std::string state_dir;
   bool fsync = true;
+  bool sparse = false;  // the pusher's rsync.sparse
   bool mirror = true;
   MirrorRules rules;
   fs::XattrNames xattrs;  // replicated extended attributes (the pusher's rsync.xattrs / acls)

@@ -59,6 +59,7 @@ Status DirectMirror::start() {
     ro.backup = std::make_shared<const apply::Backup>(std::move(b));
   }
   ro.apply.fsync = opts_.fsync;
+  ro.apply.sparse = opts_.sparse;
   // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
   // our tests wait for: after it, changes are applied in the order they were made.
   ro.on_synced = [this] {

@@ -31,8 +31,9 @@ struct DirectOptions {
   bool fsync = true;
   MirrorRules rules;
   fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
-  bool one_file_system = false;
-  uint64_t bwlimit_bytes_per_s = 0;  // rsync.bwlimit (0: none)  // rsync.one_file_system: mount points below the source are not entered
+  bool one_file_system = false;      // rsync.one_file_system: mount points below the source are not entered
+  uint64_t bwlimit_bytes_per_s = 0;  // rsync.bwlimit (0: none)
+  bool sparse = false;               // rsync.sparse: runs of zeros in files become holes in the target
   SenderOptions sender;
 };
 

@@ -740,6 +740,40 @@ TEST_CASE("rsync's times on directories and symlinks: kept as rsync -a keeps the
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes them") {
+  Fixture f;
+  // 8 MiB with data at the start, in the middle and at the end; the rest zeros.
+  const std::string big = f.src + "/disk.img";
+  REQUIRE(test::run("truncate -s 8M '" + big + "' && for o in 0 4096 6000; do head -c 3000 /dev/urandom | "
+                    "dd of='" + big + "' bs=1K seek=$o conv=notrunc status=none; done && truncate -s 9M '" + big + "'") == 0);
+  const std::string rdst = f.t / "rsync-dst";
+  REQUIRE(test::run("rsync -aS '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, sparse = true } }\n");
+  const std::string console = f.t / "sparse.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  auto allocated = [](const std::string& p) {
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  const uint64_t ours = allocated(f.dst + "/disk.img"), theirs = allocated(rdst + "/disk.img");
+  MESSAGE("allocated: syncd " << ours << " rsync -S " << theirs);
+  CHECK(theirs < 1u << 20);
+  CHECK(ours < 1u << 20);  // 9 MiB long, about 12 KiB of data
+  // Live: a rewrite stays sparse.
+  REQUIRE(test::run("head -c 5000 /dev/urandom | dd of='" + big + "' bs=1K seek=2000 conv=notrunc status=none") == 0);
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 30000, true), logs());
+  CHECK(diff.empty());
+  CHECK(allocated(f.dst + "/disk.img") < 1u << 20);
+  CHECK(logs().find("not honoured") == std::string::npos);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);

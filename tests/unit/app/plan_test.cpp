@@ -150,7 +150,7 @@ TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit
   REQUIRE(::mkdir((f.dir / "a").c_str(), 0755) == 0);
   auto p = f.plan("sync { default.direct, source = '" + f.src + "', target = '/t' }\n"
                   "sync { default.rsync, source = '" + f.dir / "" + "', target = '/u', rsync = { omit_dir_times = true, omit_link_times = true } }\n"
-                  "sync { default.rsyncssh, source = '" + f.dir / "a" + "', host = 'h', targetdir = '/x', rsync = { omit_dir_times = true } }\n");
+                  "sync { default.rsyncssh, source = '" + f.dir / "a" + "', host = 'h', targetdir = '/x', rsync = { omit_dir_times = true, sparse = true } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   REQUIRE(p->nodes.size() == 3);
   CHECK(p->nodes[0].direct.sender.dir_times);
@@ -160,7 +160,9 @@ TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit
   CHECK_FALSE(p->nodes[1].direct.rules.dir_times);
   CHECK_FALSE(p->nodes[1].direct.rules.link_times);
   CHECK_FALSE(p->nodes[2].push.sender.dir_times);
-  CHECK(p->nodes[2].push.peers[0].remote_args == std::vector<std::string>{"-omit-dir-times"});
+  CHECK(p->nodes[2].push.peers[0].remote_args == std::vector<std::string>{"-sparse", "-omit-dir-times"});
+  CHECK(p->nodes[2].push.apply.sparse);
+  CHECK_FALSE(p->nodes[0].direct.sparse);
   CHECK(p->warnings.empty());
   // Two-way: directory times never travel (both nodes add entries); omit_link_times cannot apply.
   auto two_way = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '" + f.src +

@@ -100,6 +100,45 @@ TEST_SUITE("apply.times") {
   }
 }
 
+TEST_SUITE("apply.sparse") {
+  TEST_CASE("sparse: aligned zero blocks become holes - the bytes are the same - odd chunk sizes too") {
+    Fixture f;
+    // 1 MiB: data, 512 KiB of zeros, data, and 96 KiB of zeros at the end.
+    std::string content(1 << 20, '\0');
+    for (size_t i = 0; i < 200'000; ++i) content[i] = static_cast<char>('a' + i % 26);
+    for (size_t i = 200'000 + 512 * 1024; i < content.size() - 96 * 1024; ++i) content[i] = static_cast<char>('A' + i % 7);
+    const auto sha = codec::Sha256::of(as_bytes(content));
+    for (const bool sparse : {false, true}) {
+      CAPTURE(sparse);
+      Options o;
+      o.sparse = sparse;
+      o.fsync = false;
+      Applier ap(f.root, o);
+      const std::string name = sparse ? "sparse" : "dense";
+      auto done = ap.write_file(name, attrs(0644, 0, 0, 1'000'000'000, 0, content.size()), Expected::absent(), sha,
+                                [&](delta::OutputSink& out) -> Status {
+                                  // 1000-byte chunks: no write is aligned to a block
+                                  for (size_t at = 0; at < content.size(); at += 1000) {
+                                    const size_t n = std::min<size_t>(1000, content.size() - at);
+                                    SYNCD_TRY(out.write(as_bytes(std::string_view(content).substr(at, n))));
+                                  }
+                                  return {};
+                                });
+      REQUIRE_MESSAGE(done.ok(), done.error().message());
+      CHECK(test::read_file(f.p(name)) == content);
+      const struct stat st = lst(f.p(name));
+      CHECK(st.st_size == static_cast<off_t>(content.size()));
+      const uint64_t allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+      if (sparse) {
+        CHECK(allocated <= content.size() - 512 * 1024);  // the holes hold no blocks
+      } else {
+        CHECK(allocated >= content.size());
+      }
+    }
+    f.no_temps();
+  }
+}
+
 TEST_SUITE("apply.file") {
   TEST_CASE("a file lands with content - owner - group - mode incl. setgid - and nanosecond mtime") {
     Fixture f;
