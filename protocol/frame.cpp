@@ -49,6 +49,7 @@ class Enc {
     i64(m.mtime_sec);
     u32(m.mtime_nsec);
     str16(m.symlink_target);
+    if (is_device(m.type)) u64(m.rdev);
     u16(static_cast<uint16_t>(m.version.size()));
     for (const auto& e : m.version) {
       u64(e.node);
@@ -222,7 +223,7 @@ class Dec {
 void Dec::meta(FileMeta& m) {
   path(m.path, "path");
   const uint8_t type = u8("type");
-  if (ok() && (type < 1 || type > 3)) fail(corrupt(t_, "file type " + std::to_string(type)));
+  if (ok() && (type < 1 || type > 7)) fail(corrupt(t_, "file type " + std::to_string(type)));
   m.type = static_cast<FileType>(type);
   const uint8_t flags = u8("flags");
   if (ok() && (flags & ~1u)) fail(corrupt(t_, "unknown flag bits"));
@@ -245,6 +246,7 @@ void Dec::meta(FileMeta& m) {
   if (ok() && m.symlink_target.find('\0') != std::string::npos) {
     fail(corrupt(t_, "NUL in symlink target"));
   }
+  m.rdev = ok() && is_device(m.type) ? u64("rdev") : 0;
   const uint16_t nv = u16("version count");
   if (ok() && nv > kMaxVersionEntries) {
     fail(too_big(t_, "version vector of " + std::to_string(nv) + " entries > " +

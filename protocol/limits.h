@@ -9,8 +9,8 @@
 
 namespace syncd::protocol {
 
-inline constexpr uint16_t kProtocolVersion = 1;     // the only version this build speaks
-inline constexpr uint16_t kMinProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;     // the only version this build speaks
+inline constexpr uint16_t kMinProtocolVersion = 2;
 inline constexpr uint32_t kHelloMagic = 0x444E5953;  // "SYND"
 
 inline constexpr size_t kFrameHeaderBytes = 5;              // u32 len | u8 type

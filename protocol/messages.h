@@ -44,7 +44,11 @@ enum Capability : uint64_t {
 };
 inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename;
 
-enum class FileType : uint8_t { file = 1, dir = 2, symlink = 3 };
+// chardev..socket: rsync's --devices / --specials (lsyncd's archive); replicated only where a sync
+// enables them. Their sha256 is that of a descriptor naming the kind and device number.
+enum class FileType : uint8_t { file = 1, dir = 2, symlink = 3, chardev = 4, blockdev = 5, fifo = 6, socket = 7 };
+constexpr bool is_device(FileType t) noexcept { return t == FileType::chardev || t == FileType::blockdev; }
+constexpr bool is_special(FileType t) noexcept { return t >= FileType::chardev && t <= FileType::socket; }
 enum class BodyKind : uint8_t { none = 0, whole = 1, delta = 2 };
 enum class AckStatus : uint8_t {
   applied = 0,        // version is now on disk
@@ -88,6 +92,7 @@ struct FileMeta {
   int64_t mtime_sec = 0;
   uint32_t mtime_nsec = 0;
   std::string symlink_target;  // only for symlinks
+  uint64_t rdev = 0;           // only for devices (on the wire only for them)
   VersionVector version;
   Dot content_dot;
   uint64_t content_ts = 0;  // HLC

@@ -196,6 +196,10 @@ int attach_main(const std::vector<std::string>& args) {
       o.fsync = false;
     } else if (args[i] == "-sparse") {
       o.sparse = true;
+    } else if (args[i] == "-devices") {
+      o.devices = true;
+    } else if (args[i] == "-specials") {
+      o.specials = true;
     } else if (args[i] == "-delete" && i + 1 < args.size()) {
       // lsyncd's delete for a one-way push: true, false, startup, running.
       const std::string m = args[++i];

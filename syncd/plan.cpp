@@ -24,8 +24,7 @@ std::string strip_slash(std::string p) {
 }
 
 // rsync keys syncd does as lsyncd's rsync would without being told (they are its model of "in
-// sync": owner, group, mode, mtime, symlinks; compression is always zstd). Device files, FIFOs and
-// sockets are not replicated (`devices`/`specials` are warned about).
+// sync": owner, group, mode, mtime, symlinks; compression is always zstd).
 const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "times", "links",
                                          "compress", "protect_args", "executability"};
 // rsync.checksum: syncd always decides by content hash (SHA-256), never by size and mtime alone.
@@ -37,11 +36,17 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix", "omit_link_times"};
 // Keys syncd does one- and two-way.
-const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse"};
+const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials"};
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
   auto it = s.rsync.find(key);
   return it == s.rsync.end() || it->second == "false" ? "" : it->second;
+}
+
+// rsync.devices / rsync.specials; lsyncd's archive = true sets both where they are not given.
+bool archive_key(const config::Sync& s, const std::string& key) {
+  if (auto it = s.rsync.find(key); it != s.rsync.end()) return it->second == "true";
+  return rsync_value(s, "archive") == "true";
 }
 
 fs::XattrNames xattr_names_of(const config::Sync& s) {
@@ -104,8 +109,6 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
     } else if (k == "omit_dir_times") {
       // One-way: honoured. Two-way syncs never replicate directory times (both nodes add entries
       // to the same directories), which is what this key asks for.
-    } else if (k == "devices" || k == "specials") {
-      if (v != "false") out.push_back(where + " is not honoured: syncd skips device files, FIFOs and sockets");
     } else if (kOneWay.count(k)) {
       if (two_way && v != "false") out.push_back(where + " does not apply to two-way sync (both nodes author the same files)");
     } else if (kAlwaysOn.count(k)) {
@@ -227,6 +230,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     const fs::XattrNames xattrs = xattr_names_of(s);
     const bool one_file_system = rsync_value(s, "one_file_system") == "true";
     const bool sparse = rsync_value(s, "sparse") == "true";
+    const bool devices = archive_key(s, "devices"), specials = archive_key(s, "specials");
     std::vector<std::string> excludes = s.excludes;
     std::vector<watch::FilterRule> filters;
     for (const auto& [sign, pat] : s.filters) filters.push_back({sign == '+', pat});
@@ -268,6 +272,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.one_file_system = one_file_system;
       o.bwlimit_bytes_per_s = bwlimit;
       o.sparse = sparse;
+      o.devices = devices;
+      o.specials = specials;
       if (io_timeout > 0) plan.warnings.push_back(s.name + " (" + s.where + "): rsync.timeout has no effect on a local target (no connection can stall)");
       o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
@@ -288,6 +294,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     if (xattrs.user) remote_args.push_back("-xattrs");
     if (xattrs.acls) remote_args.push_back("-acls");
     if (sparse) remote_args.push_back("-sparse");
+    if (devices) remote_args.push_back("-devices");
+    if (specials) remote_args.push_back("-specials");
     if (!two_way) {
       for (auto& a : mirror_rules.attach_args()) remote_args.push_back(std::move(a));
     }
@@ -328,6 +336,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
         p.remote_args.insert(p.remote_args.end(), remote_args.begin(), remote_args.end());
         n.push.peers.push_back(std::move(p));
       }
+      // Devices and specials: the one source tree replicates them when any of its syncs does.
+      n.push.devices = n.push.devices || devices;
+      n.push.specials = n.push.specials || specials;
       // Directory times travel when any target keeps them; one that omits them ignores them.
       n.push.sender.dir_times = n.push.sender.dir_times || (!two_way && mirror_rules.dir_times);
       n.syncs.push_back(s);
@@ -365,6 +376,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.dir_times = !two_way && mirror_rules.dir_times;
     o.xattrs = xattrs;
     o.one_file_system = one_file_system;
+    o.devices = devices;
+    o.specials = specials;
     o.bwlimit_bytes_per_s = bwlimit;
     o.io_timeout_s = io_timeout;
     push_by_source[src] = plan.nodes.size();

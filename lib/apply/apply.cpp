@@ -188,6 +188,23 @@ Status Applier::apply_link_meta(int dir, const std::string& name, std::string_vi
   return {};
 }
 
+Status Applier::apply_special_meta(int dir, const std::string& name, std::string_view rel,
+                                   const Attrs& a) const {
+  if (opts_.chown && ::fchownat(dir, name.c_str(), resolve_uid(a.user, a.uid), resolve_gid(a.group, a.gid),
+                                AT_SYMLINK_NOFOLLOW) != 0) {
+    return io_error("chown", rel);
+  }
+  uint32_t mode = a.mode & 07777;
+  if (!opts_.keep_special_bits) mode &= 0777;
+  // AT_SYMLINK_NOFOLLOW: glibc changes the inode through an O_PATH descriptor and refuses a
+  // symlink swapped in meanwhile (EOPNOTSUPP) instead of changing what it points to.
+  if (::fchmodat(dir, name.c_str(), mode, AT_SYMLINK_NOFOLLOW) != 0) return io_error("chmod", rel);
+  if (a.set_mtime && ::utimensat(dir, name.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    return io_error("set mtime of", rel);
+  }
+  return {};
+}
+
 Result<Fingerprint> Applier::commit_temp(int dir, const std::string& tmp, const std::string& leaf,
                                          std::string_view rel, const Expected& expect) const {
   SYNCD_TRY(guard(dir, leaf, rel, expect));
@@ -382,6 +399,24 @@ Result<Fingerprint> Applier::make_symlink(std::string_view rel, std::string_view
   return done;
 }
 
+Result<Fingerprint> Applier::make_special(std::string_view rel, mode_t st_type, uint64_t rdev, const Attrs& attrs,
+                                          const Expected& expect) const {
+  if (st_type != S_IFCHR && st_type != S_IFBLK && st_type != S_IFIFO && st_type != S_IFSOCK) {
+    return Error::make(errc::unsupported, q(rel) + ": not a device, FIFO or socket type");
+  }
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  const int dir = p.dir.get();
+  const dev_t dev = st_type == S_IFCHR || st_type == S_IFBLK ? static_cast<dev_t>(rdev) : 0;
+  SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, p.leaf, rel, [&](const std::string& name) {
+    return ::mknodat(dir, name.c_str(), st_type | 0600, dev);
+  }));
+  auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
+  SYNCD_TRY(apply_special_meta(dir, tmp, rel, attrs));
+  auto done = commit_temp(dir, tmp, p.leaf, rel, expect);
+  if (done.ok()) cleanup.cancel();
+  return done;
+}
+
 Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
                                       const Expected& expect) const {
   SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
@@ -402,6 +437,8 @@ Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
       return Error::make(errc::unexpected_target, q(rel) + " replaced while changing metadata");
     }
     SYNCD_TRY(apply_owner_mode_time(fd.get(), rel, attrs));
+  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    SYNCD_TRY(apply_special_meta(dir, p.leaf, rel, attrs));
   } else {
     return Error::make(errc::unsupported, q(rel) + ": not a file, directory or symlink");
   }
@@ -489,7 +526,9 @@ Status sweep_temps(int dfd, const std::string& rel, int depth) {
     if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       subdirs.emplace_back(n);
-    } else if (S_ISREG(st.st_mode) && is_temp_name(n) && st.st_uid == ::geteuid()) {
+    } else if ((S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode) ||
+                S_ISSOCK(st.st_mode)) &&
+               is_temp_name(n) && st.st_uid == ::geteuid()) {
       temps.emplace_back(n);
     }
   }

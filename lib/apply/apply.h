@@ -111,6 +111,11 @@ class Applier {
   // Creates or replaces a symlink atomically. The target is stored, never followed.
   Result<Fingerprint> make_symlink(std::string_view rel, std::string_view target,
                                    const Attrs& attrs, const Expected& expect) const;
+  // Creates or replaces a device file, FIFO or socket (`st_type`: S_IFCHR, S_IFBLK, S_IFIFO or
+  // S_IFSOCK) atomically, like a symlink: made at a temp name, owner/mode/mtime set there without
+  // following anything, renamed into place. Devices need CAP_MKNOD.
+  Result<Fingerprint> make_special(std::string_view rel, mode_t st_type, uint64_t rdev, const Attrs& attrs,
+                                   const Expected& expect) const;
   // Changes owner, group, mode and mtime of an existing entry (no mode on symlinks).
   Result<Fingerprint> set_meta(std::string_view rel, const Attrs& attrs,
                                const Expected& expect) const;
@@ -145,6 +150,8 @@ class Applier {
   // verify, owner before mode, mtime.
   Status fill_temp(int fd, std::string_view rel, const Attrs& attrs, const codec::Digest& sha256,
                    const ContentWriter& writer) const;
+  // Owner, mode, mtime of a device/FIFO/socket by name, never following (they are not opened).
+  Status apply_special_meta(int dir, const std::string& name, std::string_view rel, const Attrs& a) const;
   Status apply_link_meta(int dir, const std::string& name, std::string_view rel,
                          const Attrs& a) const;
   // Steps 4-5 of the order above for a prepared temp entry: guard, rename, directory fsync.

@@ -14,6 +14,7 @@
 //   ::openat(parent.dir.get(), parent.leaf.c_str(), ...);
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <string>
@@ -54,6 +55,17 @@ class Root {
   void set_one_file_system(bool on) noexcept { one_fs_ = on; }
   // True when `st_dev` is a device this tree does not enter.
   bool foreign_device(dev_t st_dev) const noexcept { return one_fs_ && st_dev != dev_; }
+  // rsync's --devices / --specials (lsyncd's archive implies both): device files, FIFOs and
+  // sockets are replicated too. Regular files, directories and symlinks always are.
+  void set_specials(bool devices, bool specials) noexcept {
+    devices_ = devices;
+    specials_ = specials;
+  }
+  bool replicates(mode_t st_mode) const noexcept {
+    if (S_ISREG(st_mode) || S_ISDIR(st_mode) || S_ISLNK(st_mode)) return true;
+    if (S_ISCHR(st_mode) || S_ISBLK(st_mode)) return devices_;
+    return (S_ISFIFO(st_mode) || S_ISSOCK(st_mode)) && specials_;
+  }
 
   int fd() const noexcept { return fd_.get(); }
   const std::string& path() const noexcept { return path_; }
@@ -70,6 +82,8 @@ class Root {
   Resolver how_ = Resolver::walk;
   XattrNames xattrs_;
   bool one_fs_ = false;
+  bool devices_ = false;
+  bool specials_ = false;
 };
 
 }  // namespace syncd::fs

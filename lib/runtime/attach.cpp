@@ -24,6 +24,7 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
   SYNCD_TRY_ASSIGN(root, fs::Root::open(opts_.target));
   root_ = std::make_unique<fs::Root>(std::move(root));
   root_->set_xattr_names(opts_.xattrs);
+  root_->set_specials(opts_.devices, opts_.specials);
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + opts_.state_dir);
   }

@@ -26,6 +26,8 @@ struct AttachOptions {
   std::string state_dir;
   bool fsync = true;
   bool sparse = false;  // the pusher's rsync.sparse
+  bool devices = false;  // the pusher's rsync.devices / rsync.specials
+  bool specials = false;
   bool mirror = true;
   MirrorRules rules;
   fs::XattrNames xattrs;  // replicated extended attributes (the pusher's rsync.xattrs / acls)

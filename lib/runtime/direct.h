@@ -34,6 +34,8 @@ struct DirectOptions {
   bool one_file_system = false;      // rsync.one_file_system: mount points below the source are not entered
   uint64_t bwlimit_bytes_per_s = 0;  // rsync.bwlimit (0: none)
   bool sparse = false;               // rsync.sparse: runs of zeros in files become holes in the target
+  bool devices = false;              // rsync.devices / rsync.specials: device files / FIFOs and sockets too
+  bool specials = false;
   SenderOptions sender;
 };
 

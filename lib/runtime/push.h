@@ -54,6 +54,8 @@ struct PushOptions {
   // nor receives a byte for this long is dropped and redialled (0: never).
   uint64_t io_timeout_s = 0;
   bool one_file_system = false;  // rsync.one_file_system: mount points below the source are not entered
+  bool devices = false;          // rsync.devices / rsync.specials: device files / FIFOs and sockets too
+  bool specials = false;
   // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".
   std::string transport = "auto";
   // Two-way (TWO-WAY.md): peer sessions that join this daemon (`syncd attach` on this host, run

@@ -456,7 +456,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
       same = h.ok() && *h && **h == m.sha256;
     } else {
       auto here = store::scan_one(root_, m.path);
-      same = here.ok() && *here && (*here)->type == m.type && (*here)->symlink_target == m.symlink_target;
+      same = here.ok() && *here && (*here)->type == m.type && (*here)->sha256 == m.sha256;
     }
     if (!same) {
       if (auto st = opts_.backup->keep(m.path); !st) return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
@@ -481,6 +481,10 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
   switch (m.type) {
     case protocol::FileType::dir: done = applier_.make_dir(m.path, a); break;
     case protocol::FileType::symlink: done = applier_.make_symlink(m.path, m.symlink_target, a, ex); break;
+    case protocol::FileType::chardev: done = applier_.make_special(m.path, S_IFCHR, m.rdev, a, ex); break;
+    case protocol::FileType::blockdev: done = applier_.make_special(m.path, S_IFBLK, m.rdev, a, ex); break;
+    case protocol::FileType::fifo: done = applier_.make_special(m.path, S_IFIFO, 0, a, ex); break;
+    case protocol::FileType::socket: done = applier_.make_special(m.path, S_IFSOCK, 0, a, ex); break;
     case protocol::FileType::file:
       if (content_held || fv.body == protocol::BodyKind::none) {
         // Metadata only: the content must already be the announced one.
@@ -560,10 +564,16 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
   auto have = index_.get(r.from.path);
   const bool dir = r.to.type == protocol::FileType::dir;
   if (!dir) {
-    auto h = local_hash(r.from.path);
-    if (!h.ok() || !*h || **h != r.to.sha256) {
-      return ack(r.seq, protocol::AckStatus::base_mismatch, "rename source not held");
+    // What is at `from` must be what moved: a file's bytes, a symlink's target, a device's number.
+    bool held = false;
+    if (r.to.type == protocol::FileType::file) {
+      auto h = local_hash(r.from.path);
+      held = h.ok() && *h && **h == r.to.sha256;
+    } else {
+      auto e = store::scan_one(root_, r.from.path);
+      held = e.ok() && *e && (*e)->type == r.to.type && (*e)->sha256 == r.to.sha256;
     }
+    if (!held) return ack(r.seq, protocol::AckStatus::base_mismatch, "rename source not held");
   }
   if (opts_.backup) {
     // rsync has no renames: the old name is deleted (kept as a backup) and the new one replaced.

@@ -574,7 +574,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
     store::Record ct = store::author_delete(c, author());
     const std::string np = to + c.meta.path.substr(from.size());
     store::Record cn = store::author_version(
-        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.sha256, false, c.meta.xattrs}, c,
+        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, c.meta.sha256, false, c.meta.xattrs}, c,
         store::Change::meta, author());
     if (index_.put(ct).ok() && index_.put(cn).ok()) emit_record(cn, false, false, out);
   }

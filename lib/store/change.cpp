@@ -59,6 +59,7 @@ Record author_version(const Entry& disk, const std::optional<Record>& prev, Chan
     m.mtime_nsec = static_cast<uint32_t>(disk.fp.mtime_ns - m.mtime_sec * kNs);
   }
   m.symlink_target = disk.symlink_target;
+  m.rdev = disk.rdev;
   m.sha256 = disk.type == protocol::FileType::dir ? protocol::Hash256{} : disk.sha256;
   bump(m.version, a.node, a.counter);
   if (kind == Change::content || kind == Change::both) {

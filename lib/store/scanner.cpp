@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,7 +99,22 @@ std::optional<protocol::FileType> file_type_of(uint32_t mode) noexcept {
   if (S_ISREG(mode)) return protocol::FileType::file;
   if (S_ISDIR(mode)) return protocol::FileType::dir;
   if (S_ISLNK(mode)) return protocol::FileType::symlink;
+  if (S_ISCHR(mode)) return protocol::FileType::chardev;
+  if (S_ISBLK(mode)) return protocol::FileType::blockdev;
+  if (S_ISFIFO(mode)) return protocol::FileType::fifo;
+  if (S_ISSOCK(mode)) return protocol::FileType::socket;
   return std::nullopt;
+}
+
+std::string special_descriptor(protocol::FileType t, uint64_t rdev) {
+  const std::string dev = std::to_string(::major(static_cast<dev_t>(rdev))) + ":" + std::to_string(::minor(static_cast<dev_t>(rdev)));
+  switch (t) {
+    case protocol::FileType::chardev: return "character device " + dev;
+    case protocol::FileType::blockdev: return "block device " + dev;
+    case protocol::FileType::fifo: return "fifo";
+    case protocol::FileType::socket: return "socket";
+    default: return {};
+  }
 }
 
 std::string user_name(uint32_t uid) { return fs::user_name(uid); }
@@ -122,12 +138,15 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
     return Error::from_errno("stat " + q(rel));
   }
   auto type = file_type_of(st.st_mode);
-  if (!type) return Error::make(errc::unsupported, q(rel) + ": not a file, directory or symlink");
+  if (!type || !root.replicates(st.st_mode)) {
+    return Error::make(errc::unsupported, q(rel) + ": a device file, FIFO or socket (rsync.devices / rsync.specials are off)");
+  }
   Entry e;
   e.path = std::string(rel);
   e.type = *type;
   e.fp = fs::Fingerprint::of(st);
-  if (e.type != protocol::FileType::symlink && root.xattr_names().any()) {
+  // Never opened: opening a device runs its driver. (Their xattrs are not replicated.)
+  if ((e.type == protocol::FileType::file || e.type == protocol::FileType::dir) && root.xattr_names().any()) {
     // O_NONBLOCK: a FIFO swapped in meanwhile does not hang the open; the inode check refuses it.
     UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd && errno == ENOENT) return std::optional<Entry>{};
@@ -142,6 +161,14 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
   }
   switch (e.type) {
     case protocol::FileType::dir: break;
+    case protocol::FileType::chardev:
+    case protocol::FileType::blockdev:
+    case protocol::FileType::fifo:
+    case protocol::FileType::socket:
+      if (protocol::is_device(e.type)) e.rdev = st.st_rdev;
+      e.sha256 = codec::Sha256::of(as_bytes(special_descriptor(e.type, e.rdev)));
+      e.hashed = true;
+      break;
     case protocol::FileType::symlink: {
       std::vector<char> buf(4097);
       ssize_t n = ::readlinkat(dir, leaf.c_str(), buf.data(), buf.size());
@@ -190,7 +217,7 @@ Status walk_dir(const fs::Root& root, int dfd, const std::string& prefix, int de
     if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // vanished
     const bool is_dir = S_ISDIR(st.st_mode);
     if (skip && skip(rel, is_dir)) continue;
-    if (!file_type_of(st.st_mode)) continue;  // FIFOs, devices, sockets: not replicated
+    if (!file_type_of(st.st_mode) || !root.replicates(st.st_mode)) continue;  // devices, FIFOs, sockets unless enabled
     if (rel.size() > 4095 || name.size() > 255) continue;
     SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
     if (is_dir && !root.foreign_device(st.st_dev)) {

@@ -32,7 +32,10 @@ struct Entry {
   protocol::FileType type = protocol::FileType::file;
   fs::Fingerprint fp;
   std::string symlink_target;  // symlinks only
-  protocol::Hash256 sha256{};  // files: content hash; symlinks: hash of the target; dirs: zero
+  uint64_t rdev = 0;           // device files only
+  // files: content hash; symlinks: hash of the target; devices, FIFOs, sockets: hash of
+  // special_descriptor(); dirs: zero
+  protocol::Hash256 sha256{};
   bool hashed = false;         // true when sha256 was computed now (not reused)
   std::vector<protocol::Xattr> xattrs{};  // files and dirs: the root's replicated xattrs (sorted)
 };
@@ -59,8 +62,11 @@ using WalkFilter = std::function<bool(std::string_view rel, bool is_dir)>;
 Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
             const WalkFilter& skip = {});
 
-// The file type a stat mode maps to, or nullopt for types syncd does not replicate.
+// The file type a stat mode maps to, or nullopt for types syncd cannot replicate at all. Whether
+// a tree replicates devices and specials is the Root's say (Root::replicates).
 std::optional<protocol::FileType> file_type_of(uint32_t st_mode) noexcept;
+// What a device file, FIFO or socket "contains" for the content hash: its kind and device number.
+std::string special_descriptor(protocol::FileType t, uint64_t rdev);
 
 // Owner and group names for the record, "" when the id has no name here.
 std::string user_name(uint32_t uid);

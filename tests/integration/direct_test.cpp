@@ -164,6 +164,12 @@ TEST_SUITE("integration.direct") {
     // The moved directory keeps working at its new place.
     test::write_file(f.s("moved/sub/y"), "y");
     f.converged();
+    // A symlink renamed: it moves, the old name goes (not only files have "content" to check).
+    f.sh("ln -s renamed " + f.s("link") + " && touch -h -d '2005-05-05' " + f.s("link"));
+    f.converged();
+    f.sh("mv " + f.s("link") + " " + f.s("moved/link2"));
+    f.converged();
+    CHECK_FALSE(test::exists(f.dst + "/link"));
   }
 
   TEST_CASE("SIGKILL during a burst - restart - nothing lost") {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -772,6 +773,59 @@ TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes th
   CHECK(allocated(f.dst + "/disk.img") < 1u << 20);
   CHECK(logs().find("not honoured") == std::string::npos);
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
+TEST_CASE("rsync's devices and specials (archive): device files, FIFOs and sockets arrive as rsync -a makes them") {
+  Fixture f;
+  const std::string make_specials = "mkdir -p '@/dev' && mknod '@/dev/null' c 1 3 && mknod '@/dev/loop9' b 7 9 && mkfifo -m 0640 '@/queue'"
+                                    " && chown 1234:5678 '@/queue' && touch -h -d '2003-03-03 03:03:03' '@/dev/null'"
+                                    " && python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' '@/control.sock'";
+  REQUIRE(test::run(replace_all(make_specials, "@", f.src)) == 0);
+  test::write_file(f.src + "/plain.txt", "a file beside them");
+  const std::string rdst = f.t / "rsync-dst";
+  REQUIRE(test::run("rsync -a '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true } }\n");
+  const std::string console = f.t / "specials.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  f.wait_idle();
+  // The same entries, types, device numbers, owners and modes as rsync -a made; the times are the
+  // source's (rsync 3.5 leaves a FIFO's or socket's own creation time here and there).
+  auto diff = test::tree_diff(rdst, f.dst, {}, true);
+  std::erase_if(diff, [](const std::string& d) { return d.rfind("mtime differs: ", 0) == 0; });
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  diff = test::tree_diff(f.src, f.dst, {}, true);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  struct stat st {};
+  REQUIRE(::lstat((f.dst + "/dev/loop9").c_str(), &st) == 0);
+  CHECK(S_ISBLK(st.st_mode));
+  CHECK(st.st_rdev == ::makedev(7, 9));
+  REQUIRE(::lstat((f.dst + "/control.sock").c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  // Live: a new FIFO, a chmod of a device, a device renamed, one replaced by another number, a socket deleted.
+  REQUIRE(test::run("mkfifo '" + f.src + "/dev/new-fifo' && chmod 0600 '" + f.src + "/dev/null' && mv '" + f.src + "/queue' '" + f.src +
+                    "/dev/queue' && rm '" + f.src + "/control.sock' && rm '" + f.src + "/dev/loop9' && mknod '" + f.src + "/dev/loop9' b 7 10") == 0);
+  std::vector<std::string> d2;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2, 30000, true), logs());
+  for (const auto& d : d2) MESSAGE(d);
+  CHECK(d2.empty());
+  REQUIRE(::lstat((f.dst + "/dev/loop9").c_str(), &st) == 0);
+  CHECK(st.st_rdev == ::makedev(7, 10));
+  CHECK(logs().find("not honoured") == std::string::npos);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+  // Without archive (lsyncd's default.rsync) they are not replicated.
+  const std::string dst2 = f.t / "dst-plain";
+  REQUIRE(::mkdir(dst2.c_str(), 0755) == 0);
+  REQUIRE(test::run("rm -rf '" + f.t / "state" + "'") == 0);
+  auto c2 = f.syncd_started(f.config("sync { default.rsync, source = '@SRC@', target = '" + dst2 + "' }\n"), f.t / "plain.console");
+  f.wait_idle();
+  CHECK(test::read_file(dst2 + "/plain.txt") == "a file beside them");
+  CHECK_FALSE(test::exists(dst2 + "/dev/null"));
+  CHECK_FALSE(test::exists(dst2 + "/dev/queue"));
+  CHECK(test::exists(dst2 + "/dev"));
+  CHECK(c2->stop_within(SIGTERM, 10000) == 143);
 }
 
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {

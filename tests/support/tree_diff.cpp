@@ -63,6 +63,7 @@ std::vector<std::string> tree_diff(const std::string& a, const std::string& b,
       }
     }
     if (S_ISLNK(sa.st_mode) && na.target != nb.target) d.push_back("symlink target differs: " + p);
+    if ((S_ISCHR(sa.st_mode) || S_ISBLK(sa.st_mode)) && sa.st_rdev != sb.st_rdev) d.push_back("device number differs: " + p);
     if ((!S_ISDIR(sa.st_mode) || (dir_mtimes && !p.empty())) && (sa.st_mtim.tv_sec != sb.st_mtim.tv_sec || sa.st_mtim.tv_nsec != sb.st_mtim.tv_nsec)) {
       d.push_back("mtime differs: " + p);
     }

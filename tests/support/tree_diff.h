@@ -1,7 +1,7 @@
 // File: tests/support/tree_diff.h
 //
 // Compares two trees the way a mirror must match: the same relative paths, types, content,
-// symlink targets, permission bits, owner, group, and mtimes to the nanosecond for files and
+// symlink targets, device numbers, permission bits, owner, group, and mtimes to the nanosecond for files and
 // symlinks; directory mtimes (below the roots) only with `dir_mtimes` — one-way syncs restore
 // them after applying entries inside, as rsync does; two-way syncs never replicate them. Returns
 // one line per difference; empty means equal. `ignore` skips names (e.g. barrier cookies).

@@ -48,7 +48,10 @@ TEST_CASE("acme2certifier's symmetric config is a two-way pair, bidirectional = 
   REQUIRE(n.push.peers.size() == 1);
   CHECK(n.push.peers[0].host == "alma9-c2");
   CHECK(n.push.peers[0].target == f.src);
-  CHECK(n.push.peers[0].remote_args == std::vector<std::string>{"-bidirectional"});
+  // archive = true: devices and specials too (lsyncd's archive sets both), on both nodes.
+  CHECK(n.push.peers[0].remote_args == std::vector<std::string>{"-bidirectional", "-devices", "-specials"});
+  CHECK(n.push.devices);
+  CHECK(n.push.specials);
   CHECK(n.push.rsh == "/usr/bin/ssh -l root -i /k -o StrictHostKeyChecking=no");
   CHECK(n.push.sender.delay_ms == 0);  // no delay in the config: syncd's own (immediate)
   CHECK(p->warnings.empty());

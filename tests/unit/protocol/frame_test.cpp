@@ -39,6 +39,11 @@ std::vector<Message> all_messages() {
   FileMeta link = sample_meta("link");
   link.type = FileType::symlink;
   link.symlink_target = "../certs/node1.pem";
+  FileMeta dev = sample_meta("dev/console");
+  dev.type = FileType::chardev;
+  dev.rdev = 0x0501;  // 5:1 (only devices carry it on the wire)
+  FileMeta fifo = sample_meta("run/queue");
+  fifo.type = FileType::fifo;
   return {
       Hello{kHelloMagic, 1, 1, 0xDEADBEEF, "node1", "acme-cluster", 42, kAllCapabilities},
       ErrorMsg{7, "version mismatch"},
@@ -47,6 +52,8 @@ std::vector<Message> all_messages() {
       FileVersion{5, 17, sample_meta(), BodyKind::whole, 1234},
       FileVersion{6, 18, sample_meta(), BodyKind::delta, 100},
       FileVersion{7, 19, link, BodyKind::none, 0},
+      FileVersion{8, 22, dev, BodyKind::none, 0},
+      FileVersion{9, 23, fifo, BodyKind::none, 0},
       Data{5, 0, Bytes(1000, 'd')},
       Delta{6, Hash256{1, 2, 3}, 0, Bytes(10, 'x')},
       SigRequest{9, "big/file.bin", Hash256{4}},
@@ -191,6 +198,18 @@ TEST_SUITE("protocol.frame") {
     // Offsets inside FILE_VERSION: xfer(4) seq(8) pathlen(2) path(15) type(1) flags(1) size(8) mode(4)
     const size_t type_at = 4 + 8 + 2 + 15;
     check_bad(fv, [&](Bytes& p) { p[type_at] = 9; }, "file type");
+    check_bad(fv, [&](Bytes& p) { p[type_at] = 8; }, "file type");
+    check_bad(fv, [&](Bytes& p) { p[type_at] = 0; }, "file type");
+    // A file turned into a device by one byte: the 8 rdev bytes it now needs shift every field
+    // after it, and the frame no longer parses.
+    {
+      auto enc = encode(fv);
+      REQUIRE(enc.ok());
+      Bytes payload(enc->begin() + kFrameHeaderBytes, enc->end());
+      payload[type_at] = static_cast<uint8_t>(FileType::chardev);
+      auto r = decode_payload(type_of(fv), payload);
+      CHECK((!r.ok() || std::get<FileVersion>(*r) != fv));
+    }
     check_bad(fv, [&](Bytes& p) { p[type_at + 1] = 0x80; }, "unknown flag bits");
     check_bad(fv, [&](Bytes& p) { p[type_at + 2 + 8 + 1] = 0x10; }, "mode");  // mode bit 12
     check_bad(Ping{1, 2}, [](Bytes& p) { p.pop_back(); }, "truncated");

@@ -19,7 +19,7 @@ using namespace syncd::runtime;
 namespace {
 
 protocol::Hello hello(uint64_t node) {
-  return protocol::Hello{protocol::kHelloMagic, 1, 1, node, "n" + std::to_string(node), "c", node * 10,
+  return protocol::Hello{protocol::kHelloMagic, protocol::kProtocolVersion, protocol::kProtocolVersion, node, "n" + std::to_string(node), "c", node * 10,
                          protocol::kAllCapabilities};
 }
 

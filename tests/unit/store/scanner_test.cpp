@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include "lib/codec/sha256.h"
@@ -40,6 +43,50 @@ void set_mtime(const std::string& path, int64_t sec, long nsec) {
 }  // namespace
 
 TEST_SUITE("store.scanner") {
+  TEST_CASE("devices and specials: skipped unless the root replicates them - never opened - hashed by kind and number") {
+    test::require_root();
+    Tree tr;
+    REQUIRE(::mkfifo(tr.p("fifo").c_str(), 0640) == 0);
+    REQUIRE(::mknod(tr.p("null").c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0);
+    test::write_file(tr.p("f"), "x");
+    auto names = [&] {
+      std::vector<std::string> seen;
+      REQUIRE(walk(tr.root, "", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+                seen.push_back(rel);
+                return {};
+              }).ok());
+      std::sort(seen.begin(), seen.end());
+      return seen;
+    };
+    CHECK(names() == std::vector<std::string>{"f"});
+    auto off = scan_one(tr.root, "fifo");
+    REQUIRE_FALSE(off.ok());
+    CHECK(off.error().is(errc::unsupported));
+    tr.root.set_specials(true, false);
+    CHECK(names() == std::vector<std::string>{"f", "null"});
+    tr.root.set_specials(true, true);
+    CHECK(names() == std::vector<std::string>{"f", "fifo", "null"});
+    // A FIFO with no writer: opening it for reading would not block (O_NONBLOCK), but it is not
+    // even opened; scanning returns at once.
+    auto fifo = scan_one(tr.root, "fifo");
+    REQUIRE(fifo.ok());
+    CHECK((*fifo)->type == protocol::FileType::fifo);
+    CHECK((*fifo)->rdev == 0);
+    CHECK((*fifo)->sha256 == sha("fifo"));
+    auto dev = scan_one(tr.root, "null");
+    REQUIRE(dev.ok());
+    CHECK((*dev)->type == protocol::FileType::chardev);
+    CHECK((*dev)->rdev == ::makedev(1, 3));
+    CHECK((*dev)->sha256 == sha("character device 1:3"));
+    // The record carries the number; another number is a content change.
+    const Record r = author_version(**dev, std::nullopt, Change::both, Author{1, 1, 1});
+    CHECK(r.meta.rdev == ::makedev(1, 3));
+    Entry other = **dev;
+    other.rdev = ::makedev(1, 5);
+    other.sha256 = sha(special_descriptor(protocol::FileType::chardev, other.rdev));
+    CHECK(classify(other, r) == Change::content);
+  }
+
   TEST_CASE("files - directories - symlinks are reported with hashes and fingerprints") {
     Tree tr;
     test::write_file(tr.p("a.pem"), "cert");
