@@ -98,6 +98,7 @@ void encode_body(const Message& msg, Enc& e) {
           e.meta(m.meta);
           e.u8(static_cast<uint8_t>(m.body));
           e.u64(m.body_len);
+          e.str16(m.link_to);
         } else if constexpr (std::is_same_v<T, Data>) {
           e.u32(m.xfer_id);
           e.u64(m.offset);
@@ -388,6 +389,10 @@ Result<Message> decode_payload(MsgType t, ByteSpan payload) {
       if (d.ok() && body > 2) d.fail(corrupt(t, "body kind " + std::to_string(body)));
       m.body = static_cast<BodyKind>(body);
       m.body_len = d.u64("body_len");
+      m.link_to = d.str16("link_to", kMaxPath);
+      if (d.ok() && !m.link_to.empty()) {
+        if (auto st = validate_path(m.link_to); !st) d.fail(std::move(st).error().wrap("FILE_VERSION link_to"));
+      }
       if (d.ok()) {
         const auto& fm = m.meta;
         const bool has_content = fm.type == FileType::file && !fm.deleted;
@@ -399,6 +404,8 @@ Result<Message> decode_payload(MsgType t, ByteSpan payload) {
           d.fail(too_big(t, "delta body_len above 2*size + 1 MiB"));
         } else if (m.body == BodyKind::none && m.body_len != 0) {
           d.fail(corrupt(t, "body_len without a body"));
+        } else if (!m.link_to.empty() && (m.body != BodyKind::none || !has_content || m.link_to == fm.path)) {
+          d.fail(corrupt(t, "link_to only on a file version without a body, to another path"));
         }
       }
       return finish(d, std::move(m));

@@ -135,6 +135,9 @@ struct FileVersion {
   FileMeta meta;
   BodyKind body = BodyKind::none;
   uint64_t body_len = 0;
+  // rsync's --hard-links: the content is that of `link_to` (the same inode at the source, sent
+  // before); the receiver makes a hard link to it. Only with no body, only for files.
+  std::string link_to{};
   bool operator==(const FileVersion&) const = default;
 };
 struct Data {

@@ -34,7 +34,7 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
-                                       "backup", "backup_dir", "suffix", "omit_link_times"};
+                                       "backup", "backup_dir", "suffix", "omit_link_times", "hard_links"};
 // Keys syncd does one- and two-way.
 const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials"};
 
@@ -268,6 +268,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.fsync = fsync;
       o.rules = mirror_rules;
       o.sender.dir_times = mirror_rules.dir_times;
+      o.sender.hard_links = rsync_value(s, "hard_links") == "true";
       o.xattrs = xattrs;
       o.one_file_system = one_file_system;
       o.bwlimit_bytes_per_s = bwlimit;
@@ -341,6 +342,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       n.push.specials = n.push.specials || specials;
       // Directory times travel when any target keeps them; one that omits them ignores them.
       n.push.sender.dir_times = n.push.sender.dir_times || (!two_way && mirror_rules.dir_times);
+      n.push.sender.hard_links = n.push.sender.hard_links || (!two_way && rsync_value(s, "hard_links") == "true");
       n.syncs.push_back(s);
       n.target_text += ", " + host + ":" + dir + "/";
       continue;
@@ -374,6 +376,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;
     o.sender.dir_times = !two_way && mirror_rules.dir_times;
+    o.sender.hard_links = !two_way && rsync_value(s, "hard_links") == "true";
     o.xattrs = xattrs;
     o.one_file_system = one_file_system;
     o.devices = devices;

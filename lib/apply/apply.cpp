@@ -281,7 +281,8 @@ Result<Applier::Staged> Applier::stage_file(std::string_view rel, const Attrs& a
   return Staged{std::string(rel), tmp, p.leaf, expect};
 }
 
-std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& staged) const {
+std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& staged,
+                                                         const std::function<void(size_t)>& renamed) const {
   std::vector<Result<Fingerprint>> out;
   out.reserve(staged.size());
   auto discard = [&](const Staged& s) {
@@ -342,6 +343,7 @@ std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& sta
     } else {
       out.emplace_back(Fingerprint::of(sb));
     }
+    if (renamed) renamed(out.size() - 1);
   }
   // The renames themselves: one fsync per directory, or one more syncfs for a group.
   if (opts_.fsync && !group) {
@@ -576,6 +578,27 @@ Result<Fingerprint> Applier::rename(std::string_view from, std::string_view to,
   struct stat st{};
   if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", to);
   return Fingerprint::of(st);
+}
+
+Result<Fingerprint> Applier::link_into(std::string_view from, std::string_view to) const {
+  SYNCD_TRY_ASSIGN(pf, root_.parent_of(from));
+  SYNCD_TRY_ASSIGN(pt, root_.parent_of(to));
+  struct stat sf{}, stt{};
+  if (::fstatat(pf.dir.get(), pf.leaf.c_str(), &sf, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", from);
+  if (!S_ISREG(sf.st_mode)) return Error::make(errc::unexpected_target, q(from) + " is not a regular file");
+  // rename(2) between two names of one inode does nothing and would leave the temp behind.
+  if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &stt, AT_SYMLINK_NOFOLLOW) == 0 && stt.st_ino == sf.st_ino &&
+      stt.st_dev == sf.st_dev) {
+    return Fingerprint::of(stt);
+  }
+  const int dir = pt.dir.get();
+  SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, pt.leaf, to, [&](const std::string& name) {
+    return ::linkat(pf.dir.get(), pf.leaf.c_str(), dir, name.c_str(), 0);
+  }));
+  auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
+  auto done = commit_temp(dir, tmp, pt.leaf, to, Expected::any());
+  if (done.ok()) cleanup.cancel();
+  return done;
 }
 
 Result<Fingerprint> Applier::link(std::string_view from, std::string_view to, const Expected& expect_from) const {

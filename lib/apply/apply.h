@@ -104,7 +104,9 @@ class Applier {
   };
   Result<Staged> stage_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
                             const codec::Digest& sha256, const ContentWriter& writer) const;
-  std::vector<Result<Fingerprint>> commit_staged(std::vector<Staged>& staged) const;
+  // `renamed(i)` runs right after staged[i] is in place (before the next one is).
+  std::vector<Result<Fingerprint>> commit_staged(std::vector<Staged>& staged,
+                                                 const std::function<void(size_t)>& renamed = {}) const;
 
   // Creates a directory (mode/owner/mtime applied), or updates the metadata of an existing one.
   Result<Fingerprint> make_dir(std::string_view rel, const Attrs& attrs) const;
@@ -130,6 +132,9 @@ class Applier {
   Result<Fingerprint> rename(std::string_view from, std::string_view to, const Expected& expect_from,
                              const Expected& expect_to) const;
 
+  // Makes `to` another name of the file at `from` (rsync's --hard-links), replacing what is at
+  // `to` atomically: linked at a temp name, renamed over it. Nothing to do when it already is.
+  Result<Fingerprint> link_into(std::string_view from, std::string_view to) const;
   // A second name for the entry at `from` (a conflict copy keeps the losing bytes this way, so the
   // original path never disappears: TWO-WAY.md §4.6). `to` must not exist.
   Result<Fingerprint> link(std::string_view from, std::string_view to, const Expected& expect_from) const;

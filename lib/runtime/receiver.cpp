@@ -109,10 +109,12 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     for (auto& [what, j] : todo) {
       acks->push_back(j());
       note_result(what, acks->back());  // a staged write's final word comes from flush_staged()
+      // Not for a staged write (its rename comes later, in flush_staged): its parent's time is
+      // put back there. Anything else is in place now, before the next entry is applied.
       touch_parent(what);
+      if (staged_.empty() || staged_.back().st.rel != what) restore_dir_times();
     }
     flush_staged();
-    restore_dir_times();
     batch_acks_ = nullptr;
     if (txn_) {
       auto st = txn_->commit();
@@ -368,7 +370,11 @@ void Receiver::flush_staged() {
   std::vector<apply::Applier::Staged> sts;
   sts.reserve(staged_.size());
   for (auto& w : staged_) sts.push_back(w.st);
-  auto results = applier_.commit_staged(sts);
+  // A directory's time goes back right after each entry lands in it, before the next is visible.
+  auto results = applier_.commit_staged(sts, [this](size_t i) {
+    touch_parent(staged_[i].meta.path);
+    restore_dir_times();
+  });
   for (size_t i = 0; i < staged_.size(); ++i) {
     auto& w = staged_[i];
     protocol::Ack& a = (*batch_acks_)[w.ack];
@@ -486,7 +492,15 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
     case protocol::FileType::fifo: done = applier_.make_special(m.path, S_IFIFO, 0, a, ex); break;
     case protocol::FileType::socket: done = applier_.make_special(m.path, S_IFSOCK, 0, a, ex); break;
     case protocol::FileType::file:
-      if (content_held || fv.body == protocol::BodyKind::none) {
+      if (!fv.link_to.empty() && !content_held) {
+        // rsync.hard_links: another name of the same inode, whose content we must already hold.
+        auto have = local_hash(fv.link_to);
+        if (!have.ok() || !*have || **have != m.sha256) {
+          return ack(fv.seq, protocol::AckStatus::base_mismatch, "link source not held");
+        }
+        done = applier_.link_into(fv.link_to, m.path);
+        if (done.ok()) done = applier_.set_meta(m.path, a, apply::Expected::any());
+      } else if (content_held || fv.body == protocol::BodyKind::none) {
         // Metadata only: the content must already be the announced one.
         auto have = local_hash(m.path);
         if (!have.ok() || !*have || **have != m.sha256) {

@@ -359,6 +359,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     process_rescan("", out, changed);
   } else {
     for (const auto& e : b.events) {
+      const size_t before = changed.size();
       switch (e.kind) {
         case watch::Event::Kind::changed: process_path(e.path, out, changed); break;
         case watch::Event::Kind::removed: process_gone(e.path, changed); break;
@@ -374,8 +375,11 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
           }
           break;
       }
+      // What this event changed besides its own path goes right after it, before later events
+      // (a barrier written after the change must not overtake these).
+      if (opts_.hard_links) revisit_links(out, changed, before);
+      if (opts_.dir_times) revisit_parents(e, out, changed);
     }
-    if (opts_.dir_times) revisit_parents(b, out, changed);
   }
   if (auto st = txn->commit(); !st) {
     out.errors.push_back("index commit: " + st.error().message());
@@ -423,6 +427,9 @@ void Sender::process_path(const std::string& path, Outbox& out,
     process_gone(path, changed);
     return;
   }
+  if (opts_.hard_links && (*entry)->type == protocol::FileType::file && (*entry)->nlink > 1) {
+    links_[{(*entry)->fp.dev, (*entry)->fp.ino}].insert(path);  // so a write through another name finds it
+  }
   const store::Change kind = store::classify(**entry, *rec, opts_.dir_times);
   if (kind == store::Change::none) return;
   if (kind == store::Change::fingerprint) {
@@ -441,17 +448,59 @@ void Sender::process_path(const std::string& path, Outbox& out,
   changed.push_back(std::move(r));
 }
 
-void Sender::revisit_parents(const watch::Batch& b, Outbox& out, std::vector<store::Record>& changed) {
+std::optional<std::string> Sender::link_source(const store::Record& r, const Outbox& out) {
+  auto p = root_.parent_of(r.meta.path);
+  struct stat st{};
+  if (!p.ok() || ::fstatat(p->dir.get(), p->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
+  if (!S_ISREG(st.st_mode) || st.st_nlink < 2 || st.st_ino != r.fp.ino || st.st_dev != r.fp.dev) return std::nullopt;
+  auto& names = links_[{st.st_dev, st.st_ino}];
+  std::optional<std::string> found;
+  for (const auto& q : names) {
+    if (q == r.meta.path) continue;
+    auto rec = index_.get(q);
+    if (!rec.ok() || !*rec || (*rec)->meta.deleted || (*rec)->fp.ino != st.st_ino || (*rec)->fp.dev != st.st_dev ||
+        (*rec)->meta.sha256 != r.meta.sha256) {
+      continue;
+    }
+    // The peer has it: sent in this session, or held before the session began.
+    auto sent = link_sent_.find(q);
+    if ((sent != link_sent_.end() && sent->second == std::make_pair(out.gen, r.meta.sha256)) ||
+        (link_since_gen_ == out.gen && (*rec)->seq <= link_since_)) {
+      found = q;
+      break;
+    }
+  }
+  names.insert(r.meta.path);
+  link_sent_[r.meta.path] = {out.gen, r.meta.sha256};
+  return found;
+}
+
+void Sender::revisit_links(Outbox& out, std::vector<store::Record>& changed, size_t from) {
+  std::set<std::string> done;
+  std::vector<std::string> others;
+  for (size_t i = from; i < changed.size(); ++i) {
+    const auto& r = changed[i];
+    done.insert(r.meta.path);
+    if (r.meta.deleted || r.meta.type != protocol::FileType::file) continue;
+    auto it = links_.find({r.fp.dev, r.fp.ino});
+    if (it == links_.end()) continue;
+    others.insert(others.end(), it->second.begin(), it->second.end());
+  }
+  for (const auto& q : others) {
+    if (done.insert(q).second) process_path(q, out, changed);
+  }
+}
+
+void Sender::revisit_parents(const watch::Event& e, Outbox& out, std::vector<store::Record>& changed) {
   std::set<std::string> parents;
   auto add = [&](const std::string& p) {
     const size_t slash = p.rfind('/');
     if (slash != std::string::npos) parents.insert(p.substr(0, slash));  // the root has no record
   };
-  for (const auto& e : b.events) {
-    add(e.path);
-    if (e.kind == watch::Event::Kind::renamed) add(e.from);
-  }
+  add(e.path);
+  if (e.kind == watch::Event::Kind::renamed) add(e.from);
   // After the children: the target restores a directory's time once what is inside is applied.
+  // (Unchanged parents cost a stat and an index lookup.)
   for (const auto& p : parents) process_path(p, out, changed);
 }
 
@@ -574,7 +623,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
     store::Record ct = store::author_delete(c, author());
     const std::string np = to + c.meta.path.substr(from.size());
     store::Record cn = store::author_version(
-        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, c.meta.sha256, false, c.meta.xattrs}, c,
+        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs}, c,
         store::Change::meta, author());
     if (index_.put(ct).ok() && index_.put(cn).ok()) emit_record(cn, false, false, out);
   }
@@ -603,6 +652,15 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
     if (m.type == protocol::FileType::file) out.resendable.emplace_back(r.seq, m.path);
     return;
+  }
+  if (opts_.hard_links && !out.no_links) {
+    // Another name of this inode went first: the peer links to it (if it lacks that content it
+    // answers base_mismatch and the bytes follow).
+    if (auto to = link_source(r, out)) {
+      out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0, *to});
+      out.resendable.emplace_back(r.seq, m.path);
+      return;
+    }
   }
   if (m.size > opts_.stream_above && !out.fresh.count(m.path)) {
     const uint32_t xfer = next_xfer_++;
@@ -778,6 +836,7 @@ void Sender::resend_whole(const std::string& path) {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     out->gen = gen;
+    out->no_links = true;
     auto rec = index_.get(path);
     if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
     // Nothing to resend — the path was deleted since, or its record is now the peer's own (a
@@ -828,6 +887,8 @@ void Sender::on_message(const protocol::Message& msg) {
       StoreLock lk(this);
       auto out = std::make_shared<Outbox>();
       out->gen = gen;
+      link_since_ = since;
+      link_since_gen_ = gen;
       std::vector<store::Record> recs;
       (void)index_.for_each_since(since, [&](const store::Record& r) -> Status {
         recs.push_back(r);

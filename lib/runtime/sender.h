@@ -72,6 +72,9 @@ struct SenderOptions {
   // is a version, and the parents of every changed path are looked at again after a batch (a
   // create, delete or rename inside moved their mtime; inotify does not say so).
   bool dir_times = false;
+  // rsync's --hard-links (one-way): a file whose inode has other names already sent goes as a
+  // FILE_VERSION with link_to, and a content change through one name re-sends the others.
+  bool hard_links = false;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -131,6 +134,7 @@ class Sender {
     uint64_t gen = 0;         // the connection generation these messages are for
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
     size_t versions = 0;      // new local versions authored
+    bool no_links = false;    // a resend after base_mismatch: the bytes, never link_to again
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
     struct Fresh {
       protocol::Hash256 sha256;
@@ -143,8 +147,20 @@ class Sender {
   void process_path(const std::string& path, Outbox& out,
                     std::vector<store::Record>& changed);
   void process_gone(const std::string& path, std::vector<store::Record>& changed);
-  // opts_.dir_times: the directories holding the batch's paths, whose mtimes those changes moved.
-  void revisit_parents(const watch::Batch& b, Outbox& out, std::vector<store::Record>& changed);
+  // opts_.hard_links, job thread: the names seen per multiply-linked inode (dev, ino).
+  std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>> links_;
+  // Job thread: the generation in which each name was last sent (with bytes or as a link) and
+  // with which content, and what the peer held when that generation began (its INDEX_REQUEST's
+  // since).
+  std::map<std::string, std::pair<uint64_t, protocol::Hash256>> link_sent_;
+  uint64_t link_since_ = 0, link_since_gen_ = 0;
+  // A name of the inode of `r` that the peer has with r's content (nullopt: send the bytes).
+  std::optional<std::string> link_source(const store::Record& r, const Outbox& out);
+  // The other names of inodes whose content this batch changed (inotify reports only the name
+  // written through): looked at again so they follow.
+  void revisit_links(Outbox& out, std::vector<store::Record>& changed, size_t from);
+  // opts_.dir_times: the directories holding an event's paths, whose mtimes the change moved.
+  void revisit_parents(const watch::Event& e, Outbox& out, std::vector<store::Record>& changed);
   void process_rescan(const std::string& dir, Outbox& out, std::vector<store::Record>& changed);
   // Sends a RENAME (and body-less versions for a directory's children) when `to` is `from`
   // moved unchanged; false when it is not, and the caller treats it as remove + create.

@@ -145,6 +145,7 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
   e.path = std::string(rel);
   e.type = *type;
   e.fp = fs::Fingerprint::of(st);
+  e.nlink = st.st_nlink;
   // Never opened: opening a device runs its driver. (Their xattrs are not replicated.)
   if ((e.type == protocol::FileType::file || e.type == protocol::FileType::dir) && root.xattr_names().any()) {
     // O_NONBLOCK: a FIFO swapped in meanwhile does not hang the open; the inode check refuses it.

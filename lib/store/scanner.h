@@ -33,6 +33,7 @@ struct Entry {
   fs::Fingerprint fp;
   std::string symlink_target;  // symlinks only
   uint64_t rdev = 0;           // device files only
+  uint64_t nlink = 1;          // names of this inode (rsync.hard_links)
   // files: content hash; symlinks: hash of the target; devices, FIFOs, sockets: hash of
   // special_descriptor(); dirs: zero
   protocol::Hash256 sha256{};

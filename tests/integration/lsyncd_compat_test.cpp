@@ -15,6 +15,8 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -826,6 +828,66 @@ TEST_CASE("rsync's devices and specials (archive): device files, FIFOs and socke
   CHECK_FALSE(test::exists(dst2 + "/dev/queue"));
   CHECK(test::exists(dst2 + "/dev"));
   CHECK(c2->stop_within(SIGTERM, 10000) == 143);
+}
+
+// Names of multiply-linked regular files, grouped by inode (each group sorted).
+std::set<std::vector<std::string>> link_groups(const std::string& root) {
+  std::map<ino_t, std::vector<std::string>> by_ino;
+  std::function<void(const std::string&)> walk = [&](const std::string& rel) {
+    for (const auto& n : test::list_dir(rel.empty() ? root : root + "/" + rel)) {
+      const std::string r = rel.empty() ? n : rel + "/" + n;
+      struct stat st {};
+      if (::lstat((root + "/" + r).c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) walk(r);
+      else if (S_ISREG(st.st_mode) && st.st_nlink > 1) by_ino[st.st_ino].push_back(r);
+    }
+  };
+  walk("");
+  std::set<std::vector<std::string>> out;
+  for (auto& [ino, names] : by_ino) {
+    std::sort(names.begin(), names.end());
+    if (names.size() > 1) out.insert(names);
+  }
+  return out;
+}
+
+TEST_CASE("rsync's hard_links: names of one inode arrive as hard links, as rsync -aH makes them, live changes too") {
+  Fixture f;
+  REQUIRE(test::run("mkdir -p '" + f.src + "/sub' && printf 'shared bytes' > '" + f.src + "/a' && ln '" + f.src + "/a' '" + f.src +
+                    "/sub/b' && ln '" + f.src + "/a' '" + f.src + "/c' && printf 'shared bytes' > '" + f.src + "/twin'") == 0);
+  const std::string rdst = f.t / "rsync-dst";
+  REQUIRE(test::run("rsync -aH '" + f.src + "/' '" + rdst + "/'") == 0);
+  const auto expected = std::set<std::vector<std::string>>{{"a", "c", "sub/b"}};
+  REQUIRE(link_groups(rdst) == expected);  // the equal but separate `twin` is not linked
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, hard_links = true } }\n");
+  const std::string console = f.t / "links.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  f.wait_idle();
+  CHECK(link_groups(f.dst) == link_groups(rdst));
+  // rsync -H makes the links after it set the directories' times (sub's is then the time of its
+  // link): directory times are compared with the source instead.
+  auto diff = test::tree_diff(rdst, f.dst);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  diff = test::tree_diff(f.src, f.dst, {}, true);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  // Live: a new name; a write through one name (in place: every name changes, inotify reports one).
+  REQUIRE(test::run("ln '" + f.src + "/sub/b' '" + f.src + "/e'") == 0);
+  std::vector<std::string> d2;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2, 30000, true), logs());
+  CHECK(d2.empty());
+  CHECK(link_groups(f.dst) == std::set<std::vector<std::string>>{{"a", "c", "e", "sub/b"}});
+  REQUIRE(test::run("printf 'rewritten through c' > '" + f.src + "/c'") == 0);
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", d2, 30000, true), logs());
+  for (const auto& d : d2) MESSAGE(d);
+  CHECK(d2.empty());
+  CHECK(test::read_file(f.dst + "/sub/b") == "rewritten through c");
+  CHECK(link_groups(f.dst) == std::set<std::vector<std::string>>{{"a", "c", "e", "sub/b"}});
+  CHECK(test::read_file(f.dst + "/twin") == "shared bytes");
+  CHECK(logs().find("not honoured") == std::string::npos);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {

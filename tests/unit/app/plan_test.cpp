@@ -174,16 +174,20 @@ TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit
   CHECK_FALSE(two_way->nodes[0].push.sender.dir_times);
   CHECK_FALSE(f.warned(*two_way, "omit_dir_times"));
   CHECK(f.warned(*two_way, "rsync.omit_link_times = true does not apply to two-way sync"));
+  // Hard links likewise one-way only.
+  auto hl = f.plan("sync { default.direct, source = '" + f.src + "', target = '/t', rsync = { hard_links = true } }\n");
+  REQUIRE_MESSAGE(hl.ok(), hl.error().context);
+  CHECK(hl->nodes[0].direct.sender.hard_links);
+  CHECK(hl->warnings.empty());
 }
 
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
   Fixture f;
   auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"
-                  "       rsync = { owner = false, hard_links = true, copy_links = true, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
+                  "       rsync = { owner = false, copy_links = true, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
                   "       filter = { '+ *.c', '- *.o' } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
-  CHECK(f.warned(*p, "rsync.hard_links = true is not honoured by syncd yet"));
   CHECK(f.warned(*p, "rsync.copy_links = true is not honoured by syncd yet"));
   CHECK(f.warned(*p, "rsync.binary = /usr/local/bin/rsync"));
   CHECK(f.warned(*p, "rsync._extra (-u)"));

@@ -54,6 +54,7 @@ std::vector<Message> all_messages() {
       FileVersion{7, 19, link, BodyKind::none, 0},
       FileVersion{8, 22, dev, BodyKind::none, 0},
       FileVersion{9, 23, fifo, BodyKind::none, 0},
+      FileVersion{0, 24, sample_meta("certs/also.pem"), BodyKind::none, 0, "certs/node1.pem"},
       Data{5, 0, Bytes(1000, 'd')},
       Delta{6, Hash256{1, 2, 3}, 0, Bytes(10, 'x')},
       SigRequest{9, "big/file.bin", Hash256{4}},
@@ -199,6 +200,18 @@ TEST_SUITE("protocol.frame") {
     const size_t type_at = 4 + 8 + 2 + 15;
     check_bad(fv, [&](Bytes& p) { p[type_at] = 9; }, "file type");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 8; }, "file type");
+    // link_to: only without a body, never the version's own path, and a valid relative path.
+    {
+      FileVersion linked{0, 3, sample_meta("a"), BodyKind::whole, sample_meta("a").size, "b"};
+      auto enc = encode(linked);
+      CHECK((!enc.ok() || !decode_payload(MsgType::file_version, Bytes(enc->begin() + kFrameHeaderBytes, enc->end())).ok()));
+      for (const char* bad : {"a", "../escape", "/abs"}) {
+        CAPTURE(bad);
+        FileVersion v{0, 3, sample_meta("a"), BodyKind::none, 0, bad};
+        auto e = encode(v);
+        CHECK((!e.ok() || !decode_payload(MsgType::file_version, Bytes(e->begin() + kFrameHeaderBytes, e->end())).ok()));
+      }
+    }
     check_bad(fv, [&](Bytes& p) { p[type_at] = 0; }, "file type");
     // A file turned into a device by one byte: the 8 rdev bytes it now needs shift every field
     // after it, and the frame no longer parses.
@@ -260,8 +273,8 @@ TEST_SUITE("protocol.frame") {
     auto enc = encode(v);
     REQUIRE(enc.ok());
     Bytes p(enc->begin() + kFrameHeaderBytes, enc->end());
-    // xattr count is the u16 before body kind (1) and body_len (8) at the end.
-    const size_t at = p.size() - 9 - 2;
+    // xattr count is the u16 before body kind (1), body_len (8) and an empty link_to (2) at the end.
+    const size_t at = p.size() - 11 - 2;
     p[at] = 64;
     Bytes cut(p.begin(), p.begin() + static_cast<ptrdiff_t>(at + 2));  // the count, then nothing
     auto r = decode_payload(MsgType::file_version, cut);
