@@ -454,7 +454,7 @@ int main(int argc, char** argv) {
       return std::vector<std::string>{o.lsyncd, dir + "/lsyncd.conf"};
     };
   };
-  auto want = [&](const std::string& n) { return o.only.empty() || n.find(o.only) != std::string::npos; };
+  auto want = [&](const std::string& n) { return o.only.empty() || n.rfind(o.only, 0) == 0; };
   std::fprintf(stderr, "ssh bench: %d samples per workload, burst %d, big file %d MiB\n", o.samples, o.burst, o.big_mib);
   if (want("syncd libssh2")) results.push_back(run_tool(o, "syncd libssh2", syncd_argv("libssh2"), "finished: 0"));
   if (want("syncd openssh")) results.push_back(run_tool(o, "syncd openssh", syncd_argv("openssh"), "finished: 0"));

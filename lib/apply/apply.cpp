@@ -30,6 +30,7 @@ Error io_error(const char* op, std::string_view rel, int err = errno) {
 
 // Writes to an fd, hashing and counting what it writes.
 constexpr size_t kSparseBlock = 4096;
+constexpr uint64_t kPreallocFrom = 256 * 1024;  // smaller files are not preallocated
 
 bool all_zero(const uint8_t* p, size_t n) { return n > 0 && p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0; }
 
@@ -244,8 +245,9 @@ Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs
 Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,
                           const codec::Digest& sha256, const ContentWriter& writer) const {
   // fallocate(2), not posix_fallocate: glibc's emulation would write the whole size in zeros on
-  // filesystems without support; there we just skip the early check.
-  if (!opts_.sparse && attrs.size > 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
+  // filesystems without support; there we just skip the early check. Small files skip it too:
+  // their write fails as early, and the extra call was a visible share of a small file's apply.
+  if (!opts_.sparse && attrs.size >= kPreallocFrom && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
       errno != EOPNOTSUPP && errno != ENOSYS) {
     return io_error("allocate", rel);
   }

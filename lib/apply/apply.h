@@ -60,7 +60,7 @@ struct Attrs {
   std::string group;
   int64_t mtime_sec = 0;
   uint32_t mtime_nsec = 0;
-  uint64_t size = 0;  // expected content size (files): preallocated for an early ENOSPC
+  uint64_t size = 0;  // expected content size (files): preallocated for an early ENOSPC (≥ 256 KiB)
   // Files and dirs: the replicated xattrs (the root's xattr_names()), set after chown and chmod
   // (an ACL's mask and the group bits agree, as they did at the source).
   std::vector<protocol::Xattr> xattrs{};

@@ -35,6 +35,16 @@ struct Tree {
 
 protocol::Hash256 sha(const std::string& s) { return codec::Sha256::of(as_bytes(s)); }
 
+// What walk() visits under `rel`, in visiting order.
+std::vector<std::string> walked(const fs::Root& root, const std::string& rel = "") {
+  std::vector<std::string> seen;
+  REQUIRE(walk(root, rel, [&](const std::string& r, const fs::Fingerprint&) -> Status {
+    seen.push_back(r);
+    return {};
+  }).ok());
+  return seen;
+}
+
 void set_mtime(const std::string& path, int64_t sec, long nsec) {
   const struct timespec ts[2] = {{0, UTIME_OMIT}, {sec, nsec}};
   REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
@@ -50,11 +60,7 @@ TEST_SUITE("store.scanner") {
     REQUIRE(::mknod(tr.p("null").c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0);
     test::write_file(tr.p("f"), "x");
     auto names = [&] {
-      std::vector<std::string> seen;
-      REQUIRE(walk(tr.root, "", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
-                seen.push_back(rel);
-                return {};
-              }).ok());
+      auto seen = walked(tr.root);
       std::sort(seen.begin(), seen.end());
       return seen;
     };
@@ -157,19 +163,11 @@ TEST_SUITE("store.scanner") {
     test::write_file(tr.p(".syncd/cookie"), "x");
     REQUIRE(::mkfifo(tr.p("a/fifo").c_str(), 0644) == 0);
     REQUIRE(::symlink((tr.t / "outside").c_str(), tr.p("a/out").c_str()) == 0);
-    std::vector<std::string> seen;
-    REQUIRE(walk(tr.root, "", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
-      seen.push_back(rel);
-      return {};
-    }).ok());
+    auto seen = walked(tr.root);
     std::sort(seen.begin(), seen.end());
     CHECK(seen == std::vector<std::string>{"a", "a/b", "a/b/c", "a/out", "top"});
     // Order: a directory before anything inside it.
-    std::vector<std::string> order;
-    REQUIRE(walk(tr.root, "a", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
-      order.push_back(rel);
-      return {};
-    }).ok());
+    const auto order = walked(tr.root, "a");
     auto pos = [&](const std::string& s) { return std::find(order.begin(), order.end(), s) - order.begin(); };
     CHECK(pos("a/b") < pos("a/b/c"));
     CHECK(std::find(order.begin(), order.end(), "a/out/secret") == order.end());  // not followed
