@@ -106,6 +106,9 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
   for (const auto& [k, v] : s.rsync) {
     const std::string where = s.name + " (" + s.where + "): rsync." + k + " = " + v;
     if (kHonoured.count(k)) {
+    } else if (k == "keep_dirlinks") {
+      // Refused by design, not "yet": rsync -K writes through a symlink on the target.
+      if (v != "false") out.push_back(where + " is not honoured: syncd never writes through a symlink on the target (SECURITY.md); where the source has a directory, a symlink there is replaced by one");
     } else if (k == "omit_dir_times") {
       // One-way: honoured. Two-way syncs never replicate directory times (both nodes add entries
       // to the same directories), which is what this key asks for.
