@@ -313,6 +313,11 @@ void Sender::deliver(Outbox out) {
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
   if (out.versions > 0 && opts_.on_authored) opts_.on_authored();
   if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
+  // Versions that could not be read as recorded (the file changed under the read). Usually the
+  // watcher's event for that change brings a new version; but when the change was a peer's
+  // version applied here (an echo, dropped), nothing would: so the path is looked at again later
+  // (a retry settles once the record is the peer's own, or sends the current one).
+  for (const auto& p : out.unsent) schedule_retry(p, "changed while it was read");
   for (const auto& m : out.msgs) {
     if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
       lg().debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
@@ -665,7 +670,10 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   if (m.size > opts_.stream_above && !out.fresh.count(m.path)) {
     const uint32_t xfer = next_xfer_++;
     out.resendable.emplace_back(r.seq, m.path);
-    stream_body(r, xfer, force_whole, out);
+    if (!stream_body(r, xfer, force_whole, out)) {
+      out.resendable.pop_back();
+      out.unsent.push_back(m.path);
+    }
     return;
   }
   Result<Bytes> content = Bytes();
@@ -677,6 +685,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   }
   if (!content.ok()) {
     if (!content.error().is(errc::unexpected_target)) out.errors.push_back(content.error().message());
+    out.unsent.push_back(m.path);
     return;
   }
   const uint32_t xfer = next_xfer_++;
@@ -735,7 +744,7 @@ Result<size_t> read_full(int fd, uint8_t* p, size_t n) {
 
 }  // namespace
 
-void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole, Outbox& out) {
+bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole, Outbox& out) {
   const auto& m = r.meta;
   const uint64_t peer = peer_node_.load();
   const uint64_t gen = out.gen;
@@ -743,12 +752,12 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   auto parent = root_.parent_of(m.path);
   if (!parent.ok()) {
     out.errors.push_back(parent.error().message());
-    return;
+    return false;
   }
   UniqueFd fd(::openat(parent->dir.get(), parent->leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat st{};
-  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;  // gone: its event follows
-  if (static_cast<uint64_t>(st.st_size) != m.size) return;                 // changed: likewise
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;  // gone or changed since
+  if (static_cast<uint64_t>(st.st_size) != m.size) return false;                 // it was scanned
   const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
   std::optional<delta::SignatureBuilder> builder;
   auto new_builder = [&] {
@@ -786,11 +795,11 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
         if (auto sg = std::move(*builder).finish(); sg.ok()) {
           (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()});
         }
-        return;
+        return true;
       }
       if (::lseek(fd.get(), 0, SEEK_SET) != 0) {
         out.errors.push_back("rewind " + qpath + ": " + std::strerror(errno));
-        return;
+        return false;
       }
       new_builder();
     }
@@ -801,11 +810,11 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
     const size_t sz = queued_size(msg);
     if (!stream_push(gen, std::move(msg), sz)) {
       out.msgs.clear();
-      return;
+      return false;  // the session is gone
     }
   }
   out.msgs.clear();
-  if (!stream_push(gen, protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size}, 256)) return;
+  if (!stream_push(gen, protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size}, 256)) return false;
   bool short_read = false;
   for (uint64_t off = 0; off < m.size;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(protocol::kMaxChunk, m.size - off));
@@ -820,7 +829,7 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
       builder.reset();
     }
     if (builder) (void)builder->feed(ByteSpan(chunk.data(), chunk.size()));
-    if (!stream_push(gen, protocol::Data{xfer, off, std::move(chunk)}, want + 32)) return;
+    if (!stream_push(gen, protocol::Data{xfer, off, std::move(chunk)}, want + 32)) return true;  // session gone
     off += want;
   }
   if (builder) {
@@ -828,6 +837,7 @@ void Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
       (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()});
     }
   }
+  return true;
 }
 
 void Sender::resend_whole(const std::string& path) {

@@ -135,6 +135,7 @@ class Sender {
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
     size_t versions = 0;      // new local versions authored
     bool no_links = false;    // a resend after base_mismatch: the bytes, never link_to again
+    std::vector<std::string> unsent;  // versions not sent: their file changed under the read
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
     struct Fresh {
       protocol::Hash256 sha256;
@@ -169,7 +170,8 @@ class Sender {
   static void wipe_fresh(Outbox& out);
   // Job thread: a large file's body read from disk chunk by chunk into the stream queue (or a
   // bounded delta). Messages already in `out` go into the queue first, to keep the order.
-  void stream_body(const store::Record& r, uint32_t xfer, bool force_whole, Outbox& out);
+  // False when nothing for `r` went out (the file changed since it was scanned, or an error).
+  bool stream_body(const store::Record& r, uint32_t xfer, bool force_whole, Outbox& out);
   // Job thread: queue one message for the session `gen`; waits while the queue and the
   // connection hold more than stream_window bytes. False when that session is gone.
   bool stream_push(uint64_t gen, protocol::Message m, size_t bytes);
