@@ -109,10 +109,12 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     for (auto& [what, j] : todo) {
       acks->push_back(j());
       note_result(what, acks->back());  // a staged write's final word comes from flush_staged()
-      // Not for a staged write (its rename comes later, in flush_staged): its parent's time is
-      // put back there. Anything else is in place now, before the next entry is applied.
-      touch_parent(what);
-      if (staged_.empty() || staged_.back().st.rel != what) restore_dir_times();
+      // A staged write's parent gets its time back after its rename, in flush_staged. Anything
+      // else is in place now, before the next entry is applied.
+      if (staged_.empty() || staged_.back().st.rel != what) {
+        touch_parent(what);
+        restore_dir_times();
+      }
     }
     flush_staged();
     batch_acks_ = nullptr;

@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <sys/wait.h>
@@ -780,9 +782,19 @@ TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes th
 TEST_CASE("rsync's devices and specials (archive): device files, FIFOs and sockets arrive as rsync -a makes them") {
   Fixture f;
   const std::string make_specials = "mkdir -p '@/dev' && mknod '@/dev/null' c 1 3 && mknod '@/dev/loop9' b 7 9 && mkfifo -m 0640 '@/queue'"
-                                    " && chown 1234:5678 '@/queue' && touch -h -d '2003-03-03 03:03:03' '@/dev/null'"
-                                    " && python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' '@/control.sock'";
+                                    " && chown 1234:5678 '@/queue' && touch -h -d '2003-03-03 03:03:03' '@/dev/null'";
   REQUIRE(test::run(replace_all(make_specials, "@", f.src)) == 0);
+  {  // a socket file: bound here (no interpreter needed on a fresh machine), closed, the inode stays
+    const int sfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(sfd >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string sp = f.src + "/control.sock";
+    REQUIRE(sp.size() < sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, sp.c_str(), sp.size() + 1);
+    CHECK(::bind(sfd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    ::close(sfd);
+  }
   test::write_file(f.src + "/plain.txt", "a file beside them");
   const std::string rdst = f.t / "rsync-dst";
   REQUIRE(test::run("rsync -a '" + f.src + "/' '" + rdst + "/'") == 0);
