@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>  // FICLONE
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,6 +99,71 @@ class HashingFdSink final : public delta::OutputSink {
   Bytes pending_;  // sparse: the current block while it is incomplete
   codec::Sha256 sha_;
   uint64_t written_ = 0;
+};
+
+// The output of a patch whose temp file started as a clone of the base (FICLONE: XFS with
+// reflink, btrfs): a COPY that keeps its bytes at their offset costs nothing — they are already
+// there, sharing the base's extents —, other copies go through copy_file_range (which shares
+// extents where it can), literals are written in place. So a small edit of a big file writes,
+// and later fsyncs, only what changed. The result is hashed afterwards, from the file.
+class ClonedFileSink final : public delta::OutputSink {
+ public:
+  ClonedFileSink(int fd, int base_fd, std::string_view rel) : fd_(fd), base_fd_(base_fd), rel_(rel) {}
+  Status write(ByteSpan data) override {
+    while (!data.empty()) {
+      const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(pos_));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return io_error("write", rel_);
+      }
+      data = data.subspan(static_cast<size_t>(n));
+      pos_ += static_cast<uint64_t>(n);
+    }
+    return {};
+  }
+  Result<bool> place_base(uint64_t off, uint64_t n) override {
+    // Nothing before pos_ is ever written again, so the clone still holds the base from pos_ on.
+    if (off == pos_) {
+      pos_ += n;
+      return true;
+    }
+    auto in = static_cast<loff_t>(off);
+    auto out = static_cast<loff_t>(pos_);
+    while (n > 0) {
+      const ssize_t r = ::copy_file_range(base_fd_, &in, fd_, &out, n, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        return false;  // the patcher reads and writes the rest of this run
+      }
+      if (r < 0) return io_error("copy within", rel_);
+      if (r == 0) return Error::make(errc::base_mismatch, "delta: base shorter than expected");
+      n -= static_cast<uint64_t>(r);
+      pos_ = static_cast<uint64_t>(out);
+    }
+    return true;
+  }
+  uint64_t written() const noexcept { return pos_; }
+  // SHA-256 of the file's first written() bytes, read back.
+  Result<codec::Digest> digest() const {
+    codec::Sha256 sha;
+    Bytes buf(1 << 20);
+    for (uint64_t off = 0; off < pos_;) {
+      const auto want = static_cast<size_t>(std::min<uint64_t>(buf.size(), pos_ - off));
+      const ssize_t n = ::pread(fd_, buf.data(), want, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return io_error("read back", rel_);
+      if (n == 0) break;  // shorter than written: the hash cannot match
+      sha.update(ByteSpan(buf.data(), static_cast<size_t>(n)));
+      off += static_cast<uint64_t>(n);
+    }
+    return sha.finish();
+  }
+
+ private:
+  int fd_;
+  int base_fd_;
+  std::string_view rel_;
+  uint64_t pos_ = 0;
 };
 
 // Creates a fresh temp entry with `make(name)` (which returns 0 or -1/errno), retrying with a new
@@ -269,18 +336,43 @@ Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,
 Result<Applier::Staged> Applier::stage_file(std::string_view rel, const Attrs& attrs,
                                             const Expected& expect, const codec::Digest& sha256,
                                             const ContentWriter& writer) const {
+  return stage_with(rel, expect, [&](int fd) { return fill_temp(fd, rel, attrs, sha256, writer); });
+}
+
+Result<Applier::Staged> Applier::stage_with(std::string_view rel, const Expected& expect,
+                                            const std::function<Status(int)>& fill) const {
   SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
   const int dir = p.dir.get();
   UniqueFd fd;
   SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, p.leaf, rel, [&](const std::string& name) {
-    fd.reset(::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    fd.reset(::openat(dir, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     return fd ? 0 : -1;
   }));
   auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
-  SYNCD_TRY(fill_temp(fd.get(), rel, attrs, sha256, writer));
+  SYNCD_TRY(fill(fd.get()));
   if (auto st = fd.close(); !st) return io_error("close", rel, std::move(st).error().code.value());
   cleanup.cancel();
   return Staged{std::string(rel), tmp, p.leaf, expect};
+}
+
+Result<Fingerprint> Applier::patch_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
+                                        const codec::Digest& sha256, int base_fd,
+                                        const ContentWriter& writer) const {
+  SYNCD_TRY_ASSIGN(staged, stage_with(rel, expect, [&](int fd) -> Status {
+    // Sparse keeps rsync's hole rule for every block, so it writes the whole result.
+    if (opts_.sparse || ::ioctl(fd, FICLONE, base_fd) != 0) return fill_temp(fd, rel, attrs, sha256, writer);
+    ClonedFileSink sink(fd, base_fd, rel);
+    if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
+    if (::ftruncate(fd, static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
+    SYNCD_TRY_ASSIGN(got, sink.digest());
+    if (got != sha256) {
+      return Error::make(errc::verify_failed, q(rel) + ": content does not match its SHA-256 "
+                                                       "(discarded; the whole file will be re-sent)");
+    }
+    return apply_owner_mode_time(fd, rel, attrs);
+  }));
+  std::vector<Staged> one{std::move(staged)};
+  return std::move(commit_staged(one).front());
 }
 
 std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& staged,

@@ -92,6 +92,13 @@ class Applier {
   // Writes a regular file atomically (order above). Returns the fingerprint of the new file.
   Result<Fingerprint> write_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
                                  const codec::Digest& sha256, const ContentWriter& writer) const;
+  // write_file() for a patch of `base_fd` (the file now at `rel`, opened by the caller): where the
+  // filesystem can clone (FICLONE: XFS with reflink, btrfs), the temp file starts as a clone of
+  // the base and the writer's sink keeps COPY ranges without moving their bytes (a Patcher with
+  // Hashing::off offers them), so a small edit of a big file writes and fsyncs only what
+  // changed; elsewhere it is write_file(). The result is verified against `sha256` either way.
+  Result<Fingerprint> patch_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
+                                 const codec::Digest& sha256, int base_fd, const ContentWriter& writer) const;
   // Batches (group commit, DESIGN.md targets): stage_file() does steps 1-3 of write_file()
   // except the fsync; commit_staged() then makes all of them durable with one syncfs(2), renames
   // each into place in order (with its guard) and makes the renames durable with one more
@@ -148,6 +155,9 @@ class Applier {
   Result<Fingerprint> stat(std::string_view rel) const;
 
  private:
+  // Steps 1-3 with `fill(temp_fd)` doing the content, owner, mode and mtime.
+  Result<Staged> stage_with(std::string_view rel, const Expected& expect,
+                            const std::function<Status(int)>& fill) const;
   Status guard(int dir, const std::string& leaf, std::string_view rel, const Expected& e) const;
   Status apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const;
   Status fsync_dir(int dir, std::string_view rel) const;

@@ -216,8 +216,48 @@ bool simd_search_active() noexcept {
 #endif
 }
 
-DeltaGenerator::DeltaGenerator(const Signature& sig)
-    : sig_(sig), index_(sig), block_len_(sig.header.block_len) {}
+DeltaGenerator::DeltaGenerator(const Signature& sig) : sig_(sig), block_len_(sig.header.block_len) {}
+
+const BlockIndex& DeltaGenerator::index() {
+  if (!index_) index_.emplace(sig_);
+  return *index_;
+}
+
+bool DeltaGenerator::match_predicted(bool two, Bytes& out) {
+  const uint32_t B = block_len_;
+  auto full = [&](int64_t k) {
+    return k >= 0 && k < int64_t{sig_.header.block_count} && sig_.header.block_size(static_cast<uint32_t>(k)) == B;
+  };
+  // A prediction that misses spends a strong hash like a weak-sum false alarm, under the same cap.
+  auto same = [&](const uint8_t* w, int64_t k) {
+    ++strong_hashes_;
+    if (sig_.key.hash(ByteSpan(w, B)) == sig_.strong[static_cast<size_t>(k)]) return true;
+    false_alarm();
+    return false;
+  };
+  const uint8_t* w = buf_.data() + pos_;
+  if (gave_up_) return false;
+  if (full(predict_) && same(w, predict_)) {
+    emit_literal(out);
+    add_copy(static_cast<uint32_t>(predict_), out);
+    pos_ += B;
+    lit_start_ = pos_;
+    ++predict_;
+    return true;
+  }
+  // Overwritten in place: the block after it may still be where it was.
+  if (two && !gave_up_ && full(predict_ + 1) && same(w + B, predict_ + 1)) {
+    pos_ += B;  // the overwritten block goes as a literal
+    emit_literal(out);
+    add_copy(static_cast<uint32_t>(predict_ + 1), out);
+    pos_ += B;
+    lit_start_ = pos_;
+    predict_ += 2;
+    return true;
+  }
+  predict_ = -1;
+  return false;
+}
 
 int64_t DeltaGenerator::try_match(const uint8_t* window, uint32_t len, uint32_t weak) {
   if (gave_up_) return -1;
@@ -229,14 +269,16 @@ int64_t DeltaGenerator::try_match(const uint8_t* window, uint32_t len, uint32_t 
   };
   const int64_t prefer = run_len_ > 0 ? int64_t{run_first_} + run_len_ : -1;
   bool computed = false;
-  int64_t idx = index_.find(weak, prefer, strong_fn, computed);
+  int64_t idx = index().find(weak, prefer, strong_fn, computed);
   if (idx >= 0 && sig_.header.block_size(static_cast<uint32_t>(idx)) != len) idx = -1;
-  if (idx < 0 && computed) {
-    ++false_alarms_;
-    const uint64_t budget = kFalseAlarmBase + kFalseAlarmPerBlock * (total_in_ / block_len_ + 1);
-    if (false_alarms_ > budget) gave_up_ = true;  // rest of the file goes as literals
-  }
+  if (idx < 0 && computed) false_alarm();
   return idx;
+}
+
+void DeltaGenerator::false_alarm() {
+  ++false_alarms_;
+  const uint64_t budget = kFalseAlarmBase + kFalseAlarmPerBlock * (total_in_ / block_len_ + 1);
+  if (false_alarms_ > budget) gave_up_ = true;  // rest of the file goes as literals
 }
 
 void DeltaGenerator::flush_copy(Bytes& out) {
@@ -318,6 +360,13 @@ void DeltaGenerator::process(bool final, Bytes& out) {
       emit_literal(out);
       break;
     }
+    if (!have_sum_ && predict_ >= 0) {
+      if (!final && avail < 2 * B) break;  // both predictions get their input
+      if (match_predicted(avail >= 2 * B, out)) {
+        compact();
+        continue;
+      }
+    }
     if (!have_sum_) {
       sum_.init(buf_.data() + pos_, B);
       have_sum_ = true;
@@ -330,17 +379,18 @@ void DeltaGenerator::process(bool final, Bytes& out) {
     uint32_t s1 = sum_.s1;
     uint32_t s2 = sum_.s2;
 #if defined(__x86_64__)
-    size_t p = have_avx2() ? scan_avx2(index_.filter(), data, B, pos_, stop, sum_.n, s1, s2)
-                           : scan(index_.filter(), data, B, pos_, stop, sum_.n, s1, s2);
+    const BlockIndex::Filter filter = index().filter();
+    size_t p = have_avx2() ? scan_avx2(filter, data, B, pos_, stop, sum_.n, s1, s2)
+                           : scan(filter, data, B, pos_, stop, sum_.n, s1, s2);
 #else
-    size_t p = scan(index_.filter(), data, B, pos_, stop, sum_.n, s1, s2);
+    size_t p = scan(index().filter(), data, B, pos_, stop, sum_.n, s1, s2);
 #endif
     uint32_t weak = (s1 & 0xffff) | (s2 << 16);
     sum_.s1 = s1;
     sum_.s2 = s2;
     pos_ = p;
     if (pos_ - lit_start_ >= kMaxLiteral) emit_literal(out);
-    if (!index_.maybe(weak)) {
+    if (!index().maybe(weak)) {
       if (pos_ + B >= end) {
         if (!final) break;
         ++pos_;  // cannot roll further: this byte is literal, retry from the next offset
@@ -355,6 +405,7 @@ void DeltaGenerator::process(bool final, Bytes& out) {
       pos_ += B;
       lit_start_ = pos_;
       have_sum_ = false;
+      predict_ = idx + 1;
       compact();
       continue;
     }

@@ -12,6 +12,12 @@
 // block_len of input. Past the cap the rest of the file is sent as literals, so total work stays
 // linear in the file size.
 //
+// Edits in place are found without the search: after a match (and at the start) the next block of
+// the base is expected at the next offset and checked by its strong sum alone; when it differs,
+// the block after it is tried one block further on (an overwritten block), and only then does the
+// rolling search run. Each prediction costs one strong hash per block_len of input, at most two
+// per mismatch, so the work stays linear.
+//
 // Thread affinity: one generator per thread; the Signature it borrows must outlive it and may be
 // shared read-only.
 //
@@ -22,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "lib/base/bytes.h"
@@ -93,14 +100,26 @@ class DeltaGenerator {
  private:
   void process(bool final, Bytes& out);
   int64_t try_match(const uint8_t* window, uint32_t len, uint32_t weak);
+  // Counts a strong hash that matched nothing; past the cap the search gives up.
+  void false_alarm();
   void emit_literal(Bytes& out);
   void add_copy(uint32_t idx, Bytes& out);
   void flush_copy(Bytes& out);
   void compact();
 
+  // The search index over the signature, built on the first search that needs it: a file edited
+  // in place (the common case) is matched block by block through the prediction and never needs it.
+  const BlockIndex& index();
+  // Checks the predicted block (`predict_`) at pos_, then (with `two` blocks of input buffered)
+  // the one after it a block further on: true if one matched and was emitted; else the
+  // prediction is dropped and the rolling search takes over at pos_.
+  bool match_predicted(bool two, Bytes& out);
+
   const Signature& sig_;
-  BlockIndex index_;
+  std::optional<BlockIndex> index_;
   const uint32_t block_len_;
+  // Block expected at pos_ (the one after the last match; block 0 at the start), or -1.
+  int64_t predict_ = 0;
   Bytes buf_;
   size_t lit_start_ = 0;  // pending literal is buf_[lit_start_, pos_)
   size_t pos_ = 0;        // window start

@@ -38,8 +38,8 @@ Status FdBaseReader::read_at(uint64_t off, uint8_t* dst, size_t n) {
   return {};
 }
 
-Patcher::Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len)
-    : base_(base), out_(out), declared_(declared_target_len) {}
+Patcher::Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len, Hashing hashing)
+    : base_(base), out_(out), declared_(declared_target_len), hashing_(hashing == Hashing::on) {}
 
 Patcher::~Patcher() { codec::wipe(copy_buf_.data(), copy_buf_.size()); }
 
@@ -54,7 +54,7 @@ Status Patcher::emit(ByteSpan data) {
     return fail(Error::make(errc::limit_exceeded, "delta: output exceeds declared size " +
                                                       std::to_string(declared_)));
   }
-  sha_.update(data);
+  if (hashing_) sha_.update(data);
   written_ += data.size();
   if (auto st = out_.write(data); !st) return fail(std::move(st).error());
   return {};
@@ -72,6 +72,14 @@ Status Patcher::copy_blocks(uint32_t first, uint32_t n) {
   if (end - begin > declared_ - written_) {
     return fail(Error::make(errc::limit_exceeded, "delta: output exceeds declared size " +
                                                       std::to_string(declared_)));
+  }
+  if (end > begin && !hashing_) {
+    auto placed = out_.place_base(begin, end - begin);
+    if (!placed.ok()) return fail(std::move(placed).error());
+    if (*placed) {
+      written_ += end - begin;
+      return {};
+    }
   }
   if (end > begin) {
     if (ByteSpan direct = base_.view(begin, static_cast<size_t>(end - begin)); !direct.empty()) {
@@ -196,6 +204,7 @@ Result<codec::Digest> Patcher::finish() {
   if (state_ != State::done) {
     return fail(Error::make(errc::truncated, "delta: stream ended before END")).error();
   }
+  if (!hashing_) return codec::Digest{};
   return sha_.finish();
 }
 

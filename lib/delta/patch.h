@@ -42,6 +42,15 @@ class OutputSink {
  public:
   virtual ~OutputSink() = default;
   virtual Status write(ByteSpan data) = 0;
+  // A sink that can place base bytes itself (its file started as a clone of the base, or the
+  // kernel copies between the files) takes base range [off, off+n) as its next n bytes of output
+  // and returns true; false: the patcher reads them and write()s them. Offered only by a patcher
+  // that does not hash, since these bytes never pass through it.
+  virtual Result<bool> place_base(uint64_t off, uint64_t n) {
+    (void)off;
+    (void)n;
+    return false;
+  }
 };
 
 class MemoryBaseReader final : public BaseReader {
@@ -78,12 +87,16 @@ class BytesSink final : public OutputSink {
 
 class Patcher {
  public:
-  Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len);
+  // Hashing::off: the sink verifies the result itself (the applier does), so the patcher skips
+  // its own SHA-256 pass and may let the sink place COPY ranges (place_base).
+  enum class Hashing { on, off };
+  Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len, Hashing hashing = Hashing::on);
   ~Patcher();
   Patcher(const Patcher&) = delete;
   Patcher& operator=(const Patcher&) = delete;
   Status feed(ByteSpan delta);
-  // Requires the END op to have been seen; returns the SHA-256 of everything written.
+  // Requires the END op to have been seen; returns the SHA-256 of everything written (all zeros
+  // under Hashing::off).
   Result<codec::Digest> finish();
   uint64_t written() const noexcept { return written_; }
 
@@ -99,6 +112,7 @@ class Patcher {
   BaseReader& base_;
   OutputSink& out_;
   const uint64_t declared_;
+  const bool hashing_;
   State state_ = State::header;
   uint8_t small_[kDeltaHeaderBytes] = {};
   size_t small_len_ = 0;

@@ -534,9 +534,10 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
         if (!bfd || ::fstat(bfd.get(), &bst) != 0) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base vanished");
         }
-        done = applier_.write_file(m.path, a, ex, m.sha256, [&](delta::OutputSink& out) -> Status {
+        done = applier_.patch_file(m.path, a, ex, m.sha256, bfd.get(), [&](delta::OutputSink& out) -> Status {
           delta::FdBaseReader br(bfd.get(), static_cast<uint64_t>(bst.st_size));
-          delta::Patcher patcher(br, out, m.size);
+          // The applier hashes what lands in the file; one SHA-256 pass is enough.
+          delta::Patcher patcher(br, out, m.size, delta::Patcher::Hashing::off);
           SYNCD_TRY(each_chunk([&](ByteSpan c) { return patcher.feed(c); }));
           SYNCD_TRY(patcher.finish());
           return {};

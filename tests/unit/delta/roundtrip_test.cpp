@@ -168,6 +168,39 @@ TEST_SUITE("delta.roundtrip") {
     CHECK(delta.size() <= 1024 + bl + 64);
   }
 
+  TEST_CASE("an edit in place is matched block by block: one strong hash per block, no search") {
+    auto key = codec::HashKey::random();
+    std::mt19937_64 rng(6);
+    constexpr uint32_t B = 512;
+    const Bytes base = test::random_bytes(rng, 4 << 20);
+    const Signature sig = sign(base, B, key);
+    const uint64_t blocks = base.size() / B;
+    struct Case {
+      size_t at, len;
+      uint64_t max_literal;
+    };
+    // Inside one block: that block goes as a literal, every other block by prediction. Across a
+    // block boundary: two predictions miss, the rolling search finds the next block.
+    for (const Case c : {Case{1000 * B + 7, 400, B}, Case{2000 * B - 50, 100, 2 * B}, Case{0, 10, B},
+                         Case{base.size() - 20, 20, B}}) {
+      CAPTURE(c.at);
+      Bytes target = base;
+      for (size_t i = 0; i < c.len; ++i) target[c.at + i] ^= 0x5a;
+      DeltaGenerator g(sig);
+      Bytes delta;
+      REQUIRE(g.feed(target, delta).ok());
+      REQUIRE(g.finish(delta).ok());
+      CHECK(g.literal_bytes() <= c.max_literal);
+      CHECK(g.literal_bytes() >= c.len);
+      // Every block hashed about once: the weak-sum search (a strong hash per weak hit, and a
+      // rolling sum at every offset of the edited blocks) is not what found them.
+      CHECK(g.strong_hashes() <= blocks + 4);
+      auto r = apply_delta(base, delta, target.size());
+      REQUIRE(r.ok());
+      CHECK(*r == target);
+    }
+  }
+
   TEST_CASE("buffer-size sweep: any chunking of input gives the same delta and the same result") {
     auto key = codec::HashKey::random();
     std::mt19937_64 rng(9);
