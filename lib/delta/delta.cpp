@@ -223,36 +223,28 @@ const BlockIndex& DeltaGenerator::index() {
   return *index_;
 }
 
-bool DeltaGenerator::match_predicted(bool two, Bytes& out) {
+size_t DeltaGenerator::predict_reach() const noexcept {
+  return std::max<size_t>(1, kPredictReach / block_len_);
+}
+
+bool DeltaGenerator::match_predicted(size_t avail, Bytes& out) {
   const uint32_t B = block_len_;
-  auto full = [&](int64_t k) {
-    return k >= 0 && k < int64_t{sig_.header.block_count} && sig_.header.block_size(static_cast<uint32_t>(k)) == B;
-  };
-  // A prediction that misses spends a strong hash like a weak-sum false alarm, under the same cap.
-  auto same = [&](const uint8_t* w, int64_t k) {
+  const size_t reach = predict_reach();
+  // Block k expected j blocks further on: block j of an overwrite that spans j blocks.
+  for (size_t j = 0; j <= reach && (j + 1) * B <= avail && !gave_up_; ++j) {
+    const int64_t k = predict_ + static_cast<int64_t>(j);
+    if (k >= int64_t{sig_.header.block_count} || sig_.header.block_size(static_cast<uint32_t>(k)) != B) break;
     ++strong_hashes_;
-    if (sig_.key.hash(ByteSpan(w, B)) == sig_.strong[static_cast<size_t>(k)]) return true;
-    false_alarm();
-    return false;
-  };
-  const uint8_t* w = buf_.data() + pos_;
-  if (gave_up_) return false;
-  if (full(predict_) && same(w, predict_)) {
+    if (sig_.key.hash(ByteSpan(buf_.data() + pos_ + j * B, B)) != sig_.strong[static_cast<size_t>(k)]) {
+      false_alarm();  // a missed prediction costs what a weak-sum false alarm does, under the same cap
+      continue;
+    }
+    pos_ += j * B;  // the overwritten blocks go as a literal
     emit_literal(out);
-    add_copy(static_cast<uint32_t>(predict_), out);
+    add_copy(static_cast<uint32_t>(k), out);
     pos_ += B;
     lit_start_ = pos_;
-    ++predict_;
-    return true;
-  }
-  // Overwritten in place: the block after it may still be where it was.
-  if (two && !gave_up_ && full(predict_ + 1) && same(w + B, predict_ + 1)) {
-    pos_ += B;  // the overwritten block goes as a literal
-    emit_literal(out);
-    add_copy(static_cast<uint32_t>(predict_ + 1), out);
-    pos_ += B;
-    lit_start_ = pos_;
-    predict_ += 2;
+    predict_ = k + 1;
     return true;
   }
   predict_ = -1;
@@ -360,9 +352,9 @@ void DeltaGenerator::process(bool final, Bytes& out) {
       emit_literal(out);
       break;
     }
-    if (!have_sum_ && predict_ >= 0) {
-      if (!final && avail < 2 * B) break;  // both predictions get their input
-      if (match_predicted(avail >= 2 * B, out)) {
+    if (!have_sum_ && predict_ >= 0 && !gave_up_) {
+      if (!final && avail < (predict_reach() + 1) * B) break;  // every prediction gets its input
+      if (match_predicted(avail, out)) {
         compact();
         continue;
       }

@@ -14,9 +14,9 @@
 //
 // Edits in place are found without the search: after a match (and at the start) the next block of
 // the base is expected at the next offset and checked by its strong sum alone; when it differs,
-// the block after it is tried one block further on (an overwritten block), and only then does the
-// rolling search run. Each prediction costs one strong hash per block_len of input, at most two
-// per mismatch, so the work stays linear.
+// the blocks after it are tried at their own offsets (an overwrite of up to kPredictReach bytes),
+// and only then does the rolling search run. A prediction costs one strong hash of a block it
+// then passes over, so the work stays linear (and counts against the false-alarm cap).
 //
 // Thread affinity: one generator per thread; the Signature it borrows must outlive it and may be
 // shared read-only.
@@ -40,6 +40,8 @@ namespace syncd::delta {
 
 inline constexpr uint64_t kFalseAlarmBase = 256;
 inline constexpr uint64_t kFalseAlarmPerBlock = 16;
+// How far past a changed block the prediction looks for the next unchanged one (bytes).
+inline constexpr size_t kPredictReach = 16 * 1024;
 
 // Lookup structure over a signature: weak sum -> blocks, strong sums sorted within a weak group.
 class BlockIndex {
@@ -110,10 +112,12 @@ class DeltaGenerator {
   // The search index over the signature, built on the first search that needs it: a file edited
   // in place (the common case) is matched block by block through the prediction and never needs it.
   const BlockIndex& index();
-  // Checks the predicted block (`predict_`) at pos_, then (with `two` blocks of input buffered)
-  // the one after it a block further on: true if one matched and was emitted; else the
-  // prediction is dropped and the rolling search takes over at pos_.
-  bool match_predicted(bool two, Bytes& out);
+  // Checks the predicted block (`predict_`) at pos_, then the blocks after it each a block further
+  // on (an overwrite in place spanning up to predict_reach() blocks), within `avail` buffered
+  // bytes: true if one matched and was emitted; else the prediction is dropped and the rolling
+  // search takes over at pos_.
+  bool match_predicted(size_t avail, Bytes& out);
+  size_t predict_reach() const noexcept;
 
   const Signature& sig_;
   std::optional<BlockIndex> index_;
