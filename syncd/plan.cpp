@@ -34,7 +34,8 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
-                                       "backup", "backup_dir", "suffix", "omit_link_times", "hard_links"};
+                                       "backup", "backup_dir", "suffix", "omit_link_times", "hard_links",
+                                       "copy_links", "copy_unsafe_links", "copy_dirlinks"};
 // Keys syncd does one- and two-way.
 const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials"};
 
@@ -232,6 +233,12 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     const runtime::MirrorRules mirror_rules = mirror_rules_of(s);
     const fs::XattrNames xattrs = xattr_names_of(s);
     const bool one_file_system = rsync_value(s, "one_file_system") == "true";
+    fs::Root::FollowLinks follow;
+    if (!two_way) {
+      follow.all = rsync_value(s, "copy_links") == "true";
+      follow.unsafe = rsync_value(s, "copy_unsafe_links") == "true";
+      follow.dirs = rsync_value(s, "copy_dirlinks") == "true";
+    }
     const bool sparse = rsync_value(s, "sparse") == "true";
     const bool devices = archive_key(s, "devices"), specials = archive_key(s, "specials");
     std::vector<std::string> excludes = s.excludes;
@@ -274,6 +281,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.sender.hard_links = rsync_value(s, "hard_links") == "true";
       o.xattrs = xattrs;
       o.one_file_system = one_file_system;
+      o.follow_links = follow;
       o.bwlimit_bytes_per_s = bwlimit;
       o.sparse = sparse;
       o.devices = devices;
@@ -382,6 +390,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.hard_links = !two_way && rsync_value(s, "hard_links") == "true";
     o.xattrs = xattrs;
     o.one_file_system = one_file_system;
+    o.follow_links = follow;
     o.devices = devices;
     o.specials = specials;
     o.bwlimit_bytes_per_s = bwlimit;

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "lib/base/log.h"
@@ -79,7 +80,8 @@ Result<UniqueFd> Root::resolve_openat2(std::string_view rel) const {
     if (fd >= 0) return UniqueFd(static_cast<int>(fd));
     // A symlink as the last component gives ENOTDIR (O_NOFOLLOW|O_DIRECTORY), like a file does;
     // the O_NOFOLLOW walk tells the two apart for the error message, opening nothing new.
-    if (errno == ENOTDIR) return resolve_walk(rel);
+    // ELOOP: a symlink on the way, which the walk may follow (set_follow_links).
+    if (errno == ENOTDIR || (errno == ELOOP && follow_.any())) return resolve_walk(rel);
     if (errno != EAGAIN) return resolve_error(rel, errno);
   }
   return resolve_error(rel, EAGAIN);
@@ -99,6 +101,17 @@ Result<UniqueFd> Root::resolve_walk(std::string_view rel) const {
       struct stat st{};
       if ((errno == ENOTDIR || errno == ELOOP) &&
           ::fstatat(cur.get(), comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        // A link this tree follows to a directory is entered (the kernel resolves it).
+        auto f = follow_.any() ? followed(cur.get(), comp, rel.substr(0, slash))
+                               : Result<std::optional<struct stat>>(std::optional<struct stat>{});
+        if (f.ok() && *f && S_ISDIR((*f)->st_mode)) {
+          next.reset(::openat(cur.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+          if (next) {
+            cur = std::move(next);
+            start = slash + 1;
+            continue;
+          }
+        }
         return resolve_error(rel, ELOOP);
       }
       return resolve_error(rel, errno);
@@ -107,6 +120,60 @@ Result<UniqueFd> Root::resolve_walk(std::string_view rel) const {
     start = slash + 1;
   }
   return cur;
+}
+
+bool Root::unsafe_link(std::string_view rel, std::string_view target) noexcept {
+  if (target.empty() || target.front() == '/') return true;
+  // Depth of the link's directory below the root, then walk the target's components.
+  long depth = static_cast<long>(std::count(rel.begin(), rel.end(), '/'));
+  size_t start = 0;
+  while (start <= target.size()) {
+    size_t slash = target.find('/', start);
+    if (slash == std::string_view::npos) slash = target.size();
+    const std::string_view comp = target.substr(start, slash - start);
+    if (comp == "..") {
+      if (--depth < 0) return true;
+    } else if (!comp.empty() && comp != ".") {
+      ++depth;
+    }
+    start = slash + 1;
+  }
+  return false;
+}
+
+Result<std::optional<struct stat>> Root::followed(int dir, const std::string& leaf, std::string_view rel) const {
+  if (!follow_.any()) return std::optional<struct stat>{};
+  char buf[4097];
+  const ssize_t n = ::readlinkat(dir, leaf.c_str(), buf, sizeof buf);
+  if (n < 0) return Error::from_errno("readlink \"" + log::escape(rel) + "\"");
+  const bool unsafe = unsafe_link(rel, std::string_view(buf, static_cast<size_t>(n)));
+  struct stat st{};
+  if (::fstatat(dir, leaf.c_str(), &st, 0) != 0) {
+    // Without a referent only copy_dirlinks cannot tell: such a link stays a link.
+    if (follow_.all || (follow_.unsafe && unsafe)) {
+      return Error::from_errno("\"" + log::escape(rel) + "\": symlink has no referent");
+    }
+    return std::optional<struct stat>{};
+  }
+  if (follow_.all || (follow_.unsafe && unsafe) || (follow_.dirs && S_ISDIR(st.st_mode))) {
+    return std::optional<struct stat>(st);
+  }
+  return std::optional<struct stat>{};
+}
+
+Result<UniqueFd> Root::open_read(int dir, const std::string& leaf, std::string_view rel, int flags) const {
+  UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | flags));
+  if (fd) return fd;
+  const int err = errno;
+  if (err == ELOOP && follow_.any()) {
+    SYNCD_TRY_ASSIGN(f, followed(dir, leaf, rel));
+    if (f) {
+      fd.reset(::openat(dir, leaf.c_str(), O_RDONLY | O_CLOEXEC | flags));
+      if (fd) return fd;
+      return Error::from_errno("open \"" + log::escape(rel) + "\"");
+    }
+  }
+  return Error::from_errno("open \"" + log::escape(rel) + "\"", err);
 }
 
 Result<UniqueFd> Root::open_dir(std::string_view rel) const {

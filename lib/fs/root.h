@@ -6,7 +6,9 @@
 // openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV) where the
 // kernel has it, else with a component-by-component openat(O_NOFOLLOW | O_DIRECTORY) walk. No
 // symlink is ever followed, so a symlinked parent that points outside the root is refused
-// (errc::path_escape) instead of written through.
+// (errc::path_escape) instead of written through. The one exception is a tree that is only read
+// and whose config asks rsync to copy what links point to (set_follow_links): the links it names
+// are followed, on purpose, wherever they lead.
 // Thread affinity: a Root is immutable after open(); any thread may resolve through it.
 //
 //   SYNCD_TRY_ASSIGN(root, Root::open("/opt/acme2certifier/volume"));
@@ -17,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -67,6 +70,29 @@ class Root {
     return (S_ISFIFO(st_mode) || S_ISSOCK(st_mode)) && specials_;
   }
 
+  // rsync's --copy-links (`all`), --copy-unsafe-links (`unsafe`: an absolute target, or one whose
+  // ".." climb out of the tree) and --copy-dirlinks (`dirs`: links to directories): which symlinks
+  // of this tree are read as what they point to. Only for a tree that is read (a one-way
+  // sender's); a tree that is written never follows one. Set before the tree is shared.
+  struct FollowLinks {
+    bool all = false;
+    bool unsafe = false;
+    bool dirs = false;
+    bool any() const noexcept { return all || unsafe || dirs; }
+  };
+  void set_follow_links(FollowLinks f) noexcept { follow_ = f; }
+  const FollowLinks& follow_links() const noexcept { return follow_; }
+  // rsync's rule: `target` of the link at `rel` is unsafe when absolute or when its ".." climb
+  // above the root.
+  static bool unsafe_link(std::string_view rel, std::string_view target) noexcept;
+  // For the symlink `leaf` in `dir` (the tree's path `rel`): the stat of what it points to when
+  // this tree follows it, std::nullopt when it stays a symlink. A followed link without a
+  // referent (missing, or a loop) is an error naming the path, as rsync reports it.
+  Result<std::optional<struct stat>> followed(int dir, const std::string& leaf, std::string_view rel) const;
+  // Opens `leaf` in `dir` (at `rel`) with O_RDONLY|O_CLOEXEC|`flags`, never through a symlink —
+  // unless this tree follows that one, then its referent.
+  Result<UniqueFd> open_read(int dir, const std::string& leaf, std::string_view rel, int flags) const;
+
   int fd() const noexcept { return fd_.get(); }
   const std::string& path() const noexcept { return path_; }
   Resolver resolver() const noexcept { return how_; }
@@ -84,6 +110,7 @@ class Root {
   bool one_fs_ = false;
   bool devices_ = false;
   bool specials_ = false;
+  FollowLinks follow_;
 };
 
 }  // namespace syncd::fs

@@ -26,6 +26,7 @@ Status DirectMirror::start() {
   dst_root_ = std::make_unique<fs::Root>(std::move(dst));
   src_root_->set_xattr_names(opts_.xattrs);
   src_root_->set_one_file_system(opts_.one_file_system);
+  src_root_->set_follow_links(opts_.follow_links);
   src_root_->set_specials(opts_.devices, opts_.specials);
   dst_root_->set_specials(opts_.devices, opts_.specials);
   dst_root_->set_xattr_names(opts_.xattrs);

@@ -32,6 +32,7 @@ struct DirectOptions {
   MirrorRules rules;
   fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)
   bool one_file_system = false;      // rsync.one_file_system: mount points below the source are not entered
+  fs::Root::FollowLinks follow_links;  // rsync.copy_links / copy_unsafe_links / copy_dirlinks (source)
   uint64_t bwlimit_bytes_per_s = 0;  // rsync.bwlimit (0: none)
   bool sparse = false;               // rsync.sparse: runs of zeros in files become holes in the target
   bool devices = false;              // rsync.devices / rsync.specials: device files / FIFOs and sockets too

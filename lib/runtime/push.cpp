@@ -98,6 +98,7 @@ Status Push::start() {
   root_ = std::make_unique<fs::Root>(std::move(root));
   root_->set_xattr_names(opts_.xattrs);
   root_->set_one_file_system(opts_.one_file_system);
+  if (!opts_.two_way) root_->set_follow_links(opts_.follow_links);
   root_->set_specials(opts_.devices, opts_.specials);
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + opts_.state_dir);

@@ -54,6 +54,9 @@ struct PushOptions {
   // nor receives a byte for this long is dropped and redialled (0: never).
   uint64_t io_timeout_s = 0;
   bool one_file_system = false;  // rsync.one_file_system: mount points below the source are not entered
+  // rsync.copy_links / copy_unsafe_links / copy_dirlinks: links of the source read as what they
+  // point to (one-way only: a tree this node also writes never follows a link).
+  fs::Root::FollowLinks follow_links;
   bool devices = false;          // rsync.devices / rsync.specials: device files / FIFOs and sockets too
   bool specials = false;
   // "auto" (libssh2 unless the key or the rsh line needs the OpenSSH client), "libssh2", "openssh".

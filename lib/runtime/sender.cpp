@@ -28,8 +28,7 @@ auto& lg() { return log::get(log::Module::runtime); }
 // announce (a newer write will produce its own event).
 Result<Bytes> read_content(const fs::Root& root, const store::Record& r) {
   SYNCD_TRY_ASSIGN(p, root.parent_of(r.meta.path));
-  UniqueFd fd(::openat(p.dir.get(), p.leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return Error::from_errno("open \"" + log::escape(r.meta.path) + "\"");
+  SYNCD_TRY_ASSIGN(fd, root.open_read(p.dir.get(), p.leaf, r.meta.path, O_NONBLOCK));
   Bytes content(r.meta.size);
   size_t got = 0;
   while (got < content.size()) {
@@ -413,7 +412,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
 }
 
 void Sender::process_path(const std::string& path, Outbox& out,
-                          std::vector<store::Record>& changed) {
+                          std::vector<store::Record>& changed, bool walking) {
   auto rec = index_.get(path);
   if (!rec.ok()) {
     out.errors.push_back(rec.error().message());
@@ -450,7 +449,11 @@ void Sender::process_path(const std::string& path, Outbox& out,
   if ((*entry)->hashed && r.meta.type == protocol::FileType::file && bytes.size() == r.meta.size) {
     out.fresh[path] = Outbox::Fresh{r.meta.sha256, std::move(bytes)};
   }
+  const bool enter = !walking && (*entry)->via_link && r.meta.type == protocol::FileType::dir;
   changed.push_back(std::move(r));
+  // A followed link to a directory (rsync.copy_links): nothing watches inside it and no event
+  // says it has content, so its tree is read now (a walk already in progress reads it itself).
+  if (enter) process_rescan(path, out, changed);
 }
 
 std::optional<std::string> Sender::link_source(const store::Record& r, const Outbox& out) {
@@ -537,7 +540,7 @@ void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<sto
       root_, dir,
       [&](const std::string& rel, const fs::Fingerprint&) -> Status {
         seen.insert(rel);
-        process_path(rel, out, changed);
+        process_path(rel, out, changed, true);
         return {};
       },
       [&](std::string_view rel, bool is_dir) {
@@ -754,7 +757,8 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
     out.errors.push_back(parent.error().message());
     return false;
   }
-  UniqueFd fd(::openat(parent->dir.get(), parent->leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  auto opened = root_.open_read(parent->dir.get(), parent->leaf, m.path, O_NONBLOCK);
+  UniqueFd fd = opened.ok() ? std::move(*opened) : UniqueFd();
   struct stat st{};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;  // gone or changed since
   if (static_cast<uint64_t>(st.st_size) != m.size) return false;                 // it was scanned

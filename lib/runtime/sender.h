@@ -146,7 +146,7 @@ class Sender {
   // Job-thread side.
   void process_batch(const watch::Batch& b, Outbox& out);
   void process_path(const std::string& path, Outbox& out,
-                    std::vector<store::Record>& changed);
+                    std::vector<store::Record>& changed, bool walking = false);
   void process_gone(const std::string& path, std::vector<store::Record>& changed);
   // opts_.hard_links, job thread: the names seen per multiply-linked inode (dev, ino).
   std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>> links_;

@@ -39,15 +39,17 @@ bool same_bytes(const struct stat& st, const fs::Fingerprint& seen) {
 // Hashes the regular file `leaf` in `dir`, which lstat showed as `seen`. With `keep`, a file of
 // at most kKeepMax bytes is also returned in it (the sender ships what it hashed instead of
 // opening and reading the file a second time).
-Result<protocol::Hash256> hash_file(int dir, const std::string& leaf, std::string_view rel,
+Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::string& leaf, std::string_view rel,
                                     const fs::Fingerprint& seen, Bytes* keep) {
-  // O_NOFOLLOW|O_NONBLOCK: a name swapped for a symlink or FIFO since the lstat neither leads
-  // outside nor blocks; fstat then shows it is not the file we saw.
-  UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  if (!fd) {
-    if (errno == ELOOP) return busy(rel);
-    return Error::from_errno("open " + q(rel));
+  // No symlink followed (unless the tree follows that one), O_NONBLOCK: a name swapped for a
+  // symlink or FIFO since the lstat neither leads outside nor blocks; fstat then shows it is not
+  // the file we saw.
+  auto opened = root.open_read(dir, leaf, rel, O_NONBLOCK | O_NOCTTY);
+  if (!opened.ok()) {
+    if (opened.error().is_errno(ELOOP)) return busy(rel);
+    return std::move(opened).error();
   }
+  UniqueFd fd = std::move(*opened);
   struct stat before{};
   if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q(rel));
   if (!S_ISREG(before.st_mode) || !same_bytes(before, seen)) return busy(rel);
@@ -137,6 +139,15 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
     if (errno == ENOENT) return std::optional<Entry>{};
     return Error::from_errno("stat " + q(rel));
   }
+  bool via_link = false;
+  if (S_ISLNK(st.st_mode) && root.follow_links().any()) {
+    // rsync.copy_links and friends: this link is read as what it points to.
+    SYNCD_TRY_ASSIGN(f, root.followed(dir, leaf, rel));
+    if (f) {
+      st = *f;
+      via_link = true;
+    }
+  }
   auto type = file_type_of(st.st_mode);
   if (!type || !root.replicates(st.st_mode)) {
     return Error::make(errc::unsupported, q(rel) + ": a device file, FIFO or socket (rsync.devices / rsync.specials are off)");
@@ -146,12 +157,14 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
   e.type = *type;
   e.fp = fs::Fingerprint::of(st);
   e.nlink = st.st_nlink;
+  e.via_link = via_link;
   // Never opened: opening a device runs its driver. (Their xattrs are not replicated.)
   if ((e.type == protocol::FileType::file || e.type == protocol::FileType::dir) && root.xattr_names().any()) {
     // O_NONBLOCK: a FIFO swapped in meanwhile does not hang the open; the inode check refuses it.
-    UniqueFd fd(::openat(dir, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (!fd && errno == ENOENT) return std::optional<Entry>{};
-    if (!fd) return Error::from_errno("open " + q(rel));
+    auto opened = root.open_read(dir, leaf, rel, O_NONBLOCK);
+    if (!opened.ok() && opened.error().is_errno(ENOENT)) return std::optional<Entry>{};
+    if (!opened.ok()) return std::move(opened).error();
+    UniqueFd fd = std::move(*opened);
     struct stat fst{};
     if (::fstat(fd.get(), &fst) != 0) return Error::from_errno("stat " + q(rel));
     if (fst.st_ino != st.st_ino || fst.st_dev != st.st_dev) {
@@ -186,7 +199,7 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
       if (known && known->fp.same_content_stat(e.fp)) {
         e.sha256 = known->sha256;  // unchanged by every stat measure: no need to read it
       } else {
-        SYNCD_TRY_ASSIGN(h, hash_file(dir, leaf, rel, e.fp, keep));
+        SYNCD_TRY_ASSIGN(h, hash_file(root, dir, leaf, rel, e.fp, keep));
         e.sha256 = h;
         e.hashed = true;
       }
@@ -197,8 +210,10 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
 
 namespace {
 
+// `entered`: (dev, inode) of the directories on the way down, so a followed link that leads back
+// into one of them (a loop) is not entered again.
 Status walk_dir(const fs::Root& root, int dfd, const std::string& prefix, int depth, const WalkVisitor& visit,
-                const WalkFilter& skip) {
+                const WalkFilter& skip, std::vector<std::pair<dev_t, ino_t>>& entered) {
   if (depth > 2048) return Error::make(errc::limit_exceeded, q(prefix) + ": tree too deep");
   UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!iter) return Error::from_errno("open directory " + q(prefix));
@@ -216,15 +231,34 @@ Status walk_dir(const fs::Root& root, int dfd, const std::string& prefix, int de
     const std::string rel = prefix.empty() ? name : prefix + "/" + name;
     struct stat st{};
     if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // vanished
+    bool followed = false;
+    if (S_ISLNK(st.st_mode) && root.follow_links().any()) {
+      auto f = root.followed(dfd, name, rel);
+      if (!f.ok()) {
+        log::get(log::Module::store).warn("{}", f.error().message());  // rsync: "symlink has no referent"; not replicated
+        continue;
+      }
+      if (*f) {
+        st = **f;
+        followed = true;
+      }
+    }
     const bool is_dir = S_ISDIR(st.st_mode);
     if (skip && skip(rel, is_dir)) continue;
     if (!file_type_of(st.st_mode) || !root.replicates(st.st_mode)) continue;  // devices, FIFOs, sockets unless enabled
     if (rel.size() > 4095 || name.size() > 255) continue;
     SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
     if (is_dir && !root.foreign_device(st.st_dev)) {
-      UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      const std::pair<dev_t, ino_t> id{st.st_dev, st.st_ino};
+      if (std::find(entered.begin(), entered.end(), id) != entered.end()) {
+        log::get(log::Module::store).warn("{}: a followed symlink leads back into a directory above it; not entered again", q(rel));
+        continue;
+      }
+      UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | (followed ? 0 : O_NOFOLLOW) | O_CLOEXEC));
       if (!sub) continue;  // replaced or removed since the stat
-      SYNCD_TRY(walk_dir(root, sub.get(), rel, depth + 1, visit, skip));
+      entered.push_back(id);
+      SYNCD_TRY(walk_dir(root, sub.get(), rel, depth + 1, visit, skip, entered));
+      entered.pop_back();
     }
   }
   return {};
@@ -235,7 +269,25 @@ Status walk_dir(const fs::Root& root, int dfd, const std::string& prefix, int de
 Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
             const WalkFilter& skip) {
   SYNCD_TRY_ASSIGN(d, root.open_dir(rel));
-  return walk_dir(root, d.get(), std::string(rel), 0, visit, skip);
+  // The directories above `rel` count as entered too when links are followed: a walk of a link
+  // back to one of them reads nothing, as the walk of the whole tree would.
+  std::vector<std::pair<dev_t, ino_t>> entered;
+  const auto id_of = [](int fd) {
+    struct stat st{};
+    return ::fstat(fd, &st) == 0 ? std::make_pair(st.st_dev, st.st_ino) : std::make_pair(dev_t{0}, ino_t{0});
+  };
+  if (root.follow_links().any() && !rel.empty()) {
+    if (auto top = root.open_dir(""); top.ok()) entered.push_back(id_of(top->get()));
+    for (size_t slash = rel.find('/'); slash != std::string_view::npos; slash = rel.find('/', slash + 1)) {
+      if (auto a = root.open_dir(rel.substr(0, slash)); a.ok()) entered.push_back(id_of(a->get()));
+    }
+    if (std::find(entered.begin(), entered.end(), id_of(d.get())) != entered.end()) {
+      log::get(log::Module::store).warn("{}: a followed symlink leads back into a directory above it; not entered again", q(rel));
+      return {};
+    }
+  }
+  entered.push_back(id_of(d.get()));
+  return walk_dir(root, d.get(), std::string(rel), 0, visit, skip, entered);
 }
 
 }  // namespace syncd::store

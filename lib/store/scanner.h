@@ -39,6 +39,7 @@ struct Entry {
   protocol::Hash256 sha256{};
   bool hashed = false;         // true when sha256 was computed now (not reused)
   std::vector<protocol::Xattr> xattrs{};  // files and dirs: the root's replicated xattrs (sorted)
+  bool via_link = false;       // read through a symlink the tree follows (rsync.copy_links)
 };
 
 // What the caller already knows about the path (from the index), to skip hashing.

@@ -902,6 +902,78 @@ TEST_CASE("rsync's hard_links: names of one inode arrive as hard links, as rsync
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("rsync's copy_links, copy_unsafe_links and copy_dirlinks: links arrive as rsync -aL, --copy-unsafe-links, --copy-dirlinks make them") {
+  for (const std::string key : {"copy_links", "copy_unsafe_links", "copy_dirlinks"}) {
+    CAPTURE(key);
+    Fixture f;
+    // Outside the tree: a file and a directory that links lead to (unsafe: absolute, or "..").
+    const std::string out = f.t / "outside";
+    REQUIRE(test::run("mkdir -p '" + out + "/dir/deeper' && printf 'outside bytes' > '" + out + "/file.txt' && printf x > '" +
+                      out + "/dir/deeper/x.txt' && chmod 0640 '" + out + "/file.txt' && touch -d '2020-01-02 03:04:05' '" +
+                      out + "/file.txt' '" + out + "/dir/deeper'") == 0);
+    REQUIRE(test::run("cd '" + f.src + "' && mkdir -p realdir/in sub && printf 'real bytes' > real.txt && printf inner > realdir/in/i.txt && "
+                      "ln -s '" + out + "/file.txt' abs-file && ln -s '" + out + "/dir' abs-dir && ln -s ../outside/file.txt rel-out && "
+                      "ln -s real.txt safe-file && ln -s realdir safe-dir && ln -s ../real.txt sub/up && ln -s ../realdir sub/updir && "
+                      "ln -s nowhere sub/dangling-safe && touch -h -d '2021-05-06 07:08:09' abs-file safe-file") == 0);
+    // (A dangling link is reported by rsync -L as "symlink has no referent": kept out of that run.)
+    if (key == "copy_links") REQUIRE(::unlink((f.src + "/sub/dangling-safe").c_str()) == 0);
+    // Old times everywhere: rsync leaves a directory made in the second of its source's time
+    // with the time it made it (it compares whole seconds there).
+    REQUIRE(test::run("find '" + f.src + "' '" + out + "/dir' -exec touch -h -d '2022-03-04 05:06:07' {} +") == 0);
+    const std::string flag = key == "copy_links" ? "-L" : key == "copy_unsafe_links" ? "--copy-unsafe-links" : "--copy-dirlinks";
+    const std::string rdst = f.t / "rsync-dst";
+    REQUIRE(test::run("rsync -a " + flag + " '" + f.src + "/' '" + rdst + "/'") == 0);
+    const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, " + key + " = true } }\n");
+    const std::string console = f.t / "links.console";
+    auto c = f.syncd_started(cfg, console);
+    auto logs = [&] { return test::read_file(console); };
+    f.wait_idle();
+    auto diff = test::tree_diff(rdst, f.dst, {}, true);
+    for (const auto& d : diff) MESSAGE(d);
+    CHECK_MESSAGE(diff.empty(), logs());
+    // What each mode turned into what (the comparison above would pass on two equal mistakes).
+    auto is_link = [&](const std::string& rel) {
+      struct stat st{};
+      return ::lstat((f.dst + "/" + rel).c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+    };
+    const bool all = key == "copy_links", unsafe = key == "copy_unsafe_links", dirs = key == "copy_dirlinks";
+    CHECK(is_link("abs-file") == !(all || unsafe));
+    CHECK(is_link("rel-out") == !(all || unsafe));
+    CHECK(is_link("abs-dir") == !(all || unsafe || dirs));
+    CHECK(is_link("safe-file") == !all);
+    CHECK(is_link("safe-dir") == !(all || dirs));
+    CHECK(is_link("sub/updir") == !(all || dirs));
+    if (!is_link("abs-dir")) CHECK(test::read_file(f.dst + "/abs-dir/deeper/x.txt") == "x");
+    if (!is_link("abs-file")) CHECK(test::read_file(f.dst + "/abs-file") == "outside bytes");
+    // Live: a followed link made now arrives as its referent; a write beside it is the barrier.
+    REQUIRE(::symlink((out + "/file.txt").c_str(), (f.src + "/sub/late").c_str()) == 0);
+    std::vector<std::string> d2;
+    REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", d2, 30000), logs());
+    CHECK(is_link("sub/late") == !(all || unsafe));
+    if (!is_link("sub/late")) CHECK(test::read_file(f.dst + "/sub/late") == "outside bytes");
+    if (all) {
+      // A followed link without a referent: logged in rsync's words, nothing replicated.
+      REQUIRE(::symlink("nowhere", (f.src + "/sub/dangling").c_str()) == 0);
+      REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", d2, 30000), logs());
+      CHECK_FALSE(test::exists(f.dst + "/sub/dangling"));
+      CHECK(logs().find("sub/dangling\": symlink has no referent") != std::string::npos);
+    }
+    if (dirs) {
+      // A link back to a directory above it is not entered (a directory that stays empty), not
+      // forever; a link to a directory made now arrives with its content.
+      REQUIRE(::symlink("..", (f.src + "/sub/loop").c_str()) == 0);
+      REQUIRE(::symlink("../realdir", (f.src + "/sub/late-dir").c_str()) == 0);
+      REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", d2, 30000), logs());
+      CHECK(test::list_dir(f.dst + "/sub/loop").empty());
+      CHECK_FALSE(is_link("sub/loop"));
+      CHECK(test::read_file(f.dst + "/sub/late-dir/in/i.txt") == "inner");
+      CHECK(logs().find("leads back into a directory above it") != std::string::npos);
+    }
+    CHECK(logs().find("not honoured") == std::string::npos);
+    CHECK(c->stop_within(SIGTERM, 10000) == 143);
+  }
+}
+
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);

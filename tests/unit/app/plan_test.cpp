@@ -184,11 +184,14 @@ TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
   Fixture f;
   auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"
-                  "       rsync = { owner = false, copy_links = true, keep_dirlinks = true, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
+                  "       rsync = { owner = false, prune_empty_dirs = true, copy_links = true, keep_dirlinks = true, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
                   "       filter = { '+ *.c', '- *.o' } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
-  CHECK(f.warned(*p, "rsync.copy_links = true is not honoured by syncd yet"));
+  CHECK(f.warned(*p, "rsync.prune_empty_dirs = true is not honoured by syncd yet"));
+  CHECK_FALSE(f.warned(*p, "copy_links"));  // honoured one-way: the source follows links
+  CHECK(p->nodes[0].push.follow_links.all);
+  CHECK_FALSE(p->nodes[0].push.follow_links.unsafe);
   CHECK(f.warned(*p, "rsync.keep_dirlinks = true is not honoured: syncd never writes through a symlink on the target"));
   CHECK(f.warned(*p, "rsync.binary = /usr/local/bin/rsync"));
   CHECK(f.warned(*p, "rsync._extra (-u)"));

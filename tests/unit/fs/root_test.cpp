@@ -75,4 +75,48 @@ TEST_SUITE("fs.root") {
     REQUIRE(::symlink((t / "elsewhere").c_str(), (t / "vol").c_str()) == 0);
     CHECK_FALSE(root->check_identity().ok());
   }
+
+  TEST_CASE("rsync's unsafe-link rule: absolute targets and climbs above the root") {
+    CHECK(Root::unsafe_link("a", "/etc/passwd"));
+    CHECK(Root::unsafe_link("a", ""));
+    CHECK(Root::unsafe_link("a", ".."));
+    CHECK(Root::unsafe_link("a", "../x"));
+    CHECK(Root::unsafe_link("a", "b/../../x"));
+    CHECK(Root::unsafe_link("sub/a", "../../x"));
+    CHECK_FALSE(Root::unsafe_link("sub/a", "../x"));
+    CHECK_FALSE(Root::unsafe_link("sub/a", ".."));
+    CHECK_FALSE(Root::unsafe_link("a", "./b"));
+    CHECK_FALSE(Root::unsafe_link("a", "b//c/../.."));
+    CHECK_FALSE(Root::unsafe_link("x/y/z/a", "../../../b"));
+    CHECK(Root::unsafe_link("x/y/z/a", "../../../../b"));
+  }
+
+  TEST_CASE("a tree that follows links resolves through them - one that does not refuses") {
+    test::TempDir t;
+    REQUIRE(test::run("mkdir -p '" + t.path() + "/vol/real' '" + t.path() + "/out/d' && printf o > '" + t.path() +
+                      "/out/d/f' && ln -s ../out/d '" + t.path() + "/vol/unsafe' && ln -s real '" + t.path() +
+                      "/vol/safe' && ln -s nowhere '" + t.path() + "/vol/dangling'") == 0);
+    for (Resolver how : {Resolver::automatic, Resolver::walk}) {
+      auto root = Root::open(t / "vol", how);
+      REQUIRE(root.ok());
+      CHECK_FALSE(root->parent_of("unsafe/f").ok());
+      root->set_follow_links({.all = false, .unsafe = true, .dirs = false});
+      auto p = root->parent_of("unsafe/f");
+      REQUIRE_MESSAGE(p.ok(), p.error().message());
+      auto fd = root->open_read(p->dir.get(), p->leaf, "unsafe/f", 0);
+      REQUIRE(fd.ok());
+      char c = 0;
+      CHECK(::read(fd->get(), &c, 1) == 1);
+      CHECK(c == 'o');
+      CHECK_FALSE(root->parent_of("safe/x").ok());  // safe: stays a link under copy_unsafe_links
+      root->set_follow_links({.all = true, .unsafe = false, .dirs = false});
+      auto d = root->followed(root->fd(), "dangling", "dangling");
+      REQUIRE_FALSE(d.ok());
+      CHECK(d.error().message().find("symlink has no referent") != std::string::npos);
+      root->set_follow_links({.all = false, .unsafe = false, .dirs = true});
+      auto kept = root->followed(root->fd(), "dangling", "dangling");
+      REQUIRE(kept.ok());
+      CHECK_FALSE(kept->has_value());
+    }
+  }
 }
