@@ -223,6 +223,8 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.dir_times = false;
     } else if (args[i] == "-omit-link-times") {
       o.rules.link_times = false;
+    } else if (args[i] == "-dry-run") {
+      o.rules.dry_run = true;
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
       o.target = args[i];
     } else {

@@ -100,6 +100,7 @@ runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
   if (auto it = s.rsync.find("suffix"); it != s.rsync.end()) m.backup.suffix = it->second;
   m.dir_times = rsync_value(s, "omit_dir_times") != "true";
   m.link_times = rsync_value(s, "omit_link_times") != "true";
+  m.dry_run = rsync_value(s, "dry_run") == "true";
   return m;
 }
 
@@ -110,6 +111,8 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
     } else if (k == "keep_dirlinks") {
       // Refused by design, not "yet": rsync -K writes through a symlink on the target.
       if (v != "false") out.push_back(where + " is not honoured: syncd never writes through a symlink on the target (SECURITY.md); where the source has a directory, a symlink there is replaced by one");
+    } else if (k == "dry_run") {
+      // Honoured one-way; refused for two-way syncs (below).
     } else if (k == "omit_dir_times") {
       // One-way: honoured. Two-way syncs never replicate directory times (both nodes add entries
       // to the same directories), which is what this key asks for.
@@ -226,6 +229,11 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     if (!s.init) plan.warnings.push_back(s.name + ": init = false: syncd still compares the trees at startup (its index makes that cheap); nothing is copied that is already in sync");
     const bool two_way = remote && s.bidirectional.value_or(x.two_way || src == dir);
     rsync_warnings(s, two_way, plan.warnings);
+    // Running a two-way node "for real" when the config asked for a dry run would write both
+    // trees: refused, not warned.
+    if (two_way && rsync_value(s, "dry_run") == "true") {
+      return plan_error(s, "rsync.dry_run = true cannot be honoured by a two-way sync (both nodes author and apply changes); remove it or run one-way");
+    }
     SYNCD_TRY_ASSIGN(meta_rules, meta_rules_of(s));
     SYNCD_TRY_ASSIGN(bwlimit, bwlimit_of(s));
     SYNCD_TRY_ASSIGN(io_timeout, io_timeout_of(s));

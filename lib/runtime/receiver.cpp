@@ -32,6 +32,7 @@ std::vector<std::string> MirrorRules::attach_args() const {
   if (update) a.push_back("-update");
   if (!dir_times) a.push_back("-omit-dir-times");
   if (!link_times) a.push_back("-omit-link-times");
+  if (dry_run) a.push_back("-dry-run");
   if (backup.enabled) {
     a.push_back("-backup");
     if (!backup.dir.empty()) a.insert(a.end(), {"-backup-dir", backup.dir});
@@ -354,6 +355,12 @@ void Receiver::touch_parent(const std::string& path) {
   // The root itself has no record (rsync would give it the source root's mtime): left as is.
 }
 
+protocol::Ack Receiver::dry_run(uint64_t seq, const char* what, const std::string& path) {
+  flush_staged();
+  lg().info("dry run (rsync.dry_run): not applied: {} {}", what, log::escape(path));
+  return ack(seq, protocol::AckStatus::ignored, "dry run (rsync.dry_run)");
+}
+
 void Receiver::restore_dir_times() {
   for (const auto& d : touched_dirs_) {
     auto rec = index_.get(d);
@@ -397,6 +404,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
                                    const protocol::Hash256& base_in, BodyPipe* pipe) {
   if (opts_.two_way) return reconcile_version(fv, body, base_in, pipe);
   const auto& m = fv.meta;
+  if (opts_.rules.dry_run) return dry_run(fv.seq, "write", m.path);
   auto local = index_.get(m.path);
   if (local.ok() && *local) {
     const auto order = engine::compare((*local)->meta.version, m.version);
@@ -562,6 +570,7 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
   flush_staged();
   if (opts_.two_way) return reconcile_remove(r.seq, r.meta);
   const auto& m = r.meta;
+  if (opts_.rules.dry_run) return dry_run(r.seq, "delete", m.path);
   auto cur = applier_.stat(m.path);
   if (cur.ok() && !opts_.rules.delete_running) {
     lg().debug("delete path={} not applied (delete = false or 'startup')", log::escape(m.path));
@@ -578,6 +587,7 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
 protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
   flush_staged();
   if (opts_.two_way) return reconcile_rename(r);
+  if (opts_.rules.dry_run) return dry_run(r.seq, "rename", r.from.path + " -> " + r.to.path);
   auto have = index_.get(r.from.path);
   const bool dir = r.to.type == protocol::FileType::dir;
   if (!dir) {
@@ -681,6 +691,10 @@ Status Receiver::prune_extras() {
   // Deepest first; a directory removed takes its contents along.
   std::sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [path, is_dir] : extra) {
+    if (opts_.rules.dry_run) {
+      lg().info("dry run (rsync.dry_run): not applied: delete {}", log::escape(path));
+      continue;
+    }
     Status st = is_dir ? remove_dir(path) : remove_file(path);
     if (!st.ok() && !st.error().is_errno(ENOENT)) lg().warn("prune {}: {}", log::escape(path), st.error().message());
   }

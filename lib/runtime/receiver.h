@@ -51,6 +51,9 @@ struct MirrorRules {
   // directories it touched get their recorded mtime back, as rsync fixes them up last.
   bool dir_times = true;
   bool link_times = true;
+  // rsync's --dry-run: each version, delete and rename is logged ("dry run: not applied") and
+  // acknowledged as ignored; nothing on the target changes, the initial sync's extras are only listed.
+  bool dry_run = false;
   // The `syncd attach` arguments that carry these rules to a remote target.
   std::vector<std::string> attach_args() const;
 };
@@ -119,6 +122,8 @@ class Receiver {
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   Status prune_extras();
+  // rsync.dry_run: logs what a message would do and acknowledges it as ignored.
+  protocol::Ack dry_run(uint64_t seq, const char* what, const std::string& path);
   std::set<std::string> kept_newer_;  // job thread: files rsync.update kept in this full sync
   // Mirror mode deletes; with rsync.backup what goes is kept first (remove_dir: file by file).
   Status remove_file(const std::string& path);

@@ -974,6 +974,41 @@ TEST_CASE("rsync's copy_links, copy_unsafe_links and copy_dirlinks: links arrive
   }
 }
 
+TEST_CASE("rsync's dry_run: the target is left exactly as rsync -n leaves it, every skipped change is logged") {
+  Fixture f;
+  test::make_sample_tree(f.src);
+  REQUIRE(test::run("cp -a '" + f.src + "/.' '" + f.dst + "/' && printf 'older' > '" + f.dst + "/etc/ca/key.pem' && printf extra > '" +
+                    f.dst + "/extra.txt' && rmdir '" + f.dst + "/empty/dir'") == 0);
+  const std::string before = f.t / "before";
+  REQUIRE(test::run("cp -a '" + f.dst + "/.' '" + before + "/'") == 0);
+  // The reference: rsync -n with lsyncd's delete changes nothing either.
+  REQUIRE(test::run("rsync -an --delete '" + f.src + "/' '" + f.dst + "/' >/dev/null") == 0);
+  REQUIRE(test::tree_diff(before, f.dst, {}, true).empty());
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, dry_run = true } }\n");
+  const std::string console = f.t / "dry.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  f.wait_idle();
+  auto diff = test::tree_diff(before, f.dst, {}, true);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK_MESSAGE(diff.empty(), logs());
+  CHECK(logs().find("dry run (rsync.dry_run): not applied: write etc/ca/key.pem") != std::string::npos);
+  CHECK(logs().find("dry run (rsync.dry_run): not applied: write empty/dir") != std::string::npos);
+  CHECK(logs().find("dry run (rsync.dry_run): not applied: delete extra.txt") != std::string::npos);
+  // Live: a new file, a rename and a delete are logged, not applied (the log line is the barrier).
+  const size_t at = logs().size();
+  test::write_file(f.src + "/late.txt", "late");
+  REQUIRE(::rename((f.src + "/etc/ca/key.pem").c_str(), (f.src + "/etc/ca/key.moved").c_str()) == 0);
+  REQUIRE(test::wait_for_text(console, "not applied: write late.txt", at));
+  REQUIRE(test::wait_for_text(console, "not applied: rename etc/ca/key.pem -> etc/ca/key.moved", at));
+  f.wait_idle();
+  diff = test::tree_diff(before, f.dst, {}, true);
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  CHECK(logs().find("not honoured") == std::string::npos);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);

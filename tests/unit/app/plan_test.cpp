@@ -148,6 +148,21 @@ TEST_CASE("rsync chmod/chown/usermap/groupmap map the metadata sent, existing/up
   CHECK(f.warned(*two_way, "rsync.update = true does not apply to two-way sync"));
 }
 
+TEST_CASE("dry_run reaches the target: -direct's receiver and a remote attach (-dry-run) - two-way is refused") {
+  Fixture f;
+  REQUIRE(::mkdir((f.dir / "a").c_str(), 0755) == 0);
+  auto p = f.plan("sync { default.rsync, source = '" + f.src + "', target = '/u', rsync = { dry_run = true } }\n"
+                  "sync { default.rsyncssh, source = '" + f.dir / "a" + "', host = 'h', targetdir = '/x', rsync = { dry_run = true } }\n");
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 2);
+  CHECK(p->nodes[0].direct.rules.dry_run);
+  CHECK(p->nodes[1].push.peers[0].remote_args == std::vector<std::string>{"-dry-run"});
+  CHECK(p->warnings.empty());
+  auto two = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x', bidirectional = true, rsync = { dry_run = true } }\n");
+  REQUIRE_FALSE(two.ok());
+  CHECK(two.error().context.find("rsync.dry_run = true cannot be honoured by a two-way sync") != std::string::npos);
+}
+
 TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit_dir_times / omit_link_times") {
   Fixture f;
   REQUIRE(::mkdir((f.dir / "a").c_str(), 0755) == 0);
