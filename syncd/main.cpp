@@ -225,6 +225,18 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.link_times = false;
     } else if (args[i] == "-dry-run") {
       o.rules.dry_run = true;
+    } else if (args[i] == "-exclude" && i + 1 < args.size()) {
+      o.rules.excludes.push_back(args[++i]);
+    } else if (args[i] == "-filter" && i + 1 < args.size()) {
+      // "+ PATTERN" / "- PATTERN", as lsyncd's filter{} writes them.
+      const std::string r = args[++i];
+      if (r.size() < 3 || (r[0] != '+' && r[0] != '-') || r[1] != ' ') {
+        std::fprintf(stderr, "syncd attach: -filter wants '+ PATTERN' or '- PATTERN', got '%s'\n", r.c_str());
+        return 255;
+      }
+      o.rules.filters.push_back({r[0] == '+', r.substr(2)});
+    } else if (args[i] == "-delete-excluded") {
+      o.rules.delete_excluded = true;
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
       o.target = args[i];
     } else {

@@ -35,7 +35,7 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix", "omit_link_times", "hard_links",
-                                       "copy_links", "copy_unsafe_links", "copy_dirlinks"};
+                                       "copy_links", "copy_unsafe_links", "copy_dirlinks", "delete_excluded"};
 // Keys syncd does one- and two-way.
 const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials"};
 
@@ -238,7 +238,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     SYNCD_TRY_ASSIGN(bwlimit, bwlimit_of(s));
     SYNCD_TRY_ASSIGN(io_timeout, io_timeout_of(s));
     if (two_way) meta_rules = {};
-    const runtime::MirrorRules mirror_rules = mirror_rules_of(s);
+    runtime::MirrorRules mirror_rules = mirror_rules_of(s);
     const fs::XattrNames xattrs = xattr_names_of(s);
     const bool one_file_system = rsync_value(s, "one_file_system") == "true";
     fs::Root::FollowLinks follow;
@@ -253,6 +253,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     std::vector<watch::FilterRule> filters;
     for (const auto& [sign, pat] : s.filters) filters.push_back({sign == '+', pat});
     excludes.insert(excludes.end(), x.excludes.begin(), x.excludes.end());
+    mirror_rules.excludes = excludes;
+    mirror_rules.filters = filters;
+    mirror_rules.delete_excluded = rsync_value(s, "delete_excluded") == "true";
 
     const uint32_t delay_ms = s.delay_given ? static_cast<uint32_t>(s.delay * 1000 + 0.5) : 0;
     if (s.delay_given) {

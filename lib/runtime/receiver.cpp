@@ -33,6 +33,9 @@ std::vector<std::string> MirrorRules::attach_args() const {
   if (!dir_times) a.push_back("-omit-dir-times");
   if (!link_times) a.push_back("-omit-link-times");
   if (dry_run) a.push_back("-dry-run");
+  for (const auto& e : excludes) a.insert(a.end(), {"-exclude", e});
+  for (const auto& f : filters) a.insert(a.end(), {"-filter", std::string(f.include ? "+ " : "- ") + f.pattern});
+  if (delete_excluded) a.push_back("-delete-excluded");
   if (backup.enabled) {
     a.push_back("-backup");
     if (!backup.dir.empty()) a.insert(a.end(), {"-backup-dir", backup.dir});
@@ -682,12 +685,24 @@ Status Receiver::remove_dir(const std::string& path) {
 Status Receiver::prune_extras() {
   // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
   std::vector<std::pair<std::string, bool>> extra;
+  std::set<std::string, std::less<>> holds_protected;  // directories kept because something inside is protected
+  const watch::Excludes protect = opts_.rules.delete_excluded ? watch::Excludes()
+                                                               : watch::Excludes(opts_.rules.excludes, opts_.rules.filters);
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
     auto r = index_.get(rel);
     if (r.ok() && (!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
     return {};
-  }, [&](std::string_view rel, bool) { return opts_.backup && opts_.backup->is_backup(rel); }));
+  }, [&](std::string_view rel, bool is_dir) {
+    // Excluded at the source: not ours to delete here (rsync --delete protects them), nor are the
+    // directories that hold them.
+    if (!(opts_.backup && opts_.backup->is_backup(rel)) && !protect.excluded(rel, is_dir)) return false;
+    for (auto slash = rel.rfind('/'); slash != std::string_view::npos && slash > 0; slash = rel.rfind('/', slash - 1)) {
+      if (!holds_protected.emplace(rel.substr(0, slash)).second) break;  // its ancestors are in already
+    }
+    return true;
+  }));
   kept_newer_.clear();
+  std::erase_if(extra, [&](const auto& e) { return e.second && holds_protected.count(e.first); });
   // Deepest first; a directory removed takes its contents along.
   std::sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [path, is_dir] : extra) {

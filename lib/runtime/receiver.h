@@ -54,6 +54,12 @@ struct MirrorRules {
   // rsync's --dry-run: each version, delete and rename is logged ("dry run: not applied") and
   // acknowledged as ignored; nothing on the target changes, the initial sync's extras are only listed.
   bool dry_run = false;
+  // The source's excludes and filters: what they match here is protected from the initial
+  // sync's delete of extras, as rsync --delete protects excluded files — unless
+  // --delete-excluded, which removes them.
+  std::vector<std::string> excludes;
+  std::vector<watch::FilterRule> filters;
+  bool delete_excluded = false;
   // The `syncd attach` arguments that carry these rules to a remote target.
   std::vector<std::string> attach_args() const;
 };

@@ -1009,6 +1009,38 @@ TEST_CASE("rsync's dry_run: the target is left exactly as rsync -n leaves it, ev
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("excluded files on the target survive the initial delete as with rsync --delete - delete_excluded removes them as rsync does") {
+  for (const bool delete_excluded : {false, true}) {
+    CAPTURE(delete_excluded);
+    Fixture f;
+    test::make_sample_tree(f.src);
+    REQUIRE(test::run("cp -a '" + f.src + "/.' '" + f.dst + "/' && mkdir -p '" + f.dst + "/cache/deep' '" + f.dst + "/etc/keep' && printf l > '" +
+                      f.dst + "/b.log' && printf c > '" + f.dst + "/cache/deep/big' && printf k > '" + f.dst + "/etc/keep/x.tmp' && printf e > '" +
+                      f.dst + "/extra.txt' && printf l > '" + f.src + "/src-side.log'") == 0);
+    const std::string rdst = f.t / "rsync-dst";
+    REQUIRE(test::run("cp -a '" + f.dst + "/.' '" + rdst + "/'") == 0);
+    const std::string dflag = delete_excluded ? " --delete-excluded" : "";
+    REQUIRE(test::run("rsync -a --delete" + dflag + " --exclude='*.log' --exclude=cache/ --filter='- *.tmp' '" + f.src + "/' '" + rdst + "/'") == 0);
+    const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', exclude = { '*.log', 'cache/' },\n"
+                                     "       filter = { '- *.tmp' }, rsync = { archive = true" + std::string(delete_excluded ? ", delete_excluded = true" : "") + " } }\n");
+    const std::string console = f.t / "excl.console";
+    auto c = f.syncd_started(cfg, console);
+    auto logs = [&] { return test::read_file(console); };
+    f.wait_idle();
+    auto diff = test::tree_diff(rdst, f.dst, {}, true);
+    for (const auto& d : diff) MESSAGE(d);
+    CHECK_MESSAGE(diff.empty(), logs());
+    // Not only equal to rsync's: the excluded files are there (or not) and the extra is gone.
+    CHECK(test::exists(f.dst + "/b.log") == !delete_excluded);
+    CHECK(test::exists(f.dst + "/cache/deep/big") == !delete_excluded);
+    CHECK(test::exists(f.dst + "/etc/keep/x.tmp") == !delete_excluded);
+    CHECK_FALSE(test::exists(f.dst + "/extra.txt"));
+    CHECK_FALSE(test::exists(f.dst + "/src-side.log"));
+    CHECK(logs().find("not honoured") == std::string::npos);
+    CHECK(c->stop_within(SIGTERM, 10000) == 143);
+  }
+}
+
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);
@@ -1161,7 +1193,7 @@ TEST_CASE("rsync's timeout: a push whose peer stalls is dropped after that many 
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
-TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup with suffix, update") {
+TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup with suffix, update, excludes") {
   Fixture f;
   test::SshServer sshd(f.t / "sshd");
   sshd.start();
@@ -1169,7 +1201,9 @@ TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup wi
   REQUIRE(test::run("setfattr -n user.tag -v one '" + f.src + "/a.txt'") == 0);
   put_file(f.dst + "/newer-there.txt", "the target's, newer", 1'700'000'000);
   put_file(f.src + "/newer-there.txt", "the source's, older", 1'100'000'000);
-  const std::string cfg = f.config("sync { default.rsyncssh, source = '@SRC@', host = '127.0.0.1', targetdir = '" + f.dst + "',\n"
+  test::write_file(f.dst + "/kept.log", "excluded: the target keeps it");
+  test::write_file(f.dst + "/gone.txt", "an extra: the initial sync deletes it");
+  const std::string cfg = f.config("sync { default.rsyncssh, source = '@SRC@', host = '127.0.0.1', targetdir = '" + f.dst + "', exclude = { '*.log' },\n"
                                    "       rsync = { rsh = '" + sshd.rsh() + "', xattrs = true, backup = true, suffix = '.old', update = true },\n"
                                    "       syncd = { remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteStateDir = '" + f.t / "rstate" + "' } }\n");
   const std::string console = f.t / "attach-rules.console";
@@ -1189,5 +1223,7 @@ TEST_CASE("over SSH the target's rules travel to syncd attach: xattrs, backup wi
   CHECK(test::read_file(f.dst + "/a.txt") == "v2");
   CHECK(test::read_file(f.dst + "/a.txt.old") == "v1");
   CHECK(test::read_file(f.dst + "/newer-there.txt") == "the target's, newer");
+  CHECK(test::read_file(f.dst + "/kept.log") == "excluded: the target keeps it");
+  CHECK_FALSE(test::exists(f.dst + "/gone.txt"));
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
