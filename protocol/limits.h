@@ -9,8 +9,10 @@
 
 namespace syncd::protocol {
 
-inline constexpr uint16_t kProtocolVersion = 2;     // the only version this build speaks
-inline constexpr uint16_t kMinProtocolVersion = 2;
+// 3: a file over 1 MiB is identified by its chunked hash (lib/codec/content_hash.h), not its
+// plain SHA-256; a version 2 peer would reject every patch of one, so it is refused at HELLO.
+inline constexpr uint16_t kProtocolVersion = 3;     // the only version this build speaks
+inline constexpr uint16_t kMinProtocolVersion = 3;
 inline constexpr uint32_t kHelloMagic = 0x444E5953;  // "SYND"
 
 inline constexpr size_t kFrameHeaderBytes = 5;              // u32 len | u8 type

@@ -30,6 +30,10 @@ Error io_error(const char* op, std::string_view rel, int err = errno) {
   return Error::from_errno(std::string(op) + " " + q(rel), err);
 }
 
+Error mismatch(std::string_view rel) {
+  return Error::make(errc::verify_failed, q(rel) + ": content does not match its hash (discarded; the whole file will be re-sent)");
+}
+
 // Writes to an fd, hashing and counting what it writes.
 constexpr size_t kSparseBlock = 4096;
 constexpr uint64_t kPreallocFrom = 256 * 1024;  // smaller files are not preallocated
@@ -69,6 +73,8 @@ class HashingFdSink final : public delta::OutputSink {
   // gets its length from the caller's ftruncate.
   Status finish() { return pending_.empty() ? Status{} : flush_pending(); }
   codec::Digest digest() { return sha_.finish(); }
+  // After digest(): the chunk digests.
+  const std::vector<codec::Digest>& chunks() const noexcept { return sha_.chunks(); }
   uint64_t written() const noexcept { return written_; }
 
  private:
@@ -97,18 +103,22 @@ class HashingFdSink final : public delta::OutputSink {
   std::string_view rel_;
   bool sparse_;
   Bytes pending_;  // sparse: the current block while it is incomplete
-  codec::Sha256 sha_;
+  codec::ContentHasher sha_;
   uint64_t written_ = 0;
 };
 
-// The output of a patch whose temp file started as a clone of the base (FICLONE: XFS with
-// reflink, btrfs): a COPY that keeps its bytes at their offset costs nothing — they are already
-// there, sharing the base's extents —, other copies go through copy_file_range (which shares
-// extents where it can), literals are written in place. So a small edit of a big file writes,
-// and later fsyncs, only what changed. The result is hashed afterwards, from the file.
-class ClonedFileSink final : public delta::OutputSink {
+// The output of a patch, written at offsets into the temp file. Where the temp started as a clone
+// of the base (FICLONE: XFS with reflink, btrfs), a COPY that keeps its bytes at their offset
+// costs nothing — they are already there, sharing the base's extents; elsewhere such a copy, like
+// every other, goes through copy_file_range (the kernel copies, or shares extents where it can),
+// and literals are written in place. So a small edit of a big file moves no bytes through this
+// process but the literals, and on a cloning filesystem writes and fsyncs only what changed.
+// The result is hashed afterwards, from the file: chunks made wholly of same-offset copies of a
+// base whose chunk digests are known (ChunkMemo) are not read again.
+class PatchSink final : public delta::OutputSink {
  public:
-  ClonedFileSink(int fd, int base_fd, std::string_view rel) : fd_(fd), base_fd_(base_fd), rel_(rel) {}
+  PatchSink(int fd, int base_fd, std::string_view rel, bool cloned)
+      : fd_(fd), base_fd_(base_fd), rel_(rel), cloned_(cloned) {}
   Status write(ByteSpan data) override {
     while (!data.empty()) {
       const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(pos_));
@@ -122,17 +132,20 @@ class ClonedFileSink final : public delta::OutputSink {
     return {};
   }
   Result<bool> place_base(uint64_t off, uint64_t n) override {
-    // Nothing before pos_ is ever written again, so the clone still holds the base from pos_ on.
-    if (off == pos_) {
+    // Nothing before pos_ is ever written again, so a clone still holds the base from pos_ on.
+    if (off == pos_ && cloned_) {
+      note_in_place(pos_, n);
       pos_ += n;
       return true;
     }
     auto in = static_cast<loff_t>(off);
     auto out = static_cast<loff_t>(pos_);
+    const uint64_t start = pos_;
     while (n > 0) {
       const ssize_t r = ::copy_file_range(base_fd_, &in, fd_, &out, n, 0);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        if (off == start) note_in_place(start, pos_ - start);
         return false;  // the patcher reads and writes the rest of this run
       }
       if (r < 0) return io_error("copy within", rel_);
@@ -140,30 +153,65 @@ class ClonedFileSink final : public delta::OutputSink {
       n -= static_cast<uint64_t>(r);
       pos_ = static_cast<uint64_t>(out);
     }
+    if (off == start) note_in_place(start, pos_ - start);
     return true;
   }
   uint64_t written() const noexcept { return pos_; }
-  // SHA-256 of the file's first written() bytes, read back.
-  Result<codec::Digest> digest() const {
-    codec::Sha256 sha;
-    Bytes buf(1 << 20);
-    for (uint64_t off = 0; off < pos_;) {
-      const auto want = static_cast<size_t>(std::min<uint64_t>(buf.size(), pos_ - off));
-      const ssize_t n = ::pread(fd_, buf.data(), want, static_cast<off_t>(off));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return io_error("read back", rel_);
-      if (n == 0) break;  // shorter than written: the hash cannot match
-      sha.update(ByteSpan(buf.data(), static_cast<size_t>(n)));
-      off += static_cast<uint64_t>(n);
+  // The content hash of the file's first written() bytes, and its chunk digests in `chunks`.
+  // `base` holds the base's chunk digests (empty: unknown), `base_size` its size.
+  Result<codec::Digest> digest(const std::vector<codec::Digest>& base, uint64_t base_size,
+                               std::vector<codec::Digest>& chunks, std::atomic<uint64_t>& read) const {
+    chunks.clear();
+    const uint64_t count = codec::chunk_count(pos_);
+    Bytes buf;
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint64_t a = i * codec::kContentChunk;
+      const uint64_t b = std::min(pos_, a + codec::kContentChunk);
+      // The same bytes as base chunk i: the whole range came from the same offsets of the base,
+      // and base chunk i ends where this one does.
+      if (i < base.size() && std::min(base_size, a + codec::kContentChunk) == b && in_place(a, b)) {
+        chunks.push_back(base[i]);
+        continue;
+      }
+      buf.resize(static_cast<size_t>(b - a));
+      size_t got = 0;
+      while (got < buf.size()) {
+        const ssize_t n = ::pread(fd_, buf.data() + got, buf.size() - got, static_cast<off_t>(a + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return io_error("read back", rel_);
+        if (n == 0) break;
+        got += static_cast<size_t>(n);
+      }
+      ++read;
+      // Shorter than written: the hash of what is there cannot match.
+      chunks.push_back(codec::Sha256::of(ByteSpan(buf.data(), got)));
     }
-    return sha.finish();
+    codec::wipe(buf.data(), buf.size());
+    return codec::content_root(pos_, chunks);
   }
 
  private:
+  // [from, from + n) holds the base's bytes of the same offsets (called in increasing order).
+  void note_in_place(uint64_t from, uint64_t n) {
+    if (n == 0) return;
+    if (!same_.empty() && same_.back().second == from) {
+      same_.back().second += n;
+    } else {
+      same_.emplace_back(from, from + n);
+    }
+  }
+  bool in_place(uint64_t a, uint64_t b) const {
+    // same_ is sorted and merged: one range holds [a, b) or none does.
+    auto it = std::upper_bound(same_.begin(), same_.end(), a, [](uint64_t v, const auto& r) { return v < r.second; });
+    return it != same_.end() && it->first <= a && b <= it->second;
+  }
+
   int fd_;
   int base_fd_;
   std::string_view rel_;
+  bool cloned_;
   uint64_t pos_ = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> same_;
 };
 
 // Creates a fresh temp entry with `make(name)` (which returns 0 or -1/errno), retrying with a new
@@ -188,6 +236,24 @@ struct MtimeSpec {
 
 }  // namespace
 
+
+std::vector<codec::Digest> ChunkMemo::find(std::string_view rel, const Fingerprint& fp) const {
+  std::lock_guard lock(mu_);
+  auto it = files_.find(std::string(rel));
+  if (it == files_.end() || !(it->second.fp == fp)) return {};
+  return it->second.chunks;
+}
+
+void ChunkMemo::put(std::string_view rel, const Fingerprint& fp, std::vector<codec::Digest> chunks) {
+  std::lock_guard lock(mu_);
+  auto [it, fresh] = files_.insert_or_assign(std::string(rel), Entry{fp, std::move(chunks)});
+  if (!fresh) return;
+  order_.push_back(it->first);
+  while (files_.size() > kMaxFiles && !order_.empty()) {
+    files_.erase(order_.front());
+    order_.pop_front();
+  }
+}
 
 uint32_t resolve_uid(const std::string& name, uint32_t fallback) {
   if (name.empty()) return fallback;
@@ -309,8 +375,8 @@ Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs
   return std::move(commit_staged(one).front());
 }
 
-Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,
-                          const codec::Digest& sha256, const ContentWriter& writer) const {
+Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs, const codec::Digest& sha256,
+                          const ContentWriter& writer, std::vector<codec::Digest>* chunks) const {
   // fallocate(2), not posix_fallocate: glibc's emulation would write the whole size in zeros on
   // filesystems without support; there we just skip the early check. Small files skip it too:
   // their write fails as early, and the extra call was a visible share of a small file's apply.
@@ -326,17 +392,18 @@ Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs,
     // A shorter result than announced leaves preallocated blocks: trim, then fail verification.
     if (::ftruncate(fd, static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
   }
-  if (sink.digest() != sha256) {
-    return Error::make(errc::verify_failed, q(rel) + ": content does not match its SHA-256 "
-                                                     "(discarded; the whole file will be re-sent)");
-  }
+  if (sink.digest() != sha256) return mismatch(rel);
+  if (chunks != nullptr && sink.chunks().size() > 1) *chunks = sink.chunks();
   return apply_owner_mode_time(fd, rel, attrs);
 }
 
 Result<Applier::Staged> Applier::stage_file(std::string_view rel, const Attrs& attrs,
                                             const Expected& expect, const codec::Digest& sha256,
                                             const ContentWriter& writer) const {
-  return stage_with(rel, expect, [&](int fd) { return fill_temp(fd, rel, attrs, sha256, writer); });
+  std::vector<codec::Digest> chunks;
+  SYNCD_TRY_ASSIGN(staged, stage_with(rel, expect, [&](int fd) { return fill_temp(fd, rel, attrs, sha256, writer, &chunks); }));
+  staged.chunks = std::move(chunks);
+  return staged;
 }
 
 Result<Applier::Staged> Applier::stage_with(std::string_view rel, const Expected& expect,
@@ -358,19 +425,32 @@ Result<Applier::Staged> Applier::stage_with(std::string_view rel, const Expected
 Result<Fingerprint> Applier::patch_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
                                         const codec::Digest& sha256, int base_fd,
                                         const ContentWriter& writer) const {
+  std::vector<codec::Digest> chunks;
   SYNCD_TRY_ASSIGN(staged, stage_with(rel, expect, [&](int fd) -> Status {
     // Sparse keeps rsync's hole rule for every block, so it writes the whole result.
-    if (opts_.sparse || ::ioctl(fd, FICLONE, base_fd) != 0) return fill_temp(fd, rel, attrs, sha256, writer);
-    ClonedFileSink sink(fd, base_fd, rel);
+    if (opts_.sparse) return fill_temp(fd, rel, attrs, sha256, writer, &chunks);
+    struct stat before{};
+    if (::fstat(base_fd, &before) != 0) return io_error("stat", rel);
+    const bool cloned = ::ioctl(fd, FICLONE, base_fd) == 0;
+    if (!cloned && attrs.size >= kPreallocFrom && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
+        errno != EOPNOTSUPP && errno != ENOSYS) {
+      return io_error("allocate", rel);
+    }
+    PatchSink sink(fd, base_fd, rel, cloned);
     if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
     if (::ftruncate(fd, static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
-    SYNCD_TRY_ASSIGN(got, sink.digest());
-    if (got != sha256) {
-      return Error::make(errc::verify_failed, q(rel) + ": content does not match its SHA-256 "
-                                                       "(discarded; the whole file will be re-sent)");
-    }
+    // The base's remembered chunks count only if nothing touched it from before the clone to now.
+    struct stat after{};
+    if (::fstat(base_fd, &after) != 0) return io_error("stat", rel);
+    const Fingerprint base = Fingerprint::of(before);
+    const std::vector<codec::Digest> known =
+        base == Fingerprint::of(after) ? memo_->find(rel, base) : std::vector<codec::Digest>{};
+    SYNCD_TRY_ASSIGN(got, sink.digest(known, base.size, chunks, memo_->chunks_read));
+    if (got != sha256) return mismatch(rel);
+    if (chunks.size() < 2) chunks.clear();
     return apply_owner_mode_time(fd, rel, attrs);
   }));
+  staged.chunks = std::move(chunks);
   std::vector<Staged> one{std::move(staged)};
   return std::move(commit_staged(one).front());
 }
@@ -436,6 +516,7 @@ std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& sta
       out.emplace_back(io_error("stat", s.rel));
     } else {
       out.emplace_back(Fingerprint::of(sb));
+      if (!s.chunks.empty()) memo_->put(s.rel, Fingerprint::of(sb), std::move(s.chunks));
     }
     if (renamed) renamed(out.size() - 1);
   }

@@ -5,7 +5,7 @@
 //   1. exclusive 0600 temp file ".syncd.<name>.<random>.tmp" in the target directory (O_EXCL,
 //      O_NOFOLLOW; a planted name is skipped, never opened);
 //   2. content written (whole, or patched from the old file by the caller's writer) while hashed;
-//      SHA-256 compared with the announced one (errc::verify_failed on mismatch);
+//      content hash (codec/content_hash.h) compared with the announced one (errc::verify_failed);
 //   3. fchown, then fchmod (chown clears setuid/setgid), then futimens; fsync; close checked;
 //   4. conflict guard: the target must still be what the caller expected (errc::unexpected_target);
 //   5. renameat (RENAME_NOREPLACE when the target must be absent); fsync of the directory.
@@ -14,7 +14,7 @@
 // through fds or AT_SYMLINK_NOFOLLOW, never through a path that could be swapped.
 // Owners are applied by name when the name exists locally, else by the numeric id.
 //
-// Thread affinity: an Applier is stateless apart from its options; call it from worker threads
+// Thread affinity: an Applier holds its options and a ChunkMemo (locked); call it from worker threads
 // (it blocks on disk I/O and fsync), never from the loop thread.
 //
 //   Applier ap(root);
@@ -25,16 +25,21 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "lib/fs/fingerprint.h"
 #include "lib/fs/root.h"
 #include "lib/base/result.h"
-#include "lib/codec/sha256.h"
+#include "lib/codec/content_hash.h"
 #include "lib/delta/patch.h"
 
 namespace syncd::apply {
@@ -85,9 +90,33 @@ struct Options {
 
 using ContentWriter = std::function<Status(delta::OutputSink&)>;
 
+// The chunk digests (codec/content_hash.h) of big files this applier put in place, valid while the
+// file still has the fingerprint it had then: a patch of one of them re-hashes only the chunks the
+// patch wrote, not the file. Any local change moves mtime or ctime and so drops the entry.
+// Thread affinity: any thread (one mutex); bounded.
+class ChunkMemo {
+ public:
+  static constexpr size_t kMaxFiles = 4096;
+  // Chunks a patch had to read back and hash (not known from the base): tests and benchmarks.
+  std::atomic<uint64_t> chunks_read{0};
+  // The chunks of what was put at `rel` if it still has fingerprint `fp`, else empty.
+  std::vector<codec::Digest> find(std::string_view rel, const Fingerprint& fp) const;
+  void put(std::string_view rel, const Fingerprint& fp, std::vector<codec::Digest> chunks);
+
+ private:
+  struct Entry {
+    Fingerprint fp;
+    std::vector<codec::Digest> chunks;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> files_;
+  std::deque<std::string> order_;
+};
+
 class Applier {
  public:
-  explicit Applier(const Root& root, Options opts = {}) : root_(root), opts_(opts) {}
+  explicit Applier(const Root& root, Options opts = {})
+      : root_(root), opts_(opts), memo_(std::make_shared<ChunkMemo>()) {}
 
   // Writes a regular file atomically (order above). Returns the fingerprint of the new file.
   Result<Fingerprint> write_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
@@ -108,6 +137,7 @@ class Applier {
     std::string tmp;
     std::string leaf;
     Expected expect;
+    std::vector<codec::Digest> chunks{};  // of a big file: remembered once it is in place (ChunkMemo)
   };
   Result<Staged> stage_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
                             const codec::Digest& sha256, const ContentWriter& writer) const;
@@ -154,6 +184,8 @@ class Applier {
   // Looks at what is at `rel` now (lstat semantics); errno ENOENT if nothing.
   Result<Fingerprint> stat(std::string_view rel) const;
 
+  const ChunkMemo& chunk_memo() const noexcept { return *memo_; }
+
  private:
   // Steps 1-3 with `fill(temp_fd)` doing the content, owner, mode and mtime.
   Result<Staged> stage_with(std::string_view rel, const Expected& expect,
@@ -164,7 +196,7 @@ class Applier {
   // Steps 1-3 of SECURITY.md §5.1 into a fresh temp fd: preallocate, write while hashing,
   // verify, owner before mode, mtime.
   Status fill_temp(int fd, std::string_view rel, const Attrs& attrs, const codec::Digest& sha256,
-                   const ContentWriter& writer) const;
+                   const ContentWriter& writer, std::vector<codec::Digest>* chunks) const;
   // Owner, mode, mtime of a device/FIFO/socket by name, never following (they are not opened).
   Status apply_special_meta(int dir, const std::string& name, std::string_view rel, const Attrs& a) const;
   Status apply_link_meta(int dir, const std::string& name, std::string_view rel,
@@ -175,6 +207,7 @@ class Applier {
 
   const Root& root_;
   Options opts_;
+  std::shared_ptr<ChunkMemo> memo_;  // shared by copies of this applier
 };
 
 // Resolves a user/group name to an id, falling back to the numeric id when the name is empty or

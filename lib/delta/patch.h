@@ -1,7 +1,7 @@
 // File: lib/delta/patch.h
 //
 // Patcher: streaming application of a delta (delta_format.h) to a base file, writing the result
-// to a sink and hashing it with SHA-256 on the way. The delta arrives in arbitrary pieces (feed());
+// to a sink and hashing it (content hash) on the way. The delta arrives in arbitrary pieces (feed());
 // literal bytes go straight to the sink, COPY ops read the base in bounded chunks, so memory does
 // not depend on file or delta size.
 //
@@ -21,7 +21,7 @@
 
 #include "lib/base/bytes.h"
 #include "lib/base/result.h"
-#include "lib/codec/sha256.h"
+#include "lib/codec/content_hash.h"
 #include "lib/delta/delta_format.h"
 #include "lib/delta/signature.h"
 
@@ -88,14 +88,14 @@ class BytesSink final : public OutputSink {
 class Patcher {
  public:
   // Hashing::off: the sink verifies the result itself (the applier does), so the patcher skips
-  // its own SHA-256 pass and may let the sink place COPY ranges (place_base).
+  // its own hash pass and may let the sink place COPY ranges (place_base).
   enum class Hashing { on, off };
   Patcher(BaseReader& base, OutputSink& out, uint64_t declared_target_len, Hashing hashing = Hashing::on);
   ~Patcher();
   Patcher(const Patcher&) = delete;
   Patcher& operator=(const Patcher&) = delete;
   Status feed(ByteSpan delta);
-  // Requires the END op to have been seen; returns the SHA-256 of everything written (all zeros
+  // Requires the END op to have been seen; returns the content hash of everything written (all zeros
   // under Hashing::off).
   Result<codec::Digest> finish();
   uint64_t written() const noexcept { return written_; }
@@ -120,7 +120,7 @@ class Patcher {
   uint32_t block_count_ = 0;
   uint32_t literal_left_ = 0;
   uint64_t written_ = 0;
-  codec::Sha256 sha_;
+  codec::ContentHasher sha_;
   Bytes copy_buf_;
   Error error_{};
 };

@@ -13,7 +13,7 @@
 #include <set>
 
 #include "lib/base/log.h"
-#include "lib/codec/sha256.h"
+#include "lib/codec/content_hash.h"
 #include "lib/delta/delta.h"
 #include "lib/store/change.h"
 #include "lib/store/scanner.h"
@@ -40,7 +40,7 @@ Result<Bytes> read_content(const fs::Root& root, const store::Record& r) {
   }
   uint8_t extra = 0;
   if (got != content.size() || ::read(fd.get(), &extra, 1) != 0 ||
-      codec::Sha256::of(content) != r.meta.sha256) {
+      codec::content_hash(content) != r.meta.sha256) {
     codec::wipe(content.data(), content.size());
     return Error::make(errc::unexpected_target, "\"" + log::escape(r.meta.path) + "\" changed since it was scanned");
   }

@@ -12,7 +12,7 @@
 namespace syncd::store {
 namespace {
 
-constexpr int64_t kSchemaVersion = 2;  // 2: files.origin
+constexpr int64_t kSchemaVersion = 3;  // 2: files.origin; 3: chunked content hash of big files
 constexpr uint64_t kCounterStride = 1024;
 
 Bytes encode_fp(const fs::Fingerprint& f) {
@@ -89,11 +89,20 @@ Status Index::init_schema() {
     SYNCD_TRY(meta_set("index_id", static_cast<int64_t>(index)));
     SYNCD_TRY(meta_set("counter_hw", 0));
     SYNCD_TRY(db_.exec("COMMIT"));
-  } else if (schema == 1) {
+  } else if (schema == 1 || schema == 2) {
+    SYNCD_TRY(db_.exec("BEGIN IMMEDIATE"));
     // Version 1 had no origin column: every record counts as authored here, which only costs one
     // echo message per record after the upgrade.
-    SYNCD_TRY(db_.exec("ALTER TABLE files ADD COLUMN origin INTEGER NOT NULL DEFAULT 0"));
+    if (schema == 1) SYNCD_TRY(db_.exec("ALTER TABLE files ADD COLUMN origin INTEGER NOT NULL DEFAULT 0"));
+    // Up to version 2 a file over 1 MiB was identified by its plain SHA-256: forget every
+    // fingerprint so the startup scan hashes each file again (codec/content_hash.h), and every
+    // cached signature, whose base_hash may be an old one.
+    SYNCD_TRY_ASSIGN(st, db_.prepare("UPDATE files SET fp = ?1"));
+    st.bind_blob(1, encode_fp(fs::Fingerprint{}));
+    SYNCD_TRY(st.step());
+    SYNCD_TRY(db_.exec("DELETE FROM signatures"));
     SYNCD_TRY(meta_set("schema", kSchemaVersion));
+    SYNCD_TRY(db_.exec("COMMIT"));
   } else if (schema != kSchemaVersion) {
     return Error::make(errc::unsupported, "index " + path_ + ": schema " + std::to_string(schema) +
                                               ", this syncd reads " + std::to_string(kSchemaVersion));

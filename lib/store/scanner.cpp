@@ -13,7 +13,8 @@
 #include "lib/base/log.h"
 #include "lib/base/unique_fd.h"
 #include "lib/fs/xattrs.h"
-#include "lib/codec/sha256.h"
+#include "lib/codec/content_hash.h"
+#include "lib/store/chunk_cache.h"
 #include "lib/fs/accounts.h"
 #include "protocol/path.h"
 
@@ -54,16 +55,42 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
   if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q(rel));
   if (!S_ISREG(before.st_mode) || !same_bytes(before, seen)) return busy(rel);
   const bool keeping = keep != nullptr && seen.size <= kKeepMax;
+  // Big files hash chunk by chunk against what the cache remembers of them (chunk_cache.h).
+  const bool chunked = !keeping && seen.size > codec::kContentChunk;
   // Sized to the file (+1 to see growth in the same read): small files cost one small buffer,
-  // and only what was used needs wiping.
-  Bytes buf(keeping ? seen.size + 1 : std::min<uint64_t>(kReadChunk, seen.size + 1));
+  // and only what was used needs wiping. Chunked: one chunk (+1).
+  Bytes buf(keeping ? seen.size + 1 : chunked ? codec::kContentChunk + 1 : std::min<uint64_t>(kReadChunk, seen.size + 1));
   size_t used = 0;
   auto wipe_buf = [&] { codec::wipe(buf.data(), std::min(used, buf.size())); };
-  codec::Sha256 sha;
+  codec::ContentHasher hasher;
+  ChunkCache& cache = ChunkCache::shared();
+  const std::string cache_name = chunked ? root.path() + '\0' + std::string(rel) : std::string();
+  const std::vector<ChunkCache::Chunk> cached = chunked ? cache.get(cache_name) : std::vector<ChunkCache::Chunk>{};
+  std::vector<ChunkCache::Chunk> chunks;
+  size_t in_buf = 0;  // chunked: bytes of the current chunk in buf
+  auto close_chunk = [&] {
+    ChunkCache::Chunk c;
+    const ByteSpan bytes(buf.data(), in_buf);
+    c.quick = cache.key().hash(bytes);
+    const size_t i = chunks.size();
+    if (i < cached.size() && cached[i].quick == c.quick) {
+      c.sha = cached[i].sha;
+    } else {
+      c.sha = codec::Sha256::of(bytes);
+      ++cache.chunks_hashed;
+    }
+    chunks.push_back(c);
+    in_buf = 0;
+  };
   uint64_t total = 0;
   for (;;) {
-    uint8_t* at = keeping ? buf.data() + total : buf.data();
-    const size_t room = keeping ? buf.size() - static_cast<size_t>(total) : buf.size();
+    uint8_t* at = keeping ? buf.data() + total : chunked ? buf.data() + in_buf : buf.data();
+    const size_t room = keeping ? buf.size() - static_cast<size_t>(total)
+                        : chunked ? static_cast<size_t>(codec::kContentChunk) - in_buf : buf.size();
+    if (room == 0 && chunked) {
+      close_chunk();
+      continue;
+    }
     if (room == 0) break;  // grew past what lstat said: caught by the size check below
     ssize_t n = ::read(fd.get(), at, room);
     if (n < 0) {
@@ -72,10 +99,15 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
       return Error::from_errno("read " + q(rel));
     }
     if (n == 0) break;
-    sha.update(ByteSpan(at, static_cast<size_t>(n)));
+    if (chunked) {
+      in_buf += static_cast<size_t>(n);
+    } else {
+      hasher.update(ByteSpan(at, static_cast<size_t>(n)));
+    }
     total += static_cast<uint64_t>(n);
-    used = keeping ? static_cast<size_t>(total) : std::max(used, static_cast<size_t>(n));
+    used = keeping ? static_cast<size_t>(total) : chunked ? codec::kContentChunk : std::max(used, static_cast<size_t>(n));
   }
+  if (chunked && in_buf > 0) close_chunk();
   struct stat after{};
   if (::fstat(fd.get(), &after) != 0) {
     wipe_buf();
@@ -92,7 +124,12 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
   } else {
     wipe_buf();
   }
-  return sha.finish();
+  if (!chunked) return hasher.finish();
+  std::vector<codec::Digest> digests;
+  digests.reserve(chunks.size());
+  for (const auto& c : chunks) digests.push_back(c.sha);
+  cache.put(cache_name, std::move(chunks));
+  return codec::content_root(total, digests);
 }
 
 }  // namespace

@@ -2,13 +2,15 @@
 //
 // The scanner looks at the synced tree through an fs::Root (no symlink is ever followed, a
 // swapped parent is refused) and reports what is on disk:
-//   scan_one()  one path: lstat, and for a regular file its SHA-256, computed only when the stat
+//   scan_one()  one path: lstat, and for a regular file its content hash (codec/content_hash.h; a big
+//               file re-hashes only the chunks that changed, store/chunk_cache.h), computed only when the stat
 //               fingerprint (type, inode, size, mtime, ctime) differs from what the caller knew.
 //               A file that changes while it is read is reported busy (errc::unexpected_target),
 //               never as a torn version (SECURITY.md #17). FIFOs, devices and sockets are refused.
 //   walk()      a subtree, depth first, parents before children, without hashing.
 // syncd's reserved names (.syncd, .syncd.*: temp files, state) are never reported.
-// Thread affinity: blocking; call from worker threads, never the loop thread. No shared state.
+// Thread affinity: blocking; call from worker threads, never the loop thread. Shared state: the
+// process-wide ChunkCache (locked).
 //
 //   SYNCD_TRY_ASSIGN(e, scan_one(root, "certs/a.pem", known_fp_or_null, known_hash));
 //   if (e && e->hashed) ...;   // e->sha256 is fresh

@@ -73,7 +73,7 @@ TEST_SUITE("apply.times") {
     auto d = ap.make_dir("d", attrs(0755, 0, 0, 1'000'000'000, 5, 0));
     REQUIRE(d.ok());
     CHECK(lst(f.p("d")).st_mtim.tv_sec == 1'000'000'000);
-    REQUIRE(ap.write_file("d/f", attrs(0644, 0, 0, 1'200'000'000, 0, 1), Expected::absent(), codec::Sha256::of(as_bytes(std::string("x"))),
+    REQUIRE(ap.write_file("d/f", attrs(0644, 0, 0, 1'200'000'000, 0, 1), Expected::absent(), codec::content_hash(as_bytes(std::string("x"))),
                           bytes_writer("x")).ok());
     CHECK(lst(f.p("d")).st_mtim.tv_sec != 1'000'000'000);  // the entry made inside moved it
     auto fp = ap.set_mtime("d", 1'000'000'000, 5);
@@ -145,7 +145,7 @@ TEST_SUITE("apply.sparse") {
     std::string content(1 << 20, '\0');
     for (size_t i = 0; i < 200'000; ++i) content[i] = static_cast<char>('a' + i % 26);
     for (size_t i = 200'000 + 512 * 1024; i < content.size() - 96 * 1024; ++i) content[i] = static_cast<char>('A' + i % 7);
-    const auto sha = codec::Sha256::of(as_bytes(content));
+    const auto sha = codec::content_hash(as_bytes(content));
     for (const bool sparse : {false, true}) {
       CAPTURE(sparse);
       Options o;
@@ -183,7 +183,7 @@ TEST_SUITE("apply.file") {
     Applier ap(f.root);
     const std::string content = "-----BEGIN CERTIFICATE-----\nabc\n";
     auto fp = ap.write_file("cert.pem", attrs(02640, 12345, 54321, 1'700'000'000, 123'456'789, content.size()),
-                            Expected::absent(), codec::Sha256::of(as_bytes(content)),
+                            Expected::absent(), codec::content_hash(as_bytes(content)),
                             bytes_writer(content));
     REQUIRE_MESSAGE(fp.ok(), fp.error().message());
     CHECK(test::read_file(f.p("cert.pem")) == content);
@@ -204,7 +204,7 @@ TEST_SUITE("apply.file") {
     Attrs a = attrs(0644, 4242, 4242, 1, 0, 1);
     a.user = "nobody";
     a.group = "no-such-group-here";
-    REQUIRE(ap.write_file("n", a, Expected::any(), codec::Sha256::of(as_bytes("x")), bytes_writer("x")).ok());
+    REQUIRE(ap.write_file("n", a, Expected::any(), codec::content_hash(as_bytes("x")), bytes_writer("x")).ok());
     struct stat st = lst(f.p("n"));
     CHECK(st.st_uid == resolve_uid("nobody", 1));
     CHECK(st.st_uid != 4242);
@@ -217,7 +217,7 @@ TEST_SUITE("apply.file") {
     o.keep_special_bits = false;
     Applier ap(f.root, o);
     REQUIRE(ap.write_file("s", attrs(04755, 0, 0, 1, 0, 1), Expected::any(),
-                          codec::Sha256::of(as_bytes("x")), bytes_writer("x")).ok());
+                          codec::content_hash(as_bytes("x")), bytes_writer("x")).ok());
     CHECK((lst(f.p("s")).st_mode & 07777) == 0755);
   }
 
@@ -226,7 +226,7 @@ TEST_SUITE("apply.file") {
     test::write_file(f.p("a"), "old");
     Applier ap(f.root);
     auto r = ap.write_file("a", attrs(0644, 0, 0, 1, 0, 3), Expected::any(),
-                           codec::Sha256::of(as_bytes("new")), bytes_writer("bad"));
+                           codec::content_hash(as_bytes("new")), bytes_writer("bad"));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is(errc::verify_failed));
     CHECK(test::read_file(f.p("a")) == "old");
@@ -241,21 +241,21 @@ TEST_SUITE("apply.file") {
     REQUIRE(fp.ok());
     test::write_file(f.p("a"), "local edit");  // slips in after the index looked
     auto r = ap.write_file("a", attrs(0644, 0, 0, 1, 0, 2), Expected::match(*fp),
-                           codec::Sha256::of(as_bytes("v2")), bytes_writer("v2"));
+                           codec::content_hash(as_bytes("v2")), bytes_writer("v2"));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is(errc::unexpected_target));
     CHECK(test::read_file(f.p("a")) == "local edit");
     f.no_temps();
     // Expected absent but present.
     auto r2 = ap.write_file("a", attrs(0644, 0, 0, 1, 0, 2), Expected::absent(),
-                            codec::Sha256::of(as_bytes("v2")), bytes_writer("v2"));
+                            codec::content_hash(as_bytes("v2")), bytes_writer("v2"));
     REQUIRE_FALSE(r2.ok());
     CHECK(r2.error().is(errc::unexpected_target));
     // With the current fingerprint it goes through.
     auto now = ap.stat("a");
     REQUIRE(now.ok());
     CHECK(ap.write_file("a", attrs(0644, 0, 0, 1, 0, 2), Expected::match(*now),
-                        codec::Sha256::of(as_bytes("v2")), bytes_writer("v2")).ok());
+                        codec::content_hash(as_bytes("v2")), bytes_writer("v2")).ok());
     CHECK(test::read_file(f.p("a")) == "v2");
   }
 
@@ -273,7 +273,7 @@ TEST_SUITE("apply.file") {
     UniqueFd base(::open(f.p("big.bin").c_str(), O_RDONLY | O_CLOEXEC));
     REQUIRE(base);
     auto r = ap.write_file("big.bin", attrs(0600, 0, 0, 5, 0, new_bytes.size()), Expected::any(),
-                           codec::Sha256::of(new_bytes), [&](delta::OutputSink& out) -> Status {
+                           codec::content_hash(new_bytes), [&](delta::OutputSink& out) -> Status {
                              delta::FdBaseReader br(base.get(), old_bytes.size());
                              delta::Patcher p(br, out, new_bytes.size());
                              SYNCD_TRY(p.feed(d));
@@ -290,7 +290,7 @@ TEST_SUITE("apply.file") {
     REQUIRE(::symlink((f.t / "outside/sentinel").c_str(), f.p("link").c_str()) == 0);
     Applier ap(f.root);
     REQUIRE(ap.write_file("link", attrs(0644, 0, 0, 1, 0, 3), Expected::any(),
-                          codec::Sha256::of(as_bytes("new")), bytes_writer("new")).ok());
+                          codec::content_hash(as_bytes("new")), bytes_writer("new")).ok());
     CHECK(S_ISREG(lst(f.p("link")).st_mode));
     f.outside_intact();
   }
@@ -302,7 +302,7 @@ TEST_SUITE("apply.file") {
     for (const char* p : {"../x", "/etc/passwd", "a/../../b", "d/cron.d", "d/new", ".syncd.x.1.tmp"}) {
       CAPTURE(p);
       auto r = ap.write_file(p, attrs(0644, 0, 0, 1, 0, 1), Expected::any(),
-                             codec::Sha256::of(as_bytes("x")), bytes_writer("x"));
+                             codec::content_hash(as_bytes("x")), bytes_writer("x"));
       REQUIRE_FALSE(r.ok());
       CHECK_MESSAGE((r.error().is(errc::path_rejected) || r.error().is(errc::path_escape)),
                     r.error().message());
@@ -320,7 +320,7 @@ TEST_SUITE("apply.file") {
     test::write_file(f.p("plain"), "p");
     Applier ap(f.root);
     auto r = ap.write_file("plain/x", attrs(0644, 0, 0, 1, 0, 1), Expected::any(),
-                           codec::Sha256::of(as_bytes("x")), bytes_writer("x"));
+                           codec::content_hash(as_bytes("x")), bytes_writer("x"));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is_errno(ENOTDIR));
     CHECK(r.error().message().find("plain/x") != std::string::npos);
@@ -339,7 +339,7 @@ TEST_SUITE("apply.file") {
     Fixture f;
     Applier ap(f.root);
     CHECK(ap.write_file(leaf, attrs(0644, 0, 0, 1, 0, 1), Expected::absent(),
-                        codec::Sha256::of(as_bytes("x")), bytes_writer("x")).ok());
+                        codec::content_hash(as_bytes("x")), bytes_writer("x")).ok());
     CHECK(test::read_file(f.p(leaf)) == "x");
   }
 }
@@ -446,13 +446,13 @@ TEST_SUITE("apply.batch") {
     for (int i = 0; i < 50; ++i) {
       const std::string body = "file " + std::to_string(i);
       auto st = ap.stage_file("f" + std::to_string(i), attrs(0640, 0, 0, 7, 7, body.size()),
-                              Expected::absent(), codec::Sha256::of(as_bytes(body)), bytes_writer(body));
+                              Expected::absent(), codec::content_hash(as_bytes(body)), bytes_writer(body));
       REQUIRE(st.ok());
       staged.push_back(std::move(*st));
     }
     // Expected absent, but "keep" exists: this one must fail and leave "local" in place.
     auto bad = ap.stage_file("keep", attrs(0644, 0, 0, 1, 0, 3), Expected::absent(),
-                             codec::Sha256::of(as_bytes("new")), bytes_writer("new"));
+                             codec::content_hash(as_bytes("new")), bytes_writer("new"));
     REQUIRE(bad.ok());
     staged.push_back(std::move(*bad));
     // Nothing is visible before the commit.
@@ -474,7 +474,7 @@ TEST_SUITE("apply.batch") {
     Fixture f;
     Applier ap(f.root);
     auto st = ap.stage_file("x", attrs(0644, 0, 0, 1, 0, 3), Expected::any(),
-                            codec::Sha256::of(as_bytes("abc")), bytes_writer("xyz"));
+                            codec::content_hash(as_bytes("abc")), bytes_writer("xyz"));
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().is(errc::verify_failed));
     f.no_temps();

@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -79,13 +80,12 @@ Attrs file_attrs(uint64_t size) {
 
 // Patches `dir`/big.bin (holding `base`) into `target` as the receiver does: the patcher leaves
 // hashing to the applier and offers it the COPY ranges.
-Result<fs::Fingerprint> patch(const Root& root, const std::string& dir, const Bytes& base, const Bytes& target,
-                              const codec::Digest& announced) {
+Result<fs::Fingerprint> patch_with(const Applier& ap, const std::string& dir, const Bytes& base, const Bytes& target,
+                                   const codec::Digest& announced) {
   auto sig = delta::sign(base, 4096, codec::HashKey::random());
   const Bytes d = delta::make_delta(sig, target);
   UniqueFd bfd(::open((dir + "/big.bin").c_str(), O_RDONLY | O_CLOEXEC));
   REQUIRE(bfd);
-  Applier ap(root);
   return ap.patch_file("big.bin", file_attrs(target.size()), Expected::any(), announced, bfd.get(),
                        [&](delta::OutputSink& out) -> Status {
                          delta::FdBaseReader br(bfd.get(), base.size());
@@ -94,6 +94,11 @@ Result<fs::Fingerprint> patch(const Root& root, const std::string& dir, const By
                          SYNCD_TRY(p.finish());
                          return {};
                        });
+}
+
+Result<fs::Fingerprint> patch(const Root& root, const std::string& dir, const Bytes& base, const Bytes& target,
+                              const codec::Digest& announced) {
+  return patch_with(Applier(root), dir, base, target, announced);
 }
 
 std::string str(const Bytes& b) { return std::string(b.begin(), b.end()); }
@@ -112,7 +117,7 @@ TEST_SUITE("apply.clone") {
     for (size_t i = 0; i < 1024; ++i) target[(3u << 20) + 100 + i] ^= 0xa5;
     auto root = Root::open(fs.mnt);
     REQUIRE(root.ok());
-    auto r = patch(*root, fs.mnt, base, target, codec::Sha256::of(target));
+    auto r = patch(*root, fs.mnt, base, target, codec::content_hash(target));
     REQUIRE_MESSAGE(r.ok(), r.error().message());
     CHECK(test::read_file(fs.mnt + "/big.bin") == str(target));
     CHECK(test::read_file(fs.mnt + "/keep.bin") == str(base));
@@ -145,7 +150,7 @@ TEST_SUITE("apply.clone") {
     grown.insert(grown.end(), tail.begin(), tail.end());
     for (const Bytes* target : {&inserted, &moved, &shrunk, &grown}) {
       test::write_file(fs.mnt + "/big.bin", base);
-      auto r = patch(*root, fs.mnt, base, *target, codec::Sha256::of(*target));
+      auto r = patch(*root, fs.mnt, base, *target, codec::content_hash(*target));
       REQUIRE_MESSAGE(r.ok(), r.error().message());
       CHECK(r->size == target->size());
       CHECK(test::read_file(fs.mnt + "/big.bin") == str(*target));
@@ -162,7 +167,7 @@ TEST_SUITE("apply.clone") {
       test::write_file(dir + "/big.bin", base);
       auto root = Root::open(dir);
       REQUIRE(root.ok());
-      auto r = patch(*root, dir, base, target, codec::Sha256::of(base));  // announces the wrong hash
+      auto r = patch(*root, dir, base, target, codec::content_hash(base));  // announces the wrong hash
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().is(errc::verify_failed));
       CHECK(r.error().message().find("big.bin") != std::string::npos);
@@ -187,9 +192,65 @@ TEST_SUITE("apply.clone") {
     test::write_file(t / "big.bin", base);
     auto root = Root::open(t.path());
     REQUIRE(root.ok());
-    auto r = patch(*root, t.path(), base, target, codec::Sha256::of(target));
+    auto r = patch(*root, t.path(), base, target, codec::content_hash(target));
     REQUIRE_MESSAGE(r.ok(), r.error().message());
     CHECK(test::read_file(t / "big.bin") == str(target));
     CHECK(test::list_dir(t.path()) == std::vector<std::string>{"big.bin"});
+  }
+
+  TEST_CASE("a patch of a file this applier put in place re-hashes only the chunks it wrote - a base changed since is hashed whole") {
+    std::mt19937_64 rng(15);
+    const Bytes base = test::random_bytes(rng, 6 * codec::kContentChunk);
+    Bytes second = base;
+    for (size_t i = 0; i < 1024; ++i) second[2 * codec::kContentChunk + 300 + i] ^= 0x5a;
+    Bytes third = second;
+    third[5 * codec::kContentChunk + 7] ^= 1;
+    auto check = [&](const std::string& dir) {
+      auto root = Root::open(dir);
+      REQUIRE(root.ok());
+      Applier ap(*root);
+      auto w = ap.write_file("big.bin", file_attrs(base.size()), Expected::any(), codec::content_hash(base),
+                             [&](delta::OutputSink& out) { return out.write(base); });
+      REQUIRE_MESSAGE(w.ok(), w.error().message());
+      const auto& memo = ap.chunk_memo();
+      uint64_t read = memo.chunks_read;
+      auto r = patch_with(ap, dir, base, second, codec::content_hash(second));
+      REQUIRE_MESSAGE(r.ok(), r.error().message());
+      CHECK(test::read_file(dir + "/big.bin") == str(second));
+      CHECK(memo.chunks_read - read == 1);  // chunk 2; the other five are the base's
+      // The patched result is remembered as well.
+      read = memo.chunks_read;
+      r = patch_with(ap, dir, second, third, codec::content_hash(third));
+      REQUIRE_MESSAGE(r.ok(), r.error().message());
+      CHECK(test::read_file(dir + "/big.bin") == str(third));
+      CHECK(memo.chunks_read - read == 1);
+      // Someone else rewrites chunk 4 in place and puts the mtime back: ctime still moved, so
+      // nothing remembered is trusted. A sender that believes the target holds `third` sends a
+      // patch whose COPY of chunk 4 now copies the local bytes: that result must fail to verify.
+      {
+        UniqueFd fd(::open((dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+        REQUIRE(fd);
+        struct stat st{};
+        REQUIRE(::fstat(fd.get(), &st) == 0);
+        const uint8_t x = static_cast<uint8_t>(third[4 * codec::kContentChunk + 1] ^ 0xff);
+        REQUIRE(::pwrite(fd.get(), &x, 1, 4 * codec::kContentChunk + 1) == 1);
+        const struct timespec ts[2] = {st.st_atim, st.st_mtim};
+        REQUIRE(::futimens(fd.get(), ts) == 0);
+      }
+      Bytes fourth = third;
+      fourth[100] ^= 1;
+      read = memo.chunks_read;
+      r = patch_with(ap, dir, third, fourth, codec::content_hash(fourth));
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().is(errc::verify_failed));
+      CHECK(memo.chunks_read - read == 6);
+      CHECK(test::list_dir(dir) == std::vector<std::string>{"big.bin"});
+    };
+    {
+      XfsFs fs;
+      check(fs.mnt);
+    }
+    test::TempDir plain{"noclone"};
+    check(plain.path());
   }
 }

@@ -61,7 +61,7 @@ TEST_SUITE("apply.faults") {
     for (bool prealloc : {true, false}) {
       CAPTURE(prealloc);
       Attrs a = file_attrs(prealloc ? big.size() : 0);  // without size: fails during write()
-      auto r = ap.write_file("ca.key", a, Expected::any(), codec::Sha256::of(big), writer_of(big));
+      auto r = ap.write_file("ca.key", a, Expected::any(), codec::content_hash(big), writer_of(big));
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().is_errno(ENOSPC));
       CHECK(r.error().cond() == Cond::needs_operator);
@@ -72,7 +72,7 @@ TEST_SUITE("apply.faults") {
     }
     // After the failures, space was given back: a small write still works.
     const Bytes small(1000, 'k');
-    CHECK(ap.write_file("ca.key", file_attrs(small.size()), Expected::any(), codec::Sha256::of(small),
+    CHECK(ap.write_file("ca.key", file_attrs(small.size()), Expected::any(), codec::content_hash(small),
                         writer_of(small)).ok());
   }
 
@@ -93,7 +93,7 @@ TEST_SUITE("apply.faults") {
     Applier ap(*root);
     const Bytes data(50000, 'd');
     auto r = ap.write_file("new.pem", file_attrs(data.size()), Expected::absent(),
-                           codec::Sha256::of(data), writer_of(data));
+                           codec::content_hash(data), writer_of(data));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is_errno(ENOSPC));
     CHECK_FALSE(test::exists(fs.mnt + "/new.pem"));
@@ -108,7 +108,7 @@ TEST_SUITE("apply.faults") {
     REQUIRE(root.ok());
     Applier ap(*root);
     const Bytes data(100, 'n');
-    auto r = ap.write_file("crl.pem", file_attrs(data.size()), Expected::any(), codec::Sha256::of(data),
+    auto r = ap.write_file("crl.pem", file_attrs(data.size()), Expected::any(), codec::content_hash(data),
                            writer_of(data));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is_errno(EROFS));
@@ -143,7 +143,7 @@ TEST_CASE("EACCES: an unprivileged writer is refused cleanly and the old file is
         o.chown = false;
         Applier ap(*root, o);
         const Bytes data(10, 'x');
-        auto r = ap.write_file("cfg", file_attrs(data.size()), Expected::any(), codec::Sha256::of(data),
+        auto r = ap.write_file("cfg", file_attrs(data.size()), Expected::any(), codec::content_hash(data),
                                writer_of(data));
         if (!r.ok()) {
           std::string msg = std::to_string(r.error().code.value()) + "|" + r.error().message();

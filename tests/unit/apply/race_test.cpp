@@ -79,7 +79,7 @@ TEST_SUITE("apply.hostile_local") {
       for (int i = 0; i < 3000; ++i) {
         const std::string body = "v" + std::to_string(i);
         auto r = ap.write_file("d/f" + std::to_string(i % 7), small_attrs(body.size()), Expected::any(),
-                               codec::Sha256::of(as_bytes(body)), text(body));
+                               codec::content_hash(as_bytes(body)), text(body));
         auto m = ap.set_meta("d", small_attrs(0), Expected::any());
         (void)m;
         if (r.ok()) {
@@ -98,7 +98,7 @@ TEST_SUITE("apply.hostile_local") {
       CHECK(ok + refused == 3000);
       // With the attacker gone, the same write goes through to the real directory.
       auto last = ap.write_file("d/final", small_attrs(4), Expected::any(),
-                                codec::Sha256::of(as_bytes("done")), text("done"));
+                                codec::content_hash(as_bytes("done")), text("done"));
       REQUIRE_MESSAGE(last.ok(), last.error().message());
       CHECK(test::read_file(root_path + "/d/final") == "done");
       // Nothing was created, changed or chmod'ed outside.
@@ -129,7 +129,7 @@ TEST_SUITE("apply.hostile_local") {
     REQUIRE(::link((root_path + "/victim").c_str(), (root_path + "/.syncd.cert.pem.1.tmp").c_str()) == 0);
     const std::string body = "certificate";
     auto r = ap.write_file("cert.pem", small_attrs(body.size()), Expected::absent(),
-                           codec::Sha256::of(as_bytes(body)), text(body));
+                           codec::content_hash(as_bytes(body)), text(body));
     REQUIRE_MESSAGE(r.ok(), r.error().message());
     CHECK(g_name_counter == 3);  // two planted names refused by O_EXCL, the third used
     CHECK(test::read_file(root_path + "/cert.pem") == body);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "lib/store/index.h"
+#include "lib/store/sqlite.h"
 #include "tests/support/tmpdir.h"
 
 using namespace syncd;
@@ -284,5 +285,34 @@ TEST_SUITE("store.index") {
     REQUIRE(got.ok());
     REQUIRE(got->has_value());
     CHECK((*got)->meta.version[0].counter >= last + 1);
+  }
+
+  TEST_CASE("an index from before the chunked content hash forgets fingerprints and signatures - records and ids stay") {
+    test::TempDir t("idx");
+    uint64_t node = 0;
+    {
+      auto idx = Index::open(t / "state");
+      REQUIRE(idx.ok());
+      node = idx->node_id();
+      Record r = rec("big", 3);
+      REQUIRE(idx->put(r).ok());
+      REQUIRE(idx->put_signature("big", 7, CachedSignature{{}, Bytes{1, 2, 3}}).ok());
+    }
+    {
+      // What a version 2 syncd left behind.
+      auto db = Db::open(t / "state/index.db");
+      REQUIRE(db.ok());
+      REQUIRE(db->exec("UPDATE meta SET v = 2 WHERE k = 'schema'").ok());
+    }
+    auto idx = Index::open(t / "state");
+    REQUIRE_MESSAGE(idx.ok(), idx.error().message());
+    CHECK(idx->node_id() == node);
+    auto got = idx->get("big");
+    REQUIRE((got.ok() && got->has_value()));
+    CHECK((*got)->meta.sha256 == rec("big", 3).meta.sha256);
+    CHECK((*got)->fp == fs::Fingerprint{});  // never equal to a stat: the next scan hashes it
+    auto sig = idx->get_signature("big", 7);
+    REQUIRE(sig.ok());
+    CHECK_FALSE(sig->has_value());
   }
 }

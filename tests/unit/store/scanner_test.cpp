@@ -5,10 +5,12 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <random>
 #include <unistd.h>
 
-#include "lib/codec/sha256.h"
+#include "lib/codec/content_hash.h"
 #include "lib/store/change.h"
+#include "lib/store/chunk_cache.h"
 #include "lib/store/scanner.h"
 #include "tests/support/tmpdir.h"
 
@@ -33,7 +35,7 @@ struct Tree {
   std::string p(const std::string& rel) const { return root_path + "/" + rel; }
 };
 
-protocol::Hash256 sha(const std::string& s) { return codec::Sha256::of(as_bytes(s)); }
+protocol::Hash256 sha(const std::string& s) { return codec::content_hash(as_bytes(s)); }
 
 // What walk() visits under `rel`, in visiting order.
 std::vector<std::string> walked(const fs::Root& root, const std::string& rel = "") {
@@ -293,4 +295,47 @@ TEST_CASE("scan_one hands back the bytes it hashed for small files only") {
   REQUIRE(z.ok());
   CHECK((*z)->sha256 == sha(""));
   CHECK(none.empty());
+}
+
+TEST_SUITE("store.scanner") {
+  TEST_CASE("a big file re-hashes only the chunks that changed since it was last hashed - the hash is the whole content's") {
+    Tree tr;
+    std::mt19937_64 rng(21);
+    std::string content;
+    {
+      const Bytes b = test::random_bytes(rng, 4 * codec::kContentChunk);
+      content.assign(b.begin(), b.end());
+    }
+    auto& cache = ChunkCache::shared();
+    auto rescan = [&](const std::string& now, uint64_t want_hashed) {
+      test::write_file(tr.p("big.bin"), now);
+      const uint64_t before = cache.chunks_hashed;
+      auto e = scan_one(tr.root, "big.bin");
+      REQUIRE(e.ok());
+      REQUIRE(*e);
+      CHECK((*e)->hashed);
+      CHECK((*e)->sha256 == sha(now));
+      CHECK(cache.chunks_hashed - before == want_hashed);
+    };
+    rescan(content, 4);  // first sight: every chunk
+    content[codec::kContentChunk + 5] ^= 1;
+    rescan(content, 1);  // an in-place edit of chunk 1
+    content += "appended";
+    rescan(content, 1);  // a new last chunk; the four full ones are unchanged
+    content.resize(2 * codec::kContentChunk + 512 * 1024);
+    rescan(content, 1);  // truncated into chunk 2: that one is shorter now
+    content[0] ^= 1;
+    content[2 * codec::kContentChunk + 1] ^= 1;
+    rescan(content, 2);
+    // Another root's file of the same name is another file.
+    test::TempDir other{"scan2"};
+    test::write_file(other / "big.bin", content);
+    auto oroot = fs::Root::open(other.path());
+    REQUIRE(oroot.ok());
+    const uint64_t before = cache.chunks_hashed;
+    auto e = scan_one(*oroot, "big.bin");
+    REQUIRE((e.ok() && *e));
+    CHECK((*e)->sha256 == sha(content));
+    CHECK(cache.chunks_hashed - before == 3);
+  }
 }
