@@ -306,8 +306,41 @@ void Sender::drain_stream() {
   stream_cv_.notify_all();
 }
 
+void Sender::remember_signature(const std::string& path, uint64_t peer, store::CachedSignature sig, Outbox& out) {
+  sig_pending_.insert_or_assign(path, PendingSignature{peer, std::move(sig)});
+  out.signatures = true;
+}
+
+std::optional<store::CachedSignature> Sender::cached_signature(const std::string& path, uint64_t peer) {
+  if (auto it = sig_pending_.find(path); it != sig_pending_.end()) {
+    if (it->second.peer == peer) return it->second.sig;
+    return std::nullopt;  // newer than what the index holds, but for another peer
+  }
+  auto c = index_.get_signature(path, peer);
+  if (!c.ok()) return std::nullopt;
+  return std::move(*c);
+}
+
+void Sender::persist_signatures() {
+  for (auto& [path, p] : sig_pending_) {
+    // Best effort: without it the next delta of this file asks the peer for its signature.
+    if (auto st = index_.put_signature(path, p.peer, p.sig); !st) {
+      lg().debug("keep signature of {}: {}", log::escape(path), st.error().message());
+    }
+  }
+  sig_pending_.clear();
+}
+
 void Sender::deliver(Outbox out) {
   drain_stream();  // what this job streamed goes before what it leaves in `out`
+  if (out.signatures) {
+    // After this job's messages (sent below, on this thread), not before them.
+    jobs_.post([this]() -> JobQueue::Done {
+      StoreLock lk(this);
+      persist_signatures();
+      return {};
+    });
+  }
   for (const auto& e : out.errors) lg().warn("{}", e);
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
   if (out.versions > 0 && opts_.on_authored) opts_.on_authored();
@@ -695,8 +728,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   const uint64_t peer = peer_node_.load();
   std::optional<store::CachedSignature> cached;
   if (!force_whole && m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
-    auto c = index_.get_signature(m.path, peer);
-    if (c.ok()) cached = std::move(*c);
+    cached = cached_signature(m.path, peer);
   }
   bool sent = false;
   if (cached) {
@@ -718,7 +750,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   // Cache the signature of what the peer will now hold, for the next change's delta.
   if (m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
     auto sig = delta::sign(*content, delta::cached_block_len(m.size), codec::HashKey::random());
-    (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()});
+    remember_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()}, out);
   }
   codec::wipe(content->data(), content->size());
 }
@@ -773,8 +805,8 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
 
   // A delta against what the peer holds, if it stays small (bounded memory); else whole.
   if (!force_whole && sig_wanted) {
-    auto cached = index_.get_signature(m.path, peer);
-    auto sig = cached.ok() && *cached ? delta::Signature::parse((*cached)->signature)
+    auto cached = cached_signature(m.path, peer);
+    auto sig = cached ? delta::Signature::parse(cached->signature)
                                       : Result<delta::Signature>(Error::make(errc::internal, "none"));
     if (sig.ok()) {
       const uint64_t limit = std::min<uint64_t>(m.size / 2, 64u << 20);
@@ -795,9 +827,9 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
       ok = ok && total == m.size && g.finish(d).ok() && d.size() <= limit;
       if (ok) {
         out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
-        chunked(out.msgs, xfer, d, true, (*cached)->base_hash);
+        chunked(out.msgs, xfer, d, true, cached->base_hash);
         if (auto sg = std::move(*builder).finish(); sg.ok()) {
-          (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()});
+          remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
         }
         return true;
       }
@@ -838,7 +870,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   }
   if (builder) {
     if (auto sg = std::move(*builder).finish(); sg.ok()) {
-      (void)index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()});
+      remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
     }
   }
   return true;

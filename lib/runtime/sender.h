@@ -142,7 +142,20 @@ class Sender {
       Bytes bytes;
     };
     std::unordered_map<std::string, Fresh> fresh;
+    bool signatures = false;  // signatures were remembered: persist them once this is delivered
   };
+  // Job thread: the signature of what the peer will hold once the messages of a job arrive, by
+  // path, for the next change's delta. Kept here and written to the index by a job posted after
+  // the messages went out (a 100 MiB file's signature is 4 MB: writing it first delayed every
+  // delta by that much); read here before the index.
+  struct PendingSignature {
+    uint64_t peer = 0;
+    store::CachedSignature sig;
+  };
+  std::unordered_map<std::string, PendingSignature> sig_pending_;
+  void remember_signature(const std::string& path, uint64_t peer, store::CachedSignature sig, Outbox& out);
+  std::optional<store::CachedSignature> cached_signature(const std::string& path, uint64_t peer);
+  void persist_signatures();
   // Job-thread side.
   void process_batch(const watch::Batch& b, Outbox& out);
   void process_path(const std::string& path, Outbox& out,
