@@ -345,6 +345,11 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
       wire.push_back(static_cast<double>(relay.bytes() - before));
     }
     if (!wire.empty()) r.big_wire_median = Stat::of(wire).p50;
+    // Seeing the edited bytes is the timing; the whole file must match too (a delta that copied a
+    // stale range would show here, not in the timing).
+    if (r.failure.empty() && syncd::test::run("cmp -s '" + src + "/big.bin' '" + dst + "/big.bin'") != 0) {
+      r.failure = "big file differs after the edits";
+    }
     r.wire_total = relay.bytes() - wire0;
     for (auto& [wl, v] : lat) r.lat[wl] = Stat::of(v);
     (void)tool->stop(SIGTERM);

@@ -423,16 +423,42 @@ static void wipe_all(Bytes& b) noexcept {
 
 DeltaGenerator::~DeltaGenerator() { wipe_all(buf_); }
 
+void DeltaGenerator::write_header(Bytes& out) {
+  if (header_written_) return;
+  ByteWriter w(out);
+  w.u32(kDeltaMagic);
+  w.u32(sig_.header.block_len);
+  w.u32(sig_.header.block_count);
+  w.u64(sig_.header.file_len);
+  header_written_ = true;
+}
+
+Status DeltaGenerator::feed_same(uint64_t len, Bytes& out) {
+  if (finished_) return Error::make(errc::internal, "delta: feed after finish");
+  write_header(out);
+  // Everything buffered is matched or sent as a literal now: no match spans the boundary.
+  process(true, out);
+  buf_.clear();
+  pos_ = lit_start_ = 0;
+  have_sum_ = false;
+  if (len == 0) return {};
+  const uint32_t B = block_len_;
+  const auto& h = sig_.header;
+  const uint64_t first = total_in_ / B;
+  const uint64_t count = len / B + (len % B ? 1 : 0);
+  if (total_in_ % B != 0 || first + count > h.block_count ||
+      (len % B && (first + count != h.block_count || h.remainder != len % B))) {
+    return Error::make(errc::internal, "delta: unchanged range does not line up with the base's blocks");
+  }
+  for (uint64_t k = first; k < first + count; ++k) add_copy(static_cast<uint32_t>(k), out);
+  total_in_ += len;
+  predict_ = static_cast<int64_t>(first + count);
+  return {};
+}
+
 Status DeltaGenerator::feed(ByteSpan data, Bytes& out) {
   if (finished_) return Error::make(errc::internal, "delta: feed after finish");
-  if (!header_written_) {
-    ByteWriter w(out);
-    w.u32(kDeltaMagic);
-    w.u32(sig_.header.block_len);
-    w.u32(sig_.header.block_count);
-    w.u64(sig_.header.file_len);
-    header_written_ = true;
-  }
+  write_header(out);
   total_in_ += data.size();
   // Feed in slices so the internal buffer stays bounded even for one huge span.
   constexpr size_t kSlice = 1 << 20;

@@ -89,6 +89,11 @@ class DeltaGenerator {
   DeltaGenerator& operator=(const DeltaGenerator&) = delete;
   // Consumes `data` (the next bytes of the new file) and appends encoded ops to `out`.
   Status feed(ByteSpan data, Bytes& out);
+  // The next `len` bytes of the new file are those of the base at the same offsets (the caller
+  // knows, e.g. from chunk hashes): they become COPY ops without being read. What was fed
+  // before is settled first as at a file's end. Needs a block boundary here; `len` whole
+  // blocks, or reaching the base's end with its short last block.
+  Status feed_same(uint64_t len, Bytes& out);
   // Flushes the tail and the END op. The generator is spent afterwards.
   Status finish(Bytes& out);
 
@@ -101,6 +106,7 @@ class DeltaGenerator {
 
  private:
   void process(bool final, Bytes& out);
+  void write_header(Bytes& out);
   int64_t try_match(const uint8_t* window, uint32_t len, uint32_t weak);
   // Counts a strong hash that matched nothing; past the cap the search gives up.
   void false_alarm();

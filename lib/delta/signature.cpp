@@ -150,6 +150,30 @@ Status SignatureBuilder::feed(ByteSpan data) {
   return {};
 }
 
+Status SignatureBuilder::feed_same(const Signature& old, uint64_t len) {
+  const auto& h = sig_.header;
+  const uint32_t bl = h.block_len;
+  if (old.header.block_len != bl || old.header.seed != h.seed || !partial_.empty() || fed_ % bl != 0) {
+    return Error::make(errc::internal, "signature: reused blocks need the same key, block length and a block boundary");
+  }
+  if (fed_ + len > h.file_len) return Error::make(errc::unexpected_target, "signature: file grew while being read");
+  const uint64_t first = fed_ / bl;
+  const uint64_t whole = len / bl;
+  const auto tail = static_cast<uint32_t>(len % bl);
+  const uint64_t count = whole + (tail ? 1 : 0);
+  // A short piece is the last block of both files, of the same length.
+  if (first + count > old.header.block_count || first + count > h.block_count ||
+      (tail && (fed_ + len != h.file_len || first + count != old.header.block_count || old.header.remainder != tail))) {
+    return Error::make(errc::internal, "signature: reused blocks do not line up");
+  }
+  for (uint64_t k = first; k < first + count; ++k) {
+    sig_.weak.push_back(old.weak[static_cast<size_t>(k)]);
+    sig_.strong.push_back(old.strong[static_cast<size_t>(k)]);
+  }
+  fed_ += len;
+  return {};
+}
+
 Result<Signature> SignatureBuilder::finish() && {
   if (fed_ != sig_.header.file_len) {
     return Error::make(errc::unexpected_target, "signature: file shrank while being read");

@@ -84,6 +84,10 @@ class SignatureBuilder {
   SignatureBuilder(uint64_t file_len, uint32_t block_len, codec::HashKey key);
   // Feeds the next bytes of the file. More bytes than `file_len` is an error (the file grew).
   Status feed(ByteSpan data);
+  // The next `len` bytes of the file are those of `old` at the same offsets: their entries are
+  // taken from it instead of hashed. Needs the same key and block length as `old` and a block
+  // boundary here; `len` whole blocks, or reaching the end of both files.
+  Status feed_same(const Signature& old, uint64_t len);
   // Fails if fewer than `file_len` bytes were fed (the file shrank while being read).
   Result<Signature> finish() &&;
 

@@ -16,6 +16,7 @@
 #include "lib/codec/content_hash.h"
 #include "lib/delta/delta.h"
 #include "lib/store/change.h"
+#include "lib/store/chunk_cache.h"
 #include "lib/store/scanner.h"
 #include "protocol/limits.h"
 
@@ -795,50 +796,76 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;  // gone or changed since
   if (static_cast<uint64_t>(st.st_size) != m.size) return false;                 // it was scanned
   const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
+  std::optional<store::CachedSignature> cached;
+  std::optional<delta::Signature> base_sig;
+  if (!force_whole && sig_wanted) {
+    cached = cached_signature(m.path, peer);
+    if (cached) {
+      if (auto s = delta::Signature::parse(cached->signature); s.ok()) base_sig = std::move(*s);
+    }
+  }
+  // Chunks the scanner found unchanged since the version the peer holds (store/chunk_cache.h):
+  // the delta copies them and the next signature reuses their blocks, without reading them.
+  // That needs the base's blocks to tile the chunks and the next signature to use its key.
+  std::optional<std::vector<bool>> same;
+  if (base_sig && base_sig->header.block_len == delta::cached_block_len(m.size) &&
+      codec::kContentChunk % base_sig->header.block_len == 0) {
+    same = store::ChunkCache::shared().same_since(store::ChunkCache::file_name(root_.path(), m.path), m.sha256,
+                                                  cached->base_hash);
+  }
   std::optional<delta::SignatureBuilder> builder;
-  auto new_builder = [&] {
+  auto new_builder = [&](bool reuse_key) {
     builder.reset();
-    if (sig_wanted) builder.emplace(m.size, delta::cached_block_len(m.size), codec::HashKey::random());
+    if (sig_wanted) {
+      builder.emplace(m.size, delta::cached_block_len(m.size),
+                      reuse_key ? codec::HashKey::from_seed(base_sig->header.seed) : codec::HashKey::random());
+    }
   };
-  new_builder();
+  new_builder(same.has_value());
   Bytes buf(protocol::kMaxChunk);
 
   // A delta against what the peer holds, if it stays small (bounded memory); else whole.
-  if (!force_whole && sig_wanted) {
-    auto cached = cached_signature(m.path, peer);
-    auto sig = cached ? delta::Signature::parse(cached->signature)
-                                      : Result<delta::Signature>(Error::make(errc::internal, "none"));
-    if (sig.ok()) {
-      const uint64_t limit = std::min<uint64_t>(m.size / 2, 64u << 20);
-      delta::DeltaGenerator g(*sig);
-      Bytes d;
-      uint64_t total = 0;
-      bool ok = true;
-      while (ok) {
-        auto n = read_full(fd.get(), buf.data(), buf.size());
-        if (!n.ok() || *n == 0) {
-          ok = n.ok();
-          break;
-        }
-        const ByteSpan chunk(buf.data(), *n);
-        ok = g.feed(chunk, d).ok() && builder->feed(chunk).ok() && d.size() <= limit;
-        total += *n;
+  if (base_sig) {
+    const uint64_t limit = std::min<uint64_t>(m.size / 2, 64u << 20);
+    delta::DeltaGenerator g(*base_sig);
+    Bytes d;
+    uint64_t total = 0;
+    bool ok = true;
+    uint64_t skipped = 0;
+    while (ok && total < m.size) {
+      const uint64_t i = total / codec::kContentChunk;
+      const auto want = static_cast<size_t>(std::min<uint64_t>(codec::kContentChunk - total % codec::kContentChunk, m.size - total));
+      if (same && total % codec::kContentChunk == 0 && i < same->size() && (*same)[i]) {
+        ok = g.feed_same(want, d).ok() && builder->feed_same(*base_sig, want).ok() &&
+             ::lseek(fd.get(), static_cast<off_t>(want), SEEK_CUR) >= 0;
+        total += want;
+        skipped += want;
+        continue;
       }
-      ok = ok && total == m.size && g.finish(d).ok() && d.size() <= limit;
-      if (ok) {
-        out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
-        chunked(out.msgs, xfer, d, true, cached->base_hash);
-        if (auto sg = std::move(*builder).finish(); sg.ok()) {
-          remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
-        }
-        return true;
+      auto n = read_full(fd.get(), buf.data(), want);
+      if (!n.ok() || *n == 0) {
+        ok = n.ok();
+        break;
       }
-      if (::lseek(fd.get(), 0, SEEK_SET) != 0) {
-        out.errors.push_back("rewind " + qpath + ": " + std::strerror(errno));
-        return false;
-      }
-      new_builder();
+      const ByteSpan chunk(buf.data(), *n);
+      ok = g.feed(chunk, d).ok() && builder->feed(chunk).ok() && d.size() <= limit;
+      total += *n;
     }
+    ok = ok && total == m.size && g.finish(d).ok() && d.size() <= limit;
+    if (ok) {
+      if (skipped > 0) lg().debug("delta {}: {} of {} bytes unchanged since the peer's version, not read", qpath, skipped, m.size);
+      out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
+      chunked(out.msgs, xfer, d, true, cached->base_hash);
+      if (auto sg = std::move(*builder).finish(); sg.ok()) {
+        remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
+      }
+      return true;
+    }
+    if (::lseek(fd.get(), 0, SEEK_SET) != 0) {
+      out.errors.push_back("rewind " + qpath + ": " + std::strerror(errno));
+      return false;
+    }
+    new_builder(false);
   }
 
   // Whole, streamed: what this job produced so far goes first, then header and chunks.

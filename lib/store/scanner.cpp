@@ -64,7 +64,7 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
   auto wipe_buf = [&] { codec::wipe(buf.data(), std::min(used, buf.size())); };
   codec::ContentHasher hasher;
   ChunkCache& cache = ChunkCache::shared();
-  const std::string cache_name = chunked ? root.path() + '\0' + std::string(rel) : std::string();
+  const std::string cache_name = chunked ? ChunkCache::file_name(root.path(), rel) : std::string();
   const std::vector<ChunkCache::Chunk> cached = chunked ? cache.get(cache_name) : std::vector<ChunkCache::Chunk>{};
   std::vector<ChunkCache::Chunk> chunks;
   size_t in_buf = 0;  // chunked: bytes of the current chunk in buf
@@ -128,8 +128,9 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
   std::vector<codec::Digest> digests;
   digests.reserve(chunks.size());
   for (const auto& c : chunks) digests.push_back(c.sha);
-  cache.put(cache_name, std::move(chunks));
-  return codec::content_root(total, digests);
+  const codec::Digest root_hash = codec::content_root(total, digests);
+  cache.put(cache_name, std::move(chunks), root_hash);
+  return root_hash;
 }
 
 }  // namespace

@@ -355,3 +355,98 @@ TEST_SUITE("delta.big") {
     CHECK(sink.at_ == kBigLen);
   }
 }
+
+TEST_SUITE("delta.same") {
+  // A new file fed chunk by chunk, the chunks marked `same` through feed_same: the patch of the
+  // base must give the new file, and the next signature must be the one a full pass would build.
+  struct Pass {
+    Bytes delta;
+    Signature next;
+    uint64_t literal = 0;
+  };
+  Pass by_chunks(const Signature& base_sig, const Bytes& now, const std::vector<bool>& same, size_t chunk) {
+    DeltaGenerator g(base_sig);
+    SignatureBuilder b(now.size(), base_sig.header.block_len, codec::HashKey::from_seed(base_sig.header.seed));
+    Pass p;
+    for (size_t off = 0, i = 0; off < now.size(); off += chunk, ++i) {
+      const size_t n = std::min(chunk, now.size() - off);
+      if (i < same.size() && same[i]) {
+        REQUIRE(g.feed_same(n, p.delta).ok());
+        REQUIRE(b.feed_same(base_sig, n).ok());
+      } else {
+        const ByteSpan part(now.data() + off, n);
+        REQUIRE(g.feed(part, p.delta).ok());
+        REQUIRE(b.feed(part).ok());
+      }
+    }
+    REQUIRE(g.finish(p.delta).ok());
+    p.literal = g.literal_bytes();
+    auto s = std::move(b).finish();
+    REQUIRE(s.ok());
+    p.next = std::move(*s);
+    return p;
+  }
+
+  TEST_CASE("unchanged chunks become copies unread - the patch gives the new file - the next signature equals a full pass's") {
+    std::mt19937_64 rng(31);
+    constexpr size_t kChunk = 64 * 1024;
+    const Bytes base = test::random_bytes(rng, 6 * kChunk + 777);
+    const auto key = codec::HashKey::random();
+    const Signature sig = sign(base, 512, key);
+    SUBCASE("an overwrite inside chunk 2") {
+      Bytes now = base;
+      for (size_t i = 0; i < 1024; ++i) now[2 * kChunk + 4000 + i] ^= 0x3c;
+      auto p = by_chunks(sig, now, {true, true, false, true, true, true, true}, kChunk);
+      auto out = apply_delta(base, p.delta, now.size());
+      REQUIRE(out.ok());
+      CHECK(*out == now);
+      CHECK(p.literal <= 1536);  // the three 512-byte blocks the edit touches
+      CHECK(p.next.serialize() == sign(now, 512, key).serialize());
+    }
+    SUBCASE("an edit at the very end of a changed chunk and in the short last chunk") {
+      Bytes now = base;
+      now[3 * kChunk - 1] ^= 1;
+      now[now.size() - 5] ^= 1;
+      auto p = by_chunks(sig, now, {true, true, false, true, true, true, false}, kChunk);
+      auto out = apply_delta(base, p.delta, now.size());
+      REQUIRE(out.ok());
+      CHECK(*out == now);
+      CHECK(p.literal <= 512 + 777);
+      CHECK(p.next.serialize() == sign(now, 512, key).serialize());
+    }
+    SUBCASE("the unchanged last chunk of a file that kept its length") {
+      Bytes now = base;
+      now[10] ^= 1;
+      auto p = by_chunks(sig, now, {false, true, true, true, true, true, true}, kChunk);
+      auto out = apply_delta(base, p.delta, now.size());
+      REQUIRE(out.ok());
+      CHECK(*out == now);
+      CHECK(p.next.serialize() == sign(now, 512, key).serialize());
+    }
+  }
+
+  TEST_CASE("feed_same refuses what does not line up with the base's blocks") {
+    std::mt19937_64 rng(32);
+    const Bytes base = test::random_bytes(rng, 10000);
+    const Signature sig = sign(base, 512, codec::HashKey::random());
+    {
+      DeltaGenerator g(sig);
+      Bytes d;
+      REQUIRE(g.feed(ByteSpan(base.data(), 100), d).ok());
+      CHECK_FALSE(g.feed_same(512, d).ok());  // not at a block boundary
+    }
+    {
+      DeltaGenerator g(sig);
+      Bytes d;
+      CHECK_FALSE(g.feed_same(10000 + 512, d).ok());  // past the base's end
+      DeltaGenerator g2(sig);
+      CHECK_FALSE(g2.feed_same(700, d).ok());  // a short piece that is not the base's last block
+    }
+    {
+      SignatureBuilder b(10000, 512, codec::HashKey::random());  // another key
+      CHECK_FALSE(b.feed_same(sig, 512).ok());
+      SignatureBuilder b2(10000, 1024, codec::HashKey::from_seed(sig.header.seed));  // another block length
+      CHECK_FALSE(b2.feed_same(sig, 1024).ok());
+    }
+  }
+}
