@@ -227,6 +227,8 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.dry_run = true;
     } else if (args[i] == "-exclude" && i + 1 < args.size()) {
       o.rules.excludes.push_back(args[++i]);
+    } else if (args[i] == "-perishable-exclude" && i + 1 < args.size()) {
+      o.rules.perishable.push_back(args[++i]);
     } else if (args[i] == "-filter" && i + 1 < args.size()) {
       // "+ PATTERN" / "- PATTERN", as lsyncd's filter{} writes them.
       const std::string r = args[++i];

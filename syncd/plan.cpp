@@ -1,13 +1,16 @@
 #include "syncd/plan.h"
 
 #include <limits.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "lib/runtime/control.h"
 
@@ -36,13 +39,47 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix", "omit_link_times", "hard_links",
                                        "copy_links", "copy_unsafe_links", "copy_dirlinks", "delete_excluded"};
-// Keys syncd does one- and two-way.
-const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials"};
+// Keys syncd does one- and two-way (cvs_exclude: more excludes, honoured like them).
+const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials", "cvs_exclude"};
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
   auto it = s.rsync.find(key);
   return it == s.rsync.end() || it->second == "false" ? "" : it->second;
 }
+
+// rsync.cvs_exclude (rsync -C): rsync's list of files CVS ignores, then the words of
+// ~/.cvsignore and of $CVSIGNORE; a "!" clears what came before it, as in CVS.
+std::vector<std::string> cvs_excludes() {
+  std::vector<std::string> out = {"RCS", "SCCS", "CVS", "CVS.adm", "RCSLOG", "cvslog.*", "tags", "TAGS",
+                                  ".make.state", ".nse_depinfo", "*~", "#*", ".#*", ",*", "_$*", "*$",
+                                  "*.old", "*.bak", "*.BAK", "*.orig", "*.rej", ".del-*", "*.a", "*.olb",
+                                  "*.o", "*.obj", "*.so", "*.exe", "*.Z", "*.elc", "*.ln", "core",
+                                  ".svn/", ".git/", ".hg/", ".bzr/"};
+  auto add_words = [&](std::istream& in) {
+    for (std::string w; in >> w;) {
+      if (w == "!") {
+        out.clear();
+      } else {
+        out.push_back(w);
+      }
+    }
+  };
+  std::string home;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h) home = h;
+  if (home.empty()) {
+    if (const struct passwd* pw = ::getpwuid(::geteuid()); pw != nullptr && pw->pw_dir != nullptr) home = pw->pw_dir;
+  }
+  if (!home.empty()) {
+    std::ifstream f(home + "/.cvsignore");
+    add_words(f);
+  }
+  if (const char* e = std::getenv("CVSIGNORE"); e != nullptr) {
+    std::istringstream s(e);
+    add_words(s);
+  }
+  return out;
+}
+
 
 // rsync.devices / rsync.specials; lsyncd's archive = true sets both where they are not given.
 bool archive_key(const config::Sync& s, const std::string& key) {
@@ -255,6 +292,13 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     excludes.insert(excludes.end(), x.excludes.begin(), x.excludes.end());
     mirror_rules.excludes = excludes;
     mirror_rules.filters = filters;
+    if (rsync_value(s, "cvs_exclude") == "true") {
+      // After the sync's own rules, as rsync adds them; perishable on the target.
+      mirror_rules.perishable = cvs_excludes();
+      excludes.insert(excludes.end(), mirror_rules.perishable.begin(), mirror_rules.perishable.end());
+      plan.notes.push_back(s.name + ": rsync.cvs_exclude: " + std::to_string(mirror_rules.perishable.size()) +
+                           " patterns (rsync's CVS list, ~/.cvsignore, ); per-directory .cvsignore files are not read");
+    }
     mirror_rules.delete_excluded = rsync_value(s, "delete_excluded") == "true";
 
     const uint32_t delay_ms = s.delay_given ? static_cast<uint32_t>(s.delay * 1000 + 0.5) : 0;

@@ -34,6 +34,7 @@ std::vector<std::string> MirrorRules::attach_args() const {
   if (!link_times) a.push_back("-omit-link-times");
   if (dry_run) a.push_back("-dry-run");
   for (const auto& e : excludes) a.insert(a.end(), {"-exclude", e});
+  for (const auto& e : perishable) a.insert(a.end(), {"-perishable-exclude", e});
   for (const auto& f : filters) a.insert(a.end(), {"-filter", std::string(f.include ? "+ " : "- ") + f.pattern});
   if (delete_excluded) a.push_back("-delete-excluded");
   if (backup.enabled) {
@@ -686,8 +687,11 @@ Status Receiver::prune_extras() {
   // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
   std::vector<std::pair<std::string, bool>> extra;
   std::set<std::string, std::less<>> holds_protected;  // directories kept because something inside is protected
-  const watch::Excludes protect = opts_.rules.delete_excluded ? watch::Excludes()
-                                                               : watch::Excludes(opts_.rules.excludes, opts_.rules.filters);
+  const auto& rules = opts_.rules;
+  std::vector<std::string> all = rules.excludes;
+  all.insert(all.end(), rules.perishable.begin(), rules.perishable.end());
+  const watch::Excludes protect = rules.delete_excluded ? watch::Excludes() : watch::Excludes(all, rules.filters);
+  const watch::Excludes lasting = rules.delete_excluded ? watch::Excludes() : watch::Excludes(rules.excludes, rules.filters);
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
     auto r = index_.get(rel);
     if (r.ok() && (!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
@@ -695,7 +699,9 @@ Status Receiver::prune_extras() {
   }, [&](std::string_view rel, bool is_dir) {
     // Excluded at the source: not ours to delete here (rsync --delete protects them), nor are the
     // directories that hold them.
-    if (!(opts_.backup && opts_.backup->is_backup(rel)) && !protect.excluded(rel, is_dir)) return false;
+    const bool backup = opts_.backup && opts_.backup->is_backup(rel);
+    if (!backup && !protect.excluded(rel, is_dir)) return false;
+    if (!backup && !lasting.excluded(rel, is_dir)) return true;  // perishable: its directory may still go
     for (auto slash = rel.rfind('/'); slash != std::string_view::npos && slash > 0; slash = rel.rfind('/', slash - 1)) {
       if (!holds_protected.emplace(rel.substr(0, slash)).second) break;  // its ancestors are in already
     }

@@ -60,6 +60,10 @@ struct MirrorRules {
   std::vector<std::string> excludes;
   std::vector<watch::FilterRule> filters;
   bool delete_excluded = false;
+  // rsync.cvs_exclude: excludes that are "perishable" in rsync's sense — they protect the paths
+  // they match, but not the directories holding them (a directory of the target that the source
+  // lacks goes, with them).
+  std::vector<std::string> perishable;
   // The `syncd attach` arguments that carry these rules to a remote target.
   std::vector<std::string> attach_args() const;
 };

@@ -1041,6 +1041,64 @@ TEST_CASE("excluded files on the target survive the initial delete as with rsync
   }
 }
 
+
+TEST_CASE("rsync's cvs_exclude: CVS's ignore list, ~/.cvsignore and $CVSIGNORE are excluded as rsync -C excludes them - perishable at the initial delete") {
+  Fixture f;
+  // One HOME and CVSIGNORE for rsync and syncd (restored after: the fixture's other users read them).
+  const std::string home = f.t / "home";
+  REQUIRE(test::run("mkdir -p '" + home + "' && printf 'from-home.*\\n' > '" + home + "/.cvsignore'") == 0);
+  struct Env {
+    std::string old_home = std::getenv("HOME") ? std::getenv("HOME") : "";
+    ~Env() {
+      ::setenv("HOME", old_home.c_str(), 1);
+      ::unsetenv("CVSIGNORE");
+    }
+  } env;
+  ::setenv("HOME", home.c_str(), 1);
+  ::setenv("CVSIGNORE", "*.log from-env", 1);
+  test::make_sample_tree(f.src);
+  const std::string s = "'" + f.src + "'", d = "'" + f.dst + "'";
+  REQUIRE(test::run("mkdir -p " + s + "/src/.git " + s + "/sub && printf c > " + s + "/src/main.c && printf o > " + s + "/src/main.o" +
+                    " && printf g > " + s + "/src/.git/HEAD && printf t > " + s + "/tags && printf b > " + s + "/sub/x~" +
+                    " && printf h > " + s + "/sub/from-home.txt && printf e > " + s + "/from-env && printf l > " + s + "/run.log" +
+                    " && printf k > " + s + "/sub/keep.txt && printf d > " + s + "/'#draft' && printf z > " + s + "/'cost$'") == 0);
+  // The target: a copy plus extras — an extra directory holding only ignored files (rsync deletes
+  // it: the CVS rules are perishable), an ignored file in a kept directory (stays), an extra.
+  REQUIRE(test::run("cp -a " + s + "/. " + d + "/ && mkdir -p " + d + "/junk && printf j > " + d + "/junk/old.o" +
+                    " && printf w > " + d + "/sub/was.bak && printf x > " + d + "/extra.txt") == 0);
+  const std::string rdst = f.t / "rsync-dst";
+  REQUIRE(test::run("cp -a " + d + "/. '" + rdst + "/'") == 0);
+  REQUIRE(test::run("rsync -a -C --delete " + s + "/ '" + rdst + "/'") == 0);
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
+                                   "       rsync = { archive = true, cvs_exclude = true } }\n");
+  const std::string console = f.t / "cvs.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  f.wait_idle();
+  // Directory times aside: rsync -C leaves the time of sub/ (which holds an ignored extra) as the
+  // target had it; syncd gives it the source's, which is what replicating them means.
+  auto diff = test::tree_diff(rdst, f.dst, {}, false);
+  for (const auto& x : diff) MESSAGE(x);
+  CHECK_MESSAGE(diff.empty(), logs());
+  CHECK(test::run("[ \"$(stat -c %y " + s + "/sub)\" = \"$(stat -c %y " + d + "/sub)\" ]") == 0);
+  // Not only equal to rsync's result: what was ignored, kept and deleted.
+  CHECK(test::exists(f.dst + "/src/main.c"));
+  CHECK(test::exists(f.dst + "/sub/keep.txt"));
+  CHECK(test::exists(f.dst + "/sub/was.bak"));  // ignored, in a directory the source has
+  CHECK_FALSE(test::exists(f.dst + "/junk"));    // only ignored files, and the source lacks it
+  CHECK_FALSE(test::exists(f.dst + "/extra.txt"));
+  // Live: ignored names that appear now stay on the source only.
+  test::write_file(f.src + "/src/later.o", "o");
+  test::write_file(f.src + "/later.log", "l");
+  test::write_file(f.src + "/src/later.c", "c");
+  f.wait_idle();
+  CHECK(test::exists(f.dst + "/src/later.c"));
+  CHECK_FALSE(test::exists(f.dst + "/src/later.o"));
+  CHECK_FALSE(test::exists(f.dst + "/later.log"));
+  CHECK(logs().find("rsync.cvs_exclude: 39 patterns") != std::string::npos);
+  CHECK(logs().find("not honoured") == std::string::npos);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);
