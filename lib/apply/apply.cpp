@@ -5,6 +5,7 @@
 #include <linux/fs.h>  // FICLONE
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,18 +37,47 @@ Error mismatch(std::string_view rel) {
 
 // Writes to an fd, hashing and counting what it writes.
 constexpr size_t kSparseBlock = 4096;
-constexpr uint64_t kPreallocFrom = 256 * 1024;  // smaller files are not preallocated
+constexpr uint64_t kRoomCheckFrom = 256 * 1024;  // smaller files fail as early when the disk is full
+
+// An early, clear ENOSPC for a big file instead of one after writing most of it. Not a
+// reservation (fallocate(2) would be one, but ext4 then writes the file through unwritten extents,
+// 4.5x slower here: 2.9 s instead of 0.64 s per GiB); a disk that fills meanwhile still fails the
+// write, and the temp file is discarded either way.
+Status room_for(int fd, uint64_t size, std::string_view rel) {
+  if (size < kRoomCheckFrom) return {};
+  struct statvfs v{};
+  if (::fstatvfs(fd, &v) != 0) return {};  // no answer: the writes will tell
+  // root may use the blocks reserved for it, as its writes will.
+  const uint64_t blocks = ::geteuid() == 0 ? v.f_bfree : v.f_bavail;
+  if (v.f_frsize != 0 && blocks < size / v.f_frsize + 1) {
+    return Error::from_errno("no room for " + q(rel) + " (" + std::to_string(size) + " bytes)", ENOSPC);
+  }
+  return {};
+}
+constexpr uint64_t kWritebackFrom = 16u << 20;  // smaller files are fsynced in one go
 
 bool all_zero(const uint8_t* p, size_t n) { return n > 0 && p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0; }
 
 class HashingFdSink final : public delta::OutputSink {
  public:
-  HashingFdSink(int fd, std::string_view rel, bool sparse) : fd_(fd), rel_(rel), sparse_(sparse) {}
+  // `early_writeback`: the file will be fsynced; start writing it back while it is still being
+  // written, so that fsync has little left to do (a 1 GiB file fsynced at the end waited on all
+  // of it: two seconds of disk time after the last byte arrived).
+  HashingFdSink(int fd, std::string_view rel, bool sparse, bool early_writeback = false)
+      : fd_(fd), rel_(rel), sparse_(sparse), early_writeback_(early_writeback) {}
   Status write(ByteSpan data) override {
     sha_.update(data);
     if (!sparse_) {
       written_ += data.size();
-      return write_all(data);
+      SYNCD_TRY(write_all(data));
+      if (early_writeback_ && written_ - flushed_ >= kWritebackStep) {
+        // Asynchronous: queues the range for writeback and returns. Only an optimisation, so an
+        // error is left for the fsync to report.
+        (void)::sync_file_range(fd_, static_cast<off_t>(flushed_), static_cast<off_t>(written_ - flushed_),
+                                SYNC_FILE_RANGE_WRITE);
+        flushed_ = written_;
+      }
+      return {};
     }
     // Aligned all-zero blocks are skipped (a hole), everything else is written in runs; a block
     // split across writes is gathered in pending_ first (pending_ is empty exactly at a boundary).
@@ -99,9 +129,12 @@ class HashingFdSink final : public delta::OutputSink {
     return {};
   }
 
+  static constexpr uint64_t kWritebackStep = 8u << 20;
   int fd_;
   std::string_view rel_;
   bool sparse_;
+  bool early_writeback_;
+  uint64_t flushed_ = 0;  // early_writeback_: bytes handed to writeback so far
   Bytes pending_;  // sparse: the current block while it is incomplete
   codec::ContentHasher sha_;
   uint64_t written_ = 0;
@@ -377,14 +410,8 @@ Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs
 
 Status Applier::fill_temp(int fd, std::string_view rel, const Attrs& attrs, const codec::Digest& sha256,
                           const ContentWriter& writer, std::vector<codec::Digest>* chunks) const {
-  // fallocate(2), not posix_fallocate: glibc's emulation would write the whole size in zeros on
-  // filesystems without support; there we just skip the early check. Small files skip it too:
-  // their write fails as early, and the extra call was a visible share of a small file's apply.
-  if (!opts_.sparse && attrs.size >= kPreallocFrom && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
-      errno != EOPNOTSUPP && errno != ENOSYS) {
-    return io_error("allocate", rel);
-  }
-  HashingFdSink sink(fd, rel, opts_.sparse);
+  if (!opts_.sparse) SYNCD_TRY(room_for(fd, attrs.size, rel));
+  HashingFdSink sink(fd, rel, opts_.sparse, opts_.fsync && attrs.size >= kWritebackFrom);
   if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
   SYNCD_TRY(sink.finish());
   // Sparse: a file that ends in a hole gets its length from the truncate.
@@ -432,10 +459,7 @@ Result<Fingerprint> Applier::patch_file(std::string_view rel, const Attrs& attrs
     struct stat before{};
     if (::fstat(base_fd, &before) != 0) return io_error("stat", rel);
     const bool cloned = ::ioctl(fd, FICLONE, base_fd) == 0;
-    if (!cloned && attrs.size >= kPreallocFrom && ::fallocate(fd, 0, 0, static_cast<off_t>(attrs.size)) != 0 &&
-        errno != EOPNOTSUPP && errno != ENOSYS) {
-      return io_error("allocate", rel);
-    }
+    if (!cloned) SYNCD_TRY(room_for(fd, attrs.size, rel));
     PatchSink sink(fd, base_fd, rel, cloned);
     if (auto st = writer(sink); !st) return std::move(st).error().wrap("write " + q(rel));
     if (::ftruncate(fd, static_cast<off_t>(sink.written())) != 0) return io_error("truncate", rel);
