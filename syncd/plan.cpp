@@ -30,10 +30,12 @@ std::string strip_slash(std::string p) {
 // sync": owner, group, mode, mtime, symlinks; compression is always zstd).
 const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "times", "links",
                                          "compress", "protect_args", "executability"};
-// rsync.checksum: syncd always decides by content hash (SHA-256), never by size and mtime alone.
-// Keys that only tune lsyncd's rsync process or its output.
+// rsync.checksum, ignore_times: syncd always decides by content hash, never by size and mtime
+// alone; append_verify: a grown file goes as a delta (its new bytes) and the whole result is
+// verified. Keys that only tune lsyncd's rsync process or its output.
 const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file", "checksum",
-                                          "whole_file", "inplace", "temp_dir", "ipv4", "ipv6", "_extra"};
+                                          "ignore_times", "append_verify", "whole_file", "inplace", "temp_dir",
+                                          "ipv4", "ipv6", "_extra"};
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
@@ -161,6 +163,11 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
       if (v != "/usr/bin/rsync" && v != "rsync") out.push_back(where + ": syncd does not run rsync, so this program is not run");
     } else if (k == "rsync_path") {
       out.push_back(where + ": the remote program is syncd (syncd = { remoteSyncd = ... }), not rsync");
+    } else if (k == "append") {
+      if (v != "false") {
+        out.push_back(where + ": syncd sends a grown file's new bytes as a delta and verifies the whole file, as "
+                      "append_verify does; unlike rsync --append it also replicates files that shrank or changed before their end");
+      }
     } else if (k == "password_file") {
       out.push_back(where + ": rsync daemon passwords do not apply to syncd's SSH transport");
     } else if (kNoMeaning.count(k)) {

@@ -199,11 +199,16 @@ TEST_CASE("directory and symlink times: one-way syncs replicate them unless omit
 TEST_CASE("keys syncd does not honour are warned about once each, custom actions are refused") {
   Fixture f;
   auto p = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'h', targetdir = '/x',\n"
-                  "       rsync = { owner = false, prune_empty_dirs = true, copy_links = true, keep_dirlinks = true, binary = '/usr/local/bin/rsync', _extra = { '-u' } },\n"
+                  "       rsync = { owner = false, prune_empty_dirs = true, copy_links = true, keep_dirlinks = true, binary = '/usr/local/bin/rsync', _extra = { '-u' },\n"
+                  "                 ignore_times = true, append = true, append_verify = true },\n"
                   "       filter = { '+ *.c', '- *.o' } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
   CHECK(f.warned(*p, "rsync.prune_empty_dirs = true is not honoured by syncd yet"));
+  // What syncd does anyway: decided by content (ignore_times), verified whole (append_verify).
+  CHECK_FALSE(f.warned(*p, "rsync.ignore_times"));
+  CHECK_FALSE(f.warned(*p, "rsync.append_verify"));
+  CHECK(f.warned(*p, "rsync.append = true: syncd sends a grown file's new bytes as a delta and verifies the whole file"));
   CHECK_FALSE(f.warned(*p, "copy_links"));  // honoured one-way: the source follows links
   CHECK(p->nodes[0].push.follow_links.all);
   CHECK_FALSE(p->nodes[0].push.follow_links.unsafe);
