@@ -1099,6 +1099,7 @@ TEST_CASE("rsync's cvs_exclude: CVS's ignore list, ~/.cvsignore and $CVSIGNORE a
   CHECK(logs().find("not honoured") == std::string::npos);
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
+
 TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as rsync -aAX puts them, live changes too") {
   Fixture f;
   test::make_sample_tree(f.src);
