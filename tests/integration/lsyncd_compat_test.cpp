@@ -78,6 +78,20 @@ struct Fixture {
     ::mkdir(src.c_str(), 0755);
     ::mkdir(dst.c_str(), 0755);
   }
+  // The target as rsync leaves it: `rsync FLAGS SRC/ REF/`, REF starting as a copy of the target
+  // (extras and all) when `from_target`, else new.
+  std::string rsync_reference(const std::string& flags, bool from_target = false) {
+    const std::string ref = t / "rsync-dst";
+    if (from_target) REQUIRE(test::run("cp -a '" + dst + "/.' '" + ref + "/'") == 0);
+    REQUIRE(test::run("rsync " + flags + " '" + src + "/' '" + ref + "/'") == 0);
+    return ref;
+  }
+  // The target matches `ref` (each difference reported; `why` shown on failure).
+  void expect_like(const std::string& ref, const std::string& why, bool dir_mtimes = true) const {
+    const auto diff = test::tree_diff(ref, dst, {}, dir_mtimes);
+    for (const auto& d : diff) MESSAGE(d);
+    CHECK_MESSAGE(diff.empty(), why);
+  }
   std::string config(const std::string& text) {
     const std::string path = t / ("c" + std::to_string(++runs) + ".lua");
     test::write_file(path, replace_all(replace_all(text, "@SRC@", src), "@DIR@", t.path()));
@@ -638,9 +652,7 @@ TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target
   auto c = f.syncd_started(cfg, console);
   auto logs = [&] { return test::read_file(console); };
   f.wait_idle();
-  const auto diff = test::tree_diff(rdst, f.dst, {}, true);
-  for (const auto& d : diff) MESSAGE(d);
-  CHECK_MESSAGE(diff.empty(), logs());
+  f.expect_like(rdst, logs());
   // The flags did something: a mapped owner and mode, a kept newer file, nothing new created.
   struct stat st {};
   REQUIRE(::stat((f.dst + "/replaced.txt").c_str(), &st) == 0);
@@ -751,8 +763,7 @@ TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes th
   const std::string big = f.src + "/disk.img";
   REQUIRE(test::run("truncate -s 8M '" + big + "' && for o in 0 4096 6000; do head -c 3000 /dev/urandom | "
                     "dd of='" + big + "' bs=1K seek=$o conv=notrunc status=none; done && truncate -s 9M '" + big + "'") == 0);
-  const std::string rdst = f.t / "rsync-dst";
-  REQUIRE(test::run("rsync -aS '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string rdst = f.rsync_reference("-aS");
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, sparse = true } }\n");
   const std::string console = f.t / "sparse.console";
   auto c = f.syncd_started(cfg, console);
@@ -796,8 +807,7 @@ TEST_CASE("rsync's devices and specials (archive): device files, FIFOs and socke
     ::close(sfd);
   }
   test::write_file(f.src + "/plain.txt", "a file beside them");
-  const std::string rdst = f.t / "rsync-dst";
-  REQUIRE(test::run("rsync -a '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string rdst = f.rsync_reference("-a");
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true } }\n");
   const std::string console = f.t / "specials.console";
   auto c = f.syncd_started(cfg, console);
@@ -867,8 +877,7 @@ TEST_CASE("rsync's hard_links: names of one inode arrive as hard links, as rsync
   Fixture f;
   REQUIRE(test::run("mkdir -p '" + f.src + "/sub' && printf 'shared bytes' > '" + f.src + "/a' && ln '" + f.src + "/a' '" + f.src +
                     "/sub/b' && ln '" + f.src + "/a' '" + f.src + "/c' && printf 'shared bytes' > '" + f.src + "/twin'") == 0);
-  const std::string rdst = f.t / "rsync-dst";
-  REQUIRE(test::run("rsync -aH '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string rdst = f.rsync_reference("-aH");
   const auto expected = std::set<std::vector<std::string>>{{"a", "c", "sub/b"}};
   REQUIRE(link_groups(rdst) == expected);  // the equal but separate `twin` is not linked
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, hard_links = true } }\n");
@@ -921,16 +930,13 @@ TEST_CASE("rsync's copy_links, copy_unsafe_links and copy_dirlinks: links arrive
     // with the time it made it (it compares whole seconds there).
     REQUIRE(test::run("find '" + f.src + "' '" + out + "/dir' -exec touch -h -d '2022-03-04 05:06:07' {} +") == 0);
     const std::string flag = key == "copy_links" ? "-L" : key == "copy_unsafe_links" ? "--copy-unsafe-links" : "--copy-dirlinks";
-    const std::string rdst = f.t / "rsync-dst";
-    REQUIRE(test::run("rsync -a " + flag + " '" + f.src + "/' '" + rdst + "/'") == 0);
+    const std::string rdst = f.rsync_reference("-a " + flag);
     const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, " + key + " = true } }\n");
     const std::string console = f.t / "links.console";
     auto c = f.syncd_started(cfg, console);
     auto logs = [&] { return test::read_file(console); };
     f.wait_idle();
-    auto diff = test::tree_diff(rdst, f.dst, {}, true);
-    for (const auto& d : diff) MESSAGE(d);
-    CHECK_MESSAGE(diff.empty(), logs());
+    f.expect_like(rdst, logs());
     // What each mode turned into what (the comparison above would pass on two equal mistakes).
     auto is_link = [&](const std::string& rel) {
       struct stat st{};
@@ -1017,19 +1023,15 @@ TEST_CASE("excluded files on the target survive the initial delete as with rsync
     REQUIRE(test::run("cp -a '" + f.src + "/.' '" + f.dst + "/' && mkdir -p '" + f.dst + "/cache/deep' '" + f.dst + "/etc/keep' && printf l > '" +
                       f.dst + "/b.log' && printf c > '" + f.dst + "/cache/deep/big' && printf k > '" + f.dst + "/etc/keep/x.tmp' && printf e > '" +
                       f.dst + "/extra.txt' && printf l > '" + f.src + "/src-side.log'") == 0);
-    const std::string rdst = f.t / "rsync-dst";
-    REQUIRE(test::run("cp -a '" + f.dst + "/.' '" + rdst + "/'") == 0);
     const std::string dflag = delete_excluded ? " --delete-excluded" : "";
-    REQUIRE(test::run("rsync -a --delete" + dflag + " --exclude='*.log' --exclude=cache/ --filter='- *.tmp' '" + f.src + "/' '" + rdst + "/'") == 0);
+    const std::string rdst = f.rsync_reference("-a --delete" + dflag + " --exclude='*.log' --exclude=cache/ --filter='- *.tmp'", true);
     const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', exclude = { '*.log', 'cache/' },\n"
                                      "       filter = { '- *.tmp' }, rsync = { archive = true" + std::string(delete_excluded ? ", delete_excluded = true" : "") + " } }\n");
     const std::string console = f.t / "excl.console";
     auto c = f.syncd_started(cfg, console);
     auto logs = [&] { return test::read_file(console); };
     f.wait_idle();
-    auto diff = test::tree_diff(rdst, f.dst, {}, true);
-    for (const auto& d : diff) MESSAGE(d);
-    CHECK_MESSAGE(diff.empty(), logs());
+    f.expect_like(rdst, logs());
     // Not only equal to rsync's: the excluded files are there (or not) and the extra is gone.
     CHECK(test::exists(f.dst + "/b.log") == !delete_excluded);
     CHECK(test::exists(f.dst + "/cache/deep/big") == !delete_excluded);
@@ -1066,9 +1068,7 @@ TEST_CASE("rsync's cvs_exclude: CVS's ignore list, ~/.cvsignore and $CVSIGNORE a
   // it: the CVS rules are perishable), an ignored file in a kept directory (stays), an extra.
   REQUIRE(test::run("cp -a " + s + "/. " + d + "/ && mkdir -p " + d + "/junk && printf j > " + d + "/junk/old.o" +
                     " && printf w > " + d + "/sub/was.bak && printf x > " + d + "/extra.txt") == 0);
-  const std::string rdst = f.t / "rsync-dst";
-  REQUIRE(test::run("cp -a " + d + "/. '" + rdst + "/'") == 0);
-  REQUIRE(test::run("rsync -a -C --delete " + s + "/ '" + rdst + "/'") == 0);
+  const std::string rdst = f.rsync_reference("-a -C --delete", true);
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
                                    "       rsync = { archive = true, cvs_exclude = true } }\n");
   const std::string console = f.t / "cvs.console";
@@ -1077,9 +1077,7 @@ TEST_CASE("rsync's cvs_exclude: CVS's ignore list, ~/.cvsignore and $CVSIGNORE a
   f.wait_idle();
   // Directory times aside: rsync -C leaves the time of sub/ (which holds an ignored extra) as the
   // target had it; syncd gives it the source's, which is what replicating them means.
-  auto diff = test::tree_diff(rdst, f.dst, {}, false);
-  for (const auto& x : diff) MESSAGE(x);
-  CHECK_MESSAGE(diff.empty(), logs());
+  f.expect_like(rdst, logs(), false);
   CHECK(test::run("[ \"$(stat -c %y " + s + "/sub)\" = \"$(stat -c %y " + d + "/sub)\" ]") == 0);
   // Not only equal to rsync's result: what was ignored, kept and deleted.
   CHECK(test::exists(f.dst + "/src/main.c"));
@@ -1107,8 +1105,7 @@ TEST_CASE("rsync's xattrs and acls: user.* attributes and POSIX ACLs arrive as r
                     "setfattr -n user.origin -v node1 shared/certs/ca.key && setfattr -n user.empty shared/certs/ca.key && "
                     "setfacl -m u:1234:r,g:5678:rw shared/certs/ca.key && setfacl -d -m g:5678:rwx shared && "
                     "setfattr -n user.dir -v d shared") == 0);
-  const std::string rdst = f.t / "rsync-dst";
-  REQUIRE(test::run("rsync -aAX '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string rdst = f.rsync_reference("-aAX");
   const auto expected = replicated_xattrs(rdst);
   REQUIRE(expected.size() >= 5);  // the test's own attributes are there
   CHECK(expected == replicated_xattrs(f.src));
@@ -1192,8 +1189,7 @@ TEST_CASE("rsync's one_file_system: a filesystem mounted below the source is not
     ~Unmount() { (void)test::run("umount -l '" + path + "'"); }
   } unmount{mnt};
   test::write_file(mnt + "/other-fs.txt", "not ours");
-  const std::string rdst = f.t / "rsync-dst";
-  REQUIRE(test::run("rsync -ax '" + f.src + "/' '" + rdst + "/'") == 0);
+  const std::string rdst = f.rsync_reference("-ax");
   REQUIRE_FALSE(test::exists(rdst + "/mnt/other-fs.txt"));
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { one_file_system = true } }\n");
   const std::string console = f.t / "xdev.console";
