@@ -198,8 +198,8 @@ TEST_SUITE("two_way") {
     // No echo loop: with nothing changing, neither daemon authors anything new.
     const std::string before = test::read_file(p.a.log) + test::read_file(p.b.log);
     p.converged();
-    CHECK(test::count_text(p.a.log, "conflict") == 0);
-    CHECK(test::count_text(p.b.log, "conflict") == 0);
+    CHECK_MESSAGE(test::count_text(p.a.log, "conflict") == 0, test::read_file(p.a.log));
+    CHECK_MESSAGE(test::count_text(p.b.log, "conflict") == 0, test::read_file(p.b.log));
     (void)before;
   }
 
