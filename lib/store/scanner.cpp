@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lib/base/log.h"
+#include "lib/base/scope_guard.h"
 #include "lib/base/unique_fd.h"
 #include "lib/fs/xattrs.h"
 #include "lib/codec/content_hash.h"
@@ -37,6 +38,58 @@ bool same_bytes(const struct stat& st, const fs::Fingerprint& seen) {
   return f.ino == seen.ino && f.dev == seen.dev && f.size == seen.size && f.mtime_ns == seen.mtime_ns;
 }
 
+// After reading `total` bytes: the file is still the one lstat showed as `seen`, all of it.
+// Appended, truncated or rewritten while we read, the hash may be of a torn file: busy.
+Status read_whole(int fd, const fs::Fingerprint& seen, uint64_t total, std::string_view rel) {
+  struct stat after{};
+  if (::fstat(fd, &after) != 0) return Error::from_errno("stat " + q(rel));
+  if (!same_bytes(after, seen) || total != seen.size) return busy(rel);
+  return {};
+}
+
+// A file over one chunk (codec/content_hash.h), read a chunk at a time: a chunk whose keyed XXH3
+// is what the cache remembers for it keeps its SHA-256; the others are hashed (chunk_cache.h).
+Result<protocol::Hash256> hash_chunked(int fd, const std::string& name, std::string_view rel, const fs::Fingerprint& seen) {
+  ChunkCache& cache = ChunkCache::shared();
+  const std::vector<ChunkCache::Chunk> cached = cache.get(name);
+  std::vector<ChunkCache::Chunk> chunks;
+  Bytes buf(codec::kContentChunk);
+  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });
+  uint64_t total = 0;
+  for (bool end = false; !end;) {
+    size_t got = 0;
+    while (got < buf.size()) {
+      const ssize_t n = ::read(fd, buf.data() + got, buf.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::from_errno("read " + q(rel));
+      if (n == 0) {
+        end = true;
+        break;
+      }
+      got += static_cast<size_t>(n);
+    }
+    if (got == 0) break;
+    total += got;
+    const ByteSpan bytes(buf.data(), got);
+    ChunkCache::Chunk c{cache.key().hash(bytes), {}};
+    const size_t i = chunks.size();
+    if (i < cached.size() && cached[i].quick == c.quick) {
+      c.sha = cached[i].sha;
+    } else {
+      c.sha = codec::Sha256::of(bytes);
+      ++cache.chunks_hashed;
+    }
+    chunks.push_back(c);
+  }
+  SYNCD_TRY(read_whole(fd, seen, total, rel));
+  std::vector<codec::Digest> digests;
+  digests.reserve(chunks.size());
+  for (const auto& c : chunks) digests.push_back(c.sha);
+  const codec::Digest root_hash = codec::content_root(total, digests);
+  cache.put(name, std::move(chunks), root_hash);
+  return root_hash;
+}
+
 // Hashes the regular file `leaf` in `dir`, which lstat showed as `seen`. With `keep`, a file of
 // at most kKeepMax bytes is also returned in it (the sender ships what it hashed instead of
 // opening and reading the file a second time).
@@ -54,43 +107,21 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
   struct stat before{};
   if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q(rel));
   if (!S_ISREG(before.st_mode) || !same_bytes(before, seen)) return busy(rel);
+  static_assert(kKeepMax < codec::kContentChunk, "kept files are hashed whole");
+  if (seen.size > codec::kContentChunk) {
+    return hash_chunked(fd.get(), ChunkCache::file_name(root.path(), rel), rel, seen);
+  }
   const bool keeping = keep != nullptr && seen.size <= kKeepMax;
-  // Big files hash chunk by chunk against what the cache remembers of them (chunk_cache.h).
-  const bool chunked = !keeping && seen.size > codec::kContentChunk;
   // Sized to the file (+1 to see growth in the same read): small files cost one small buffer,
-  // and only what was used needs wiping. Chunked: one chunk (+1).
-  Bytes buf(keeping ? seen.size + 1 : chunked ? codec::kContentChunk + 1 : std::min<uint64_t>(kReadChunk, seen.size + 1));
+  // and only what was used needs wiping.
+  Bytes buf(keeping ? seen.size + 1 : std::min<uint64_t>(kReadChunk, seen.size + 1));
   size_t used = 0;
   auto wipe_buf = [&] { codec::wipe(buf.data(), std::min(used, buf.size())); };
   codec::ContentHasher hasher;
-  ChunkCache& cache = ChunkCache::shared();
-  const std::string cache_name = chunked ? ChunkCache::file_name(root.path(), rel) : std::string();
-  const std::vector<ChunkCache::Chunk> cached = chunked ? cache.get(cache_name) : std::vector<ChunkCache::Chunk>{};
-  std::vector<ChunkCache::Chunk> chunks;
-  size_t in_buf = 0;  // chunked: bytes of the current chunk in buf
-  auto close_chunk = [&] {
-    ChunkCache::Chunk c;
-    const ByteSpan bytes(buf.data(), in_buf);
-    c.quick = cache.key().hash(bytes);
-    const size_t i = chunks.size();
-    if (i < cached.size() && cached[i].quick == c.quick) {
-      c.sha = cached[i].sha;
-    } else {
-      c.sha = codec::Sha256::of(bytes);
-      ++cache.chunks_hashed;
-    }
-    chunks.push_back(c);
-    in_buf = 0;
-  };
   uint64_t total = 0;
   for (;;) {
-    uint8_t* at = keeping ? buf.data() + total : chunked ? buf.data() + in_buf : buf.data();
-    const size_t room = keeping ? buf.size() - static_cast<size_t>(total)
-                        : chunked ? static_cast<size_t>(codec::kContentChunk) - in_buf : buf.size();
-    if (room == 0 && chunked) {
-      close_chunk();
-      continue;
-    }
+    uint8_t* at = keeping ? buf.data() + total : buf.data();
+    const size_t room = keeping ? buf.size() - static_cast<size_t>(total) : buf.size();
     if (room == 0) break;  // grew past what lstat said: caught by the size check below
     ssize_t n = ::read(fd.get(), at, room);
     if (n < 0) {
@@ -99,24 +130,13 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
       return Error::from_errno("read " + q(rel));
     }
     if (n == 0) break;
-    if (chunked) {
-      in_buf += static_cast<size_t>(n);
-    } else {
-      hasher.update(ByteSpan(at, static_cast<size_t>(n)));
-    }
+    hasher.update(ByteSpan(at, static_cast<size_t>(n)));
     total += static_cast<uint64_t>(n);
-    used = keeping ? static_cast<size_t>(total) : chunked ? codec::kContentChunk : std::max(used, static_cast<size_t>(n));
+    used = keeping ? static_cast<size_t>(total) : std::max(used, static_cast<size_t>(n));
   }
-  if (chunked && in_buf > 0) close_chunk();
-  struct stat after{};
-  if (::fstat(fd.get(), &after) != 0) {
+  if (auto st = read_whole(fd.get(), seen, total, rel); !st) {
     wipe_buf();
-    return Error::from_errno("stat " + q(rel));
-  }
-  // Appended, truncated or rewritten while we read: the hash may be of a torn file.
-  if (!same_bytes(after, seen) || total != seen.size) {
-    wipe_buf();
-    return busy(rel);
+    return std::move(st).error();
   }
   if (keeping) {
     buf.resize(static_cast<size_t>(total));
@@ -124,13 +144,7 @@ Result<protocol::Hash256> hash_file(const fs::Root& root, int dir, const std::st
   } else {
     wipe_buf();
   }
-  if (!chunked) return hasher.finish();
-  std::vector<codec::Digest> digests;
-  digests.reserve(chunks.size());
-  for (const auto& c : chunks) digests.push_back(c.sha);
-  const codec::Digest root_hash = codec::content_root(total, digests);
-  cache.put(cache_name, std::move(chunks), root_hash);
-  return root_hash;
+  return hasher.finish();
 }
 
 }  // namespace
