@@ -29,6 +29,7 @@
 #include "lib/runtime/conflicts.h"
 #include "lib/runtime/control.h"
 #include "lib/runtime/direct.h"
+#include "lib/runtime/lua_host.h"
 #include "lib/runtime/push.h"
 #include "lib/uvx/uvx.h"
 #include "syncd/cli.h"
@@ -443,11 +444,21 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
     });
     onepass->start(100, 50);
   }
-  return run_until_signal(loop, [&] { return all(true); }, [&] {
+  // The config's alarm() / observefd() / terminate() (lsyncd's runtime globals).
+  std::optional<int> terminated;
+  std::unique_ptr<runtime::LuaHost> lua_host;
+  if (cfg.lua) {
+    lua_host = std::make_unique<runtime::LuaHost>(loop, cfg.lua, [&](int code) {
+      terminated = code;
+      loop.stop();
+    });
+  }
+  const int code = run_until_signal(loop, [&] { return all(true); }, [&] {
     lg.info("--- HUP signal, resetting ---");
     next = reload();
     return next.has_value();
   });
+  return terminated ? *terminated : code;
 }
 
 // Loads the config (file or command-line syncs) and plans it; lsyncd's "Error: ..." text.

@@ -1,7 +1,11 @@
 #include "lib/config/config.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <lua.hpp>
 
@@ -40,9 +44,79 @@ int lua_log(lua_State* L) {
   return 0;
 }
 
+// The daemon's hooks for the runtime globals, kept in the registry under this key's address
+// once LuaActions owns the state (absent while the config loads).
+const char kHooksKey = 0;
+
+LuaActions::Hooks* hooks_of(lua_State* L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kHooksKey);
+  auto* h = static_cast<LuaActions::Hooks*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return h;
+}
+
+int lua_clock(lua_State* L) {
+  lua_pushnumber(L, LuaActions::clock());
+  return 1;
+}
+
+// readdir(path): name -> isdir (d_type, symlinks not followed), or nil and a logged error.
+int lua_readdir(lua_State* L) {
+  const char* path = luaL_checkstring(L, 1);
+  DIR* d = ::opendir(path);
+  if (d == nullptr) {
+    log::get(log::Module::config).error("cannot open dir [{}].", path);
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_newtable(L);
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN) {
+      struct stat st {};
+      is_dir = ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    }
+    lua_pushboolean(L, is_dir);
+    lua_setfield(L, -2, e->d_name);
+  }
+  ::closedir(d);
+  return 1;
+}
+
+int lua_terminate(lua_State* L) {
+  const int code = static_cast<int>(luaL_checkinteger(L, 1));
+  auto* h = hooks_of(L);
+  if (h == nullptr || !h->terminate) {
+    std::fflush(nullptr);
+    std::exit(code & 0xff);  // while loading, as lsyncd: nothing runs yet that could be cut short
+  }
+  h->terminate(code & 0xff);
+  return 0;
+}
+
+int lua_alarm_next(lua_State* L) {
+  std::optional<double> t;
+  if (lua_isnumber(L, 1)) t = lua_tonumber(L, 1);
+  if (auto* h = hooks_of(L); h != nullptr && h->next_alarm) h->next_alarm(t);
+  return 0;
+}
+
+int lua_observe(lua_State* L) {
+  const int fd = static_cast<int>(luaL_checkinteger(L, 1));
+  const bool r = lua_toboolean(L, 2), w = lua_toboolean(L, 3);
+  if (auto* h = hooks_of(L); h != nullptr && h->observe) h->observe(fd, r, w);
+  return 0;
+}
+
 Result<std::unique_ptr<LuaState>> new_state() {
   auto st = std::make_unique<LuaState>();
   lua_register(st->get(), "_syncd_log", lua_log);
+  lua_register(st->get(), "_syncd_clock", lua_clock);
+  lua_register(st->get(), "_syncd_readdir", lua_readdir);
+  lua_register(st->get(), "_syncd_terminate", lua_terminate);
+  lua_register(st->get(), "_syncd_alarm_next", lua_alarm_next);
+  lua_register(st->get(), "_syncd_observe", lua_observe);
   if (auto err = st->run_chunk(detail::kPrelude, "=syncd-prelude")) {
     return Error::make(errc::internal, "syncd's config prelude failed: " + *err);
   }
@@ -301,10 +375,68 @@ void push_event(lua_State* L, const LuaActions::Event& e) {
 
 struct LuaHolder {
   std::unique_ptr<LuaState> st;
+  LuaActions::Hooks hooks{};
 };
 
 LuaActions::LuaActions(std::unique_ptr<LuaHolder> state) : state_(std::move(state)) {}
-LuaActions::~LuaActions() = default;
+LuaActions::~LuaActions() { clear_hooks(); }
+
+void LuaActions::set_hooks(Hooks h) {
+  lua_State* L = state_->st->get();
+  state_->hooks = std::move(h);
+  lua_pushlightuserdata(L, &state_->hooks);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kHooksKey);
+  if (auto err = state_->st->call_global("_syncd_announce", 0)) {
+    log::get(log::Module::config).error("in Lua: {}", *err);
+  }
+}
+
+void LuaActions::clear_hooks() {
+  lua_State* L = state_->st->get();
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kHooksKey);
+  state_->hooks = Hooks{};
+}
+
+std::vector<std::string> LuaActions::run_alarms(double now) {
+  lua_State* L = state_->st->get();
+  std::vector<std::string> errors;
+  lua_getglobal(L, "_syncd_run_alarms");
+  lua_pushnumber(L, now);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    errors.push_back(lua_isstring(L, -1) ? lua_tostring(L, -1) : "error");
+    lua_pop(L, 1);
+    return errors;
+  }
+  const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
+  for (lua_Integer i = 1; i <= n; ++i) {
+    lua_rawgeti(L, -1, i);
+    errors.push_back(detail::to_text(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return errors;
+}
+
+Status LuaActions::fd_ready(int fd, bool readable, bool writable) {
+  lua_State* L = state_->st->get();
+  lua_getglobal(L, "_syncd_fd_ready");
+  lua_pushinteger(L, fd);
+  lua_pushboolean(L, readable);
+  lua_pushboolean(L, writable);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    std::string m = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
+    lua_pop(L, 1);
+    return config_error("observefd " + std::to_string(fd) + ": " + m);
+  }
+  return {};
+}
+
+double LuaActions::clock() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 Result<std::vector<LuaActions::Spawned>> LuaActions::call(size_t sync, const std::string& handler, const Event& e,
                                                           const Event* dest) {
@@ -364,7 +496,13 @@ Result<Config> load_file(const std::string& path, const CommandLine& cl) {
     return config_error((err->loading ? "error loading " : "error preparing ") + cfg.file + ": " + err->message);
   }
   auto done = finish(*st, std::move(cfg), cl);
-  if (done.ok() && has_function_actions(*done)) {
+  // The state stays for on* functions, and for alarms / observed fds the config set up itself.
+  bool pending = false;
+  if (done.ok() && !st->call_global("_syncd_announce", 1)) {
+    pending = lua_toboolean(st->get(), -1);
+    lua_pop(st->get(), 1);
+  }
+  if (done.ok() && (pending || has_function_actions(*done))) {
     done->lua = std::make_shared<LuaActions>(std::make_unique<LuaHolder>(LuaHolder{std::move(st)}));
   }
   return done;

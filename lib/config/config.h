@@ -109,6 +109,25 @@ class LuaActions {
   // `sync` is 1-based (Sync1 = 1). Loop thread only.
   Result<std::vector<Spawned>> call(size_t sync, const std::string& handler, const Event& e, const Event* dest = nullptr);
 
+  // What the config's runtime globals need from the daemon (lib/runtime/lua_host.h provides it):
+  // the time of the soonest alarm() (clock() seconds; nullopt: none), terminate(code), and
+  // observefd()/nonobservefd() (read = write = false: stop watching fd).
+  struct Hooks {
+    std::function<void(std::optional<double>)> next_alarm;
+    std::function<void(int code)> terminate;
+    std::function<void(int fd, bool read, bool write)> observe;
+  };
+  // Installs the hooks and replays what the config set up while loading (alarms, fds). Until
+  // then (and after clear_hooks) terminate() exits the process, as lsyncd's does.
+  void set_hooks(Hooks h);
+  void clear_hooks();
+  // Runs the alarms due at `now` (a clock() time); the errors they raised, one per alarm.
+  std::vector<std::string> run_alarms(double now);
+  // fd became readable / writable: calls the config's ready / writey function.
+  Status fd_ready(int fd, bool readable, bool writable);
+  // The clock now() and alarm times use: CLOCK_MONOTONIC in seconds.
+  static double clock();
+
  private:
   std::unique_ptr<struct LuaHolder> state_;
 };

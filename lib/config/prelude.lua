@@ -210,11 +210,115 @@ function spawnShell(agent, command, ...)
   spawn(agent, '/bin/sh', '-c', command, '/bin/sh', ...)
 end
 
+-- lsyncd's timestamps (now(), alarm times): seconds on the monotonic clock. A number added to or
+-- subtracted from one gives another, two subtract to seconds, and they compare with each other
+-- only; tostring() and error messages name them as lsyncd does ("Lsyncd.jiffies").
+local Jiffies = { __name = 'Lsyncd.jiffies' }
+local T = {}  -- private key of the value
+local function jiffies(t) return setmetatable({ [T] = t }, Jiffies) end
+local function isJiffies(v) return getmetatable(v) == Jiffies end
+local function checkJiffies(v, n, op)
+  if not isJiffies(v) then
+    error(("bad argument #%d to '%s' (Lsyncd.jiffies expected, got %s)"):format(n, op, type(v)), 3)
+  end
+  return v[T]
+end
+Jiffies.__add = function(a, b)
+  if isJiffies(a) and isJiffies(b) then error('Cannot add two timestamps!', 2) end
+  if isJiffies(a) then return jiffies(a[T] + b) end
+  return jiffies(a + b[T])
+end
+Jiffies.__sub = function(a, b)
+  if isJiffies(a) and isJiffies(b) then return a[T] - b[T] end
+  if isJiffies(a) then return jiffies(a[T] - b) end
+  return jiffies(a - b[T])
+end
+Jiffies.__lt = function(a, b) return checkJiffies(a, 1, '__lt') < checkJiffies(b, 2, '__lt') end
+Jiffies.__le = function(a, b) return checkJiffies(a, 1, '__le') <= checkJiffies(b, 2, '__le') end
+Jiffies.__eq = function(a, b) return isJiffies(a) and isJiffies(b) and a[T] == b[T] end
+
+function now() return jiffies(_syncd_clock()) end
+-- A directory's entries: name -> true for a directory (not following symlinks), nil when it
+-- cannot be read (logged as lsyncd does).
+function readdir(path) return _syncd_readdir(tostring(path)) end
+-- Ends syncd with exit code `code`, at once (lsyncd: exit()).
+function terminate(code) _syncd_terminate(tonumber(code) or 0) end
+
+-- User alarms: alarm(now() + 5, fn, extra) calls fn(timestamp, extra) once that time has come,
+-- soonest first, after the actions due at that moment (lsyncd's UserAlarms).
+local alarms = {}
+local function announceAlarm() _syncd_alarm_next(alarms[1] and alarms[1].timestamp[T] or nil) end
+function alarm(timestamp, func, extra)
+  checkJiffies(timestamp, 1, 'alarm')
+  if type(func) ~= 'function' then error('alarm(timestamp, func, extra): func is not a function', 2) end
+  local idx = #alarms + 1
+  for k, v in ipairs(alarms) do
+    if timestamp < v.timestamp then idx = k; break end
+  end
+  table.insert(alarms, idx, { timestamp = timestamp, func = func, extra = extra })
+  announceAlarm()
+end
+-- Called by syncd when the soonest alarm is due: runs every alarm due at time t; returns the
+-- errors they raised (each alarm runs even if an earlier one failed).
+function _syncd_run_alarms(t)
+  local errors = {}
+  while alarms[1] and alarms[1].timestamp[T] <= t do
+    local a = table.remove(alarms, 1)  -- before the call: it may add alarms of its own
+    local ok, err = pcall(a.func, a.timestamp, a.extra)
+    if not ok then errors[#errors + 1] = tostring(err) end
+  end
+  announceAlarm()
+  return errors
+end
+
+-- observefd(fd, ready, writey): ready(fd) when fd can be read, writey(fd) when it can be written;
+-- nonobservefd(fd) stops that.
+local observed = {}
+function observefd(fd, ready, writey)
+  if math.type(fd) ~= 'integer' then error('observefd(fd, ready, writey): fd is not an integer', 2) end
+  observed[fd] = { ready = ready, writey = writey }
+  _syncd_observe(fd, ready ~= nil, writey ~= nil)
+end
+function nonobservefd(fd)
+  if observed[fd] then
+    observed[fd] = nil
+    _syncd_observe(fd, false, false)
+  end
+end
+function _syncd_fd_ready(fd, readable, writable)
+  local o = observed[fd]
+  if o and readable and o.ready then o.ready(fd) end
+  o = observed[fd]
+  if o and writable and o.writey then o.writey(fd) end
+end
+-- Called by syncd when it takes over the state after loading: what the config set up already.
+function _syncd_announce()
+  announceAlarm()
+  for fd, o in pairs(observed) do _syncd_observe(fd, o.ready ~= nil, o.writey ~= nil) end
+  return alarms[1] ~= nil or next(observed) ~= nil
+end
+
+-- The part of lsyncd's inlet (the layer-1 interface) an on* function can use through
+-- event.inlet: getConfig(). The rest belongs to layer-1 actions, which syncd refuses.
+local function inletFor(cfg)
+  local inlet = { getConfig = function() return cfg end }
+  return setmetatable(inlet, { __index = function(_, k)
+    return function() error('inlet.' .. tostring(k) .. '() is part of lsyncd\'s layer-1 interface, which syncd does not provide', 2) end
+  end })
+end
+
 -- Called by syncd: sync number i's `handler` for one event (a move: origin and destination).
 function _syncd_call(i, handler, event, devent)
   local cfg = syncs[i]
+  if event.source then cfg.source = event.source end  -- lsyncd's config.source: absolute, with '/'
   event.config = cfg
-  if devent then devent.config = cfg end
+  event.inlet = inletFor(cfg)
+  event.status = 'wait'
+  if devent then
+    devent.config = cfg
+    devent.inlet = event.inlet
+    devent.status = 'wait'
+  end
   spawned = {}
   local ok, err = pcall(cfg[handler], event, devent)
   local out = spawned

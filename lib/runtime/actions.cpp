@@ -124,7 +124,9 @@ Status ActionSync::start() {
   SYNCD_TRY(watcher_->start());  // watch first: nothing made after the walk below is missed
   learn_tree("");
   if (opts_.actions.count("onStartup") || opts_.functions.count("onStartup")) queue(Ev{"Startup", "", "", true, 0});
-  if (queue_.empty()) lg().info("Startup of {}/ -> {} finished.", opts_.source, opts_.target);  // else after onStartup
+  // Without onStartup lsyncd says nothing here (its Init event is discarded); with one, the line
+  // comes when the command ends.
+  if (queue_.empty()) lg().debug("Startup of {}/ -> {}: no onStartup", opts_.source, opts_.target);
   pump();
   return {};
 }
@@ -297,7 +299,8 @@ void ActionSync::pump() {
     running_ev_ = std::move(queue_.front());
     queue_.pop_front();
     auto cmds = commands_for(running_ev_);
-    if (cmds.empty()) finished(0);  // a function that spawned nothing
+    // A handler that spawned nothing (or no handler): lsyncd discards the event without a
+    // "Finished" line, so nothing is logged.
     cmds_.assign(std::make_move_iterator(cmds.begin()), std::make_move_iterator(cmds.end()));
   }
   uvx::Process::Spec spec;

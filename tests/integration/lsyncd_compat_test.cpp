@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/sysmacros.h>
@@ -20,8 +22,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "tests/support/process.h"
 #include "tests/support/sshd.h"
@@ -623,6 +627,72 @@ TEST_CASE("layer-2 function actions run as lsyncd runs them: event fields, spawn
     CHECK_MESSAGE(theirs_log.find(l) != std::string::npos, l);
     CHECK_MESSAGE(ours_log.find(l) != std::string::npos, l);
   }
+}
+
+// Waits (no polling: a pidfd becomes readable when the process ends) for `c` to exit on its own.
+std::optional<int> exit_code_within(test::Child& c, int ms) {
+  const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, c.pid(), 0));
+  REQUIRE(pfd >= 0);
+  pollfd p{pfd, POLLIN, 0};
+  const int ready = ::poll(&p, 1, ms);
+  ::close(pfd);
+  if (ready != 1) return std::nullopt;
+  return c.wait();
+}
+
+TEST_CASE("lsyncd's runtime globals in a config: alarm(), now(), readdir(), terminate(), event.status / inlet / config") {
+  Fixture f;
+  const std::string out = f.t / "rt.out";
+  const std::string cfg = f.config(
+      "local rec = '@DIR@/rt.out'\n"
+      "local function put(s) local fh = io.open(rec, 'a'); fh:write(s, '\\n'); fh:close() end\n"
+      "local ticks = 0\n"
+      "local function tick(ts, extra)\n"
+      "  ticks = ticks + 1\n"
+      "  put('alarm ' .. ticks .. ' ' .. extra .. ' ' .. tostring(now() - ts >= 0))\n"
+      "  if ticks < 3 then alarm(now() + 0.05, tick, extra .. '+') end\n"
+      "end\n"
+      "rt = {\n"
+      "  onCreate = function(event)\n"
+      "    local names = {}\n"
+      "    for n, isdir in pairs(readdir(event.sourcePathdir)) do names[#names + 1] = n .. '=' .. tostring(isdir) end\n"
+      "    table.sort(names)\n"
+      "    put('create ' .. event.pathname .. ' ' .. event.status .. ' ' .. event.config.source .. ' ' ..\n"
+      "        tostring(event.inlet.getConfig() == event.config) .. ' ' .. table.concat(names, ','))\n"
+      "    if event.pathname == 'stop' then terminate(3) end\n"
+      "  end,\n"
+      "}\n"
+      "alarm(now() + 0.05, tick, 'x')\n"
+      "sync { rt, source = '@SRC@', target = '@DIR@/dst' }\n");
+  auto run = [&](std::vector<std::string> argv) {
+    ::unlink(out.c_str());
+    argv.push_back(cfg);
+    test::Child c(argv, f.t / "rt.console");
+    auto console = [&] { return test::read_file(f.t / "rt.console"); };
+    auto logged = [&](const std::string& needle) {
+      return test::wait_until(f.t.path(), [&] { return test::exists(out) && test::read_file(out).find(needle) != std::string::npos; }, 20000);
+    };
+    REQUIRE_MESSAGE(logged("alarm 3 x++ true"), console());
+    REQUIRE(::mkdir((f.src + "/sub").c_str(), 0755) == 0);
+    REQUIRE_MESSAGE(logged("create sub "), console());
+    test::write_file(f.src + "/a", "x");
+    REQUIRE_MESSAGE(logged("create a "), console());
+    test::write_file(f.src + "/stop", "");
+    const auto code = exit_code_within(c, 20000);
+    if (!code) (void)c.stop(SIGKILL);
+    ::unlink((f.src + "/a").c_str());
+    ::unlink((f.src + "/stop").c_str());
+    ::rmdir((f.src + "/sub").c_str());
+    return std::make_tuple(code, test::read_file(out), console());
+  };
+  auto [their_code, theirs, theirs_log] = run({kLsyncd, "-nodaemon"});
+  auto [our_code, ours, ours_log] = run({SYNCD_BINARY, "-nodaemon", "-rundir", f.t / "run"});
+  INFO("lsyncd:\n" << theirs << theirs_log << "\nsyncd:\n" << ours << ours_log);
+  CHECK(ours == theirs);
+  CHECK(their_code == std::optional<int>(3));
+  CHECK(our_code == std::optional<int>(3));
+  CHECK(ours.find("alarm 1 x true\nalarm 2 x+ true\nalarm 3 x++ true\n") == 0);
+  CHECK(ours.find("create a wait " + f.src + "/ true a=false,sub=true\n") != std::string::npos);
 }
 
 TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target equals rsync's with the same flags") {

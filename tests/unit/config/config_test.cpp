@@ -169,6 +169,76 @@ TEST_CASE("actions: layer 3 strings and layer 2 functions are recorded, and sync
   CHECK(bad.error().context.find("Parameter \"syncd.statedir\" unknown.") != std::string::npos);
 }
 
+TEST_CASE("lsyncd's runtime globals: now(), readdir(), event.status and event.inlet in an on* function") {
+  Fixture f;
+  ::mkdir((f.src + "/sub").c_str(), 0755);
+  test::write_file(f.src + "/file", "x");
+  REQUIRE(::symlink("sub", (f.src + "/link").c_str()) == 0);
+  auto c = f.load("fn = { onCreate = function(e)\n"
+                  "  local t = readdir('" + f.src + "')\n"
+                  "  local n = 0\n"
+                  "  for _ in pairs(t) do n = n + 1 end\n"
+                  "  local a = now()\n"
+                  "  local b = a + 2.5\n"
+                  "  spawn(e, '/bin/echo', tostring(t.sub), tostring(t.file), tostring(t.link), n, tostring(readdir('/nonexistent')),\n"
+                  "        b - a, tostring(a < b), tostring(b <= a), tostring(a == a + 0), tostring(a):match('^Lsyncd.jiffies: ') ~= nil,\n"
+                  "        select(2, pcall(function() return a + b end)):match('Cannot add two timestamps!') ~= nil,\n"
+                  "        select(2, pcall(function() return a < 1 end)):match('Lsyncd.jiffies expected, got number') ~= nil,\n"
+                  "        e.status, e.inlet.getConfig().source,\n"
+                  "        select(2, pcall(function() return e.inlet.getEvents() end)):match('layer%-1') ~= nil)\n"
+                  "end }\n"
+                  "sync { fn, source = '" + f.src + "', target = '/t' }\n");
+  REQUIRE_MESSAGE(c.ok(), c.error().context);
+  REQUIRE(c->lua);
+  LuaActions::Event e{"Create", false, {{"pathname", "x"}, {"source", f.src + "/"}}};
+  auto r = c->lua->call(1, "onCreate", e);
+  REQUIRE_MESSAGE(r.ok(), r.error().context);
+  REQUIRE(r->size() == 1);
+  std::string got;
+  for (const auto& a : r->at(0).argv) got += a + "|";
+  INFO(got);
+  CHECK(r->at(0).argv == std::vector<std::string>{"/bin/echo", "true", "false", "false", "3", "nil", "2.5", "true", "false", "true",
+                                                   "true", "true", "true", "wait", f.src + "/", "true"});
+}
+
+TEST_CASE("alarm(): due alarms run soonest first, errors are reported, the hooks see the next one") {
+  Fixture f;
+  // Set up while loading (lsyncd allows that); the state is kept for them even without on* functions.
+  const std::string order = f.dir / "order";
+  auto c = f.load("local function rec(ts, x) local fh = io.open('" + order + "', 'a'); fh:write(x, '\\n'); fh:close() end\n"
+                  "local t0 = now()\n"
+                  "alarm(t0 + 200, rec, 'late')\n"
+                  "alarm(t0 + 100, function(ts, x) rec(ts, x)\n"
+                  "  alarm(ts + 50, rec, 'added')  -- due at t0 + 150\n"
+                  "end, 'early')\n"
+                  "alarm(t0 + 120, function() error('boom') end)\n"
+                  "alarm(t0 + 300, function() spawn({}, '/bin/true') end)\n"
+                  "sync { default.rsync, source = '" + f.src + "', target = '/t' }\n");
+  REQUIRE_MESSAGE(c.ok(), c.error().context);
+  REQUIRE(c->lua);
+  std::vector<std::optional<double>> next;
+  LuaActions::Hooks h;
+  h.next_alarm = [&](std::optional<double> t) { next.push_back(t); };
+  c->lua->set_hooks(h);
+  REQUIRE(!next.empty());
+  REQUIRE(next.back().has_value());
+  const double t0 = *next.back() - 100;  // the soonest: t0 + 100
+  CHECK(c->lua->run_alarms(t0 + 99).empty());
+  auto errs = c->lua->run_alarms(t0 + 160);  // early, boom, added (added was scheduled while running)
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].find("boom") != std::string::npos);
+  REQUIRE(next.back().has_value());
+  CHECK(*next.back() == doctest::Approx(t0 + 200));
+  CHECK(test::read_file(order) == "early\nadded\n");
+  CHECK(c->lua->run_alarms(t0 + 200).empty());
+  CHECK(test::read_file(order) == "early\nadded\nlate\n");
+  errs = c->lua->run_alarms(t0 + 1000);  // spawn() outside an action is an error, as in lsyncd
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].find("spawn() can only be called from an action") != std::string::npos);
+  CHECK_FALSE(next.back().has_value());  // none left
+  c->lua->clear_hooks();
+}
+
 TEST_CASE("command-line syncs get the same defaults, -delay and flags override settings") {
   Fixture f;
   CommandLine cl;
