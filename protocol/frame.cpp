@@ -145,6 +145,14 @@ void encode_body(const Message& msg, Enc& e) {
         } else if constexpr (std::is_same_v<T, IndexEnd>) {
           e.u64(m.index_id);
           e.u64(m.max_seq);
+        } else if constexpr (std::is_same_v<T, RootMeta>) {
+          e.u32(m.mode);
+          e.u32(m.uid);
+          e.u32(m.gid);
+          e.str16(m.user);
+          e.str16(m.group);
+          e.i64(m.mtime_sec);
+          e.u32(m.mtime_nsec);
         }
       },
       msg);
@@ -328,7 +336,7 @@ Status check_bulk(const Message& m) {
 // ---- public
 
 bool is_known_type(uint8_t t) noexcept {
-  return (t >= 0x01 && t <= 0x04) || (t >= 0x10 && t <= 0x17) || (t >= 0x20 && t <= 0x23);
+  return (t >= 0x01 && t <= 0x04) || (t >= 0x10 && t <= 0x18) || (t >= 0x20 && t <= 0x23);
 }
 
 MsgType type_of(const Message& m) noexcept {
@@ -336,7 +344,8 @@ MsgType type_of(const Message& m) noexcept {
       MsgType::hello,       MsgType::error,       MsgType::ping,          MsgType::pong,
       MsgType::file_version, MsgType::data,       MsgType::delta,         MsgType::sig_request,
       MsgType::signature,   MsgType::remove,      MsgType::rename,        MsgType::ack,
-      MsgType::index_summary, MsgType::index_request, MsgType::index_update, MsgType::index_end};
+      MsgType::index_summary, MsgType::index_request, MsgType::index_update, MsgType::index_end,
+      MsgType::root_meta};
   static_assert(std::size(kTypes) == std::variant_size_v<Message>);
   return kTypes[m.index()];
 }
@@ -359,6 +368,7 @@ const char* type_name(MsgType t) noexcept {
     case MsgType::index_request: return "INDEX_REQUEST";
     case MsgType::index_update: return "INDEX_UPDATE";
     case MsgType::index_end: return "INDEX_END";
+    case MsgType::root_meta: return "ROOT_META";
   }
   return "UNKNOWN";
 }
@@ -500,6 +510,19 @@ Result<Message> decode_payload(MsgType t, ByteSpan payload) {
       IndexEnd m;
       m.index_id = d.u64("index_id");
       m.max_seq = d.u64("max_seq");
+      return finish(d, std::move(m));
+    }
+    case MsgType::root_meta: {
+      RootMeta m;
+      m.mode = d.u32("mode");
+      if (d.ok() && (m.mode & ~kModeMask)) d.fail(corrupt(t, "mode has bits outside 07777"));
+      m.uid = d.u32("uid");
+      m.gid = d.u32("gid");
+      m.user = d.str16("user", kMaxName);
+      m.group = d.str16("group", kMaxName);
+      m.mtime_sec = d.i64("mtime_sec");
+      m.mtime_nsec = d.u32("mtime_nsec");
+      if (d.ok() && m.mtime_nsec > kMaxNsec) d.fail(corrupt(t, "mtime_nsec above 999999999"));
       return finish(d, std::move(m));
     }
   }

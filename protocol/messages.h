@@ -30,6 +30,7 @@ enum class MsgType : uint8_t {
   remove = 0x15,
   rename = 0x16,
   ack = 0x17,
+  root_meta = 0x18,
   index_summary = 0x20,
   index_request = 0x21,
   index_update = 0x22,
@@ -41,8 +42,9 @@ enum Capability : uint64_t {
   kCapZstd = 1u << 0,    // the byte stream after HELLO is one zstd stream per direction
   kCapDelta = 1u << 1,   // DELTA bodies and SIG_REQUEST/SIGNATURE
   kCapRename = 1u << 2,  // RENAME messages
+  kCapRootMeta = 1u << 3,  // ROOT_META messages (one-way: the root directory's own metadata)
 };
-inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename;
+inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename | kCapRootMeta;
 
 // chardev..socket: rsync's --devices / --specials (lsyncd's archive); replicated only where a sync
 // enables them. Their sha256 is that of a descriptor naming the kind and device number.
@@ -189,6 +191,19 @@ struct Ack {
   std::string detail;
   bool operator==(const Ack&) const = default;
 };
+// One-way syncs: the source root directory's own owner, group, mode and mtime, which rsync -a
+// gives the target root. Not a record (the root has no path): no sequence number, no ACK; sent
+// after the batch that changed it, and again on each new session.
+struct RootMeta {
+  uint32_t mode = 0;  // & 07777
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string user;
+  std::string group;
+  int64_t mtime_sec = 0;
+  uint32_t mtime_nsec = 0;
+  bool operator==(const RootMeta&) const = default;
+};
 struct IndexSummary {
   uint64_t index_id = 0;
   uint64_t max_seq = 0;
@@ -214,7 +229,7 @@ struct IndexEnd {
 
 using Message = std::variant<Hello, ErrorMsg, Ping, Pong, FileVersion, Data, Delta, SigRequest,
                              SignatureMsg, Remove, Rename, Ack, IndexSummary, IndexRequest,
-                             IndexUpdate, IndexEnd>;
+                             IndexUpdate, IndexEnd, RootMeta>;
 
 MsgType type_of(const Message& m) noexcept;
 bool is_known_type(uint8_t t) noexcept;

@@ -340,6 +340,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.fsync = fsync;
       o.rules = mirror_rules;
       o.sender.dir_times = mirror_rules.dir_times;
+      o.sender.root_meta = true;
       o.sender.hard_links = rsync_value(s, "hard_links") == "true";
       o.xattrs = xattrs;
       o.one_file_system = one_file_system;
@@ -416,6 +417,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       // Directory times travel when any target keeps them; one that omits them ignores them.
       n.push.sender.dir_times = n.push.sender.dir_times || (!two_way && mirror_rules.dir_times);
       n.push.sender.hard_links = n.push.sender.hard_links || (!two_way && rsync_value(s, "hard_links") == "true");
+      n.push.sender.root_meta = n.push.sender.root_meta || !two_way;  // a two-way receiver ignores it
       n.syncs.push_back(s);
       n.target_text += ", " + host + ":" + dir + "/";
       continue;
@@ -450,6 +452,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.meta_rules = meta_rules;
     o.sender.dir_times = !two_way && mirror_rules.dir_times;
     o.sender.hard_links = !two_way && rsync_value(s, "hard_links") == "true";
+    o.sender.root_meta = !two_way;
     o.xattrs = xattrs;
     o.one_file_system = one_file_system;
     o.follow_links = follow;

@@ -328,7 +328,7 @@ Status Applier::guard(int dir, const std::string& leaf, std::string_view rel,
   return {};
 }
 
-Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const {
+Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a, bool xattrs) const {
   if (opts_.chown) {
     const uint32_t uid = resolve_uid(a.user, a.uid);
     const uint32_t gid = resolve_gid(a.group, a.gid);
@@ -337,7 +337,7 @@ Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs&
   uint32_t mode = a.mode & 07777;
   if (!opts_.keep_special_bits) mode &= 0777;
   if (::fchmod(fd, mode) != 0) return io_error("chmod", rel);  // after chown: it clears set-id bits
-  SYNCD_TRY(fs::write_xattrs(fd, a.xattrs, root_.xattr_names(), rel));
+  if (xattrs) SYNCD_TRY(fs::write_xattrs(fd, a.xattrs, root_.xattr_names(), rel));
   if (a.set_mtime && ::futimens(fd, MtimeSpec(a).ts) != 0) return io_error("set mtime of", rel);
   return {};
 }
@@ -658,6 +658,20 @@ Result<Fingerprint> Applier::set_mtime(std::string_view rel, int64_t sec, uint32
   struct stat st{};
   if (::fstatat(p.dir.get(), p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
   return Fingerprint::of(st);
+}
+
+Status Applier::set_root_meta(const Attrs& attrs) const {
+  SYNCD_TRY(root_.check_identity());
+  return apply_owner_mode_time(root_.fd(), ".", attrs, false);
+}
+
+Status Applier::set_root_mtime(int64_t sec, uint32_t nsec) const {
+  SYNCD_TRY(root_.check_identity());
+  Attrs a;
+  a.mtime_sec = sec;
+  a.mtime_nsec = nsec;
+  if (::futimens(root_.fd(), MtimeSpec(a).ts) != 0) return io_error("set mtime of", ".");
+  return {};
 }
 
 Status Applier::unlink(std::string_view rel, const Expected& expect) const {

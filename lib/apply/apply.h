@@ -161,6 +161,11 @@ class Applier {
   // Sets only the mtime of what is at `rel` (never followed): a directory's, after entries
   // applied inside it moved it (rsync restores directory times the same way, last).
   Result<Fingerprint> set_mtime(std::string_view rel, int64_t sec, uint32_t nsec) const;
+  // The root directory's own owner, group, mode and (if attrs.set_mtime) mtime, through the
+  // root's fd — rsync -a gives the target root the source root's. xattrs are left alone.
+  Status set_root_meta(const Attrs& attrs) const;
+  // Only the root's mtime (after entries applied inside it moved it).
+  Status set_root_mtime(int64_t sec, uint32_t nsec) const;
   // Removes a non-directory entry after the conflict guard.
   Status unlink(std::string_view rel, const Expected& expect) const;
   // Removes a directory; with `recursive`, everything below it (symlinks removed, never followed).
@@ -191,7 +196,7 @@ class Applier {
   Result<Staged> stage_with(std::string_view rel, const Expected& expect,
                             const std::function<Status(int)>& fill) const;
   Status guard(int dir, const std::string& leaf, std::string_view rel, const Expected& e) const;
-  Status apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a) const;
+  Status apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a, bool xattrs = true) const;
   Status fsync_dir(int dir, std::string_view rel) const;
   // Steps 1-3 of SECURITY.md §5.1 into a fresh temp fd: preallocate, write while hashing,
   // verify, owner before mode, mtime.

@@ -246,6 +246,37 @@ void Receiver::on_message(protocol::Message msg) {
     post(std::move(path), [this, r = std::move(*r)] { return do_rename(r); });
     return;
   }
+  if (auto* rm = std::get_if<protocol::RootMeta>(&msg)) {
+    const auto& peer = conn_.peer();
+    if (!peer || !(peer->capabilities & protocol::kCapRootMeta)) {
+      conn_.close(Error::make(errc::corrupt, "ROOT_META without the root_meta capability"));
+      return;
+    }
+    if (!opts_.mirror || opts_.two_way) return;  // each two-way node keeps its own root
+    protocol::FileMeta m;
+    m.type = protocol::FileType::dir;
+    m.mode = rm->mode;
+    m.uid = rm->uid;
+    m.gid = rm->gid;
+    m.user = rm->user;
+    m.group = rm->group;
+    m.mtime_sec = rm->mtime_sec;
+    m.mtime_nsec = rm->mtime_nsec;
+    apply::Attrs a = mirror_attrs(m);
+    // After what came before it (a job of its own, like INDEX_END's).
+    jobs_.post([this, a]() -> JobQueue::Done {
+      std::lock_guard store_lock(index_.mutex());
+      if (opts_.rules.dry_run) {
+        lg().info("dry run (rsync.dry_run): not applied: owner, mode and time of the root");
+        return {};
+      }
+      root_attrs_ = a;
+      root_touched_ = false;
+      if (auto st = applier_.set_root_meta(a); !st) lg().warn("root metadata: {}", st.error().message());
+      return {};
+    });
+    return;
+  }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
     const bool prune = full_sync_ && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way;
     const uint64_t max_seq = end->max_seq;
@@ -254,6 +285,7 @@ void Receiver::on_message(protocol::Message msg) {
       std::lock_guard store_lock(index_.mutex());
       if (prune) {
         if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
+        root_touched_ = true;  // extras removed at the top moved the root's time
         restore_dir_times();
       }
       in_order_ = true;
@@ -355,8 +387,11 @@ apply::Attrs Receiver::mirror_attrs(const protocol::FileMeta& m) const {
 void Receiver::touch_parent(const std::string& path) {
   if (!opts_.mirror || !opts_.rules.dir_times) return;
   const size_t slash = path.rfind('/');
-  if (slash != std::string::npos) touched_dirs_.insert(path.substr(0, slash));
-  // The root itself has no record (rsync would give it the source root's mtime): left as is.
+  if (slash != std::string::npos) {
+    touched_dirs_.insert(path.substr(0, slash));
+  } else {
+    root_touched_ = true;  // the root has no record: its time is the last ROOT_META's
+  }
 }
 
 protocol::Ack Receiver::dry_run(uint64_t seq, const char* what, const std::string& path) {
@@ -376,6 +411,12 @@ void Receiver::restore_dir_times() {
     }
   }
   touched_dirs_.clear();
+  if (root_touched_ && root_attrs_ && root_attrs_->set_mtime) {
+    if (auto st = applier_.set_root_mtime(root_attrs_->mtime_sec, root_attrs_->mtime_nsec); !st) {
+      lg().debug("time of the root: {}", st.error().message());
+    }
+  }
+  root_touched_ = false;
 }
 
 void Receiver::flush_staged() {

@@ -215,6 +215,10 @@ class Receiver {
   // Mirror mode with rules.dir_times, job thread: directories whose entries this batch changed.
   // restore_dir_times() gives each its recorded mtime back once the batch is applied.
   std::set<std::string> touched_dirs_;
+  // Job thread, mirror mode: the root's metadata from the last ROOT_META, and whether an entry
+  // applied at the top moved its mtime since (restore_dir_times() puts it back).
+  std::optional<apply::Attrs> root_attrs_;
+  bool root_touched_ = false;
   // The version's attributes as this target applies them (mirror rules: omitted times).
   apply::Attrs mirror_attrs(const protocol::FileMeta& m) const;
   void touch_parent(const std::string& path);

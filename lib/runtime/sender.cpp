@@ -14,6 +14,7 @@
 
 #include "lib/base/log.h"
 #include "lib/codec/content_hash.h"
+#include "lib/fs/accounts.h"
 #include "lib/delta/delta.h"
 #include "lib/store/change.h"
 #include "lib/store/chunk_cache.h"
@@ -177,11 +178,12 @@ std::vector<std::pair<int, std::string>> Sender::watches() const {
 
 void Sender::hold(watch::Batch b) {
   if (opts_.delay_ms == 0 || !b.error.empty()) {
-    if (!held_.events.empty() || held_.overflow) release_held();  // keep the order
+    if (!held_.events.empty() || held_.overflow || held_.root_attrib) release_held();  // keep the order
     return post_batch(std::move(b));
   }
-  const bool first = held_.events.empty() && !held_.overflow;
+  const bool first = held_.events.empty() && !held_.overflow && !held_.root_attrib;
   held_.overflow = held_.overflow || b.overflow;
+  held_.root_attrib = held_.root_attrib || b.root_attrib;
   held_.events.insert(held_.events.end(), std::make_move_iterator(b.events.begin()), std::make_move_iterator(b.events.end()));
   if (held_.events.size() >= opts_.max_delays) return release_held();
   if (first) {
@@ -194,7 +196,7 @@ void Sender::release_held() {
   if (held_timer_) held_timer_->stop();
   watch::Batch b = std::move(held_);
   held_ = {};
-  if (!b.events.empty() || b.overflow) post_batch(std::move(b));
+  if (!b.events.empty() || b.overflow || b.root_attrib) post_batch(std::move(b));
 }
 
 bool Sender::idle() const noexcept {
@@ -366,7 +368,10 @@ void Sender::deliver(Outbox out) {
     in_flight_[seq] = path;
     sent_at_us_[seq] = now_us;
   }
+  const auto& peer = conn_->peer();
+  const bool root_meta_ok = peer && (peer->capabilities & protocol::kCapRootMeta) != 0;
   for (auto& m : out.msgs) {
+    if (std::holds_alternative<protocol::RootMeta>(m) && !root_meta_ok) continue;  // an older peer
     shape(m);
     conn_->send(m);
   }
@@ -443,6 +448,33 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   for (const auto& r : changed) emit_record(r, true, false, out);
   cursor_ = index_.max_seq();  // what this batch wrote and did not send (renames' parts) stays unsent
   wipe_fresh(out);
+  // Last: an entry created, removed or renamed at the top moved the root's mtime.
+  note_root(out);
+}
+
+void Sender::note_root(Outbox& out) {
+  if (!opts_.root_meta) return;
+  struct stat st{};
+  if (::fstat(root_.fd(), &st) != 0) {
+    out.errors.push_back("stat of the root " + root_.path() + ": " + std::strerror(errno));
+    return;
+  }
+  // The rules (rsync.chmod, usermap, ...) as for any directory leaving this node.
+  protocol::FileMeta m;
+  m.type = protocol::FileType::dir;
+  m.mode = st.st_mode & 07777;
+  m.uid = st.st_uid;
+  m.gid = st.st_gid;
+  m.user = fs::user_name(st.st_uid);
+  m.group = fs::group_name(st.st_gid);
+  m.mtime_sec = st.st_mtim.tv_sec;
+  m.mtime_nsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  opts_.meta_rules.apply(m);
+  protocol::RootMeta r{m.mode, m.uid, m.gid, m.user, m.group, m.mtime_sec, m.mtime_nsec};
+  if (root_sent_gen_ == out.gen && root_sent_ == r) return;
+  root_sent_ = r;
+  root_sent_gen_ = out.gen;
+  out.msgs.emplace_back(std::move(r));
 }
 
 void Sender::process_path(const std::string& path, Outbox& out,
@@ -974,6 +1006,7 @@ void Sender::on_message(const protocol::Message& msg) {
       });
       for (const auto& r : recs) emit_record(r, true, true, *out);
       cursor_ = index_.max_seq();
+      note_root(*out);  // a new session: out->gen differs from what the last one was sent
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});
       answered_gen_ = gen;
       return [this, out] { deliver(std::move(*out)); };

@@ -75,6 +75,10 @@ struct SenderOptions {
   // rsync's --hard-links (one-way): a file whose inode has other names already sent goes as a
   // FILE_VERSION with link_to, and a content change through one name re-sends the others.
   bool hard_links = false;
+  // One-way syncs: the root directory's own owner, group, mode and mtime go as ROOT_META (to
+  // peers that negotiated it) after each batch that changed them and in each session's answer to
+  // INDEX_REQUEST; rsync -a gives the target root the source root's.
+  bool root_meta = false;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -243,6 +247,10 @@ class Sender {
   void catch_up(Outbox& out);
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
+  // Job thread: appends ROOT_META when the root's metadata differs from what this session got.
+  void note_root(Outbox& out);
+  std::optional<protocol::RootMeta> root_sent_;  // job thread, for session root_sent_gen_
+  uint64_t root_sent_gen_ = UINT64_MAX;
   bool caught_up_ = false;            // loop: the current peer acknowledged our INDEX_END
   bool ever_caught_up_ = false;
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs

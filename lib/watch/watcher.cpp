@@ -262,6 +262,7 @@ void Watcher::on_readable() {
           b.error = "the synced root was removed or moved";
           b.overflow = true;
         }
+        if (it != by_wd_.end() && it->second.empty() && has(m, IN_ATTRIB)) b.root_attrib = true;
         continue;
       }
       if (by_wd_.find(ev->wd) == by_wd_.end()) continue;  // a watch we already dropped
@@ -394,7 +395,7 @@ void Watcher::emit(Batch b) {
     out.push_back(std::move(e));
   }
   b.events = std::move(out);
-  if (b.events.empty() && !b.overflow && b.error.empty()) return;
+  if (b.events.empty() && !b.overflow && b.error.empty() && !b.root_attrib) return;
   sink_(std::move(b));
 }
 

@@ -61,6 +61,7 @@ struct Batch {
   std::vector<Event> events;
   bool overflow = false;  // the kernel dropped events: rescan the whole tree
   std::string error;      // a watch could not be added (e.g. the watch limit); see the text
+  bool root_attrib = false;  // the root directory's own owner, mode or times changed
 };
 
 struct WatchOptions {

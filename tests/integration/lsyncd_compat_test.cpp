@@ -827,6 +827,45 @@ TEST_CASE("rsync's times on directories and symlinks: kept as rsync -a keeps the
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("the target root gets the source root's owner, group, mode and mtime, as rsync -a gives it, and keeps them up to date") {
+  Fixture f;
+  test::make_sample_tree(f.src);
+  REQUIRE(::chown(f.src.c_str(), 1234, 2345) == 0);
+  REQUIRE(::chmod(f.src.c_str(), 02750) == 0);
+  auto set_mtime = [](const std::string& p, time_t sec) {
+    const timespec ts[2] = {{sec, 0}, {sec, 250}};
+    REQUIRE(::utimensat(AT_FDCWD, p.c_str(), ts, 0) == 0);
+  };
+  set_mtime(f.src, 1'500'000'000);
+  using Root = std::tuple<mode_t, uid_t, gid_t, time_t, long>;
+  auto root_of = [](const std::string& d) {
+    struct stat st {};
+    REQUIRE(::stat(d.c_str(), &st) == 0);
+    return Root{st.st_mode & 07777, st.st_uid, st.st_gid, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  };
+  const std::string rdst = f.rsync_reference("-a");
+  REQUIRE(root_of(rdst) == root_of(f.src));  // what rsync -a does to the root
+  REQUIRE(root_of(f.dst) != root_of(f.src));
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "' }\n");
+  const std::string console = f.t / "root.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  // ROOT_META has no ACK: the barrier is the target root itself (its own changes are inotify
+  // events of the watched directory).
+  auto root_like = [&](const Root& want) { return test::wait_until(f.dst, [&] { return root_of(f.dst) == want; }, 20000); };
+  CHECK_MESSAGE(root_like(root_of(rdst)), logs());
+  f.wait_idle();
+  f.expect_like(rdst, logs());
+  // Running: an entry created at the top moves the source root's mtime; the target follows,
+  // also after its own applies inside the root moved it again.
+  test::write_file(f.src + "/top-level.txt", "new");
+  CHECK_MESSAGE(root_like(root_of(f.src)), logs());
+  REQUIRE(::chmod(f.src.c_str(), 0705) == 0);  // an attribute change of the root alone
+  CHECK_MESSAGE(root_like(root_of(f.src)), logs());
+  CHECK(std::get<0>(root_of(f.dst)) == 0705);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
 TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes them") {
   Fixture f;
   // 8 MiB with data at the start, in the middle and at the end; the rest zeros.

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests/support/netns.h"
@@ -82,9 +83,19 @@ void initial_sync(const std::string& transport) {
   test::make_sample_tree(f.src);
   f.sh("head -c 3000000 /dev/urandom > " + f.s("big.bin"));
   test::write_file(f.dst + "/stale", "old");
+  // The root's own owner, mode and mtime travel too (ROOT_META), as rsync -a gives them.
+  f.sh("chown 1234:2345 " + f.src + " && chmod 0750 " + f.src + " && touch -d '2019-05-05 05:05:05' " + f.src);
   f.start();
   f.converged();
   CHECK_FALSE(test::exists(f.dst + "/stale"));
+  auto root_of = [](const std::string& d) {
+    struct stat st {};
+    REQUIRE(::stat(d.c_str(), &st) == 0);
+    return std::make_tuple(st.st_mode & 07777, st.st_uid, st.st_gid, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  };
+  // No ACK for it: the barrier is the target root changing (inotify on the watched directory).
+  CHECK_MESSAGE(test::wait_until(f.dst, [&] { return root_of(f.dst) == root_of(f.src); }, 20000), f.logs());
+  CHECK(std::get<0>(root_of(f.dst)) == 0750);
 }
 
 void live_changes(const std::string& transport) {

@@ -66,6 +66,7 @@ std::vector<Message> all_messages() {
       IndexRequest{42, 90},
       IndexUpdate{91, sample_meta()},
       IndexEnd{42, 100},
+      RootMeta{02750, 33, 34, "www-data", "acme", 1700000000, 123456789},
   };
 }
 
@@ -198,6 +199,12 @@ TEST_SUITE("protocol.frame") {
     FileVersion fv{5, 17, sample_meta(), BodyKind::whole, 1234};
     // Offsets inside FILE_VERSION: xfer(4) seq(8) pathlen(2) path(15) type(1) flags(1) size(8) mode(4)
     const size_t type_at = 4 + 8 + 2 + 15;
+    // ROOT_META: mode(4) uid(4) gid(4) user(2+n) group(2+n) mtime_sec(8) mtime_nsec(4)
+    RootMeta rm{0755, 0, 0, "", "", 1, 2};
+    check_bad(rm, [&](Bytes& p) { p[1] = 0x10; }, "mode has bits outside 07777");
+    check_bad(rm, [&](Bytes& p) { store_le(p.data() + 4 + 4 + 4 + 2 + 2 + 8, 1000000000, 4); }, "mtime_nsec");
+    check_bad(rm, [&](Bytes& p) { p.push_back(0); }, "trailing bytes");
+    CHECK(std::string(type_name(MsgType::root_meta)) == "ROOT_META");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 9; }, "file type");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 8; }, "file type");
     // link_to: only without a body, never the version's own path, and a valid relative path.
