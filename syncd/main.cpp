@@ -240,6 +240,8 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.filters.push_back({r[0] == '+', r.substr(2)});
     } else if (args[i] == "-delete-excluded") {
       o.rules.delete_excluded = true;
+    } else if (args[i] == "-prune-empty-dirs") {
+      o.rules.prune_empty_dirs = true;
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {
       o.target = args[i];
     } else {

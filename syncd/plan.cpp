@@ -40,7 +40,8 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
                                        "backup", "backup_dir", "suffix", "omit_link_times", "hard_links",
-                                       "copy_links", "copy_unsafe_links", "copy_dirlinks", "delete_excluded"};
+                                       "copy_links", "copy_unsafe_links", "copy_dirlinks", "delete_excluded",
+                                       "prune_empty_dirs"};
 // Keys syncd does one- and two-way (cvs_exclude: more excludes, honoured like them).
 const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials", "cvs_exclude"};
 
@@ -140,6 +141,7 @@ runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
   m.dir_times = rsync_value(s, "omit_dir_times") != "true";
   m.link_times = rsync_value(s, "omit_link_times") != "true";
   m.dry_run = rsync_value(s, "dry_run") == "true";
+  m.prune_empty_dirs = rsync_value(s, "prune_empty_dirs") == "true";
   return m;
 }
 

@@ -37,6 +37,7 @@ std::vector<std::string> MirrorRules::attach_args() const {
   for (const auto& e : perishable) a.insert(a.end(), {"-perishable-exclude", e});
   for (const auto& f : filters) a.insert(a.end(), {"-filter", std::string(f.include ? "+ " : "- ") + f.pattern});
   if (delete_excluded) a.push_back("-delete-excluded");
+  if (prune_empty_dirs) a.push_back("-prune-empty-dirs");
   if (backup.enabled) {
     a.push_back("-backup");
     if (!backup.dir.empty()) a.insert(a.end(), {"-backup-dir", backup.dir});
@@ -285,6 +286,7 @@ void Receiver::on_message(protocol::Message msg) {
       std::lock_guard store_lock(index_.mutex());
       if (prune) {
         if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
+        if (pruning()) prune_all_empty();
         root_touched_ = true;  // extras removed at the top moved the root's time
         restore_dir_times();
       }
@@ -538,6 +540,17 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
       if (!cleared.ok()) return ack(fv.seq, protocol::AckStatus::failed, cleared.error().message());
     }
   }
+  if (pruning()) {
+    auto now_here = m.type == protocol::FileType::dir ? applier_.stat(m.path) : cur;  // after a type change cleared it
+    if (m.type == protocol::FileType::dir && !now_here.ok() && now_here.error().is_errno(ENOENT)) {
+      // Made when something that is not a directory needs it (rsync --prune-empty-dirs).
+      if (auto st = record(m, fv.seq, {}, origin); !st) return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
+      return ack(fv.seq, protocol::AckStatus::applied);
+    }
+    if (m.type != protocol::FileType::dir) {
+      if (auto st = make_parents(m.path); !st) return ack(fv.seq, protocol::AckStatus::failed, st.error().message());
+    }
+  }
   const apply::Expected& ex = expect;
   switch (m.type) {
     case protocol::FileType::dir: done = applier_.make_dir(m.path, a); break;
@@ -624,6 +637,7 @@ protocol::Ack Receiver::do_remove(const protocol::Remove& r) {
     if (!st.ok() && !st.error().is_errno(ENOENT)) {
       return ack(r.seq, protocol::AckStatus::failed, st.error().message());
     }
+    if (pruning()) prune_parents(m.path);
   }
   if (auto st = record(m, r.seq, {}, peer_node_.load()); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
   return ack(r.seq, protocol::AckStatus::applied);
@@ -653,6 +667,21 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
       if (auto kept = opts_.backup->keep(*path); !kept) return ack(r.seq, protocol::AckStatus::failed, kept.error().message());
     }
   }
+  if (pruning() && dir) {
+    auto here = applier_.stat(r.from.path);
+    if (!here.ok() && here.error().is_errno(ENOENT)) {
+      // A pruned directory moved: only its records move (nothing below it is here either).
+      move_children_records(r.from.path, r.to.path, peer_node_.load());
+      store::Record from{r.from, 0, {}, peer_node_.load()}, to{r.to, 0, {}, peer_node_.load()};
+      (void)index_.put(from);
+      (void)index_.put(to);
+      (void)advance(r.seq);
+      return ack(r.seq, protocol::AckStatus::applied);
+    }
+  }
+  if (pruning()) {
+    if (auto st = make_parents(r.to.path); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
+  }
   touch_parent(r.from.path);
   auto moved = applier_.rename(r.from.path, r.to.path, apply::Expected::any(), apply::Expected::any());
   if (!moved.ok()) {
@@ -662,6 +691,7 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
   }
   auto meta = applier_.set_meta(r.to.path, mirror_attrs(r.to), apply::Expected::any());
   if (dir) move_children_records(r.from.path, r.to.path, peer_node_.load());
+  if (pruning()) prune_parents(r.from.path);
   store::Record from{r.from, 0, {}, peer_node_.load()};
   store::Record to{r.to, 0, meta.ok() ? *meta : (moved.ok() ? *moved : fs::Fingerprint{}), peer_node_.load()};
   (void)index_.put(from);
@@ -722,6 +752,44 @@ Status Receiver::remove_dir(const std::string& path) {
     }
   }
   return {};
+}
+
+Status Receiver::make_parents(const std::string& path) {
+  for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    const std::string dir = path.substr(0, slash);
+    auto here = applier_.stat(dir);
+    if (here.ok() || !here.error().is_errno(ENOENT)) continue;  // there (anything else fails below)
+    auto rec = index_.get(dir);
+    if (!rec.ok() || !*rec || (*rec)->meta.deleted || (*rec)->meta.type != protocol::FileType::dir) {
+      return Error::make(errc::unexpected_target, "directory \"" + log::escape(dir) + "\" for \"" + log::escape(path) +
+                                              "\" has no record here (rsync.prune_empty_dirs)");
+    }
+    SYNCD_TRY_ASSIGN(fp, applier_.make_dir(dir, mirror_attrs((*rec)->meta)));
+    SYNCD_TRY(index_.set_fingerprint(dir, fp));
+    touch_parent(dir);
+  }
+  return {};
+}
+
+void Receiver::prune_parents(const std::string& path) {
+  for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0; slash = path.rfind('/', slash - 1)) {
+    const std::string dir = path.substr(0, slash);
+    if (!applier_.remove_dir(dir, false).ok()) return;  // not empty (or gone): its parents stay too
+    touch_parent(dir);
+  }
+}
+
+void Receiver::prune_all_empty() {
+  std::vector<std::string> dirs;
+  (void)index_.for_each_under("", [&](const store::Record& r) -> Status {
+    if (!r.meta.deleted && r.meta.type == protocol::FileType::dir) dirs.push_back(r.meta.path);
+    return {};
+  });
+  std::sort(dirs.begin(), dirs.end(), std::greater<>());  // deepest first: a parent can go after its children
+  for (const auto& d : dirs) {
+    if (opts_.rules.dry_run) break;
+    if (applier_.remove_dir(d, false).ok()) touch_parent(d);
+  }
 }
 
 Status Receiver::prune_extras() {

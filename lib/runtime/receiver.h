@@ -60,6 +60,12 @@ struct MirrorRules {
   std::vector<std::string> excludes;
   std::vector<watch::FilterRule> filters;
   bool delete_excluded = false;
+  // rsync's --prune-empty-dirs: a directory exists here only while something that is not a
+  // directory is somewhere below it. A version of one that is not here is recorded, not made;
+  // the first entry that needs it creates it (with its recorded metadata), and removing the last
+  // one removes the directories it leaves empty. The initial sync's delete (lsyncd's `delete`
+  // true or 'startup') also removes the empty directories already here.
+  bool prune_empty_dirs = false;
   // rsync.cvs_exclude: excludes that are "perishable" in rsync's sense — they protect the paths
   // they match, but not the directories holding them (a directory of the target that the source
   // lacks goes, with them).
@@ -222,6 +228,12 @@ class Receiver {
   // The version's attributes as this target applies them (mirror rules: omitted times).
   apply::Attrs mirror_attrs(const protocol::FileMeta& m) const;
   void touch_parent(const std::string& path);
+  // rules.prune_empty_dirs (mirror): the directories above `path` that are not here yet, made
+  // from their records; and those left empty above `path` after it went.
+  bool pruning() const noexcept { return opts_.mirror && !opts_.two_way && opts_.rules.prune_empty_dirs; }
+  Status make_parents(const std::string& path);
+  void prune_parents(const std::string& path);
+  void prune_all_empty();
   void restore_dir_times();
 };
 

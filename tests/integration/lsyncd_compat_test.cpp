@@ -866,6 +866,62 @@ TEST_CASE("the target root gets the source root's owner, group, mode and mtime, 
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("rsync's prune_empty_dirs: the target has only directories with files below them, as rsync -a -m --delete leaves it") {
+  Fixture f;
+  REQUIRE(test::run("cd '" + f.src + "' && mkdir -p empty/deeper full/a/b skeleton/x/y/z mixed/e && touch full/a/b/f mixed/g && "
+                    "mkdir -p excluded-only && touch excluded-only/x.o") == 0);
+  // Already on the target: an empty directory the source has empty too, one with a file of its
+  // own (an extra: deleted), and one holding only an excluded file (protected, so it stays).
+  REQUIRE(test::run("mkdir -p '" + f.dst + "/skeleton/x' '" + f.dst + "/empty/old' '" + f.dst + "/excluded-only' && touch '" +
+                    f.dst + "/empty/old/extra' '" + f.dst + "/excluded-only/y.o'") == 0);
+  const std::string rdst = f.rsync_reference("-a -m --delete --exclude='*.o'", true);
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', exclude = { '*.o' },\n"
+                                   "       rsync = { archive = true, prune_empty_dirs = true } }\n");
+  const std::string console = f.t / "prune.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  f.wait_idle();
+  // rsync -m leaves the times of the directories it creates on demand as they fall; syncd gives
+  // them the source's: entries and metadata are compared with rsync's, times with the source.
+  f.expect_like(rdst, logs(), false);
+  auto mtime_of = [](const std::string& p) {
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return std::make_pair(st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  };
+  for (const char* d : {"full", "full/a", "full/a/b", "mixed"}) {
+    CAPTURE(d);
+    CHECK(mtime_of(f.dst + "/" + d) == mtime_of(f.src + "/" + d));
+  }
+  CHECK_FALSE(test::exists(f.dst + "/empty"));
+  CHECK_FALSE(test::exists(f.dst + "/skeleton"));
+  CHECK(test::exists(f.dst + "/full/a/b/f"));
+  CHECK(test::exists(f.dst + "/excluded-only/y.o"));
+  // Running: a file deep in the skeleton brings its directories (with their metadata); removing
+  // the last file of a chain takes the chain along.
+  REQUIRE(::chmod((f.src + "/skeleton/x").c_str(), 0700) == 0);
+  test::write_file(f.src + "/skeleton/x/y/z/now", "1");
+  REQUIRE(::unlink((f.src + "/full/a/b/f").c_str()) == 0);
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
+  CHECK(test::exists(f.dst + "/skeleton/x/y/z/now"));
+  struct stat st {};
+  REQUIRE(::stat((f.dst + "/skeleton/x").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+  CHECK_FALSE(test::exists(f.dst + "/full"));
+  for (const char* d : {"skeleton", "skeleton/x", "skeleton/x/y", "skeleton/x/y/z"}) {
+    CAPTURE(d);
+    CHECK(mtime_of(f.dst + "/" + d) == mtime_of(f.src + "/" + d));
+  }
+  const std::string rdst2 = f.t / "rsync-dst2";
+  REQUIRE(test::run("mkdir -p '" + rdst2 + "' && cp -a '" + rdst + "/.' '" + rdst2 + "/' && rsync -a -m --delete --exclude='*.o' '" +
+                    f.src + "/' '" + rdst2 + "/'") == 0);
+  const auto d2 = test::tree_diff(rdst2, f.dst, {}, false);
+  for (const auto& d : d2) MESSAGE(d);
+  CHECK_MESSAGE(d2.empty(), logs());
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
 TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes them") {
   Fixture f;
   // 8 MiB with data at the start, in the middle and at the end; the rest zeros.

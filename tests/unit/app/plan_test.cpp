@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "syncd/cli.h"
 #include "syncd/plan.h"
 #include "syncd/status_file.h"
@@ -204,7 +206,9 @@ TEST_CASE("keys syncd does not honour are warned about once each, custom actions
                   "       filter = { '+ *.c', '- *.o' } }\n");
   REQUIRE_MESSAGE(p.ok(), p.error().context);
   CHECK(f.warned(*p, "rsync.owner = false is not honoured"));
-  CHECK(f.warned(*p, "rsync.prune_empty_dirs = true is not honoured by syncd yet"));
+  CHECK_FALSE(f.warned(*p, "prune_empty_dirs"));  // honoured one-way, on the target
+  CHECK(p->nodes[0].push.peers[0].remote_args.end() !=
+        std::find(p->nodes[0].push.peers[0].remote_args.begin(), p->nodes[0].push.peers[0].remote_args.end(), "-prune-empty-dirs"));
   // What syncd does anyway: decided by content (ignore_times), verified whole (append_verify).
   CHECK_FALSE(f.warned(*p, "rsync.ignore_times"));
   CHECK_FALSE(f.warned(*p, "rsync.append_verify"));
