@@ -305,8 +305,9 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       // After the sync's own rules, as rsync adds them; perishable on the target.
       mirror_rules.perishable = cvs_excludes();
       excludes.insert(excludes.end(), mirror_rules.perishable.begin(), mirror_rules.perishable.end());
+      mirror_rules.per_dir_excludes = ".cvsignore";
       plan.notes.push_back(s.name + ": rsync.cvs_exclude: " + std::to_string(mirror_rules.perishable.size()) +
-                           " patterns (rsync's CVS list, ~/.cvsignore, ); per-directory .cvsignore files are not read");
+                           " patterns (rsync's CVS list, ~/.cvsignore, $CVSIGNORE) and each directory's .cvsignore");
     }
     mirror_rules.delete_excluded = rsync_value(s, "delete_excluded") == "true";
 
@@ -339,6 +340,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir(n.state_kind, n.state_key))));
       o.excludes = excludes;
       o.filters = filters;
+      o.per_dir_excludes = mirror_rules.per_dir_excludes;
       o.fsync = fsync;
       o.rules = mirror_rules;
       o.sender.dir_times = mirror_rules.dir_times;
@@ -414,6 +416,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
         n.push.peers.push_back(std::move(p));
       }
       // Devices and specials: the one source tree replicates them when any of its syncs does.
+      if (n.push.per_dir_excludes.empty()) n.push.per_dir_excludes = mirror_rules.per_dir_excludes;
       n.push.devices = n.push.devices || devices;
       n.push.specials = n.push.specials || specials;
       // Directory times travel when any target keeps them; one that omits them ignores them.
@@ -439,6 +442,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.state_dir = absolute(x.state_dir.value_or(s.syncd.state_dir.value_or(default_state_dir(n.state_kind, n.state_key))));
     o.excludes = excludes;
     o.filters = filters;
+    o.per_dir_excludes = mirror_rules.per_dir_excludes;
     o.rsh = x.rsh.value_or(config::ssh_command_line(s));
     o.remote_syncd = x.remote_syncd.value_or(s.syncd.remote_syncd.value_or("syncd"));
     o.transport = x.transport.value_or(s.syncd.transport.value_or("auto"));

@@ -52,7 +52,7 @@ Status DirectMirror::start() {
       loop_, UniqueFd(sv[1]), [this](protocol::Message m) { receiver_->on_message(std::move(m)); },
       on_close);
   src_conn_->set_rate_limit(opts_.bwlimit_bytes_per_s);
-  sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, watch::Excludes(opts_.excludes, opts_.filters),
+  sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes),
                                      src_conn_.get(), opts_.sender);
   ReceiverOptions ro;
   ro.mirror = true;

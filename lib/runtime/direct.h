@@ -28,6 +28,7 @@ struct DirectOptions {
   std::string state_dir;  // holds src/ and dst/ index directories
   std::vector<std::string> excludes;
   std::vector<watch::FilterRule> filters;  // lsyncd filter{}: tried before the excludes
+  std::string per_dir_excludes;  // rsync.cvs_exclude: ".cvsignore" in each directory (watch/exclude.h)
   bool fsync = true;
   MirrorRules rules;
   fs::XattrNames xattrs;  // replicated extended attributes (rsync.xattrs / rsync.acls)

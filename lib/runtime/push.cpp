@@ -149,7 +149,7 @@ Status Push::start() {
       lg().info("{} caught up (session {})", l.spec.host, l.session);
       if (user) user(first);
     };
-    l.sender = std::make_unique<Sender>(loop_, *root_, *index_, watch::Excludes(opts_.excludes, opts_.filters), nullptr, so);
+    l.sender = std::make_unique<Sender>(loop_, *root_, *index_, source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes), nullptr, so);
     l.retry = std::make_unique<uvx::Timer>(loop_, [this, &l] { connect(l); });
     SYNCD_TRY(l.sender->start());
   }
@@ -228,7 +228,7 @@ ReceiverOptions Push::receiver_options() {
   ro.apply = opts_.apply;
   ro.on_changed = [this] { announce_all(); };
   ro.on_conflict_copy = [this](const std::string& path, const std::string& copy) { run_conflict_hook(path, copy); };
-  ro.excludes = watch::Excludes(opts_.excludes, opts_.filters);
+  ro.excludes = source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes);
   ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
   return ro;
 }
@@ -564,7 +564,7 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
               if (first) startup_finished();
               lg().info("peer node {:016x} caught up (joined session {})", raw->peer_node, raw->id);
             };
-            raw->tx = std::make_unique<Sender>(loop_, *root_, *index_, watch::Excludes(opts_.excludes, opts_.filters), nullptr, so);
+            raw->tx = std::make_unique<Sender>(loop_, *root_, *index_, source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes), nullptr, so);
             (void)raw->tx->start();
             raw->tx->set_connection(raw->conn.get());
             raw->tx->on_message(m);

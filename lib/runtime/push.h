@@ -44,6 +44,7 @@ struct PushOptions {
   std::string state_dir;  // the local index
   std::vector<std::string> excludes;
   std::vector<watch::FilterRule> filters;  // lsyncd filter{}: tried before the excludes
+  std::string per_dir_excludes;  // rsync.cvs_exclude: ".cvsignore" in each directory (watch/exclude.h)
   std::string rsh = "ssh";               // ssh command line (lsyncd's rsync.rsh)
   std::string remote_syncd = "syncd";    // program on the host
   std::vector<std::string> remote_args;  // extra arguments for `attach` (every peer)

@@ -38,6 +38,7 @@ std::vector<std::string> MirrorRules::attach_args() const {
   for (const auto& f : filters) a.insert(a.end(), {"-filter", std::string(f.include ? "+ " : "- ") + f.pattern});
   if (delete_excluded) a.push_back("-delete-excluded");
   if (prune_empty_dirs) a.push_back("-prune-empty-dirs");
+  if (!per_dir_excludes.empty()) a.insert(a.end(), {"-per-dir-exclude", per_dir_excludes});
   if (backup.enabled) {
     a.push_back("-backup");
     if (!backup.dir.empty()) a.insert(a.end(), {"-backup-dir", backup.dir});
@@ -799,7 +800,8 @@ Status Receiver::prune_extras() {
   const auto& rules = opts_.rules;
   std::vector<std::string> all = rules.excludes;
   all.insert(all.end(), rules.perishable.begin(), rules.perishable.end());
-  const watch::Excludes protect = rules.delete_excluded ? watch::Excludes() : watch::Excludes(all, rules.filters);
+  watch::Excludes protect = rules.delete_excluded ? watch::Excludes() : watch::Excludes(all, rules.filters);
+  if (!rules.delete_excluded && !rules.per_dir_excludes.empty()) protect.read_per_dir(root_.path(), rules.per_dir_excludes);
   const watch::Excludes lasting = rules.delete_excluded ? watch::Excludes() : watch::Excludes(rules.excludes, rules.filters);
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
     auto r = index_.get(rel);

@@ -70,6 +70,9 @@ struct MirrorRules {
   // they match, but not the directories holding them (a directory of the target that the source
   // lacks goes, with them).
   std::vector<std::string> perishable;
+  // rsync.cvs_exclude: each directory's ".cvsignore" names more of them (perishable too), read
+  // from this target's copy of the file.
+  std::string per_dir_excludes;
   // The `syncd attach` arguments that carry these rules to a remote target.
   std::vector<std::string> attach_args() const;
 };

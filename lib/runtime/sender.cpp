@@ -95,6 +95,13 @@ watch::WatchOptions Sender::with_on_excluded(watch::WatchOptions w, Sender* self
   return w;
 }
 
+watch::Excludes source_excludes(const std::vector<std::string>& patterns, const std::vector<watch::FilterRule>& filters,
+                                const std::string& root, const std::string& per_dir_file) {
+  watch::Excludes ex(patterns, filters);
+  if (!per_dir_file.empty()) ex.read_per_dir(root, per_dir_file);
+  return ex;
+}
+
 void Sender::note_excluded(const std::string& rel, bool is_dir) {
   if (opts_.warn_excluded.empty() || !opts_.warn_excluded.excluded(rel, is_dir)) return;
   {

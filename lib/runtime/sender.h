@@ -83,6 +83,11 @@ struct SenderOptions {
   std::function<void(bool first)> on_caught_up;
 };
 
+// A source tree's excludes: lsyncd's patterns and filters, and (`per_dir_file` non-empty) the
+// per-directory files of rsync -C read from the tree at `root`.
+watch::Excludes source_excludes(const std::vector<std::string>& patterns, const std::vector<watch::FilterRule>& filters,
+                                const std::string& root, const std::string& per_dir_file);
+
 // A node's pending work and watches, for lsyncd's status file (syncd/status_file.h).
 struct LsyncdView;
 

@@ -1,6 +1,13 @@
 #include "lib/watch/exclude.h"
 
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <map>
+#include <mutex>
 
 namespace syncd::watch {
 namespace {
@@ -63,8 +70,87 @@ Excludes::Excludes(const std::vector<std::string>& patterns, std::vector<FilterR
   }
 }
 
+struct Excludes::PerDir {
+  std::string root, file;
+  std::mutex mu;
+  std::map<std::string, std::vector<std::string>, std::less<>> cache;  // dir -> its patterns
+};
+
+namespace {
+
+constexpr size_t kMaxPerDirFile = 1u << 20;
+
+// The patterns of one per-directory file; none when it is absent or unreadable (as rsync -C).
+std::vector<std::string> read_patterns(const std::string& path) {
+  std::vector<std::string> out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return out;
+  std::string text;
+  char buf[8192];
+  for (ssize_t n; text.size() < kMaxPerDirFile && (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    size_t j = i;
+    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+    if (j > i) {
+      std::string w = text.substr(i, j - i);
+      if (w == "!") {
+        out.clear();
+      } else {
+        out.push_back(std::move(w));
+      }
+    }
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Excludes::read_per_dir(std::string root, std::string file) {
+  per_dir_ = std::make_shared<PerDir>();
+  per_dir_->root = std::move(root);
+  per_dir_->file = std::move(file);
+}
+
+const std::string& Excludes::per_dir_file() const noexcept {
+  static const std::string none;
+  return per_dir_ ? per_dir_->file : none;
+}
+
+void Excludes::forget(std::string_view dir) const {
+  if (!per_dir_) return;
+  std::lock_guard lk(per_dir_->mu);
+  if (auto it = per_dir_->cache.find(dir); it != per_dir_->cache.end()) per_dir_->cache.erase(it);
+}
+
+// Each component is tested against its own directory's file: what is below an excluded
+// directory is excluded too (a watch made before the directory was excluded still reports it).
+bool Excludes::per_dir_excluded(std::string_view rel) const {
+  std::lock_guard lk(per_dir_->mu);
+  size_t start = 0;
+  for (;;) {
+    const size_t slash = rel.find('/', start);
+    const std::string_view dir = start == 0 ? std::string_view() : rel.substr(0, start - 1);
+    const std::string name(rel.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    auto it = per_dir_->cache.find(dir);
+    if (it == per_dir_->cache.end()) {
+      if (per_dir_->cache.size() >= 100000) per_dir_->cache.clear();  // bounded: re-read as needed
+      const std::string path = per_dir_->root + "/" + (dir.empty() ? "" : std::string(dir) + "/") + per_dir_->file;
+      it = per_dir_->cache.emplace(std::string(dir), read_patterns(path)).first;
+    }
+    for (const auto& p : it->second) {
+      if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
+    }
+    if (slash == std::string_view::npos) return false;
+    start = slash + 1;
+  }
+}
+
 bool Excludes::excluded(std::string_view rel, bool is_dir) const {
-  if (patterns_.empty() && filters_.empty()) return false;
+  if (patterns_.empty() && filters_.empty()) return per_dir_ && per_dir_excluded(rel);
   std::string path = "/" + std::string(rel);
   if (is_dir) path += '/';
   for (const auto& f : filters_) {
@@ -73,7 +159,7 @@ bool Excludes::excluded(std::string_view rel, bool is_dir) const {
   for (const auto& raw : patterns_) {
     if (matches(raw, path)) return true;
   }
-  return false;
+  return per_dir_ && per_dir_excluded(rel);
 }
 
 }  // namespace syncd::watch

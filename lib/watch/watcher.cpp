@@ -270,6 +270,15 @@ void Watcher::on_readable() {
       const bool is_dir = has(m, IN_ISDIR);
       if (protocol::is_reserved_name(name)) continue;  // our temp files and state
       const std::string rel = join(ev->wd, ev->name);
+      if (!is_dir && !excludes_.per_dir_file().empty() && name == excludes_.per_dir_file()) {
+        // Its directory's per-directory rules changed (rsync -C's .cvsignore): entries there
+        // may be in or out now; the directory is watched and scanned again with the new ones.
+        const size_t slash = rel.rfind('/');
+        const std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
+        excludes_.forget(dir);
+        if (auto st = add_tree(dir, nullptr); !st.ok()) b.error = st.error().message();
+        b.events.push_back({Event::Kind::rescan, dir, {}, true});
+      }
       const bool excluded = excludes_.excluded(rel, is_dir);
 
       if (has(m, IN_MOVED_FROM)) {

@@ -1232,8 +1232,13 @@ TEST_CASE("rsync's cvs_exclude: CVS's ignore list, ~/.cvsignore and $CVSIGNORE a
   // The target: a copy plus extras — an extra directory holding only ignored files (rsync deletes
   // it: the CVS rules are perishable), an ignored file in a kept directory (stays), an extra.
   REQUIRE(test::run("cp -a " + s + "/. " + d + "/ && mkdir -p " + d + "/junk && printf j > " + d + "/junk/old.o" +
-                    " && printf w > " + d + "/sub/was.bak && printf x > " + d + "/extra.txt") == 0);
-  const std::string rdst = f.rsync_reference("-a -C --delete", true);
+                    " && printf w > " + d + "/sub/was.bak && printf x > " + d + "/extra.txt && printf o > " + d + "/sub/old.tmp") == 0);
+  // Then, on the source only, a per-directory .cvsignore: its names in sub/ only, not below it.
+  REQUIRE(test::run("printf '*.tmp secret\\n' > " + s + "/sub/.cvsignore && printf t > " + s + "/sub/a.tmp && printf p > " + s +
+                    "/sub/secret && mkdir -p " + s + "/sub/deeper && printf b > " + s + "/sub/deeper/b.tmp") == 0);
+  // --delete-after: the target reads its (just synced) sub/.cvsignore before it deletes, as syncd,
+  // whose initial delete comes after everything arrived.
+  const std::string rdst = f.rsync_reference("-a -C --delete-after", true);
   const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "',\n"
                                    "       rsync = { archive = true, cvs_exclude = true } }\n");
   const std::string console = f.t / "cvs.console";
@@ -1250,6 +1255,18 @@ TEST_CASE("rsync's cvs_exclude: CVS's ignore list, ~/.cvsignore and $CVSIGNORE a
   CHECK(test::exists(f.dst + "/sub/was.bak"));  // ignored, in a directory the source has
   CHECK_FALSE(test::exists(f.dst + "/junk"));    // only ignored files, and the source lacks it
   CHECK_FALSE(test::exists(f.dst + "/extra.txt"));
+  CHECK_FALSE(test::exists(f.dst + "/sub/a.tmp"));  // sub/.cvsignore
+  CHECK_FALSE(test::exists(f.dst + "/sub/secret"));
+  CHECK(test::exists(f.dst + "/sub/old.tmp"));       // ignored there: not deleted
+  CHECK(test::exists(f.dst + "/sub/deeper/b.tmp"));  // its rules are for sub/ only
+  // Live: the file changes; what it no longer names arrives, what it names now stays put.
+  test::write_file(f.src + "/sub/.cvsignore", "*.tmp keep.txt\n");
+  REQUIRE(test::wait_until(f.dst, [&] { return test::exists(f.dst + "/sub/secret"); }, 20000));
+  test::write_file(f.src + "/sub/keep.txt", "changed, but ignored now");
+  REQUIRE(::unlink((f.src + "/sub/a.tmp").c_str()) == 0);
+  f.wait_idle();
+  CHECK(test::read_file(f.dst + "/sub/keep.txt") == "k");
+  CHECK(test::read_file(f.dst + "/sub/.cvsignore") == "*.tmp keep.txt\n");
   // Live: ignored names that appear now stay on the source only.
   test::write_file(f.src + "/src/later.o", "o");
   test::write_file(f.src + "/later.log", "l");

@@ -2,6 +2,10 @@
 
 #include "lib/watch/exclude.h"
 
+#include <sys/stat.h>
+
+#include "tests/support/tmpdir.h"
+
 using namespace syncd::watch;
 
 TEST_SUITE("watch.exclude") {
@@ -43,4 +47,36 @@ TEST_CASE("filter rules: tried in order before the excludes, the first match dec
   CHECK(g.excluded("x.o", false));
   CHECK(g.excluded("x.log", false));  // no rule matched: the excludes decide
   CHECK_FALSE(g.excluded("x.c", false));
+}
+
+TEST_CASE("per-directory files (rsync -C's .cvsignore): names in their own directory, '!' clears, forget() re-reads") {
+  using syncd::watch::Excludes;
+  syncd::test::TempDir t{"perdir"};
+  ::mkdir((t / "sub").c_str(), 0755);
+  ::mkdir((t / "sub/deeper").c_str(), 0755);
+  syncd::test::write_file(t / ".cvsignore", "build\n");
+  syncd::test::write_file(t / "sub/.cvsignore", "old.* *.tmp\n ! secret [ab].bak\n");
+  Excludes ex({"*.log"});
+  ex.read_per_dir(t.path(), ".cvsignore");
+  CHECK(ex.per_dir_file() == ".cvsignore");
+  CHECK(ex.excluded("x.log", false));  // the plain patterns still apply
+  CHECK(ex.excluded("sub/secret", false));
+  CHECK(ex.excluded("sub/a.bak", false));
+  CHECK_FALSE(ex.excluded("sub/c.bak", false));
+  CHECK_FALSE(ex.excluded("sub/x.tmp", false));  // cleared by '!'
+  CHECK_FALSE(ex.excluded("sub/deeper/secret", false));  // not inherited by subdirectories
+  CHECK_FALSE(ex.excluded("secret", false));
+  CHECK(ex.excluded("build", true));
+  CHECK(ex.excluded("build/out/x.c", false));  // below an excluded directory
+  CHECK_FALSE(ex.excluded("sub/.cvsignore", false));
+  // A copy shares the cache: one forget() is seen by every copy.
+  const Excludes copy = ex;
+  syncd::test::write_file(t / "sub/.cvsignore", "*.tmp\n");
+  CHECK(copy.excluded("sub/secret", false));  // still the cached rules
+  ex.forget("sub");
+  CHECK_FALSE(copy.excluded("sub/secret", false));
+  CHECK(copy.excluded("sub/x.tmp", false));
+  Excludes none;
+  CHECK(none.per_dir_file().empty());
+  CHECK_FALSE(none.excluded("sub/secret", false));
 }
