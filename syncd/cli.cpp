@@ -35,6 +35,7 @@ const char* usage_text() {
          "  -statedir DIR    where the index lives (default /var/lib/syncd/<kind>-<hash>)\n"
          "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
          "  -exclude PATTERN lsyncd exclude pattern (repeatable)\n"
+         "  -hard-links      rsync.hard_links: names of one inode arrive as one inode (also two-way)\n"
          "  -rsh CMD         ssh command line (as rsync.rsh; default \"ssh\")\n"
          "  -remote-syncd P  syncd program on the host (default \"syncd\" on PATH)\n"
          "  -remote-statedir D  state directory of `attach` on the host\n"
@@ -111,6 +112,8 @@ Result<Invocation> parse(const std::vector<std::string>& raw) {
       x.fsync = false;
     } else if (a == "bidirectional") {
       x.two_way = true;
+    } else if (a == "hard-links") {
+      x.hard_links = true;
     } else if (a == "peer") {
       SYNCD_TRY_ASSIGN(v, arg(2));
       x.peers.push_back({v[0], v[1], std::nullopt});

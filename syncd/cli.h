@@ -20,6 +20,7 @@ namespace syncd::cli {
 struct Extras {
   bool fsync = true;
   bool two_way = false;
+  bool hard_links = false;  // -hard-links: rsync.hard_links for command-line syncs
   struct Peer {
     std::string host, dir;
     std::optional<std::string> remote_rundir;

@@ -39,11 +39,12 @@ const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
 const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
-                                       "backup", "backup_dir", "suffix", "omit_link_times", "hard_links",
+                                       "backup", "backup_dir", "suffix", "omit_link_times",
                                        "copy_links", "copy_unsafe_links", "copy_dirlinks", "delete_excluded",
                                        "prune_empty_dirs"};
 // Keys syncd does one- and two-way (cvs_exclude: more excludes, honoured like them).
-const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials", "cvs_exclude"};
+const std::set<std::string> kHonoured = {"xattrs", "acls", "one_file_system", "bwlimit", "timeout", "sparse", "devices", "specials", "cvs_exclude",
+                                          "hard_links"};
 
 std::string rsync_value(const config::Sync& s, const std::string& key) {
   auto it = s.rsync.find(key);
@@ -294,6 +295,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       follow.dirs = rsync_value(s, "copy_dirlinks") == "true";
     }
     const bool sparse = rsync_value(s, "sparse") == "true";
+    // rsync.hard_links, one- and two-way: names of one inode travel as links (FILE_VERSION link_to).
+    const bool hard_links = rsync_value(s, "hard_links") == "true" || x.hard_links;
     const bool devices = archive_key(s, "devices"), specials = archive_key(s, "specials");
     std::vector<std::string> excludes = s.excludes;
     std::vector<watch::FilterRule> filters;
@@ -345,7 +348,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.rules = mirror_rules;
       o.sender.dir_times = mirror_rules.dir_times;
       o.sender.root_meta = true;
-      o.sender.hard_links = rsync_value(s, "hard_links") == "true";
+      o.sender.hard_links = hard_links;
       o.xattrs = xattrs;
       o.one_file_system = one_file_system;
       o.follow_links = follow;
@@ -421,7 +424,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       n.push.specials = n.push.specials || specials;
       // Directory times travel when any target keeps them; one that omits them ignores them.
       n.push.sender.dir_times = n.push.sender.dir_times || (!two_way && mirror_rules.dir_times);
-      n.push.sender.hard_links = n.push.sender.hard_links || (!two_way && rsync_value(s, "hard_links") == "true");
+      n.push.sender.hard_links = n.push.sender.hard_links || hard_links;
       n.push.sender.root_meta = n.push.sender.root_meta || !two_way;  // a two-way receiver ignores it
       n.syncs.push_back(s);
       n.target_text += ", " + host + ":" + dir + "/";
@@ -457,7 +460,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     o.sender.max_delays = static_cast<size_t>(s.max_delays);
     o.sender.meta_rules = meta_rules;
     o.sender.dir_times = !two_way && mirror_rules.dir_times;
-    o.sender.hard_links = !two_way && rsync_value(s, "hard_links") == "true";
+    o.sender.hard_links = hard_links;
     o.sender.root_meta = !two_way;
     o.xattrs = xattrs;
     o.one_file_system = one_file_system;

@@ -793,7 +793,7 @@ Result<Fingerprint> Applier::rename(std::string_view from, std::string_view to,
   return Fingerprint::of(st);
 }
 
-Result<Fingerprint> Applier::link_into(std::string_view from, std::string_view to) const {
+Result<Fingerprint> Applier::link_into(std::string_view from, std::string_view to, const Expected& expect_to) const {
   SYNCD_TRY_ASSIGN(pf, root_.parent_of(from));
   SYNCD_TRY_ASSIGN(pt, root_.parent_of(to));
   struct stat sf{}, stt{};
@@ -809,7 +809,7 @@ Result<Fingerprint> Applier::link_into(std::string_view from, std::string_view t
     return ::linkat(pf.dir.get(), pf.leaf.c_str(), dir, name.c_str(), 0);
   }));
   auto cleanup = ScopeGuard([&]() noexcept { ::unlinkat(dir, tmp.c_str(), 0); });
-  auto done = commit_temp(dir, tmp, pt.leaf, to, Expected::any());
+  auto done = commit_temp(dir, tmp, pt.leaf, to, expect_to);
   if (done.ok()) cleanup.cancel();
   return done;
 }

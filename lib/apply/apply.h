@@ -176,7 +176,7 @@ class Applier {
 
   // Makes `to` another name of the file at `from` (rsync's --hard-links), replacing what is at
   // `to` atomically: linked at a temp name, renamed over it. Nothing to do when it already is.
-  Result<Fingerprint> link_into(std::string_view from, std::string_view to) const;
+  Result<Fingerprint> link_into(std::string_view from, std::string_view to, const Expected& expect_to = Expected::any()) const;
   // A second name for the entry at `from` (a conflict copy keeps the losing bytes this way, so the
   // original path never disappears: TWO-WAY.md §4.6). `to` must not exist.
   Result<Fingerprint> link(std::string_view from, std::string_view to, const Expected& expect_from) const;

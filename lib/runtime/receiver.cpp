@@ -567,7 +567,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
         if (!have.ok() || !*have || **have != m.sha256) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "link source not held");
         }
-        done = applier_.link_into(fv.link_to, m.path);
+        done = applier_.link_into(fv.link_to, m.path, ex);  // two-way: only over what reconcile saw
         if (done.ok()) done = applier_.set_meta(m.path, a, apply::Expected::any());
       } else if (content_held || fv.body == protocol::BodyKind::none) {
         // Metadata only: the content must already be the announced one.

@@ -505,7 +505,9 @@ void Sender::process_path(const std::string& path, Outbox& out,
     return;
   }
   if (opts_.hard_links && (*entry)->type == protocol::FileType::file && (*entry)->nlink > 1) {
-    links_[{(*entry)->fp.dev, (*entry)->fp.ino}].insert(path);  // so a write through another name finds it
+    const std::pair<uint64_t, uint64_t> inode{(*entry)->fp.dev, (*entry)->fp.ino};
+    links_[inode].insert(path);  // so a write through another name finds it
+    if (links_[inode].size() < (*entry)->nlink) find_links(inode, (*entry)->nlink);
   }
   const store::Change kind = store::classify(**entry, *rec, opts_.dir_times);
   if (kind == store::Change::none) return;
@@ -554,6 +556,20 @@ std::optional<std::string> Sender::link_source(const store::Record& r, const Out
   names.insert(r.meta.path);
   link_sent_[r.meta.path] = {out.gen, r.meta.sha256};
   return found;
+}
+
+void Sender::find_links(const std::pair<uint64_t, uint64_t>& inode, uint64_t nlink) {
+  const uint64_t now = index_.max_seq();
+  if (auto it = links_looked_up_.find(inode); it != links_looked_up_.end() && it->second == now) return;
+  if (links_looked_up_.size() > 100000) links_looked_up_.clear();
+  links_looked_up_[inode] = now;
+  auto& names = links_[inode];
+  (void)index_.for_each_under("", [&](const store::Record& r) -> Status {
+    if (!r.meta.deleted && r.meta.type == protocol::FileType::file && r.fp.dev == inode.first && r.fp.ino == inode.second) {
+      names.insert(r.meta.path);
+    }
+    return names.size() >= nlink ? Error::make(errc::truncated, "all names found") : Status{};  // stops the walk
+  });
 }
 
 void Sender::revisit_links(Outbox& out, std::vector<store::Record>& changed, size_t from) {

@@ -172,6 +172,11 @@ class Sender {
   void process_gone(const std::string& path, std::vector<store::Record>& changed);
   // opts_.hard_links, job thread: the names seen per multiply-linked inode (dev, ino).
   std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>> links_;
+  // Job thread: names of an inode with more links than links_ knows are looked up in the index
+  // (names this node never sent itself: made here by a peer's link, two-way) — once per inode
+  // until the index changes (a name outside the tree would otherwise cost a lookup every time).
+  void find_links(const std::pair<uint64_t, uint64_t>& inode, uint64_t nlink);
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> links_looked_up_;  // inode -> index max_seq then
   // Job thread: the generation in which each name was last sent (with bytes or as a link) and
   // with which content, and what the peer held when that generation began (its INDEX_REQUEST's
   // since).

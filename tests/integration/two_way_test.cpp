@@ -74,6 +74,8 @@ struct Mesh {
     argv.insert(argv.end(), {"-bidirectional", "-statedir", n.state, "-rundir", n.run, "-rsh", sshd.rsh(),
                              "-remote-syncd", SYNCD_BINARY, "-transport", "libssh2"});
     argv.insert(argv.end(), extra.begin(), extra.end());
+    // SYNCD_TWO_WAY_HARD_LINKS=1: every case with rsync.hard_links on (conflict copies are links).
+    if (const char* h = std::getenv("SYNCD_TWO_WAY_HARD_LINKS"); h && std::string(h) == "1") argv.push_back("-hard-links");
     n.proc = std::make_unique<test::Child>(argv, n.log);
   }
   std::string status_json(const Node& n) {
@@ -205,6 +207,39 @@ TEST_SUITE("two_way") {
     CHECK_MESSAGE(test::count_text(p.a.log, "conflict") == 0, test::read_file(p.a.log));
     CHECK_MESSAGE(test::count_text(p.b.log, "conflict") == 0, test::read_file(p.b.log));
     (void)before;
+  }
+
+  TEST_CASE("hard links (rsync.hard_links) two-way: names of one inode stay one inode on the peer, a write through any name reaches all") {
+    Mesh p;
+    p.sh("mkdir -p " + p.a.dir + "/certs && echo key > " + p.a.dir + "/certs/one.pem && ln " + p.a.dir + "/certs/one.pem " + p.a.dir +
+         "/certs/two.pem && ln " + p.a.dir + "/certs/one.pem " + p.a.dir + "/three.pem");
+    p.start(p.a, {"-hard-links"});
+    p.start(p.b, {"-hard-links"});
+    p.converged();
+    auto inode = [](const std::string& path) {
+      struct stat st{};
+      REQUIRE(::stat(path.c_str(), &st) == 0);
+      return std::make_pair(st.st_ino, st.st_nlink);
+    };
+    CHECK(inode(p.b.dir + "/certs/one.pem") == inode(p.b.dir + "/certs/two.pem"));
+    CHECK(inode(p.b.dir + "/three.pem") == inode(p.b.dir + "/certs/one.pem"));
+    CHECK(inode(p.b.dir + "/three.pem").second == 3);
+    // Written in place through one name on b (the inode stays): every name on a follows, still
+    // one inode; links made on b reach a the same way.
+    p.sh("echo rotated > " + p.b.dir + "/certs/two.pem");
+    p.converged();
+    for (const char* n : {"/certs/one.pem", "/certs/two.pem", "/three.pem"}) {
+      CAPTURE(n);
+      CHECK(test::read_file(p.a.dir + n) == "rotated\n");
+    }
+    CHECK(inode(p.a.dir + "/certs/one.pem") == inode(p.a.dir + "/certs/two.pem"));
+    CHECK(inode(p.a.dir + "/three.pem") == inode(p.a.dir + "/certs/one.pem"));
+    p.sh("ln " + p.b.dir + "/certs/one.pem " + p.b.dir + "/four.pem");
+    p.converged();
+    CHECK(inode(p.a.dir + "/four.pem") == inode(p.a.dir + "/certs/one.pem"));
+    CHECK(inode(p.a.dir + "/four.pem").second == 4);
+    CHECK_MESSAGE(test::count_text(p.a.log, "conflict") == 0, p.logs());
+    CHECK_MESSAGE(test::count_text(p.b.log, "conflict") == 0, p.logs());
   }
 
   TEST_CASE("create/create with different content: later write wins, the other kept as a conflict copy everywhere") {
