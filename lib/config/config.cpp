@@ -60,6 +60,71 @@ int lua_clock(lua_State* L) {
   return 1;
 }
 
+// lsyncd's timestamps (now(), alarm times) are userdata named "Lsyncd.jiffies": seconds on the
+// monotonic clock here. A number added or subtracted gives another; two subtract to seconds;
+// they compare with each other only (lsyncd's own errors otherwise).
+constexpr const char* kJiffies = "Lsyncd.jiffies";
+
+void push_jiffies(lua_State* L, double t) {
+  *static_cast<double*>(lua_newuserdatauv(L, sizeof(double), 0)) = t;
+  luaL_setmetatable(L, kJiffies);
+}
+double* to_jiffies(lua_State* L, int i) { return static_cast<double*>(luaL_testudata(L, i, kJiffies)); }
+double check_jiffies(lua_State* L, int i) { return *static_cast<double*>(luaL_checkudata(L, i, kJiffies)); }
+
+int jiffies_now(lua_State* L) {
+  push_jiffies(L, LuaActions::clock());
+  return 1;
+}
+int jiffies_add(lua_State* L) {
+  double *a = to_jiffies(L, 1), *b = to_jiffies(L, 2);
+  if (a && b) return luaL_error(L, "Cannot add two timestamps!");
+  push_jiffies(L, a ? *a + luaL_checknumber(L, 2) : luaL_checknumber(L, 1) + *b);
+  return 1;
+}
+int jiffies_sub(lua_State* L) {
+  double *a = to_jiffies(L, 1), *b = to_jiffies(L, 2);
+  if (a && b) {
+    lua_pushnumber(L, *a - *b);
+  } else {
+    push_jiffies(L, a ? *a - luaL_checknumber(L, 2) : luaL_checknumber(L, 1) - *b);
+  }
+  return 1;
+}
+int jiffies_lt(lua_State* L) {
+  lua_pushboolean(L, check_jiffies(L, 1) < check_jiffies(L, 2));
+  return 1;
+}
+int jiffies_le(lua_State* L) {
+  lua_pushboolean(L, check_jiffies(L, 1) <= check_jiffies(L, 2));
+  return 1;
+}
+int jiffies_eq(lua_State* L) {
+  double *a = to_jiffies(L, 1), *b = to_jiffies(L, 2);
+  lua_pushboolean(L, a && b && *a == *b);
+  return 1;
+}
+// The seconds inside one (for the prelude's alarm list).
+int jiffies_value(lua_State* L) {
+  lua_pushnumber(L, check_jiffies(L, 1));
+  return 1;
+}
+int jiffies_is(lua_State* L) {
+  lua_pushboolean(L, to_jiffies(L, 1) != nullptr);
+  return 1;
+}
+
+void register_jiffies(lua_State* L) {
+  luaL_newmetatable(L, kJiffies);  // sets __name
+  const luaL_Reg mt[] = {{"__add", jiffies_add}, {"__sub", jiffies_sub}, {"__lt", jiffies_lt},
+                         {"__le", jiffies_le},   {"__eq", jiffies_eq},   {nullptr, nullptr}};
+  luaL_setfuncs(L, mt, 0);
+  lua_pop(L, 1);
+  lua_register(L, "now", jiffies_now);
+  lua_register(L, "_syncd_jiffies_value", jiffies_value);
+  lua_register(L, "_syncd_is_jiffies", jiffies_is);
+}
+
 // readdir(path): name -> isdir (d_type, symlinks not followed), or nil and a logged error.
 int lua_readdir(lua_State* L) {
   const char* path = luaL_checkstring(L, 1);
@@ -113,6 +178,7 @@ Result<std::unique_ptr<LuaState>> new_state() {
   auto st = std::make_unique<LuaState>();
   lua_register(st->get(), "_syncd_log", lua_log);
   lua_register(st->get(), "_syncd_clock", lua_clock);
+  register_jiffies(st->get());
   lua_register(st->get(), "_syncd_readdir", lua_readdir);
   lua_register(st->get(), "_syncd_terminate", lua_terminate);
   lua_register(st->get(), "_syncd_alarm_next", lua_alarm_next);

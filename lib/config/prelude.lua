@@ -210,34 +210,8 @@ function spawnShell(agent, command, ...)
   spawn(agent, '/bin/sh', '-c', command, '/bin/sh', ...)
 end
 
--- lsyncd's timestamps (now(), alarm times): seconds on the monotonic clock. A number added to or
--- subtracted from one gives another, two subtract to seconds, and they compare with each other
--- only; tostring() and error messages name them as lsyncd does ("Lsyncd.jiffies").
-local Jiffies = { __name = 'Lsyncd.jiffies' }
-local T = {}  -- private key of the value
-local function jiffies(t) return setmetatable({ [T] = t }, Jiffies) end
-local function isJiffies(v) return getmetatable(v) == Jiffies end
-local function checkJiffies(v, n, op)
-  if not isJiffies(v) then
-    error(("bad argument #%d to '%s' (Lsyncd.jiffies expected, got %s)"):format(n, op, type(v)), 3)
-  end
-  return v[T]
-end
-Jiffies.__add = function(a, b)
-  if isJiffies(a) and isJiffies(b) then error('Cannot add two timestamps!', 2) end
-  if isJiffies(a) then return jiffies(a[T] + b) end
-  return jiffies(a + b[T])
-end
-Jiffies.__sub = function(a, b)
-  if isJiffies(a) and isJiffies(b) then return a[T] - b[T] end
-  if isJiffies(a) then return jiffies(a[T] - b) end
-  return jiffies(a - b[T])
-end
-Jiffies.__lt = function(a, b) return checkJiffies(a, 1, '__lt') < checkJiffies(b, 2, '__lt') end
-Jiffies.__le = function(a, b) return checkJiffies(a, 1, '__le') <= checkJiffies(b, 2, '__le') end
-Jiffies.__eq = function(a, b) return isJiffies(a) and isJiffies(b) and a[T] == b[T] end
-
-function now() return jiffies(_syncd_clock()) end
+-- now() and its timestamps ("Lsyncd.jiffies" userdata) are made in C (lib/config/config.cpp).
+local T = _syncd_jiffies_value
 -- A directory's entries: name -> true for a directory (not following symlinks), nil when it
 -- cannot be read (logged as lsyncd does).
 function readdir(path) return _syncd_readdir(tostring(path)) end
@@ -247,9 +221,11 @@ function terminate(code) _syncd_terminate(tonumber(code) or 0) end
 -- User alarms: alarm(now() + 5, fn, extra) calls fn(timestamp, extra) once that time has come,
 -- soonest first, after the actions due at that moment (lsyncd's UserAlarms).
 local alarms = {}
-local function announceAlarm() _syncd_alarm_next(alarms[1] and alarms[1].timestamp[T] or nil) end
+local function announceAlarm() _syncd_alarm_next(alarms[1] and T(alarms[1].timestamp) or nil) end
 function alarm(timestamp, func, extra)
-  checkJiffies(timestamp, 1, 'alarm')
+  if not _syncd_is_jiffies(timestamp) then
+    error(("bad argument #1 to 'alarm' (Lsyncd.jiffies expected, got %s)"):format(type(timestamp)), 2)
+  end
   if type(func) ~= 'function' then error('alarm(timestamp, func, extra): func is not a function', 2) end
   local idx = #alarms + 1
   for k, v in ipairs(alarms) do
@@ -262,7 +238,7 @@ end
 -- errors they raised (each alarm runs even if an earlier one failed).
 function _syncd_run_alarms(t)
   local errors = {}
-  while alarms[1] and alarms[1].timestamp[T] <= t do
+  while alarms[1] and T(alarms[1].timestamp) <= t do
     local a = table.remove(alarms, 1)  -- before the call: it may add alarms of its own
     local ok, err = pcall(a.func, a.timestamp, a.extra)
     if not ok then errors[#errors + 1] = tostring(err) end

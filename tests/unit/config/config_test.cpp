@@ -184,7 +184,7 @@ TEST_CASE("lsyncd's runtime globals: now(), readdir(), event.status and event.in
                   "        b - a, tostring(a < b), tostring(b <= a), tostring(a == a + 0), tostring(a):match('^Lsyncd.jiffies: ') ~= nil,\n"
                   "        select(2, pcall(function() return a + b end)):match('Cannot add two timestamps!') ~= nil,\n"
                   "        select(2, pcall(function() return a < 1 end)):match('Lsyncd.jiffies expected, got number') ~= nil,\n"
-                  "        e.status, e.inlet.getConfig().source,\n"
+                  "        e.status, e.inlet.getConfig().source, type(a),\n"
                   "        select(2, pcall(function() return e.inlet.getEvents() end)):match('layer%-1') ~= nil)\n"
                   "end }\n"
                   "sync { fn, source = '" + f.src + "', target = '/t' }\n");
@@ -198,7 +198,7 @@ TEST_CASE("lsyncd's runtime globals: now(), readdir(), event.status and event.in
   for (const auto& a : r->at(0).argv) got += a + "|";
   INFO(got);
   CHECK(r->at(0).argv == std::vector<std::string>{"/bin/echo", "true", "false", "false", "3", "nil", "2.5", "true", "false", "true",
-                                                   "true", "true", "true", "wait", f.src + "/", "true"});
+                                                   "true", "true", "true", "wait", f.src + "/", "userdata", "true"});
 }
 
 TEST_CASE("alarm(): due alarms run soonest first, errors are reported, the hooks see the next one") {
