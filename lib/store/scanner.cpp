@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "lib/base/log.h"
@@ -49,12 +52,18 @@ Status read_whole(int fd, const fs::Fingerprint& seen, uint64_t total, std::stri
 
 // A file over one chunk (codec/content_hash.h), read a chunk at a time: a chunk whose keyed XXH3
 // is what the cache remembers for it keeps its SHA-256; the others are hashed (chunk_cache.h).
+// Chunks read together and hashed on two threads: SHA-256 is most of the cost of a big new file
+// (about 0.55 s per GiB here), and nothing is sent before its hash is known.
+constexpr size_t kBatchChunks = 8;
+
 Result<protocol::Hash256> hash_chunked(int fd, const std::string& name, std::string_view rel, const fs::Fingerprint& seen) {
   ChunkCache& cache = ChunkCache::shared();
   const std::vector<ChunkCache::Chunk> cached = cache.get(name);
   std::vector<ChunkCache::Chunk> chunks;
-  Bytes buf(codec::kContentChunk);
-  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });
+  const uint64_t expected_chunks = seen.size / codec::kContentChunk + 1;
+  Bytes buf(codec::kContentChunk * static_cast<size_t>(std::min<uint64_t>(kBatchChunks, expected_chunks)));
+  size_t used = 0;
+  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), used); });
   uint64_t total = 0;
   for (bool end = false; !end;) {
     size_t got = 0;
@@ -68,18 +77,37 @@ Result<protocol::Hash256> hash_chunked(int fd, const std::string& name, std::str
       }
       got += static_cast<size_t>(n);
     }
+    used = std::max(used, got);
     if (got == 0) break;
     total += got;
-    const ByteSpan bytes(buf.data(), got);
-    ChunkCache::Chunk c{cache.key().hash(bytes), {}};
-    const size_t i = chunks.size();
-    if (i < cached.size() && cached[i].quick == c.quick) {
-      c.sha = cached[i].sha;
-    } else {
-      c.sha = codec::Sha256::of(bytes);
-      ++cache.chunks_hashed;
+    // Every chunk is kContentChunk bytes but the file's last one, as a one-chunk read would cut it.
+    const size_t n = (got + codec::kContentChunk - 1) / codec::kContentChunk;
+    const size_t first = chunks.size();
+    chunks.resize(first + n);
+    auto work = [&](size_t from, size_t to) {
+      for (size_t k = from; k < to; ++k) {
+        const ByteSpan bytes(buf.data() + k * codec::kContentChunk, std::min(codec::kContentChunk, got - k * codec::kContentChunk));
+        ChunkCache::Chunk c{cache.key().hash(bytes), {}};
+        const size_t i = first + k;
+        if (i < cached.size() && cached[i].quick == c.quick) {
+          c.sha = cached[i].sha;
+        } else {
+          c.sha = codec::Sha256::of(bytes);
+          ++cache.chunks_hashed;
+        }
+        chunks[i] = c;
+      }
+    };
+    std::optional<std::thread> helper;
+    if (n >= 2) {
+      try {
+        helper.emplace(work, 0, n / 2);
+      } catch (const std::system_error&) {
+        // No thread to spare: all of it here.
+      }
     }
-    chunks.push_back(c);
+    work(helper ? n / 2 : 0, n);
+    if (helper) helper->join();
   }
   SYNCD_TRY(read_whole(fd, seen, total, rel));
   std::vector<codec::Digest> digests;

@@ -338,4 +338,25 @@ TEST_SUITE("store.scanner") {
     CHECK((*e)->sha256 == sha(content));
     CHECK(cache.chunks_hashed - before == 3);
   }
+
+  TEST_CASE("a file of several read batches (hashed on two threads) has the same hash, and still re-hashes only changed chunks") {
+    Tree tr;
+    std::mt19937_64 rng(22);
+    const Bytes b = test::random_bytes(rng, 19 * codec::kContentChunk + 300 * 1024);  // 20 chunks, 3 batches
+    std::string content(b.begin(), b.end());
+    auto& cache = ChunkCache::shared();
+    auto rescan = [&](uint64_t want_hashed) {
+      test::write_file(tr.p("huge.bin"), content);
+      const uint64_t before = cache.chunks_hashed;
+      auto e = scan_one(tr.root, "huge.bin");
+      REQUIRE((e.ok() && *e));
+      CHECK((*e)->sha256 == sha(content));
+      CHECK(cache.chunks_hashed - before == want_hashed);
+    };
+    rescan(20);
+    content[9 * codec::kContentChunk] ^= 1;   // the second batch's second chunk
+    content[17 * codec::kContentChunk + 7] ^= 1;  // the third batch's
+    content.back() ^= 1;                          // the short last chunk
+    rescan(3);
+  }
 }
