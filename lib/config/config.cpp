@@ -149,6 +149,10 @@ int lua_readdir(lua_State* L) {
   return 1;
 }
 
+// Raised by terminate() once the daemon was told: unwinds the config's function (nothing after
+// terminate() runs, as under lsyncd, which exits there); callers treat it as no error.
+constexpr const char* kTerminating = "\x01syncd: terminate() called";
+
 int lua_terminate(lua_State* L) {
   const int code = static_cast<int>(luaL_checkinteger(L, 1));
   auto* h = hooks_of(L);
@@ -156,9 +160,13 @@ int lua_terminate(lua_State* L) {
     std::fflush(nullptr);
     std::exit(code & 0xff);  // while loading, as lsyncd: nothing runs yet that could be cut short
   }
+  h->terminated = true;
   h->terminate(code & 0xff);
-  return 0;
+  lua_pushstring(L, kTerminating);
+  return lua_error(L);
 }
+
+bool is_terminating(const std::string& message) { return message.find(kTerminating) != std::string::npos; }
 
 int lua_alarm_next(lua_State* L) {
   std::optional<double> t;
@@ -467,6 +475,7 @@ void LuaActions::clear_hooks() {
 std::vector<std::string> LuaActions::run_alarms(double now) {
   lua_State* L = state_->st->get();
   std::vector<std::string> errors;
+  if (state_->hooks.terminated) return errors;
   lua_getglobal(L, "_syncd_run_alarms");
   lua_pushnumber(L, now);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -477,7 +486,7 @@ std::vector<std::string> LuaActions::run_alarms(double now) {
   const lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
   for (lua_Integer i = 1; i <= n; ++i) {
     lua_rawgeti(L, -1, i);
-    errors.push_back(detail::to_text(L, -1));
+    if (std::string e = detail::to_text(L, -1); !is_terminating(e)) errors.push_back(std::move(e));
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -485,6 +494,7 @@ std::vector<std::string> LuaActions::run_alarms(double now) {
 }
 
 Status LuaActions::fd_ready(int fd, bool readable, bool writable) {
+  if (state_->hooks.terminated) return {};
   lua_State* L = state_->st->get();
   lua_getglobal(L, "_syncd_fd_ready");
   lua_pushinteger(L, fd);
@@ -493,6 +503,7 @@ Status LuaActions::fd_ready(int fd, bool readable, bool writable) {
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
     std::string m = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
     lua_pop(L, 1);
+    if (is_terminating(m)) return {};
     return config_error("observefd " + std::to_string(fd) + ": " + m);
   }
   return {};
@@ -506,6 +517,7 @@ double LuaActions::clock() {
 
 Result<std::vector<LuaActions::Spawned>> LuaActions::call(size_t sync, const std::string& handler, const Event& e,
                                                           const Event* dest) {
+  if (state_->hooks.terminated) return std::vector<Spawned>{};
   lua_State* L = state_->st->get();
   lua_getglobal(L, "_syncd_call");
   lua_pushinteger(L, static_cast<lua_Integer>(sync));
@@ -519,6 +531,7 @@ Result<std::vector<LuaActions::Spawned>> LuaActions::call(size_t sync, const std
   if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
     std::string m = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
     lua_pop(L, 1);
+    if (is_terminating(m)) return std::vector<Spawned>{};  // what it spawned before does not run either
     return config_error(handler + ": " + m);
   }
   std::vector<Spawned> out;

@@ -116,6 +116,7 @@ class LuaActions {
     std::function<void(std::optional<double>)> next_alarm;
     std::function<void(int code)> terminate;
     std::function<void(int fd, bool read, bool write)> observe;
+    bool terminated = false;  // set once terminate() was called: nothing of the config runs after
   };
   // Installs the hooks and replays what the config set up while loading (alarms, fds). Until
   // then (and after clear_hooks) terminate() exits the process, as lsyncd's does.

@@ -241,7 +241,10 @@ function _syncd_run_alarms(t)
   while alarms[1] and T(alarms[1].timestamp) <= t do
     local a = table.remove(alarms, 1)  -- before the call: it may add alarms of its own
     local ok, err = pcall(a.func, a.timestamp, a.extra)
-    if not ok then errors[#errors + 1] = tostring(err) end
+    if not ok then
+      errors[#errors + 1] = tostring(err)
+      if tostring(err):find('\1syncd: terminate() called', 1, true) then break end  -- nothing more runs
+    end
   end
   announceAlarm()
   return errors

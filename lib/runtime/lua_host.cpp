@@ -13,12 +13,14 @@ LuaHost::LuaHost(uvx::Loop& loop, std::shared_ptr<config::LuaActions> lua, std::
     : loop_(loop), lua_(std::move(lua)), on_terminate_(std::move(on_terminate)) {
   alarm_ = std::make_unique<uvx::Timer>(loop_, [this] {
     released_.clear();
+    if (terminating_) return;  // the loop stops after this turn; a re-armed timer may still fire in it
     // lsyncd logs a failing user function as "in Lua: ..."; syncd keeps running.
     for (const auto& e : lua_->run_alarms(config::LuaActions::clock())) lg().error("in Lua: alarm: {}", e);
   });
   config::LuaActions::Hooks h;
   h.next_alarm = [this](std::optional<double> at) { next_alarm(at); };
   h.terminate = [this](int code) {
+    terminating_ = true;
     lg().info("terminate({}) called by the config", code);
     if (on_terminate_) on_terminate_(code);
   };
@@ -55,6 +57,7 @@ void LuaHost::observe(int fd, bool read, bool write) {
 
 void LuaHost::on_fd(int fd, int status, int events) {
   released_.clear();
+  if (terminating_) return;
   if (status < 0) {
     lg().error("observefd({}): {}", fd, uv_strerror(status));
     observe(fd, false, false);

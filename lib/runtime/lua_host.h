@@ -35,6 +35,7 @@ class LuaHost {
   std::unique_ptr<uvx::Timer> alarm_;
   std::map<int, std::unique_ptr<uvx::Poll>> polls_;
   std::vector<std::unique_ptr<uvx::Poll>> released_;  // stopped from inside a callback; freed on the next one
+  bool terminating_ = false;  // terminate() was called: no more of the config's code runs
 };
 
 }  // namespace syncd::runtime

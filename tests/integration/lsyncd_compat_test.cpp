@@ -659,7 +659,11 @@ TEST_CASE("lsyncd's runtime globals in a config: alarm(), now(), readdir(), term
       "    table.sort(names)\n"
       "    put('create ' .. event.pathname .. ' ' .. event.status .. ' ' .. event.config.source .. ' ' ..\n"
       "        tostring(event.inlet.getConfig() == event.config) .. ' ' .. table.concat(names, ','))\n"
-      "    if event.pathname == 'stop' then terminate(3) end\n"
+      "    if event.pathname == 'stop' then\n"
+      "      terminate(3)\n"
+      "      put('not reached: terminate() does not return')\n"
+      "      spawn(event, '/bin/sh', '-c', 'echo not run >> ' .. rec)\n"
+      "    end\n"
       "  end,\n"
       "}\n"
       "alarm(now() + 0.05, tick, 'x')\n"
@@ -693,6 +697,7 @@ TEST_CASE("lsyncd's runtime globals in a config: alarm(), now(), readdir(), term
   CHECK(our_code == std::optional<int>(3));
   CHECK(ours.find("alarm 1 x true\nalarm 2 x+ true\nalarm 3 x++ true\n") == 0);
   CHECK(ours.find("create a wait " + f.src + "/ true a=false,sub=true\n") != std::string::npos);
+  CHECK(ours.find("not r") == std::string::npos);
 }
 
 TEST_CASE("rsync's chmod, usermap, groupmap, existing and update: syncd's target equals rsync's with the same flags") {

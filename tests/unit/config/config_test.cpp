@@ -239,6 +239,33 @@ TEST_CASE("alarm(): due alarms run soonest first, errors are reported, the hooks
   c->lua->clear_hooks();
 }
 
+TEST_CASE("terminate(): the daemon is told the code, and nothing of the config runs after it") {
+  Fixture f;
+  auto c = f.load("fn = { onCreate = function(e)\n"
+                  "  if e.pathname == 'stop' then terminate(7) end\n"
+                  "  spawn(e, '/bin/echo', e.pathname)\n"
+                  "end }\n"
+                  "alarm(now(), function() spawn({}, '/bin/true') end)\n"
+                  "sync { fn, source = '" + f.src + "', target = '/t' }\n");
+  REQUIRE_MESSAGE(c.ok(), c.error().context);
+  std::optional<int> code;
+  LuaActions::Hooks h;
+  h.terminate = [&](int v) { code = v; };
+  c->lua->set_hooks(h);
+  auto go = c->lua->call(1, "onCreate", LuaActions::Event{"Create", false, {{"pathname", "go"}}});
+  REQUIRE(go.ok());
+  CHECK(go->size() == 1);
+  auto stop = c->lua->call(1, "onCreate", LuaActions::Event{"Create", false, {{"pathname", "stop"}}});
+  REQUIRE_MESSAGE(stop.ok(), stop.error().context);  // not an error: the function was cut short
+  CHECK(stop->empty());                               // its spawn() after terminate() did not count
+  CHECK(code == std::optional<int>(7));
+  auto later = c->lua->call(1, "onCreate", LuaActions::Event{"Create", false, {{"pathname", "go"}}});
+  REQUIRE(later.ok());
+  CHECK(later->empty());
+  CHECK(c->lua->run_alarms(LuaActions::clock() + 1).empty());  // the due alarm does not run (it would fail)
+  c->lua->clear_hooks();
+}
+
 TEST_CASE("command-line syncs get the same defaults, -delay and flags override settings") {
   Fixture f;
   CommandLine cl;

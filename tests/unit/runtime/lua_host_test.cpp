@@ -47,7 +47,8 @@ struct Hosted {
 
 TEST_CASE("LuaHost: alarms fire on the loop in time order, terminate() ends the run with its code") {
   Hosted h("local t0 = now()\n"
-           "alarm(t0 + 0.06, function(ts, x) put(x); terminate(4) end, 'second')\n"
+           "alarm(t0 + 0.06, function(ts, x) put(x); terminate(4); put('not reached') end, 'second')\n"
+           "alarm(t0 + 0.06, function() put('not run either') end)\n"
            "alarm(t0 + 0.02, function(ts, x) put(x .. ' ' .. tostring(now() - t0 >= 0.02)) end, 'first')\n");
   CHECK(h.run() == "first true\nsecond\n");
   CHECK(h.code == std::optional<int>(4));
