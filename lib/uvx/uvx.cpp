@@ -85,13 +85,26 @@ Poll::~Poll() {
   close_and_free(h_);
 }
 Status Poll::start(int events) {
+  // libuv's uv_poll_start stops the handle first (epoll_ctl DEL, then ADD on the next loop pass):
+  // two syscalls per call, and callers re-assert their interest after every read and write.
+  if (events == events_) return {};
   const int rc = uv_poll_start(h_, events, on_poll);
-  if (rc != 0) return uv_error("uv_poll_start", rc);
+  if (rc != 0) {
+    events_ = 0;  // uv_poll_start stopped the handle before it failed
+    return uv_error("uv_poll_start", rc);
+  }
+  events_ = events;
   return {};
 }
-void Poll::stop() { uv_poll_stop(h_); }
+void Poll::stop() {
+  if (events_ == 0) return;
+  uv_poll_stop(h_);
+  events_ = 0;
+}
 void Poll::on_poll(uv_poll_t* h, int status, int events) noexcept {
-  if (auto* self = static_cast<Poll*>(h->data)) guarded("poll", [&] { self->cb_(status, events); });
+  auto* self = static_cast<Poll*>(h->data);
+  if (self && status < 0) self->events_ = 0;  // libuv stops a handle that reports an error
+  if (self) guarded("poll", [&] { self->cb_(status, events); });
 }
 
 Async::Async(Loop& loop, std::function<void()> cb) : h_(new uv_async_t), cb_(std::move(cb)) {

@@ -74,6 +74,7 @@ class Poll {
   static void on_poll(uv_poll_t* h, int status, int events) noexcept;
   uv_poll_t* h_;
   std::function<void(int, int)> cb_;
+  int events_ = 0;  // what the handle polls for now; 0 = stopped
   bool ok_ = false;
 };
 
