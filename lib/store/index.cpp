@@ -53,7 +53,7 @@ Result<protocol::FileMeta> decode_meta(ByteSpan b) {
   return std::get<protocol::IndexUpdate>(std::move(msg)).meta;
 }
 
-Result<Index> Index::open(const std::string& state_dir) {
+Result<Index> Index::open(const std::string& state_dir, Sharing sharing) {
   if (::mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + state_dir);
   }
@@ -61,7 +61,18 @@ Result<Index> Index::open(const std::string& state_dir) {
   idx.path_ = state_dir + "/index.db";
   SYNCD_TRY_ASSIGN(db, Db::open(idx.path_));
   idx.db_ = std::move(db);
-  SYNCD_TRY(idx.init_schema());
+  if (sharing == Sharing::exclusive) {
+    // Before the first read: then SQLite keeps the WAL index in heap memory, no -shm mapping.
+    SYNCD_TRY(idx.db_.exec("PRAGMA locking_mode=EXCLUSIVE"));
+  }
+  if (auto st = idx.init_schema(); !st) {
+    Error e = std::move(st).error();
+    if (e.message().find("locked") != std::string::npos) {
+      return std::move(e).wrap("index " + idx.path_ + " is held by another process (another syncd on " +
+                               state_dir + "?)");
+    }
+    return e;
+  }
   return idx;
 }
 

@@ -54,8 +54,13 @@ struct CachedSignature {
 
 class Index {
  public:
+  // shared: every transaction takes and drops SQLite's file locks (several processes may use the
+  // index, as concurrent `attach` sessions without a daemon do). exclusive: the locks are taken
+  // once and held while the index is open — a daemon owns its state directory, a second process
+  // on it gets an error instead of a turn, and each commit saves about ten fcntl calls.
+  enum class Sharing { shared, exclusive };
   // Opens or creates `state_dir` (mode 0700) and `state_dir`/index.db.
-  static Result<Index> open(const std::string& state_dir);
+  static Result<Index> open(const std::string& state_dir, Sharing sharing = Sharing::shared);
 
   uint64_t node_id() const noexcept { return node_id_; }
   uint64_t index_id() const noexcept { return index_id_; }

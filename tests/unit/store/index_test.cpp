@@ -247,6 +247,29 @@ TEST_SUITE("store.index") {
     CHECK(got.error().message().find("stored record") != std::string::npos);
   }
 
+  TEST_CASE("an exclusively opened index refuses a second user until it is closed") {
+    test::TempDir t("idx");
+    {
+      auto owner = Index::open(t / "s", Index::Sharing::exclusive);
+      REQUIRE(owner.ok());
+      Record a = rec("a", 1);
+      REQUIRE(owner->put(a).ok());
+      auto other = Index::open(t / "s");
+      REQUIRE_FALSE(other.ok());
+      CHECK(other.error().message().find("held by another process") != std::string::npos);
+      // The owner goes on working after the refusal.
+      Record b = rec("b", 1);
+      REQUIRE(owner->put(b).ok());
+    }
+    auto again = Index::open(t / "s", Index::Sharing::exclusive);
+    REQUIRE(again.ok());
+    auto b = again->get("b");
+    REQUIRE(b.ok());
+    CHECK(b->has_value());
+    // No shared-memory WAL index next to the database: the exclusive lock keeps it in the heap.
+    CHECK_FALSE(test::exists(t / "s/index.db-shm"));
+  }
+
   TEST_CASE("kill -9 in the middle of writes: every committed record is there after reopening") {
     test::TempDir t("idx");
     int pipefd[2];
