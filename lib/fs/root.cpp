@@ -190,11 +190,16 @@ Result<Root::Parent> Root::parent_of(std::string_view rel) const {
   SYNCD_TRY(protocol::validate_path(rel));
   const size_t slash = rel.rfind('/');
   Parent p;
-  p.leaf = std::string(slash == std::string_view::npos ? rel : rel.substr(slash + 1));
-  auto d = open_dir(slash == std::string_view::npos ? std::string_view() : rel.substr(0, slash));
+  if (slash == std::string_view::npos) {
+    p.leaf = std::string(rel);
+    p.dir = DirFd::borrow(fd_.get());
+    return p;
+  }
+  p.leaf = std::string(rel.substr(slash + 1));
+  auto d = open_dir(rel.substr(0, slash));
   // Name the whole path the caller asked for, not only the directory that failed.
   if (!d.ok()) return std::move(d).error().wrap("\"" + log::escape(rel) + "\"");
-  p.dir = std::move(*d);
+  p.dir = DirFd(std::move(*d));
   return p;
 }
 

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "lib/fs/xattrs.h"
 #include "lib/base/result.h"
@@ -38,11 +39,35 @@ class Root {
   // Opens directory `rel` ("" = the root itself) for reading, without following any symlink.
   Result<UniqueFd> open_dir(std::string_view rel) const;
 
+  // A parent directory's fd: opened for the caller, or the root's own fd lent to it (a top-level
+  // name needs no open("."), and small-file latency is counted in syscalls).
+  class DirFd {
+   public:
+    DirFd() = default;
+    explicit DirFd(UniqueFd owned) noexcept : owned_(std::move(owned)), fd_(owned_.get()) {}
+    static DirFd borrow(int fd) noexcept {
+      DirFd d;
+      d.fd_ = fd;
+      return d;
+    }
+    DirFd(DirFd&& o) noexcept : owned_(std::move(o.owned_)), fd_(std::exchange(o.fd_, -1)) {}
+    DirFd& operator=(DirFd&& o) noexcept {
+      owned_ = std::move(o.owned_);
+      fd_ = std::exchange(o.fd_, -1);
+      return *this;
+    }
+    int get() const noexcept { return fd_; }
+
+   private:
+    UniqueFd owned_;
+    int fd_ = -1;
+  };
   struct Parent {
-    UniqueFd dir;      // the parent directory, O_RDONLY|O_DIRECTORY (usable for fsync)
+    DirFd dir;         // the parent directory, O_RDONLY|O_DIRECTORY (usable for fsync); never close it
     std::string leaf;  // the validated last component
   };
-  // Validates `rel` and opens its parent directory.
+  // Validates `rel` and opens its parent directory (lends the root's fd for a top-level name:
+  // the Parent must not outlive this Root).
   Result<Parent> parent_of(std::string_view rel) const;
 
   // True if `path_` still names the directory we opened (same device and inode): a root that was
