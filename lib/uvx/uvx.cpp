@@ -1,5 +1,10 @@
 #include "lib/uvx/uvx.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
 #include <exception>
 #include <string>
 
@@ -107,17 +112,46 @@ void Poll::on_poll(uv_poll_t* h, int status, int events) noexcept {
   if (self) guarded("poll", [&] { self->cb_(status, events); });
 }
 
-Async::Async(Loop& loop, std::function<void()> cb) : h_(new uv_async_t), cb_(std::move(cb)) {
-  const int rc = uv_async_init(loop.get(), h_, on_async);
+Async::Async(Loop& loop, std::function<void()> cb) : cb_(std::move(cb)) {
+  fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd_ < 0) check_init(-errno, "eventfd");
+  h_ = new uv_poll_t;
+  int rc = uv_poll_init(loop.get(), h_, fd_);
   if (rc != 0) {
     delete h_;
-    check_init(rc, "uv_async_init");
+    ::close(fd_);
+    check_init(rc, "uv_poll_init (async)");
   }
   h_->data = this;
+  rc = uv_poll_start(h_, UV_READABLE, on_poll);
+  if (rc != 0) {
+    close_and_free(h_);
+    ::close(fd_);
+    check_init(rc, "uv_poll_start (async)");
+  }
 }
-Async::~Async() { close_and_free(h_); }
-void Async::on_async(uv_async_t* h) noexcept {
-  if (auto* self = static_cast<Async*>(h->data)) guarded("async", [&] { self->cb_(); });
+Async::~Async() {
+  uv_poll_stop(h_);  // out of epoll before the fd closes
+  close_and_free(h_);
+  ::close(fd_);
+}
+void Async::send() noexcept {
+  // Only the first send after a callback writes: the rest find the flag set and coalesce.
+  if (pending_.exchange(true)) return;
+  const uint64_t one = 1;
+  while (::write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+void Async::on_poll(uv_poll_t* h, int status, int) noexcept {
+  auto* self = static_cast<Async*>(h->data);
+  if (!self || status < 0) return;
+  uint64_t n = 0;
+  while (::read(self->fd_, &n, sizeof n) < 0 && errno == EINTR) {
+  }
+  // Cleared before the callback runs: a send racing with it either sees the flag still set (and
+  // its data is then read by this callback, which starts later) or writes a new wake-up.
+  self->pending_.store(false);
+  guarded("async", [&] { self->cb_(); });
 }
 
 Signal::Signal(Loop& loop, int signum, std::function<void(int)> cb) : h_(new uv_signal_t), cb_(std::move(cb)) {
