@@ -479,6 +479,17 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       (n.type == Node::Type::direct ? n.direct.state_dir : n.push.state_dir) = absolute(*x.state_dir) + d.substr(d.rfind('/'));
     }
   }
+  // A daemon holds its index exclusively (store::Index::Sharing): two nodes on one state
+  // directory would otherwise fail only at start-up, after SQLite's busy wait.
+  std::map<std::string, const Node*> by_state;
+  for (const auto& n : plan.nodes) {
+    if (n.type == Node::Type::actions) continue;
+    const std::string& d = n.type == Node::Type::direct ? n.direct.state_dir : n.push.state_dir;
+    if (auto [it, fresh] = by_state.emplace(d, &n); !fresh) {
+      return Error::make(errc::unsupported, "syncs " + it->second->syncs[0].name + " and " + n.syncs[0].name +
+                                                " share the state directory " + d + "; give each its own (syncd.state_dir)");
+    }
+  }
   for (const auto& n : plan.nodes) {
     if (n.type == Node::Type::push && n.push.peers.size() > 4 && n.push.two_way) {
       return Error::make(errc::unsupported, "a two-way mesh has at most 5 nodes (this one and 4 peers); " + n.push.source + " has " +

@@ -15,7 +15,12 @@ using namespace syncd;
 
 namespace {
 
-std::string state_dir(const std::string& kind, const std::string& key) { return "/var/lib/syncd/" + kind + "-" + std::to_string(key.size()); }
+// Distinct keys get distinct directories, as syncd's own namer gives them.
+std::string state_dir(const std::string& kind, const std::string& key) {
+  std::string k = key;
+  std::replace(k.begin(), k.end(), '/', '_');
+  return "/var/lib/syncd/" + kind + "-" + k;
+}
 
 struct Fixture {
   test::TempDir dir{"plan"};
@@ -81,6 +86,19 @@ TEST_CASE("syncs of one source: one node with a peer each (a mesh), never mixed 
                       "sync { default.rsyncssh, source = '" + f.src + "', host = 'n3', targetdir = '/other' }\n");
   REQUIRE_FALSE(mixed.ok());
   CHECK(mixed.error().context.find("a source is either one-way or two-way") != std::string::npos);
+}
+
+TEST_CASE("two syncs on one state directory are refused when the plan is made") {
+  Fixture f;
+  const std::string sd = f.dir / "state";
+  auto p = f.plan("sync { default.direct, source = '" + f.src + "', target = '" + f.dir / "d1" + "', syncd = { stateDir = '" + sd + "' } }\n"
+                  "sync { default.direct, source = '" + f.src + "', target = '" + f.dir / "d2" + "', syncd = { stateDir = '" + sd + "' } }\n");
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.error().context.find("share the state directory " + sd) != std::string::npos);
+  // Each its own: fine.
+  auto q = f.plan("sync { default.direct, source = '" + f.src + "', target = '" + f.dir / "d1" + "', syncd = { stateDir = '" + sd + "1' } }\n"
+                  "sync { default.direct, source = '" + f.src + "', target = '" + f.dir / "d2" + "', syncd = { stateDir = '" + sd + "2' } }\n");
+  CHECK_MESSAGE(q.ok(), q.error().context);
 }
 
 TEST_CASE("targets: direct and local rsync mirror, rsync host:dir pushes, rsync daemons are refused") {
