@@ -487,7 +487,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     const std::string& d = n.type == Node::Type::direct ? n.direct.state_dir : n.push.state_dir;
     if (auto [it, fresh] = by_state.emplace(d, &n); !fresh) {
       return Error::make(errc::unsupported, "syncs " + it->second->syncs[0].name + " and " + n.syncs[0].name +
-                                                " share the state directory " + d + "; give each its own (syncd.state_dir)");
+                                                " share the state directory " + d + "; give each its own (syncd = { stateDir = ... })");
     }
   }
   for (const auto& n : plan.nodes) {

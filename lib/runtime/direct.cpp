@@ -33,8 +33,8 @@ Status DirectMirror::start() {
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + opts_.state_dir);
   }
-  SYNCD_TRY_ASSIGN(si, store::Index::open(opts_.state_dir + "/src"));
-  SYNCD_TRY_ASSIGN(di, store::Index::open(opts_.state_dir + "/dst"));
+  SYNCD_TRY_ASSIGN(si, store::Index::open(opts_.state_dir + "/src", store::Index::Sharing::exclusive));
+  SYNCD_TRY_ASSIGN(di, store::Index::open(opts_.state_dir + "/dst", store::Index::Sharing::exclusive));
   src_index_ = std::make_unique<store::Index>(std::move(si));
   dst_index_ = std::make_unique<store::Index>(std::move(di));
 

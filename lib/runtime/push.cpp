@@ -103,7 +103,7 @@ Status Push::start() {
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + opts_.state_dir);
   }
-  SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
+  SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir, store::Index::Sharing::exclusive));
   index_ = std::make_unique<store::Index>(std::move(idx));
   jobs_ = std::make_unique<JobQueue>(loop_);
   // Read now, while no job thread uses the index yet (afterwards only under the store lock).

@@ -144,7 +144,11 @@ void Async::send() noexcept {
 }
 void Async::on_poll(uv_poll_t* h, int status, int) noexcept {
   auto* self = static_cast<Async*>(h->data);
-  if (!self || status < 0) return;
+  if (!self) return;
+  if (status < 0) {  // libuv stopped the handle: nothing would ever wake this loop again
+    log::get(log::Module::runtime).error("async wake-up fd failed: {}", uv_strerror(status));
+    return;
+  }
   uint64_t n = 0;
   while (::read(self->fd_, &n, sizeof n) < 0 && errno == EINTR) {
   }
