@@ -52,6 +52,34 @@ TEST_SUITE("fs.root") {
     CHECK(test::list_dir(t / "outside") == std::vector<std::string>{"sentinel"});
   }
 
+  TEST_CASE("a top-level name's parent is the root's own fd, lent - dropping it closes nothing") {
+    test::TempDir t("root4");
+    ::mkdir((t / "r").c_str(), 0755);
+    ::mkdir((t / "r/sub").c_str(), 0755);
+    auto root = Root::open(t / "r");
+    REQUIRE(root.ok());
+    int top_fd = -1;
+    {
+      auto top = root->parent_of("a");
+      REQUIRE(top.ok());
+      top_fd = top->dir.get();
+      CHECK(top_fd == root->fd());
+      CHECK(top->leaf == "a");
+      auto sub = root->parent_of("sub/b");
+      REQUIRE(sub.ok());
+      CHECK(sub->dir.get() != root->fd());  // opened for the caller
+      Root::Parent moved = std::move(*top);
+      CHECK(moved.dir.get() == root->fd());
+    }
+    // The lent fd survived its Parents: the root still works through it.
+    CHECK(::fcntl(root->fd(), F_GETFD) >= 0);
+    const int fd = ::openat(root->fd(), "a", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    struct stat st{};
+    CHECK(::stat((t / "r/a").c_str(), &st) == 0);
+  }
+
   TEST_CASE("the kernel's openat2 is used where available") {
     test::TempDir t("root2");
     auto root = Root::open(t.path());

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -64,4 +67,39 @@ TEST_CASE("JobQueue: every job's completion arrives on the loop once - in postin
       if (order[static_cast<size_t>(i)] != i) FAIL("completion " << i << " out of order");
     }
   }
+}
+
+TEST_CASE("Poll: re-asserting the same interest keeps it - stop silences it - start brings it back") {
+  uvx::Loop loop;
+  int p[2];
+  REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+  int readable = 0;
+  uvx::Poll poll(loop, p[0], [&](int status, int events) {
+    REQUIRE(status == 0);
+    if (events & UV_READABLE) {
+      ++readable;
+      char buf[16];
+      while (::read(p[0], buf, sizeof buf) > 0) {
+      }
+    }
+  });
+  REQUIRE(poll.start(UV_READABLE).ok());
+  REQUIRE(poll.start(UV_READABLE).ok());  // a no-op now: must not drop the registration
+  REQUIRE(::write(p[1], "x", 1) == 1);
+  REQUIRE(run_until(loop, [&] { return readable == 1; }));
+
+  poll.stop();
+  poll.stop();  // twice: harmless
+  REQUIRE(::write(p[1], "y", 1) == 1);
+  bool ticked = false;
+  uvx::Timer tick(loop, [&] { ticked = true; });
+  tick.start(50);
+  REQUIRE(run_until(loop, [&] { return ticked; }));
+  CHECK(readable == 1);  // stopped: the byte waits
+
+  REQUIRE(poll.start(UV_READABLE).ok());
+  REQUIRE(run_until(loop, [&] { return readable == 2; }));
+  poll.stop();  // out of epoll before the fd closes
+  ::close(p[0]);
+  ::close(p[1]);
 }
