@@ -375,10 +375,15 @@ void SshSession::drain_stderr() {
 void SshSession::pump() {
   if (stage_ != Stage::running) return;
   LIBSSH2_CHANNEL* ch = h_->channel.get();
+  // Every libssh2 read call tries recv() on the socket first (libssh2 1.10 drains the transport
+  // before looking at its queue): stderr once per pump, and channel reads only until one found
+  // nothing — until a channel write (which reads too) may have queued more. Each spared call
+  // was an EAGAIN recvfrom per message (15 per small file before, 11 now).
+  drain_stderr();
+  bool read_dry = false;
   bool progress = true;
   while (progress && stage_ == Stage::running) {
     progress = false;
-    drain_stderr();
     // Channel -> local socket.
     while (to_local_pos_ < to_local_.size()) {
       const ssize_t n = ::send(local_.get(), to_local_.data() + to_local_pos_, to_local_.size() - to_local_pos_, MSG_NOSIGNAL);
@@ -389,7 +394,7 @@ void SshSession::pump() {
       to_local_pos_ += static_cast<size_t>(n);
       progress = true;
     }
-    if (to_local_pos_ == to_local_.size() && !remote_eof_) {
+    if (to_local_pos_ == to_local_.size() && !remote_eof_ && !read_dry) {
       to_local_.resize(kChunk);
       const ssize_t n = libssh2_channel_read(ch, reinterpret_cast<char*>(to_local_.data()), to_local_.size());
       if (n > 0) {
@@ -399,6 +404,7 @@ void SshSession::pump() {
       } else {
         to_local_.clear();
         to_local_pos_ = 0;
+        read_dry = true;
         if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) return fail("SSH channel read: " + last_error(h_->session.get()));
         if (libssh2_channel_eof(ch)) {
           remote_eof_ = true;
@@ -433,6 +439,7 @@ void SshSession::pump() {
       if (n < 0) return fail("SSH channel write: " + last_error(h_->session.get()));
       to_remote_pos_ += static_cast<size_t>(n);
       progress = true;
+      read_dry = false;
     }
     if (local_eof_ && !eof_sent_ && to_remote_pos_ == to_remote_.size()) {
       const int rc = libssh2_channel_send_eof(ch);
