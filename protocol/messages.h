@@ -43,8 +43,9 @@ enum Capability : uint64_t {
   kCapDelta = 1u << 1,   // DELTA bodies and SIG_REQUEST/SIGNATURE
   kCapRename = 1u << 2,  // RENAME messages
   kCapRootMeta = 1u << 3,  // ROOT_META messages (one-way: the root directory's own metadata)
+  kCapFrames = 1u << 4,    // the zstd stream may be several frames; incompressible bytes go raw
 };
-inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename | kCapRootMeta;
+inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames;
 
 // chardev..socket: rsync's --devices / --specials (lsyncd's archive); replicated only where a sync
 // enables them. Their sha256 is that of a descriptor naming the kind and device number.

@@ -4,6 +4,9 @@
 
 #include "lib/codec/zstd_stream.h"
 
+#include <algorithm>
+#include <cmath>
+#include <iterator>
 #include <string>
 
 namespace syncd::codec {
@@ -40,8 +43,79 @@ Status ZstdEncoder::run(ByteSpan in, Bytes& out, ZSTD_EndDirective mode) {
   }
 }
 
-Status ZstdEncoder::write(ByteSpan in, Bytes& out) { return run(in, out, ZSTD_e_continue); }
-Status ZstdEncoder::flush(Bytes& out) { return run({}, out, ZSTD_e_flush); }
+Status ZstdEncoder::write(ByteSpan in, Bytes& out) {
+  end_raw(out);
+  compressed_open_ = true;
+  return run(in, out, ZSTD_e_continue);
+}
+
+Status ZstdEncoder::flush(Bytes& out) {
+  if (!compressed_open_) return {};  // raw blocks are decodable as they stand; nothing else is pending
+  return run({}, out, ZSTD_e_flush);
+}
+
+namespace {
+
+// A raw frame (RFC 8878 §3.1.1): magic, a frame header descriptor with no content size, no
+// checksum, no dictionary and not single-segment, then a window descriptor of 2^17 bytes (128
+// KiB, the largest block): blocks of type Raw_Block, the last one empty with Last_Block set.
+constexpr uint8_t kRawFrameHeader[] = {0x28, 0xB5, 0x2F, 0xFD, 0x00, (17 - 10) << 3};
+constexpr size_t kRawBlockMax = 128 * 1024;
+
+void put_block_header(Bytes& out, size_t size, bool last) {
+  const uint32_t h = static_cast<uint32_t>(size << 3) | (last ? 1u : 0u);  // Block_Type 0: raw
+  out.push_back(static_cast<uint8_t>(h));
+  out.push_back(static_cast<uint8_t>(h >> 8));
+  out.push_back(static_cast<uint8_t>(h >> 16));
+}
+
+}  // namespace
+
+Status ZstdEncoder::write_raw(ByteSpan in, Bytes& out) {
+  if (compressed_open_) {
+    SYNCD_TRY(run({}, out, ZSTD_e_end));  // the next compressed write begins a new frame
+    compressed_open_ = false;
+  }
+  if (!raw_open_) {
+    out.insert(out.end(), std::begin(kRawFrameHeader), std::end(kRawFrameHeader));
+    raw_open_ = true;
+  }
+  for (size_t at = 0; at < in.size();) {
+    const size_t n = std::min(kRawBlockMax, in.size() - at);
+    put_block_header(out, n, false);
+    out.insert(out.end(), in.begin() + static_cast<ptrdiff_t>(at), in.begin() + static_cast<ptrdiff_t>(at + n));
+    at += n;
+  }
+  return {};
+}
+
+void ZstdEncoder::end_raw(Bytes& out) {
+  if (!raw_open_) return;
+  put_block_header(out, 0, true);
+  raw_open_ = false;
+}
+
+bool looks_incompressible(ByteSpan data) noexcept {
+  constexpr size_t kSample = 4096, kSamples = 4;
+  if (data.size() < kSample * kSamples) return false;  // small: the compressor is cheap there
+  uint32_t hist[256] = {};
+  const size_t step = (data.size() - kSample) / (kSamples - 1);
+  for (size_t k = 0; k < kSamples; ++k) {
+    const uint8_t* p = data.data() + k * step;
+    for (size_t i = 0; i < kSample; ++i) ++hist[p[i]];
+  }
+  // Shannon entropy of the sample. Uniform bytes measure about 7.99 here (a 16 KiB sample of
+  // 256 symbols is biased low by ~0.01); text, base64 and binaries with structure stay well
+  // under 7.5.
+  constexpr double n = kSample * kSamples;
+  double bits = 0;
+  for (uint32_t c : hist) {
+    if (c == 0) continue;
+    const double q = c / n;
+    bits -= q * std::log2(q);
+  }
+  return bits >= 7.9;
+}
 
 ZstdDecoder::ZstdDecoder() : dctx_(ZSTD_createDCtx()) {
   if (!dctx_) throw std::bad_alloc();
@@ -49,15 +123,16 @@ ZstdDecoder::ZstdDecoder() : dctx_(ZSTD_createDCtx()) {
   out_.resize(kChunk);
 }
 
-// Checks the one frame header the stream may have: our magic (not a skippable frame), no declared
-// content size, a window within our cap.
+// Checks a frame's header as its bytes arrive: our magic (not a skippable frame), no declared
+// content size, a window within our cap. `in` starts where the header's missing bytes start.
 Status ZstdDecoder::check_header(ByteSpan in) {
-  header_.insert(header_.end(), in.begin(), in.end());
+  const size_t want = std::min(in.size(), static_cast<size_t>(ZSTD_FRAMEHEADERSIZE_MAX) - header_.size());
+  header_.insert(header_.end(), in.begin(), in.begin() + static_cast<ptrdiff_t>(want));
   ZSTD_frameHeader fh{};
   size_t rc = ZSTD_getFrameHeader(&fh, header_.data(), header_.size());
   if (ZSTD_isError(rc)) return zstd_error("zstd frame header", rc);
   if (rc > 0) {
-    if (header_.size() > ZSTD_FRAMEHEADERSIZE_MAX) {
+    if (header_.size() >= ZSTD_FRAMEHEADERSIZE_MAX) {
       return Error::make(errc::corrupt, "zstd frame header too long");
     }
     return {};  // need more bytes to see the whole header
@@ -72,7 +147,6 @@ Status ZstdDecoder::check_header(ByteSpan in) {
   }
   header_checked_ = true;
   header_.clear();
-  header_.shrink_to_fit();
   return {};
 }
 
@@ -83,13 +157,22 @@ Status ZstdDecoder::feed(ByteSpan in, const Sink& sink) {
     return e;
   };
   if (in.empty()) return {};
-  if (frame_ended_) return fail(Error::make(errc::corrupt, "bytes after the end of the zstd frame"));
-  if (!header_checked_) {
-    if (auto st = check_header(in); !st) return fail(std::move(st).error());
-  }
   compressed_ += in.size();
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   for (;;) {
+    if (frame_ended_) {
+      if (ib.pos == ib.size) return {};
+      if (!frames_) return fail(Error::make(errc::corrupt, "bytes after the end of the zstd frame"));
+      frame_ended_ = false;  // the next frame begins here; zstd starts it on its own
+      header_checked_ = false;
+    }
+    if (!header_checked_) {
+      // Header bytes produce no output, so zstd takes all of `in` before this runs again: each
+      // byte is looked at once.
+      if (auto st = check_header(ByteSpan(in.data() + ib.pos, ib.size - ib.pos)); !st) {
+        return fail(std::move(st).error());
+      }
+    }
     ZSTD_outBuffer ob{out_.data(), out_.size(), 0};
     size_t rc = ZSTD_decompressStream(dctx_.get(), &ob, &ib);
     if (ZSTD_isError(rc)) return fail(zstd_error("zstd decompress", rc));
@@ -102,12 +185,9 @@ Status ZstdDecoder::feed(ByteSpan in, const Sink& sink) {
       }
       if (auto st = sink(ByteSpan(out_.data(), ob.pos)); !st) return fail(std::move(st).error());
     }
-    if (rc == 0) {  // a frame ended; the stream allows exactly one
+    if (rc == 0) {  // a frame ended (and all its output was handed over)
       frame_ended_ = true;
-      if (ib.pos != ib.size) {
-        return fail(Error::make(errc::corrupt, "bytes after the end of the zstd frame"));
-      }
-      return {};
+      continue;
     }
     // Done when the input is consumed and the last call did not fill the output buffer
     // (a full buffer may mean more output is waiting inside zstd).

@@ -42,6 +42,7 @@ Status Connection::start(const protocol::Hello& mine) {
     out_poll_ = std::make_unique<uvx::Poll>(loop_, out_fd_.get(), [this](int s, int e) { on_poll(s, e); });
   }
   // HELLO goes out raw (SPEC.md §2); everything after it is compressed.
+  my_caps_ = mine.capabilities;
   SYNCD_TRY(protocol::encode(mine, out_));
   write_some();
   update_poll();
@@ -50,6 +51,24 @@ Status Connection::start(const protocol::Hello& mine) {
 
 void Connection::send(const protocol::Message& m) {
   if (closed_) return;
+  // File bytes that will not compress skip the compressor (it would spend as much CPU on them as
+  // the SSH cipher does, for nothing): what is queued goes through it first, then this frame raw.
+  if (const auto* d = std::get_if<protocol::Data>(&m);
+      raw_ok_ && d != nullptr && codec::looks_incompressible(d->chunk)) {
+    if (!plain_.empty()) {
+      if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
+      plain_.clear();
+    }
+    if (auto st = protocol::encode(m, plain_); !st) {
+      log::get(log::Module::runtime).error("not sending DATA: {}", st.error().message());
+      plain_.clear();
+      return;
+    }
+    raw_bytes_ += plain_.size();
+    if (auto st = enc_.write_raw(plain_, out_); !st) return close(std::move(st).error());
+    plain_.clear();
+    return;
+  }
   if (auto st = protocol::encode(m, plain_); !st) {
     log::get(log::Module::runtime).error("not sending {}: {}", protocol::type_name(protocol::type_of(m)),
                                          st.error().message());
@@ -200,6 +219,11 @@ Status Connection::take_hello(ByteSpan& in) {
                                               std::to_string(protocol::kProtocolVersion));
   }
   peer_ = h;
+  // Several zstd frames per direction only where both ends offered it (an older peer's decoder
+  // refuses a second frame).
+  const bool frames = (h.capabilities & my_caps_ & protocol::kCapFrames) != 0;
+  dec_.allow_frames(frames);
+  raw_ok_ = frames;
   // What follows the HELLO frame is the start of the peer's zstd stream.
   leftover_ = Bytes(hello_buf_.begin() + static_cast<ptrdiff_t>(4 + len), hello_buf_.end());
   hello_buf_.clear();

@@ -56,6 +56,8 @@ class Connection {
   const std::optional<protocol::Hello>& peer() const noexcept { return peer_; }
   size_t pending_out() const noexcept { return out_.size() - out_pos_; }
   uint64_t bytes_out() const noexcept { return bytes_out_; }
+  // Protocol bytes sent as raw zstd blocks, not compressed (SPEC.md §2.1, `frames`).
+  uint64_t raw_bytes_out() const noexcept { return raw_bytes_; }
   // rsync's --bwlimit (lsyncd's rsync.bwlimit): at most `bytes_per_s` of (compressed) protocol
   // bytes are written per second, in bursts of at most a tenth of a second's worth; 0 = no limit.
   void set_rate_limit(uint64_t bytes_per_s);
@@ -91,6 +93,9 @@ class Connection {
   bool read_paused_ = false;
   std::function<void()> on_written_;
   bool closed_ = false;
+  uint64_t my_caps_ = 0;   // what our HELLO offered
+  bool raw_ok_ = false;    // `frames` negotiated: bytes that will not compress go out raw
+  uint64_t raw_bytes_ = 0;
   // Rate limit (set_rate_limit): a token bucket, refilled from the monotonic clock.
   uint64_t rate_ = 0;
   double tokens_ = 0;

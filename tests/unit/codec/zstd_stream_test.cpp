@@ -164,6 +164,90 @@ TEST_SUITE("codec.zstd_stream") {
     }
   }
 
+  TEST_CASE("frames: compressed and raw parts alternate on one stream - decoded in order, piece by piece") {
+    std::mt19937_64 rng(21);
+    ZstdEncoder enc;
+    Bytes wire, expected;
+    for (int round = 0; round < 6; ++round) {
+      Bytes text;
+      for (int i = 0; i < 200; ++i) {
+        std::string line = "cert " + std::to_string(round * 1000 + i) + " valid\n";
+        text.insert(text.end(), line.begin(), line.end());
+      }
+      REQUIRE(enc.write(text, wire).ok());
+      expected.insert(expected.end(), text.begin(), text.end());
+      Bytes noise = test::random_bytes(rng, 300000 + static_cast<size_t>(round) * 777);  // > one raw block
+      REQUIRE(enc.write_raw(noise, wire).ok());
+      expected.insert(expected.end(), noise.begin(), noise.end());
+      if (round % 2 == 0) REQUIRE(enc.flush(wire).ok());
+    }
+    REQUIRE(enc.write(Bytes{'e', 'n', 'd'}, wire).ok());
+    REQUIRE(enc.flush(wire).ok());
+    expected.insert(expected.end(), {'e', 'n', 'd'});
+    for (size_t piece : {size_t{1} << 20, size_t{4096}, size_t{7}}) {
+      CAPTURE(piece);
+      ZstdDecoder dec;
+      dec.allow_frames(true);
+      auto got = decode_all(dec, wire, piece);
+      REQUIRE_MESSAGE(got.ok(), got.error().message());
+      CHECK(*got == expected);
+      // The raw parts cost their size plus a 3-byte header per 128 KiB block, nothing more.
+      CHECK(wire.size() < expected.size() + 4096);
+    }
+    // A decoder that did not offer `frames` refuses the second frame, as before.
+    ZstdDecoder strict;
+    auto r = decode_all(strict, wire);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message().find("after the end") != std::string::npos);
+  }
+
+  TEST_CASE("frames: each frame's header is checked - a skippable or oversized second frame is refused") {
+    Bytes data(100000, 'x');
+    for (int which = 0; which < 3; ++which) {
+      CAPTURE(which);
+      Bytes wire = one_shot(data, false);
+      Bytes second = which == 0   ? Bytes{0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4}
+                     : which == 1 ? one_shot(data, false, 31)
+                                  : one_shot(data, true);
+      wire.insert(wire.end(), second.begin(), second.end());
+      ZstdDecoder dec;
+      dec.allow_frames(true);
+      auto r = decode_all(dec, wire, 999);
+      REQUIRE_FALSE(r.ok());
+    }
+    // Two good frames back to back, the second's header split across feeds.
+    Bytes two = one_shot(data, false);
+    Bytes b = one_shot(data, false);
+    two.insert(two.end(), b.begin(), b.end());
+    for (size_t piece : {size_t{1}, size_t{5}, size_t{999}}) {
+      ZstdDecoder dec;
+      dec.allow_frames(true);
+      auto r = decode_all(dec, two, piece);
+      REQUIRE(r.ok());
+      CHECK(r->size() == 2 * data.size());
+    }
+  }
+
+  TEST_CASE("looks_incompressible: random bytes yes - text, base64, zeros and small inputs no") {
+    std::mt19937_64 rng(5);
+    CHECK(looks_incompressible(test::random_bytes(rng, 1 << 20)));
+    CHECK_FALSE(looks_incompressible(Bytes(1 << 20, 0)));
+    CHECK_FALSE(looks_incompressible(test::random_bytes(rng, 8000)));  // below the sample: compressor decides
+    Bytes b64;
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    while (b64.size() < (1u << 20)) {
+      b64.push_back(static_cast<uint8_t>(alphabet[rng() % 64]));
+      if (b64.size() % 65 == 64) b64.push_back('\n');
+    }
+    CHECK_FALSE(looks_incompressible(b64));  // PEM bodies: 6 bits a byte
+    Bytes text;
+    while (text.size() < (1u << 20)) {
+      std::string line = "2026-12-04 22:00:00 INFO issued certificate serial " + std::to_string(rng() % 1000000) + "\n";
+      text.insert(text.end(), line.begin(), line.end());
+    }
+    CHECK_FALSE(looks_incompressible(text));
+  }
+
   TEST_CASE("a corrupted stream gives an error - never a crash") {
     std::mt19937_64 rng(11);
     ZstdEncoder enc;

@@ -12,6 +12,7 @@
 #include "tests/support/tmpdir.h"
 
 #include <chrono>
+#include <random>
 
 using namespace syncd;
 using namespace syncd::runtime;
@@ -68,6 +69,47 @@ TEST_SUITE("runtime.connection") {
     CHECK(std::get<protocol::Data>(got_b[101]).chunk.size() == (3u << 20 >> 2));
     CHECK(std::get<protocol::Pong>(got_a[1]).nonce == 42);
     CHECK(a.bytes_out() < 100000);  // the 768 KiB of 'z' went compressed
+  }
+
+  TEST_CASE("incompressible file bytes go raw where both ends offer `frames` - through the compressor otherwise") {
+    for (bool both : {true, false}) {
+      CAPTURE(both);
+      Pair p;
+      std::vector<protocol::Message> got_a, got_b;
+      Connection a(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { got_a.push_back(std::move(m)); },
+                   [](const Error& e) { FAIL("a closed: " << e.message()); });
+      Connection b(p.loop, UniqueFd(p.sv[1]), [&](protocol::Message m) { got_b.push_back(std::move(m)); },
+                   [](const Error& e) { FAIL("b closed: " << e.message()); });
+      protocol::Hello hb = hello(2);
+      if (!both) hb.capabilities &= ~uint64_t{protocol::kCapFrames};  // an older receiver
+      REQUIRE(a.start(hello(1)).ok());
+      REQUIRE(b.start(hb).ok());
+      REQUIRE(p.run_until([&] { return !got_a.empty() && !got_b.empty(); }));  // HELLOs exchanged
+      std::mt19937_64 rng(3);
+      const Bytes noise = test::random_bytes(rng, 1 << 20);
+      a.send(protocol::Ping{1, 1});
+      a.send(protocol::Data{7, 0, noise});
+      a.send(protocol::Ping{2, 2});
+      a.send(protocol::Data{7, 1 << 20, Bytes(1 << 20, 'q')});
+      a.send(protocol::Data{7, 2 << 20, noise});
+      a.send(protocol::Ping{3, 3});
+      a.flush();
+      REQUIRE(p.run_until([&] { return got_b.size() == 7; }));
+      CHECK(std::get<protocol::Ping>(got_b[1]).nonce == 1);
+      CHECK(std::get<protocol::Data>(got_b[2]).chunk == noise);
+      CHECK(std::get<protocol::Ping>(got_b[3]).nonce == 2);
+      CHECK(std::get<protocol::Data>(got_b[4]).chunk == Bytes(1 << 20, 'q'));
+      CHECK(std::get<protocol::Data>(got_b[5]).chunk == noise);
+      CHECK(std::get<protocol::Ping>(got_b[6]).nonce == 3);
+      if (both) {
+        // Only the two random chunks skipped the compressor (their frames: chunk + header).
+        CHECK(a.raw_bytes_out() >= 2 * noise.size());
+        CHECK(a.raw_bytes_out() < 2 * noise.size() + 256);
+      } else {
+        CHECK(a.raw_bytes_out() == 0);
+      }
+      CHECK(a.bytes_out() < 2 * noise.size() + 64 * 1024);  // the 'q' MiB went compressed either way
+    }
   }
 
   TEST_CASE("hostile peers: no HELLO - a bad frame inside the stream - a zstd bomb - each closes once with a reason") {
