@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <random>
+#include <tuple>
 
 using namespace syncd;
 using namespace syncd::runtime;
@@ -45,16 +46,21 @@ struct Pair {
   }
 };
 
+// Two connections on one socketpair, each keeping what it receives; either closing fails the test.
+struct Talking : Pair {
+  std::vector<protocol::Message> got_a, got_b;
+  Connection a{loop, UniqueFd(sv[0]), [this](protocol::Message m) { got_a.push_back(std::move(m)); },
+               [](const Error& e) { FAIL("a closed: " << e.message()); }};
+  Connection b{loop, UniqueFd(sv[1]), [this](protocol::Message m) { got_b.push_back(std::move(m)); },
+               [](const Error& e) { FAIL("b closed: " << e.message()); }};
+};
+
 }  // namespace
 
 TEST_SUITE("runtime.connection") {
   TEST_CASE("messages cross a compressed connection in order - in both directions") {
-    Pair p;
-    std::vector<protocol::Message> got_a, got_b;
-    Connection a(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { got_a.push_back(std::move(m)); },
-                 [](const Error& e) { FAIL("a closed: " << e.message()); });
-    Connection b(p.loop, UniqueFd(p.sv[1]), [&](protocol::Message m) { got_b.push_back(std::move(m)); },
-                 [](const Error& e) { FAIL("b closed: " << e.message()); });
+    Talking p;
+    auto [a, b, got_a, got_b] = std::tie(p.a, p.b, p.got_a, p.got_b);  // references into p
     REQUIRE(a.start(hello(1)).ok());
     REQUIRE(b.start(hello(2)).ok());
     for (uint64_t i = 0; i < 100; ++i) a.send(protocol::Ping{i, i});
@@ -74,12 +80,8 @@ TEST_SUITE("runtime.connection") {
   TEST_CASE("incompressible file bytes go raw where both ends offer `frames` - through the compressor otherwise") {
     for (bool both : {true, false}) {
       CAPTURE(both);
-      Pair p;
-      std::vector<protocol::Message> got_a, got_b;
-      Connection a(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { got_a.push_back(std::move(m)); },
-                   [](const Error& e) { FAIL("a closed: " << e.message()); });
-      Connection b(p.loop, UniqueFd(p.sv[1]), [&](protocol::Message m) { got_b.push_back(std::move(m)); },
-                   [](const Error& e) { FAIL("b closed: " << e.message()); });
+      Talking p;
+      auto [a, b, got_a, got_b] = std::tie(p.a, p.b, p.got_a, p.got_b);  // references into p
       protocol::Hello hb = hello(2);
       if (!both) hb.capabilities &= ~uint64_t{protocol::kCapFrames};  // an older receiver
       REQUIRE(a.start(hello(1)).ok());
