@@ -12,7 +12,8 @@
 // event in DIR, never by sleeping): create a 2 KiB file, modify it, chmod it, rename it, delete
 // it (each `samples` times, one at a time); a burst of `burst` files of 1.5 KiB; 1 KiB changed at
 // a random offset of a 100 MiB file (5 samples; wire bytes per change). CPU: user+system seconds
-// of the tool's whole process tree and the sshd tree serving it (both ends run on this machine).
+// of the tool's whole process tree and the sshd tree serving it (both ends run on this machine),
+// read from /proc just before the tool stops.
 // Throughput: a 1 GiB random file through syncd against `ssh host 'cat > file'` on the same sshd.
 #include <dirent.h>
 #include <fcntl.h>
@@ -227,11 +228,43 @@ std::string read_at(const std::string& p, off_t off, size_t n) {
   return r == static_cast<ssize_t>(n) ? out : std::string();
 }
 
-double rusage_children_s() {
-  rusage ru{};
-  ::getrusage(RUSAGE_CHILDREN, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+// CPU-seconds of `root` and every descendant, counting each process's own time plus what it has
+// reaped (utime + stime + cutime + cstime from /proc), read while the trees are still alive.
+// getrusage(RUSAGE_CHILDREN) after the fact lost the sshd side: a listener stopped right after its
+// sessions ended had not always reaped them (their attach processes' CPU went uncounted).
+double tree_cpu_s(pid_t root) {
+  if (root <= 0) return 0;
+  std::map<pid_t, std::vector<pid_t>> kids;
+  std::map<pid_t, double> own;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  DIR* d = ::opendir("/proc");
+  if (!d) return 0;
+  while (struct dirent* e = ::readdir(d)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
+    std::string line;
+    if (!std::getline(f, line)) continue;
+    const size_t close = line.rfind(')');  // the command name may contain spaces and parentheses
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::vector<std::string> fld;  // fld[0] is field 3 (state)
+    for (std::string x; rest >> x && fld.size() < 15;) fld.push_back(x);
+    if (fld.size() < 15) continue;
+    kids[static_cast<pid_t>(std::atoi(fld[1].c_str()))].push_back(pid);
+    own[pid] = (std::atof(fld[11].c_str()) + std::atof(fld[12].c_str()) + std::atof(fld[13].c_str()) +
+                std::atof(fld[14].c_str())) / tick;
+  }
+  ::closedir(d);
+  double total = 0;
+  std::vector<pid_t> todo{root};
+  while (!todo.empty()) {
+    const pid_t p = todo.back();
+    todo.pop_back();
+    total += own[p];
+    for (pid_t k : kids[p]) todo.push_back(k);
+  }
+  return total;
 }
 
 struct Options {
@@ -254,7 +287,6 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
   ::mkdir(dst.c_str(), 0755);
   // The big file exists before the tool starts: its initial copy is not part of the timing.
   (void)syncd::test::run("head -c " + std::to_string(o.big_mib) + "M /dev/urandom > " + src + "/big.bin");
-  const double cpu0 = rusage_children_s();
   {
     SshServer sshd(dir + "/sshd");
     sshd.start();
@@ -355,10 +387,10 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
     if (!wire.empty()) r.big_equal = same_file() || w.until(same_file, 10000) ? 1 : 0;
     r.wire_total = relay.bytes() - wire0;
     for (auto& [wl, v] : lat) r.lat[wl] = Stat::of(v);
+    r.cpu_s = tree_cpu_s(tool->pid()) + tree_cpu_s(sshd.pid());
     (void)tool->stop(SIGTERM);
     sshd.stop_gracefully();
   }
-  r.cpu_s = rusage_children_s() - cpu0;
   r.ok = r.failure.empty();
   (void)syncd::test::run("rm -rf " + dir);
   return r;
