@@ -53,25 +53,22 @@ void Connection::send(const protocol::Message& m) {
   if (closed_) return;
   // File bytes that will not compress skip the compressor (it would spend as much CPU on them as
   // the SSH cipher does, for nothing): what is queued goes through it first, then this frame raw.
-  if (const auto* d = std::get_if<protocol::Data>(&m);
-      raw_ok_ && d != nullptr && codec::looks_incompressible(d->chunk)) {
-    if (!plain_.empty()) {
-      if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
-      plain_.clear();
-    }
-    if (auto st = protocol::encode(m, plain_); !st) {
-      log::get(log::Module::runtime).error("not sending DATA: {}", st.error().message());
-      plain_.clear();
-      return;
-    }
+  const auto* d = std::get_if<protocol::Data>(&m);
+  const bool raw = raw_ok_ && d != nullptr && codec::looks_incompressible(d->chunk);
+  if (raw && !plain_.empty()) {
+    if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
+    plain_.clear();
+  }
+  if (auto st = protocol::encode(m, plain_); !st) {  // appends nothing when it fails
+    log::get(log::Module::runtime).error("not sending {}: {}", protocol::type_name(protocol::type_of(m)),
+                                         st.error().message());
+    return;
+  }
+  if (raw) {
     raw_bytes_ += plain_.size();
     if (auto st = enc_.write_raw(plain_, out_); !st) return close(std::move(st).error());
     plain_.clear();
     return;
-  }
-  if (auto st = protocol::encode(m, plain_); !st) {
-    log::get(log::Module::runtime).error("not sending {}: {}", protocol::type_name(protocol::type_of(m)),
-                                         st.error().message());
   }
   // Compress as we go so the plain buffer stays small for big bodies.
   if (plain_.size() >= (1u << 20)) {
