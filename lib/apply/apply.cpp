@@ -55,6 +55,10 @@ Status room_for(int fd, uint64_t size, std::string_view rel) {
   return {};
 }
 constexpr uint64_t kWritebackFrom = 16u << 20;  // smaller files are fsynced in one go
+// Bytes per write(2) into a file. On this project's VM (kernel 6.18, ext4) 1 MiB writes into the
+// page cache were erratic: `dd bs=1M` of 1 GiB took 0.16-4.0 s, `bs=256K` 0.17-0.18 s in every
+// run (benches/README.md; large folios are the likely suspect, not proven).
+constexpr size_t kWriteSlice = 256u << 10;
 
 bool all_zero(const uint8_t* p, size_t n) { return n > 0 && p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0; }
 
@@ -119,7 +123,7 @@ class HashingFdSink final : public delta::OutputSink {
   }
   Status write_all(ByteSpan data) {
     while (!data.empty()) {
-      ssize_t n = ::write(fd_, data.data(), data.size());
+      ssize_t n = ::write(fd_, data.data(), std::min(data.size(), kWriteSlice));
       if (n < 0) {
         if (errno == EINTR) continue;
         return io_error("write", rel_);
@@ -154,7 +158,7 @@ class PatchSink final : public delta::OutputSink {
       : fd_(fd), base_fd_(base_fd), rel_(rel), cloned_(cloned) {}
   Status write(ByteSpan data) override {
     while (!data.empty()) {
-      const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(pos_));
+      const ssize_t n = ::pwrite(fd_, data.data(), std::min(data.size(), kWriteSlice), static_cast<off_t>(pos_));
       if (n < 0) {
         if (errno == EINTR) continue;
         return io_error("write", rel_);
