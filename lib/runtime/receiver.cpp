@@ -207,7 +207,7 @@ void Receiver::on_message(protocol::Message msg) {
     }
     return;
   }
-  auto body_chunk = [&](uint32_t xfer, uint64_t offset, const Bytes& chunk, const protocol::Hash256* base) {
+  auto body_chunk = [&](uint32_t xfer, uint64_t offset, Bytes& chunk, const protocol::Hash256* base) {
     auto it = transfers_.find(xfer);
     if (it == transfers_.end() || offset != it->second.received ||
         chunk.size() > it->second.fv.body_len - it->second.received) {
@@ -219,7 +219,7 @@ void Receiver::on_message(protocol::Message msg) {
     t.received += chunk.size();
     if (t.pipe) {
       if (base && offset == 0) t.pipe->set_base(*base);
-      if (t.pipe->push(chunk) > BodyPipe::kHigh && !paused_) {
+      if (t.pipe->push(std::move(chunk)) > BodyPipe::kHigh && !paused_) {
         paused_ = true;  // the disk is behind: let the peer's writes back up
         conn_.pause_reading(true);
       }
@@ -229,7 +229,11 @@ void Receiver::on_message(protocol::Message msg) {
       }
       return;
     }
-    t.body.insert(t.body.end(), chunk.begin(), chunk.end());
+    if (t.body.empty()) {
+      t.body = std::move(chunk);  // the common case: the whole body in one chunk, nothing copied
+    } else {
+      t.body.insert(t.body.end(), chunk.begin(), chunk.end());
+    }
     if (t.received == t.fv.body_len) {
       Transfer done = std::move(t);
       transfers_.erase(it);
