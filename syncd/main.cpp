@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "lib/base/log.h"
+#include "lib/base/memory.h"
 #include "lib/codec/sha256.h"
 #include "lib/config/config.h"
 #include "lib/runtime/attach.h"
@@ -70,6 +71,9 @@ int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle,
   };
   uvx::Signal term(loop, SIGTERM, on_signal);
   uvx::Signal intr(loop, SIGINT, on_signal);
+  // What a burst of work freed goes back to the system once it is over (base/memory.h).
+  uvx::Timer release(loop, [] { base::release_freed_memory(); });
+  release.start(base::kReleaseEveryMs, base::kReleaseEveryMs);
   std::unique_ptr<uvx::Signal> hup;
   if (on_hup) {
     hup = std::make_unique<uvx::Signal>(loop, SIGHUP, [&](int) {
@@ -558,6 +562,7 @@ int run_main(const syncd::cli::Invocation& inv) {
 
 int main(int argc, char** argv) {
   using namespace syncd;
+  base::keep_freed_memory();  // before any thread: glibc reads these settings unlocked
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty()) {
     std::vector<std::string> rest(args.begin() + 1, args.end());
