@@ -563,6 +563,9 @@ int run_main(const syncd::cli::Invocation& inv) {
 int main(int argc, char** argv) {
   using namespace syncd;
   base::keep_freed_memory();  // before any thread: glibc reads these settings unlocked
+  // A two-way node probes files for local writers with a lease (fs/writers.h); a lease broken in
+  // that microsecond signals SIGIO, which must not end the daemon.
+  ::signal(SIGIO, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty()) {
     std::vector<std::string> rest(args.begin() + 1, args.end());

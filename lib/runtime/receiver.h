@@ -163,6 +163,10 @@ class Receiver {
   // This node's record for `path` after looking at the disk: a change not yet scanned becomes a
   // local version first, so a peer's record is reconciled with what is really there.
   Result<std::optional<store::Record>> refresh_local(const std::string& path);
+  // A failed ACK (the peer retries) when a local program has `local`'s file open for writing
+  // (fs/writers.h): replacing or removing it now would send that program's next writes to an
+  // inode nobody watches. By the retry, what it wrote is a version of its own.
+  std::optional<protocol::Ack> held_by_writer(uint64_t seq, const std::optional<store::Record>& local);
   // Keeps the losing local content under its conflict-copy name (a hard link: same bytes, owner,
   // mode, mtime) with a record of its own, before the winner replaces the original.
   Status keep_conflict_copy(const store::Record& loser, const protocol::FileMeta& winner);

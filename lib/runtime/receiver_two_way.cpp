@@ -11,11 +11,13 @@
 // in between makes the apply fail and retry instead of destroying it. A record that is the
 // peer's, unchanged, is stored with origin = peer (never echoed back); anything authored or merged
 // here is reported through on_authored for the node's senders.
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "lib/base/log.h"
 #include "lib/engine/reconcile.h"
 #include "lib/engine/version.h"
+#include "lib/fs/writers.h"
 #include "lib/runtime/receiver.h"
 #include "lib/store/change.h"
 #include "lib/store/scanner.h"
@@ -97,6 +99,17 @@ Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& 
   return std::optional<store::Record>(std::move(r));
 }
 
+std::optional<protocol::Ack> Receiver::held_by_writer(uint64_t seq, const std::optional<store::Record>& local) {
+  if (!local || local->meta.deleted || local->meta.type != protocol::FileType::file) return std::nullopt;
+  const std::string& path = local->meta.path;
+  auto p = root_.parent_of(path);
+  if (!p.ok()) return std::nullopt;  // the apply reports it
+  auto fd = root_.open_read(p->dir.get(), p->leaf, path, O_NONBLOCK | O_NOCTTY);
+  if (!fd.ok() || fs::writers_of(fd->get()) != fs::Writers::some) return std::nullopt;
+  lg().info("{} is open for writing here: the peer's record waits until it is closed", log::escape(path));
+  return reply(seq, protocol::AckStatus::failed, "\"" + log::escape(path) + "\" is open for writing on the peer; will retry");
+}
+
 Status Receiver::keep_conflict_copy(const store::Record& loser, const protocol::FileMeta& winner) {
   const std::string name = engine::conflict_copy_name(loser.meta.path, loser.meta);
   ++conflicts_;
@@ -172,6 +185,11 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
   if (d.meta_conflict) {
     lg().info("metadata conflict on {}: the later change (node {}) wins", log::escape(m.path),
               engine::node_short(g.meta_dot.node));
+  }
+  // Only a change of metadata keeps the local inode; anything else replaces or removes it.
+  const bool same_inode = d.content_from_local && !g.deleted && d.action == engine::Action::apply;
+  if (!same_inode) {
+    if (auto busy = held_by_writer(fv.seq, *local)) return *busy;
   }
   apply::Expected expect = expected_for(*local);
   if (d.action == engine::Action::keep_copy_then_apply) {
@@ -249,6 +267,7 @@ protocol::Ack Receiver::reconcile_remove(uint64_t seq, const protocol::FileMeta&
     (void)advance(seq);
     return reply(seq, protocol::AckStatus::ignored);
   }
+  if (auto busy = held_by_writer(seq, *local)) return *busy;
   return apply_delete(seq, *local, d.target, d.target == m ? peer_node_.load() : 0);
 }
 
@@ -288,6 +307,7 @@ protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
   // Otherwise: the old path's tombstone by the rules, then the new path as a version (whose bytes
   // the sender supplies when they are not here: base_mismatch asks for them).
   if (df.action != engine::Action::none && df.target.deleted) {
+    if (auto busy = held_by_writer(r.seq, *from)) return *busy;
     auto a = apply_delete(0, *from, df.target, df.target == r.from ? peer : 0);
     if (a.status == protocol::AckStatus::failed) return reply(r.seq, a.status, a.detail);
   }

@@ -7,8 +7,10 @@
 // Barriers: cookies both ways plus `syncd status --wait-idle` on both daemons; no sleeps.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <functional>
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/base/scope_guard.h"
 #include "tests/support/netns.h"
 #include "tests/support/process.h"
 #include "tests/support/sshd.h"
@@ -451,6 +454,46 @@ TEST_SUITE("two_way") {
     }
     CHECK(has_a);
     CHECK(has_b);
+  }
+
+  TEST_CASE("a file a local program is still writing is not replaced under it: its writes make the newer version") {
+    Mesh p;
+    test::write_file(p.a.dir + "/ca.pem", "base\n");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // B's version is authored first (its startup scan), A's later, so A's would win and B's file
+    // would become a conflict copy — while a program on B still has it open for writing. Its
+    // next writes would land in the copy's inode, under a name no watch reports.
+    p.stop(p.a);
+    p.stop(p.b);
+    test::write_file(p.b.dir + "/ca.pem", "B part one\n");
+    const int fd = ::open((p.b.dir + "/ca.pem").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    bool open = true;
+    auto closed = ScopeGuard([&]() noexcept {
+      if (open) ::close(fd);
+    });
+    const size_t from = test::read_file(p.b.log).size();
+    p.start_scanned(p.b);
+    test::write_file(p.a.dir + "/ca.pem", "from A\n");
+    p.start_scanned(p.a);
+    // B leaves the file alone while it is open for writing (A retries)...
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "is open for writing here", from, 60000), "logs:\n" << p.logs());
+    CHECK(test::read_file(p.b.dir + "/ca.pem") == "B part one\n");
+    CHECK(p.copies(p.b, "ca.pem").empty());
+    // ...and what the program writes before closing it is B's newer version, which wins.
+    const std::string more = "B part two\n";
+    CHECK(::write(fd, more.data(), more.size()) == static_cast<ssize_t>(more.size()));
+    ::close(fd);
+    open = false;
+    p.converged();
+    for (const Node* n : {&p.a, &p.b}) {
+      CHECK(test::read_file(n->dir + "/ca.pem") == "B part one\nB part two\n");
+      const auto cp = p.copies(*n, "ca.pem");
+      REQUIRE(cp.size() == 1);
+      CHECK(test::read_file(n->dir + "/" + cp[0]) == "from A\n");
+    }
   }
 
   TEST_CASE("a node killed -9 during the initial sync restarts and converges, no temp files left") {
