@@ -476,6 +476,9 @@ std::string Push::status(bool json) const {
       t += "  two-way: " + std::to_string(joined_.size()) + " peer session(s) joined, conflicts: " +
            std::to_string(conflicts()) + "\n";
     }
+    for (const auto& jp : joined_) {
+      if (!jp->ended) t += "  joined session " + std::to_string(jp->id) + ": " + joined_state(*jp, false) + "\n";
+    }
     return t;
   }
   std::string j = "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"push\", \"source\": " + json_string(opts_.source) +
@@ -485,10 +488,37 @@ std::string Push::status(bool json) const {
        std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts()) +
        ", \"delete_brake\": " + json_string(brake) + ", \"tombstones\": " + std::to_string(tombstones_.load()) +
        ", \"tombstone_collections\": " + std::to_string(gc_runs_);
+  j += ", \"joined\": [";
+  bool first = true;
+  for (const auto& jp : joined_) {
+    if (jp->ended) continue;
+    j += std::string(first ? "" : ", ") + joined_state(*jp, true);
+    first = false;
+  }
+  j += "]";
   char l[200];
   std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
                 pct(0.5), pct(0.9), pct(0.99));
   return j + l;
+}
+
+std::string Push::joined_state(const Joined& jd, bool json) const {
+  // What keeps a peer's session from being idle: what it still applies, what goes back on it.
+  const bool rx_idle = jd.rx->idle();
+  const size_t out = jd.conn->pending_out();
+  const Sender* tx = jd.tx.get();
+  const size_t queued = tx ? tx->queued() : 0, awaiting = tx ? tx->awaiting_ack() : 0, retrying = tx ? tx->retrying() : 0;
+  const bool caught = tx == nullptr || tx->caught_up();
+  if (json) {
+    return "{\"id\": " + std::to_string(jd.id) + ", \"peer_node\": \"" + fmt::format("{:016x}", jd.peer_node) +
+           "\", \"idle\": " + (jd.idle() ? "true" : "false") + ", \"applying\": " + (rx_idle ? "false" : "true") +
+           ", \"pending_out\": " + std::to_string(out) + ", \"queued\": " + std::to_string(queued) +
+           ", \"awaiting_ack\": " + std::to_string(awaiting) + ", \"retrying\": " + std::to_string(retrying) +
+           ", \"caught_up\": " + (caught ? "true" : "false") + "}";
+  }
+  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, retrying: {}{}",
+                     jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting, retrying,
+                     caught ? ", caught up" : "");
 }
 
 bool Push::link_idle(const Link& l) const noexcept {

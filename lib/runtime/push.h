@@ -176,6 +176,8 @@ class Push {
   uint64_t conflicts_ended_ = 0;  // conflicts counted by sessions that are gone
   std::unique_ptr<uvx::Timer> reap_;
   void end_joined(uint64_t id, const std::string& end_line);
+  // One joined session for `syncd status` (a JSON object, or one line of text).
+  std::string joined_state(const Joined& j, bool json) const;
   void run_conflict_hook(const std::string& path, const std::string& copy);
   std::vector<std::unique_ptr<uvx::Process>> hooks_;
   uint64_t conflicts() const noexcept;

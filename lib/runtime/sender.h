@@ -117,6 +117,8 @@ class Sender {
   std::vector<double> latency_samples() const;
   uint64_t acked() const noexcept { return sent_; }
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
+  // Paths the peer failed to apply, waiting for their resend (schedule_retry). Loop thread.
+  size_t retrying() const noexcept { return retry_.size(); }
   // What lsyncd's status file calls delays: changes held or waiting ("wait"), sent and not yet
   // acknowledged ("active"). Paths relative to the root.
   struct Delay {

@@ -103,9 +103,18 @@ struct Mesh {
     return s;
   }
   void idle(const Node& n) {
-    REQUIRE_MESSAGE(test::run(std::string(SYNCD_BINARY) + " status " + n.dir + " -rundir " + n.run +
-                              " --wait-idle 60000 > /dev/null") == 0,
-                    "node " << n.name << " never went idle; logs:\n" << logs());
+    if (test::run(std::string(SYNCD_BINARY) + " status " + n.dir + " -rundir " + n.run + " --wait-idle 60000 > /dev/null") == 0) {
+      return;
+    }
+    // What it is waiting for: every node's own account (queues, acks, retries, joined sessions).
+    std::string states;
+    for (const auto& x : nodes) {
+      if (!x->proc) continue;
+      const std::string out = t / (x->name + ".status.txt");
+      (void)test::run(std::string(SYNCD_BINARY) + " status " + x->dir + " -rundir " + x->run + " > " + out + " 2>&1");
+      states += test::read_file(out);
+    }
+    FAIL("node " << n.name << " never went idle; status:\n" << states << "logs:\n" << logs());
   }
   // Converged: each node's cookie reached every other node (everything it sent before was
   // applied), all daemons idle (what applying produced — conflict copies, merged records, relayed
@@ -143,7 +152,15 @@ struct Mesh {
       }
       const size_t ps = j.find("\"peer_sessions\": ");
       REQUIRE(ps != std::string::npos);
-      joined += std::strtoul(j.c_str() + ps + 17, nullptr, 10);
+      const size_t here = std::strtoul(j.c_str() + ps + 17, nullptr, 10);
+      joined += here;
+      // Each joined session has its own entry, idle once converged.
+      size_t entries = 0;
+      for (size_t at = j.find("\"retrying\": 0, \"caught_up\": true}"); at != std::string::npos;
+           at = j.find("\"retrying\": 0, \"caught_up\": true}", at + 1)) {
+        ++entries;
+      }
+      CHECK_MESSAGE(entries == here, j);
     }
     const size_t pairs = nodes.size() * (nodes.size() - 1) / 2;
     CHECK_MESSAGE(dialed_by_peer == pairs, logs());
