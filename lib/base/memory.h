@@ -3,7 +3,7 @@
 // The process's policy for freed heap memory. Streaming a big file moves every byte through
 // 1 MiB buffers on several threads; glibc's defaults hand a freed buffer back to the kernel
 // (munmap, or trimming the heap top) and the next one is faulted in and zeroed afresh — on this
-// project's 2-vCPU VM that was 50-100 thousand page faults per GiB received, and a guest page the
+// project's 2-vCPU VM that was 40-70 thousand page faults per GiB received, and a guest page the
 // hypervisor has to back again costs far more than a memcpy. So freed memory is kept for reuse
 // while work goes on, and handed back by release_freed_memory(), which the daemon calls on a
 // slow timer.
