@@ -16,6 +16,7 @@
 #include "lib/codec/content_hash.h"
 #include "lib/fs/accounts.h"
 #include "lib/delta/delta.h"
+#include "lib/engine/version.h"
 #include "lib/store/change.h"
 #include "lib/store/chunk_cache.h"
 #include "lib/store/scanner.h"
@@ -694,8 +695,6 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
       (*entry)->fp.mtime_ns != old.fp.mtime_ns) {
     return false;
   }
-  store::Entry e = **entry;
-  e.sha256 = old.meta.sha256;
   const auto a = author();
   // Children of a moved directory: tombstones at the old paths, versions at the new ones.
   std::vector<store::Record> below;
@@ -707,10 +706,8 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   }
   store::Record tomb = store::author_delete(old, a);
   auto prev_to = index_.get(to);
-  store::Record moved = store::author_version(e, prev_to.ok() ? *prev_to : std::nullopt,
-                                              store::Change::both, a);
-  moved.meta.content_dot = old.meta.content_dot;  // the content is the one `from` had
-  moved.meta.content_ts = old.meta.content_ts;
+  if (!prev_to.ok()) return false;
+  store::Record moved = store::author_move(**entry, old, *prev_to, a);
   if (!index_.put(tomb).ok() || !index_.put(moved).ok()) return false;
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
   out.resendable.emplace_back(moved.seq, to);
@@ -719,9 +716,15 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
     // version at the new one, sent without a body (same content, new path).
     store::Record ct = store::author_delete(c, author());
     const std::string np = to + c.meta.path.substr(from.size());
-    store::Record cn = store::author_version(
+    auto prev_np = index_.get(np);
+    if (!prev_np.ok()) continue;
+    store::Record cn = store::author_move(
         store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs}, c,
-        store::Change::meta, author());
+        *prev_np, author());
+    // A peer that applies the move as one rename records each child at its new name with the
+    // version it had at the old one (Receiver::move_children_records) until this record arrives;
+    // including that version makes this one its successor there, not a rival to reconcile.
+    cn.meta.version = engine::merge(cn.meta.version, c.meta.version);
     if (index_.put(ct).ok() && index_.put(cn).ok()) emit_record(cn, false, false, out);
   }
   return true;

@@ -74,6 +74,14 @@ Record author_version(const Entry& disk, const std::optional<Record>& prev, Chan
   return r;
 }
 
+Record author_move(const Entry& disk, const Record& from, const std::optional<Record>& prev, const Author& a) {
+  Entry e = disk;
+  e.sha256 = from.meta.sha256;  // a rename does not touch the bytes (the caller checked the inode)
+  const bool recorded = prev && !prev->meta.deleted && prev->meta.type == from.meta.type &&
+                        prev->meta.sha256 == from.meta.sha256;
+  return author_version(e, prev, recorded ? Change::meta : Change::both, a);
+}
+
 Record author_delete(const Record& prev, const Author& a) {
   Record r = prev;
   r.meta.deleted = true;

@@ -41,6 +41,16 @@ struct Author {
 // that changed, metadata from disk. `kind` must be content, meta or both.
 Record author_version(const Entry& disk, const std::optional<Record>& prev, Change kind,
                       const Author& a);
+// The record at the new name of a move: `disk` there, holding what `from` (this node's record of
+// the old name) held; `prev` is this node's record of the new name. A move is a new content event
+// at the new name (TWO-WAY.md §4.5: rename = tombstone + create), so the content gets a fresh dot:
+// keeping `from`'s would let a peer whose record of the new name has seen that older dot take the
+// moved content as superseded and drop it. The version is `prev`'s (this node's history of the
+// name) plus the new dot. When `prev` already holds this content live (a peer's record for the
+// new name made this node record the disk before its watcher reported the move) its content dot
+// stays: peers may have judged a conflict by it, and a different time now could make them judge
+// the other way.
+Record author_move(const Entry& disk, const Record& from, const std::optional<Record>& prev, const Author& a);
 // A tombstone for `prev` (which must be live).
 Record author_delete(const Record& prev, const Author& a);
 

@@ -355,6 +355,79 @@ TEST_SUITE("two_way") {
     CHECK(test::read_file(p.b.dir + "/g") == "original");
   }
 
+  // A move is a new content event at the new name (TWO-WAY.md §4.2, §4.5: rename = tombstone +
+  // create). Were the moved record to keep the old name's content dot, a peer whose record of the
+  // new name had seen that (older) dot would take the move's content as superseded and drop it.
+  TEST_CASE("a rename onto a name the peer changed meanwhile keeps both contents (file and directory)") {
+    Mesh p;
+    test::write_file(p.a.dir + "/from", "moved-content");
+    p.sh("mkdir " + p.a.dir + "/d && echo moved-child > " + p.a.dir + "/d/x");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // Written after what will move: the peer's records of these names have seen the older dots.
+    test::write_file(p.a.dir + "/to", "first-to");
+    p.sh("mkdir " + p.a.dir + "/e && echo first-e > " + p.a.dir + "/e/x");
+    p.converged();
+    p.sh("rm -rf " + p.a.dir + "/e");
+    p.converged();
+    p.stop(p.b);
+    p.sh("mv " + p.a.dir + "/from " + p.a.dir + "/to && mv " + p.a.dir + "/d " + p.a.dir + "/e");
+    test::write_file(p.b.dir + "/to", "b-changed-to");
+    p.sh("mkdir " + p.b.dir + "/e && echo b-made-e > " + p.b.dir + "/e/x");
+    p.start(p.b);
+    p.converged();
+    for (const std::string name : {"to", "e/x"}) {
+      std::set<std::string> held{test::read_file(p.a.dir + "/" + name)};
+      for (const auto& c : p.copies(p.a, name)) held.insert(test::read_file(p.a.dir + "/" + c));
+      const bool dir = name == "e/x";
+      CHECK_MESSAGE(held.count(dir ? "moved-child\n" : "moved-content") == 1, name << p.logs());
+      CHECK_MESSAGE(held.count(dir ? "b-made-e\n" : "b-changed-to") == 1, name);
+    }
+    CHECK_FALSE(test::exists(p.b.dir + "/from"));
+    CHECK_FALSE(test::exists(p.b.dir + "/d"));
+  }
+
+  // Found by the randomized rounds (a frozen node renamed ca.crl to cfg while its peer wrote cfg):
+  // the renaming node's receiver saw the peer's cfg first, recorded its own cfg as a new version
+  // and judged it the winner; then its watcher reported the rename and re-recorded cfg with the
+  // older time of ca.crl's content, so the peer judged the other way and both kept their own.
+  TEST_CASE("a rename racing a peer's write of the new name: both nodes pick the same winner") {
+    Mesh p;
+    const int n = 12;
+    for (int k = 0; k < n; ++k) test::write_file(p.a.dir + "/f" + std::to_string(k), "a-original-" + std::to_string(k));
+    ::setenv("SPDLOG_LEVEL", "debug", 1);  // b's "send seq=... path=..." is the barrier below
+    auto level = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // a is frozen (SIGSTOP): its renames wait in inotify while b's versions of the new names reach
+    // its socket; on SIGCONT the receiver and the watcher race for the same paths.
+    const size_t from = test::read_file(p.b.log).size();
+    p.a.proc->signal(SIGSTOP);
+    auto thaw = ScopeGuard([&]() noexcept {
+      if (p.a.proc) p.a.proc->signal(SIGCONT);
+    });
+    // Events queued ahead of the renames keep a's watcher busy while the receiver takes b's g*.
+    p.sh("mkdir " + p.a.dir + "/noise && for i in $(seq 2000); do echo $i > " + p.a.dir + "/noise/$i; done");
+    for (int k = 0; k < n; ++k) {
+      const std::string ks = std::to_string(k);
+      p.sh("mv " + p.a.dir + "/f" + ks + " " + p.a.dir + "/g" + ks);
+      test::write_file(p.b.dir + "/g" + ks, "b-wrote-" + ks);
+    }
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "path=g" + std::to_string(n - 1) + " ", from, 30000), p.logs());
+    p.a.proc->signal(SIGCONT);
+    p.converged();
+    // Nothing lost: both contents of every g are in the tree (the file or its conflict copy).
+    for (int k = 0; k < n; ++k) {
+      const std::string ks = std::to_string(k);
+      std::set<std::string> held{test::read_file(p.a.dir + "/g" + ks)};
+      for (const auto& c : p.copies(p.a, "g" + ks)) held.insert(test::read_file(p.a.dir + "/" + c));
+      CHECK_MESSAGE(held.count("a-original-" + ks) == 1, "g" << ks);
+      CHECK_MESSAGE(held.count("b-wrote-" + ks) == 1, "g" << ks);
+    }
+  }
+
   TEST_CASE("SQLite files are never replicated two-way, and the log names them") {
     Mesh p;
     test::write_file(p.a.dir + "/acme_srv.db", "SQLite format 3");
@@ -659,15 +732,23 @@ TEST_SUITE("two_way") {
         std::vector<bool> down(static_cast<size_t>(n), false);
         for (int i = 0; i < n; ++i) down[static_cast<size_t>(i)] = rng() % 3 == 0;
         if (std::all_of(down.begin(), down.end(), [](bool d) { return d; })) down[0] = false;
+        // A node goes down by SIGKILL, by SIGTERM, or frozen by SIGSTOP: a frozen daemon keeps its
+        // sessions, and on SIGCONT finds its own writes queued in inotify while its peers' versions
+        // of the same names arrive - live concurrency, without a restart scan.
+        std::vector<bool> frozen(static_cast<size_t>(n), false);
         for (int i = 0; i < n; ++i) {
           if (!down[static_cast<size_t>(i)]) continue;
-          const bool crash = rng() % 2 == 0;
-          story << "round " << round << ": " << p.nodes[static_cast<size_t>(i)]->name << (crash ? " killed -9\n" : " stopped\n");
-          if (crash) {
-            p.nodes[static_cast<size_t>(i)]->proc->stop(SIGKILL);
-            p.nodes[static_cast<size_t>(i)]->proc.reset();
+          Node& node = *p.nodes[static_cast<size_t>(i)];
+          const unsigned how = rng() % 3;
+          story << "round " << round << ": " << node.name << (how == 0 ? " killed -9\n" : how == 1 ? " stopped\n" : " frozen\n");
+          if (how == 0) {
+            node.proc->stop(SIGKILL);
+            node.proc.reset();
+          } else if (how == 1) {
+            p.stop(node);
           } else {
-            p.stop(*p.nodes[static_cast<size_t>(i)]);
+            node.proc->signal(SIGSTOP);
+            frozen[static_cast<size_t>(i)] = true;
           }
         }
         std::map<std::string, int> owner;  // name -> the one running node that may touch it
@@ -712,13 +793,28 @@ TEST_SUITE("two_way") {
           } else if (kind < 17) {
             story << "  " << node.name << ": rm " << nm << "\n";
             (void)test::run("rm -f " + path);
-          } else {
+          } else if (kind < 19) {
             story << "  " << node.name << ": chmod " << nm << "\n";
             (void)test::run("chmod " + std::string(kind == 17 ? "600 " : "640 ") + path + " 2>/dev/null");
+          } else {  // rename to a name this node may touch; never over an existing file (that loses on purpose)
+            const std::string to = names[rng() % names.size()];
+            if (to == nm || touched.count({who, to}) || (!down[static_cast<size_t>(who)] && owner.count(to) && owner[to] != who)) {
+              continue;
+            }
+            touched.insert({who, to});
+            if (!down[static_cast<size_t>(who)]) owner[to] = who;
+            const std::string dst = node.dir + "/" + to;
+            story << "  " << node.name << ": mv " << nm << " " << to << "\n";
+            (void)test::run("if [ -f " + path + " ] && [ ! -e " + dst + " ]; then mkdir -p $(dirname " + dst + ") && mv " + path +
+                            " " + dst + "; fi");
           }
         }
         for (int i = 0; i < n; ++i) {
-          if (down[static_cast<size_t>(i)]) p.start(*p.nodes[static_cast<size_t>(i)]);
+          if (frozen[static_cast<size_t>(i)]) {
+            p.nodes[static_cast<size_t>(i)]->proc->signal(SIGCONT);
+          } else if (down[static_cast<size_t>(i)]) {
+            p.start(*p.nodes[static_cast<size_t>(i)]);
+          }
         }
         INFO(story.str());
         p.converged();

@@ -244,6 +244,43 @@ TEST_SUITE("store.change") {
     CHECK_FALSE(encode_meta(tomb.meta).empty());
   }
 
+  TEST_CASE("a move is a new content event at the new name - unless that name already records the content") {
+    Tree tr;
+    test::write_file(tr.p("f"), "moved bytes");
+    auto e = scan_one(tr.root, "f");
+    REQUIRE(e.ok());
+    Entry at_g = **e;
+    at_g.path = "g";
+    const Record from = author_version(**e, std::nullopt, Change::both, Author{7, 2, 100});
+    // g was written (counter 5) and deleted (6) after f: a peer's record of g has seen f's dot.
+    Entry old_g = at_g;
+    old_g.sha256 = sha("old g");
+    const Record g_live = author_version(old_g, std::nullopt, Change::both, Author{7, 5, 150});
+    const Record g_tomb = author_delete(g_live, Author{7, 6, 160});
+
+    const Record m = author_move(at_g, from, g_tomb, Author{7, 9, 300});
+    CHECK(m.meta.path == "g");
+    CHECK_FALSE(m.meta.deleted);
+    CHECK(m.meta.sha256 == from.meta.sha256);
+    CHECK(m.meta.content_dot == protocol::Dot{7, 9});  // not f's {7, 2}, which g's history has seen
+    CHECK(m.meta.content_ts == 300);
+    CHECK(m.meta.version == protocol::VersionVector{{7, 9}});
+
+    // Over a live name holding other bytes: the same, dominating that record.
+    const Record over = author_move(at_g, from, g_live, Author{7, 10, 310});
+    CHECK(over.meta.content_dot == protocol::Dot{7, 10});
+    CHECK(over.meta.sha256 == from.meta.sha256);
+
+    // g already recorded with these bytes (the receiver looked at the disk before the watcher
+    // reported the move): its content dot and time stay, only the metadata group moves.
+    const Record seen = author_version(at_g, g_tomb, Change::both, Author{7, 8, 250});
+    const Record kept = author_move(at_g, from, seen, Author{7, 11, 320});
+    CHECK(kept.meta.content_dot == protocol::Dot{7, 8});
+    CHECK(kept.meta.content_ts == 250);
+    CHECK(kept.meta.meta_dot == protocol::Dot{7, 11});
+    CHECK(kept.meta.version == protocol::VersionVector{{7, 11}});
+  }
+
   TEST_CASE("a directory's mtime moving with its entries is not a version") {
     Tree tr;
     ::mkdir(tr.p("d").c_str(), 0755);
