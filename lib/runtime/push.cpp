@@ -112,6 +112,7 @@ Status Push::start() {
     if (known.ok()) l->peer_node = *known;
   }
   SenderOptions base = opts_.sender;
+  base.two_way = opts_.two_way;
   if (opts_.two_way) {
     // The root marker (TWO-WAY.md §4.9): made in a tree the index has never seen; missing from a
     // tree it knows, the volume is probably not mounted — no deletes are propagated.
@@ -589,6 +590,7 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
           if (raw->two_way) {
             // The same session carries this node's records back to the peer (one per pair).
             SenderOptions so = opts_.sender;
+            so.two_way = true;
             so.watch_tree = false;
             so.on_caught_up = [this, raw](bool first) {
               if (first) startup_finished();

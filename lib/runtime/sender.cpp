@@ -16,7 +16,6 @@
 #include "lib/codec/content_hash.h"
 #include "lib/fs/accounts.h"
 #include "lib/delta/delta.h"
-#include "lib/engine/version.h"
 #include "lib/store/change.h"
 #include "lib/store/chunk_cache.h"
 #include "lib/store/scanner.h"
@@ -354,7 +353,9 @@ void Sender::deliver(Outbox out) {
   }
   for (const auto& e : out.errors) lg().warn("{}", e);
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
-  if (out.versions > 0 && opts_.on_authored) opts_.on_authored();
+  // A rename is authored too: a node whose peer dialed it sends on that peer's session, which
+  // announces only when told (this sender's own connection may be the one that closed).
+  if ((out.versions > 0 || out.moved) && opts_.on_authored) opts_.on_authored();
   if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
   // Versions that could not be read as recorded (the file changed under the read). Usually the
   // watcher's event for that change brings a new version; but when the change was a peer's
@@ -695,7 +696,6 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
       (*entry)->fp.mtime_ns != old.fp.mtime_ns) {
     return false;
   }
-  const auto a = author();
   // Children of a moved directory: tombstones at the old paths, versions at the new ones.
   std::vector<store::Record> below;
   if (old.meta.type == protocol::FileType::dir) {
@@ -704,6 +704,8 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
       return {};
     });
   }
+  if (opts_.two_way && old.meta.type == protocol::FileType::dir) return process_dir_move(old, **entry, below, out);
+  const auto a = author();
   store::Record tomb = store::author_delete(old, a);
   auto prev_to = index_.get(to);
   if (!prev_to.ok()) return false;
@@ -711,6 +713,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   if (!index_.put(tomb).ok() || !index_.put(moved).ok()) return false;
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
   out.resendable.emplace_back(moved.seq, to);
+  out.moved = true;
   for (const auto& c : below) {
     // The peer moves these with the directory. Here: a tombstone at the old path and a new
     // version at the new one, sent without a body (same content, new path).
@@ -721,12 +724,53 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
     store::Record cn = store::author_move(
         store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs}, c,
         *prev_np, author());
-    // A peer that applies the move as one rename records each child at its new name with the
-    // version it had at the old one (Receiver::move_children_records) until this record arrives;
-    // including that version makes this one its successor there, not a rival to reconcile.
-    cn.meta.version = engine::merge(cn.meta.version, c.meta.version);
     if (index_.put(ct).ok() && index_.put(cn).ok()) emit_record(cn, false, false, out);
   }
+  return true;
+}
+
+// Two-way: a peer must not move a whole directory, which would carry along entries it added
+// there that this node never saw (they stay at the old name: TWO-WAY.md §4.5, rename = tombstone
+// + create; §4.7, a directory with live entries unknown to the deleter is kept). So the move goes
+// as the new directory, then one RENAME per file below (the peer moves the bytes it holds) and a
+// new version per directory below, then the old directories' tombstones, deepest first. Authored
+// in that order, so senders that announce from the index send the same order.
+bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_new, const std::vector<store::Record>& below,
+                              Outbox& out) {
+  const std::string& from = old.meta.path;
+  const std::string& to = at_new.path;
+  auto prev_to = index_.get(to);
+  if (!prev_to.ok()) return false;
+  out.moved = true;
+  store::Record moved = store::author_move(at_new, old, *prev_to, author());
+  if (!index_.put(moved).ok()) return false;
+  emit_record(moved, false, false, out);
+  std::vector<const store::Record*> dirs;  // parents first (index order)
+  for (const auto& c : below) {
+    const std::string np = to + c.meta.path.substr(from.size());
+    auto prev_np = index_.get(np);
+    if (!prev_np.ok()) continue;
+    store::Record cn = store::author_move(
+        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs}, c,
+        *prev_np, author());
+    if (c.meta.type == protocol::FileType::dir) {
+      if (!index_.put(cn).ok()) continue;
+      emit_record(cn, false, false, out);
+      dirs.push_back(&c);
+      continue;
+    }
+    store::Record ct = store::author_delete(c, author());
+    if (!index_.put(ct).ok() || !index_.put(cn).ok()) continue;
+    out.msgs.emplace_back(protocol::Rename{cn.seq, ct.meta, cn.meta});
+    out.resendable.emplace_back(cn.seq, np);
+  }
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    store::Record t = store::author_delete(**it, author());
+    if (index_.put(t).ok()) emit_record(t, false, false, out);
+  }
+  store::Record tomb = store::author_delete(old, author());
+  if (!index_.put(tomb).ok()) return false;
+  emit_record(tomb, false, false, out);
   return true;
 }
 

@@ -79,6 +79,9 @@ struct SenderOptions {
   // peers that negotiated it) after each batch that changed them and in each session's answer to
   // INDEX_REQUEST; rsync -a gives the target root the source root's.
   bool root_meta = false;
+  // Two-way: a moved directory goes entry by entry (Sender::process_dir_move), never as one
+  // rename the peer would apply to whatever its copy of the directory holds.
+  bool two_way = false;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
 };
@@ -145,6 +148,7 @@ class Sender {
     uint64_t gen = 0;         // the connection generation these messages are for
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
     size_t versions = 0;      // new local versions authored
+    bool moved = false;       // renames authored (records the node's other senders announce too)
     bool no_links = false;    // a resend after base_mismatch: the bytes, never link_to again
     std::vector<std::string> unsent;  // versions not sent: their file changed under the read
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
@@ -195,6 +199,8 @@ class Sender {
   // Sends a RENAME (and body-less versions for a directory's children) when `to` is `from`
   // moved unchanged; false when it is not, and the caller treats it as remove + create.
   bool process_rename(const std::string& from, const std::string& to, Outbox& out);
+  bool process_dir_move(const store::Record& old, const store::Entry& at_new, const std::vector<store::Record>& below,
+                        Outbox& out);
   void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
   static void wipe_fresh(Outbox& out);
   // Job thread: a large file's body read from disk chunk by chunk into the stream queue (or a

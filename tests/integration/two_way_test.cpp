@@ -388,6 +388,36 @@ TEST_SUITE("two_way") {
     CHECK_FALSE(test::exists(p.b.dir + "/d"));
   }
 
+  // Found by the randomized rounds: a peer applied a directory move as one rename, carrying along
+  // a file it had just added there that the mover never saw; the mover had it at the old name.
+  TEST_CASE("a directory moved on one node while the other adds a file in it: the known entries move, the new one stays") {
+    Mesh p;
+    p.sh("mkdir -p " + p.a.dir + "/d/sub && echo k > " + p.a.dir + "/d/k && echo s > " + p.a.dir + "/d/sub/s");
+    ::setenv("SPDLOG_LEVEL", "debug", 1);  // b's "send ... m/sub/s" is the barrier below
+    auto level = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    const size_t from = test::read_file(p.b.log).size();
+    p.a.proc->signal(SIGSTOP);  // a's write waits in inotify while b's move reaches a's socket
+    auto thaw = ScopeGuard([&]() noexcept {
+      if (p.a.proc) p.a.proc->signal(SIGCONT);
+    });
+    test::write_file(p.a.dir + "/d/x", "added on a");
+    p.sh("mv " + p.b.dir + "/d " + p.b.dir + "/m");
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "m/sub/s", from, 30000), p.logs());
+    p.a.proc->signal(SIGCONT);
+    p.converged();
+    for (const Node* n : {&p.a, &p.b}) {
+      CHECK(test::read_file(n->dir + "/m/k") == "k\n");
+      CHECK(test::read_file(n->dir + "/m/sub/s") == "s\n");
+      CHECK(test::read_file(n->dir + "/d/x") == "added on a");
+      CHECK_FALSE(test::exists(n->dir + "/d/k"));
+      CHECK_FALSE(test::exists(n->dir + "/d/sub"));
+      CHECK_FALSE(test::exists(n->dir + "/m/x"));
+    }
+  }
+
   // Found by the randomized rounds (a frozen node renamed ca.crl to cfg while its peer wrote cfg):
   // the renaming node's receiver saw the peer's cfg first, recorded its own cfg as a new version
   // and judged it the winner; then its watcher reported the rename and re-recorded cfg with the
@@ -758,8 +788,8 @@ TEST_SUITE("two_way") {
         for (int k = 0; k < ops; ++k) {
           const int who = static_cast<int>(rng() % static_cast<uint32_t>(n));
           Node& node = *p.nodes[static_cast<size_t>(who)];
-          const unsigned kind = rng() % 20;
-          if (kind == 0) {  // remove the whole subtree d/ (owns every d/* name)
+          const unsigned kind = rng() % 23;
+          if (kind == 0 || kind == 22) {  // remove d/, or move it aside (either owns every d/* name)
             bool free = true;
             for (const auto& nm : names) {
               if (nm.rfind("d/", 0) != 0) continue;
@@ -771,8 +801,14 @@ TEST_SUITE("two_way") {
               touched.insert({who, nm});
               if (!down[static_cast<size_t>(who)]) owner[nm] = who;
             }
-            p.sh("rm -rf " + node.dir + "/d");
-            story << "  " << node.name << ": rm -rf d\n";
+            if (kind == 0) {
+              p.sh("rm -rf " + node.dir + "/d");
+              story << "  " << node.name << ": rm -rf d\n";
+            } else {
+              const std::string aside = "moved-" + std::to_string(round) + "-" + std::to_string(k);
+              (void)test::run("[ -d " + node.dir + "/d ] && mv " + node.dir + "/d " + node.dir + "/" + aside);
+              story << "  " << node.name << ": mv d " << aside << "\n";
+            }
             continue;
           }
           const std::string nm = names[rng() % names.size()];
@@ -793,6 +829,15 @@ TEST_SUITE("two_way") {
           } else if (kind < 17) {
             story << "  " << node.name << ": rm " << nm << "\n";
             (void)test::run("rm -f " + path);
+          } else if (kind >= 20) {  // an editor's save: a temp file renamed over the name
+            const std::string content = "seed" + std::to_string(seed) + "-r" + std::to_string(round) + "-" + node.name +
+                                        "-" + std::to_string(k) + "-saved-" + nm;
+            p.sh("mkdir -p $(dirname " + path + ")");
+            const std::string tmp = path + ".swp";
+            test::write_file(tmp, content);
+            p.sh("mv " + tmp + " " + path);
+            written.insert(content);
+            story << "  " << node.name << ": save " << nm << "\n";
           } else if (kind < 19) {
             story << "  " << node.name << ": chmod " << nm << "\n";
             (void)test::run("chmod " + std::string(kind == 17 ? "600 " : "640 ") + path + " 2>/dev/null");
