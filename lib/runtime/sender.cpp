@@ -305,8 +305,19 @@ void Sender::drain_stream() {
     stream_queued_ = 0;
   }
   bool sent = false;
+  const uint64_t now_us = mono_us();
   for (auto& [gen, m] : q) {
     if (conn_ == nullptr || gen != gen_.load()) continue;  // for a session that is gone
+    // Awaiting its ACK from the moment it leaves: registering it later (when the job that
+    // streamed it is delivered) loses an ACK that overtakes the job's end - the path would wait
+    // for it forever, and so would the node's idle state and a retry of the path.
+    if (const auto* fv = std::get_if<protocol::FileVersion>(&m); fv && fv->meta.type == protocol::FileType::file) {
+      in_flight_[fv->seq] = fv->meta.path;
+      sent_at_us_[fv->seq] = now_us;
+    } else if (const auto* rn = std::get_if<protocol::Rename>(&m)) {
+      in_flight_[rn->seq] = rn->to.path;
+      sent_at_us_[rn->seq] = now_us;
+    }
     shape(m);
     conn_->send(m);
     sent = true;
@@ -980,6 +991,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   }
   out.msgs.clear();
   if (!stream_push(gen, protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size}, 256)) return false;
+  out.resendable.clear();  // everything of this job is in the stream now, which tracks its ACKs
   bool short_read = false;
   for (uint64_t off = 0; off < m.size;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(protocol::kMaxChunk, m.size - off));
