@@ -166,6 +166,20 @@ struct Mesh {
     CHECK_MESSAGE(dialed_by_peer == pairs, logs());
     CHECK_MESSAGE(joined == pairs, logs());
   }
+  // Starts a and b with debug logs (b's "send ..." lines serve as barriers), lets them converge,
+  // then freezes a (SIGSTOP): its own changes wait in inotify while b's records reach its socket,
+  // and on SIGCONT its watcher and its receiver race. Returns where b's log stood at the freeze.
+  // (A node left frozen by a failing test is killed like any other.)
+  size_t start_then_freeze_a() {
+    ::setenv("SPDLOG_LEVEL", "debug", 1);
+    start(a);
+    start(b);
+    ::unsetenv("SPDLOG_LEVEL");
+    converged();
+    const size_t from = test::read_file(b.log).size();
+    a.proc->signal(SIGSTOP);
+    return from;
+  }
   void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
   // Conflict copies of `base` (a path relative to the node's tree).
   std::vector<std::string> copies(const Node& n, const std::string& base) {
@@ -393,16 +407,7 @@ TEST_SUITE("two_way") {
   TEST_CASE("a directory moved on one node while the other adds a file in it: the known entries move, the new one stays") {
     Mesh p;
     p.sh("mkdir -p " + p.a.dir + "/d/sub && echo k > " + p.a.dir + "/d/k && echo s > " + p.a.dir + "/d/sub/s");
-    ::setenv("SPDLOG_LEVEL", "debug", 1);  // b's "send ... m/sub/s" is the barrier below
-    auto level = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
-    p.start(p.a);
-    p.start(p.b);
-    p.converged();
-    const size_t from = test::read_file(p.b.log).size();
-    p.a.proc->signal(SIGSTOP);  // a's write waits in inotify while b's move reaches a's socket
-    auto thaw = ScopeGuard([&]() noexcept {
-      if (p.a.proc) p.a.proc->signal(SIGCONT);
-    });
+    const size_t from = p.start_then_freeze_a();
     test::write_file(p.a.dir + "/d/x", "added on a");
     p.sh("mv " + p.b.dir + "/d " + p.b.dir + "/m");
     REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "m/sub/s", from, 30000), p.logs());
@@ -426,18 +431,7 @@ TEST_SUITE("two_way") {
     Mesh p;
     const int n = 12;
     for (int k = 0; k < n; ++k) test::write_file(p.a.dir + "/f" + std::to_string(k), "a-original-" + std::to_string(k));
-    ::setenv("SPDLOG_LEVEL", "debug", 1);  // b's "send seq=... path=..." is the barrier below
-    auto level = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
-    p.start(p.a);
-    p.start(p.b);
-    p.converged();
-    // a is frozen (SIGSTOP): its renames wait in inotify while b's versions of the new names reach
-    // its socket; on SIGCONT the receiver and the watcher race for the same paths.
-    const size_t from = test::read_file(p.b.log).size();
-    p.a.proc->signal(SIGSTOP);
-    auto thaw = ScopeGuard([&]() noexcept {
-      if (p.a.proc) p.a.proc->signal(SIGCONT);
-    });
+    const size_t from = p.start_then_freeze_a();
     // Events queued ahead of the renames keep a's watcher busy while the receiver takes b's g*.
     p.sh("mkdir " + p.a.dir + "/noise && for i in $(seq 2000); do echo $i > " + p.a.dir + "/noise/$i; done");
     for (int k = 0; k < n; ++k) {
