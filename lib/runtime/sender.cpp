@@ -435,6 +435,11 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
             } else {
               process_path(e.path, out, changed);
             }
+          } else if (e.is_dir && opts_.two_way) {
+            // The move covers what the index held under the old name; an entry it did not hold
+            // live went along too (a peer's delete of it, applied just before the move was
+            // reported, had this node record it as gone): looking finds it.
+            process_rescan(e.path, out, changed);
           }
           break;
       }
