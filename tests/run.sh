@@ -6,7 +6,8 @@
 #   bash tests/run.sh            # all of it
 #   FUZZ_SECONDS=0 bash tests/run.sh   # skip the timed fuzzing
 #
-# Set SYNCD_REQUIRE_ALL=1 (CI does) to fail when any test was skipped.
+# Set SYNCD_REQUIRE_ALL=1 (CI does) to fail when any test was skipped. The per-step logs stay in
+# /tmp/syncd-tests-* when something failed (or with SYNCD_KEEP_LOGS=1) and are removed otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
@@ -87,6 +88,11 @@ if [[ "$FUZZ_SECONDS" -gt 0 ]]; then
   fi
 fi
 
-echo "logs: $log_dir"
+# The logs matter only when something failed (or when asked to keep them): no litter in /tmp.
+if [[ "$failed" -eq 0 && "${SYNCD_KEEP_LOGS:-0}" != 1 ]]; then
+  rm -rf "$log_dir"
+else
+  echo "logs: $log_dir"
+fi
 echo "${passed} passed, ${failed} failed"
 [[ "$failed" -eq 0 ]]
