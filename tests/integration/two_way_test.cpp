@@ -423,6 +423,39 @@ TEST_SUITE("two_way") {
     }
   }
 
+  // A move is a new content event at the new name (TWO-WAY.md §4.5): a peer's concurrent delete of
+  // a file at the old name does not take the moved file. Seed 736 of the randomized rounds lost
+  // track of such a file on the mover when its receiver applied the delete after the move was on
+  // disk but before the watcher reported it (fixed by rescanning a moved directory); that order
+  // depends on thread timing and is not forced here — this checks the outcome, with files directly
+  // in the moved directory and one level below.
+  TEST_CASE("a directory moved on one node while the other deletes files in it: the moved files are kept on both") {
+    Mesh p;
+    const int n = 4;
+    for (int k = 0; k < n; ++k) {
+      const std::string d = p.a.dir + "/d" + std::to_string(k), ks = std::to_string(k);
+      p.sh("mkdir -p " + d + "/sub && echo x" + ks + " > " + d + "/x && echo y > " + d + "/y && echo z" + ks + " > " + d + "/sub/z");
+    }
+    const size_t from = p.start_then_freeze_a();
+    for (int k = 0; k < n; ++k) {
+      const std::string ks = std::to_string(k);
+      p.sh("mv " + p.a.dir + "/d" + ks + " " + p.a.dir + "/m" + ks);
+      p.sh("rm " + p.b.dir + "/d" + ks + "/x " + p.b.dir + "/d" + ks + "/sub/z");
+    }
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "remove path=d" + std::to_string(n - 1) + "/sub/z", from, 30000), p.logs());
+    p.a.proc->signal(SIGCONT);
+    p.converged();
+    for (const Node* nd : {&p.a, &p.b}) {
+      for (int k = 0; k < n; ++k) {
+        const std::string ks = std::to_string(k);
+        CHECK_MESSAGE(test::read_file(nd->dir + "/m" + ks + "/x") == "x" + ks + "\n", nd->name << " m" << ks);
+        CHECK_MESSAGE(test::read_file(nd->dir + "/m" + ks + "/sub/z") == "z" + ks + "\n", nd->name << " m" << ks);
+        CHECK(test::read_file(nd->dir + "/m" + ks + "/y") == "y\n");
+        CHECK_FALSE(test::exists(nd->dir + "/d" + ks));
+      }
+    }
+  }
+
   // Found by the randomized rounds (a frozen node renamed ca.crl to cfg while its peer wrote cfg):
   // the renaming node's receiver saw the peer's cfg first, recorded its own cfg as a new version
   // and judged it the winner; then its watcher reported the rename and re-recorded cfg with the
