@@ -156,12 +156,12 @@ Result<std::optional<Record>> Index::read_row(Stmt& st, bool single) {
   r.seq = static_cast<uint64_t>(st.column_int64(0));
   auto meta = decode_meta(st.column_blob(1));
   auto fp = decode_fp(st.column_blob(2));
+  r.origin = static_cast<uint64_t>(st.column_int64(3));  // every column before the reset: after it, undefined
   if (single || !meta.ok() || !fp.ok()) st.reset();
   if (!meta.ok()) return std::move(meta).error().wrap("index " + path_ + ": stored record");
   if (!fp.ok()) return std::move(fp).error();
   r.meta = std::move(*meta);
   r.fp = *fp;
-  r.origin = static_cast<uint64_t>(st.column_int64(3));
   return std::optional<Record>(std::move(r));
 }
 

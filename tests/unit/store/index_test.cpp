@@ -101,6 +101,7 @@ TEST_SUITE("store.index") {
     auto idx = Index::open(t / "s");
     REQUIRE(idx.ok());
     Record a = rec("certs/a.pem", 1), b = rec("certs/b.pem", 2), a2 = rec("certs/a.pem", 3, 2);
+    a2.origin = 0x5eed'0000'0000'0001;  // a peer's record: get() must return whose (echo rule)
     REQUIRE(idx->put(a).ok());
     REQUIRE(idx->put(b).ok());
     REQUIRE(idx->put(a2).ok());
@@ -112,15 +113,16 @@ TEST_SUITE("store.index") {
     REQUIRE(got.ok());
     REQUIRE(got->has_value());
     CHECK(**got == a2);
+    CHECK((*got)->origin == a2.origin);
     auto none = idx->get("certs/none.pem");
     REQUIRE(none.ok());
     CHECK_FALSE(none->has_value());
     std::vector<std::string> since;
     REQUIRE(idx->for_each_since(1, [&](const Record& r) -> Status {
-      since.push_back(r.meta.path + "@" + std::to_string(r.seq));
+      since.push_back(r.meta.path + "@" + std::to_string(r.seq) + (r.origin != 0 ? "<-peer" : ""));
       return {};
     }).ok());
-    CHECK(since == std::vector<std::string>{"certs/b.pem@2", "certs/a.pem@3"});
+    CHECK(since == std::vector<std::string>{"certs/b.pem@2", "certs/a.pem@3<-peer"});
     CHECK(*idx->count() == 2);
   }
 
