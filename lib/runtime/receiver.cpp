@@ -367,9 +367,11 @@ Result<std::optional<Bytes>> Receiver::pop_body(BodyPipe& pipe) {
   return c;
 }
 
-Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin) {
+Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin,
+                        uint64_t* put_seq) {
   store::Record r{m, 0, fp, origin};
   SYNCD_TRY(index_.put(r));
+  if (put_seq != nullptr) *put_seq = r.seq;
   return advance(seq);
 }
 

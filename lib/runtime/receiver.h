@@ -26,6 +26,7 @@
 #include "lib/runtime/body_pipe.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
+#include "lib/runtime/move_log.h"
 #include "lib/store/change.h"
 #include "lib/store/index.h"
 #include "lib/watch/exclude.h"
@@ -88,6 +89,9 @@ struct ReceiverOptions {
   // here: conflict copies, re-asserted directories, local changes found by its rescans): the
   // node's senders announce them to their peers.
   std::function<void()> on_changed;
+  // Two-way: the node's MoveLog. A peer's rename applied here as a move is logged, so this node's
+  // announcers pass it on to their peers as a RENAME too, not as tombstone + bytes.
+  std::shared_ptr<MoveLog> moves;
   // Loop thread, for each conflict copy this receiver made: the original path and the copy's.
   std::function<void(const std::string& path, const std::string& copy)> on_conflict_copy;
   // Two-way: paths this node does not sync (its excludes); a peer's records for them are ignored.
@@ -148,7 +152,9 @@ class Receiver {
   Status remove_file(const std::string& path);
   Status remove_dir(const std::string& path);
   Result<std::optional<protocol::Hash256>> local_hash(const std::string& path);
-  Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin = 0);
+  // Puts m as this node's record (its local seq in *put_seq when given) and acknowledges seq.
+  Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin = 0,
+                uint64_t* put_seq = nullptr);
   // Two-way (receiver_two_way.cpp), job thread, store lock held.
   protocol::Ack reconcile_version(const protocol::FileVersion& fv, const Bytes& body,
                                   const protocol::Hash256& base, BodyPipe* pipe);

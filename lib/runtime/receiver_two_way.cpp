@@ -295,9 +295,14 @@ protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
     if (moved.ok()) {
       auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::match(*moved));
       move_children_records(r.from.path, r.to.path, peer);
-      (void)record(df.target, 0, {}, df.target == r.from ? peer : 0);
-      if (auto st = record(r.to, r.seq, meta.ok() ? *meta : *moved, peer); !st) {
+      const bool same_origin = df.target == r.from;  // else a merged tombstone, authored here
+      uint64_t gone_seq = 0, to_seq = 0;
+      const bool gone_ok = record(df.target, 0, {}, same_origin ? peer : 0, &gone_seq).ok();
+      if (auto st = record(r.to, r.seq, meta.ok() ? *meta : *moved, peer, &to_seq); !st) {
         return reply(r.seq, protocol::AckStatus::failed, st.error().message());
+      }
+      if (opts_.moves && gone_ok && same_origin && r.to.type == protocol::FileType::file) {
+        opts_.moves->add(gone_seq, to_seq, r.to.path);
       }
       return reply(r.seq, protocol::AckStatus::applied);
     }

@@ -294,7 +294,31 @@ void Sender::catch_up(Outbox& out) {
     return {};
   });
   cursor_ = index_.max_seq();
-  for (const auto& r : recs) emit_record(r, true, false, out);
+  std::set<uint64_t> sent_as_move;
+  for (const auto& r : recs) {
+    if (sent_as_move.count(r.seq) != 0) continue;
+    if (auto to = move_of(r)) {
+      out.msgs.emplace_back(protocol::Rename{to->seq, r.meta, to->meta});
+      out.resendable.emplace_back(to->seq, to->meta.path);
+      sent_as_move.insert(to->seq);
+      continue;
+    }
+    emit_record(r, true, false, out);
+  }
+}
+
+std::optional<store::Record> Sender::move_of(const store::Record& tomb) {
+  if (!opts_.moves || !tomb.meta.deleted) return std::nullopt;
+  if (tomb.origin != 0 && tomb.origin == peer_node_.load()) return std::nullopt;  // the peer's own move
+  auto mv = opts_.moves->find(tomb.seq);
+  if (!mv) return std::nullopt;
+  // Only while the moved version is still the one at the new path (not edited, moved on or
+  // deleted since) and came from where the tombstone came from: else the records go as they are.
+  auto cur = index_.get(mv->to_path);
+  if (!cur.ok() || !*cur || (*cur)->seq != mv->to_seq || (*cur)->meta.deleted || (*cur)->origin != tomb.origin) {
+    return std::nullopt;
+  }
+  return std::move(**cur);
 }
 
 void Sender::drain_stream() {
@@ -730,6 +754,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
   out.resendable.emplace_back(moved.seq, to);
   out.moved = true;
+  if (opts_.moves) opts_.moves->add(tomb.seq, moved.seq, to);
   for (const auto& c : below) {
     // The peer moves these with the directory. Here: a tombstone at the old path and a new
     // version at the new one, sent without a body (same content, new path).
@@ -779,6 +804,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
     if (!index_.put(ct).ok() || !index_.put(cn).ok()) continue;
     out.msgs.emplace_back(protocol::Rename{cn.seq, ct.meta, cn.meta});
     out.resendable.emplace_back(cn.seq, np);
+    if (opts_.moves) opts_.moves->add(ct.seq, cn.seq, np);
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     store::Record t = store::author_delete(**it, author());

@@ -18,6 +18,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <cstdint>
 #include <functional>
@@ -31,6 +32,7 @@
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
+#include "lib/runtime/move_log.h"
 #include "lib/store/change.h"
 #include "lib/store/index.h"
 #include "lib/watch/watcher.h"
@@ -65,6 +67,9 @@ struct SenderOptions {
   // Loop thread, after a batch of local changes was authored and sent: the node tells its other
   // senders to announce them.
   std::function<void()> on_authored;
+  // Two-way: shared by the node's senders. The watching sender logs each rename it authors; the
+  // others, announcing from the index, send those as RENAME instead of tombstone + new version.
+  std::shared_ptr<MoveLog> moves;
   // rsync's chmod/chown/usermap/groupmap (one-way only): applied to each version as it leaves,
   // so the target gets the mapped metadata while this index keeps what is on the local disk.
   engine::MetaRules meta_rules;
@@ -263,6 +268,9 @@ class Sender {
   uint64_t cursor_ = 0;
   // Job thread, store lock held: emits the records after cursor_ and moves it to the index's end.
   void catch_up(Outbox& out);
+  // Job thread, store lock held: the moved version a tombstone of this node pairs with (MoveLog),
+  // while that version is still current at its path.
+  std::optional<store::Record> move_of(const store::Record& tomb);
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
   // Job thread: appends ROOT_META when the root's metadata differs from what this session got.

@@ -47,6 +47,9 @@ struct Mesh {
   Node& a;
   Node& b;
   int cookies = 0;
+  // Pairs of node names that are not each other's peers (start() leaves them out): a chain
+  // a - b - c has {"a", "c"}, and b relays between them.
+  std::set<std::pair<std::string, std::string>> unlinked;
 
   explicit Mesh(int n = 2) : nodes(make_nodes(t, n)), a(*nodes[0]), b(*nodes[1]) {
     test::require_root();
@@ -66,7 +69,7 @@ struct Mesh {
     std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon"};
     bool first = true;
     for (const auto& peer : nodes) {
-      if (peer.get() == &n) continue;
+      if (peer.get() == &n || unlinked.count({n.name, peer->name}) != 0 || unlinked.count({peer->name, n.name}) != 0) continue;
       if (first) {
         argv.insert(argv.end(), {"-rsyncssh", n.dir, "127.0.0.1", peer->dir, "-remote-rundir", peer->run});
       } else {
@@ -420,6 +423,54 @@ TEST_SUITE("two_way") {
       CHECK_FALSE(test::exists(n->dir + "/d/k"));
       CHECK_FALSE(test::exists(n->dir + "/d/sub"));
       CHECK_FALSE(test::exists(n->dir + "/m/x"));
+    }
+  }
+
+  // One session per pair: the node with the lower id dials, the other's records travel on that
+  // session, announced from its index; with three nodes a peer also relays what it applied.
+  // Whichever way, a rename reaches every peer as a rename — each moves the bytes it holds (same
+  // inode there) instead of being sent them again.
+  TEST_CASE("renames made on any node arrive as renames on every peer: inodes kept, no bytes re-sent") {
+    // Two nodes; three in a full mesh; three in a chain a - b - c (a's and c's renames reach the
+    // other end only through b).
+    for (const std::string shape : {"2", "3 mesh", "3 chain"}) {
+      CAPTURE(shape);
+      Mesh p(shape == "2" ? 2 : 3);
+      if (shape == "3 chain") p.unlinked.insert({"a", "c"});
+      auto ino = [](const std::string& path) {
+        struct stat st{};
+        REQUIRE_MESSAGE(::lstat(path.c_str(), &st) == 0, path);
+        return st.st_ino;
+      };
+      p.sh("mkdir -p " + p.a.dir + "/d0/sub && head -c 300000 /dev/urandom > " + p.a.dir + "/f0 && echo k > " + p.a.dir +
+           "/d0/k && echo s > " + p.a.dir + "/d0/sub/s");
+      for (auto& n : p.nodes) p.start(*n);
+      p.converged();
+      // Each node in turn renames f (a file) and moves d (a directory): f0 -> f1 -> ..., d0 -> d1 -> ...
+      int hop = 0;
+      for (auto& mover : p.nodes) {
+        for (const bool dir : {false, true}) {
+          const std::string from = (dir ? "d" : "f") + std::to_string(hop), to = (dir ? "d" : "f") + std::to_string(hop + 1);
+          const std::vector<std::string> files = dir ? std::vector<std::string>{"/k", "/sub/s"} : std::vector<std::string>{""};
+          std::map<std::string, ino_t> before;
+          for (auto& n : p.nodes) {
+            for (const auto& f : files) before[n->name + f] = ino(n->dir + "/" + from + f);
+          }
+          p.sh("mv " + mover->dir + "/" + from + " " + mover->dir + "/" + to);
+          p.converged();
+          for (auto& n : p.nodes) {
+            if (n == mover) continue;
+            for (const auto& f : files) {
+              CHECK_MESSAGE(ino(n->dir + "/" + to + f) == before[n->name + f],
+                            (from + f) << " -> " << (to + f) << " renamed on " << mover->name << " arrived on " << n->name
+                                       << " as a new file");
+            }
+            CHECK_FALSE(test::exists(n->dir + "/" + from));
+          }
+        }
+        ++hop;
+      }
+      CHECK(test::read_file(p.b.dir + "/d" + std::to_string(hop) + "/sub/s") == "s\n");
     }
   }
 
