@@ -1,8 +1,10 @@
 // File: lib/runtime/move_log.h
 //
-// The renames this node authored (file renames, and each file of a two-way directory move), for
-// the node's senders that announce from the index rather than from the watcher (push.h: one
-// session per pair, so half of a node's peers get its records that way). In the index a move is
+// The renames in this node's index (file renames, and each file of a two-way directory move):
+// authored here by the watching sender, or a peer's applied here as a move by a receiver. For the
+// node's senders that announce from the index rather than from the watcher (push.h: one session
+// per pair, so half of a node's peers get its records that way; and a node relays its peers'
+// records to the others). In the index a move is
 // two records, a tombstone at the old path and a version at the new one; announced as such, the
 // peer would be sent the bytes it already holds. Looking a tombstone's seq up here gives the
 // version it pairs with, so the announcer sends one RENAME, as the watching sender did.
@@ -10,7 +12,7 @@
 // go as they are (correct, only not cheap).
 // Thread affinity: any thread (one mutex).
 //
-//   log.add(tomb.seq, moved.seq, moved.meta.path);   // where the move is authored
+//   log.add(tomb.seq, moved.seq, moved.meta.path);   // where the move is recorded
 //   if (auto m = log.find(r.seq)) ...                 // r: a tombstone being announced
 #pragma once
 
