@@ -1117,7 +1117,22 @@ void Sender::on_message(const protocol::Message& msg) {
         if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
         return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
       });
-      for (const auto& r : recs) emit_record(r, true, true, *out);
+      // A move with both records in the range goes as one RENAME, in the new name's place.
+      std::map<uint64_t, const store::Record*> tomb_of_move;  // moved version's seq -> tombstone
+      for (const auto& r : recs) {
+        if (auto to = move_of(r)) tomb_of_move[to->seq] = &r;
+      }
+      std::set<uint64_t> sent_as_move;
+      for (const auto& r : recs) {
+        if (sent_as_move.count(r.seq) != 0) continue;
+        if (auto it = tomb_of_move.find(r.seq); it != tomb_of_move.end()) {
+          out->msgs.emplace_back(protocol::Rename{r.seq, it->second->meta, r.meta});
+          out->resendable.emplace_back(r.seq, r.meta.path);
+          sent_as_move.insert(it->second->seq);
+          continue;
+        }
+        emit_record(r, true, true, *out);
+      }
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});
