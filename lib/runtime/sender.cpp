@@ -294,16 +294,29 @@ void Sender::catch_up(Outbox& out) {
     return {};
   });
   cursor_ = index_.max_seq();
-  std::set<uint64_t> sent_as_move;
+  emit_records(recs, false, out);
+}
+
+void Sender::emit_records(const std::vector<store::Record>& recs, bool force_whole, Outbox& out) {
+  // A move whose tombstone and version are both here goes as one RENAME, in the version's place.
+  std::set<uint64_t> here;
+  for (const auto& r : recs) here.insert(r.seq);
+  std::map<uint64_t, const store::Record*> tomb_of;  // moved version's seq -> its tombstone
+  std::set<uint64_t> paired;                         // those tombstones' seqs
   for (const auto& r : recs) {
-    if (sent_as_move.count(r.seq) != 0) continue;
-    if (auto to = move_of(r)) {
-      out.msgs.emplace_back(protocol::Rename{to->seq, r.meta, to->meta});
-      out.resendable.emplace_back(to->seq, to->meta.path);
-      sent_as_move.insert(to->seq);
+    if (auto to = move_of(r); to && here.count(to->seq) != 0) {
+      tomb_of[to->seq] = &r;
+      paired.insert(r.seq);
+    }
+  }
+  for (const auto& r : recs) {
+    if (paired.count(r.seq) != 0) continue;
+    if (auto it = tomb_of.find(r.seq); it != tomb_of.end()) {
+      out.msgs.emplace_back(protocol::Rename{r.seq, it->second->meta, r.meta});
+      out.resendable.emplace_back(r.seq, r.meta.path);
       continue;
     }
-    emit_record(r, true, false, out);
+    emit_record(r, true, force_whole, out);
   }
 }
 
@@ -1117,22 +1130,7 @@ void Sender::on_message(const protocol::Message& msg) {
         if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
         return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
       });
-      // A move with both records in the range goes as one RENAME, in the new name's place.
-      std::map<uint64_t, const store::Record*> tomb_of_move;  // moved version's seq -> tombstone
-      for (const auto& r : recs) {
-        if (auto to = move_of(r)) tomb_of_move[to->seq] = &r;
-      }
-      std::set<uint64_t> sent_as_move;
-      for (const auto& r : recs) {
-        if (sent_as_move.count(r.seq) != 0) continue;
-        if (auto it = tomb_of_move.find(r.seq); it != tomb_of_move.end()) {
-          out->msgs.emplace_back(protocol::Rename{r.seq, it->second->meta, r.meta});
-          out->resendable.emplace_back(r.seq, r.meta.path);
-          sent_as_move.insert(it->second->seq);
-          continue;
-        }
-        emit_record(r, true, true, *out);
-      }
+      emit_records(recs, true, *out);
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});

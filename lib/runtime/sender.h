@@ -268,6 +268,9 @@ class Sender {
   uint64_t cursor_ = 0;
   // Job thread, store lock held: emits the records after cursor_ and moves it to the index's end.
   void catch_up(Outbox& out);
+  // Job thread, store lock held: emit_record() for each, except that a move's tombstone and
+  // version (move_of) go as one RENAME.
+  void emit_records(const std::vector<store::Record>& recs, bool force_whole, Outbox& out);
   // Job thread, store lock held: the moved version a tombstone of this node pairs with (MoveLog),
   // while that version is still current at its path.
   std::optional<store::Record> move_of(const store::Record& tomb);
