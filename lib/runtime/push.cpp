@@ -114,8 +114,6 @@ Status Push::start() {
   SenderOptions base = opts_.sender;
   base.two_way = opts_.two_way;
   if (opts_.two_way) {
-    moves_ = std::make_shared<MoveLog>();
-    base.moves = moves_;
     // The root marker (TWO-WAY.md §4.9): made in a tree the index has never seen; missing from a
     // tree it knows, the volume is probably not mounted — no deletes are propagated.
     const std::string marker = opts_.source + "/" + kRootMarker;
@@ -230,7 +228,6 @@ ReceiverOptions Push::receiver_options() {
   ro.two_way = true;
   ro.apply = opts_.apply;
   ro.on_changed = [this] { announce_all(); };
-  ro.moves = moves_;
   ro.on_conflict_copy = [this](const std::string& path, const std::string& copy) { run_conflict_hook(path, copy); };
   ro.excludes = source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes);
   ro.deletes_held = [this] { return !links_.front()->sender->brake().empty(); };
@@ -595,7 +592,6 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
             SenderOptions so = opts_.sender;
             so.two_way = true;
             so.watch_tree = false;
-            so.moves = moves_;
             so.on_caught_up = [this, raw](bool first) {
               if (first) startup_finished();
               lg().info("peer node {:016x} caught up (joined session {})", raw->peer_node, raw->id);

@@ -155,7 +155,6 @@ class Push {
   transport::SshCommand rsh_;
   std::unique_ptr<fs::Root> root_;
   std::unique_ptr<store::Index> index_;
-  std::shared_ptr<MoveLog> moves_;  // two-way: the renames in the index, for the announcing senders
   std::vector<std::unique_ptr<Link>> links_;
   std::mt19937_64 rng_;
   // Peer sessions joined through the control socket.

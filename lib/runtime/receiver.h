@@ -26,7 +26,6 @@
 #include "lib/runtime/body_pipe.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
-#include "lib/runtime/move_log.h"
 #include "lib/store/change.h"
 #include "lib/store/index.h"
 #include "lib/watch/exclude.h"
@@ -89,9 +88,6 @@ struct ReceiverOptions {
   // here: conflict copies, re-asserted directories, local changes found by its rescans): the
   // node's senders announce them to their peers.
   std::function<void()> on_changed;
-  // Two-way: the node's MoveLog. A peer's rename applied here as a move is logged, so this node's
-  // announcers pass it on to their peers as a RENAME too, not as tombstone + bytes.
-  std::shared_ptr<MoveLog> moves;
   // Loop thread, for each conflict copy this receiver made: the original path and the copy's.
   std::function<void(const std::string& path, const std::string& copy)> on_conflict_copy;
   // Two-way: paths this node does not sync (its excludes); a peer's records for them are ignored.

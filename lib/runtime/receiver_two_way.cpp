@@ -301,9 +301,8 @@ protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
       if (auto st = record(r.to, r.seq, meta.ok() ? *meta : *moved, peer, &to_seq); !st) {
         return reply(r.seq, protocol::AckStatus::failed, st.error().message());
       }
-      if (opts_.moves && gone_ok && same_origin && r.to.type == protocol::FileType::file) {
-        opts_.moves->add(gone_seq, to_seq, r.to.path);
-      }
+      // Paired in the index, so this node's senders pass the move on as a RENAME too (a relay).
+      if (gone_ok && same_origin && r.to.type == protocol::FileType::file) (void)index_.put_move(gone_seq, to_seq, r.to.path);
       return reply(r.seq, protocol::AckStatus::applied);
     }
     lg().debug("rename {} -> {} not applied as a move: {}", log::escape(r.from.path), log::escape(r.to.path),

@@ -321,10 +321,11 @@ void Sender::emit_records(const std::vector<store::Record>& recs, bool force_who
 }
 
 std::optional<store::Record> Sender::move_of(const store::Record& tomb) {
-  if (!opts_.moves || !tomb.meta.deleted) return std::nullopt;
+  if (!opts_.two_way || !tomb.meta.deleted) return std::nullopt;
   if (tomb.origin != 0 && tomb.origin == peer_node_.load()) return std::nullopt;  // the peer's own move
-  auto mv = opts_.moves->find(tomb.seq);
-  if (!mv) return std::nullopt;
+  auto found = index_.get_move(tomb.seq);
+  if (!found.ok() || !*found) return std::nullopt;
+  const auto& mv = *found;
   // Only while the moved version is still the one at the new path (not edited, moved on or
   // deleted since) and came from where the tombstone came from: else the records go as they are.
   auto cur = index_.get(mv->to_path);
@@ -767,7 +768,8 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
   out.resendable.emplace_back(moved.seq, to);
   out.moved = true;
-  if (opts_.moves) opts_.moves->add(tomb.seq, moved.seq, to);
+  if (opts_.two_way) (void)index_.put_move(tomb.seq, moved.seq, to);  // a hint: best effort
+  lg().debug("move recorded: {} -> {}", log::escape(from), log::escape(to));
   for (const auto& c : below) {
     // The peer moves these with the directory. Here: a tombstone at the old path and a new
     // version at the new one, sent without a body (same content, new path).
@@ -817,7 +819,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
     if (!index_.put(ct).ok() || !index_.put(cn).ok()) continue;
     out.msgs.emplace_back(protocol::Rename{cn.seq, ct.meta, cn.meta});
     out.resendable.emplace_back(cn.seq, np);
-    if (opts_.moves) opts_.moves->add(ct.seq, cn.seq, np);
+    (void)index_.put_move(ct.seq, cn.seq, np);  // a hint: best effort
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     store::Record t = store::author_delete(**it, author());
@@ -826,6 +828,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
   store::Record tomb = store::author_delete(old, author());
   if (!index_.put(tomb).ok()) return false;
   emit_record(tomb, false, false, out);
+  lg().debug("move recorded: {} -> {} ({} entries below)", log::escape(from), log::escape(to), below.size());
   return true;
 }
 

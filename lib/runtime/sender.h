@@ -32,7 +32,6 @@
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
-#include "lib/runtime/move_log.h"
 #include "lib/store/change.h"
 #include "lib/store/index.h"
 #include "lib/watch/watcher.h"
@@ -67,9 +66,6 @@ struct SenderOptions {
   // Loop thread, after a batch of local changes was authored and sent: the node tells its other
   // senders to announce them.
   std::function<void()> on_authored;
-  // Two-way: shared by the node's senders. The watching sender logs each rename it authors; the
-  // others, announcing from the index, send those as RENAME instead of tombstone + new version.
-  std::shared_ptr<MoveLog> moves;
   // rsync's chmod/chown/usermap/groupmap (one-way only): applied to each version as it leaves,
   // so the target gets the mapped metadata while this index keeps what is on the local disk.
   engine::MetaRules meta_rules;
@@ -271,7 +267,7 @@ class Sender {
   // Job thread, store lock held: emit_record() for each, except that a move's tombstone and
   // version (move_of) go as one RENAME.
   void emit_records(const std::vector<store::Record>& recs, bool force_whole, Outbox& out);
-  // Job thread, store lock held: the moved version a tombstone of this node pairs with (MoveLog),
+  // Job thread, store lock held: the moved version a tombstone pairs with (Index::get_move),
   // while that version is still current at its path.
   std::optional<store::Record> move_of(const store::Record& tomb);
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection

@@ -87,7 +87,9 @@ Status Index::init_schema() {
       "CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, seq INTEGER NOT NULL UNIQUE,"
       "  deleted INTEGER NOT NULL, record BLOB NOT NULL, fp BLOB NOT NULL, origin INTEGER NOT NULL DEFAULT 0);"
       "CREATE TABLE IF NOT EXISTS signatures (path BLOB NOT NULL, peer INTEGER NOT NULL,"
-      "  base_hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (path, peer));"));
+      "  base_hash BLOB NOT NULL, sig BLOB NOT NULL, PRIMARY KEY (path, peer));"
+      // Added without a schema bump: older versions ignore the table, and its rows are only hints.
+      "CREATE TABLE IF NOT EXISTS moves (tomb_seq INTEGER PRIMARY KEY, to_seq INTEGER NOT NULL, to_path BLOB NOT NULL);"));
   SYNCD_TRY_ASSIGN(schema, meta_get("schema"));
   if (schema == 0) {
     // A new database is a new incarnation: fresh node and index ids (TWO-WAY.md §4.1).
@@ -299,7 +301,31 @@ Result<uint64_t> Index::collect_tombstones(const std::vector<uint64_t>& peers, b
     SYNCD_TRY(del.step());
     del.reset();
   }
+  // Pairings whose tombstone is gone (collected, or replaced by a newer record of its path).
+  SYNCD_TRY(db_.exec("DELETE FROM moves WHERE tomb_seq NOT IN (SELECT seq FROM files WHERE deleted = 1)"));
   return static_cast<uint64_t>(doomed.size());
+}
+
+Status Index::put_move(uint64_t tomb_seq, uint64_t to_seq, std::string_view to_path) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("INSERT OR REPLACE INTO moves (tomb_seq, to_seq, to_path) VALUES (?, ?, ?)"));
+  st.bind_int64(1, static_cast<int64_t>(tomb_seq));
+  st.bind_int64(2, static_cast<int64_t>(to_seq));
+  st.bind_blob(3, as_bytes(to_path));
+  SYNCD_TRY(st.step());
+  return {};
+}
+
+Result<std::optional<Index::Move>> Index::get_move(uint64_t tomb_seq) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT to_seq, to_path FROM moves WHERE tomb_seq = ?"));
+  st.bind_int64(1, static_cast<int64_t>(tomb_seq));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  if (!row) return std::optional<Move>{};
+  Move m;
+  m.to_seq = static_cast<uint64_t>(st.column_int64(0));
+  const ByteSpan p = st.column_blob(1);
+  m.to_path.assign(reinterpret_cast<const char*>(p.data()), p.size());
+  st.reset();
+  return std::optional<Move>(std::move(m));
 }
 
 Result<uint64_t> Index::next_counter() {

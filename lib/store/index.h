@@ -104,6 +104,17 @@ class Index {
   Result<uint64_t> collect_tombstones(const std::vector<uint64_t>& peers, bool peers_known, uint64_t now_ms,
                                       uint64_t min_age_ms, uint64_t max_age_ms);
 
+  // Moves (two-way): the tombstone a rename left at the old path, paired with the version it
+  // made at the new one. A sender announcing from the index sends such a pair as one RENAME (the
+  // peer moves the bytes it holds) while that version is still current (Sender::move_of). A pair
+  // is dropped with its tombstone (collect_tombstones), or once a newer record replaced it.
+  struct Move {
+    uint64_t to_seq = 0;
+    std::string to_path;
+  };
+  Status put_move(uint64_t tomb_seq, uint64_t to_seq, std::string_view to_path);
+  Result<std::optional<Move>> get_move(uint64_t tomb_seq);
+
   // This node's next version counter (strictly increasing across restarts and crashes).
   Result<uint64_t> next_counter();
 

@@ -475,8 +475,9 @@ TEST_SUITE("two_way") {
   }
 
   // A peer that was down asks for everything after its resume point when it comes back; a move
-  // made meanwhile is in that range as a tombstone and a version, and goes as one RENAME.
-  TEST_CASE("a rename made while the peer was down arrives as a rename when it is back") {
+  // made meanwhile is in that range as a tombstone and a version, and goes as one RENAME — also
+  // when the mover restarted in between (the pairing is in its index).
+  TEST_CASE("a rename made while the peer was down arrives as a rename when it is back, across the mover's restart") {
     Mesh p;
     auto ino = [](const std::string& path) {
       struct stat st{};
@@ -484,6 +485,8 @@ TEST_SUITE("two_way") {
       return st.st_ino;
     };
     p.sh("mkdir -p " + p.a.dir + "/d0 && head -c 300000 /dev/urandom > " + p.a.dir + "/f0 && echo k > " + p.a.dir + "/d0/k");
+    ::setenv("SPDLOG_LEVEL", "debug", 1);  // the movers' "move recorded" lines are the barrier below
+    auto level = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
     p.start(p.a);
     p.start(p.b);
     p.converged();
@@ -492,8 +495,13 @@ TEST_SUITE("two_way") {
       const std::string n0 = std::to_string(hop), n1 = std::to_string(hop + 1);
       const ino_t f = ino(peer->dir + "/f" + n0), k = ino(peer->dir + "/d" + n0 + "/k");
       p.stop(*peer);
+      const size_t from = test::read_file(mover->log).size();
       p.sh("mv " + mover->dir + "/f" + n0 + " " + mover->dir + "/f" + n1);
       p.sh("mv " + mover->dir + "/d" + n0 + " " + mover->dir + "/d" + n1);
+      // Recorded (the file's move came first), then the mover restarts before the peer is back.
+      REQUIRE_MESSAGE(test::wait_for_text(mover->log, "move recorded: d" + n0 + " -> d" + n1, from, 30000), p.logs());
+      p.stop(*mover);
+      p.start(*mover);
       p.start(*peer);
       p.converged();
       CHECK_MESSAGE(ino(peer->dir + "/f" + n1) == f, "f" << n0 << " renamed on " << mover->name << " arrived as a new file");

@@ -71,6 +71,48 @@ TEST_SUITE("store.index") {
     CHECK(*idx->tombstone_count() == 1);
   }
 
+  TEST_CASE("a move's pairing survives reopening and goes once its tombstone is collected or replaced") {
+    test::TempDir t("idx");
+    const uint64_t day = 86400000, now = 1'800'000'000'000;
+    uint64_t tomb_a = 0, tomb_b = 0, moved_a = 0;
+    {
+      auto idx = Index::open(t / "s");
+      REQUIRE(idx.ok());
+      auto gone = [&](const std::string& path) {
+        Record r = rec(path, 1);
+        r.meta.deleted = true;
+        r.meta.sha256 = {};
+        r.meta.content_ts = Hlc::pack(now - 10 * day, 0);
+        REQUIRE(idx->put(r).ok());
+        return r.seq;
+      };
+      tomb_a = gone("a");
+      Record ma = rec("moved/a", 1);
+      REQUIRE(idx->put(ma).ok());
+      moved_a = ma.seq;
+      tomb_b = gone("b");
+      REQUIRE(idx->put_move(tomb_a, moved_a, "moved/a").ok());
+      REQUIRE(idx->put_move(tomb_b, 99, "moved/b").ok());
+      CHECK_FALSE(*idx->get_move(moved_a));  // keyed by the tombstone
+    }
+    auto idx = Index::open(t / "s");
+    REQUIRE(idx.ok());
+    auto m = idx->get_move(tomb_a);
+    REQUIRE(m.ok());
+    REQUIRE(m->has_value());
+    CHECK((*m)->to_seq == moved_a);
+    CHECK((*m)->to_path == "moved/a");
+    // "b" is written again: its tombstone (and so its pairing) is gone at the next collection,
+    // which also collects "a"'s tombstone (every peer applied it, old enough).
+    Record again = rec("b", 2);
+    REQUIRE(idx->put(again).ok());
+    REQUIRE(idx->get_move(tomb_b)->has_value());
+    REQUIRE(idx->set_peer_acked(7, tomb_a).ok());
+    CHECK(*idx->collect_tombstones({7}, true, now, 7 * day, 180 * day) == 1);
+    CHECK_FALSE(*idx->get_move(tomb_a));
+    CHECK_FALSE(*idx->get_move(tomb_b));
+  }
+
   TEST_CASE("identity is created once and survives reopening") {
     test::TempDir t("idx");
     uint64_t node = 0, index = 0;
