@@ -302,7 +302,11 @@ protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
         return reply(r.seq, protocol::AckStatus::failed, st.error().message());
       }
       // Paired in the index, so this node's senders pass the move on as a RENAME too (a relay).
-      if (gone_ok && same_origin && r.to.type == protocol::FileType::file) (void)index_.put_move(gone_seq, to_seq, r.to.path);
+      if (gone_ok && same_origin && r.to.type == protocol::FileType::file) {
+        if (auto st = index_.put_move(gone_seq, to_seq, r.to.path); !st) {
+          lg().debug("move to {} not paired in the index: {}", log::escape(r.to.path), st.error().message());
+        }
+      }
       return reply(r.seq, protocol::AckStatus::applied);
     }
     lg().debug("rename {} -> {} not applied as a move: {}", log::escape(r.from.path), log::escape(r.to.path),

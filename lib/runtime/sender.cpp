@@ -294,16 +294,24 @@ void Sender::catch_up(Outbox& out) {
     return {};
   });
   cursor_ = index_.max_seq();
-  emit_records(recs, false, out);
+  emit_records(recs, false, true, out);
 }
 
-void Sender::emit_records(const std::vector<store::Record>& recs, bool force_whole, Outbox& out) {
+void Sender::pair_move(uint64_t tomb_seq, uint64_t to_seq, const std::string& to) {
+  // Only a hint (a move without it goes as tombstone + version): a failure costs bytes, not data.
+  if (auto st = index_.put_move(tomb_seq, to_seq, to); !st) {
+    lg().debug("move to {} not paired in the index: {}", log::escape(to), st.error().message());
+  }
+}
+
+void Sender::emit_records(const std::vector<store::Record>& recs, bool force_whole, bool pair_moves, Outbox& out) {
   // A move whose tombstone and version are both here goes as one RENAME, in the version's place.
   std::set<uint64_t> here;
   for (const auto& r : recs) here.insert(r.seq);
   std::map<uint64_t, const store::Record*> tomb_of;  // moved version's seq -> its tombstone
   std::set<uint64_t> paired;                         // those tombstones' seqs
   for (const auto& r : recs) {
+    if (!pair_moves) break;
     if (auto to = move_of(r); to && here.count(to->seq) != 0) {
       tomb_of[to->seq] = &r;
       paired.insert(r.seq);
@@ -768,7 +776,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
   out.resendable.emplace_back(moved.seq, to);
   out.moved = true;
-  if (opts_.two_way) (void)index_.put_move(tomb.seq, moved.seq, to);  // a hint: best effort
+  if (opts_.two_way) pair_move(tomb.seq, moved.seq, to);
   lg().debug("move recorded: {} -> {}", log::escape(from), log::escape(to));
   for (const auto& c : below) {
     // The peer moves these with the directory. Here: a tombstone at the old path and a new
@@ -819,7 +827,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
     if (!index_.put(ct).ok() || !index_.put(cn).ok()) continue;
     out.msgs.emplace_back(protocol::Rename{cn.seq, ct.meta, cn.meta});
     out.resendable.emplace_back(cn.seq, np);
-    (void)index_.put_move(ct.seq, cn.seq, np);  // a hint: best effort
+    pair_move(ct.seq, cn.seq, np);
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     store::Record t = store::author_delete(**it, author());
@@ -1133,7 +1141,9 @@ void Sender::on_message(const protocol::Message& msg) {
         if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
         return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
       });
-      emit_records(recs, true, *out);
+      // A peer asking for everything (since 0) never applied our records: it holds no old name
+      // to move, and a RENAME would only cost it a round trip to ask for the bytes.
+      emit_records(recs, true, since != 0, *out);
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});

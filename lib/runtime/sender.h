@@ -264,9 +264,11 @@ class Sender {
   uint64_t cursor_ = 0;
   // Job thread, store lock held: emits the records after cursor_ and moves it to the index's end.
   void catch_up(Outbox& out);
-  // Job thread, store lock held: emit_record() for each, except that a move's tombstone and
-  // version (move_of) go as one RENAME.
-  void emit_records(const std::vector<store::Record>& recs, bool force_whole, Outbox& out);
+  // Job thread, store lock held: emit_record() for each, except that (with pair_moves) a move's
+  // tombstone and version (move_of) go as one RENAME.
+  void emit_records(const std::vector<store::Record>& recs, bool force_whole, bool pair_moves, Outbox& out);
+  // Job thread, store lock held: pairs a move's tombstone with its version (Index::put_move).
+  void pair_move(uint64_t tomb_seq, uint64_t to_seq, const std::string& to);
   // Job thread, store lock held: the moved version a tombstone pairs with (Index::get_move),
   // while that version is still current at its path.
   std::optional<store::Record> move_of(const store::Record& tomb);
