@@ -8,7 +8,9 @@
 //   - this node's identity: node_id and index_id, random u64s created with the database;
 //   - this node's version counter: max(previous + 1, Unix ms), with a persisted high-water mark,
 //     so no value is ever handed out twice, not even after losing the last commits;
-//   - the block signature of the last version sent to each peer (zero-RTT deltas, DESIGN.md §5).
+//   - the block signature of the last version sent to each peer (zero-RTT deltas, DESIGN.md §5);
+//   - two-way moves: which tombstone a rename left and which version it made (put_move), so the
+//     pair can go to any peer as one RENAME.
 // Every put() gets the next sequence number. Writes inside one Txn commit together (group commit);
 // WAL with synchronous=NORMAL: a committed record survives kill -9; a power loss may drop the
 // last commits, which the startup rescan re-creates (the counter rule keeps versions unique).
