@@ -197,6 +197,12 @@ struct Mesh {
   }
 };
 
+ino_t ino(const std::string& p) {
+  struct stat st{};
+  REQUIRE_MESSAGE(::lstat(p.c_str(), &st) == 0, p);
+  return st.st_ino;
+}
+
 std::string mode_of(const std::string& p) {
   struct stat st{};
   REQUIRE(::lstat(p.c_str(), &st) == 0);
@@ -437,11 +443,6 @@ TEST_SUITE("two_way") {
       CAPTURE(shape);
       Mesh p(shape == "2" ? 2 : 3);
       if (shape == "3 chain") p.unlinked.insert({"a", "c"});
-      auto ino = [](const std::string& path) {
-        struct stat st{};
-        REQUIRE_MESSAGE(::lstat(path.c_str(), &st) == 0, path);
-        return st.st_ino;
-      };
       p.sh("mkdir -p " + p.a.dir + "/d0/sub && head -c 300000 /dev/urandom > " + p.a.dir + "/f0 && echo k > " + p.a.dir +
            "/d0/k && echo s > " + p.a.dir + "/d0/sub/s");
       for (auto& n : p.nodes) p.start(*n);
@@ -479,11 +480,6 @@ TEST_SUITE("two_way") {
   // when the mover restarted in between (the pairing is in its index).
   TEST_CASE("a rename made while the peer was down arrives as a rename when it is back, across the mover's restart") {
     Mesh p;
-    auto ino = [](const std::string& path) {
-      struct stat st{};
-      REQUIRE_MESSAGE(::lstat(path.c_str(), &st) == 0, path);
-      return st.st_ino;
-    };
     p.sh("mkdir -p " + p.a.dir + "/d0 && head -c 300000 /dev/urandom > " + p.a.dir + "/f0 && echo k > " + p.a.dir + "/d0/k");
     ::setenv("SPDLOG_LEVEL", "debug", 1);  // the movers' "move recorded" lines are the barrier below
     auto level = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
