@@ -782,15 +782,24 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
     // The peer moves these with the directory. Here: a tombstone at the old path and a new
     // version at the new one, sent without a body (same content, new path).
     store::Record ct = store::author_delete(c, author());
-    const std::string np = to + c.meta.path.substr(from.size());
-    auto prev_np = index_.get(np);
-    if (!prev_np.ok()) continue;
-    store::Record cn = store::author_move(
-        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs}, c,
-        *prev_np, author());
-    if (index_.put(ct).ok() && index_.put(cn).ok()) emit_record(cn, false, false, out);
+    auto cn = moved_child(c, from, to, out);
+    if (!cn) continue;
+    if (index_.put(ct).ok() && index_.put(*cn).ok()) emit_record(*cn, false, false, out);
   }
   return true;
+}
+
+std::optional<store::Record> Sender::moved_child(const store::Record& c, const std::string& from, const std::string& to,
+                                                 Outbox& out) {
+  const std::string np = to + c.meta.path.substr(from.size());
+  auto prev = index_.get(np);
+  if (!prev.ok()) {
+    out.errors.push_back("move of " + log::escape(c.meta.path) + ": " + prev.error().message());
+    return std::nullopt;
+  }
+  // Same bytes and metadata at the new path (a rename changes neither).
+  const store::Entry at_new{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs};
+  return store::author_move(at_new, c, *prev, author());
 }
 
 // Two-way: a peer must not move a whole directory, which would carry along entries it added
@@ -811,12 +820,10 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
   emit_record(moved, false, false, out);
   std::vector<const store::Record*> dirs;  // parents first (index order)
   for (const auto& c : below) {
-    const std::string np = to + c.meta.path.substr(from.size());
-    auto prev_np = index_.get(np);
-    if (!prev_np.ok()) continue;
-    store::Record cn = store::author_move(
-        store::Entry{np, c.meta.type, c.fp, c.meta.symlink_target, c.meta.rdev, 1, c.meta.sha256, false, c.meta.xattrs}, c,
-        *prev_np, author());
+    auto moved_c = moved_child(c, from, to, out);
+    if (!moved_c) continue;
+    store::Record& cn = *moved_c;
+    const std::string& np = cn.meta.path;
     if (c.meta.type == protocol::FileType::dir) {
       if (!index_.put(cn).ok()) continue;
       emit_record(cn, false, false, out);

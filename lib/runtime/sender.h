@@ -200,6 +200,10 @@ class Sender {
   // Sends a RENAME (and body-less versions for a directory's children) when `to` is `from`
   // moved unchanged; false when it is not, and the caller treats it as remove + create.
   bool process_rename(const std::string& from, const std::string& to, Outbox& out);
+  // The record of `c` (an entry below a directory moved from `from` to `to`) at its new path,
+  // authored, not yet put; nullopt (reason in out.errors) when the index could not be read.
+  std::optional<store::Record> moved_child(const store::Record& c, const std::string& from, const std::string& to,
+                                           Outbox& out);
   bool process_dir_move(const store::Record& old, const store::Entry& at_new, const std::vector<store::Record>& below,
                         Outbox& out);
   void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
