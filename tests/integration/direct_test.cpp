@@ -216,8 +216,15 @@ TEST_SUITE("integration.direct") {
     test::write_file(f.s("big.bin"), big);
     f.start();
     f.converged();
+    // One pwrite in place: the file is never seen half-written (a truncate-and-rewrite could be
+    // shipped empty in between if the writer stalled past the watcher's settle window, and the
+    // next version would then be whole, not a delta).
     big.replace(100000, 10, "EDITEDHERE");
-    test::write_file(f.s("big.bin"), big);
+    {
+      UniqueFd fd(::open(f.s("big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+      REQUIRE(fd);
+      REQUIRE(::pwrite(fd.get(), big.data() + 100000, 10, 100000) == 10);
+    }
     f.converged();
     ::unsetenv("SPDLOG_LEVEL");
     // body=2 is BodyKind::delta in the sender's debug line for this path.
