@@ -368,6 +368,7 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
           std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>& next) {
   using namespace syncd;
   auto& lg = log::get(log::Module::main);
+  bool failed = false;  // a node that cannot go on stopped the loop
   std::vector<std::unique_ptr<Running>> nodes;
   std::vector<std::string> sockets;
   for (const auto& n : plan.nodes) {
@@ -383,7 +384,13 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
       r->actions = std::make_unique<runtime::ActionSync>(loop, n.actions);
       st = r->actions->start();
     } else if (n.type == plan::Node::Type::direct) {
-      r->direct = std::make_unique<runtime::DirectMirror>(loop, n.direct);
+      auto o = n.direct;
+      o.on_failed = [&loop, &failed, &lg](const std::string& why) {
+        lg.error("terminating, the mirror cannot go on: {}", why);
+        failed = true;
+        loop.stop();
+      };
+      r->direct = std::make_unique<runtime::DirectMirror>(loop, std::move(o));
       st = r->direct->start();
     } else {
       r->push = std::make_unique<runtime::Push>(loop, n.push);
@@ -466,7 +473,7 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
     next = reload();
     return next.has_value();
   });
-  return terminated ? *terminated : code;
+  return terminated ? *terminated : failed ? 255 : code;
 }
 
 // Loads the config (file or command-line syncs) and plans it; lsyncd's "Error: ..." text.

@@ -12,6 +12,7 @@ namespace syncd::runtime {
 DirectMirror::DirectMirror(uvx::Loop& loop, DirectOptions opts) : loop_(loop), opts_(std::move(opts)) {}
 
 DirectMirror::~DirectMirror() {
+  opts_.on_failed = nullptr;  // its owner is going too
   // Sender and receiver (and their job threads) go before the connections and indexes they use.
   sender_.reset();
   receiver_.reset();
@@ -43,8 +44,10 @@ Status DirectMirror::start() {
     return Error::from_errno("socketpair");
   }
   auto on_close = [this](const Error& e) {
+    if (!failure_.empty()) return;  // the other end's close that follows the first
     failure_ = e.message();
     log::get(log::Module::runtime).error("direct link closed: {}", failure_);
+    if (opts_.on_failed) opts_.on_failed(failure_);
   };
   src_conn_ = std::make_unique<Connection>(
       loop_, UniqueFd(sv[0]), [this](protocol::Message m) { sender_->on_message(m); }, on_close);

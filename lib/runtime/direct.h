@@ -10,6 +10,7 @@
 //   SYNCD_TRY(m.start());  loop.run();
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ struct DirectOptions {
   bool devices = false;              // rsync.devices / rsync.specials: device files / FIFOs and sockets too
   bool specials = false;
   SenderOptions sender;
+  // The in-process link failed (the sender could not read its index, or a protocol error): the
+  // mirror cannot go on. Called once, on the loop thread, with the reason; the daemon exits.
+  std::function<void(const std::string&)> on_failed;
 };
 
 class DirectMirror {
@@ -50,7 +54,7 @@ class DirectMirror {
   bool idle() const noexcept;
   LsyncdView lsyncd_view() const;
   bool synced() const noexcept { return receiver_ && receiver_->synced(); }
-  // Called once when the link fails (it should not in-process): the reason.
+  // Why the link failed (empty while it works).
   std::string failure() const { return failure_; }
 
  private:

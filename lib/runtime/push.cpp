@@ -391,7 +391,9 @@ void Push::connect(Link& l) {
             const uint64_t node = h->node_id;
             jobs_->post([this, key, node]() -> JobQueue::Done {
               std::lock_guard lk(index_->mutex());
-              (void)index_->set_link_node(key, node);
+              if (auto st = index_->set_link_node(key, node); !st) {
+                lg().warn("index: the peer's node id not kept (tombstone collection waits for it): {}", st.error().message());
+              }
               return {};
             });
           }

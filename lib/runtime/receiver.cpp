@@ -464,7 +464,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
     const auto order = engine::compare((*local)->meta.version, m.version);
     if (order == engine::Order::after || (order == engine::Order::equal && (*local)->meta == m)) {
       flush_staged();
-      (void)advance(fv.seq);  // remember the seq; nothing else to do
+      advance_or_log(fv.seq);  // remember the seq; nothing else to do
       return ack(fv.seq, protocol::AckStatus::ignored);
     }
   }
@@ -478,7 +478,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
       // A file kept by --update is in the source, so the startup delete must not take it.
       if (newer_here) kept_newer_.insert(m.path);
       flush_staged();
-      (void)advance(fv.seq);
+      advance_or_log(fv.seq);
       return ack(fv.seq, protocol::AckStatus::ignored, absent ? "absent here (rsync.existing)" : "newer here (rsync.update)");
     }
   }
@@ -678,11 +678,7 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
     auto here = applier_.stat(r.from.path);
     if (!here.ok() && here.error().is_errno(ENOENT)) {
       // A pruned directory moved: only its records move (nothing below it is here either).
-      move_children_records(r.from.path, r.to.path, peer_node_.load());
-      store::Record from{r.from, 0, {}, peer_node_.load()}, to{r.to, 0, {}, peer_node_.load()};
-      (void)index_.put(from);
-      (void)index_.put(to);
-      (void)advance(r.seq);
+      if (auto st = record_move(r, {}); !st) return ack(r.seq, protocol::AckStatus::failed, st.error().message());
       return ack(r.seq, protocol::AckStatus::applied);
     }
   }
@@ -697,24 +693,29 @@ protocol::Ack Receiver::do_rename(const protocol::Rename& r) {
                moved.error().message());
   }
   auto meta = applier_.set_meta(r.to.path, mirror_attrs(r.to), apply::Expected::any());
-  if (dir) move_children_records(r.from.path, r.to.path, peer_node_.load());
   if (pruning()) prune_parents(r.from.path);
-  store::Record from{r.from, 0, {}, peer_node_.load()};
-  store::Record to{r.to, 0, meta.ok() ? *meta : (moved.ok() ? *moved : fs::Fingerprint{}), peer_node_.load()};
-  (void)index_.put(from);
-  (void)index_.put(to);
-  (void)advance(r.seq);
+  if (auto st = record_move(r, meta.ok() ? *meta : *moved); !st) {
+    return ack(r.seq, protocol::AckStatus::failed, st.error().message());
+  }
   return ack(r.seq, protocol::AckStatus::applied);
 }
 
-void Receiver::move_children_records(const std::string& from, const std::string& to, uint64_t origin) {
+Status Receiver::record_move(const protocol::Rename& r, const fs::Fingerprint& fp) {
+  const uint64_t peer = peer_node_.load();
+  if (r.to.type == protocol::FileType::dir) SYNCD_TRY(move_children_records(r.from.path, r.to.path, peer));
+  store::Record from{r.from, 0, {}, peer};
+  SYNCD_TRY(index_.put(from));
+  return record(r.to, r.seq, fp, peer);
+}
+
+Status Receiver::move_children_records(const std::string& from, const std::string& to, uint64_t origin) {
   // The index follows the disk: everything that was under `from` now lives under `to`, with the
   // versions it had (the source sends each child's new version right after).
   std::vector<store::Record> below;
-  (void)index_.for_each_under(from, [&](const store::Record& x) -> Status {
+  SYNCD_TRY(index_.for_each_under(from, [&](const store::Record& x) -> Status {
     if (x.meta.path != from && !x.meta.deleted) below.push_back(x);
     return {};
-  });
+  }));
   for (auto& x : below) {
     store::Record t = x;
     t.meta.deleted = true;
@@ -722,13 +723,20 @@ void Receiver::move_children_records(const std::string& from, const std::string&
     t.meta.symlink_target.clear();
     t.meta.size = 0;
     t.origin = origin;
-    (void)index_.put(t);
+    SYNCD_TRY(index_.put(t));
     x.meta.path = to + x.meta.path.substr(from.size());
     x.origin = origin;
     auto fp = applier_.stat(x.meta.path);
     if (fp.ok()) x.fp = *fp;
-    (void)index_.put(x);
+    SYNCD_TRY(index_.put(x));
   }
+  return {};
+}
+
+void Receiver::advance_or_log(uint64_t seq) {
+  // Where nothing else was recorded: a failure only means that after a restart the peer resends
+  // from an older position (applying a record again changes nothing).
+  if (auto st = advance(seq); !st) lg().error("index: the peer's position not kept: {}", st.error().message());
 }
 
 Status Receiver::remove_file(const std::string& path) {
@@ -788,10 +796,14 @@ void Receiver::prune_parents(const std::string& path) {
 
 void Receiver::prune_all_empty() {
   std::vector<std::string> dirs;
-  (void)index_.for_each_under("", [&](const store::Record& r) -> Status {
-    if (!r.meta.deleted && r.meta.type == protocol::FileType::dir) dirs.push_back(r.meta.path);
-    return {};
-  });
+  if (auto st = index_.for_each_under("", [&](const store::Record& r) -> Status {
+        if (!r.meta.deleted && r.meta.type == protocol::FileType::dir) dirs.push_back(r.meta.path);
+        return {};
+      });
+      !st) {
+    lg().error("prune_empty_dirs: empty directories not looked for: {}", st.error().message());
+    return;
+  }
   std::sort(dirs.begin(), dirs.end(), std::greater<>());  // deepest first: a parent can go after its children
   for (const auto& d : dirs) {
     if (opts_.rules.dry_run) break;

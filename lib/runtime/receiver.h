@@ -161,7 +161,9 @@ class Receiver {
   protocol::Ack apply_delete(uint64_t seq, const std::optional<store::Record>& local,
                              const protocol::FileMeta& g, uint64_t origin);
   // After a directory moved from `from` to `to` on disk: the records of everything below follow.
-  void move_children_records(const std::string& from, const std::string& to, uint64_t origin);
+  Status move_children_records(const std::string& from, const std::string& to, uint64_t origin);
+  // One-way: the index after the peer's rename `r` was applied (`fp`: what is at r.to now).
+  Status record_move(const protocol::Rename& r, const fs::Fingerprint& fp);
   // This node's record for `path` after looking at the disk: a change not yet scanned becomes a
   // local version first, so a peer's record is reconciled with what is really there.
   Result<std::optional<store::Record>> refresh_local(const std::string& path);
@@ -188,6 +190,7 @@ class Receiver {
   void report_acked();               // loop
   std::atomic<uint64_t> conflicts_{0};
   Status advance(uint64_t seq);
+  void advance_or_log(uint64_t seq);
 
   uvx::Loop& loop_;
   const fs::Root& root_;

@@ -154,7 +154,7 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
                                           const protocol::Hash256& base, BodyPipe* pipe) {
   const auto& m = fv.meta;
   if (opts_.excludes.excluded(m.path, m.type == protocol::FileType::dir)) {
-    (void)advance(fv.seq);
+    advance_or_log(fv.seq);
     return reply(fv.seq, protocol::AckStatus::ignored, "excluded here");
   }
   for (const auto& w : staged_) {
@@ -178,7 +178,7 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
       lg().warn("conflict: {}: {} wins over {}; the peer keeps its content as {}", log::escape(m.path),
                 describe(*lm), describe(m), log::escape(engine::conflict_copy_name(m.path, m)));
     }
-    (void)advance(fv.seq);
+    advance_or_log(fv.seq);
     return reply(fv.seq, d.local_wins ? protocol::AckStatus::conflict : protocol::AckStatus::ignored);
   }
   const protocol::FileMeta& g = d.target;
@@ -237,7 +237,7 @@ protocol::Ack Receiver::apply_delete(uint64_t seq, const std::optional<store::Re
       Status st = applier_.remove_dir(g.path, false);
       if (!st.ok() && (st.error().is_errno(ENOTEMPTY) || st.error().is_errno(EEXIST))) {
         if (auto r = reassert_dir(g.path, g); !r) return reply(seq, protocol::AckStatus::failed, r.error().message());
-        (void)advance(seq);
+        advance_or_log(seq);
         return reply(seq, protocol::AckStatus::conflict, "directory kept: live entries inside");
       }
       if (!st.ok() && !st.error().is_errno(ENOENT)) return reply(seq, protocol::AckStatus::failed, st.error().message());
@@ -253,7 +253,7 @@ protocol::Ack Receiver::apply_delete(uint64_t seq, const std::optional<store::Re
 
 protocol::Ack Receiver::reconcile_remove(uint64_t seq, const protocol::FileMeta& m) {
   if (opts_.excludes.excluded(m.path, m.type == protocol::FileType::dir)) {
-    (void)advance(seq);
+    advance_or_log(seq);
     return reply(seq, protocol::AckStatus::ignored, "excluded here");
   }
   auto local = refresh_local(m.path);
@@ -264,7 +264,7 @@ protocol::Ack Receiver::reconcile_remove(uint64_t seq, const protocol::FileMeta&
   const engine::Decision d = engine::decide(lm, m);
   if (d.action == engine::Action::none || !d.target.deleted) {
     // Our live version was not seen by the deleter: it stays (and reaches the peer as a version).
-    (void)advance(seq);
+    advance_or_log(seq);
     return reply(seq, protocol::AckStatus::ignored);
   }
   if (auto busy = held_by_writer(seq, *local)) return *busy;
@@ -294,17 +294,16 @@ protocol::Ack Receiver::reconcile_rename(const protocol::Rename& r) {
     auto moved = applier_.rename(r.from.path, r.to.path, expected_for(*from), apply::Expected::absent());
     if (moved.ok()) {
       auto meta = applier_.set_meta(r.to.path, attrs_of(r.to), apply::Expected::match(*moved));
-      move_children_records(r.from.path, r.to.path, peer);
       const bool same_origin = df.target == r.from;  // else a merged tombstone, authored here
       uint64_t gone_seq = 0, to_seq = 0;
-      const bool gone_ok = record(df.target, 0, {}, same_origin ? peer : 0, &gone_seq).ok();
-      if (auto st = record(r.to, r.seq, meta.ok() ? *meta : *moved, peer, &to_seq); !st) {
-        return reply(r.seq, protocol::AckStatus::failed, st.error().message());
-      }
+      Status st = r.to.type == protocol::FileType::dir ? move_children_records(r.from.path, r.to.path, peer) : Status{};
+      if (st) st = record(df.target, 0, {}, same_origin ? peer : 0, &gone_seq);
+      if (st) st = record(r.to, r.seq, meta.ok() ? *meta : *moved, peer, &to_seq);
+      if (!st) return reply(r.seq, protocol::AckStatus::failed, st.error().message());
       // Paired in the index, so this node's senders pass the move on as a RENAME too (a relay).
-      if (gone_ok && same_origin && r.to.type == protocol::FileType::file) {
-        if (auto st = index_.put_move(gone_seq, to_seq, r.to.path); !st) {
-          lg().debug("move to {} not paired in the index: {}", log::escape(r.to.path), st.error().message());
+      if (same_origin && r.to.type == protocol::FileType::file) {
+        if (auto paired = index_.put_move(gone_seq, to_seq, r.to.path); !paired) {
+          lg().debug("move to {} not paired in the index: {}", log::escape(r.to.path), paired.error().message());
         }
       }
       return reply(r.seq, protocol::AckStatus::applied);

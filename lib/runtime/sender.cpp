@@ -289,10 +289,14 @@ void Sender::announce() {
 
 void Sender::catch_up(Outbox& out) {
   std::vector<store::Record> recs;
-  (void)index_.for_each_since(cursor_, [&](const store::Record& r) -> Status {
-    recs.push_back(r);
-    return {};
-  });
+  if (auto st = index_.for_each_since(cursor_, [&](const store::Record& r) -> Status {
+        recs.push_back(r);
+        return {};
+      });
+      !st) {
+    out.fatal = std::move(st).error().wrap("announcing local changes");
+    return;
+  }
   cursor_ = index_.max_seq();
   emit_records(recs, false, true, out);
 }
@@ -414,6 +418,10 @@ void Sender::deliver(Outbox out) {
   // announces only when told (this sender's own connection may be the one that closed).
   if ((out.versions > 0 || out.moved) && opts_.on_authored) opts_.on_authored();
   if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
+  if (out.fatal) {
+    conn_->close(*out.fatal);
+    return;
+  }
   // Versions that could not be read as recorded (the file changed under the read). Usually the
   // watcher's event for that change brings a new version; but when the change was a peer's
   // version applied here (an echo, dropped), nothing would: so the path is looked at again later
@@ -471,11 +479,11 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
       const size_t before = changed.size();
       switch (e.kind) {
         case watch::Event::Kind::changed: process_path(e.path, out, changed); break;
-        case watch::Event::Kind::removed: process_gone(e.path, changed); break;
+        case watch::Event::Kind::removed: process_gone(e.path, out, changed); break;
         case watch::Event::Kind::rescan: process_rescan(e.path, out, changed); break;
         case watch::Event::Kind::renamed:
           if (!process_rename(e.from, e.path, out)) {
-            process_gone(e.from, changed);
+            process_gone(e.from, out, changed);
             if (e.is_dir) {
               process_rescan(e.path, out, changed);
             } else {
@@ -552,7 +560,7 @@ void Sender::process_path(const std::string& path, Outbox& out,
                           std::vector<store::Record>& changed, bool walking) {
   auto rec = index_.get(path);
   if (!rec.ok()) {
-    out.errors.push_back(rec.error().message());
+    out.errors.push_back(log::escape(path) + " not looked at: " + rec.error().message());
     return;
   }
   std::optional<store::Known> known;
@@ -565,7 +573,7 @@ void Sender::process_path(const std::string& path, Outbox& out,
     return;
   }
   if (!*entry) {
-    process_gone(path, changed);
+    process_gone(path, out, changed);
     return;
   }
   if (opts_.hard_links && (*entry)->type == protocol::FileType::file && (*entry)->nlink > 1) {
@@ -576,14 +584,12 @@ void Sender::process_path(const std::string& path, Outbox& out,
   const store::Change kind = store::classify(**entry, *rec, opts_.dir_times);
   if (kind == store::Change::none) return;
   if (kind == store::Change::fingerprint) {
-    (void)index_.set_fingerprint(path, (*entry)->fp);
+    // Only a cache (the next look re-hashes the file if it is lost), but say so.
+    if (auto st = index_.set_fingerprint(path, (*entry)->fp); !st) out.errors.push_back(st.error().message());
     return;
   }
   store::Record r = store::author_version(**entry, *rec, kind, author());
-  if (auto st = index_.put(r); !st) {
-    out.errors.push_back(st.error().message());
-    return;
-  }
+  if (!record(r, out)) return;
   // A metadata-only change carries no body; the marker is a content dot older than this version.
   if ((*entry)->hashed && r.meta.type == protocol::FileType::file && bytes.size() == r.meta.size) {
     out.fresh[path] = Outbox::Fresh{r.meta.sha256, std::move(bytes)};
@@ -628,12 +634,16 @@ void Sender::find_links(const std::pair<uint64_t, uint64_t>& inode, uint64_t nli
   if (links_looked_up_.size() > 100000) links_looked_up_.clear();
   links_looked_up_[inode] = now;
   auto& names = links_[inode];
-  (void)index_.for_each_under("", [&](const store::Record& r) -> Status {
+  auto st = index_.for_each_under("", [&](const store::Record& r) -> Status {
     if (!r.meta.deleted && r.meta.type == protocol::FileType::file && r.fp.dev == inode.first && r.fp.ino == inode.second) {
       names.insert(r.meta.path);
     }
     return names.size() >= nlink ? Error::make(errc::truncated, "all names found") : Status{};  // stops the walk
   });
+  if (!st && !st.error().is(errc::truncated)) {
+    links_looked_up_.erase(inode);  // looked up again next time
+    lg().warn("hard links: the other names of an inode not looked up: {}", st.error().message());
+  }
 }
 
 void Sender::revisit_links(Outbox& out, std::vector<store::Record>& changed, size_t from) {
@@ -665,13 +675,26 @@ void Sender::revisit_parents(const watch::Event& e, Outbox& out, std::vector<sto
   for (const auto& p : parents) process_path(p, out, changed);
 }
 
-void Sender::process_gone(const std::string& path, std::vector<store::Record>& changed) {
+bool Sender::record(store::Record& r, Outbox& out) {
+  if (auto st = index_.put(r); !st) {
+    out.errors.push_back(log::escape(r.meta.path) + " not recorded: " + st.error().message());
+    return false;
+  }
+  return true;
+}
+
+void Sender::process_gone(const std::string& path, Outbox& out, std::vector<store::Record>& changed) {
   // The path and everything the index knows below it, deepest first.
   std::vector<store::Record> live;
-  (void)index_.for_each_under(path, [&](const store::Record& r) -> Status {
-    if (!r.meta.deleted) live.push_back(r);
-    return {};
-  });
+  if (auto st = index_.for_each_under(path, [&](const store::Record& r) -> Status {
+        if (!r.meta.deleted) live.push_back(r);
+        return {};
+      });
+      !st) {
+    // Nothing is deleted on a partial list: the next full rescan sees what is gone.
+    out.errors.push_back("removal of " + log::escape(path) + " not recorded: " + st.error().message());
+    return;
+  }
   std::sort(live.begin(), live.end(),
             [](const store::Record& a, const store::Record& b) { return a.meta.path > b.meta.path; });
   for (const auto& r : live) {
@@ -679,7 +702,7 @@ void Sender::process_gone(const std::string& path, std::vector<store::Record>& c
     auto again = store::scan_one(root_, r.meta.path);
     if (again.ok() && *again) continue;
     store::Record t = store::author_delete(r, author());
-    if (index_.put(t).ok()) changed.push_back(std::move(t));
+    if (record(t, out)) changed.push_back(std::move(t));
   }
 }
 
@@ -704,17 +727,22 @@ void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<sto
   if (!st.ok() && !st.error().is_errno(ENOENT)) out.errors.push_back(st.error().message());
   // What the index holds under dir but the walk did not find is gone.
   std::vector<std::string> gone;
-  (void)index_.for_each_under(dir, [&](const store::Record& r) -> Status {
-    // An excluded path is not gone, only no longer ours to sync: never a tombstone that would
-    // delete the peer's copy.
-    if (!r.meta.deleted && !seen.count(r.meta.path) &&
-        !excludes_.excluded(r.meta.path, r.meta.type == protocol::FileType::dir)) {
-      gone.push_back(r.meta.path);
-    }
-    return {};
-  });
+  if (auto listed = index_.for_each_under(dir, [&](const store::Record& r) -> Status {
+        // An excluded path is not gone, only no longer ours to sync: never a tombstone that
+        // would delete the peer's copy.
+        if (!r.meta.deleted && !seen.count(r.meta.path) &&
+            !excludes_.excluded(r.meta.path, r.meta.type == protocol::FileType::dir)) {
+          gone.push_back(r.meta.path);
+        }
+        return {};
+      });
+      !listed) {
+    out.errors.push_back("rescan of " + (dir.empty() ? root_.path() : log::escape(dir)) +
+                         ": removals not looked for: " + listed.error().message());
+    return;
+  }
   if (!brake_holds(dir, gone.size())) {
-    for (const auto& g : gone) process_gone(g, changed);
+    for (const auto& g : gone) process_gone(g, out, changed);
   }
 }
 
@@ -727,10 +755,15 @@ bool Sender::brake_holds(const std::string& dir, size_t missing) {
   if (!opts_.brake_reason.empty() && dir.empty() && missing > 0) return true;  // stays on until restart
   if (!dir.empty() || opts_.max_delete_share >= 100 || missing < 2) return false;
   size_t live = 0;
-  (void)index_.for_each_under("", [&](const store::Record& r) -> Status {
-    if (!r.meta.deleted) ++live;
-    return {};
-  });
+  if (auto st = index_.for_each_under("", [&](const store::Record& r) -> Status {
+        if (!r.meta.deleted) ++live;
+        return {};
+      });
+      !st) {
+    // Without the count there is no telling a mass delete from a small one: none goes out.
+    lg().error("rescan: {} removals held back, the index could not be counted: {}", missing, st.error().message());
+    return true;
+  }
   if (missing * 100 <= static_cast<size_t>(opts_.max_delete_share) * live) {
     std::lock_guard lk(warned_mu_);
     brake_.clear();
@@ -761,10 +794,14 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   // Children of a moved directory: tombstones at the old paths, versions at the new ones.
   std::vector<store::Record> below;
   if (old.meta.type == protocol::FileType::dir) {
-    (void)index_.for_each_under(from, [&](const store::Record& r) -> Status {
-      if (r.meta.path != from && !r.meta.deleted) below.push_back(r);
-      return {};
-    });
+    if (auto st = index_.for_each_under(from, [&](const store::Record& r) -> Status {
+          if (r.meta.path != from && !r.meta.deleted) below.push_back(r);
+          return {};
+        });
+        !st) {
+      out.errors.push_back("move of " + log::escape(from) + ": " + st.error().message());
+      return false;
+    }
   }
   if (opts_.two_way && old.meta.type == protocol::FileType::dir) return process_dir_move(old, **entry, below, out);
   const auto a = author();
@@ -772,7 +809,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   auto prev_to = index_.get(to);
   if (!prev_to.ok()) return false;
   store::Record moved = store::author_move(**entry, old, *prev_to, a);
-  if (!index_.put(tomb).ok() || !index_.put(moved).ok()) return false;
+  if (!record(tomb, out) || !record(moved, out)) return false;
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
   out.resendable.emplace_back(moved.seq, to);
   out.moved = true;
@@ -784,7 +821,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
     store::Record ct = store::author_delete(c, author());
     auto cn = moved_child(c, from, to, out);
     if (!cn) continue;
-    if (index_.put(ct).ok() && index_.put(*cn).ok()) emit_record(*cn, false, false, out);
+    if (record(ct, out) && record(*cn, out)) emit_record(*cn, false, false, out);
   }
   return true;
 }
@@ -816,7 +853,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
   if (!prev_to.ok()) return false;
   out.moved = true;
   store::Record moved = store::author_move(at_new, old, *prev_to, author());
-  if (!index_.put(moved).ok()) return false;
+  if (!record(moved, out)) return false;
   emit_record(moved, false, false, out);
   std::vector<const store::Record*> dirs;  // parents first (index order)
   for (const auto& c : below) {
@@ -825,23 +862,23 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
     store::Record& cn = *moved_c;
     const std::string& np = cn.meta.path;
     if (c.meta.type == protocol::FileType::dir) {
-      if (!index_.put(cn).ok()) continue;
+      if (!record(cn, out)) continue;
       emit_record(cn, false, false, out);
       dirs.push_back(&c);
       continue;
     }
     store::Record ct = store::author_delete(c, author());
-    if (!index_.put(ct).ok() || !index_.put(cn).ok()) continue;
+    if (!record(ct, out) || !record(cn, out)) continue;
     out.msgs.emplace_back(protocol::Rename{cn.seq, ct.meta, cn.meta});
     out.resendable.emplace_back(cn.seq, np);
     pair_move(ct.seq, cn.seq, np);
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     store::Record t = store::author_delete(**it, author());
-    if (index_.put(t).ok()) emit_record(t, false, false, out);
+    if (record(t, out)) emit_record(t, false, false, out);
   }
   store::Record tomb = store::author_delete(old, author());
-  if (!index_.put(tomb).ok()) return false;
+  if (!record(tomb, out)) return false;
   emit_record(tomb, false, false, out);
   lg().debug("move recorded: {} -> {} ({} entries below)", log::escape(from), log::escape(to), below.size());
   return true;
@@ -1139,10 +1176,15 @@ void Sender::on_message(const protocol::Message& msg) {
       link_since_ = since;
       link_since_gen_ = gen;
       std::vector<store::Record> recs;
-      (void)index_.for_each_since(since, [&](const store::Record& r) -> Status {
-        recs.push_back(r);
-        return {};
-      });
+      if (auto st = index_.for_each_since(since, [&](const store::Record& r) -> Status {
+            recs.push_back(r);
+            return {};
+          });
+          !st) {
+        // No INDEX_END: it would tell the peer it has everything up to our last record.
+        out->fatal = std::move(st).error().wrap("answering the peer's index request");
+        return [this, out] { deliver(std::move(*out)); };
+      }
       // Parents before children for creations; removals deepest first.
       std::stable_sort(recs.begin(), recs.end(), [](const store::Record& a, const store::Record& b) {
         if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
@@ -1165,8 +1207,13 @@ void Sender::on_message(const protocol::Message& msg) {
     const uint64_t node = peer_node_.load(), acked = sum->acked_seq;
     jobs_.post([this, node, acked]() -> JobQueue::Done {
       StoreLock lk(this);
-      auto prev = index_.peer_acked(node);
-      if (prev.ok() && acked > *prev) (void)index_.set_peer_acked(node, acked);
+      // Only tombstone collection waits on it: a failure delays that, and is logged.
+      auto keep = [&]() -> Status {
+        SYNCD_TRY_ASSIGN(prev, index_.peer_acked(node));
+        if (acked > prev) SYNCD_TRY(index_.set_peer_acked(node, acked));
+        return {};
+      };
+      if (auto st = keep(); !st) lg().warn("index: the peer's acknowledged position not kept: {}", st.error().message());
       return {};
     });
     return;

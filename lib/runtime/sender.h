@@ -159,6 +159,10 @@ class Sender {
     };
     std::unordered_map<std::string, Fresh> fresh;
     bool signatures = false;  // signatures were remembered: persist them once this is delivered
+    // The session cannot go on truthfully (the index could not be read while announcing: what
+    // was not read would be skipped for good, the peer's cursor moving past it): deliver closes
+    // it with this reason instead of sending, and the next session asks again.
+    std::optional<Error> fatal;
   };
   // Job thread: the signature of what the peer will hold once the messages of a job arrive, by
   // path, for the next change's delta. Kept here and written to the index by a job posted after
@@ -176,7 +180,10 @@ class Sender {
   void process_batch(const watch::Batch& b, Outbox& out);
   void process_path(const std::string& path, Outbox& out,
                     std::vector<store::Record>& changed, bool walking = false);
-  void process_gone(const std::string& path, std::vector<store::Record>& changed);
+  void process_gone(const std::string& path, Outbox& out, std::vector<store::Record>& changed);
+  // Puts a record this node authored into the index; false with the reason in out.errors (the
+  // change is then not sent; the next full rescan finds it again).
+  bool record(store::Record& r, Outbox& out);
   // opts_.hard_links, job thread: the names seen per multiply-linked inode (dev, ino).
   std::map<std::pair<uint64_t, uint64_t>, std::set<std::string>> links_;
   // Job thread: names of an inode with more links than links_ knows are looked up in the index

@@ -25,6 +25,7 @@
 
 #include "lib/base/scope_guard.h"
 #include "lib/base/unique_fd.h"
+#include "lib/store/sqlite.h"
 #include "tests/support/process.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
@@ -344,5 +345,33 @@ TEST_SUITE("integration.direct_overflow") {
                     f.logs());
     f.converged();
     CHECK(test::read_file(f.dst + "/big2") == test::read_file(f.s("big2")));
+  }
+
+  TEST_CASE("a record the source's index cannot read stops the mirror with the reason - nothing in the target is deleted") {
+    Fixture f;
+    for (int i = 100; i < 120; ++i) test::write_file(f.s("f" + std::to_string(i)), "content " + std::to_string(i));
+    f.start();
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    // A record that no longer decodes (a damaged disk, a bug). Announcing around it would tell
+    // the target it has everything, and the target's startup delete would remove what it missed.
+    {
+      auto db = store::Db::open(f.state + "/src/index.db");
+      REQUIRE(db.ok());
+      REQUIRE(db->exec("UPDATE files SET record = x'ff00' WHERE path = CAST('f105' AS BLOB)").ok());
+    }
+    f.sh("rm -rf " + f.state + "/dst");  // so the target asks for everything: a full sync, with its delete
+    const size_t before = f.logs().size();
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run"},
+        f.log);
+    const bool stopped = test::wait_for_text(f.log, "terminating, the mirror cannot go on", before);
+    CHECK_MESSAGE(stopped, f.logs());
+    CHECK_MESSAGE(f.logs().find("answering the peer's index request", before) != std::string::npos, f.logs());
+    for (int i = 100; i < 120; ++i) {
+      const std::string name = f.dst + "/f" + std::to_string(i);
+      CHECK_MESSAGE((test::exists(name) && test::read_file(name) == "content " + std::to_string(i)), name);
+    }
+    if (stopped) CHECK(f.proc->wait() == 255);
   }
 }
