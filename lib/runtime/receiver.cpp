@@ -823,7 +823,8 @@ Status Receiver::prune_extras() {
   const watch::Excludes lasting = rules.delete_excluded ? watch::Excludes() : watch::Excludes(rules.excludes, rules.filters);
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
     auto r = index_.get(rel);
-    if (r.ok() && (!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
+    if (!r.ok()) return std::move(r).error().wrap(log::escape(rel) + ": not known to be extra, nothing pruned");
+    if ((!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
     return {};
   }, [&](std::string_view rel, bool is_dir) {
     // Excluded at the source: not ours to delete here (rsync --delete protects them), nor are the
