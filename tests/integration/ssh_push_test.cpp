@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "lib/store/sqlite.h"
 #include "tests/support/netns.h"
 #include "tests/support/process.h"
 #include "tests/support/sshd.h"
@@ -210,6 +212,45 @@ TEST_SUITE("integration.ssh") {
     const size_t before = f.logs().size();
     f.start();  // the fixture's ed25519 key
     CHECK(f.logs().find("transport to 127.0.0.1: libssh2", before) != std::string::npos);
+    f.converged();
+  }
+}
+
+TEST_SUITE("integration.ssh") {
+  TEST_CASE("a record the pusher's index cannot read: each session ends with the reason, the target keeps everything, a fresh index recovers") {
+    Fixture f("libssh2");
+    for (int i = 100; i < 120; ++i) test::write_file(f.s("f" + std::to_string(i)), "content " + std::to_string(i));
+    f.start();
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    std::string db_path;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(f.t / "state")) {
+      if (e.path().filename() == "index.db") db_path = e.path();
+    }
+    REQUIRE(!db_path.empty());
+    {
+      auto db = store::Db::open(db_path);
+      REQUIRE(db.ok());
+      REQUIRE(db->exec("UPDATE files SET record = x'ff00' WHERE path = CAST('f105' AS BLOB)").ok());
+    }
+    f.sh("rm -rf " + f.t / "remote-state");  // the target asks for everything, with the startup delete
+    const size_t before = f.logs().size();
+    f.start({}, false);
+    // Not once: each redial (with backoff) reads the index again and ends the same way.
+    CHECK_MESSAGE(test::wait_until(f.t.path(), [&] {
+                    return test::count_text(f.log, "answering the peer's index request") >= 2;
+                  }),
+                  f.logs());
+    CHECK(f.logs().find("finished: 0", before) == std::string::npos);
+    for (int i = 100; i < 120; ++i) {
+      const std::string name = f.dst + "/f" + std::to_string(i);
+      CHECK_MESSAGE((test::exists(name) && test::read_file(name) == "content " + std::to_string(i)), name);
+    }
+    // The operator's way out: the damaged index goes, the daemon rescans and announces anew.
+    f.proc.reset();
+    f.sh("rm -rf " + f.t / "state");
+    test::write_file(f.s("after"), "new");
+    f.start();
     f.converged();
   }
 }
