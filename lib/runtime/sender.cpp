@@ -807,7 +807,10 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   const auto a = author();
   store::Record tomb = store::author_delete(old, a);
   auto prev_to = index_.get(to);
-  if (!prev_to.ok()) return false;
+  if (!prev_to.ok()) {
+    out.errors.push_back("move to " + log::escape(to) + ": " + prev_to.error().message());
+    return false;
+  }
   store::Record moved = store::author_move(**entry, old, *prev_to, a);
   if (!record(tomb, out) || !record(moved, out)) return false;
   out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
@@ -850,7 +853,10 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
   const std::string& from = old.meta.path;
   const std::string& to = at_new.path;
   auto prev_to = index_.get(to);
-  if (!prev_to.ok()) return false;
+  if (!prev_to.ok()) {
+    out.errors.push_back("move to " + log::escape(to) + ": " + prev_to.error().message());
+    return false;
+  }
   out.moved = true;
   store::Record moved = store::author_move(at_new, old, *prev_to, author());
   if (!record(moved, out)) return false;
