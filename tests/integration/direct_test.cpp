@@ -347,6 +347,31 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(test::read_file(f.dst + "/big2") == test::read_file(f.s("big2")));
   }
 
+  TEST_CASE("a target file made immutable (chattr +i): its update waits with the reason - others flow - it lands once writable") {
+    Fixture f;
+    test::write_file(f.s("crl.pem"), "old CRL");
+    f.start();
+    f.converged();
+    const std::string target = f.dst + "/crl.pem";
+    f.sh("chattr +i " + target);
+    auto writable = ScopeGuard([&]() noexcept { (void)test::run("chattr -i " + target); });  // or the temp dir stays
+    const size_t before = f.logs().size();
+    test::write_file(f.s("crl.pem"), "new CRL");
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "will send crl.pem again", before), f.logs());
+    CHECK(f.logs().find("Operation not permitted", before) != std::string::npos);
+    CHECK(test::read_file(target) == "old CRL");  // EPERM at the rename: the old file is whole
+    // Other changes are not held up behind it (a cookie is the barrier for those).
+    test::write_file(f.s("cert.pem"), "issued");
+    std::vector<std::string> diff;
+    REQUIRE(test::cookie_barrier(f.src, f.dst, "cookie.immutable", diff, 30000));
+    CHECK(test::read_file(f.dst + "/cert.pem") == "issued");
+    CHECK(test::run("test -z \"$(find " + f.dst + " -name '.syncd.*')\"") == 0);  // no temp file left behind
+    f.sh("chattr -i " + target);
+    // The retry (with backoff) brings it; a cookie is no barrier for a retry.
+    REQUIRE_MESSAGE(test::wait_until(f.dst, [&] { return test::read_file(target) == "new CRL"; }), f.logs());
+    f.converged();
+  }
+
   TEST_CASE("a record the source's index cannot read stops the mirror with the reason - nothing in the target is deleted") {
     Fixture f;
     for (int i = 100; i < 120; ++i) test::write_file(f.s("f" + std::to_string(i)), "content " + std::to_string(i));
