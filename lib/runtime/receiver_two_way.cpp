@@ -66,8 +66,7 @@ void Receiver::observe_clock(const protocol::FileMeta& m) {
 }
 
 store::Author Receiver::author() {
-  auto c = index_.next_counter();
-  return store::Author{index_.node_id(), c.ok() ? *c : 0, index_.hlc().now()};
+  return store::author_now(index_);
 }
 
 Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& path) {

@@ -211,8 +211,7 @@ bool Sender::idle() const noexcept {
 }
 
 store::Author Sender::author() {
-  auto c = index_.next_counter();
-  return store::Author{index_.node_id(), c.ok() ? *c : 0, index_.hlc().now()};
+  return store::author_now(index_);
 }
 
 void Sender::post_batch(watch::Batch b) {

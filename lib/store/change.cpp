@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "lib/base/log.h"
+
 namespace syncd::store {
 namespace {
 
@@ -95,6 +97,12 @@ Record author_delete(const Record& prev, const Author& a) {
   r.fp = {};
   r.origin = 0;  // authored here, whoever wrote what it deletes
   return r;
+}
+
+Author author_now(Index& index) {
+  auto c = index.next_counter();
+  if (!c.ok()) log::get(log::Module::store).error("version counter: {}", c.error().message());
+  return Author{index.node_id(), index.counter(), index.hlc().now()};
 }
 
 }  // namespace syncd::store

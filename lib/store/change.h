@@ -36,6 +36,11 @@ struct Author {
   uint64_t counter = 0;  // from Index::next_counter()
   uint64_t hlc = 0;
 };
+// The author of a change made now on this node. A counter is always handed out: when its
+// high-water mark cannot be written (a full or failing state disk), that is logged and the
+// counter still comes from memory (the wall-clock rule keeps counters increasing after a crash);
+// a counter of 0 would make the new version look older than the one it replaces.
+Author author_now(Index& index);
 
 // The new local version of disk.path: version[node] = counter, dots and timestamps of the groups
 // that changed, metadata from disk. `kind` must be content, meta or both.

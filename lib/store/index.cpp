@@ -335,8 +335,9 @@ Result<uint64_t> Index::next_counter() {
                                                   std::chrono::system_clock::now().time_since_epoch())
                                                   .count());
   if (wall > counter_) counter_ = wall - 1;
-  if (counter_ + 1 > counter_hw_) {
-    const uint64_t hw = counter_ + kCounterStride;
+  const uint64_t next = ++counter_;  // handed out even if the mark below cannot be written (author_now)
+  if (next > counter_hw_) {
+    const uint64_t hw = next - 1 + kCounterStride;
     if (in_txn_) {
       SYNCD_TRY(meta_set("counter_hw", static_cast<int64_t>(hw)));
     } else {
@@ -346,7 +347,7 @@ Result<uint64_t> Index::next_counter() {
     }
     counter_hw_ = hw;
   }
-  return ++counter_;
+  return next;
 }
 
 Status Index::put_signature(std::string_view path, uint64_t peer, const CachedSignature& sig) {

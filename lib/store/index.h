@@ -117,8 +117,10 @@ class Index {
   Status put_move(uint64_t tomb_seq, uint64_t to_seq, std::string_view to_path);
   Result<std::optional<Move>> get_move(uint64_t tomb_seq);
 
-  // This node's next version counter (strictly increasing across restarts and crashes).
+  // This node's next version counter (strictly increasing across restarts and crashes). On an
+  // error (its high-water mark not written) the counter was still handed out: counter() has it.
   Result<uint64_t> next_counter();
+  uint64_t counter() const noexcept { return counter_; }  // the last one handed out
 
   Status put_signature(std::string_view path, uint64_t peer, const CachedSignature& sig);
   Result<std::optional<CachedSignature>> get_signature(std::string_view path, uint64_t peer);

@@ -4,6 +4,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
+#include "lib/base/scope_guard.h"
+#include "lib/store/change.h"
 #include "lib/store/index.h"
 #include "lib/store/sqlite.h"
 #include "tests/support/tmpdir.h"
@@ -208,6 +212,30 @@ TEST_SUITE("store.index") {
     auto c = idx->next_counter();
     REQUIRE(c.ok());
     CHECK(*c > last);
+  }
+
+  TEST_CASE("a counter is handed out even when its high-water mark cannot be written - and never repeats") {
+    test::require_root();  // chattr +i
+    test::TempDir t("idx");
+    auto idx = Index::open(t / "s");
+    REQUIRE(idx.ok());
+    auto first = idx->next_counter();  // writes the mark: the WAL exists from here on
+    REQUIRE(first.ok());
+    // Every write to the index now fails (EPERM), as on a failing state disk.
+    const std::string wal = t / "s/index.db-wal";
+    REQUIRE(std::system(("chattr +i " + wal).c_str()) == 0);
+    auto writable = ScopeGuard([&]() noexcept { (void)std::system(("chattr -i " + wal).c_str()); });
+    uint64_t last = *first;
+    bool failed = false;
+    for (int i = 0; i < 3000 && !failed; ++i) {  // the mark is written once per 1024 counters
+      failed = !idx->next_counter().ok();
+      CHECK(idx->counter() > last);
+      last = idx->counter();
+    }
+    REQUIRE(failed);
+    const Author a = author_now(*idx);  // logs the error, still a fresh counter
+    CHECK(a.counter > last);
+    CHECK(a.node == idx->node_id());
   }
 
   TEST_CASE("a rolled-back transaction leaves no trace and sequence numbers are reused") {
