@@ -74,7 +74,9 @@ Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, C
     : loop_(loop), root_(root), index_(index), conn_(conn), opts_(opts),
       applier_(root, opts.apply),
       resume_(std::make_unique<uvx::Async>(loop, [this] {
-        if (paused_) {
+        // Under the high mark, not the low one: a streamed body's job may be waiting for its next
+        // chunk while the queue sits between the two (a push past the mark pauses again).
+        if (paused_ && queued_bytes_.load() < kQueueHigh) {
           paused_ = false;
           conn_.pause_reading(false);
         }
@@ -91,10 +93,20 @@ Receiver::~Receiver() {
   jobs_.stop();  // before any member a job uses is destroyed
 }
 
-void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
+void Receiver::release(size_t cost) {
+  const size_t before = queued_bytes_.fetch_sub(cost);
+  if (before >= kQueueLow && before - cost < kQueueLow) resume_->send();
+}
+
+void Receiver::post(std::string path, std::function<protocol::Ack()> job, size_t bytes) {
+  const size_t cost = std::max(bytes, kMinCost);
+  if (queued_bytes_.fetch_add(cost) + cost > kQueueHigh && !paused_) {
+    paused_ = true;  // the disk is behind: let the peer's writes back up
+    conn_.pause_reading(true);
+  }
   {
     std::lock_guard<std::mutex> lk(batch_mu_);
-    batch_.emplace_back(std::move(path), std::move(job));
+    batch_.push_back(Posted{std::move(path), std::move(job), cost});
     if (batch_posted_) return;
     batch_posted_ = true;
   }
@@ -102,7 +114,7 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     std::unique_lock store_lock(index_.mutex());
     held_ = &store_lock;
     auto unheld = ScopeGuard([this]() noexcept { held_ = nullptr; });
-    std::vector<std::pair<std::string, std::function<protocol::Ack()>>> todo;
+    std::vector<Posted> todo;
     {
       std::lock_guard<std::mutex> lk(batch_mu_);
       todo.swap(batch_);
@@ -113,8 +125,10 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
     if (txn.ok()) txn_.emplace(std::move(*txn));
     // Small batches apply file by file (fsync each); larger ones stage and sync as a group.
     batch_acks_ = todo.size() > 4 ? acks.get() : nullptr;
-    for (auto& [what, j] : todo) {
+    for (auto& [what, j, held] : todo) {
       acks->push_back(j());
+      j = nullptr;  // its body is written (or refused): the memory goes now, not with the batch
+      release(held);
       note_result(what, acks->back());  // a staged write's final word comes from flush_staged()
       // A staged write's parent gets its time back after its rename, in flush_staged. Anything
       // else is in place now, before the next entry is applied.
@@ -134,7 +148,7 @@ void Receiver::post(std::string path, std::function<protocol::Ack()> job) {
           auto& a = (*acks)[i];
           a.status = protocol::AckStatus::failed;
           a.detail = "index: " + st.error().message();
-          note_result(todo[i].first, a);
+          note_result(todo[i].path, a);
         }
       }
     }
@@ -311,7 +325,9 @@ void Receiver::on_message(protocol::Message msg) {
 
 void Receiver::apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base) {
   std::string path = fv.meta.path;
-  post(std::move(path), [this, fv = std::move(fv), body = std::move(body), base] { return do_version(fv, body, base); });
+  const size_t bytes = body.size();
+  post(std::move(path), [this, fv = std::move(fv), body = std::move(body), base] { return do_version(fv, body, base); },
+       bytes);
 }
 
 // The resume point may only move over a contiguous prefix of the peer's sequence: the answer to

@@ -129,7 +129,10 @@ class Receiver {
   // Queues one apply; everything queued while the job thread is busy is applied by one job in
   // one index transaction (group commit), in arrival order.
   // `path`: what the job changes (a failed apply holds the resume point back until it succeeds).
-  void post(std::string path, std::function<protocol::Ack()> job);
+  // `bytes`: the file content the job holds in memory (each job counts at least kMinCost).
+  void post(std::string path, std::function<protocol::Ack()> job, size_t bytes = 0);
+  // Loop or job thread: a posted job's memory is gone (it ran).
+  void release(size_t cost);
   // Job thread.
   protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
                            const protocol::Hash256& base, BodyPipe* pipe = nullptr);
@@ -210,7 +213,17 @@ class Receiver {
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order
   std::mutex batch_mu_;
-  std::vector<std::pair<std::string, std::function<protocol::Ack()>>> batch_;  // guarded by batch_mu_
+  struct Posted {
+    std::string path;
+    std::function<protocol::Ack()> job;
+    size_t cost = 0;
+  };
+  std::vector<Posted> batch_;  // guarded by batch_mu_
+  // What posted jobs hold and have not yet released. Above kQueueHigh the loop stops reading the
+  // connection until it falls under kQueueLow: a peer announcing faster than this disk applies
+  // (a whole tree at the initial sync, a flood of small messages) never fills the memory.
+  static constexpr size_t kQueueHigh = 64u << 20, kQueueLow = 16u << 20, kMinCost = 256;
+  std::atomic<size_t> queued_bytes_{0};
   // Job thread: versions that could not be applied (disk full, permissions...), seq -> path. The
   // resume point never passes the oldest of them, so a reconnect resends it; a later successful
   // apply of the same path (the sender retries) clears it.

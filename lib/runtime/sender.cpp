@@ -24,6 +24,24 @@
 namespace syncd::runtime {
 namespace {
 
+void log_send(const protocol::Message& m) {
+  if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
+    log::get(log::Module::runtime).debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
+                                         static_cast<int>(fv->body), fv->meta.deleted);
+  } else if (const auto* r = std::get_if<protocol::Remove>(&m)) {
+    log::get(log::Module::runtime).debug("send seq={} remove path={}", r->seq, log::escape(r->meta.path));
+  } else if (const auto* rn = std::get_if<protocol::Rename>(&m)) {
+    log::get(log::Module::runtime).debug("send seq={} rename {} -> {}", rn->seq, log::escape(rn->from.path),
+                                         log::escape(rn->to.path));
+  }
+}
+
+size_t queued_size(const protocol::Message& m) {
+  if (const auto* d = std::get_if<protocol::Data>(&m)) return d->chunk.size() + 32;
+  if (const auto* d = std::get_if<protocol::Delta>(&m)) return d->chunk.size() + 64;
+  return 256;
+}
+
 auto& lg() { return log::get(log::Module::runtime); }
 
 // Reads a whole regular file through the root, refusing anything that is not the version we
@@ -126,7 +144,7 @@ Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch
                                      [this](watch::Batch b) { hold(std::move(b)); },
                                      with_on_excluded(opts.watch, this))
                                : nullptr),
-      stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(); })),
+      stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(finished_job_ + 1); })),
       jobs_(loop) {
   if (!opts_.brake_reason.empty()) {
     brake_ = opts_.brake_reason;
@@ -216,7 +234,7 @@ store::Author Sender::author() {
 
 void Sender::post_batch(watch::Batch b) {
   if (!b.error.empty()) lg().error("watcher: {}", b.error);
-  jobs_.post([this, b = std::move(b)]() -> JobQueue::Done {
+  post_job([this, b = std::move(b)]() -> JobQueue::Done {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     process_batch(b, *out);
@@ -267,16 +285,31 @@ bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
     }
   }
   if (stopping_ || gen_.load() != gen) return false;
-  stream_q_.emplace_back(gen, std::move(m));
+  stream_q_.push_back(Streamed{job_seq_, gen, std::move(m), bytes});
   stream_queued_ += bytes;
   lk.unlock();
   stream_wake_->send();
   return true;
 }
 
+bool Sender::spill(Outbox& out) {
+  bool alive = true;
+  for (auto& msg : out.msgs) {
+    const size_t sz = queued_size(msg);
+    if (!alive || !stream_push(out.gen, std::move(msg), sz)) alive = false;
+  }
+  out.msgs.clear();
+  out.resendable.clear();  // the stream tracks the ACKs of what it sends (drain_stream)
+  out.body_bytes = 0;
+  // The next deltas' signatures of what went out: 4 % of the bytes for 512-byte blocks. A job
+  // announcing a whole tree writes them as it goes instead of holding them all to its end.
+  if (sig_pending_bytes_ > kSigPendingMax) persist_signatures();
+  return alive;
+}
+
 void Sender::announce() {
   const uint64_t gen = gen_.load();
-  jobs_.post([this, gen]() -> JobQueue::Done {
+  post_job([this, gen]() -> JobQueue::Done {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     out->gen = gen;
@@ -346,16 +379,34 @@ std::optional<store::Record> Sender::move_of(const store::Record& tomb) {
   return std::move(**cur);
 }
 
-void Sender::drain_stream() {
-  std::deque<std::pair<uint64_t, protocol::Message>> q;
+void Sender::post_job(JobQueue::Job job) {
+  jobs_.post([this, job = std::move(job)]() -> JobQueue::Done {
+    const uint64_t k = ++job_seq_;
+    JobQueue::Done done = job();
+    return [this, k, done = std::move(done)] {
+      drain_stream(k);  // what this job streamed goes before what it leaves for its completion
+      if (done) done();
+      finished_job_ = k;
+      drain_stream(k + 1);  // the running job's entries may go now
+    };
+  });
+}
+
+void Sender::drain_stream(uint64_t upto_job) {
+  std::vector<Streamed> q;
   {
     std::lock_guard lk(stream_mu_);
-    q.swap(stream_q_);
-    stream_queued_ = 0;
+    while (!stream_q_.empty() && stream_q_.front().job <= upto_job) {
+      stream_queued_ -= stream_q_.front().bytes;
+      q.push_back(std::move(stream_q_.front()));
+      stream_q_.pop_front();
+    }
   }
   bool sent = false;
   const uint64_t now_us = mono_us();
-  for (auto& [gen, m] : q) {
+  for (auto& e : q) {
+    const uint64_t gen = e.gen;
+    protocol::Message& m = e.m;
     if (conn_ == nullptr || gen != gen_.load()) continue;  // for a session that is gone
     // Awaiting its ACK from the moment it leaves: registering it later (when the job that
     // streamed it is delivered) loses an ACK that overtakes the job's end - the path would wait
@@ -367,6 +418,7 @@ void Sender::drain_stream() {
       in_flight_[rn->seq] = rn->to.path;
       sent_at_us_[rn->seq] = now_us;
     }
+    log_send(m);
     shape(m);
     conn_->send(m);
     sent = true;
@@ -377,6 +429,7 @@ void Sender::drain_stream() {
 }
 
 void Sender::remember_signature(const std::string& path, uint64_t peer, store::CachedSignature sig, Outbox& out) {
+  sig_pending_bytes_ += sig.signature.size();
   sig_pending_.insert_or_assign(path, PendingSignature{peer, std::move(sig)});
   out.signatures = true;
 }
@@ -399,13 +452,13 @@ void Sender::persist_signatures() {
     }
   }
   sig_pending_.clear();
+  sig_pending_bytes_ = 0;
 }
 
 void Sender::deliver(Outbox out) {
-  drain_stream();  // what this job streamed goes before what it leaves in `out`
   if (out.signatures) {
     // After this job's messages (sent below, on this thread), not before them.
-    jobs_.post([this]() -> JobQueue::Done {
+    post_job([this]() -> JobQueue::Done {
       StoreLock lk(this);
       persist_signatures();
       return {};
@@ -426,16 +479,7 @@ void Sender::deliver(Outbox out) {
   // version applied here (an echo, dropped), nothing would: so the path is looked at again later
   // (a retry settles once the record is the peer's own, or sends the current one).
   for (const auto& p : out.unsent) schedule_retry(p, "changed while it was read");
-  for (const auto& m : out.msgs) {
-    if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
-      lg().debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
-                 static_cast<int>(fv->body), fv->meta.deleted);
-    } else if (const auto* r = std::get_if<protocol::Remove>(&m)) {
-      lg().debug("send seq={} remove path={}", r->seq, log::escape(r->meta.path));
-    } else if (const auto* rn = std::get_if<protocol::Rename>(&m)) {
-      lg().debug("send seq={} rename {} -> {}", rn->seq, log::escape(rn->from.path), log::escape(rn->to.path));
-    }
-  }
+  for (const auto& m : out.msgs) log_send(m);
   const uint64_t now_us = mono_us();
   for (auto& [seq, path] : out.resendable) {
     in_flight_[seq] = path;
@@ -956,6 +1000,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
       if (d.size() < m.size) {
         out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
         chunked(out.msgs, xfer, d, true, cached->base_hash);
+        out.body_bytes += d.size();
         sent = true;
       }
     }
@@ -963,6 +1008,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   if (!sent) {
     out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size});
     chunked(out.msgs, xfer, *content, false, {});
+    out.body_bytes += content->size();
   }
   out.resendable.emplace_back(r.seq, m.path);
   // Cache the signature of what the peer will now hold, for the next change's delta.
@@ -971,17 +1017,12 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     remember_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()}, out);
   }
   codec::wipe(content->data(), content->size());
+  if (out.body_bytes >= opts_.stream_window) (void)spill(out);
 }
 
 namespace {
 
 // Roughly what a message costs in the queue (bodies dominate).
-size_t queued_size(const protocol::Message& m) {
-  if (const auto* d = std::get_if<protocol::Data>(&m)) return d->chunk.size() + 32;
-  if (const auto* d = std::get_if<protocol::Delta>(&m)) return d->chunk.size() + 64;
-  return 256;
-}
-
 // Reads up to buf.size() bytes (fewer only at end of file).
 Result<size_t> read_full(int fd, uint8_t* p, size_t n) {
   size_t got = 0;
@@ -1086,16 +1127,10 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   }
 
   // Whole, streamed: what this job produced so far goes first, then header and chunks.
-  for (auto& msg : out.msgs) {
-    const size_t sz = queued_size(msg);
-    if (!stream_push(gen, std::move(msg), sz)) {
-      out.msgs.clear();
-      return false;  // the session is gone
-    }
-  }
-  out.msgs.clear();
-  if (!stream_push(gen, protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size}, 256)) return false;
-  out.resendable.clear();  // everything of this job is in the stream now, which tracks its ACKs
+  // (The caller's resendable entry for `r` goes with the spill: the stream tracks the ACK.) A
+  // session gone meanwhile leaves nothing to retry on it: the next one announces anew.
+  if (!spill(out)) return true;
+  if (!stream_push(gen, protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::whole, m.size}, 256)) return true;
   bool short_read = false;
   for (uint64_t off = 0; off < m.size;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(protocol::kMaxChunk, m.size - off));
@@ -1123,7 +1158,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
 
 void Sender::resend_whole(const std::string& path) {
   const uint64_t gen = gen_.load();
-  jobs_.post([this, path, gen]() -> JobQueue::Done {
+  post_job([this, path, gen]() -> JobQueue::Done {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     out->gen = gen;
@@ -1174,7 +1209,7 @@ void Sender::on_message(const protocol::Message& msg) {
     const uint64_t since = req->index_id == index_.index_id() ? req->since_seq : 0;
     lg().debug("index request since={} (asked {})", since, req->since_seq);
     const uint64_t gen = gen_.load();
-    jobs_.post([this, since, gen]() -> JobQueue::Done {
+    post_job([this, since, gen]() -> JobQueue::Done {
       StoreLock lk(this);
       auto out = std::make_shared<Outbox>();
       out->gen = gen;
@@ -1210,7 +1245,7 @@ void Sender::on_message(const protocol::Message& msg) {
     // The peer has applied (durably) every record of ours up to acked_seq.
     if (sum->index_id != index_.index_id() || peer_node_.load() == 0) return;
     const uint64_t node = peer_node_.load(), acked = sum->acked_seq;
-    jobs_.post([this, node, acked]() -> JobQueue::Done {
+    post_job([this, node, acked]() -> JobQueue::Done {
       StoreLock lk(this);
       // Only tombstone collection waits on it: a failure delays that, and is logged.
       auto keep = [&]() -> Status {

@@ -159,6 +159,9 @@ class Sender {
     };
     std::unordered_map<std::string, Fresh> fresh;
     bool signatures = false;  // signatures were remembered: persist them once this is delivered
+    // File bytes in msgs. Past stream_window they are spilled into the stream queue, so a job
+    // that announces a whole tree (the answer to INDEX_REQUEST) never holds all of it at once.
+    size_t body_bytes = 0;
     // The session cannot go on truthfully (the index could not be read while announcing: what
     // was not read would be skipped for good, the peer's cursor moving past it): deliver closes
     // it with this reason instead of sending, and the next session asks again.
@@ -173,6 +176,8 @@ class Sender {
     store::CachedSignature sig;
   };
   std::unordered_map<std::string, PendingSignature> sig_pending_;
+  size_t sig_pending_bytes_ = 0;  // job thread: their size (a spill writes them past kSigPendingMax)
+  static constexpr size_t kSigPendingMax = 32u << 20;
   void remember_signature(const std::string& path, uint64_t peer, store::CachedSignature sig, Outbox& out);
   std::optional<store::CachedSignature> cached_signature(const std::string& path, uint64_t peer);
   void persist_signatures();
@@ -222,8 +227,11 @@ class Sender {
   // Job thread: queue one message for the session `gen`; waits while the queue and the
   // connection hold more than stream_window bytes. False when that session is gone.
   bool stream_push(uint64_t gen, protocol::Message m, size_t bytes);
+  // Job thread: moves what `out` holds so far into the stream queue, in order (stream_push: it
+  // waits while the peer is behind). False when the session is gone (`out` is emptied anyway).
+  bool spill(Outbox& out);
   // Loop thread: hands what the job queued to the connection.
-  void drain_stream();
+  void drain_stream(uint64_t upto_job);  // loop: sends queued entries of jobs up to this one
   store::Author author();
   // Loop-thread side.
   void post_batch(watch::Batch b);
@@ -251,11 +259,25 @@ class Sender {
   static watch::WatchOptions with_on_excluded(watch::WatchOptions w, Sender* self);
   // Job thread: true when a whole-tree scan missing `missing` records must not delete them.
   bool brake_holds(const std::string& dir, size_t missing);
-  // The stream queue (job -> loop) for large bodies.
+  // The stream queue (job -> loop) for large bodies and spilled outboxes. Each entry carries the
+  // number of the job that queued it: the loop sends a job's entries only once every earlier
+  // job's completion (its deliver) ran, so the wire order is the jobs' order even when the next
+  // job streams before the previous one's completion reached the loop.
+  struct Streamed {
+    uint64_t job = 0;
+    uint64_t gen = 0;
+    protocol::Message m;
+    size_t bytes = 0;
+  };
   std::mutex stream_mu_;
   std::condition_variable stream_cv_;
-  std::deque<std::pair<uint64_t, protocol::Message>> stream_q_;
+  std::deque<Streamed> stream_q_;
   size_t stream_queued_ = 0;                 // bytes in stream_q_
+  uint64_t job_seq_ = 0;                     // job thread: the number of the running job
+  uint64_t finished_job_ = 0;                // loop: the last job whose completion ran
+  // Every job goes through here: numbered on the worker; its completion sends the job's streamed
+  // entries, runs the job's own completion, then lets the next job's entries go.
+  void post_job(JobQueue::Job job);
   std::atomic<size_t> conn_backlog_{0};      // bytes the connection has not written yet
   std::atomic<bool> stopping_{false};
   std::unique_ptr<uvx::Async> stream_wake_;

@@ -257,15 +257,6 @@ TEST_SUITE("integration.ssh") {
 
 namespace {
 
-long vm_hwm_kib(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
-  }
-  return -1;
-}
-
 void large_files_stream(const std::string& transport) {
   Fixture f(transport);
   f.start();
@@ -273,7 +264,7 @@ void large_files_stream(const std::string& transport) {
   // 300 MB: streamed from disk in 1 MiB chunks on both ends, never held whole in memory.
   f.sh("head -c 300000000 /dev/urandom > " + f.t / "stage.bin && mv " + f.t / "stage.bin " + f.s("big.bin"));
   f.converged();
-  const long hwm = vm_hwm_kib(f.proc->pid());
+  const long hwm = test::vm_hwm_kib(f.proc->pid());
   MESSAGE("pusher peak RSS " << hwm / 1024 << " MiB after a 300 MB file");
   CHECK(hwm > 0);
 #if defined(__SANITIZE_ADDRESS__)

@@ -48,5 +48,7 @@ bool cookie_barrier(const std::string& src, const std::string& dst, const std::s
                     std::vector<std::string>& diff, int timeout_ms = 30000, bool dir_mtimes = false);
 // How often `needle` occurs in `file`.
 size_t count_text(const std::string& file, const std::string& needle);
+// The peak resident set of a running process (VmHWM), in KiB; -1 if it cannot be read.
+long vm_hwm_kib(pid_t pid);
 
 }  // namespace syncd::test
