@@ -186,6 +186,7 @@ void Receiver::on_message(protocol::Message msg) {
       // Temp files of applies cut short by a crash (ours: nothing else writes that pattern).
       if (auto st = applier_.remove_stale_temps(); !st) lg().warn("temp cleanup: {}", st.error().message());
       auto since = index_.peer_seq(peer_index_);
+      if (!since.ok()) lg().error("index: where the peer's records were left unknown, asking for all: {}", since.error().message());
       const uint64_t s = since.ok() ? *since : 0;
       return [this, s] {
         full_sync_ = s == 0;
