@@ -28,6 +28,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/store/sqlite.h"
 #include "tests/support/process.h"
+#include "tests/support/rss.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
 
@@ -362,14 +363,7 @@ TEST_SUITE("integration.direct_overflow") {
     }
     f.start();
     f.converged();
-    const long hwm = test::vm_hwm_kib(f.proc->pid());
-    MESSAGE("syncd -direct peak RSS " << hwm / 1024 << " MiB for a 600 MiB initial sync");
-    CHECK(hwm > 0);
-#if defined(__SANITIZE_ADDRESS__)
-    MESSAGE("RSS bound not checked under AddressSanitizer (shadow memory, quarantine); the plain build checks it");
-#else
-    CHECK(hwm < 300 * 1024);
-#endif
+    test::check_peak_rss(f.proc->pid(), 300, "syncd -direct after a 600 MiB initial sync");
   }
 
   TEST_CASE("a target file made immutable (chattr +i): its update waits with the reason - others flow - it lands once writable") {

@@ -21,6 +21,7 @@
 #include "lib/store/sqlite.h"
 #include "tests/support/netns.h"
 #include "tests/support/process.h"
+#include "tests/support/rss.h"
 #include "tests/support/sshd.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
@@ -264,16 +265,7 @@ void large_files_stream(const std::string& transport) {
   // 300 MB: streamed from disk in 1 MiB chunks on both ends, never held whole in memory.
   f.sh("head -c 300000000 /dev/urandom > " + f.t / "stage.bin && mv " + f.t / "stage.bin " + f.s("big.bin"));
   f.converged();
-  const long hwm = test::vm_hwm_kib(f.proc->pid());
-  MESSAGE("pusher peak RSS " << hwm / 1024 << " MiB after a 300 MB file");
-  CHECK(hwm > 0);
-#if defined(__SANITIZE_ADDRESS__)
-  // ASan's shadow memory and its freed-memory quarantine (256 MiB) make RSS meaningless here;
-  // the plain build, which CI also runs, enforces the bound.
-  MESSAGE("RSS bound not checked under AddressSanitizer");
-#else
-  CHECK(hwm < 160 * 1024);
-#endif
+  test::check_peak_rss(f.proc->pid(), 160, "pusher after a 300 MB file");
   // A small edit in the middle travels as a delta; a rewrite of most of it falls back to whole.
   f.sh("printf 'EDITED' | dd of=" + f.s("big.bin") + " bs=1 seek=150000000 conv=notrunc status=none");
   f.converged();
