@@ -98,12 +98,33 @@ void Receiver::release(size_t cost) {
   if (before >= kQueueLow && before - cost < kQueueLow) resume_->send();
 }
 
-void Receiver::post(std::string path, std::function<protocol::Ack()> job, size_t bytes) {
-  const size_t cost = std::max(bytes, kMinCost);
-  if (queued_bytes_.fetch_add(cost) + cost > kQueueHigh && !paused_) {
+void Receiver::hold(size_t bytes) {
+  if (queued_bytes_.fetch_add(bytes) + bytes > kQueueHigh && !paused_) {
     paused_ = true;  // the disk is behind: let the peer's writes back up
     conn_.pause_reading(true);
   }
+}
+
+void Receiver::open_transfer(Transfer t) {
+  const uint32_t id = t.fv.xfer_id;
+  if (auto old = transfers_.find(id); old != transfers_.end()) {
+    // The peer reused the id of a transfer it never finished: that one is void.
+    if (old->second.pipe) old->second.pipe->abort();
+    if (!old->second.pipe) release(static_cast<size_t>(old->second.fv.body_len));
+    transfers_.erase(old);
+  }
+  if (!t.pipe) {
+    // Counted from the header on (the buffer is reserved now): a peer interleaving many
+    // unfinished transfers is held to the same bound as versions waiting to be applied.
+    hold(static_cast<size_t>(t.fv.body_len));
+    t.body.reserve(static_cast<size_t>(t.fv.body_len));
+  }
+  transfers_[id] = std::move(t);
+}
+
+void Receiver::post(std::string path, std::function<protocol::Ack()> job, size_t bytes) {
+  const size_t cost = std::max(bytes, kMinCost);
+  hold(cost);
   {
     std::lock_guard<std::mutex> lk(batch_mu_);
     batch_.push_back(Posted{std::move(path), std::move(job), cost});
@@ -207,17 +228,15 @@ void Receiver::on_message(protocol::Message msg) {
       } else if (t.fv.body_len > kStreamAbove) {
         // Applied while it arrives: the job starts now and pulls chunks from the pipe.
         t.pipe = std::make_shared<BodyPipe>([this] { resume_->send(); });
-        const uint32_t id = t.fv.xfer_id;
         auto pipe = t.pipe;
-        transfers_[id] = std::move(t);
-        post(transfers_[id].fv.meta.path, [this, fv = transfers_[id].fv, pipe]() {
+        const protocol::FileVersion fv_copy = t.fv;
+        open_transfer(std::move(t));
+        post(fv_copy.meta.path, [this, fv = fv_copy, pipe]() {
           auto done = ScopeGuard([&]() noexcept { pipe->close_reader(); });
           return do_version(fv, {}, {}, pipe.get());
         });
       } else {
-        t.body.reserve(static_cast<size_t>(t.fv.body_len));
-        const uint32_t id = t.fv.xfer_id;
-        transfers_[id] = std::move(t);
+        open_transfer(std::move(t));
       }
     }
     return;
@@ -252,7 +271,9 @@ void Receiver::on_message(protocol::Message msg) {
     if (t.received == t.fv.body_len) {
       Transfer done = std::move(t);
       transfers_.erase(it);
-      apply_version(std::move(done.fv), std::move(done.body), done.base);
+      const auto held = static_cast<size_t>(done.fv.body_len);
+      apply_version(std::move(done.fv), std::move(done.body), done.base);  // counted again as posted
+      release(held);
     }
   };
   if (auto* d = std::get_if<protocol::Data>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, nullptr);

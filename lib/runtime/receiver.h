@@ -116,6 +116,11 @@ class Receiver {
   bool synced() const noexcept { return synced_; }
   // Real content conflicts resolved on this link (either side won).
   uint64_t conflicts() const noexcept { return conflicts_; }
+  // Bytes held for the peer (bodies arriving or waiting to be applied), and whether reading the
+  // connection is paused because of them or a streamed body's backlog (loop thread).
+  size_t held_bytes() const noexcept { return queued_bytes_.load(); }
+  bool reading_paused() const noexcept { return paused_; }
+  static constexpr size_t kHoldHigh = 64u << 20;  // reading pauses above this
 
  private:
   struct Transfer {
@@ -126,12 +131,16 @@ class Receiver {
     std::shared_ptr<BodyPipe> pipe;  // large bodies stream to the job instead of into `body`
   };
   void apply_version(protocol::FileVersion fv, Bytes body, protocol::Hash256 base);
+  // Loop: starts receiving a body (replacing an unfinished transfer with the same id).
+  void open_transfer(Transfer t);
   // Queues one apply; everything queued while the job thread is busy is applied by one job in
   // one index transaction (group commit), in arrival order.
   // `path`: what the job changes (a failed apply holds the resume point back until it succeeds).
   // `bytes`: the file content the job holds in memory (each job counts at least kMinCost).
   void post(std::string path, std::function<protocol::Ack()> job, size_t bytes = 0);
-  // Loop or job thread: a posted job's memory is gone (it ran).
+  // Loop: `bytes` more are held for the peer (reading pauses above kQueueHigh).
+  void hold(size_t bytes);
+  // Loop or job thread: held bytes are gone (a posted job ran, a received body was posted).
   void release(size_t cost);
   // Job thread.
   protocol::Ack do_version(const protocol::FileVersion& fv, const Bytes& body,
@@ -222,7 +231,7 @@ class Receiver {
   // What posted jobs hold and have not yet released. Above kQueueHigh the loop stops reading the
   // connection until it falls under kQueueLow: a peer announcing faster than this disk applies
   // (a whole tree at the initial sync, a flood of small messages) never fills the memory.
-  static constexpr size_t kQueueHigh = 64u << 20, kQueueLow = 16u << 20, kMinCost = 256;
+  static constexpr size_t kQueueHigh = kHoldHigh, kQueueLow = 16u << 20, kMinCost = 256;
   std::atomic<size_t> queued_bytes_{0};
   // Job thread: versions that could not be applied (disk full, permissions...), seq -> path. The
   // resume point never passes the oldest of them, so a reconnect resends it; a later successful
