@@ -160,7 +160,7 @@ Result<std::optional<Record>> Index::read_row(Stmt& st, bool single) {
   auto fp = decode_fp(st.column_blob(2));
   r.origin = static_cast<uint64_t>(st.column_int64(3));  // every column before the reset: after it, undefined
   if (single || !meta.ok() || !fp.ok()) st.reset();
-  if (!meta.ok()) return std::move(meta).error().wrap("index " + path_ + ": stored record");
+  if (!meta.ok()) return std::move(meta).error().wrap("index " + path_ + ": stored record seq " + std::to_string(r.seq));
   if (!fp.ok()) return std::move(fp).error();
   r.meta = std::move(*meta);
   r.fp = *fp;
