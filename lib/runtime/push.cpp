@@ -437,6 +437,16 @@ void Push::lost(Link& l, uint64_t session, const std::string& why) {
   l.retry->start(wait);
 }
 
+namespace {
+
+// For a status line: the peer is being held back because this node applies slower than it sends.
+std::string paused_note(const Receiver& rx) {
+  if (!rx.reading_paused()) return {};
+  return fmt::format(", reading paused ({} MiB received and not yet applied)", rx.held_bytes() >> 20);
+}
+
+}  // namespace
+
 std::string Push::status(bool json) const {
   std::string peers_txt, peers_json;
   std::vector<double> lat;
@@ -453,6 +463,7 @@ std::string Push::status(bool json) const {
                  (l.passive ? "on the session it opened to this node" : up ? "connected" : "disconnected") + " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
                  (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
+                 (l.rx ? paused_note(*l.rx) : std::string()) +
                  ", last error: " + (l.last_error.empty() ? std::string("-") : l.last_error) + "\n";
     if (!peers_json.empty()) peers_json += ", ";
     peers_json += "{\"host\": " + json_string(l.spec.host) + ", \"target\": " + json_string(l.spec.target) +
@@ -461,7 +472,11 @@ std::string Push::status(bool json) const {
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) + ", \"bytes_out\": " +
-                  std::to_string(l.conn ? l.conn->bytes_out() : 0) + ", \"last_error\": " + json_string(l.last_error) + "}";
+                  std::to_string(l.conn ? l.conn->bytes_out() : 0) + ", \"last_error\": " + json_string(l.last_error) +
+                  (l.rx ? ", \"held_bytes\": " + std::to_string(l.rx->held_bytes()) + ", \"reading_paused\": " +
+                              (l.rx->reading_paused() ? "true" : "false")
+                        : std::string()) +
+                  "}";
   }
   std::sort(lat.begin(), lat.end());
   auto pct = [&](double q) { return lat.empty() ? -1.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size())))]; };
@@ -517,11 +532,12 @@ std::string Push::joined_state(const Joined& jd, bool json) const {
            "\", \"idle\": " + (jd.idle() ? "true" : "false") + ", \"applying\": " + (rx_idle ? "false" : "true") +
            ", \"pending_out\": " + std::to_string(out) + ", \"queued\": " + std::to_string(queued) +
            ", \"awaiting_ack\": " + std::to_string(awaiting) + ", \"retrying\": " + std::to_string(retrying) +
-           ", \"caught_up\": " + (caught ? "true" : "false") + "}";
+           ", \"caught_up\": " + (caught ? "true" : "false") + ", \"held_bytes\": " + std::to_string(jd.rx->held_bytes()) +
+           ", \"reading_paused\": " + (jd.rx->reading_paused() ? "true" : "false") + "}";
   }
-  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, retrying: {}{}",
+  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, retrying: {}{}{}",
                      jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting, retrying,
-                     caught ? ", caught up" : "");
+                     caught ? ", caught up" : "", paused_note(*jd.rx));
 }
 
 bool Push::link_idle(const Link& l) const noexcept {
