@@ -76,7 +76,7 @@ Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, C
       resume_(std::make_unique<uvx::Async>(loop, [this] {
         // Under the high mark, not the low one: a streamed body's job may be waiting for its next
         // chunk while the queue sits between the two (a push past the mark pauses again).
-        if (paused_ && queued_bytes_.load() < kQueueHigh) {
+        if (paused_ && queued_bytes_.load() < kHoldHigh) {
           paused_ = false;
           conn_.pause_reading(false);
         }
@@ -95,11 +95,11 @@ Receiver::~Receiver() {
 
 void Receiver::release(size_t cost) {
   const size_t before = queued_bytes_.fetch_sub(cost);
-  if (before >= kQueueLow && before - cost < kQueueLow) resume_->send();
+  if (before >= kHoldLow && before - cost < kHoldLow) resume_->send();
 }
 
 void Receiver::hold(size_t bytes) {
-  if (queued_bytes_.fetch_add(bytes) + bytes > kQueueHigh && !paused_) {
+  if (queued_bytes_.fetch_add(bytes) + bytes > kHoldHigh && !paused_) {
     paused_ = true;  // the disk is behind: let the peer's writes back up
     conn_.pause_reading(true);
   }

@@ -120,7 +120,7 @@ class Receiver {
   // connection is paused because of them or a streamed body's backlog (loop thread).
   size_t held_bytes() const noexcept { return queued_bytes_.load(); }
   bool reading_paused() const noexcept { return paused_; }
-  static constexpr size_t kHoldHigh = 64u << 20;  // reading pauses above this
+  static constexpr size_t kHoldHigh = 64u << 20, kHoldLow = 16u << 20;  // pause above, resume under
 
  private:
   struct Transfer {
@@ -138,7 +138,7 @@ class Receiver {
   // `path`: what the job changes (a failed apply holds the resume point back until it succeeds).
   // `bytes`: the file content the job holds in memory (each job counts at least kMinCost).
   void post(std::string path, std::function<protocol::Ack()> job, size_t bytes = 0);
-  // Loop: `bytes` more are held for the peer (reading pauses above kQueueHigh).
+  // Loop: `bytes` more are held for the peer (reading pauses above kHoldHigh).
   void hold(size_t bytes);
   // Loop or job thread: held bytes are gone (a posted job ran, a received body was posted).
   void release(size_t cost);
@@ -202,6 +202,7 @@ class Receiver {
   void report_acked();               // loop
   std::atomic<uint64_t> conflicts_{0};
   Status advance(uint64_t seq);
+  // advance() where nothing else depends on it: a failure is logged, not acked.
   void advance_or_log(uint64_t seq);
 
   uvx::Loop& loop_;
@@ -228,10 +229,11 @@ class Receiver {
     size_t cost = 0;
   };
   std::vector<Posted> batch_;  // guarded by batch_mu_
-  // What posted jobs hold and have not yet released. Above kQueueHigh the loop stops reading the
-  // connection until it falls under kQueueLow: a peer announcing faster than this disk applies
-  // (a whole tree at the initial sync, a flood of small messages) never fills the memory.
-  static constexpr size_t kQueueHigh = kHoldHigh, kQueueLow = 16u << 20, kMinCost = 256;
+  // What arriving bodies and posted jobs hold and have not yet released. Above kHoldHigh the
+  // loop stops reading the connection until it falls under kHoldLow: a peer announcing faster
+  // than this disk applies (a whole tree at the initial sync, a flood of small messages, many
+  // unfinished bodies) never fills the memory.
+  static constexpr size_t kMinCost = 256;
   std::atomic<size_t> queued_bytes_{0};
   // Job thread: versions that could not be applied (disk full, permissions...), seq -> path. The
   // resume point never passes the oldest of them, so a reconnect resends it; a later successful
