@@ -10,6 +10,7 @@
 #include "lib/runtime/job_queue.h"
 #include "protocol/limits.h"
 #include "tests/support/tmpdir.h"
+#include "tests/unit/runtime/loop_pair.h"
 
 #include <chrono>
 #include <random>
@@ -20,31 +21,8 @@ using namespace syncd::runtime;
 
 namespace {
 
-protocol::Hello hello(uint64_t node) {
-  return protocol::Hello{protocol::kHelloMagic, protocol::kProtocolVersion, protocol::kProtocolVersion, node, "n" + std::to_string(node), "c", node * 10,
-                         protocol::kAllCapabilities};
-}
-
-struct Pair {
-  uvx::Loop loop;
-  int sv[2];
-  Pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0); }
-  // Runs the loop until `pred` or 5 s.
-  bool run_until(const std::function<bool()>& pred) {
-    bool timed_out = false;
-    uvx::Timer check(loop, [&] {
-      if (pred()) loop.stop();
-    });
-    uvx::Timer timeout(loop, [&] {
-      timed_out = true;
-      loop.stop();
-    });
-    check.start(0, 1);
-    timeout.start(5000);
-    loop.run();
-    return !timed_out && pred();
-  }
-};
+using test::hello;
+using test::Pair;
 
 // Two connections on one socketpair, each keeping what it receives; either closing fails the test.
 struct Talking : Pair {

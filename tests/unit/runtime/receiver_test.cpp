@@ -2,10 +2,8 @@
 // bounded however much the peer announces (SECURITY.md §8 row 26).
 #include <doctest/doctest.h>
 
-#include <sys/socket.h>
 #include <sys/stat.h>
 
-#include <functional>
 #include <memory>
 #include <random>
 
@@ -13,36 +11,12 @@
 #include "lib/runtime/connection.h"
 #include "lib/runtime/receiver.h"
 #include "lib/store/index.h"
-#include "protocol/limits.h"
 #include "tests/support/tmpdir.h"
+#include "tests/unit/runtime/loop_pair.h"
 
 using namespace syncd;
 using namespace syncd::runtime;
 
-namespace {
-
-protocol::Hello hello(uint64_t node) {
-  return protocol::Hello{protocol::kHelloMagic, protocol::kProtocolVersion, protocol::kProtocolVersion, node,
-                         "n" + std::to_string(node), "c", node * 10, protocol::kAllCapabilities};
-}
-
-// Runs the loop until `pred` or 10 s (a barrier with a timeout, checked every millisecond).
-bool run_until(uvx::Loop& loop, const std::function<bool()>& pred) {
-  bool timed_out = false;
-  uvx::Timer check(loop, [&] {
-    if (pred()) loop.stop();
-  });
-  uvx::Timer timeout(loop, [&] {
-    timed_out = true;
-    loop.stop();
-  });
-  check.start(0, 1);
-  timeout.start(10000);
-  loop.run();
-  return !timed_out && pred();
-}
-
-}  // namespace
 
 TEST_SUITE("runtime.receiver") {
   TEST_CASE("a peer announcing more than the receiver holds is read no further: reading pauses at the bound") {
@@ -52,16 +26,14 @@ TEST_SUITE("runtime.receiver") {
     REQUIRE(root.ok());
     auto idx = store::Index::open(t / "state");
     REQUIRE(idx.ok());
-    uvx::Loop loop;
-    int sv[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    test::Pair p;
     std::unique_ptr<Receiver> rx;
-    Connection ours(loop, UniqueFd(sv[0]), [&](protocol::Message m) { rx->on_message(std::move(m)); },
+    Connection ours(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { rx->on_message(std::move(m)); },
                     [](const Error& e) { FAIL("receiver's end closed: " << e.message()); });
-    rx = std::make_unique<Receiver>(loop, *root, *idx, ours);
-    REQUIRE(ours.start(hello(1)).ok());
-    Connection peer(loop, UniqueFd(sv[1]), [](protocol::Message) {}, [](const Error&) {});
-    REQUIRE(peer.start(hello(2)).ok());
+    rx = std::make_unique<Receiver>(p.loop, *root, *idx, ours);
+    REQUIRE(ours.start(test::hello(1)).ok());
+    Connection peer(p.loop, UniqueFd(p.sv[1]), [](protocol::Message) {}, [](const Error&) {});
+    REQUIRE(peer.start(test::hello(2)).ok());
     // 100 bodies of 4 MiB announced, each with its first MiB, none finished: 400 MiB the
     // receiver would reserve and keep while waiting for the rest.
     constexpr uint64_t kBody = 4u << 20;
@@ -83,7 +55,7 @@ TEST_SUITE("runtime.receiver") {
       peer.send(protocol::Data{i, 0, mib});
     }
     peer.flush();
-    REQUIRE_MESSAGE(run_until(loop, [&] { return rx->reading_paused(); }), "held " << rx->held_bytes());
+    REQUIRE_MESSAGE(p.run_until([&] { return rx->reading_paused(); }, 10000), "held " << rx->held_bytes());
     // What a read already held may still be decoded: one more header at most.
     CHECK(rx->held_bytes() > Receiver::kHoldHigh);
     CHECK(rx->held_bytes() <= Receiver::kHoldHigh + kBody + (1u << 20));
