@@ -233,7 +233,7 @@ class Receiver {
   // loop stops reading the connection until it falls under kHoldLow: a peer announcing faster
   // than this disk applies (a whole tree at the initial sync, a flood of small messages, many
   // unfinished bodies) never fills the memory.
-  static constexpr size_t kMinCost = 256;
+  static constexpr size_t kMinCost = 1024;
   std::atomic<size_t> queued_bytes_{0};
   // Job thread: versions that could not be applied (disk full, permissions...), seq -> path. The
   // resume point never passes the oldest of them, so a reconnect resends it; a later successful

@@ -292,6 +292,12 @@ bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
   return true;
 }
 
+void Sender::maybe_spill(Outbox& out) {
+  // File bytes plus an allowance per message (a record's metadata, the message around it): a
+  // tree of many small files weighs by its count too.
+  if (out.body_bytes + out.msgs.size() * kMessageCost >= opts_.stream_window) (void)spill(out);
+}
+
 bool Sender::spill(Outbox& out) {
   bool alive = true;
   for (auto& msg : out.msgs) {
@@ -361,6 +367,7 @@ void Sender::emit_records(const std::vector<store::Record>& recs, bool force_who
       continue;
     }
     emit_record(r, true, force_whole, out);
+    maybe_spill(out);
   }
 }
 
@@ -567,7 +574,10 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   // (what was written first goes first), parents still before children.
   if (b.overflow) order_by_mtime(changed);
   // Only now, with the versions durable, do they go out.
-  for (const auto& r : changed) emit_record(r, true, false, out);
+  for (const auto& r : changed) {
+    emit_record(r, true, false, out);
+    maybe_spill(out);
+  }
   cursor_ = index_.max_seq();  // what this batch wrote and did not send (renames' parts) stays unsent
   wipe_fresh(out);
   // Last: an entry created, removed or renamed at the top moved the root's mtime.
@@ -1017,7 +1027,6 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     remember_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()}, out);
   }
   codec::wipe(content->data(), content->size());
-  if (out.body_bytes >= opts_.stream_window) (void)spill(out);
 }
 
 namespace {

@@ -159,8 +159,9 @@ class Sender {
     };
     std::unordered_map<std::string, Fresh> fresh;
     bool signatures = false;  // signatures were remembered: persist them once this is delivered
-    // File bytes in msgs. Past stream_window they are spilled into the stream queue, so a job
-    // that announces a whole tree (the answer to INDEX_REQUEST) never holds all of it at once.
+    // File bytes in msgs. With kMessageCost per message, past stream_window they are spilled
+    // into the stream queue (maybe_spill), so a job that announces a whole tree (the answer to
+    // INDEX_REQUEST) never holds all of it at once.
     size_t body_bytes = 0;
     // The session cannot go on truthfully (the index could not be read while announcing: what
     // was not read would be skipped for good, the peer's cursor moving past it): deliver closes
@@ -230,6 +231,10 @@ class Sender {
   // Job thread: moves what `out` holds so far into the stream queue, in order (stream_push: it
   // waits while the peer is behind). False when the session is gone (`out` is emptied anyway).
   bool spill(Outbox& out);
+  // Job thread, between records and outside any index transaction (a spill may wait for the
+  // peer with the store lock released): spills once `out` weighs stream_window.
+  void maybe_spill(Outbox& out);
+  static constexpr size_t kMessageCost = 512;
   // Loop thread: hands what the job queued to the connection.
   void drain_stream(uint64_t upto_job);  // loop: sends queued entries of jobs up to this one
   store::Author author();
