@@ -409,6 +409,9 @@ Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fin
                         uint64_t* put_seq) {
   store::Record r{m, 0, fp, origin};
   SYNCD_TRY(index_.put(r));
+  // The peer holds this now, not what our sender last sent it: a delta on that signature would
+  // be refused (two-way; a mirror's target has none).
+  if (origin != 0) SYNCD_TRY(index_.forget_signature(m.path, origin));
   if (put_seq != nullptr) *put_seq = r.seq;
   return advance(seq);
 }

@@ -362,8 +362,7 @@ void Sender::emit_records(const std::vector<store::Record>& recs, bool force_who
   for (const auto& r : recs) {
     if (paired.count(r.seq) != 0) continue;
     if (auto it = tomb_of.find(r.seq); it != tomb_of.end()) {
-      out.msgs.emplace_back(protocol::Rename{r.seq, it->second->meta, r.meta});
-      out.resendable.emplace_back(r.seq, r.meta.path);
+      emit_rename(r.seq, it->second->meta, r.meta, out);
       continue;
     }
     emit_record(r, true, force_whole, out);
@@ -441,10 +440,40 @@ void Sender::remember_signature(const std::string& path, uint64_t peer, store::C
   out.signatures = true;
 }
 
+void Sender::forget_signature(const std::string& path, Outbox& out) {
+  const uint64_t peer = peer_node_.load();
+  if (peer == 0) return;
+  if (auto it = sig_pending_.find(path); it != sig_pending_.end()) {
+    sig_pending_bytes_ -= it->second.sig.signature.size();
+    it->second = PendingSignature{peer, {}};
+    out.signatures = true;
+    return;
+  }
+  // Most paths never had one (small files): only those that do cost a write.
+  auto has = index_.has_signature(path, peer);
+  if (has.ok() && !*has) return;
+  sig_pending_.emplace(path, PendingSignature{peer, {}});
+  out.signatures = true;
+}
+
+void Sender::emit_rename(uint64_t seq, const protocol::FileMeta& from, const protocol::FileMeta& to, Outbox& out) {
+  out.msgs.emplace_back(protocol::Rename{seq, from, to});
+  out.resendable.emplace_back(seq, to.path);
+  const uint64_t peer = peer_node_.load();
+  auto sig = peer != 0 && to.type == protocol::FileType::file ? cached_signature(from.path, peer) : std::nullopt;
+  forget_signature(from.path, out);
+  if (sig) {
+    remember_signature(to.path, peer, std::move(*sig), out);
+  } else {
+    forget_signature(to.path, out);
+  }
+}
+
 std::optional<store::CachedSignature> Sender::cached_signature(const std::string& path, uint64_t peer) {
   if (auto it = sig_pending_.find(path); it != sig_pending_.end()) {
-    if (it->second.peer == peer) return it->second.sig;
-    return std::nullopt;  // newer than what the index holds, but for another peer
+    // Newer than what the index holds: a forget, or one for another peer, is none.
+    if (it->second.peer == peer && !it->second.sig.signature.empty()) return it->second.sig;
+    return std::nullopt;
   }
   auto c = index_.get_signature(path, peer);
   if (!c.ok()) return std::nullopt;
@@ -453,10 +482,10 @@ std::optional<store::CachedSignature> Sender::cached_signature(const std::string
 
 void Sender::persist_signatures() {
   for (auto& [path, p] : sig_pending_) {
-    // Best effort: without it the next delta of this file asks the peer for its signature.
-    if (auto st = index_.put_signature(path, p.peer, p.sig); !st) {
-      lg().debug("keep signature of {}: {}", log::escape(path), st.error().message());
-    }
+    // Best effort: without a signature the next change of this file goes whole; a stale one
+    // left behind costs one base_mismatch round trip.
+    auto st = p.sig.signature.empty() ? index_.forget_signature(path, p.peer) : index_.put_signature(path, p.peer, p.sig);
+    if (!st) lg().debug("keep signature of {}: {}", log::escape(path), st.error().message());
   }
   sig_pending_.clear();
   sig_pending_bytes_ = 0;
@@ -467,7 +496,11 @@ void Sender::deliver(Outbox out) {
     // After this job's messages (sent below, on this thread), not before them.
     post_job([this]() -> JobQueue::Done {
       StoreLock lk(this);
+      auto txn = index_.begin();  // one commit for all of them
       persist_signatures();
+      if (txn.ok()) {
+        if (auto st = txn->commit(); !st) lg().debug("keep signatures: {}", st.error().message());
+      }
       return {};
     });
   }
@@ -866,8 +899,7 @@ bool Sender::process_rename(const std::string& from, const std::string& to, Outb
   }
   store::Record moved = store::author_move(**entry, old, *prev_to, a);
   if (!record(tomb, out) || !record(moved, out)) return false;
-  out.msgs.emplace_back(protocol::Rename{moved.seq, tomb.meta, moved.meta});
-  out.resendable.emplace_back(moved.seq, to);
+  emit_rename(moved.seq, tomb.meta, moved.meta, out);
   out.moved = true;
   if (opts_.two_way) pair_move(tomb.seq, moved.seq, to);
   lg().debug("move recorded: {} -> {}", log::escape(from), log::escape(to));
@@ -928,8 +960,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
     }
     store::Record ct = store::author_delete(c, author());
     if (!record(ct, out) || !record(cn, out)) continue;
-    out.msgs.emplace_back(protocol::Rename{cn.seq, ct.meta, cn.meta});
-    out.resendable.emplace_back(cn.seq, np);
+    emit_rename(cn.seq, ct.meta, cn.meta, out);
     pair_move(ct.seq, cn.seq, np);
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
@@ -948,6 +979,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   if (r.origin != 0 && r.origin == peer_node_.load()) return;  // the peer's own record: an echo
   if (m.deleted) {
     out.msgs.emplace_back(protocol::Remove{r.seq, m});
+    forget_signature(m.path, out);
     return;
   }
   const bool content_now = m.content_dot.node == index_.node_id() &&
@@ -963,7 +995,11 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
                     (force_whole || (with_body && (content_now || r.origin != 0)));
   if (!body) {
     out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
-    if (m.type == protocol::FileType::file) out.resendable.emplace_back(r.seq, m.path);
+    if (m.type == protocol::FileType::file) {
+      out.resendable.emplace_back(r.seq, m.path);
+    } else {
+      forget_signature(m.path, out);  // no longer a file there
+    }
     return;
   }
   if (opts_.hard_links && !out.no_links) {
@@ -972,6 +1008,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     if (auto to = link_source(r, out)) {
       out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0, *to});
       out.resendable.emplace_back(r.seq, m.path);
+      forget_signature(m.path, out);
       return;
     }
   }
@@ -1025,6 +1062,8 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   if (m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
     auto sig = delta::sign(*content, delta::cached_block_len(m.size), codec::HashKey::random());
     remember_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()}, out);
+  } else {
+    forget_signature(m.path, out);
   }
   codec::wipe(content->data(), content->size());
 }
@@ -1125,6 +1164,8 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
       chunked(out.msgs, xfer, d, true, cached->base_hash);
       if (auto sg = std::move(*builder).finish(); sg.ok()) {
         remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
+      } else {
+        forget_signature(m.path, out);
       }
       return true;
     }
@@ -1157,11 +1198,15 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
     if (!stream_push(gen, protocol::Data{xfer, off, std::move(chunk)}, want + 32)) return true;  // session gone
     off += want;
   }
+  bool remembered = false;
   if (builder) {
     if (auto sg = std::move(*builder).finish(); sg.ok()) {
       remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
+      remembered = true;
     }
   }
+  // None wanted (too small), or a short copy the peer will reject: no base is certain.
+  if (!remembered) forget_signature(m.path, out);
   return true;
 }
 
@@ -1292,6 +1337,7 @@ void Sender::on_message(const protocol::Message& msg) {
     if ((ack->status == protocol::AckStatus::base_mismatch ||
          ack->status == protocol::AckStatus::verify_failed) && !path.empty()) {
       // The peer lacks the base we assumed: send the current version whole.
+      lg().debug("peer lacks the base of seq={} path={} ({}): sending it whole", ack->seq, log::escape(path), ack->detail);
       resend_whole(path);
     } else if (ack->status == protocol::AckStatus::failed) {
       lg().warn("peer could not apply seq={} path={}: {}", ack->seq, log::escape(path), ack->detail);

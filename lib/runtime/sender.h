@@ -179,7 +179,15 @@ class Sender {
   std::unordered_map<std::string, PendingSignature> sig_pending_;
   size_t sig_pending_bytes_ = 0;  // job thread: their size (a spill writes them past kSigPendingMax)
   static constexpr size_t kSigPendingMax = 32u << 20;
+  // The cached signature of (path, peer) is the base of the next delta, so it must describe
+  // what the peer holds at `path`: every message that changes that either remembers the new
+  // content's signature or forgets the old one (a stale base costs a base_mismatch round trip,
+  // and the whole file arrives after anything sent behind it). A pending entry with an empty
+  // signature is a forget.
   void remember_signature(const std::string& path, uint64_t peer, store::CachedSignature sig, Outbox& out);
+  void forget_signature(const std::string& path, Outbox& out);
+  // A RENAME moves the bytes at the peer, and with them the signature of what it holds.
+  void emit_rename(uint64_t seq, const protocol::FileMeta& from, const protocol::FileMeta& to, Outbox& out);
   std::optional<store::CachedSignature> cached_signature(const std::string& path, uint64_t peer);
   void persist_signatures();
   // Job-thread side.

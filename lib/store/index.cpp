@@ -381,6 +381,23 @@ Result<std::optional<CachedSignature>> Index::get_signature(std::string_view pat
   return std::optional<CachedSignature>(std::move(c));
 }
 
+Result<bool> Index::has_signature(std::string_view path, uint64_t peer) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT 1 FROM signatures WHERE path = ? AND peer = ?"));
+  st.bind_blob(1, as_bytes(path));
+  st.bind_int64(2, static_cast<int64_t>(peer));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  st.reset();
+  return row;
+}
+
+Status Index::forget_signature(std::string_view path, uint64_t peer) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("DELETE FROM signatures WHERE path = ? AND peer = ?"));
+  st.bind_blob(1, as_bytes(path));
+  st.bind_int64(2, static_cast<int64_t>(peer));
+  SYNCD_TRY(st.step());
+  return {};
+}
+
 Result<Index::Txn> Index::begin() {
   if (in_txn_) return Error::make(errc::internal, "index: nested transaction");
   SYNCD_TRY(db_.exec("BEGIN IMMEDIATE"));

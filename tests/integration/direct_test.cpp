@@ -279,6 +279,64 @@ TEST_SUITE("integration.direct") {
     ::unsetenv("SPDLOG_LEVEL");
   }
 
+  // The cached signature is the base of the next delta: a version that replaces the peer's
+  // content without a new signature (too small to have one) must drop the old one, or the next
+  // delta is built on bytes the peer no longer holds. That delta is refused, and the whole file
+  // then arrives after whatever was sent behind it (in CI: a cookie, before the file).
+  TEST_CASE("a big file truncated and shipped empty - then rewritten - goes on a base the target holds") {
+    Fixture f;
+    ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
+    std::mt19937_64 rng(78);
+    const Bytes b = test::random_bytes(rng, 9 << 20);
+    std::string big(b.begin(), b.end());
+    test::write_file(f.s("big.bin"), big);
+    f.start();
+    f.converged();
+    // A writer that truncates and pauses: the empty file is a version of its own. Waiting for
+    // it to land is the pause, without a sleep.
+    UniqueFd fd(::open(f.s("big.bin").c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+    REQUIRE(fd);
+    const std::string target = f.dst + "/big.bin";
+    REQUIRE(test::wait_until(f.dst, [&] { return test::exists(target) && test::read_file(target).empty(); }));
+    big[4 << 20] ^= 1;
+    REQUIRE(::write(fd.get(), big.data(), big.size()) == static_cast<ssize_t>(big.size()));
+    fd.reset();
+    f.converged();
+    ::unsetenv("SPDLOG_LEVEL");
+    CHECK_MESSAGE(f.logs().find("delta base not held") == std::string::npos, f.logs());
+  }
+
+  TEST_CASE("a big file saved by rename over the old one - its next edit travels as a delta on the renamed content") {
+    Fixture f;
+    ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
+    std::mt19937_64 rng(79);
+    const Bytes old_bytes = test::random_bytes(rng, 3 << 20);
+    test::write_file(f.s("big.bin"), old_bytes);
+    f.start();
+    f.converged();
+    // As editors and acme2certifier save: a new file written in full, then renamed over the old.
+    const Bytes nb = test::random_bytes(rng, 3 << 20);
+    std::string next(nb.begin(), nb.end());
+    test::write_file(f.s(".big.bin.new"), next);
+    f.converged();
+    f.sh("mv " + f.s(".big.bin.new") + " " + f.s("big.bin"));
+    f.converged();
+    const size_t mark = f.logs().size();
+    next.replace(1 << 20, 6, "EDITED");
+    {
+      UniqueFd fd(::open(f.s("big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+      REQUIRE(fd);
+      REQUIRE(::pwrite(fd.get(), next.data() + (1 << 20), 6, 1 << 20) == 6);
+    }
+    f.converged();
+    ::unsetenv("SPDLOG_LEVEL");
+    // body=2 is BodyKind::delta: the base is what the rename put there, not the old file's bytes.
+    const std::string after = f.logs().substr(mark);
+    CHECK_MESSAGE(after.find("path=big.bin body=2") != std::string::npos, after);
+    CHECK_MESSAGE(after.find("path=big.bin body=1") == std::string::npos, after);
+    CHECK(f.logs().find("not held") == std::string::npos);
+  }
+
   TEST_CASE("SIGTERM exits 128+15 after finishing in-flight work") {
     Fixture f;
     f.start();

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "lib/base/scope_guard.h"
+#include "lib/base/unique_fd.h"
 #include "tests/support/netns.h"
 #include "tests/support/process.h"
 #include "tests/support/sshd.h"
@@ -684,6 +685,32 @@ TEST_SUITE("two_way") {
     }
     CHECK(has_a);
     CHECK(has_b);
+  }
+
+  TEST_CASE("a big file edited on each node in turn: no delta is built on a base the peer has replaced") {
+    Mesh p;
+    std::mt19937_64 rng(91);
+    const Bytes b = test::random_bytes(rng, 3 << 20);
+    test::write_file(p.a.dir + "/big.bin", b);
+    ::setenv("SPDLOG_LEVEL", "debug", 1);
+    p.start(p.a);
+    p.start(p.b);
+    ::unsetenv("SPDLOG_LEVEL");
+    p.converged();
+    // a's sender keeps the signature of what it sent b; once b's own edit replaced that on a,
+    // a delta on it would be refused (a round trip, then the whole file behind later changes).
+    for (int round = 0; round < 3; ++round) {
+      for (Node* n : {&p.b, &p.a}) {
+        UniqueFd fd(::open((n->dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+        REQUIRE(fd);
+        const std::string edit = n->name + std::to_string(round);
+        REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), (round + 1) << 19) == static_cast<ssize_t>(edit.size()));
+        fd.reset();
+        p.converged();
+      }
+    }
+    CHECK_MESSAGE(test::count_text(p.a.log, "lacks the base") + test::count_text(p.b.log, "lacks the base") == 0, p.logs());
+    CHECK_MESSAGE(test::count_text(p.a.log, "conflict") + test::count_text(p.b.log, "conflict") == 0, p.logs());
   }
 
   TEST_CASE("a file a local program is still writing is not replaced under it: its writes make the newer version") {
