@@ -31,6 +31,15 @@ Error io_error(const char* op, std::string_view rel, int err = errno) {
   return Error::from_errno(std::string(op) + " " + q(rel), err);
 }
 
+// What is at `leaf` now (no symlink followed). Read after this applier wrote it, so usually racy
+// (fs/fingerprint.h): a local write in the same clock tick must not pass for our own.
+Result<Fingerprint> look(int dir, const std::string& leaf, std::string_view rel) {
+  const int64_t at = Fingerprint::now_ns();
+  struct stat st{};
+  if (::fstatat(dir, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
+  return Fingerprint::observed(st, at);
+}
+
 Error mismatch(std::string_view rel) {
   return Error::make(errc::verify_failed, q(rel) + ": content does not match its hash (discarded; the whole file will be re-sent)");
 }
@@ -386,9 +395,7 @@ Result<Fingerprint> Applier::commit_temp(int dir, const std::string& tmp, const 
     return io_error("rename into place", rel);
   }
   SYNCD_TRY(fsync_dir(dir, rel));
-  struct stat st{};
-  if (::fstatat(dir, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
-  return Fingerprint::of(st);
+  return look(dir, leaf, rel);
 }
 
 Status Applier::fsync_dir(int dir, std::string_view rel) const {
@@ -398,9 +405,7 @@ Status Applier::fsync_dir(int dir, std::string_view rel) const {
 
 Result<Fingerprint> Applier::stat(std::string_view rel) const {
   SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
-  struct stat st{};
-  if (::fstatat(p.dir.get(), p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
-  return Fingerprint::of(st);
+  return look(p.dir.get(), p.leaf, rel);
 }
 
 Result<Fingerprint> Applier::write_file(std::string_view rel, const Attrs& attrs,
@@ -540,10 +545,12 @@ std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& sta
       continue;
     }
     struct stat sb{};
+    const int64_t at = Fingerprint::now_ns();
     if (::fstatat(dir, s.leaf.c_str(), &sb, AT_SYMLINK_NOFOLLOW) != 0) {
       out.emplace_back(io_error("stat", s.rel));
     } else {
-      out.emplace_back(Fingerprint::of(sb));
+      out.emplace_back(Fingerprint::observed(sb, at));
+      // The memo is matched against a plain stat of the next patch's base (see patch_file).
       if (!s.chunks.empty()) memo_->put(s.rel, Fingerprint::of(sb), std::move(s.chunks));
     }
     if (renamed) renamed(out.size() - 1);
@@ -647,8 +654,7 @@ Result<Fingerprint> Applier::set_meta(std::string_view rel, const Attrs& attrs,
   } else {
     return Error::make(errc::unsupported, q(rel) + ": not a file, directory or symlink");
   }
-  if (::fstatat(dir, p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
-  return Fingerprint::of(st);
+  return look(dir, p.leaf, rel);
 }
 
 Result<Fingerprint> Applier::set_mtime(std::string_view rel, int64_t sec, uint32_t nsec) const {
@@ -659,9 +665,7 @@ Result<Fingerprint> Applier::set_mtime(std::string_view rel, int64_t sec, uint32
   if (::utimensat(p.dir.get(), p.leaf.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
     return io_error("set mtime of", rel);
   }
-  struct stat st{};
-  if (::fstatat(p.dir.get(), p.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", rel);
-  return Fingerprint::of(st);
+  return look(p.dir.get(), p.leaf, rel);
 }
 
 Status Applier::set_root_meta(const Attrs& attrs) const {
@@ -792,9 +796,7 @@ Result<Fingerprint> Applier::rename(std::string_view from, std::string_view to,
   }
   SYNCD_TRY(fsync_dir(pt.dir.get(), to));
   SYNCD_TRY(fsync_dir(pf.dir.get(), from));
-  struct stat st{};
-  if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", to);
-  return Fingerprint::of(st);
+  return look(pt.dir.get(), pt.leaf, to);
 }
 
 Result<Fingerprint> Applier::link_into(std::string_view from, std::string_view to, const Expected& expect_to) const {
@@ -806,7 +808,7 @@ Result<Fingerprint> Applier::link_into(std::string_view from, std::string_view t
   // rename(2) between two names of one inode does nothing and would leave the temp behind.
   if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &stt, AT_SYMLINK_NOFOLLOW) == 0 && stt.st_ino == sf.st_ino &&
       stt.st_dev == sf.st_dev) {
-    return Fingerprint::of(stt);
+    return look(pt.dir.get(), pt.leaf, to);
   }
   const int dir = pt.dir.get();
   SYNCD_TRY_ASSIGN(tmp, create_temp(opts_, pt.leaf, to, [&](const std::string& name) {
@@ -828,9 +830,7 @@ Result<Fingerprint> Applier::link(std::string_view from, std::string_view to, co
     return io_error("link", to);
   }
   SYNCD_TRY(fsync_dir(pt.dir.get(), to));
-  struct stat st{};
-  if (::fstatat(pt.dir.get(), pt.leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return io_error("stat", to);
-  return Fingerprint::of(st);
+  return look(pt.dir.get(), pt.leaf, to);
 }
 
 }  // namespace syncd::apply

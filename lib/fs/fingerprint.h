@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <ctime>
 
 namespace syncd::fs {
 
@@ -22,6 +23,12 @@ struct Fingerprint {
   int64_t ctime_ns = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
+  // Racily clean (git's term): a regular file whose ctime was within kRacyWindowNs of the moment
+  // it was looked at. Timestamps advance in clock ticks (1-10 ms; multigrain timestamps only on
+  // newer kernels), so a same-size write in that tick after the look leaves size, mtime and ctime
+  // as they were. Such a fingerprint never proves the content unchanged: the next look hashes.
+  bool racy = false;
+  static constexpr int64_t kRacyWindowNs = 20'000'000;  // two ticks at HZ=100
   bool operator==(const Fingerprint&) const = default;
   static Fingerprint of(const struct stat& st) noexcept {
     Fingerprint f;
@@ -35,10 +42,22 @@ struct Fingerprint {
     f.gid = st.st_gid;
     return f;
   }
-  // Same file content as far as stat can tell: type, inode, size, mtime and ctime unchanged.
-  // (A rewrite within the same mtime tick still moves ctime; TWO-WAY.md §4.3.)
+  // The wall clock, for `looked_at_ns` below: read before the stat it goes with.
+  static int64_t now_ns() noexcept {
+    struct timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  }
+  // of(st) for a stat taken at or after `looked_at_ns`, racy when it has to be.
+  static Fingerprint observed(const struct stat& st, int64_t looked_at_ns) noexcept {
+    Fingerprint f = of(st);
+    f.racy = S_ISREG(st.st_mode) && f.ctime_ns > looked_at_ns - kRacyWindowNs;
+    return f;
+  }
+  // `this` (what the index holds) shows that `o` (what is on disk now) has the same content, as
+  // far as stat can tell: type, inode, size, mtime and ctime unchanged - and `this` not racy.
   bool same_content_stat(const Fingerprint& o) const noexcept {
-    return (mode & S_IFMT) == (o.mode & S_IFMT) && dev == o.dev && ino == o.ino &&
+    return !racy && (mode & S_IFMT) == (o.mode & S_IFMT) && dev == o.dev && ino == o.ino &&
            size == o.size && mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
   }
 };

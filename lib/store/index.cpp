@@ -12,7 +12,9 @@
 namespace syncd::store {
 namespace {
 
-constexpr int64_t kSchemaVersion = 3;  // 2: files.origin; 3: chunked content hash of big files
+// 2: files.origin; 3: chunked content hash of big files; 4: racy fingerprints (a flag byte after
+// the fields, which a reader of 3 would take for a corrupt column).
+constexpr int64_t kSchemaVersion = 4;
 constexpr uint64_t kCounterStride = 1024;
 
 Bytes encode_fp(const fs::Fingerprint& f) {
@@ -26,6 +28,7 @@ Bytes encode_fp(const fs::Fingerprint& f) {
   w.i64(f.ctime_ns);
   w.u32(f.uid);
   w.u32(f.gid);
+  if (f.racy) w.u8(1);
   return b;
 }
 
@@ -33,9 +36,13 @@ Result<fs::Fingerprint> decode_fp(ByteSpan b) {
   ByteReader r(b);
   fs::Fingerprint f;
   if (!r.u32(f.mode) || !r.u64(f.dev) || !r.u64(f.ino) || !r.u64(f.size) || !r.i64(f.mtime_ns) ||
-      !r.i64(f.ctime_ns) || !r.u32(f.uid) || !r.u32(f.gid) || r.remaining() != 0) {
+      !r.i64(f.ctime_ns) || !r.u32(f.uid) || !r.u32(f.gid)) {
     return Error::make(errc::corrupt, "index: bad fingerprint column");
   }
+  uint8_t racy = 0;
+  if (r.remaining() == 1 && (!r.u8(racy) || racy != 1)) return Error::make(errc::corrupt, "index: bad fingerprint flag");
+  if (r.remaining() != 0) return Error::make(errc::corrupt, "index: bad fingerprint column");
+  f.racy = racy == 1;
   return f;
 }
 
@@ -102,18 +109,19 @@ Status Index::init_schema() {
     SYNCD_TRY(meta_set("index_id", static_cast<int64_t>(index)));
     SYNCD_TRY(meta_set("counter_hw", 0));
     SYNCD_TRY(db_.exec("COMMIT"));
-  } else if (schema == 1 || schema == 2) {
+  } else if (schema >= 1 && schema < kSchemaVersion) {
     SYNCD_TRY(db_.exec("BEGIN IMMEDIATE"));
     // Version 1 had no origin column: every record counts as authored here, which only costs one
     // echo message per record after the upgrade.
     if (schema == 1) SYNCD_TRY(db_.exec("ALTER TABLE files ADD COLUMN origin INTEGER NOT NULL DEFAULT 0"));
-    // Up to version 2 a file over 1 MiB was identified by its plain SHA-256: forget every
+    // Up to version 3 a fingerprint taken in its file's last clock tick was trusted like any
+    // other, and up to 2 a file over 1 MiB was identified by its plain SHA-256: forget every
     // fingerprint so the startup scan hashes each file again (codec/content_hash.h), and every
     // cached signature, whose base_hash may be an old one.
     SYNCD_TRY_ASSIGN(st, db_.prepare("UPDATE files SET fp = ?1"));
     st.bind_blob(1, encode_fp(fs::Fingerprint{}));
     SYNCD_TRY(st.step());
-    SYNCD_TRY(db_.exec("DELETE FROM signatures"));
+    if (schema <= 2) SYNCD_TRY(db_.exec("DELETE FROM signatures"));
     SYNCD_TRY(meta_set("schema", kSchemaVersion));
     SYNCD_TRY(db_.exec("COMMIT"));
   } else if (schema != kSchemaVersion) {

@@ -215,6 +215,7 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
   const int dir = parent->dir.get();
   const std::string& leaf = parent->leaf;
   struct stat st{};
+  const int64_t looked_at = fs::Fingerprint::now_ns();
   if (::fstatat(dir, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return std::optional<Entry>{};
     return Error::from_errno("stat " + q(rel));
@@ -235,7 +236,7 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
   Entry e;
   e.path = std::string(rel);
   e.type = *type;
-  e.fp = fs::Fingerprint::of(st);
+  e.fp = fs::Fingerprint::observed(st, looked_at);
   e.nlink = st.st_nlink;
   e.via_link = via_link;
   // Never opened: opening a device runs its driver. (Their xattrs are not replicated.)

@@ -195,6 +195,9 @@ TEST_SUITE("apply.file") {
     CHECK(st.st_mtim.tv_nsec == 123'456'789);
     CHECK(fp->ino == st.st_ino);
     CHECK(fp->size == content.size());
+    // Just written (ctime is now, whatever mtime says): a local write in the same clock tick
+    // must not pass for ours, so the fingerprint is racy (fs/fingerprint.h).
+    CHECK(fp->racy);
     f.no_temps();
   }
 

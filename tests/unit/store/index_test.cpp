@@ -279,6 +279,13 @@ TEST_SUITE("store.index") {
     REQUIRE(got.ok());
     CHECK((*got)->fp == fp);
     CHECK((*got)->seq == a.seq);
+    // A racy fingerprint stays racy: reopened, it still proves nothing (fs/fingerprint.h).
+    fp.racy = true;
+    REQUIRE(idx->set_fingerprint("a", fp).ok());
+    CHECK((*idx->get("a"))->fp.racy);
+    fp.racy = false;
+    REQUIRE(idx->set_fingerprint("a", fp).ok());
+    CHECK_FALSE((*idx->get("a"))->fp.racy);
   }
 
   TEST_CASE("cached signatures per path and peer") {
@@ -298,6 +305,11 @@ TEST_SUITE("store.index") {
     s.signature = {9};
     REQUIRE(idx->put_signature("big.bin", 11, s).ok());
     CHECK((*idx->get_signature("big.bin", 11))->signature == Bytes{9});
+    CHECK(*idx->has_signature("big.bin", 11));
+    REQUIRE(idx->forget_signature("big.bin", 11).ok());
+    CHECK_FALSE(*idx->has_signature("big.bin", 11));
+    CHECK_FALSE(idx->get_signature("big.bin", 11)->has_value());
+    CHECK(idx->forget_signature("never.bin", 11).ok());  // nothing to forget is fine
   }
 
   TEST_CASE("a corrupted stored record is reported - never trusted") {
@@ -380,6 +392,33 @@ TEST_SUITE("store.index") {
     REQUIRE(got.ok());
     REQUIRE(got->has_value());
     CHECK((*got)->meta.version[0].counter >= last + 1);
+  }
+
+  TEST_CASE("an index from before racy fingerprints forgets fingerprints only - signatures, records and ids stay") {
+    test::TempDir t("idx");
+    uint64_t node = 0;
+    {
+      auto idx = Index::open(t / "state");
+      REQUIRE(idx.ok());
+      node = idx->node_id();
+      Record r = rec("f", 3);
+      REQUIRE(idx->put(r).ok());
+      REQUIRE(idx->put_signature("f", 7, CachedSignature{{}, Bytes{1, 2, 3}}).ok());
+    }
+    {
+      // Version 3 trusted every fingerprint: one taken in its file's last tick may hide a write.
+      auto db = Db::open(t / "state/index.db");
+      REQUIRE(db.ok());
+      REQUIRE(db->exec("UPDATE meta SET v = 3 WHERE k = 'schema'").ok());
+    }
+    auto idx = Index::open(t / "state");
+    REQUIRE_MESSAGE(idx.ok(), idx.error().message());
+    CHECK(idx->node_id() == node);
+    auto got = idx->get("f");
+    REQUIRE((got.ok() && got->has_value()));
+    CHECK((*got)->meta.sha256 == rec("f", 3).meta.sha256);
+    CHECK((*got)->fp == fs::Fingerprint{});  // the next scan hashes every file once
+    CHECK(*idx->has_signature("f", 7));
   }
 
   TEST_CASE("an index from before the chunked content hash forgets fingerprints and signatures - records and ids stay") {
