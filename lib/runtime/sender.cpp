@@ -1101,6 +1101,13 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   struct stat st{};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;  // gone or changed since
   if (static_cast<uint64_t>(st.st_size) != m.size) return false;                 // it was scanned
+  // Written to while we read (a stat that moved): what was read may be torn. The peer's check
+  // of the content hash refuses such a copy, so its signature must not become a delta base.
+  const fs::Fingerprint opened_as = fs::Fingerprint::of(st);
+  auto read_unchanged = [&] {
+    struct stat now{};
+    return ::fstat(fd.get(), &now) == 0 && opened_as.same_content_stat(fs::Fingerprint::of(now));
+  };
   const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
   std::optional<store::CachedSignature> cached;
   std::optional<delta::Signature> base_sig;
@@ -1158,6 +1165,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
       total += *n;
     }
     ok = ok && total == m.size && g.finish(d).ok() && d.size() <= limit;
+    if (ok && !read_unchanged()) return false;  // changed under the read: the watcher has the change
     if (ok) {
       if (skipped > 0) lg().debug("delta {}: {} of {} bytes unchanged since the peer's version, not read", qpath, skipped, m.size);
       out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
@@ -1199,13 +1207,13 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
     off += want;
   }
   bool remembered = false;
-  if (builder) {
+  if (builder && read_unchanged()) {
     if (auto sg = std::move(*builder).finish(); sg.ok()) {
       remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
       remembered = true;
     }
   }
-  // None wanted (too small), or a short copy the peer will reject: no base is certain.
+  // None wanted (too small), or a copy the peer will reject (short or torn): no base is certain.
   if (!remembered) forget_signature(m.path, out);
   return true;
 }
