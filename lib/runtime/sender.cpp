@@ -449,7 +449,8 @@ void Sender::forget_signature(const std::string& path, Outbox& out) {
     out.signatures = true;
     return;
   }
-  // Most paths never had one (small files): only those that do cost a write.
+  // Most paths never had one (small files): only those that do cost a write. (An index that
+  // cannot tell gets the forget: a stale base is the thing to avoid.)
   auto has = index_.has_signature(path, peer);
   if (has.ok() && !*has) return;
   sig_pending_.emplace(path, PendingSignature{peer, {}});
@@ -1101,12 +1102,14 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   struct stat st{};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;  // gone or changed since
   if (static_cast<uint64_t>(st.st_size) != m.size) return false;                 // it was scanned
-  // Written to while we read (a stat that moved): what was read may be torn. The peer's check
-  // of the content hash refuses such a copy, so its signature must not become a delta base.
-  const fs::Fingerprint opened_as = fs::Fingerprint::of(st);
-  auto read_unchanged = [&] {
+  // What was read is the scanned version only if nothing wrote to the file since the scan (its
+  // mtime; a chmod moves only ctime). Else the peer's check of the content hash refuses the
+  // copy, so its signature must not become a delta base, and a delta built on it is not sent.
+  auto as_scanned = [&] {
     struct stat now{};
-    return ::fstat(fd.get(), &now) == 0 && opened_as.same_content_stat(fs::Fingerprint::of(now));
+    if (::fstat(fd.get(), &now) != 0) return false;
+    const fs::Fingerprint f = fs::Fingerprint::of(now);
+    return f.dev == r.fp.dev && f.ino == r.fp.ino && f.size == r.fp.size && f.mtime_ns == r.fp.mtime_ns;
   };
   const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
   std::optional<store::CachedSignature> cached;
@@ -1165,7 +1168,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
       total += *n;
     }
     ok = ok && total == m.size && g.finish(d).ok() && d.size() <= limit;
-    if (ok && !read_unchanged()) return false;  // changed under the read: the watcher has the change
+    if (ok && !as_scanned()) return false;  // written to since the scan: the watcher has that change
     if (ok) {
       if (skipped > 0) lg().debug("delta {}: {} of {} bytes unchanged since the peer's version, not read", qpath, skipped, m.size);
       out.msgs.emplace_back(protocol::FileVersion{xfer, r.seq, m, protocol::BodyKind::delta, d.size()});
@@ -1207,7 +1210,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
     off += want;
   }
   bool remembered = false;
-  if (builder && read_unchanged()) {
+  if (builder && as_scanned()) {
     if (auto sg = std::move(*builder).finish(); sg.ok()) {
       remember_signature(m.path, peer, store::CachedSignature{m.sha256, sg->serialize()}, out);
       remembered = true;
