@@ -17,7 +17,6 @@
 using namespace syncd;
 using namespace syncd::runtime;
 
-
 TEST_SUITE("runtime.receiver") {
   TEST_CASE("a peer announcing more than the receiver holds is read no further: reading pauses at the bound") {
     test::TempDir t("recv");
