@@ -36,7 +36,6 @@ using namespace syncd;
 
 namespace {
 
-
 struct Fixture {
   test::TempDir t{"direct"};
   std::string src = t / "src", dst = t / "dst", state = t / "state", log = t / "syncd.log";
