@@ -54,6 +54,13 @@ struct Fingerprint {
     f.racy = S_ISREG(st.st_mode) && f.ctime_ns > looked_at_ns - kRacyWindowNs;
     return f;
   }
+  // No write between `this` and `later` as far as stat can tell: inode, size and mtime unchanged.
+  // ctime is left out on purpose: chmod, chown and link-count changes move it without touching
+  // the content (a hard link's ATTRIB reaches no directory watch, so counting those as writes
+  // would lose a version for good).
+  bool same_bytes(const Fingerprint& later) const noexcept {
+    return dev == later.dev && ino == later.ino && size == later.size && mtime_ns == later.mtime_ns;
+  }
   // `this` (what the index holds) shows that `o` (what is on disk now) has the same content, as
   // far as stat can tell: type, inode, size, mtime and ctime unchanged - and `this` not racy.
   bool same_content_stat(const Fingerprint& o) const noexcept {

@@ -1107,9 +1107,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   // copy, so its signature must not become a delta base, and a delta built on it is not sent.
   auto as_scanned = [&] {
     struct stat now{};
-    if (::fstat(fd.get(), &now) != 0) return false;
-    const fs::Fingerprint f = fs::Fingerprint::of(now);
-    return f.dev == r.fp.dev && f.ino == r.fp.ino && f.size == r.fp.size && f.mtime_ns == r.fp.mtime_ns;
+    return ::fstat(fd.get(), &now) == 0 && r.fp.same_bytes(fs::Fingerprint::of(now));
   };
   const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
   std::optional<store::CachedSignature> cached;

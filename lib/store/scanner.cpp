@@ -33,13 +33,7 @@ Error busy(std::string_view rel) {
   return Error::make(errc::unexpected_target, q(rel) + " changed while it was read; will retry");
 }
 
-// Same bytes as far as stat can tell: inode, size, mtime. ctime is left out on purpose: chmod,
-// chown and link-count changes move it without touching the content, and a hard link's ATTRIB
-// reaches no directory watch, so treating those as "busy" would lose the version for good.
-bool same_bytes(const struct stat& st, const fs::Fingerprint& seen) {
-  const auto f = fs::Fingerprint::of(st);
-  return f.ino == seen.ino && f.dev == seen.dev && f.size == seen.size && f.mtime_ns == seen.mtime_ns;
-}
+bool same_bytes(const struct stat& st, const fs::Fingerprint& seen) { return seen.same_bytes(fs::Fingerprint::of(st)); }
 
 // After reading `total` bytes: the file is still the one lstat showed as `seen`, all of it.
 // Appended, truncated or rewritten while we read, the hash may be of a torn file: busy.
