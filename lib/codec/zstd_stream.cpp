@@ -119,7 +119,7 @@ bool looks_incompressible(ByteSpan data) noexcept {
 
 ZstdDecoder::ZstdDecoder() : dctx_(ZSTD_createDCtx()) {
   if (!dctx_) throw std::bad_alloc();
-  ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kWindowLog);
+  ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kWindowLogMax);
   out_.resize(kChunk);
 }
 
@@ -141,7 +141,7 @@ Status ZstdDecoder::check_header(ByteSpan in) {
   if (fh.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN) {
     return Error::make(errc::corrupt, "zstd frame declares a content size; streams never do");
   }
-  if (fh.windowSize > (1ull << kWindowLog)) {
+  if (fh.windowSize > (1ull << kWindowLogMax)) {
     return Error::make(errc::limit_exceeded,
                        "zstd window " + std::to_string(fh.windowSize) + " above cap");
   }

@@ -7,7 +7,7 @@
 // compress (looks_incompressible) go out as raw blocks of a frame of their own instead of through
 // the compressor, which on such bytes costs as much CPU as encrypting them and saves nothing.
 // ZstdDecoder is its hostile-input counterpart (SECURITY.md §4):
-//   - window memory capped with ZSTD_d_windowLogMax (kWindowLog);
+//   - window memory capped with ZSTD_d_windowLogMax (kWindowLogMax);
 //   - one frame (or, with allow_frames, frames one after another), each starting with the zstd
 //     magic (no skippable frames) and not declaring a content size (ours never do); nothing may
 //     follow a frame end unless frames are allowed;
@@ -30,7 +30,12 @@
 
 namespace syncd::codec {
 
-inline constexpr int kWindowLog = 23;                    // 8 MiB window, both sides
+// The window syncd's encoder uses: zstd's own choice at level 3 for large inputs. Each encoder
+// and decoder holds a window's worth of memory for as long as its connection lives (a node has
+// two per peer session); at 2^23 that was about 19 MiB per session on each side.
+inline constexpr int kWindowLog = 21;                    // 2 MiB
+// The largest window a peer's frame may declare (protocol/SPEC.md §2.1).
+inline constexpr int kWindowLogMax = 23;                 // 8 MiB
 inline constexpr size_t kChunk = 64 * 1024;              // decoded bytes per sink call
 inline constexpr uint64_t kMaxRatio = 1024;              // decoded <= 1024 x compressed ...
 inline constexpr uint64_t kRatioSlack = 16ull << 20;     // ... + 16 MiB

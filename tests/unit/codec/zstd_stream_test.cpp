@@ -1,3 +1,7 @@
+// Frame-header inspection (ZSTD_getFrameHeader) lives in zstd's experimental section.
+#define ZSTD_STATIC_LINKING_ONLY
+#include <zstd.h>
+
 #include <doctest/doctest.h>
 
 #include <random>
@@ -122,11 +126,39 @@ TEST_SUITE("codec.zstd_stream") {
     CHECK(seen <= kChunk);
   }
 
+  TEST_CASE("the encoder's frames declare a 2 MiB window - what each end of a connection holds") {
+    ZstdEncoder enc;
+    Bytes wire;
+    Bytes data(16u << 20);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+    REQUIRE(enc.write(data, wire).ok());
+    REQUIRE(enc.flush(wire).ok());
+    ZSTD_frameHeader fh{};
+    REQUIRE(ZSTD_getFrameHeader(&fh, wire.data(), wire.size()) == 0);
+    CHECK(fh.windowSize == (1ull << kWindowLog));
+    CHECK(kWindowLog == 21);
+    ZstdDecoder dec;
+    auto back = decode_all(dec, wire);
+    REQUIRE(back.ok());
+    CHECK(*back == data);
+  }
+
   TEST_CASE("frames declaring a big window - a content size - or skippable frames are refused") {
     Bytes data(100000, 'x');
     SUBCASE("window log 31") {
       ZstdDecoder dec;
       auto r = decode_all(dec, one_shot(data, false, 31));
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().is(errc::limit_exceeded));
+    }
+    SUBCASE("the largest window accepted: 2^23, what syncd sent before it used 2^21 - and one above it") {
+      const Bytes big(12u << 20, 'y');  // longer than the window, so the header declares it whole
+      ZstdDecoder ok_dec;
+      auto ok = decode_all(ok_dec, one_shot(big, false, kWindowLogMax));
+      REQUIRE(ok.ok());
+      CHECK(*ok == big);
+      ZstdDecoder dec;
+      auto r = decode_all(dec, one_shot(big, false, kWindowLogMax + 1));
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().is(errc::limit_exceeded));
     }
