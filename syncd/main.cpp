@@ -31,6 +31,7 @@
 #include "lib/runtime/control.h"
 #include "lib/runtime/direct.h"
 #include "lib/runtime/lua_host.h"
+#include "lib/runtime/memory_release.h"
 #include "lib/runtime/push.h"
 #include "lib/uvx/uvx.h"
 #include "syncd/cli.h"
@@ -49,10 +50,11 @@ std::string default_state_dir(const std::string& kind, const std::string& key) {
 }
 
 // Runs the loop until it ends on its own or a signal asks: SIGTERM/SIGINT let in-flight work
-// finish (bounded by 5 s, checked through `idle`), then the exit code is 128+signal. SIGHUP
-// calls on_hup (which may stop the loop for a reload: the result is then kReload).
+// finish (bounded by 5 s, checked through `faded`), then the exit code is 128+signal. SIGHUP
+// calls on_hup (which may stop the loop for a reload: the result is then kReload). `idle`:
+// nothing to do, when freed memory goes back to the system.
 constexpr int kReload = -2;
-int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle,
+int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& faded, const std::function<bool()>& idle,
                      const std::function<bool()>& on_hup = {}) {
   using namespace syncd;
   auto& lg = log::get(log::Module::main);
@@ -65,15 +67,14 @@ int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& idle,
     lg.info("--- {} signal, fading ---", sig == SIGINT ? "INT" : "TERM");
     auto start = loop.now_ms();
     drain = std::make_unique<uvx::Timer>(loop, [&, start] {
-      if (idle() || loop.now_ms() - start > 5000) loop.stop();
+      if (faded() || loop.now_ms() - start > 5000) loop.stop();
     });
     drain->start(0, 10);
   };
   uvx::Signal term(loop, SIGTERM, on_signal);
   uvx::Signal intr(loop, SIGINT, on_signal);
   // What a burst of work freed goes back to the system once it is over (base/memory.h).
-  uvx::Timer release(loop, [] { base::release_freed_memory(); });
-  release.start(base::kReleaseEveryMs, base::kReleaseEveryMs);
+  runtime::MemoryRelease release(loop, idle);
   std::unique_ptr<uvx::Signal> hup;
   if (on_hup) {
     hup = std::make_unique<uvx::Signal>(loop, SIGHUP, [&](int) {
@@ -298,7 +299,8 @@ int attach_main(const std::vector<std::string>& args) {
       lg.error("attach {}: cannot start: {}", o.target, st.error().message());
       return 255;
     }
-    const int sig = run_until_signal(loop, [] { return true; });
+    // SIGTERM ends a session at once, as sshd's end of it would.
+    const int sig = run_until_signal(loop, [] { return true; }, [&] { return a.idle(); });
     if (sig) code = sig;
   }
   return code;
@@ -328,9 +330,14 @@ struct Running {
     }
     const auto& o = node->direct;
     const bool idle = direct->idle();
-    if (!json) return "syncd -direct " + o.source + " -> " + o.target + "\n  idle: " + (idle ? "yes" : "no") + "\n";
+    const runtime::Resources res = direct->resources();
+    if (!json) {
+      return "syncd -direct " + o.source + " -> " + o.target + "\n  idle: " + (idle ? "yes" : "no") + "\n  " +
+             runtime::resources_text(res) + "\n";
+    }
     return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " + runtime::json_string(o.source) +
-           ", \"target\": " + runtime::json_string(o.target) + ", \"idle\": " + (idle ? "true" : "false") + "}\n";
+           ", \"target\": " + runtime::json_string(o.target) + ", \"idle\": " + (idle ? "true" : "false") + ", " +
+           runtime::resources_json(res) + "}\n";
   }
 };
 
@@ -468,7 +475,8 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
       loop.stop();
     });
   }
-  const int code = run_until_signal(loop, [&] { return all(true); }, [&] {
+  const auto drained = [&] { return all(true); };
+  const int code = run_until_signal(loop, drained, drained, [&] {
     lg.info("--- HUP signal, resetting ---");
     next = reload();
     return next.has_value();

@@ -1,5 +1,7 @@
 #include "lib/base/memory.h"
 
+#include <cstddef>  // defines __GLIBC__ on glibc, which the test below needs
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

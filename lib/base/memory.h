@@ -5,21 +5,16 @@
 // (munmap, or trimming the heap top) and the next one is faulted in and zeroed afresh — on this
 // project's 2-vCPU VM that was 40-70 thousand page faults per GiB received, and a guest page the
 // hypervisor has to back again costs far more than a memcpy. So freed memory is kept for reuse
-// while work goes on, and handed back by release_freed_memory(), which the daemon calls on a
-// slow timer.
+// while work goes on, and handed back by release_freed_memory(), which the daemon calls once a
+// burst of work is over (runtime/memory_release.h).
 // Thread affinity: keep_freed_memory() once at the start of main, before any thread exists;
 // release_freed_memory() from any thread.
 //
 //   base::keep_freed_memory();                      // main()
-//   uvx::Timer t(loop, [] { base::release_freed_memory(); });  t.start(kReleaseEveryMs, kReleaseEveryMs);
+//   ... the work is over:                          base::release_freed_memory();
 #pragma once
 
-#include <cstdint>
-
 namespace syncd::base {
-
-// How often a long-running process should call release_freed_memory().
-inline constexpr uint64_t kReleaseEveryMs = 15'000;
 
 // Allocations up to 32 MiB come from the heap and freed memory up to 128 MiB stays there (the
 // receiver holds up to 64 MiB of body chunks in flight). No effect outside glibc.

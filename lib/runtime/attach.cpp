@@ -16,6 +16,10 @@ Attach::~Attach() {
   conn_.reset();
 }
 
+bool Attach::idle() const noexcept {
+  return (!receiver_ || receiver_->idle()) && (!conn_ || conn_->pending_out() == 0);
+}
+
 Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)> on_end) {
   // Like rsync, the target directory itself is created when missing (its parent must exist).
   if (::mkdir(opts_.target.c_str(), 0755) != 0 && errno != EEXIST) {

@@ -42,6 +42,8 @@ class Attach {
 
   // Serves one session on (in, out), which are made non-blocking. on_end runs once when it ends.
   Status start(UniqueFd in, UniqueFd out, std::function<void(const Error&)> on_end);
+  // Nothing received is waiting to be applied and nothing waits to be sent back.
+  bool idle() const noexcept;
 
  private:
   uvx::Loop& loop_;

@@ -84,6 +84,12 @@ bool DirectMirror::idle() const noexcept {
          src_conn_->pending_out() == 0 && dst_conn_->pending_out() == 0;
 }
 
+Resources DirectMirror::resources() {
+  if (!src_index_) return {};
+  if (!gauge_) gauge_ = std::make_unique<ResourceGauge>(*src_index_);
+  return gauge_->read(lsyncd_view().watches.size());
+}
+
 LsyncdView DirectMirror::lsyncd_view() const {
   LsyncdView v;
   if (sender_) sender_->add_to(v);

@@ -18,6 +18,7 @@
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/receiver.h"
+#include "lib/runtime/resources.h"
 #include "lib/runtime/sender.h"
 #include "lib/store/index.h"
 
@@ -53,6 +54,8 @@ class DirectMirror {
   // Nothing queued or in flight on either side (after the initial sync).
   bool idle() const noexcept;
   LsyncdView lsyncd_view() const;
+  // The process's memory, the source's tracked files and watches (for `syncd status`).
+  Resources resources();
   bool synced() const noexcept { return receiver_ && receiver_->synced(); }
   // Why the link failed (empty while it works).
   std::string failure() const { return failure_; }
@@ -66,6 +69,7 @@ class DirectMirror {
   std::unique_ptr<Sender> sender_;
   std::unique_ptr<Receiver> receiver_;
   std::string failure_;
+  std::unique_ptr<ResourceGauge> gauge_;
 };
 
 }  // namespace syncd::runtime

@@ -481,6 +481,11 @@ std::string Push::status(bool json) const {
   std::sort(lat.begin(), lat.end());
   auto pct = [&](double q) { return lat.empty() ? -1.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size())))]; };
   const std::string brake = links_.empty() ? std::string() : links_.front()->sender->brake();
+  std::optional<Resources> res;
+  if (index_) {
+    if (!gauge_) gauge_ = std::make_unique<ResourceGauge>(*index_);
+    res = gauge_->read(lsyncd_view().watches.size());
+  }
   char lat_txt[160];
   std::snprintf(lat_txt, sizeof lat_txt, "p50 %.2f p90 %.2f p99 %.2f (n=%zu)", pct(0.5), pct(0.9), pct(0.99), lat.size());
   if (!json) {
@@ -489,6 +494,7 @@ std::string Push::status(bool json) const {
     t += peers_txt;
     t += "  queued locally: " + std::to_string(queued) + "\n";
     t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
+    if (res) t += "  " + resources_text(*res) + "\n";
     if (!brake.empty()) t += "  MASS-DELETE BRAKE: " + brake + "\n";
     if (opts_.two_way) {
       t += "  two-way: " + std::to_string(joined_.size()) + " peer session(s) joined, conflicts: " +
@@ -506,6 +512,7 @@ std::string Push::status(bool json) const {
        std::to_string(joined_.size()) + ", \"conflicts\": " + std::to_string(conflicts()) +
        ", \"delete_brake\": " + json_string(brake) + ", \"tombstones\": " + std::to_string(tombstones_.load()) +
        ", \"tombstone_collections\": " + std::to_string(gc_runs_);
+  if (res) j += ", " + resources_json(*res);
   j += ", \"joined\": [";
   bool first = true;
   for (const auto& jp : joined_) {

@@ -23,6 +23,7 @@
 #include "lib/runtime/connection.h"
 #include "lib/runtime/job_queue.h"
 #include "lib/runtime/receiver.h"
+#include "lib/runtime/resources.h"
 #include "lib/runtime/sender.h"
 #include "lib/store/index.h"
 #include "lib/transport/ssh_command.h"
@@ -155,6 +156,7 @@ class Push {
   transport::SshCommand rsh_;
   std::unique_ptr<fs::Root> root_;
   std::unique_ptr<store::Index> index_;
+  mutable std::unique_ptr<ResourceGauge> gauge_;  // status(): made at the first query
   std::vector<std::unique_ptr<Link>> links_;
   std::mt19937_64 rng_;
   // Peer sessions joined through the control socket.

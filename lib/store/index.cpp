@@ -249,6 +249,14 @@ Result<uint64_t> Index::count() {
   return n;
 }
 
+Result<uint64_t> Index::live_count() {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COUNT(*) FROM files WHERE deleted = 0"));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
+  st.reset();
+  return n;
+}
+
 Result<uint64_t> Index::peer_seq(uint64_t node) {
   SYNCD_TRY_ASSIGN(v, meta_get("peer_seq:" + std::to_string(node)));
   return static_cast<uint64_t>(v);

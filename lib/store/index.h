@@ -84,6 +84,7 @@ class Index {
   // Live and deleted records whose path is `dir` or lies below it ("" = all).
   Status for_each_under(std::string_view dir, const std::function<Status(const Record&)>& fn);
   Result<uint64_t> count();
+  Result<uint64_t> live_count();  // records that are not tombstones
 
   // The highest sequence number of peer `node` whose record this index has applied: what to ask
   // that peer for after a restart or reconnect (INDEX_REQUEST since).

@@ -76,6 +76,26 @@ void Timer::on_timer(uv_timer_t* h) noexcept {
   if (auto* self = static_cast<Timer*>(h->data)) guarded("timer", [&] { self->cb_(); });
 }
 
+Check::Check(Loop& loop, std::function<void()> cb) : h_(new uv_check_t), cb_(std::move(cb)) {
+  int rc = uv_check_init(loop.get(), h_);
+  if (rc != 0) {
+    delete h_;
+    check_init(rc, "uv_check_init");
+  }
+  h_->data = this;
+  rc = uv_check_start(h_, on_check);
+  if (rc != 0) {
+    close_and_free(h_);
+    check_init(rc, "uv_check_start");
+  }
+  // A check handle must not keep the loop running on its own.
+  uv_unref(reinterpret_cast<uv_handle_t*>(h_));
+}
+Check::~Check() { close_and_free(h_); }
+void Check::on_check(uv_check_t* h) noexcept {
+  if (auto* self = static_cast<Check*>(h->data)) guarded("check", [&] { self->cb_(); });
+}
+
 Poll::Poll(Loop& loop, int fd, std::function<void(int, int)> cb) : h_(new uv_poll_t), cb_(std::move(cb)) {
   const int rc = uv_poll_init(loop.get(), h_, fd);
   if (rc != 0) {

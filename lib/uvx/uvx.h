@@ -61,6 +61,21 @@ class Timer {
   std::function<void()> cb_;
 };
 
+// Runs after every turn of the loop that polled for I/O (uv_check_t): a hook on "the loop did
+// something", which costs nothing while the loop sleeps.
+class Check {
+ public:
+  Check(Loop& loop, std::function<void()> cb);
+  ~Check();
+  Check(const Check&) = delete;
+  Check& operator=(const Check&) = delete;
+
+ private:
+  static void on_check(uv_check_t* h) noexcept;
+  uv_check_t* h_;
+  std::function<void()> cb_;
+};
+
 class Poll {
  public:
   // cb(status, events): status < 0 is a libuv error.

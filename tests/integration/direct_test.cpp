@@ -22,6 +22,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/base/scope_guard.h"
@@ -31,6 +32,7 @@
 #include "tests/support/rss.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
+#include "tests/support/wakeups.h"
 
 using namespace syncd;
 
@@ -334,6 +336,31 @@ TEST_SUITE("integration.direct") {
     CHECK_MESSAGE(after.find("path=big.bin body=2") != std::string::npos, after);
     CHECK_MESSAGE(after.find("path=big.bin body=1") == std::string::npos, after);
     CHECK(f.logs().find("not held") == std::string::npos);
+  }
+
+  TEST_CASE("an idle daemon reports its footprint - and sleeps: no thread of it wakes while nothing changes") {
+    Fixture f;
+    test::write_file(f.s("a"), std::string(3 << 20, 'x'));  // a big file: its buffers are freed memory to give back
+    f.start();
+    f.converged();
+    const std::string status = f.t / "status.json";
+    REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 --json > " + status) == 0);
+    // It reports its footprint: two paths tracked (a and the barrier's cookie), one directory watched.
+    const std::string js = test::read_file(status);
+    CHECK_MESSAGE(js.find("\"files\": 2, \"watches\": 1,") != std::string::npos, js);
+    const size_t rss_at = js.find("\"rss_bytes\": ");
+    REQUIRE_MESSAGE(rss_at != std::string::npos, js);
+    const long long rss = std::atoll(js.c_str() + rss_at + 13);
+    CHECK(rss > (1 << 20));
+    CHECK(rss < (1ll << 31));
+    // Not a wait for sync (the barrier above was): this measures that nothing happens, which only
+    // a stretch of time can show. The first pause lets the status query's own session end.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto before = test::wakeups(f.proc->pid());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    const auto after = test::wakeups(f.proc->pid());
+    REQUIRE(before.size() > 1);  // the loop thread and the job threads, all read
+    CHECK_MESSAGE(after == before, "threads woke up while idle; before:\n" << test::describe(before) << "after:\n" << test::describe(after));
   }
 
   TEST_CASE("SIGTERM exits 128+15 after finishing in-flight work") {
