@@ -1278,24 +1278,35 @@ void Sender::on_message(const protocol::Message& msg) {
       out->gen = gen;
       link_since_ = since;
       link_since_gen_ = gen;
-      std::vector<store::Record> recs;
-      if (auto st = index_.for_each_since(since, [&](const store::Record& r) -> Status {
-            recs.push_back(r);
-            return {};
-          });
-          !st) {
+      // Parents before children for creations; removals deepest first.
+      Status st;
+      if (since == 0) {
+        // A peer asking for everything never applied our records: it holds no old name to move
+        // (a RENAME would only cost it a round trip to ask for the bytes), so nothing needs
+        // pairing and the index streams out in SQLite's order, never held whole (it is the
+        // initial sync of the whole tree: 100,000 records held ~50 MB).
+        st = index_.for_each_in_apply_order([&](const store::Record& r) -> Status {
+          emit_record(r, true, true, *out);
+          maybe_spill(*out);
+          return {};
+        });
+      } else {
+        std::vector<store::Record> recs;
+        st = index_.for_each_since(since, [&](const store::Record& r) -> Status {
+          recs.push_back(r);
+          return {};
+        });
+        std::stable_sort(recs.begin(), recs.end(), [](const store::Record& a, const store::Record& b) {
+          if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
+          return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
+        });
+        if (st) emit_records(recs, true, true, *out);
+      }
+      if (!st) {
         // No INDEX_END: it would tell the peer it has everything up to our last record.
         out->fatal = std::move(st).error().wrap("answering the peer's index request");
         return [this, out] { deliver(std::move(*out)); };
       }
-      // Parents before children for creations; removals deepest first.
-      std::stable_sort(recs.begin(), recs.end(), [](const store::Record& a, const store::Record& b) {
-        if (a.meta.deleted != b.meta.deleted) return !a.meta.deleted;
-        return a.meta.deleted ? a.meta.path > b.meta.path : a.meta.path < b.meta.path;
-      });
-      // A peer asking for everything (since 0) never applied our records: it holds no old name
-      // to move, and a RENAME would only cost it a round trip to ask for the bytes.
-      emit_records(recs, true, since != 0, *out);
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});

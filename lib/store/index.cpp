@@ -214,6 +214,15 @@ Status Index::for_each_since(uint64_t since, const std::function<Status(const Re
   return each_row(st, fn);
 }
 
+Status Index::for_each_in_apply_order(const std::function<Status(const Record&)>& fn) {
+  {
+    SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp, origin FROM files WHERE deleted = 0 ORDER BY path"));
+    SYNCD_TRY(each_row(st, fn));
+  }
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT seq, record, fp, origin FROM files WHERE deleted = 1 ORDER BY path DESC"));
+  return each_row(st, fn);
+}
+
 Status Index::each_row(Stmt& st, const std::function<Status(const Record&)>& fn) {
   for (;;) {
     SYNCD_TRY_ASSIGN(r, read_row(st, false));

@@ -81,6 +81,10 @@ class Index {
   Status set_fingerprint(std::string_view path, const fs::Fingerprint& fp);
   // Records with seq > `since`, ascending. Stops early if `fn` fails.
   Status for_each_since(uint64_t since, const std::function<Status(const Record&)>& fn);
+  // Every record in the order a peer applies a whole index: live ones by path (a parent before
+  // what is under it), then tombstones deepest first (by path, descending). SQLite sorts, so a
+  // caller streams the index without holding it. `fn` may use the index (other statements).
+  Status for_each_in_apply_order(const std::function<Status(const Record&)>& fn);
   // Live and deleted records whose path is `dir` or lies below it ("" = all).
   Status for_each_under(std::string_view dir, const std::function<Status(const Record&)>& fn);
   Result<uint64_t> count();

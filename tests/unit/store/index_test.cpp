@@ -223,6 +223,32 @@ TEST_SUITE("store.index") {
     CHECK(all == 7);
   }
 
+  TEST_CASE("for_each_in_apply_order: live records parents first - then tombstones deepest first - whatever the seq order") {
+    test::TempDir t("idx");
+    auto idx = Index::open(t / "s");
+    REQUIRE(idx.ok());
+    // Written children first and interleaved, so sequence order is no help.
+    for (const char* p : {"x/y/z", "b/c", "x/y", "a-", "b", "x", "a", "a/\xff"}) {
+      Record r = rec(p, 1);
+      r.meta.deleted = p[0] == 'x';
+      REQUIRE(idx->put(r).ok());
+    }
+    std::vector<std::string> order;
+    REQUIRE(idx->for_each_in_apply_order([&](const Record& r) -> Status {
+      order.push_back(r.meta.path);
+      return {};
+    }).ok());
+    // Byte order: '-' (0x2D) < '/' (0x2F); 0xFF sorts last, not first (no signed chars).
+    CHECK(order == std::vector<std::string>{"a", "a-", "a/\xff", "b", "b/c", "x/y/z", "x/y", "x"});
+    // A failing callback stops it and its error comes back.
+    size_t seen = 0;
+    auto st = idx->for_each_in_apply_order([&](const Record&) -> Status {
+      return ++seen == 2 ? Status(Error::make(errc::internal, "stop")) : Status();
+    });
+    CHECK_FALSE(st.ok());
+    CHECK(seen == 2);
+  }
+
   TEST_CASE("the version counter never repeats across restarts and crashes") {
     test::TempDir t("idx");
     uint64_t last = 0;
