@@ -250,21 +250,17 @@ Status Index::for_each_under(std::string_view dir, const std::function<Status(co
   return each_row(st, fn);
 }
 
-Result<uint64_t> Index::count() {
-  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COUNT(*) FROM files"));
+Result<uint64_t> Index::count_of(const char* sql) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare(sql));
   SYNCD_TRY_ASSIGN(row, st.step());
   const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
   st.reset();
   return n;
 }
 
-Result<uint64_t> Index::live_count() {
-  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COUNT(*) FROM files WHERE deleted = 0"));
-  SYNCD_TRY_ASSIGN(row, st.step());
-  const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
-  st.reset();
-  return n;
-}
+Result<uint64_t> Index::count() { return count_of("SELECT COUNT(*) FROM files"); }
+
+Result<uint64_t> Index::live_count() { return count_of("SELECT COUNT(*) FROM files WHERE deleted = 0"); }
 
 Result<uint64_t> Index::peer_seq(uint64_t node) {
   SYNCD_TRY_ASSIGN(v, meta_get("peer_seq:" + std::to_string(node)));
@@ -293,13 +289,7 @@ Status Index::set_link_node(const std::string& link, uint64_t node) {
   return meta_set("link_node:" + link, static_cast<int64_t>(node));
 }
 
-Result<uint64_t> Index::tombstone_count() {
-  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT COUNT(*) FROM files WHERE deleted = 1"));
-  SYNCD_TRY_ASSIGN(row, st.step());
-  const auto n = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
-  st.reset();
-  return n;
-}
+Result<uint64_t> Index::tombstone_count() { return count_of("SELECT COUNT(*) FROM files WHERE deleted = 1"); }
 
 Result<uint64_t> Index::collect_tombstones(const std::vector<uint64_t>& peers, bool peers_known, uint64_t now_ms,
                                            uint64_t min_age_ms, uint64_t max_age_ms) {

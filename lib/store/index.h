@@ -155,6 +155,7 @@ class Index {
   Result<std::optional<Record>> read_row(Stmt& st, bool single);
   // Calls `fn` for every remaining row of `st`, stopping at its first error.
   Status each_row(Stmt& st, const std::function<Status(const Record&)>& fn);
+  Result<uint64_t> count_of(const char* sql);  // a one-number query
   Result<int64_t> meta_get(const std::string& key);
   Status meta_set(const std::string& key, int64_t v);
 

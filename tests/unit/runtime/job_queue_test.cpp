@@ -10,24 +10,10 @@
 #include <vector>
 
 #include "lib/uvx/uvx.h"
+#include "tests/unit/runtime/loop_pair.h"
 
 using namespace syncd;
 
-namespace {
-
-// Runs the loop until `done` or a 20 s watchdog (a lost wake-up must fail, not hang).
-bool run_until(uvx::Loop& loop, const std::function<bool()>& done) {
-  bool timed_out = false;
-  uvx::Timer watchdog(loop, [&] {
-    timed_out = true;
-    loop.stop();
-  });
-  watchdog.start(20000);
-  while (!done() && !timed_out) loop.run_once();
-  return !timed_out;
-}
-
-}  // namespace
 
 TEST_CASE("Async: sends from another thread reach the loop - and what was published before each is seen") {
   uvx::Loop loop;
@@ -45,7 +31,7 @@ TEST_CASE("Async: sends from another thread reach the loop - and what was publis
       wake.send();
     }
   });
-  REQUIRE(run_until(loop, [&] { return seen == kSends; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return seen == kSends; }));
   sender.join();
   CHECK(seen == kSends);
   CHECK(calls >= 1);
@@ -61,7 +47,7 @@ TEST_CASE("JobQueue: every job's completion arrives on the loop once - in postin
     for (int i = 0; i < kJobs; ++i) {
       jobs.post([i, &order]() -> runtime::JobQueue::Done { return [i, &order] { order.push_back(i); }; });
     }
-    REQUIRE(run_until(loop, [&] { return jobs.in_flight() == 0; }));
+    REQUIRE(test::run_turns_until(loop, [&] { return jobs.in_flight() == 0; }));
     REQUIRE(order.size() == static_cast<size_t>(kJobs));
     for (int i = 0; i < kJobs; ++i) {
       if (order[static_cast<size_t>(i)] != i) FAIL("completion " << i << " out of order");
@@ -86,7 +72,7 @@ TEST_CASE("Poll: re-asserting the same interest keeps it - stop silences it - st
   REQUIRE(poll.start(UV_READABLE).ok());
   REQUIRE(poll.start(UV_READABLE).ok());  // a no-op now: must not drop the registration
   REQUIRE(::write(p[1], "x", 1) == 1);
-  REQUIRE(run_until(loop, [&] { return readable == 1; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return readable == 1; }));
 
   poll.stop();
   poll.stop();  // twice: harmless
@@ -94,11 +80,11 @@ TEST_CASE("Poll: re-asserting the same interest keeps it - stop silences it - st
   bool ticked = false;
   uvx::Timer tick(loop, [&] { ticked = true; });
   tick.start(50);
-  REQUIRE(run_until(loop, [&] { return ticked; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return ticked; }));
   CHECK(readable == 1);  // stopped: the byte waits
 
   REQUIRE(poll.start(UV_READABLE).ok());
-  REQUIRE(run_until(loop, [&] { return readable == 2; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return readable == 2; }));
   poll.stop();  // out of epoll before the fd closes
   ::close(p[0]);
   ::close(p[1]);

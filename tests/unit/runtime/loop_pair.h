@@ -21,6 +21,17 @@ inline protocol::Hello hello(uint64_t node) {
                          "n" + std::to_string(node), "c", node * 10, protocol::kAllCapabilities};
 }
 
+// Runs `loop` one turn at a time until `done`, or fails after `timeout_ms` (a lost wake-up must
+// fail, not hang). Unlike Pair::run_until, no timer of its own ticks in between: the turns are
+// the test's.
+inline bool run_turns_until(uvx::Loop& loop, const std::function<bool()>& done, uint64_t timeout_ms = 20000) {
+  bool timed_out = false;
+  uvx::Timer watchdog(loop, [&] { timed_out = true; });
+  watchdog.start(timeout_ms);
+  while (!done() && !timed_out) loop.run_once();
+  return !timed_out;
+}
+
 struct Pair {
   uvx::Loop loop;
   int sv[2];

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "lib/uvx/uvx.h"
+#include "tests/unit/runtime/loop_pair.h"
 
 using namespace syncd;
 
@@ -17,15 +18,6 @@ void turn(uvx::Loop& loop, uint64_t ms = 0) {
   uvx::Timer t(loop, [&] { fired = true; });
   t.start(ms);
   while (!fired) loop.run_once();
-}
-
-// Runs the loop until `done` or a 10 s watchdog.
-bool run_until(uvx::Loop& loop, const std::function<bool()>& done) {
-  bool timed_out = false;
-  uvx::Timer watchdog(loop, [&] { timed_out = true; });
-  watchdog.start(10000);
-  while (!done() && !timed_out) loop.run_once();
-  return !timed_out;
 }
 
 }  // namespace
@@ -57,7 +49,7 @@ TEST_CASE("MemoryRelease: one release, counted from the end of the work, and non
   const uint64_t ended_at = loop.now_ms();
   turn(loop);                 // the work ended: due kAfter from now, not from the first turn
   REQUIRE(r.pending());
-  REQUIRE(run_until(loop, [&] { return calls > 0; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return calls > 0; }));
   CHECK(calls == 1);
   CHECK(released_at >= ended_at + kAfter);
   CHECK_FALSE(r.pending());   // nothing re-arms it while the node stays idle
@@ -71,11 +63,11 @@ TEST_CASE("MemoryRelease: a node that never turns idle is released once per burs
   int calls = 0;
   runtime::MemoryRelease r(loop, [] { return false; }, 20, [&] { ++calls; });
   turn(loop);
-  REQUIRE(run_until(loop, [&] { return calls > 0; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return calls > 0; }));
   // The release's own turn is not work: it does not arm the next one; the next work does.
   CHECK_FALSE(r.pending());
   turn(loop);
   CHECK(r.pending());
-  REQUIRE(run_until(loop, [&] { return calls > 1; }));
+  REQUIRE(test::run_turns_until(loop, [&] { return calls > 1; }));
   CHECK(calls == 2);
 }
