@@ -15,6 +15,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "tests/support/sshd.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
+#include "tests/support/wakeups.h"
 
 using namespace syncd;
 
@@ -184,6 +186,30 @@ void attach_killed(const std::string& transport) {
   CHECK(f.no_temps());
 }
 
+void idle_sleeps(const std::string& transport) {
+  Fixture f(transport);
+  test::write_file(f.s("a"), std::string(3 << 20, 'x'));
+  // Keepalives are the one wake-up an idle push has (every 10 s by default): pushed out of the
+  // window measured here.
+  f.start(f.sshd.rsh() + " -o ServerAliveInterval=600");
+  f.converged();
+  REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 > /dev/null") == 0);
+  const std::string pids = f.t / "attach.pid";
+  f.sh("pgrep -f '[a]ttach " + f.dst + "' > " + pids);
+  const pid_t attach = static_cast<pid_t>(std::atol(test::read_file(pids).c_str()));
+  REQUIRE(attach > 0);
+  // Not a wait for sync (the barrier above was): only a stretch of time shows that nothing
+  // happens. The first pause lets the status query's own session end.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto pusher0 = test::wakeups(f.proc->pid()), attach0 = test::wakeups(attach);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  const auto pusher1 = test::wakeups(f.proc->pid()), attach1 = test::wakeups(attach);
+  REQUIRE(pusher0.size() > 1);
+  REQUIRE(!attach0.empty());
+  CHECK_MESSAGE(pusher1 == pusher0, "the pusher woke while idle; before:\n" << test::describe(pusher0) << "after:\n" << test::describe(pusher1));
+  CHECK_MESSAGE(attach1 == attach0, "attach woke while idle; before:\n" << test::describe(attach0) << "after:\n" << test::describe(attach1));
+}
+
 }  // namespace
 
 // Every case runs over both transports (issue #4: both pass the same tests).
@@ -198,6 +224,7 @@ TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("an unknown client key is an auth error with backoff - no retry storm", unknown_client_key)
   BOTH_TRANSPORTS("sshd killed and restarted mid-burst - the push reconnects and the trees end equal", sshd_restarted)
   BOTH_TRANSPORTS("the peer's attach killed -9 mid-transfer - no partial file - equal after reconnect", attach_killed)
+  BOTH_TRANSPORTS("an idle push sleeps at both ends: no thread of the pusher or of attach wakes", idle_sleeps)
 }
 
 TEST_SUITE("integration.ssh") {
