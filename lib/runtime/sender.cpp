@@ -134,6 +134,7 @@ void Sender::note_excluded(const std::string& rel, bool is_dir) {
 void Sender::wipe_fresh(Outbox& out) {
   for (auto& [path, f] : out.fresh) codec::wipe(f.bytes.data(), f.bytes.size());
   out.fresh.clear();
+  out.fresh_bytes = 0;
 }
 
 Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch::Excludes excludes,
@@ -294,8 +295,10 @@ bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
 
 void Sender::maybe_spill(Outbox& out) {
   // File bytes plus an allowance per message (a record's metadata, the message around it): a
-  // tree of many small files weighs by its count too.
-  if (out.body_bytes + out.msgs.size() * kMessageCost >= opts_.stream_window) (void)spill(out);
+  // tree of many small files weighs by its count too. What the connection has not written yet
+  // counts as well: many small batches in a row (cp -r of a tree) would otherwise each go
+  // straight into its buffer while the peer falls behind, and the buffer held the whole tree.
+  if (out.body_bytes + out.msgs.size() * kMessageCost + conn_backlog_.load() >= opts_.stream_window) (void)spill(out);
 }
 
 bool Sender::spill(Outbox& out) {
@@ -534,6 +537,7 @@ void Sender::deliver(Outbox out) {
     conn_->send(m);
   }
   if (!out.msgs.empty()) conn_->flush();
+  conn_backlog_ = conn_->pending_out();  // the next job's maybe_spill sees it
 }
 
 void Sender::shape(protocol::Message& m) const {
@@ -678,7 +682,11 @@ void Sender::process_path(const std::string& path, Outbox& out,
   store::Record r = store::author_version(**entry, *rec, kind, author());
   if (!record(r, out)) return;
   // A metadata-only change carries no body; the marker is a content dot older than this version.
-  if ((*entry)->hashed && r.meta.type == protocol::FileType::file && bytes.size() == r.meta.size) {
+  // Kept only when this batch will send it (before the peer's INDEX_REQUEST is answered, the
+  // answer sends what the index holds) and within kFreshMax.
+  if ((*entry)->hashed && r.meta.type == protocol::FileType::file && bytes.size() == r.meta.size &&
+      answered_gen_ == out.gen && out.fresh_bytes + bytes.size() <= kFreshMax) {
+    out.fresh_bytes += bytes.size();
     out.fresh[path] = Outbox::Fresh{r.meta.sha256, std::move(bytes)};
   }
   const bool enter = !walking && (*entry)->via_link && r.meta.type == protocol::FileType::dir;
@@ -1025,6 +1033,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   Result<Bytes> content = Bytes();
   if (auto f = out.fresh.find(m.path); f != out.fresh.end() && f->second.sha256 == m.sha256) {
     content = std::move(f->second.bytes);  // hashed by this batch's scan: exactly this version
+    out.fresh_bytes -= content->size();
     out.fresh.erase(f);
   } else {
     content = read_content(root_, r);

@@ -158,6 +158,7 @@ class Sender {
       Bytes bytes;
     };
     std::unordered_map<std::string, Fresh> fresh;
+    size_t fresh_bytes = 0;  // their size, at most kFreshMax
     bool signatures = false;  // signatures were remembered: persist them once this is delivered
     // File bytes in msgs. With kMessageCost per message, past stream_window they are spilled
     // into the stream queue (maybe_spill), so a job that announces a whole tree (the answer to
@@ -176,6 +177,9 @@ class Sender {
     uint64_t peer = 0;
     store::CachedSignature sig;
   };
+  // What one batch keeps of small files' bytes (Outbox::fresh). A rescan of a new tree is one
+  // batch: past this, files are read again when they go out instead of all being held at once.
+  static constexpr size_t kFreshMax = 16u << 20;
   std::unordered_map<std::string, PendingSignature> sig_pending_;
   size_t sig_pending_bytes_ = 0;  // job thread: their size (a spill writes them past kSigPendingMax)
   static constexpr size_t kSigPendingMax = 32u << 20;

@@ -450,6 +450,28 @@ TEST_SUITE("integration.direct_overflow") {
     test::check_peak_rss(f.proc->pid(), 300, "syncd -direct after a 600 MiB initial sync");
   }
 
+  TEST_CASE("a tree of small files - there at startup - then copied in live - goes through a bounded window") {
+    Fixture f;
+    // 1000 files of 200 KiB (200 MB): small enough that the scan keeps the bytes it hashed, to
+    // ship them without a second read. The startup rescan kept all of them (its batch is not
+    // even sent: the answer to the INDEX_REQUEST is); and the live copy, many small batches in a
+    // row, went straight into the connection's buffer while the target fell behind: each phase
+    // held about the whole tree (a 600 MB tree: 688 and 470-880 MiB).
+    std::mt19937_64 rng(1000);
+    const Bytes seed = test::random_bytes(rng, 200 << 10);
+    std::string body(seed.begin(), seed.end());
+    ::mkdir(f.s("a").c_str(), 0755);
+    for (int i = 0; i < 1000; ++i) {
+      std::memcpy(body.data(), &i, sizeof i);
+      test::write_file(f.s("a/pem" + std::to_string(i)), body);
+    }
+    f.start();
+    f.converged();
+    f.sh("cp -r " + f.s("a") + " " + f.s("b"));
+    f.converged();
+    test::check_peak_rss(f.proc->pid(), 150, "syncd -direct after 2 x 200 MB of 200 KiB files");
+  }
+
   TEST_CASE("a target file made immutable (chattr +i): its update waits with the reason - others flow - it lands once writable") {
     Fixture f;
     test::write_file(f.s("crl.pem"), "old CRL");
