@@ -11,6 +11,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <utility>
 
 #include "lib/base/log.h"
 #include "lib/codec/content_hash.h"
@@ -277,11 +278,14 @@ bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
   if (!room()) {
     // Waiting on the peer: let this root's appliers use the index meanwhile (two peers streaming
     // large files at each other must not wait on each other's store locks).
+    const uint64_t at_release = index_.max_seq();  // read with the store lock still held
     if (store_lock_ != nullptr) store_lock_->unlock();
     stream_cv_.wait(lk, room);
     if (store_lock_ != nullptr) {
       lk.unlock();
       store_lock_->lock();
+      // What they wrote meanwhile is not this job's to skip (send_foreign).
+      if (index_.max_seq() > at_release) foreign_.emplace_back(at_release, index_.max_seq());
       lk.lock();
     }
   }
@@ -326,6 +330,31 @@ void Sender::announce() {
     catch_up(*out);
     return [this, out] { deliver(std::move(*out)); };
   });
+}
+
+void Sender::send_foreign(Outbox& out) {
+  // Sending them may wait again, and others may write again meanwhile: until nothing is left.
+  while (!foreign_.empty() && !out.fatal) {
+    const auto ranges = std::exchange(foreign_, {});
+    uint64_t from = UINT64_MAX;
+    for (const auto& [after, upto] : ranges) from = std::min(from, after);
+    std::vector<store::Record> recs;
+    auto st = index_.for_each_since(from, [&](const store::Record& r) -> Status {
+      for (const auto& [after, upto] : ranges) {
+        if (r.seq > after && r.seq <= upto) {
+          recs.push_back(r);
+          break;
+        }
+      }
+      return {};
+    });
+    if (!st) {
+      out.fatal = std::move(st).error().wrap("announcing peers' versions applied while this node waited");
+      return;
+    }
+    if (!recs.empty()) lg().debug("{} record(s) applied here while the stream waited go out now", recs.size());
+    emit_records(recs, false, true, out);
+  }
 }
 
 void Sender::catch_up(Outbox& out) {
@@ -391,6 +420,7 @@ std::optional<store::Record> Sender::move_of(const store::Record& tomb) {
 void Sender::post_job(JobQueue::Job job) {
   jobs_.post([this, job = std::move(job)]() -> JobQueue::Done {
     const uint64_t k = ++job_seq_;
+    foreign_.clear();
     JobQueue::Done done = job();
     return [this, k, done = std::move(done)] {
       drain_stream(k);  // what this job streamed goes before what it leaves for its completion
@@ -553,7 +583,10 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
   std::vector<store::Record> changed;
   // What other parts of the node wrote since we last looked goes first (it is older).
   out.gen = gen_.load();
-  if (answered_gen_ == out.gen) catch_up(out);
+  if (answered_gen_ == out.gen) {
+    catch_up(out);
+    send_foreign(out);  // older than this batch's own changes: before them
+  }
   const size_t caught_msgs = out.msgs.size(), caught_resend = out.resendable.size();
   auto txn = index_.begin();
   if (!txn.ok()) {
@@ -616,6 +649,7 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     emit_record(r, true, false, out);
     maybe_spill(out);
   }
+  send_foreign(out);
   cursor_ = index_.max_seq();  // what this batch wrote and did not send (renames' parts) stays unsent
   wipe_fresh(out);
   // Last: an entry created, removed or renamed at the top moved the root's mtime.
@@ -1316,6 +1350,8 @@ void Sender::on_message(const protocol::Message& msg) {
         out->fatal = std::move(st).error().wrap("answering the peer's index request");
         return [this, out] { deliver(std::move(*out)); };
       }
+      send_foreign(*out);
+      if (out->fatal) return [this, out] { deliver(std::move(*out)); };
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});

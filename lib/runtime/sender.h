@@ -314,6 +314,11 @@ class Sender {
   uint64_t cursor_ = 0;
   // Job thread, store lock held: emits the records after cursor_ and moves it to the index's end.
   void catch_up(Outbox& out);
+  // Job thread: seq ranges (after, upto] that others wrote (peers' versions applied here) while
+  // a job of ours waited in stream_push with the store lock released. A job that then moves
+  // cursor_ to the index's end sends them first (send_foreign); cleared when a job starts.
+  std::vector<std::pair<uint64_t, uint64_t>> foreign_;
+  void send_foreign(Outbox& out);
   // Job thread, store lock held: emit_record() for each, except that (with pair_moves) a move's
   // tombstone and version (move_of) go as one RENAME.
   void emit_records(const std::vector<store::Record>& recs, bool force_whole, bool pair_moves, Outbox& out);

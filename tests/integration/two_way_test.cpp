@@ -663,6 +663,44 @@ TEST_SUITE("two_way") {
     }
   }
 
+  TEST_CASE("a relay forwards what it applied while its stream to a frozen peer was full") {
+    // x - r - y, r relays. x frozen: r's stream to it fills with a big file and r's job waits for
+    // room with the store lock released, so y's version is applied at r meanwhile. That job used
+    // to move r's cursor for x past y's record when it ended: x never got it. Only a node that
+    // dials its peers (the lowest node id: one session per pair) authors on the link it streams
+    // to, so the roles follow the ids, which a first full-mesh run shows.
+    Mesh p(3);
+    for (auto& n : p.nodes) p.start(*n);
+    p.converged();
+    Node* relay = nullptr;
+    for (auto& n : p.nodes) {
+      if (test::read_file(n->log).find("dials this node") == std::string::npos) relay = n.get();
+    }
+    REQUIRE_MESSAGE(relay != nullptr, p.logs());
+    std::vector<Node*> ends;
+    for (auto& n : p.nodes) {
+      if (n.get() != relay) ends.push_back(n.get());
+    }
+    Node& x = *ends[0];  // the relay's first link: the one its watcher authors on
+    Node& y = *ends[1];
+    for (auto& n : p.nodes) p.stop(*n);
+    p.unlinked = {{x.name, y.name}};
+    for (auto& n : p.nodes) p.start(*n);
+    p.converged();
+    x.proc->signal(SIGSTOP);
+    auto thaw = ScopeGuard([&]() noexcept {
+      if (x.proc) x.proc->signal(SIGCONT);
+    });
+    // Random bytes (zstd cannot shrink them) well beyond the stream window and the socket buffers.
+    p.sh("head -c 48000000 /dev/urandom > " + p.t / "big.bin && mv " + p.t / "big.bin " + relay->dir + "/big.bin");
+    test::write_file(y.dir + "/relayed", "from " + y.name);
+    REQUIRE_MESSAGE(test::wait_for(relay->dir, "relayed", 60000), p.logs());
+    x.proc->signal(SIGCONT);
+    REQUIRE_MESSAGE(test::wait_for(x.dir, "relayed", 60000), y.name << "'s file never reached " << x.name << " through " << relay->name << "; logs:\n" << p.logs());
+    CHECK(test::read_file(x.dir + "/relayed") == "from " + y.name);
+    p.converged();
+  }
+
   TEST_CASE("large file edited on both nodes at once: both edits survive, in the file or a copy") {
     Mesh p;
     p.sh("head -c 6000000 /dev/urandom > " + p.a.dir + "/big.bin");
