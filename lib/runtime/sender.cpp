@@ -561,13 +561,15 @@ void Sender::deliver(Outbox out) {
   }
   const auto& peer = conn_->peer();
   const bool root_meta_ok = peer && (peer->capabilities & protocol::kCapRootMeta) != 0;
+  // A failed send or flush ends the session at once (Push::lost), and conn_ goes with it.
   for (auto& m : out.msgs) {
+    if (conn_ == nullptr) return;
     if (std::holds_alternative<protocol::RootMeta>(m) && !root_meta_ok) continue;  // an older peer
     shape(m);
     conn_->send(m);
   }
-  if (!out.msgs.empty()) conn_->flush();
-  conn_backlog_ = conn_->pending_out();  // the next job's maybe_spill sees it
+  if (conn_ != nullptr && !out.msgs.empty()) conn_->flush();
+  conn_backlog_ = conn_ ? conn_->pending_out() : 0;  // for the next job's maybe_spill
 }
 
 void Sender::shape(protocol::Message& m) const {
