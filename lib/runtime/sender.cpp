@@ -278,7 +278,8 @@ bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
   if (!room()) {
     // Waiting on the peer: let this root's appliers use the index meanwhile (two peers streaming
     // large files at each other must not wait on each other's store locks).
-    const uint64_t at_release = index_.max_seq();  // read with the store lock still held
+    // Only a job that holds the store lock lets go of it here: read while it still does.
+    const uint64_t at_release = store_lock_ != nullptr ? index_.max_seq() : 0;
     if (store_lock_ != nullptr) store_lock_->unlock();
     stream_cv_.wait(lk, room);
     if (store_lock_ != nullptr) {
