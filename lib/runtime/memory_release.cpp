@@ -1,30 +1,19 @@
 #include "lib/runtime/memory_release.h"
 
-#include <unistd.h>
-
-#include <cstdio>
 #include <utility>
 
 #include "lib/base/log.h"
 #include "lib/base/memory.h"
+#include "lib/runtime/resources.h"
 
 namespace syncd::runtime {
 namespace {
 
-// Resident pages of this process, in KiB (/proc/self/statm), 0 if unknown.
-uint64_t resident_kib() {
-  FILE* f = std::fopen("/proc/self/statm", "re");
-  if (f == nullptr) return 0;
-  unsigned long long size = 0, resident = 0;
-  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
-  std::fclose(f);
-  return n == 2 ? resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) / 1024 : 0;
-}
-
 void release_and_log() {
-  const uint64_t before = resident_kib();
+  const uint64_t before = process_memory().rss_bytes >> 10;
   base::release_freed_memory();
-  log::get(log::Module::runtime).debug("work over: freed memory handed back, resident {} -> {} KiB", before, resident_kib());
+  log::get(log::Module::runtime).debug("work over: freed memory handed back, resident {} -> {} KiB", before,
+                                       process_memory().rss_bytes >> 10);
 }
 
 }  // namespace

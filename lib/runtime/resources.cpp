@@ -10,25 +10,25 @@
 namespace syncd::runtime {
 namespace {
 
-// VmRSS and VmHWM of this process, in bytes (0 where /proc cannot tell).
-void read_proc_status(Resources& r) {
+std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+}  // namespace
+
+Resources process_memory() {
+  Resources r;
   FILE* f = std::fopen("/proc/self/status", "re");
-  if (f == nullptr) return;
+  if (f == nullptr) return r;
   char line[256];
   while (std::fgets(line, sizeof line, f) != nullptr) {
     if (std::strncmp(line, "VmRSS:", 6) == 0) r.rss_bytes = std::strtoull(line + 6, nullptr, 10) * 1024;
     if (std::strncmp(line, "VmHWM:", 6) == 0) r.peak_rss_bytes = std::strtoull(line + 6, nullptr, 10) * 1024;
   }
   std::fclose(f);
+  return r;
 }
 
-std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
-
-}  // namespace
-
 Resources ResourceGauge::read(uint64_t watches) {
-  Resources r;
-  read_proc_status(r);
+  Resources r = process_memory();
   r.watches = watches;
   std::unique_lock lk(index_.mutex(), std::try_to_lock);
   if (lk.owns_lock()) {

@@ -24,6 +24,9 @@ struct Resources {
   uint64_t watches = 0;
 };
 
+// VmRSS and VmHWM of this process (zero where /proc cannot tell); files and watches unset.
+Resources process_memory();
+
 class ResourceGauge {
  public:
   explicit ResourceGauge(store::Index& index) : index_(index) {}
