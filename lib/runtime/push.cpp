@@ -472,7 +472,7 @@ std::string Push::status(bool json) const {
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) + ", \"bytes_out\": " +
-                  std::to_string(l.conn ? l.conn->bytes_out() : 0) + ", \"last_error\": " + json_string(l.last_error) +
+                  std::to_string(link_bytes_out(l)) + ", \"last_error\": " + json_string(l.last_error) +
                   (l.rx ? ", \"held_bytes\": " + std::to_string(l.rx->held_bytes()) + ", \"reading_paused\": " +
                               (l.rx->reading_paused() ? "true" : "false")
                         : std::string()) +
@@ -545,6 +545,15 @@ std::string Push::joined_state(const Joined& jd, bool json) const {
   return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, retrying: {}{}{}",
                      jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting, retrying,
                      caught ? ", caught up" : "", paused_note(*jd.rx));
+}
+
+uint64_t Push::link_bytes_out(const Link& l) const noexcept {
+  // A passive link's records go on the session the peer opened, not on a connection of its own.
+  if (l.passive) {
+    const Joined* j = joined_with(l.peer_node);
+    return j != nullptr && j->conn ? j->conn->bytes_out() : 0;
+  }
+  return l.conn ? l.conn->bytes_out() : 0;
 }
 
 bool Push::link_idle(const Link& l) const noexcept {

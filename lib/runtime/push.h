@@ -132,6 +132,8 @@ class Push {
   // rsync.timeout: drops sessions that waited for their peer too long without a byte moving.
   void check_io_timeouts();
   std::unique_ptr<uvx::Timer> io_check_;
+  // Protocol bytes written towards the link's peer on the session its records travel on.
+  uint64_t link_bytes_out(const Link& l) const noexcept;
   bool link_idle(const Link& l) const noexcept;
   // Receiver options for any two-way session of this node.
   ReceiverOptions receiver_options();

@@ -9,6 +9,7 @@
 #include "lib/base/scope_guard.h"
 #include "lib/codec/sha256.h"
 #include "lib/delta/patch.h"
+#include "lib/delta/signature.h"
 #include "lib/engine/version.h"
 #include "lib/store/scanner.h"
 #include "protocol/limits.h"
@@ -411,9 +412,51 @@ Status Receiver::record(const protocol::FileMeta& m, uint64_t seq, const fs::Fin
   SYNCD_TRY(index_.put(r));
   // The peer holds this now, not what our sender last sent it: a delta on that signature would
   // be refused (two-way; a mirror's target has none).
-  if (origin != 0) SYNCD_TRY(index_.forget_signature(m.path, origin));
+  if (origin != 0) SYNCD_TRY(keep_peer_signature(m, fp, origin));
   if (put_seq != nullptr) *put_seq = r.seq;
   return advance(seq);
+}
+
+Status Receiver::keep_peer_signature(const protocol::FileMeta& m, const fs::Fingerprint& fp, uint64_t peer) {
+  const bool wanted = opts_.two_way && !m.deleted && m.type == protocol::FileType::file &&
+                      m.size >= opts_.sign_from && delta::delta_supported(m.size);
+  if (!wanted) return index_.forget_signature(m.path, peer);
+  // A metadata-only change leaves the bytes, and so a signature of them, as they were.
+  if (auto have = index_.get_signature(m.path, peer); have.ok() && *have && (*have)->base_hash == m.sha256) return {};
+  // The signature this node's sender made after sending stands for what it sent; the peer's own
+  // version replaces that. Signing reads the file just written (page cache); a file written to
+  // here since (another inode, size or time than applied) is not what the peer holds: none then.
+  auto sign = [&]() -> Result<Bytes> {
+    SYNCD_TRY_ASSIGN(parent, root_.parent_of(m.path));
+    SYNCD_TRY_ASSIGN(fd, root_.open_read(parent.dir.get(), parent.leaf, m.path, O_NONBLOCK));
+    auto unchanged = [&]() -> Status {
+      struct stat st{};
+      if (::fstat(fd.get(), &st) != 0) return Error::from_errno("fstat " + m.path);
+      if (!fp.same_bytes(fs::Fingerprint::of(st)) || static_cast<uint64_t>(st.st_size) != m.size) {
+        return Error::make(errc::unexpected_target, m.path + " changed here since it was applied");
+      }
+      return {};
+    };
+    SYNCD_TRY(unchanged());
+    delta::SignatureBuilder b(m.size, delta::cached_block_len(m.size), codec::HashKey::random());
+    Bytes buf(1u << 20);
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Error::from_errno("read " + m.path);
+      if (n == 0) break;
+      SYNCD_TRY(b.feed(ByteSpan(buf.data(), static_cast<size_t>(n))));
+    }
+    SYNCD_TRY(unchanged());
+    SYNCD_TRY_ASSIGN(sig, std::move(b).finish());
+    return sig.serialize();
+  };
+  auto sig = sign();
+  if (!sig.ok()) {
+    lg().debug("no delta base for {}: {}", log::escape(m.path), sig.error().message());
+    return index_.forget_signature(m.path, peer);
+  }
+  return index_.put_signature(m.path, peer, store::CachedSignature{m.sha256, std::move(*sig)});
 }
 
 // The SHA-256 of what is at `path` now: from the index when the stat fingerprint still matches,

@@ -100,6 +100,9 @@ struct ReceiverOptions {
   // rules.backup by the receiver's owner).
   std::shared_ptr<const apply::Backup> backup;
   std::function<void()> on_synced;  // once, on the loop thread, when the initial sync is applied
+  // Two-way: files this big (SenderOptions::whole_below) travel as deltas, so what a peer sent
+  // is signed here once applied: the next edit made here goes back as a delta, not whole.
+  uint64_t sign_from = 64 * 1024;
 };
 
 class Receiver {
@@ -163,6 +166,9 @@ class Receiver {
   // Puts m as this node's record (its local seq in *put_seq when given) and acknowledges seq.
   Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin = 0,
                 uint64_t* put_seq = nullptr);
+  // Two-way: the block signature of what `peer` now holds at m.path (the file at `fp` here), kept
+  // as the base of this node's next delta to it; forgotten when it cannot be made.
+  Status keep_peer_signature(const protocol::FileMeta& m, const fs::Fingerprint& fp, uint64_t peer);
   // Two-way (receiver_two_way.cpp), job thread, store lock held.
   protocol::Ack reconcile_version(const protocol::FileVersion& fv, const Bytes& body,
                                   const protocol::Hash256& base, BodyPipe* pipe);

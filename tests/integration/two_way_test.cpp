@@ -145,6 +145,18 @@ struct Mesh {
       REQUIRE_MESSAGE(diff.empty(), "trees of a and " << nodes[i]->name << " differ; logs:\n" << logs());
     }
   }
+  // Protocol bytes every node has written to its links so far (after compression).
+  uint64_t bytes_out() {
+    uint64_t total = 0;
+    for (const auto& n : nodes) {
+      const std::string j = status_json(*n);
+      const std::string key = "\"bytes_out\": ";
+      for (size_t at = j.find(key); at != std::string::npos; at = j.find(key, at + 1)) {
+        total += std::strtoull(j.c_str() + at + key.size(), nullptr, 10);
+      }
+    }
+    return total;
+  }
   // One SSH session per pair (the lower node id dials): over all nodes, each pair shows up once as
   // a link marked dialed_by_peer and once as a joined peer session.
   void one_session_per_pair() {
@@ -725,7 +737,7 @@ TEST_SUITE("two_way") {
     CHECK(has_b);
   }
 
-  TEST_CASE("a big file edited on each node in turn: no delta is built on a base the peer has replaced") {
+  TEST_CASE("a big file edited on each node in turn: each edit travels as a delta, none on a base the peer has replaced") {
     Mesh p;
     std::mt19937_64 rng(91);
     const Bytes b = test::random_bytes(rng, 3 << 20);
@@ -737,6 +749,9 @@ TEST_SUITE("two_way") {
     p.converged();
     // a's sender keeps the signature of what it sent b; once b's own edit replaced that on a,
     // a delta on it would be refused (a round trip, then the whole file behind later changes).
+    // Each receiver signs what it applied instead: the peer holds exactly that, so the next edit
+    // made here is a delta on it. 3 MiB of random bytes: one whole copy would show.
+    uint64_t before = p.bytes_out();
     for (int round = 0; round < 3; ++round) {
       for (Node* n : {&p.b, &p.a}) {
         UniqueFd fd(::open((n->dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
@@ -745,6 +760,10 @@ TEST_SUITE("two_way") {
         REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), (round + 1) << 19) == static_cast<ssize_t>(edit.size()));
         fd.reset();
         p.converged();
+        const uint64_t now = p.bytes_out();
+        CHECK_MESSAGE(now - before < 256 * 1024, "edit " << round << " on " << n->name << " cost " << now - before
+                                                          << " bytes; logs:\n" << p.logs());
+        before = now;
       }
     }
     CHECK_MESSAGE(test::count_text(p.a.log, "lacks the base") + test::count_text(p.b.log, "lacks the base") == 0, p.logs());
