@@ -928,7 +928,8 @@ TEST_SUITE("two_way") {
   }
 
   // Seeded random rounds on 2-3 nodes. Each round: some nodes go down (SIGTERM or kill -9), every
-  // node — up or down — makes random changes (writes, deletes, chmods, a subtree removal), the
+  // node — up or down — makes random changes (writes, big files and small edits inside them that
+  // travel as deltas, deletes, chmods, renames, a subtree removal or move), the
   // nodes come back, and the mesh must converge with every version written in the round still
   // present as a file or a conflict copy. Overwriting or deleting what a node had already seen is
   // a legitimate loss, so within a round no two *connected* nodes touch the same name (they would
@@ -982,7 +983,7 @@ TEST_SUITE("two_way") {
         for (int k = 0; k < ops; ++k) {
           const int who = static_cast<int>(rng() % static_cast<uint32_t>(n));
           Node& node = *p.nodes[static_cast<size_t>(who)];
-          const unsigned kind = rng() % 23;
+          const unsigned kind = rng() % 25;
           if (kind == 0 || kind == 22) {  // remove d/, or move it aside (either owns every d/* name)
             bool free = true;
             for (const auto& nm : names) {
@@ -1013,7 +1014,27 @@ TEST_SUITE("two_way") {
           }
           touched.insert({who, nm});
           const std::string path = node.dir + "/" + nm;
-          if (kind < 14) {
+          if (kind == 23) {  // a file big enough for deltas (>= 64 KiB): its later edits travel as deltas
+            const std::string tag = "seed" + std::to_string(seed) + "-r" + std::to_string(round) + "-" + node.name + "-" +
+                                    std::to_string(k) + "-big-" + nm;
+            std::string content;
+            while (content.size() < 96 * 1024) content += tag + "-" + std::to_string(content.size()) + "\n";
+            p.sh("mkdir -p $(dirname " + path + ")");
+            test::write_file(path, content);
+            written.insert(content);
+            story << "  " << node.name << ": write big " << nm << "\n";
+          } else if (kind == 24) {  // a small edit inside a big file, in place (same inode)
+            struct stat st{};
+            if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 64 * 1024) continue;
+            const std::string edit = "<edit r" + std::to_string(round) + " " + node.name + " " + std::to_string(k) + ">";
+            const auto at = static_cast<off_t>(rng() % static_cast<uint32_t>(st.st_size - static_cast<off_t>(edit.size())));
+            UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+            REQUIRE(fd);
+            REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), at) == static_cast<ssize_t>(edit.size()));
+            fd.reset();
+            written.insert(test::read_file(path));  // this node's new version, whatever it edited
+            story << "  " << node.name << ": edit big " << nm << " at " << at << "\n";
+          } else if (kind < 14) {
             const std::string content = "seed" + std::to_string(seed) + "-r" + std::to_string(round) + "-" + node.name +
                                         "-" + std::to_string(k) + "-" + nm;
             p.sh("mkdir -p $(dirname " + path + ")");
@@ -1063,7 +1084,7 @@ TEST_SUITE("two_way") {
         REQUIRE(test::run("find " + p.a.dir + " -type f ! -name 'cookie.*' > " + listing) == 0);
         std::istringstream files(test::read_file(listing));
         for (std::string f; std::getline(files, f);) held.insert(test::read_file(f));
-        for (const auto& w : written) CHECK_MESSAGE(held.count(w) == 1, "lost: " << w);
+        for (const auto& w : written) CHECK_MESSAGE(held.count(w) == 1, "lost: " << w.substr(0, 200));
       }
     }
   }
