@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "tests/support/process.h"
+#include "tests/support/relay.h"
 #include "tests/support/sshd.h"
 #include "tests/support/tmpdir.h"
 
@@ -57,96 +58,6 @@ using syncd::test::SshServer;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// A TCP relay 127.0.0.1:port() -> 127.0.0.1:target, counting bytes both ways.
-class Relay {
- public:
-  explicit Relay(int target) : target_(target) {
-    lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd_, 64) != 0 ||
-        ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      std::perror("relay");
-      std::exit(2);
-    }
-    port_ = ntohs(a.sin_port);
-    ::pipe2(stop_, O_CLOEXEC);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~Relay() {
-    (void)!::write(stop_[1], "x", 1);
-    thread_.join();
-    ::close(lfd_);
-    ::close(stop_[0]);
-    ::close(stop_[1]);
-  }
-  int port() const { return port_; }
-  uint64_t bytes() const { return bytes_.load(); }
-
- private:
-  void run() {
-    std::vector<std::pair<int, int>> pairs;  // client, server
-    char buf[1 << 16];
-    for (;;) {
-      std::vector<pollfd> pf{{stop_[0], POLLIN, 0}, {lfd_, POLLIN, 0}};
-      for (auto& [c, s] : pairs) {
-        pf.push_back({c, POLLIN, 0});
-        pf.push_back({s, POLLIN, 0});
-      }
-      if (::poll(pf.data(), pf.size(), -1) < 0) continue;
-      if (pf[0].revents) break;
-      if (pf[1].revents & POLLIN) {
-        const int c = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
-        const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(static_cast<uint16_t>(target_));
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (c >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-          pairs.emplace_back(c, s);
-        } else {
-          ::close(c);
-          ::close(s);
-        }
-      }
-      std::vector<size_t> dead;
-      for (size_t i = 0; i < pairs.size(); ++i) {
-        for (int dir = 0; dir < 2; ++dir) {
-          const pollfd& p = pf[2 + 2 * i + dir];
-          if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
-          const int from = dir == 0 ? pairs[i].first : pairs[i].second;
-          const int to = dir == 0 ? pairs[i].second : pairs[i].first;
-          const ssize_t n = ::read(from, buf, sizeof buf);
-          if (n <= 0) {
-            dead.push_back(i);
-            break;
-          }
-          bytes_ += static_cast<uint64_t>(n);
-          for (ssize_t off = 0; off < n;) {  // blocking write: the peer reads promptly
-            const ssize_t w = ::write(to, buf + off, static_cast<size_t>(n - off));
-            if (w <= 0) break;
-            off += w;
-          }
-        }
-      }
-      for (auto it = dead.rbegin(); it != dead.rend(); ++it) {
-        ::close(pairs[*it].first);
-        ::close(pairs[*it].second);
-        pairs.erase(pairs.begin() + static_cast<ptrdiff_t>(*it));
-      }
-    }
-    for (auto& [c, s] : pairs) {
-      ::close(c);
-      ::close(s);
-    }
-  }
-  int target_, lfd_ = -1, port_ = 0;
-  int stop_[2] = {-1, -1};
-  std::atomic<uint64_t> bytes_{0};
-  std::thread thread_;
-};
 
 // Re-evaluates `done` on every inotify event in `dir` until it holds (or 120 s pass).
 class Watch {
@@ -281,7 +192,10 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
   ToolResult r;
   r.name = name;
   std::string dir = o.base + "/syncd-sshbench-XXXXXX";
-  if (!::mkdtemp(dir.data())) std::abort();
+  if (!::mkdtemp(dir.data())) {
+    std::perror(("mkdtemp " + dir + " (--dir must exist)").c_str());
+    std::exit(2);
+  }
   const std::string src = dir + "/src", dst = dir + "/dst", log = dir + "/tool.log";
   ::mkdir(src.c_str(), 0755);
   ::mkdir(dst.c_str(), 0755);
@@ -290,17 +204,9 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
   {
     SshServer sshd(dir + "/sshd");
     sshd.start();
-    Relay relay(sshd.port());
-    const std::string kh = dir + "/known_hosts.relay";
-    {
-      std::ifstream in(sshd.known_hosts());
-      std::string host, rest;
-      in >> host;
-      std::getline(in, rest);
-      std::ofstream(kh) << "[127.0.0.1]:" << relay.port() << rest << "\n";
-    }
-    const std::string rsh = "ssh -p " + std::to_string(relay.port()) + " -i " + sshd.client_key() +
-                            " -o UserKnownHostsFile=" + kh + " -o StrictHostKeyChecking=yes";
+    syncd::test::ByteRelay relay(sshd.port());
+    const std::string kh = syncd::test::relay_known_hosts(sshd, relay.port(), dir + "/known_hosts.relay");
+    const std::string rsh = syncd::test::relay_rsh(sshd, relay.port(), kh);
     auto tool = std::make_unique<Child>(make_argv(dir, src, dst, rsh, sshd, relay.port(), kh), log);
     Watch w(dst);
     const auto t_start = Clock::now();
@@ -413,7 +319,10 @@ bool dir_empty(const std::string& dir) {
 // 1 GiB through syncd vs `ssh 'cat > file'`, same sshd, same key; seconds each.
 std::pair<double, double> throughput(const Options& o, const std::string& transport) {
   std::string dir = o.base + "/syncd-sshtp-XXXXXX";
-  if (!::mkdtemp(dir.data())) std::abort();
+  if (!::mkdtemp(dir.data())) {
+    std::perror(("mkdtemp " + dir + " (--dir must exist)").c_str());
+    std::exit(2);
+  }
   const std::string src = dir + "/src", dst = dir + "/dst", stage = dir + "/stage.bin";
   ::mkdir(src.c_str(), 0755);
   ::mkdir(dst.c_str(), 0755);
