@@ -7,6 +7,9 @@
 //
 //   build/benches/ssh_bench [--samples 50] [--burst 1000] [--big-mib 100] [--throughput-mib 1024]
 //                           [--json FILE] [--only syncd] [--syncd PATH] [--lsyncd PATH] [--dir BASE]
+//                           [--inplace]
+// --inplace adds two rows with rsync.inplace set in the config: syncd (libssh2) and lsyncd
+// (rsync --inplace); `--only "syncd libssh2 inplace"` runs just the first.
 //
 // Workloads, each timed from just before the change until DIR shows it (checked on every inotify
 // event in DIR, never by sleeping): create a 2 KiB file, modify it, chmod it, rename it, delete
@@ -181,6 +184,7 @@ double tree_cpu_s(pid_t root) {
 struct Options {
   int samples = 50, burst = 1000, big_mib = 100, throughput_mib = 1024;
   bool nofsync = false;  // syncd's throughput run without fsync (`ssh cat` does not fsync either)
+  bool inplace = false;  // also the rsync.inplace rows
   std::string json, only, syncd, lsyncd = "/usr/bin/lsyncd", base = "/tmp";
 };
 
@@ -390,6 +394,7 @@ int main(int argc, char** argv) {
     else if (a == "--big-mib") o.big_mib = std::atoi(next().c_str());
     else if (a == "--throughput-mib") o.throughput_mib = std::atoi(next().c_str());
     else if (a == "--nofsync") o.nofsync = true;
+    else if (a == "--inplace") o.inplace = true;
     else if (a == "--json") o.json = next();
     else if (a == "--only") o.only = next();
     else if (a == "--syncd") o.syncd = next();
@@ -414,13 +419,24 @@ int main(int argc, char** argv) {
                                       "-transport", transport};
     };
   };
-  auto lsyncd_argv = [&](bool control_master) {
-    return [&o, control_master](const std::string& dir, const std::string& src, const std::string& dst, const std::string&,
-                                const SshServer& sshd, int port, const std::string& kh) {
+  // --inplace: syncd from a config with rsync.inplace (its CLI has no such flag, as lsyncd's has not).
+  auto syncd_inplace_argv = [&](const std::string& dir, const std::string& src, const std::string& dst, const std::string& rsh,
+                                const SshServer&, int, const std::string&) {
+    std::ofstream(dir + "/syncd.conf")
+        << "settings { nodaemon = true }\n"
+        << "sync { default.rsyncssh, source = \"" << src << "\", host = \"127.0.0.1\", targetdir = \"" << dst << "\",\n"
+        << "  rsync = { inplace = true, rsh = \"" << rsh << "\" },\n"
+        << "  syncd = { remoteSyncd = \"" << o.syncd << "\", remoteStateDir = \"" << dir << "/rstate\", transport = \"libssh2\" } }\n";
+    return std::vector<std::string>{o.syncd, "-nodaemon", "-statedir", dir + "/state", dir + "/syncd.conf"};
+  };
+  auto lsyncd_argv = [&](bool control_master, bool inplace = false) {
+    return [&o, control_master, inplace](const std::string& dir, const std::string& src, const std::string& dst, const std::string&,
+                                         const SshServer& sshd, int port, const std::string& kh) {
       std::ofstream c(dir + "/lsyncd.conf");
       c << "settings { nodaemon = true, logfile = \"" << dir << "/lsyncd.log\" }\n"
         << "sync { default.rsyncssh, source = \"" << src << "\", host = \"127.0.0.1\", targetdir = \"" << dst << "\",\n"
         << "  delay = 0,\n"
+        << (inplace ? "  rsync = { inplace = true },\n" : "")
         << "  ssh = { port = " << port << ", identityFile = \"" << sshd.client_key() << "\",\n"
         << "    options = { UserKnownHostsFile = \"" << kh << "\", StrictHostKeyChecking = \"yes\""
         << (control_master ? ", ControlMaster = \"auto\", ControlPath = \"" + dir + "/cm-%r@%h:%p\", ControlPersist = \"60\"" : "")
@@ -433,6 +449,12 @@ int main(int argc, char** argv) {
   if (want("syncd libssh2")) results.push_back(run_tool(o, "syncd libssh2", syncd_argv("libssh2"), "finished: 0"));
   if (want("syncd openssh")) results.push_back(run_tool(o, "syncd openssh", syncd_argv("openssh"), "finished: 0"));
   const bool have_lsyncd = ::access(o.lsyncd.c_str(), X_OK) == 0;
+  if (o.inplace) {
+    if (want("syncd libssh2 inplace")) results.push_back(run_tool(o, "syncd libssh2 inplace", syncd_inplace_argv, "finished: 0"));
+    if (have_lsyncd && want("lsyncd rsyncssh inplace")) {
+      results.push_back(run_tool(o, "lsyncd rsyncssh inplace", lsyncd_argv(false, true), "finished"));
+    }
+  }
   if (have_lsyncd) {
     if (want("lsyncd rsyncssh")) results.push_back(run_tool(o, "lsyncd rsyncssh delay=0", lsyncd_argv(false), "finished"));
     if (want("lsyncd ControlMaster")) {

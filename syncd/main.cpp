@@ -225,6 +225,8 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.existing = true;
     } else if (args[i] == "-update") {
       o.rules.update = true;
+    } else if (args[i] == "-inplace") {
+      o.rules.inplace = true;
     } else if (args[i] == "-omit-dir-times") {
       o.rules.dir_times = false;
     } else if (args[i] == "-omit-link-times") {

@@ -34,11 +34,11 @@ const std::set<std::string> kAlwaysOn = {"archive", "owner", "group", "perms", "
 // alone; append_verify: a grown file goes as a delta (its new bytes) and the whole result is
 // verified. Keys that only tune lsyncd's rsync process or its output.
 const std::set<std::string> kNoMeaning = {"binary", "verbose", "quiet", "rsh", "rsync_path", "password_file", "checksum",
-                                          "ignore_times", "append_verify", "whole_file", "inplace", "temp_dir",
+                                          "ignore_times", "append_verify", "whole_file", "temp_dir",
                                           "ipv4", "ipv6", "_extra"};
 
 // Keys syncd does for one-way syncs (MetaRules on the sender, MirrorRules on the target).
-const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update",
+const std::set<std::string> kOneWay = {"chmod", "chown", "usermap", "groupmap", "existing", "update", "inplace",
                                        "backup", "backup_dir", "suffix", "omit_link_times",
                                        "copy_links", "copy_unsafe_links", "copy_dirlinks", "delete_excluded",
                                        "prune_empty_dirs"};
@@ -135,6 +135,7 @@ runtime::MirrorRules mirror_rules_of(const config::Sync& s) {
   m.delete_running = s.del == config::DeleteMode::all || s.del == config::DeleteMode::running;
   m.existing = rsync_value(s, "existing") == "true";
   m.update = rsync_value(s, "update") == "true";
+  m.inplace = rsync_value(s, "inplace") == "true";
   // rsync: --backup-dir implies --backup.
   m.backup.dir = rsync_value(s, "backup_dir");
   m.backup.enabled = rsync_value(s, "backup") == "true" || !m.backup.dir.empty();
@@ -174,10 +175,19 @@ void rsync_warnings(const config::Sync& s, bool two_way, std::vector<std::string
     } else if (k == "password_file") {
       out.push_back(where + ": rsync daemon passwords do not apply to syncd's SSH transport");
     } else if (kNoMeaning.count(k)) {
-      // temp_dir: syncd stages beside the target and hides its temp names; whole_file/inplace:
-      // syncd writes whole files atomically; ipv4/ipv6 and rsh go into the ssh command line.
+      // temp_dir: syncd stages beside the target and hides its temp names; whole_file: syncd
+      // decides whole or delta itself; ipv4/ipv6 and rsh go into the ssh command line.
     } else if (v != "false") {
       out.push_back(where + " is not honoured by syncd yet");
+    }
+  }
+  if (!two_way && rsync_value(s, "inplace") == "true") {
+    const std::string where = s.name + " (" + s.where + "): rsync.inplace";
+    if (rsync_value(s, "backup") == "true" || !rsync_value(s, "backup_dir").empty()) {
+      out.push_back(where + " is not used with backup: each replaced file is kept whole, so the new one is written beside it");
+    }
+    if (rsync_value(s, "sparse") == "true") {
+      out.push_back(where + " is not used with sparse: holes need every block of a file rewritten");
     }
   }
   if (!s.rsync_extra.empty()) {

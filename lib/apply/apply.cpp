@@ -163,8 +163,10 @@ class HashingFdSink final : public delta::OutputSink {
 // base whose chunk digests are known (ChunkMemo) are not read again.
 class PatchSink final : public delta::OutputSink {
  public:
-  PatchSink(int fd, int base_fd, std::string_view rel, bool cloned)
-      : fd_(fd), base_fd_(base_fd), rel_(rel), cloned_(cloned) {}
+  // cloned: `fd` starts out holding the base (a clone of it, or the base file itself when
+  // patching in place, where a COPY from other offsets is refused: its bytes may be gone).
+  PatchSink(int fd, int base_fd, std::string_view rel, bool cloned, bool in_place = false)
+      : fd_(fd), base_fd_(base_fd), rel_(rel), cloned_(cloned || in_place), in_place_file_(in_place) {}
   Status write(ByteSpan data) override {
     while (!data.empty()) {
       const ssize_t n = ::pwrite(fd_, data.data(), std::min(data.size(), kWriteSlice), static_cast<off_t>(pos_));
@@ -184,6 +186,7 @@ class PatchSink final : public delta::OutputSink {
       pos_ += n;
       return true;
     }
+    if (in_place_file_) return Error::make(errc::internal, q(rel_) + ": a COPY that moves bytes cannot be patched in place");
     auto in = static_cast<loff_t>(off);
     auto out = static_cast<loff_t>(pos_);
     const uint64_t start = pos_;
@@ -256,6 +259,7 @@ class PatchSink final : public delta::OutputSink {
   int base_fd_;
   std::string_view rel_;
   bool cloned_;
+  bool in_place_file_;
   uint64_t pos_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> same_;
 };
@@ -486,6 +490,76 @@ Result<Fingerprint> Applier::patch_file(std::string_view rel, const Attrs& attrs
   staged.chunks = std::move(chunks);
   std::vector<Staged> one{std::move(staged)};
   return std::move(commit_staged(one).front());
+}
+
+namespace {
+
+// A dry run of a delta: notes whether any COPY takes base bytes from other offsets than it
+// writes them to.
+class InPlaceCheck final : public delta::OutputSink {
+ public:
+  Status write(ByteSpan data) override {
+    pos_ += data.size();
+    return {};
+  }
+  Result<bool> place_base(uint64_t off, uint64_t n) override {
+    moves_ = moves_ || off != pos_;
+    pos_ += n;
+    return true;
+  }
+  bool moves() const noexcept { return moves_; }
+
+ private:
+  uint64_t pos_ = 0;
+  bool moves_ = false;
+};
+
+}  // namespace
+
+Result<std::optional<Fingerprint>> Applier::patch_in_place(std::string_view rel, const Attrs& attrs,
+                                                           const codec::Digest& sha256, int base_fd,
+                                                           ByteSpan delta) const {
+  const std::optional<Fingerprint> not_here;
+  if (opts_.sparse) return not_here;  // rsync's hole rule needs every block of the result written
+  struct stat base{};
+  if (::fstat(base_fd, &base) != 0) return io_error("stat", rel);
+  {
+    // Every COPY placed by the sink: the base is never read.
+    delta::FdBaseReader none(base_fd, static_cast<uint64_t>(base.st_size));
+    InPlaceCheck check;
+    delta::Patcher dry(none, check, attrs.size, delta::Patcher::Hashing::off);
+    if (!dry.feed(delta).ok() || !dry.finish().ok() || check.moves()) return not_here;
+  }
+  SYNCD_TRY_ASSIGN(p, root_.parent_of(rel));
+  UniqueFd fd(::openat(p.dir.get(), p.leaf.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st{};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != base.st_dev ||
+      st.st_ino != base.st_ino) {
+    return not_here;
+  }
+  if (attrs.size > static_cast<uint64_t>(st.st_size)) {
+    SYNCD_TRY(room_for(fd.get(), attrs.size - static_cast<uint64_t>(st.st_size), rel));
+  }
+  PatchSink sink(fd.get(), fd.get(), rel, true, true);
+  delta::FdBaseReader none(fd.get(), static_cast<uint64_t>(st.st_size));
+  delta::Patcher patcher(none, sink, attrs.size, delta::Patcher::Hashing::off);
+  if (auto r = patcher.feed(delta); !r) return std::move(r).error().wrap("patch in place " + q(rel));
+  if (auto r = patcher.finish(); !r.ok()) return std::move(r).error().wrap("patch in place " + q(rel));
+  if (sink.written() != static_cast<uint64_t>(st.st_size) && ::ftruncate(fd.get(), static_cast<off_t>(sink.written())) != 0) {
+    return io_error("truncate", rel);
+  }
+  std::vector<codec::Digest> chunks;
+  const std::vector<codec::Digest> known = memo_->find(rel, Fingerprint::of(base));
+  SYNCD_TRY_ASSIGN(got, sink.digest(known, static_cast<uint64_t>(base.st_size), chunks, memo_->chunks_read));
+  if (got != sha256) {
+    return Error::make(errc::verify_failed, q(rel) + ": content patched in place does not match its hash (left so; the whole file will be re-sent)");
+  }
+  SYNCD_TRY(apply_owner_mode_time(fd.get(), rel, attrs));
+  if (opts_.fsync && ::fsync(fd.get()) != 0) return io_error("fsync", rel);
+  if (::fstat(fd.get(), &st) != 0) return io_error("stat", rel);
+  const Fingerprint fp = Fingerprint::of(st);
+  if (chunks.size() >= 2) memo_->put(rel, fp, std::move(chunks));
+  return std::optional<Fingerprint>(fp);
 }
 
 std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& staged,

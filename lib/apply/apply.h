@@ -28,6 +28,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -128,6 +129,18 @@ class Applier {
   // changed; elsewhere it is write_file(). The result is verified against `sha256` either way.
   Result<Fingerprint> patch_file(std::string_view rel, const Attrs& attrs, const Expected& expect,
                                  const codec::Digest& sha256, int base_fd, const ContentWriter& writer) const;
+  // rsync's --inplace, for a patch held in memory (`delta`, lib/delta form) on the base content now
+  // at `rel` (opened by the caller as `base_fd`): when every COPY of the delta takes the base's
+  // bytes at the offsets they land on, only the delta's literal bytes are written, into the file
+  // itself - no temp file, no copy of the unchanged bytes, the inode (and so hard links) kept;
+  // then truncate, verify (chunks the patch left alone are not re-read when their digests are
+  // known), owner, mode, time, fsync. Not atomic, as with rsync: a reader may see the file half
+  // patched, and a failure (a crash, a full disk, a verify mismatch) leaves it so until the
+  // version is re-sent whole. nullopt, with nothing written: the delta moves bytes within the
+  // file (patching in place would read bytes it had overwritten), `rel` is no longer the base's
+  // inode or cannot be opened for writing (a running program), or sparse files are on.
+  Result<std::optional<Fingerprint>> patch_in_place(std::string_view rel, const Attrs& attrs,
+                                                    const codec::Digest& sha256, int base_fd, ByteSpan delta) const;
   // Batches (group commit, DESIGN.md targets): stage_file() does steps 1-3 of write_file()
   // except the fsync; commit_staged() then makes all of them durable with one syncfs(2), renames
   // each into place in order (with its guard) and makes the renames durable with one more

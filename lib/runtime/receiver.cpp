@@ -31,6 +31,7 @@ std::vector<std::string> MirrorRules::attach_args() const {
   }
   if (existing) a.push_back("-existing");
   if (update) a.push_back("-update");
+  if (inplace) a.push_back("-inplace");
   if (!dir_times) a.push_back("-omit-dir-times");
   if (!link_times) a.push_back("-omit-link-times");
   if (dry_run) a.push_back("-dry-run");
@@ -690,6 +691,14 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
         struct stat bst{};
         if (!bfd || ::fstat(bfd.get(), &bst) != 0) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base vanished");
+        }
+        if (opts_.rules.inplace && opts_.mirror && !opts_.two_way && !opts_.backup && pipe == nullptr) {
+          auto in = applier_.patch_in_place(m.path, a, m.sha256, bfd.get(), body);
+          if (!in.ok() || *in) {
+            done = in.ok() ? Result<fs::Fingerprint>(**in) : Result<fs::Fingerprint>(std::move(in).error());
+            break;
+          }
+          lg().debug("patch {}: its delta moves bytes within the file; into a copy instead (rsync.inplace)", log::escape(m.path));
         }
         done = applier_.patch_file(m.path, a, ex, m.sha256, bfd.get(), [&](delta::OutputSink& out) -> Status {
           delta::FdBaseReader br(bfd.get(), static_cast<uint64_t>(bst.st_size));

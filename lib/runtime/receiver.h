@@ -45,6 +45,11 @@ struct MirrorRules {
   // --update: a regular file here with a newer mtime than the version is kept.
   bool existing = false;
   bool update = false;
+  // rsync's --inplace: a delta whose unchanged bytes stay at their offsets (an edit inside a file,
+  // not an insertion) is written into the file itself (apply::Applier::patch_in_place): the
+  // small edit costs a small write and fsync, hard links are kept; not atomic, as with rsync.
+  // Not with backup (what is replaced must be kept whole) or sparse.
+  bool inplace = false;
   apply::BackupOptions backup;  // rsync's --backup, --backup-dir, --suffix
   // rsync's --times on directories and symlinks (off: --omit-dir-times / --omit-link-times).
   // A directory's mtime moves with every entry applied inside it, so after each batch the

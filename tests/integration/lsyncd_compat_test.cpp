@@ -960,6 +960,66 @@ TEST_CASE("rsync's sparse: runs of zeros arrive as holes, as rsync -aS writes th
   CHECK(c->stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("rsync's inplace: an edit inside a big file is written into the target file (same inode), as rsync --inplace does - an insertion still arrives whole and right") {
+  Fixture f;
+  const std::string big = f.src + "/big.bin";
+  REQUIRE(test::run("head -c 3M /dev/urandom > '" + big + "'") == 0);
+  const std::string cfg = f.config("sync { default.rsync, source = '@SRC@', target = '" + f.dst + "', rsync = { archive = true, inplace = true } }\n");
+  const std::string console = f.t / "inplace.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
+  CHECK(diff.empty());
+  auto inode = [](const std::string& p) {
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return st.st_ino;
+  };
+  // A program holding the target file open (a reader, a hard link elsewhere) keeps seeing it.
+  const ino_t before = inode(f.dst + "/big.bin");
+  REQUIRE(test::run("head -c 1024 /dev/urandom | dd of='" + big + "' bs=1K seek=1500 conv=notrunc status=none") == 0);
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 30000, true), logs());
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  CHECK(inode(f.dst + "/big.bin") == before);
+  // Bytes inserted near the start shift everything after them: such a delta cannot be applied
+  // in place without reading bytes it overwrote, so it goes into a new file renamed over the old.
+  REQUIRE(test::run("(printf 'inserted'; cat '" + big + "') > '" + f.t / "shifted" + "' && cat '" + f.t / "shifted" + "' > '" + big + "'") == 0);
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.3", diff, 30000, true), logs());
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  CHECK(inode(f.dst + "/big.bin") != before);
+  CHECK(logs().find("rsync.inplace") == std::string::npos);  // no warning: it is honoured
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
+TEST_CASE("rsync's inplace over SSH: syncd attach gets it too - the edited target file keeps its inode") {
+  Fixture f;
+  test::SshServer sshd(f.t / "sshd");
+  sshd.start();
+  const std::string big = f.src + "/big.bin";
+  REQUIRE(test::run("head -c 2M /dev/urandom > '" + big + "'") == 0);
+  const std::string cfg = f.config("sync { default.rsyncssh, source = '@SRC@', host = '127.0.0.1', targetdir = '" + f.dst + "',\n"
+                                   "       rsync = { rsh = '" + sshd.rsh() + "', inplace = true },\n"
+                                   "       syncd = { remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteStateDir = '" + f.t / "rstate" + "' } }\n");
+  const std::string console = f.t / "inplace-ssh.console";
+  auto c = f.syncd_started(cfg, console);
+  auto logs = [&] { return test::read_file(console); };
+  std::vector<std::string> diff;
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.1", diff, 30000, true), logs());
+  struct stat before {};
+  REQUIRE(::stat((f.dst + "/big.bin").c_str(), &before) == 0);
+  REQUIRE(test::run("head -c 1024 /dev/urandom | dd of='" + big + "' bs=1K seek=700 conv=notrunc status=none") == 0);
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.2", diff, 30000, true), logs());
+  for (const auto& d : diff) MESSAGE(d);
+  CHECK(diff.empty());
+  struct stat after {};
+  REQUIRE(::stat((f.dst + "/big.bin").c_str(), &after) == 0);
+  CHECK(after.st_ino == before.st_ino);
+  CHECK(c->stop_within(SIGTERM, 10000) == 143);
+}
+
 TEST_CASE("rsync's devices and specials (archive): device files, FIFOs and sockets arrive as rsync -a makes them") {
   Fixture f;
   const std::string make_specials = "mkdir -p '@/dev' && mknod '@/dev/null' c 1 3 && mknod '@/dev/loop9' b 7 9 && mkfifo -m 0640 '@/queue'"
