@@ -462,10 +462,15 @@ Status Receiver::keep_peer_signature(const protocol::FileMeta& m, const fs::Fing
 
 // The SHA-256 of what is at `path` now: from the index when the stat fingerprint still matches,
 // else by reading it. nullopt: no regular file there.
-Result<std::optional<protocol::Hash256>> Receiver::local_hash(const std::string& path) {
+Result<std::optional<protocol::Hash256>> Receiver::local_hash(const std::string& path, bool for_delta_base) {
   auto rec = index_.get(path);
   std::optional<store::Known> known;
   if (rec.ok() && *rec && !(*rec)->meta.deleted) known = store::Known{(*rec)->fp, (*rec)->meta.sha256};
+  // A racy record (taken within a clock tick of its file's last change, as every file this
+  // receiver just wrote is) would make each delta re-read its whole base. For a delta's base the
+  // stat match is enough: a same-tick local write it misses makes the patched result fail its
+  // verification (the version is then re-sent whole); it can never be recorded as applied.
+  if (known && for_delta_base) known->fp.racy = false;
   SYNCD_TRY_ASSIGN(e, store::scan_one(root_, path, known ? &*known : nullptr));
   if (!e || e->type != protocol::FileType::file) return std::optional<protocol::Hash256>{};
   return std::optional<protocol::Hash256>(e->sha256);
@@ -681,7 +686,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
           return each_chunk([&](ByteSpan c) { return out.write(c); });
         });
       } else {
-        auto have = local_hash(m.path);
+        auto have = local_hash(m.path, true);
         if (!have.ok() || !*have || **have != base) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base not held");
         }

@@ -167,7 +167,9 @@ class Receiver {
   // Mirror mode deletes; with rsync.backup what goes is kept first (remove_dir: file by file).
   Status remove_file(const std::string& path);
   Status remove_dir(const std::string& path);
-  Result<std::optional<protocol::Hash256>> local_hash(const std::string& path);
+  // The SHA-256 of the regular file at `path` (nullopt: none there). `for_delta_base`: a record
+  // taken in its file's last clock tick still counts (see local_hash).
+  Result<std::optional<protocol::Hash256>> local_hash(const std::string& path, bool for_delta_base = false);
   // Puts m as this node's record (its local seq in *put_seq when given) and acknowledges seq.
   Status record(const protocol::FileMeta& m, uint64_t seq, const fs::Fingerprint& fp, uint64_t origin = 0,
                 uint64_t* put_seq = nullptr);

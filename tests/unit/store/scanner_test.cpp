@@ -445,10 +445,10 @@ TEST_SUITE("store.scanner") {
     CHECK(cache.chunks_hashed - before == 3);
   }
 
-  TEST_CASE("a file of several read batches (hashed on two threads) has the same hash, and still re-hashes only changed chunks") {
+  TEST_CASE("a file read in several parts by two threads has the same hash, and still re-hashes only changed chunks") {
     Tree tr;
     std::mt19937_64 rng(22);
-    const Bytes b = test::random_bytes(rng, 19 * codec::kContentChunk + 300 * 1024);  // 20 chunks, 3 batches
+    const Bytes b = test::random_bytes(rng, 19 * codec::kContentChunk + 300 * 1024);  // 20 chunks: halves of 10, parts of 4
     std::string content(b.begin(), b.end());
     auto& cache = ChunkCache::shared();
     auto rescan = [&](uint64_t want_hashed) {
@@ -460,8 +460,8 @@ TEST_SUITE("store.scanner") {
       CHECK(cache.chunks_hashed - before == want_hashed);
     };
     rescan(20);
-    content[9 * codec::kContentChunk] ^= 1;   // the second batch's second chunk
-    content[17 * codec::kContentChunk + 7] ^= 1;  // the third batch's
+    content[9 * codec::kContentChunk] ^= 1;       // the first half's last chunk
+    content[17 * codec::kContentChunk + 7] ^= 1;  // the second half's last full part
     content.back() ^= 1;                          // the short last chunk
     rescan(3);
   }
