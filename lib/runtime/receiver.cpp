@@ -432,19 +432,20 @@ Status Receiver::keep_peer_signature(const protocol::FileMeta& m, const fs::Fing
     SYNCD_TRY_ASSIGN(fd, root_.open_read(parent.dir.get(), parent.leaf, m.path, O_NONBLOCK));
     auto unchanged = [&]() -> Status {
       struct stat st{};
-      if (::fstat(fd.get(), &st) != 0) return Error::from_errno("fstat " + m.path);
+      if (::fstat(fd.get(), &st) != 0) return Error::from_errno("stat \"" + log::escape(m.path) + "\"");
       if (!fp.same_bytes(fs::Fingerprint::of(st)) || static_cast<uint64_t>(st.st_size) != m.size) {
-        return Error::make(errc::unexpected_target, m.path + " changed here since it was applied");
+        return Error::make(errc::unexpected_target, "\"" + log::escape(m.path) + "\" changed here since it was applied");
       }
       return {};
     };
     SYNCD_TRY(unchanged());
     delta::SignatureBuilder b(m.size, delta::cached_block_len(m.size), codec::HashKey::random());
     Bytes buf(1u << 20);
+    auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });  // it held file content
     for (;;) {
       const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Error::from_errno("read " + m.path);
+      if (n < 0) return Error::from_errno("read \"" + log::escape(m.path) + "\"");
       if (n == 0) break;
       SYNCD_TRY(b.feed(ByteSpan(buf.data(), static_cast<size_t>(n))));
     }
