@@ -20,6 +20,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/delta/delta.h"
 #include "tests/support/tmpdir.h"
+#include "tests/unit/apply/owned_attrs.h"
 
 using namespace syncd;
 using namespace syncd::apply;
@@ -68,16 +69,6 @@ uint64_t shared_bytes(const std::string& path) {
   return shared;
 }
 
-Attrs file_attrs(uint64_t size) {
-  Attrs a;
-  a.mode = 0640;
-  a.uid = 1234;
-  a.gid = 4321;
-  a.mtime_sec = 1700000000;
-  a.size = size;
-  return a;
-}
-
 // Patches `dir`/big.bin (holding `base`) into `target` as the receiver does: the patcher leaves
 // hashing to the applier and offers it the COPY ranges.
 Result<fs::Fingerprint> patch_with(const Applier& ap, const std::string& dir, const Bytes& base, const Bytes& target,
@@ -86,7 +77,7 @@ Result<fs::Fingerprint> patch_with(const Applier& ap, const std::string& dir, co
   const Bytes d = delta::make_delta(sig, target);
   UniqueFd bfd(::open((dir + "/big.bin").c_str(), O_RDONLY | O_CLOEXEC));
   REQUIRE(bfd);
-  return ap.patch_file("big.bin", file_attrs(target.size()), Expected::any(), announced, bfd.get(),
+  return ap.patch_file("big.bin", test::owned_file_attrs(target.size()), Expected::any(), announced, bfd.get(),
                        [&](delta::OutputSink& out) -> Status {
                          delta::FdBaseReader br(bfd.get(), base.size());
                          delta::Patcher p(br, out, target.size(), delta::Patcher::Hashing::off);
@@ -209,7 +200,7 @@ TEST_SUITE("apply.clone") {
       auto root = Root::open(dir);
       REQUIRE(root.ok());
       Applier ap(*root);
-      auto w = ap.write_file("big.bin", file_attrs(base.size()), Expected::any(), codec::content_hash(base),
+      auto w = ap.write_file("big.bin", test::owned_file_attrs(base.size()), Expected::any(), codec::content_hash(base),
                              [&](delta::OutputSink& out) { return out.write(base); });
       REQUIRE_MESSAGE(w.ok(), w.error().message());
       const auto& memo = ap.chunk_memo();

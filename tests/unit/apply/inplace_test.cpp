@@ -12,21 +12,12 @@
 #include "lib/base/unique_fd.h"
 #include "lib/delta/delta.h"
 #include "tests/support/tmpdir.h"
+#include "tests/unit/apply/owned_attrs.h"
 
 using namespace syncd;
 using namespace syncd::apply;
 
 namespace {
-
-Attrs file_attrs(uint64_t size) {
-  Attrs a;
-  a.mode = 0640;
-  a.uid = 1234;
-  a.gid = 4321;
-  a.mtime_sec = 1700000000;
-  a.size = size;
-  return a;
-}
 
 struct Case {
   test::TempDir t{"inplace"};
@@ -42,7 +33,7 @@ struct Case {
     const Bytes d = delta::make_delta(delta::sign(base, 4096, codec::HashKey::random()), target);
     UniqueFd bfd(::open((t / "big.bin").c_str(), O_RDONLY | O_CLOEXEC));
     REQUIRE(bfd);
-    return ap.patch_in_place("big.bin", file_attrs(target.size()), announced, bfd.get(), d);
+    return ap.patch_in_place("big.bin", test::owned_file_attrs(target.size()), announced, bfd.get(), d);
   }
   struct stat stat_of(const std::string& name) {
     struct stat st{};
@@ -128,7 +119,7 @@ TEST_SUITE("apply.inplace") {
     // Replaced between the base's open and the patch (a local program saved a new file).
     test::write_file(c.t / "new.bin", "someone else's file");
     REQUIRE(::rename((c.t / "new.bin").c_str(), (c.t / "big.bin").c_str()) == 0);
-    auto r = c.ap.patch_in_place("big.bin", file_attrs(target.size()), codec::content_hash(target), bfd.get(), d);
+    auto r = c.ap.patch_in_place("big.bin", test::owned_file_attrs(target.size()), codec::content_hash(target), bfd.get(), d);
     REQUIRE_MESSAGE(r.ok(), r.error().message());
     CHECK_FALSE(r->has_value());
     CHECK(test::read_file(c.t / "big.bin") == "someone else's file");
@@ -150,7 +141,7 @@ TEST_SUITE("apply.inplace") {
     std::mt19937_64 rng(26);
     const Bytes base = test::random_bytes(rng, 6 * codec::kContentChunk);
     Case c(base);
-    auto w = c.ap.write_file("big.bin", file_attrs(base.size()), Expected::any(), codec::content_hash(base),
+    auto w = c.ap.write_file("big.bin", test::owned_file_attrs(base.size()), Expected::any(), codec::content_hash(base),
                              [&](delta::OutputSink& out) { return out.write(base); });
     REQUIRE_MESSAGE(w.ok(), w.error().message());
     Bytes second = base;
