@@ -698,7 +698,7 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
         if (!bfd || ::fstat(bfd.get(), &bst) != 0) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "delta base vanished");
         }
-        if (opts_.rules.inplace && opts_.mirror && !opts_.two_way && !opts_.backup && pipe == nullptr) {
+        if (opts_.rules.inplace && opts_.mirror && !opts_.backup && pipe == nullptr) {  // mirror: never two-way
           auto in = applier_.patch_in_place(m.path, a, m.sha256, bfd.get(), body);
           if (!in.ok() || *in) {
             done = in.ok() ? Result<fs::Fingerprint>(**in) : Result<fs::Fingerprint>(std::move(in).error());

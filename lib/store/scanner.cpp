@@ -68,15 +68,20 @@ Result<protocol::Hash256> hash_chunked(int fd, const std::string& name, std::str
     const auto cap = static_cast<size_t>(std::min(kPartChunks * codec::kContentChunk, end - from * codec::kContentChunk));
     auto buf = std::make_unique_for_overwrite<uint8_t[]>(cap);  // every byte hashed is read first
     size_t used = 0;
-    for (uint64_t c = from; c < to; c += kPartChunks) {
+    // Either thread's failure ends both: the hash is lost anyway.
+    for (uint64_t c = from; c < to && read_errno == 0 && !short_read; c += kPartChunks) {
       const uint64_t off = c * codec::kContentChunk;
       const auto len = static_cast<size_t>(std::min<uint64_t>(cap, end - off));
       used = std::max(used, len);
       for (size_t done = 0; done < len;) {
         const ssize_t r = ::pread(fd, buf.get() + done, len - done, static_cast<off_t>(off + done));
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0 || r == 0) {
-          (r < 0 ? read_errno = errno : short_read = true);
+        if (r <= 0) {
+          if (r < 0) {
+            read_errno = errno;
+          } else {
+            short_read = true;  // the file shrank since lstat
+          }
           codec::wipe(buf.get(), used);
           return;
         }
