@@ -206,6 +206,7 @@ void Receiver::on_message(protocol::Message msg) {
     jobs_.post([this]() -> JobQueue::Done {
       std::lock_guard store_lock(index_.mutex());
       in_order_ = false;
+      reached_ = 0;
       // Temp files of applies cut short by a crash (ours: nothing else writes that pattern).
       if (auto st = applier_.remove_stale_temps(); !st) lg().warn("temp cleanup: {}", st.error().message());
       auto since = index_.peer_seq(peer_index_);
@@ -357,15 +358,26 @@ void Receiver::apply_version(protocol::FileVersion fv, Bytes body, protocol::Has
 // The resume point may only move over a contiguous prefix of the peer's sequence: the answer to
 // INDEX_REQUEST comes in path order (parents first), so during it nothing moves and INDEX_END
 // moves the point to the peer's max_seq at once; after it, versions arrive in sequence order.
+// A version not applied for want of bytes (base_mismatch, verify_failed) holds the point back as
+// a failure does: the sender answers with the whole file, and if the session ends first, only a
+// resume point still before it brings that file again.
 void Receiver::note_result(const std::string& path, const protocol::Ack& a) {
-  if (a.status == protocol::AckStatus::failed) {
+  if (a.status == protocol::AckStatus::failed || a.status == protocol::AckStatus::base_mismatch ||
+      a.status == protocol::AckStatus::verify_failed) {
     failed_[a.seq] = path;
     return;
   }
   // Applied (or already there): an older failure of the same path is settled.
+  bool settled = false;
   for (auto it = failed_.begin(); it != failed_.end();) {
-    it = it->second == path && it->first <= a.seq ? failed_.erase(it) : std::next(it);
+    if (it->second == path && it->first <= a.seq) {
+      it = failed_.erase(it);
+      settled = true;
+    } else {
+      ++it;
+    }
   }
+  if (settled) advance_or_log(0);  // the point moves on to what was reached meanwhile
 }
 
 // Tells the sender how far its records are durably applied here (tombstone collection waits for
@@ -380,8 +392,9 @@ void Receiver::report_acked() {
 
 Status Receiver::advance(uint64_t seq) {
   if (!in_order_) return {};
+  reached_ = std::max(reached_, seq);
   SYNCD_TRY_ASSIGN(prev, index_.peer_seq(peer_index_));
-  uint64_t next = std::max(prev, seq);
+  uint64_t next = std::max(prev, reached_);
   // Never past a version that failed: after a reconnect the peer resends from there.
   if (!failed_.empty()) next = std::min(next, failed_.begin()->first - 1);
   if (next != prev) SYNCD_TRY(index_.set_peer_seq(peer_index_, next));

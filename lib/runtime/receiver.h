@@ -214,7 +214,10 @@ class Receiver {
   uint64_t acked_sent_ = 0;          // loop: the last one reported to the peer (INDEX_SUMMARY)
   void report_acked();               // loop
   std::atomic<uint64_t> conflicts_{0};
+  // Job thread: the point moves to the highest seq applied in order, but never past a version
+  // still missing (failed_).
   Status advance(uint64_t seq);
+  uint64_t reached_ = 0;  // job thread: the highest seq advance() was given in this session
   // advance() where nothing else depends on it: a failure is logged, not acked.
   void advance_or_log(uint64_t seq);
 
@@ -248,9 +251,9 @@ class Receiver {
   // unfinished bodies) never fills the memory.
   static constexpr size_t kMinCost = 1024;
   std::atomic<size_t> queued_bytes_{0};
-  // Job thread: versions that could not be applied (disk full, permissions...), seq -> path. The
-  // resume point never passes the oldest of them, so a reconnect resends it; a later successful
-  // apply of the same path (the sender retries) clears it.
+  // Job thread: versions that could not be applied (disk full, permissions, a base or content not
+  // held here), seq -> path. The resume point never passes the oldest of them, so a reconnect
+  // resends it; a later successful apply of the same path (the sender retries) clears it.
   std::map<uint64_t, std::string> failed_;
   void note_result(const std::string& path, const protocol::Ack& a);
   bool batch_posted_ = false;                         // guarded by batch_mu_

@@ -1,5 +1,6 @@
-// The receiver on a real socketpair, loop, root and index, its peer a hostile one: memory stays
-// bounded however much the peer announces (SECURITY.md §8 row 26).
+// The receiver on a real socketpair, loop, root and index, its peer a scripted one: memory stays
+// bounded however much a hostile peer announces (SECURITY.md §8 row 26); the resume point never
+// passes a version it still lacks the bytes of.
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 #include <memory>
 #include <random>
 
+#include "lib/codec/content_hash.h"
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/receiver.h"
@@ -60,5 +62,73 @@ TEST_SUITE("runtime.receiver") {
     CHECK(rx->held_bytes() <= Receiver::kHoldHigh + kBody + (1u << 20));
     CHECK(peer.pending_out() > 0);  // the rest waits on the peer's side
     rx.reset();  // before the connection it uses
+  }
+
+  TEST_CASE("a version answered base_mismatch holds the resume point until its bytes arrive") {
+    test::TempDir t("recv");
+    ::mkdir((t / "root").c_str(), 0755);
+    auto root = fs::Root::open(t / "root");
+    REQUIRE(root.ok());
+    auto idx = store::Index::open(t / "state");
+    REQUIRE(idx.ok());
+    test::Pair p;
+    std::unique_ptr<Receiver> rx;
+    Connection ours(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { rx->on_message(std::move(m)); },
+                    [](const Error& e) { FAIL("receiver's end closed: " << e.message()); });
+    rx = std::make_unique<Receiver>(p.loop, *root, *idx, ours);
+    REQUIRE(ours.start(test::hello(1)).ok());
+    std::vector<protocol::Ack> acks;
+    bool asked = false;
+    Connection peer(p.loop, UniqueFd(p.sv[1]), [&](protocol::Message m) {
+      if (std::holds_alternative<protocol::IndexRequest>(m)) asked = true;
+      if (auto* a = std::get_if<protocol::Ack>(&m)) acks.push_back(*a);
+    }, [](const Error&) {});
+    const uint64_t peer_index = test::hello(2).index_id;
+    REQUIRE(peer.start(test::hello(2)).ok());
+    REQUIRE(p.run_until([&] { return asked; }));
+    peer.send(protocol::IndexEnd{peer_index, 0});
+    peer.flush();
+    REQUIRE(p.run_until([&] { return acks.size() == 1; }));
+    auto version = [](uint64_t seq, const std::string& path, const std::string& text, bool with_body) {
+      protocol::FileVersion fv;
+      fv.xfer_id = static_cast<uint32_t>(seq);
+      fv.seq = seq;
+      fv.meta.path = path;
+      fv.meta.mode = 0644;
+      fv.meta.size = text.size();
+      fv.meta.mtime_sec = 1700000000;
+      fv.meta.version = {{2, seq}};
+      fv.meta.content_dot = {2, seq};
+      fv.meta.meta_dot = {2, seq};
+      fv.meta.sha256 = codec::content_hash(ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+      fv.body = with_body ? protocol::BodyKind::whole : protocol::BodyKind::none;
+      fv.body_len = with_body ? text.size() : 0;
+      return fv;
+    };
+    auto data = [](uint64_t seq, const std::string& text) {
+      return protocol::Data{static_cast<uint32_t>(seq), 0, Bytes(text.begin(), text.end())};
+    };
+    // seq 1 announces content this node does not hold; seq 2 applies.
+    peer.send(version(1, "a", "alpha", false));
+    peer.send(version(2, "b", "beta", true));
+    peer.send(data(2, "beta"));
+    peer.flush();
+    REQUIRE(p.run_until([&] { return acks.size() == 3 && rx->idle(); }));
+    CHECK(acks[1].status == protocol::AckStatus::base_mismatch);
+    CHECK(acks[2].status == protocol::AckStatus::applied);
+    // A session ending now must bring seq 1 again: the point stays before it.
+    auto point = idx->peer_seq(peer_index);
+    REQUIRE(point.ok());
+    CHECK(*point == 0);
+    // The sender's answer, the whole file: the point moves on to everything reached.
+    peer.send(version(1, "a", "alpha", true));
+    peer.send(data(1, "alpha"));
+    peer.flush();
+    REQUIRE(p.run_until([&] { return acks.size() == 4 && rx->idle(); }));
+    CHECK(acks[3].status == protocol::AckStatus::applied);
+    point = idx->peer_seq(peer_index);
+    REQUIRE(point.ok());
+    CHECK(*point == 2);
+    rx.reset();
   }
 }
