@@ -153,6 +153,11 @@ void encode_body(const Message& msg, Enc& e) {
           e.str16(m.group);
           e.i64(m.mtime_sec);
           e.u32(m.mtime_nsec);
+        } else if constexpr (std::is_same_v<T, Have>) {
+          e.str16(m.path);
+          e.u64(m.size);
+          e.i64(m.mtime_sec);
+          e.u32(m.mtime_nsec);
         }
       },
       msg);
@@ -336,7 +341,7 @@ Status check_bulk(const Message& m) {
 // ---- public
 
 bool is_known_type(uint8_t t) noexcept {
-  return (t >= 0x01 && t <= 0x04) || (t >= 0x10 && t <= 0x18) || (t >= 0x20 && t <= 0x23);
+  return (t >= 0x01 && t <= 0x04) || (t >= 0x10 && t <= 0x18) || (t >= 0x20 && t <= 0x24);
 }
 
 MsgType type_of(const Message& m) noexcept {
@@ -345,7 +350,7 @@ MsgType type_of(const Message& m) noexcept {
       MsgType::file_version, MsgType::data,       MsgType::delta,         MsgType::sig_request,
       MsgType::signature,   MsgType::remove,      MsgType::rename,        MsgType::ack,
       MsgType::index_summary, MsgType::index_request, MsgType::index_update, MsgType::index_end,
-      MsgType::root_meta};
+      MsgType::root_meta, MsgType::have};
   static_assert(std::size(kTypes) == std::variant_size_v<Message>);
   return kTypes[m.index()];
 }
@@ -369,6 +374,7 @@ const char* type_name(MsgType t) noexcept {
     case MsgType::index_update: return "INDEX_UPDATE";
     case MsgType::index_end: return "INDEX_END";
     case MsgType::root_meta: return "ROOT_META";
+    case MsgType::have: return "HAVE";
   }
   return "UNKNOWN";
 }
@@ -520,6 +526,16 @@ Result<Message> decode_payload(MsgType t, ByteSpan payload) {
       m.gid = d.u32("gid");
       m.user = d.str16("user", kMaxName);
       m.group = d.str16("group", kMaxName);
+      m.mtime_sec = d.i64("mtime_sec");
+      m.mtime_nsec = d.u32("mtime_nsec");
+      if (d.ok() && m.mtime_nsec > kMaxNsec) d.fail(corrupt(t, "mtime_nsec above 999999999"));
+      return finish(d, std::move(m));
+    }
+    case MsgType::have: {
+      Have m;
+      d.path(m.path, "path");
+      m.size = d.u64("size");
+      if (d.ok() && m.size > kMaxFileSize) d.fail(too_big(t, "size above 2^44"));
       m.mtime_sec = d.i64("mtime_sec");
       m.mtime_nsec = d.u32("mtime_nsec");
       if (d.ok() && m.mtime_nsec > kMaxNsec) d.fail(corrupt(t, "mtime_nsec above 999999999"));

@@ -35,6 +35,7 @@ enum class MsgType : uint8_t {
   index_request = 0x21,
   index_update = 0x22,
   index_end = 0x23,
+  have = 0x24,
 };
 
 // Capability bits announced in HELLO; the session uses the intersection (SPEC.md §2).
@@ -44,8 +45,10 @@ enum Capability : uint64_t {
   kCapRename = 1u << 2,  // RENAME messages
   kCapRootMeta = 1u << 3,  // ROOT_META messages (one-way: the root directory's own metadata)
   kCapFrames = 1u << 4,    // the zstd stream may be several frames; incompressible bytes go raw
+  kCapHave = 1u << 5,      // HAVE before a full INDEX_REQUEST: files already here go without bytes
 };
-inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames;
+inline constexpr uint64_t kAllCapabilities =
+    kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames | kCapHave;
 
 // chardev..socket: rsync's --devices / --specials (lsyncd's archive); replicated only where a sync
 // enables them. Their sha256 is that of a descriptor naming the kind and device number.
@@ -228,9 +231,20 @@ struct IndexEnd {
   bool operator==(const IndexEnd&) const = default;
 };
 
+// A regular file the receiver holds, sent before it asks for everything (INDEX_REQUEST
+// since_seq=0): the sender announces a version of the same size and mtime without its bytes, as
+// rsync's quick check skips it; the receiver confirms by content hash (SPEC.md §5.2).
+struct Have {
+  std::string path;
+  uint64_t size = 0;
+  int64_t mtime_sec = 0;
+  uint32_t mtime_nsec = 0;
+  bool operator==(const Have&) const = default;
+};
+
 using Message = std::variant<Hello, ErrorMsg, Ping, Pong, FileVersion, Data, Delta, SigRequest,
                              SignatureMsg, Remove, Rename, Ack, IndexSummary, IndexRequest,
-                             IndexUpdate, IndexEnd, RootMeta>;
+                             IndexUpdate, IndexEnd, RootMeta, Have>;
 
 MsgType type_of(const Message& m) noexcept;
 bool is_known_type(uint8_t t) noexcept;

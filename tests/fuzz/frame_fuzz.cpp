@@ -40,7 +40,8 @@ std::vector<Bytes> fuzz_seeds() {
       Delta{1, {}, 0, Bytes(4, 'd')}, SigRequest{1, "a", {}}, SignatureMsg{1, "a", {}, 4, 0, Bytes(4, 's')},
       Remove{3, t}, Rename{4, t, [&] { FileMeta n = m; n.path = "b"; return n; }()},
       Ack{1, AckStatus::applied, 2, "ok"}, IndexSummary{1, 2, 3, 4}, IndexRequest{1, 2},
-      IndexUpdate{5, m}, IndexEnd{1, 5}, RootMeta{0750, 1, 2, "u", "g", 3, 4}};
+      IndexUpdate{5, m}, IndexEnd{1, 5}, RootMeta{0750, 1, 2, "u", "g", 3, 4},
+      Have{"a", 3, 4, 5}};
   std::vector<Bytes> seeds;
   Bytes all{5};
   for (const auto& msg : msgs) {

@@ -67,6 +67,7 @@ std::vector<Message> all_messages() {
       IndexUpdate{91, sample_meta()},
       IndexEnd{42, 100},
       RootMeta{02750, 33, 34, "www-data", "acme", 1700000000, 123456789},
+      Have{"certs/node1.pem", 1704, 1700000000, 999999999},
   };
 }
 
@@ -205,6 +206,13 @@ TEST_SUITE("protocol.frame") {
     check_bad(rm, [&](Bytes& p) { store_le(p.data() + 4 + 4 + 4 + 2 + 2 + 8, 1000000000, 4); }, "mtime_nsec");
     check_bad(rm, [&](Bytes& p) { p.push_back(0); }, "trailing bytes");
     CHECK(std::string(type_name(MsgType::root_meta)) == "ROOT_META");
+    // HAVE: path(2+n) size(8) mtime_sec(8) mtime_nsec(4)
+    Have hv{"a", 1, 2, 3};
+    check_bad(hv, [&](Bytes& p) { p[2] = '/'; }, "path");
+    check_bad(hv, [&](Bytes& p) { store_le(p.data() + 3, (1ull << 44) + 1, 8); }, "size above");
+    check_bad(hv, [&](Bytes& p) { store_le(p.data() + 3 + 8 + 8, 1000000000, 4); }, "mtime_nsec");
+    check_bad(hv, [&](Bytes& p) { p.push_back(0); }, "trailing bytes");
+    CHECK(std::string(type_name(MsgType::have)) == "HAVE");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 9; }, "file type");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 8; }, "file type");
     // link_to: only without a body, never the version's own path, and a valid relative path.
