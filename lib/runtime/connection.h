@@ -54,6 +54,8 @@ class Connection {
   void set_on_written(std::function<void()> f) { on_written_ = std::move(f); }
   uint64_t bytes_in() const noexcept { return bytes_in_; }
   const std::optional<protocol::Hello>& peer() const noexcept { return peer_; }
+  // The capabilities this session uses: both HELLOs' intersection (none before the peer's).
+  uint64_t capabilities() const noexcept { return peer_ ? peer_->capabilities & my_caps_ : 0; }
   size_t pending_out() const noexcept { return out_.size() - out_pos_; }
   uint64_t bytes_out() const noexcept { return bytes_out_; }
   // Protocol bytes sent as raw zstd blocks, not compressed (SPEC.md §2.1, `frames`).

@@ -11,6 +11,7 @@
 #include "lib/delta/patch.h"
 #include "lib/delta/signature.h"
 #include "lib/engine/version.h"
+#include "lib/runtime/file_signature.h"
 #include "lib/store/scanner.h"
 #include "protocol/limits.h"
 
@@ -202,8 +203,9 @@ void Receiver::on_message(protocol::Message msg) {
   if (auto* h = std::get_if<protocol::Hello>(&msg)) {
     peer_index_ = h->index_id;
     peer_node_ = h->node_id;
+    const bool quick = (conn_.capabilities() & protocol::kCapHave) != 0;
     // Resume where we left off with this incarnation of the peer's index.
-    jobs_.post([this]() -> JobQueue::Done {
+    jobs_.post([this, quick]() -> JobQueue::Done {
       std::lock_guard store_lock(index_.mutex());
       in_order_ = false;
       reached_ = 0;
@@ -212,8 +214,13 @@ void Receiver::on_message(protocol::Message msg) {
       auto since = index_.peer_seq(peer_index_);
       if (!since.ok()) lg().error("index: where the peer's records were left unknown, asking for all: {}", since.error().message());
       const uint64_t s = since.ok() ? *since : 0;
-      return [this, s] {
+      // Asking for everything: the files already here go first, so that the peer can leave out
+      // the bytes of those it holds the same way (protocol/SPEC.md §5.2, HAVE).
+      auto have = std::make_shared<std::vector<protocol::Have>>();
+      if (s == 0 && quick) *have = held_files();
+      return [this, s, have] {
         full_sync_ = s == 0;
+        for (auto& held : *have) conn_.send(std::move(held));
         conn_.send(protocol::IndexRequest{peer_index_.load(), s});
         conn_.flush();
       };
@@ -355,6 +362,21 @@ void Receiver::apply_version(protocol::FileVersion fv, Bytes body, protocol::Has
        bytes);
 }
 
+std::vector<protocol::Have> Receiver::held_files() {
+  std::vector<protocol::Have> out;
+  auto st = store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
+    if (!S_ISREG(fp.mode) || out.size() >= kMaxHave) return {};
+    const int64_t sec = fp.mtime_ns >= 0 ? fp.mtime_ns / 1'000'000'000 : -((-fp.mtime_ns + 999'999'999) / 1'000'000'000);
+    out.push_back(protocol::Have{rel, fp.size, sec, static_cast<uint32_t>(fp.mtime_ns - sec * 1'000'000'000)});
+    return {};
+  }, [&](std::string_view rel, bool is_dir) { return opts_.two_way && opts_.excludes.excluded(rel, is_dir); });
+  // Only bytes are at stake: without the list every file comes whole, as it always did.
+  if (!st) lg().warn("initial sync: the files already here not listed, all will be sent: {}", st.error().message());
+  if (out.size() >= kMaxHave) lg().info("initial sync: {} files already here listed, the rest will be sent whole", kMaxHave);
+  lg().debug("initial sync: {} files already here offered to the peer", out.size());
+  return out;
+}
+
 // The resume point may only move over a contiguous prefix of the peer's sequence: the answer to
 // INDEX_REQUEST comes in path order (parents first), so during it nothing moves and INDEX_END
 // moves the point to the peer's max_seq at once; after it, versions arrive in sequence order.
@@ -440,33 +462,7 @@ Status Receiver::keep_peer_signature(const protocol::FileMeta& m, const fs::Fing
   // The signature this node's sender made after sending stands for what it sent; the peer's own
   // version replaces that. Signing reads the file just written (page cache); a file written to
   // here since (another inode, size or time than applied) is not what the peer holds: none then.
-  auto sign = [&]() -> Result<Bytes> {
-    SYNCD_TRY_ASSIGN(parent, root_.parent_of(m.path));
-    SYNCD_TRY_ASSIGN(fd, root_.open_read(parent.dir.get(), parent.leaf, m.path, O_NONBLOCK));
-    auto unchanged = [&]() -> Status {
-      struct stat st{};
-      if (::fstat(fd.get(), &st) != 0) return Error::from_errno("stat \"" + log::escape(m.path) + "\"");
-      if (!fp.same_bytes(fs::Fingerprint::of(st)) || static_cast<uint64_t>(st.st_size) != m.size) {
-        return Error::make(errc::unexpected_target, "\"" + log::escape(m.path) + "\" changed here since it was applied");
-      }
-      return {};
-    };
-    SYNCD_TRY(unchanged());
-    delta::SignatureBuilder b(m.size, delta::cached_block_len(m.size), codec::HashKey::random());
-    Bytes buf(1u << 20);
-    auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });  // it held file content
-    for (;;) {
-      const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Error::from_errno("read \"" + log::escape(m.path) + "\"");
-      if (n == 0) break;
-      SYNCD_TRY(b.feed(ByteSpan(buf.data(), static_cast<size_t>(n))));
-    }
-    SYNCD_TRY(unchanged());
-    SYNCD_TRY_ASSIGN(sig, std::move(b).finish());
-    return sig.serialize();
-  };
-  auto sig = sign();
+  auto sig = sign_unchanged_file(root_, m.path, fp, m.size);
   if (!sig.ok()) {
     lg().debug("no delta base for {}: {}", log::escape(m.path), sig.error().message());
     return index_.forget_signature(m.path, peer);

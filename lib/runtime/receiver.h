@@ -161,6 +161,10 @@ class Receiver {
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   Status prune_extras();
+  // Job thread: the regular files here with their size and mtime (at most kMaxHave), offered to
+  // the peer before asking for all its records; it leaves out the bytes of those it holds alike.
+  std::vector<protocol::Have> held_files();
+  static constexpr size_t kMaxHave = 1u << 20;
   // rsync.dry_run: logs what a message would do and acknowledges it as ignored.
   protocol::Ack dry_run(uint64_t seq, const char* what, const std::string& path);
   std::set<std::string> kept_newer_;  // job thread: files rsync.update kept in this full sync

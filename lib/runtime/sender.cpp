@@ -17,6 +17,7 @@
 #include "lib/codec/content_hash.h"
 #include "lib/fs/accounts.h"
 #include "lib/delta/delta.h"
+#include "lib/runtime/file_signature.h"
 #include "lib/store/change.h"
 #include "lib/store/chunk_cache.h"
 #include "lib/store/scanner.h"
@@ -268,6 +269,8 @@ void Sender::set_connection(Connection* conn) {
   }
   in_flight_.clear();  // the next session's INDEX_REQUEST covers whatever was not acknowledged
   caught_up_ = false;
+  have_ = std::make_shared<HaveMap>();
+  have_open_ = true;
 }
 
 bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
@@ -1058,6 +1061,13 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
       return;
     }
   }
+  if (out.have != nullptr) {
+    if (auto h = out.have->find(m.path); h != out.have->end() && h->second.size == m.size &&
+                                          h->second.mtime_sec == m.mtime_sec && h->second.mtime_nsec == m.mtime_nsec) {
+      emit_held(r, out);
+      return;
+    }
+  }
   if (m.size > opts_.stream_above && !out.fresh.count(m.path)) {
     const uint32_t xfer = next_xfer_++;
     out.resendable.emplace_back(r.seq, m.path);
@@ -1113,6 +1123,30 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     forget_signature(m.path, out);
   }
   codec::wipe(content->data(), content->size());
+}
+
+// rsync's quick check: the peer has a file of this size and mtime at the path. It applies the
+// version as metadata if its content hash is the version's, and answers base_mismatch if not
+// (resend_whole: the bytes follow), so a wrong guess costs a round trip, never a wrong file.
+void Sender::emit_held(const store::Record& r, Outbox& out) {
+  const auto& m = r.meta;
+  out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
+  out.resendable.emplace_back(r.seq, m.path);
+  ++out.quick;
+  out.quick_bytes += m.size;
+  const uint64_t peer = peer_node_.load();
+  if (m.size < opts_.whole_below || !delta::delta_supported(m.size) || peer == 0) {
+    forget_signature(m.path, out);
+    return;
+  }
+  // The next edit of a big file goes as a delta against these bytes, as after sending them.
+  auto sig = sign_unchanged_file(root_, m.path, r.fp, m.size);
+  if (!sig.ok()) {
+    lg().debug("no delta base for {}: {}", log::escape(m.path), sig.error().message());
+    forget_signature(m.path, out);
+    return;
+  }
+  remember_signature(m.path, peer, store::CachedSignature{m.sha256, std::move(*sig)}, out);
 }
 
 namespace {
@@ -1314,14 +1348,24 @@ void Sender::on_message(const protocol::Message& msg) {
     peer_node_ = h->node_id;
     return;
   }
+  if (const auto* h = std::get_if<protocol::Have>(&msg)) {
+    if (have_open_ && have_ && have_->size() < kMaxHave) {
+      (*have_)[h->path] = HaveStat{h->size, h->mtime_sec, h->mtime_nsec};
+    }
+    return;
+  }
   if (const auto* req = std::get_if<protocol::IndexRequest>(&msg)) {
     const uint64_t since = req->index_id == index_.index_id() ? req->since_seq : 0;
     lg().debug("index request since={} (asked {})", since, req->since_seq);
     const uint64_t gen = gen_.load();
-    post_job([this, since, gen]() -> JobQueue::Done {
+    std::shared_ptr<HaveMap> have = since == 0 && have_ && !have_->empty() ? std::move(have_) : nullptr;
+    have_.reset();
+    have_open_ = false;
+    post_job([this, since, gen, have]() -> JobQueue::Done {
       StoreLock lk(this);
       auto out = std::make_shared<Outbox>();
       out->gen = gen;
+      out->have = have.get();
       link_since_ = since;
       link_since_gen_ = gen;
       // Parents before children for creations; removals deepest first.
@@ -1353,6 +1397,11 @@ void Sender::on_message(const protocol::Message& msg) {
         out->fatal = std::move(st).error().wrap("answering the peer's index request");
         return [this, out] { deliver(std::move(*out)); };
       }
+      if (out->quick > 0) {
+        lg().info("initial sync: {} files ({} bytes) already at the peer with the same size and time: "
+                  "announced without their bytes, the peer checks their content", out->quick, out->quick_bytes);
+      }
+      out->have = nullptr;  // the live changes that follow carry their bytes
       send_foreign(*out);
       if (out->fatal) return [this, out] { deliver(std::move(*out)); };
       cursor_ = index_.max_seq();

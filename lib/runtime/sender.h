@@ -38,6 +38,14 @@
 
 namespace syncd::runtime {
 
+// A file the peer holds (protocol::Have), by path.
+struct HaveStat {
+  uint64_t size = 0;
+  int64_t mtime_sec = 0;
+  uint32_t mtime_nsec = 0;
+};
+struct HaveMap : std::unordered_map<std::string, HaveStat> {};
+
 struct SenderOptions {
   uint64_t whole_below = 64 * 1024;  // files smaller than this always travel whole
   // Bodies of files above this are streamed from disk in chunks (never held whole in memory),
@@ -160,6 +168,11 @@ class Sender {
     std::unordered_map<std::string, Fresh> fresh;
     size_t fresh_bytes = 0;  // their size, at most kFreshMax
     bool signatures = false;  // signatures were remembered: persist them once this is delivered
+    // The answer to a full INDEX_REQUEST: the files the peer said it holds (HAVE). A version of
+    // one with the same size and mtime goes without its bytes (`quick` of them, `quick_bytes`).
+    const HaveMap* have = nullptr;
+    size_t quick = 0;
+    uint64_t quick_bytes = 0;
     // File bytes in msgs. With kMessageCost per message, past stream_window they are spilled
     // into the stream queue (maybe_spill), so a job that announces a whole tree (the answer to
     // INDEX_REQUEST) never holds all of it at once.
@@ -329,6 +342,14 @@ class Sender {
   std::optional<store::Record> move_of(const store::Record& tomb);
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
+  // Loop thread: the HAVE of this session, until its INDEX_REQUEST (at most kMaxHave kept; the
+  // rest only cost their bytes). `have_open_`: still before that request.
+  std::shared_ptr<HaveMap> have_;
+  bool have_open_ = false;
+  static constexpr size_t kMaxHave = 1u << 20;
+  // Job thread, the initial answer: `r` is already at the peer (HAVE); announces it without its
+  // bytes and keeps the signature of those bytes as the base of the next delta to the peer.
+  void emit_held(const store::Record& r, Outbox& out);
   // Job thread: appends ROOT_META when the root's metadata differs from what this session got.
   void note_root(Outbox& out);
   std::optional<protocol::RootMeta> root_sent_;  // job thread, for session root_sent_gen_

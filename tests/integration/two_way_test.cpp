@@ -796,6 +796,47 @@ TEST_SUITE("two_way") {
     }
   }
 
+  TEST_CASE("nodes seeded alike (same bytes and times, as lsyncd left them) start without sending those bytes to each other") {
+    Mesh p;
+    std::mt19937_64 rng(93);
+    const Bytes b = test::random_bytes(rng, 3 << 20);
+    test::write_file(p.a.dir + "/big.bin", b);
+    p.sh("mkdir " + p.a.dir + "/certs");
+    test::write_file(p.a.dir + "/certs/ca.pem", "-----BEGIN CERTIFICATE-----\nseeded\n");
+    REQUIRE(test::run("cp -a " + p.a.dir + "/. " + p.b.dir + "/") == 0);
+    auto ino = [](const std::string& path) -> ino_t {
+      struct stat st{};
+      return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+    };
+    const ino_t a_ino = ino(p.a.dir + "/big.bin"), b_ino = ino(p.b.dir + "/big.bin");
+    REQUIRE((a_ino != 0 && b_ino != 0));
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // Each node offered what it holds; neither sent the 3 MiB (6.3 MB went before: whole, both ways).
+    const uint64_t initial = p.bytes_out();
+    MESSAGE("initial sync of two nodes seeded alike: " << initial << " bytes out");
+    CHECK_MESSAGE(initial < 512 * 1024, "the initial sync cost " << initial << " bytes; logs:\n" << p.logs());
+    CHECK(ino(p.a.dir + "/big.bin") == a_ino);
+    CHECK(ino(p.b.dir + "/big.bin") == b_ino);
+    for (Node* n : {&p.a, &p.b}) {
+      for (const auto& name : test::list_dir(n->dir)) CHECK_MESSAGE(name.find("sync-conflict") == std::string::npos, name);
+    }
+    // And the first edit on either node is a delta on those bytes.
+    uint64_t before = p.bytes_out();
+    for (Node* n : {&p.b, &p.a}) {
+      UniqueFd fd(::open((n->dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+      REQUIRE(fd);
+      const std::string edit = "edited on " + n->name;
+      REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), 2 << 20) == static_cast<ssize_t>(edit.size()));
+      fd.reset();
+      p.converged();
+      const uint64_t now = p.bytes_out();
+      CHECK_MESSAGE(now - before < 256 * 1024, "the first edit on " << n->name << " cost " << now - before << " bytes");
+      before = now;
+    }
+  }
+
   TEST_CASE("a file a local program is still writing is not replaced under it: its writes make the newer version") {
     Mesh p;
     test::write_file(p.a.dir + "/ca.pem", "base\n");
