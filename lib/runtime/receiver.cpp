@@ -206,7 +206,7 @@ void Receiver::on_message(protocol::Message msg) {
     const bool quick = (conn_.capabilities() & protocol::kCapHave) != 0;
     // Resume where we left off with this incarnation of the peer's index.
     jobs_.post([this, quick]() -> JobQueue::Done {
-      std::lock_guard store_lock(index_.mutex());
+      std::unique_lock store_lock(index_.mutex());
       in_order_ = false;
       reached_ = 0;
       // Temp files of applies cut short by a crash (ours: nothing else writes that pattern).
@@ -216,6 +216,8 @@ void Receiver::on_message(protocol::Message msg) {
       const uint64_t s = since.ok() ? *since : 0;
       // Asking for everything: the files already here go first, so that the peer can leave out
       // the bytes of those it holds the same way (protocol/SPEC.md §5.2, HAVE).
+      // Listing the tree needs no index: the node's own sender may use it meanwhile.
+      store_lock.unlock();
       auto have = std::make_shared<std::vector<protocol::Have>>();
       if (s == 0 && quick) *have = held_files();
       return [this, s, have] {
