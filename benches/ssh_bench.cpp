@@ -7,9 +7,12 @@
 //
 //   build/benches/ssh_bench [--samples 50] [--burst 1000] [--big-mib 100] [--throughput-mib 1024]
 //                           [--json FILE] [--only syncd] [--syncd PATH] [--lsyncd PATH] [--dir BASE]
-//                           [--inplace]
+//                           [--inplace] [--seeded [--seed-files 2000]]
 // --inplace adds two rows with rsync.inplace set in the config: syncd (libssh2) and lsyncd
 // (rsync --inplace); `--only "syncd libssh2 inplace"` runs just the first.
+// --seeded: SRC also holds `seed-files` files of 16 KiB, and DIR starts as a copy of SRC (`cp -a`),
+// as after a switch from lsyncd: the initial sync rows then show what it costs to find the
+// target already in sync (time until the tool says its startup finished, wire bytes until then).
 //
 // Workloads, each timed from just before the change until DIR shows it (checked on every inotify
 // event in DIR, never by sleeping): create a 2 KiB file, modify it, chmod it, rename it, delete
@@ -114,6 +117,8 @@ struct ToolResult {
   int big_equal = -1;               // 1: the big file matched the source after the edits; 0: not within 10 s
   double cpu_s = -1;
   uint64_t wire_total = 0;
+  double initial_ms = -1;     // from the tool's start until its startup finished and DIR has the big file
+  uint64_t initial_wire = 0;  // wire bytes until then
 };
 
 bool file_size_is(const std::string& p, off_t n) {
@@ -185,6 +190,8 @@ struct Options {
   int samples = 50, burst = 1000, big_mib = 100, throughput_mib = 1024;
   bool nofsync = false;  // syncd's throughput run without fsync (`ssh cat` does not fsync either)
   bool inplace = false;  // also the rsync.inplace rows
+  bool seeded = false;   // DIR starts as a copy of SRC
+  int seed_files = 2000;
   std::string json, only, syncd, lsyncd = "/usr/bin/lsyncd", base = "/tmp";
 };
 
@@ -205,6 +212,11 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
   ::mkdir(dst.c_str(), 0755);
   // The big file exists before the tool starts: its initial copy is not part of the timing.
   (void)syncd::test::run("head -c " + std::to_string(o.big_mib) + "M /dev/urandom > " + src + "/big.bin");
+  if (o.seeded) {
+    (void)syncd::test::run("mkdir " + src + "/seed && cd " + src + "/seed && head -c " +
+                           std::to_string(o.seed_files * 16) + "K /dev/urandom | split -b 16K -a 5 - f");
+    (void)syncd::test::run("cp -a " + src + "/. " + dst + "/");
+  }
   {
     SshServer sshd(dir + "/sshd");
     sshd.start();
@@ -219,8 +231,11 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
       r.failure = "did not start (log " + log + ")";
       return r;
     }
-    std::fprintf(stderr, "  %s: started, initial sync in %.0f ms\n", name.c_str(), ms_since(t_start));
+    r.initial_ms = ms_since(t_start);
     const uint64_t wire0 = relay.bytes();
+    r.initial_wire = wire0;
+    std::fprintf(stderr, "  %s: started, initial sync in %.0f ms, %llu wire bytes\n", name.c_str(), r.initial_ms,
+                 static_cast<unsigned long long>(wire0));
     std::map<std::string, std::vector<double>> lat;
     // A change a tool does not propagate (lsyncd's default rsync flags carry no permissions) is
     // reported as "never" after 10 s, once; its later samples are skipped.
@@ -395,6 +410,8 @@ int main(int argc, char** argv) {
     else if (a == "--throughput-mib") o.throughput_mib = std::atoi(next().c_str());
     else if (a == "--nofsync") o.nofsync = true;
     else if (a == "--inplace") o.inplace = true;
+    else if (a == "--seeded") o.seeded = true;
+    else if (a == "--seed-files") o.seed_files = std::atoi(next().c_str());
     else if (a == "--json") o.json = next();
     else if (a == "--only") o.only = next();
     else if (a == "--syncd") o.syncd = next();
@@ -445,7 +462,8 @@ int main(int argc, char** argv) {
     };
   };
   auto want = [&](const std::string& n) { return o.only.empty() || n.rfind(o.only, 0) == 0; };
-  std::fprintf(stderr, "ssh bench: %d samples per workload, burst %d, big file %d MiB\n", o.samples, o.burst, o.big_mib);
+  std::fprintf(stderr, "ssh bench: %d samples per workload, burst %d, big file %d MiB%s\n", o.samples, o.burst, o.big_mib,
+               o.seeded ? ", DIR seeded with a copy of SRC" : "");
   if (want("syncd libssh2")) results.push_back(run_tool(o, "syncd libssh2", syncd_argv("libssh2"), "finished: 0"));
   if (want("syncd openssh")) results.push_back(run_tool(o, "syncd openssh", syncd_argv("openssh"), "finished: 0"));
   const bool have_lsyncd = ::access(o.lsyncd.c_str(), X_OK) == 0;
@@ -499,6 +517,9 @@ int main(int argc, char** argv) {
     std::snprintf(b, sizeof b, fmt, v);
     return v < 0 ? std::string("-") : std::string(b);
   };
+  row(o.seeded ? "seeded start ms" : "initial sync ms", [&](const ToolResult& r) { return num(r.initial_ms, "%.0f"); });
+  row(o.seeded ? "seeded start wire B" : "initial sync wire B",
+      [&](const ToolResult& r) { return num(static_cast<double>(r.initial_wire), "%.0f"); });
   row("burst ms", [&](const ToolResult& r) { return num(r.burst_ms, "%.1f"); });
   row("wire B / 1 KiB edit", [&](const ToolResult& r) { return num(r.big_wire_median, "%.0f"); });
   row("big file == source", [&](const ToolResult& r) {
@@ -535,13 +556,15 @@ int main(int argc, char** argv) {
               "burst <= 150 ms; 1 KiB edit of 100 MiB: <= 2 KiB on the wire, visible <= 50 ms; throughput >= 90%% of ssh cat\n");
   if (!o.json.empty()) {
     std::ofstream j(o.json);
-    j << "{\"samples\": " << o.samples << ", \"burst\": " << o.burst << ", \"tools\": [";
+    j << "{\"samples\": " << o.samples << ", \"burst\": " << o.burst << ", \"seeded\": " << (o.seeded ? "true" : "false")
+      << ", \"tools\": [";
     for (size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
       j << (i ? ", " : "") << "{\"name\": \"" << json_escape(r.name) << "\", \"ok\": " << (r.ok ? "true" : "false")
         << ", \"failure\": \"" << json_escape(r.failure) << "\", \"burst_ms\": " << r.burst_ms
         << ", \"big_edit_wire_bytes\": " << r.big_wire_median << ", \"big_file_equal\": " << r.big_equal << ", \"wire_bytes\": " << r.wire_total
-        << ", \"cpu_s\": " << r.cpu_s << ", \"never\": [";
+        << ", \"cpu_s\": " << r.cpu_s << ", \"initial_ms\": " << r.initial_ms << ", \"initial_wire_bytes\": " << r.initial_wire
+        << ", \"never\": [";
       for (size_t k = 0; k < r.never.size(); ++k) j << (k ? ", " : "") << "\"" << r.never[k] << "\"";
       j << "], \"latency_ms\": {";
       size_t k = 0;

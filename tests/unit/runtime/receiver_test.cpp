@@ -19,20 +19,39 @@
 using namespace syncd;
 using namespace syncd::runtime;
 
+namespace {
+
+std::string made_dir(const std::string& path) {
+  ::mkdir(path.c_str(), 0755);
+  return path;
+}
+
+// A receiver (node 1) with a fresh root and index on one end of a socketpair; each test plays
+// the peer on the other end.
+struct Rig {
+  test::TempDir t{"recv"};
+  Result<fs::Root> root = fs::Root::open(made_dir(t / "root"));
+  Result<store::Index> idx = store::Index::open(t / "state");
+  test::Pair p;
+  std::unique_ptr<Connection> ours;
+  std::unique_ptr<Receiver> rx;  // destroyed before the connection it uses
+  Rig() {
+    REQUIRE(root.ok());
+    REQUIRE(idx.ok());
+    ours = std::make_unique<Connection>(p.loop, UniqueFd(p.sv[0]), [this](protocol::Message m) { rx->on_message(std::move(m)); },
+                                        [](const Error& e) { FAIL("receiver's end closed: " << e.message()); });
+    rx = std::make_unique<Receiver>(p.loop, *root, *idx, *ours);
+    REQUIRE(ours->start(test::hello(1)).ok());
+  }
+};
+
+}  // namespace
+
 TEST_SUITE("runtime.receiver") {
   TEST_CASE("a peer announcing more than the receiver holds is read no further: reading pauses at the bound") {
-    test::TempDir t("recv");
-    ::mkdir((t / "root").c_str(), 0755);
-    auto root = fs::Root::open(t / "root");
-    REQUIRE(root.ok());
-    auto idx = store::Index::open(t / "state");
-    REQUIRE(idx.ok());
-    test::Pair p;
-    std::unique_ptr<Receiver> rx;
-    Connection ours(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { rx->on_message(std::move(m)); },
-                    [](const Error& e) { FAIL("receiver's end closed: " << e.message()); });
-    rx = std::make_unique<Receiver>(p.loop, *root, *idx, ours);
-    REQUIRE(ours.start(test::hello(1)).ok());
+    Rig r;
+    auto& p = r.p;
+    auto& rx = r.rx;
     Connection peer(p.loop, UniqueFd(p.sv[1]), [](protocol::Message) {}, [](const Error&) {});
     REQUIRE(peer.start(test::hello(2)).ok());
     // 100 bodies of 4 MiB announced, each with its first MiB, none finished: 400 MiB the
@@ -61,22 +80,12 @@ TEST_SUITE("runtime.receiver") {
     CHECK(rx->held_bytes() > Receiver::kHoldHigh);
     CHECK(rx->held_bytes() <= Receiver::kHoldHigh + kBody + (1u << 20));
     CHECK(peer.pending_out() > 0);  // the rest waits on the peer's side
-    rx.reset();  // before the connection it uses
   }
 
   TEST_CASE("a version answered base_mismatch holds the resume point until its bytes arrive") {
-    test::TempDir t("recv");
-    ::mkdir((t / "root").c_str(), 0755);
-    auto root = fs::Root::open(t / "root");
-    REQUIRE(root.ok());
-    auto idx = store::Index::open(t / "state");
-    REQUIRE(idx.ok());
-    test::Pair p;
-    std::unique_ptr<Receiver> rx;
-    Connection ours(p.loop, UniqueFd(p.sv[0]), [&](protocol::Message m) { rx->on_message(std::move(m)); },
-                    [](const Error& e) { FAIL("receiver's end closed: " << e.message()); });
-    rx = std::make_unique<Receiver>(p.loop, *root, *idx, ours);
-    REQUIRE(ours.start(test::hello(1)).ok());
+    Rig r;
+    auto& p = r.p;
+    auto& rx = r.rx;
     std::vector<protocol::Ack> acks;
     bool asked = false;
     Connection peer(p.loop, UniqueFd(p.sv[1]), [&](protocol::Message m) {
@@ -117,7 +126,7 @@ TEST_SUITE("runtime.receiver") {
     CHECK(acks[1].status == protocol::AckStatus::base_mismatch);
     CHECK(acks[2].status == protocol::AckStatus::applied);
     // A session ending now must bring seq 1 again: the point stays before it.
-    auto point = idx->peer_seq(peer_index);
+    auto point = r.idx->peer_seq(peer_index);
     REQUIRE(point.ok());
     CHECK(*point == 0);
     // The sender's answer, the whole file: the point moves on to everything reached.
@@ -126,9 +135,8 @@ TEST_SUITE("runtime.receiver") {
     peer.flush();
     REQUIRE(p.run_until([&] { return acks.size() == 4 && rx->idle(); }));
     CHECK(acks[3].status == protocol::AckStatus::applied);
-    point = idx->peer_seq(peer_index);
+    point = r.idx->peer_seq(peer_index);
     REQUIRE(point.ok());
     CHECK(*point == 2);
-    rx.reset();
   }
 }
