@@ -31,12 +31,14 @@ class ResourceGauge {
  public:
   explicit ResourceGauge(store::Index& index) : index_(index) {}
   // Counts files only when the store lock is free: a job may hold it for seconds (hashing a big
-  // file), and a status query must not wait for that; the last count is given instead.
+  // file), and a status query must not wait for that; the last count is given instead. Counted
+  // again only after the index changed.
   Resources read(uint64_t watches);
 
  private:
   store::Index& index_;
   std::optional<uint64_t> files_;
+  uint64_t counted_at_ = 0;  // the index's max_seq when files_ was counted
 };
 
 // "memory: 12.3 MiB resident (peak 40.1 MiB), 1200 paths tracked (10.5 KiB resident each), 35 directories watched"

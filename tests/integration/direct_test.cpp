@@ -403,6 +403,13 @@ TEST_SUITE("integration.direct") {
     const auto after = test::wakeups(f.proc->pid());
     REQUIRE(before.size() > 1);  // the loop thread and the job threads, all read
     CHECK_MESSAGE(after == before, "threads woke up while idle; before:\n" << test::describe(before) << "after:\n" << test::describe(after));
+    // The count follows the tree (it is kept between queries until the index changes).
+    ::mkdir(f.s("d").c_str(), 0755);
+    test::write_file(f.s("d/b"), "b");
+    f.converged();
+    REQUIRE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 30000 --json > " + status) == 0);
+    const std::string js2 = test::read_file(status);
+    CHECK_MESSAGE(js2.find("\"files\": 5, \"watches\": 2,") != std::string::npos, js2);
   }
 
   TEST_CASE("SIGTERM exits 128+15 after finishing in-flight work") {
