@@ -994,7 +994,8 @@ TEST_SUITE("two_way") {
     CHECK(copies == 1);
   }
 
-  // Seeded random rounds on 2-3 nodes. Each round: some nodes go down (SIGTERM or kill -9), every
+  // Seeded random rounds on 2-3 nodes. Each round: some nodes go down (SIGTERM, sometimes losing
+  // their state directory, or kill -9, or SIGSTOP), every
   // node — up or down — makes random changes (writes, big files and small edits inside them that
   // travel as deltas, deletes, chmods, renames, a subtree removal or move), the
   // nodes come back, and the mesh must converge with every version written in the round still
@@ -1011,6 +1012,7 @@ TEST_SUITE("two_way") {
     if (const char* e = std::getenv("SYNCD_TWO_WAY_ROUNDS")) rounds = std::max(1, std::atoi(e));
     for (int seed = seed_lo; seed <= seed_hi; ++seed) {
       std::mt19937 rng(static_cast<uint32_t>(seed));
+      std::mt19937 wipe_rng(static_cast<uint32_t>(seed) ^ 0x5eedu);  // its own stream: the rest of a seed's story stays
       const int n = 2 + static_cast<int>(rng() % 2);
       Mesh p(n);
       std::ostringstream story;
@@ -1038,6 +1040,13 @@ TEST_SUITE("two_way") {
             node.proc.reset();
           } else if (how == 1) {
             p.stop(node);
+            // Now and then the node is reinstalled: its state is gone, its tree stays. It comes
+            // back as a new node that knows nothing; what it holds alike is not sent again
+            // (HAVE), what differs is reconciled as concurrent versions.
+            if (wipe_rng() % 3 == 0) {
+              p.sh("rm -rf " + node.state);
+              story << "  " << node.name << ": state directory removed\n";
+            }
           } else {
             node.proc->signal(SIGSTOP);
             frozen[static_cast<size_t>(i)] = true;
