@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <utility>
 
 namespace syncd::fs {
 
@@ -41,6 +42,12 @@ struct Fingerprint {
     f.uid = st.st_uid;
     f.gid = st.st_gid;
     return f;
+  }
+  // mtime_ns as the protocol carries it: seconds rounded down (also before 1970) and 0..999,999,999 ns.
+  std::pair<int64_t, uint32_t> mtime_parts() const noexcept {
+    constexpr int64_t kNs = 1'000'000'000;
+    const int64_t sec = mtime_ns / kNs - (mtime_ns % kNs < 0 ? 1 : 0);
+    return {sec, static_cast<uint32_t>(mtime_ns - sec * kNs)};
   }
   // The wall clock, for `looked_at_ns` below: read before the stat it goes with.
   static int64_t now_ns() noexcept {

@@ -368,8 +368,8 @@ std::vector<protocol::Have> Receiver::held_files() {
   std::vector<protocol::Have> out;
   auto st = store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
     if (!S_ISREG(fp.mode) || out.size() >= kMaxHave) return {};
-    const int64_t sec = fp.mtime_ns >= 0 ? fp.mtime_ns / 1'000'000'000 : -((-fp.mtime_ns + 999'999'999) / 1'000'000'000);
-    out.push_back(protocol::Have{rel, fp.size, sec, static_cast<uint32_t>(fp.mtime_ns - sec * 1'000'000'000)});
+    const auto [sec, nsec] = fp.mtime_parts();  // as the sender's record has it (store::Change)
+    out.push_back(protocol::Have{rel, fp.size, sec, nsec});
     return {};
   }, [&](std::string_view rel, bool is_dir) { return opts_.two_way && opts_.excludes.excluded(rel, is_dir); });
   // Only bytes are at stake: without the list every file comes whole, as it always did.

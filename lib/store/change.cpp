@@ -1,6 +1,7 @@
 #include "lib/store/change.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "lib/base/log.h"
 
@@ -54,12 +55,7 @@ Record author_version(const Entry& disk, const std::optional<Record>& prev, Chan
   m.user = user_name(disk.fp.uid);
   m.group = group_name(disk.fp.gid);
   m.xattrs = disk.xattrs;
-  m.mtime_sec = disk.fp.mtime_ns / kNs;
-  m.mtime_nsec = static_cast<uint32_t>(disk.fp.mtime_ns % kNs);
-  if (disk.fp.mtime_ns < 0 && m.mtime_nsec != 0) {  // floor division for pre-1970 times
-    m.mtime_sec -= 1;
-    m.mtime_nsec = static_cast<uint32_t>(disk.fp.mtime_ns - m.mtime_sec * kNs);
-  }
+  std::tie(m.mtime_sec, m.mtime_nsec) = disk.fp.mtime_parts();
   m.symlink_target = disk.symlink_target;
   m.rdev = disk.rdev;
   m.sha256 = disk.type == protocol::FileType::dir ? protocol::Hash256{} : disk.sha256;
