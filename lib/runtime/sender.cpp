@@ -270,7 +270,6 @@ void Sender::set_connection(Connection* conn) {
   in_flight_.clear();  // the next session's INDEX_REQUEST covers whatever was not acknowledged
   caught_up_ = false;
   have_ = std::make_shared<HaveMap>();
-  have_open_ = true;
 }
 
 bool Sender::stream_push(uint64_t gen, protocol::Message m, size_t bytes) {
@@ -1349,7 +1348,7 @@ void Sender::on_message(const protocol::Message& msg) {
     return;
   }
   if (const auto* h = std::get_if<protocol::Have>(&msg)) {
-    if (have_open_ && have_ && have_->size() < kMaxHave) {
+    if (have_ && have_->size() < kMaxHave) {
       (*have_)[h->path] = HaveStat{h->size, h->mtime_sec, h->mtime_nsec};
     }
     return;
@@ -1360,7 +1359,6 @@ void Sender::on_message(const protocol::Message& msg) {
     const uint64_t gen = gen_.load();
     std::shared_ptr<HaveMap> have = since == 0 && have_ && !have_->empty() ? std::move(have_) : nullptr;
     have_.reset();
-    have_open_ = false;
     post_job([this, since, gen, have]() -> JobQueue::Done {
       StoreLock lk(this);
       auto out = std::make_shared<Outbox>();

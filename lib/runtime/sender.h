@@ -343,9 +343,8 @@ class Sender {
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
   // Loop thread: the HAVE of this session, until its INDEX_REQUEST (at most kMaxHave kept; the
-  // rest only cost their bytes). `have_open_`: still before that request.
+  // rest only cost their bytes). Null outside that window: later ones are ignored.
   std::shared_ptr<HaveMap> have_;
-  bool have_open_ = false;
   static constexpr size_t kMaxHave = 1u << 20;
   // Job thread, the initial answer: `r` is already at the peer (HAVE); announces it without its
   // bytes and keeps the signature of those bytes as the base of the next delta to the peer.

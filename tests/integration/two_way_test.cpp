@@ -39,6 +39,14 @@ struct Node {
   std::unique_ptr<test::Child> proc;
 };
 
+// One pwrite of `text` at `at` inside the file at `path`: an edit in place (same inode), never
+// seen half-written.
+void edit_in_place(const std::string& path, const std::string& text, off_t at) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  REQUIRE_MESSAGE(fd, path);
+  REQUIRE(::pwrite(fd.get(), text.data(), text.size(), at) == static_cast<ssize_t>(text.size()));
+}
+
 // A full mesh of `n` nodes on this machine: one tree, state dir, run dir and log each; every node
 // pushes to every other one (the first as -rsyncssh, the rest as -peer).
 struct Mesh {
@@ -157,6 +165,15 @@ struct Mesh {
     }
     return total;
   }
+  // Edits `rel` in place on `n`, waits until the mesh converged, and returns what every node
+  // sent meanwhile (protocol bytes).
+  uint64_t edit_cost(Node& n, const std::string& rel, const std::string& text, off_t at) {
+    const uint64_t before = bytes_out();
+    edit_in_place(n.dir + "/" + rel, text, at);
+    converged();
+    return bytes_out() - before;
+  }
+
   // One SSH session per pair (the lower node id dials): over all nodes, each pair shows up once as
   // a link marked dialed_by_peer and once as a joined peer session.
   void one_session_per_pair() {
@@ -751,19 +768,10 @@ TEST_SUITE("two_way") {
     // a delta on it would be refused (a round trip, then the whole file behind later changes).
     // Each receiver signs what it applied instead: the peer holds exactly that, so the next edit
     // made here is a delta on it. 3 MiB of random bytes: one whole copy would show.
-    uint64_t before = p.bytes_out();
     for (int round = 0; round < 3; ++round) {
       for (Node* n : {&p.b, &p.a}) {
-        UniqueFd fd(::open((n->dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
-        REQUIRE(fd);
-        const std::string edit = n->name + std::to_string(round);
-        REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), (round + 1) << 19) == static_cast<ssize_t>(edit.size()));
-        fd.reset();
-        p.converged();
-        const uint64_t now = p.bytes_out();
-        CHECK_MESSAGE(now - before < 256 * 1024, "edit " << round << " on " << n->name << " cost " << now - before
-                                                          << " bytes; logs:\n" << p.logs());
-        before = now;
+        const uint64_t cost = p.edit_cost(*n, "big.bin", n->name + std::to_string(round), (round + 1) << 19);
+        CHECK_MESSAGE(cost < 256 * 1024, "edit " << round << " on " << n->name << " cost " << cost << " bytes; logs:\n" << p.logs());
       }
     }
     CHECK_MESSAGE(test::count_text(p.a.log, "lacks the base") + test::count_text(p.b.log, "lacks the base") == 0, p.logs());
@@ -781,18 +789,9 @@ TEST_SUITE("two_way") {
     p.start(p.a);
     p.start(p.b);
     p.converged();
-    uint64_t before = p.bytes_out();
     for (Node* n : {&p.a, &p.b}) {
-      UniqueFd fd(::open((n->dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
-      REQUIRE(fd);
-      const std::string edit = "edited on " + n->name;
-      REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), 1 << 20) == static_cast<ssize_t>(edit.size()));
-      fd.reset();
-      p.converged();
-      const uint64_t now = p.bytes_out();
-      CHECK_MESSAGE(now - before < 256 * 1024, "the first edit on " << n->name << " cost " << now - before
-                                                                   << " bytes; logs:\n" << p.logs());
-      before = now;
+      const uint64_t cost = p.edit_cost(*n, "big.bin", "edited on " + n->name, 1 << 20);
+      CHECK_MESSAGE(cost < 256 * 1024, "the first edit on " << n->name << " cost " << cost << " bytes; logs:\n" << p.logs());
     }
   }
 
@@ -823,17 +822,9 @@ TEST_SUITE("two_way") {
       for (const auto& name : test::list_dir(n->dir)) CHECK_MESSAGE(name.find("sync-conflict") == std::string::npos, name);
     }
     // And the first edit on either node is a delta on those bytes.
-    uint64_t before = p.bytes_out();
     for (Node* n : {&p.b, &p.a}) {
-      UniqueFd fd(::open((n->dir + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
-      REQUIRE(fd);
-      const std::string edit = "edited on " + n->name;
-      REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), 2 << 20) == static_cast<ssize_t>(edit.size()));
-      fd.reset();
-      p.converged();
-      const uint64_t now = p.bytes_out();
-      CHECK_MESSAGE(now - before < 256 * 1024, "the first edit on " << n->name << " cost " << now - before << " bytes");
-      before = now;
+      const uint64_t cost = p.edit_cost(*n, "big.bin", "edited on " + n->name, 2 << 20);
+      CHECK_MESSAGE(cost < 256 * 1024, "the first edit on " << n->name << " cost " << cost << " bytes");
     }
   }
 
@@ -1104,10 +1095,7 @@ TEST_SUITE("two_way") {
             if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 64 * 1024) continue;
             const std::string edit = "<edit r" + std::to_string(round) + " " + node.name + " " + std::to_string(k) + ">";
             const auto at = static_cast<off_t>(rng() % static_cast<uint32_t>(st.st_size - static_cast<off_t>(edit.size())));
-            UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-            REQUIRE(fd);
-            REQUIRE(::pwrite(fd.get(), edit.data(), edit.size(), at) == static_cast<ssize_t>(edit.size()));
-            fd.reset();
+            edit_in_place(path, edit, at);
             written.insert(test::read_file(path));  // this node's new version, whatever it edited
             story << "  " << node.name << ": edit big " << nm << " at " << at << "\n";
           } else if (kind < 14) {
