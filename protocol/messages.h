@@ -41,14 +41,15 @@ enum class MsgType : uint8_t {
 // Capability bits announced in HELLO; the session uses the intersection (SPEC.md §2).
 enum Capability : uint64_t {
   kCapZstd = 1u << 0,    // the byte stream after HELLO is one zstd stream per direction
-  kCapDelta = 1u << 1,   // DELTA bodies and SIG_REQUEST/SIGNATURE
+  kCapDelta = 1u << 1,   // DELTA bodies
   kCapRename = 1u << 2,  // RENAME messages
   kCapRootMeta = 1u << 3,  // ROOT_META messages (one-way: the root directory's own metadata)
   kCapFrames = 1u << 4,    // the zstd stream may be several frames; incompressible bytes go raw
   kCapHave = 1u << 5,      // HAVE before a full INDEX_REQUEST: files already here go without bytes
+  kCapSignature = 1u << 6,  // SIG_REQUEST, answered with SIGNATURE: a delta against the peer's own copy
 };
 inline constexpr uint64_t kAllCapabilities =
-    kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames | kCapHave;
+    kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames | kCapHave | kCapSignature;
 
 // chardev..socket: rsync's --devices / --specials (lsyncd's archive); replicated only where a sync
 // enables them. Their sha256 is that of a descriptor naming the kind and device number.
