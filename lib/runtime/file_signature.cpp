@@ -1,12 +1,13 @@
 #include "lib/runtime/file_signature.h"
 
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/base/log.h"
 #include "lib/base/scope_guard.h"
-#include "lib/codec/sha256.h"
+#include "lib/codec/content_hash.h"
 #include "lib/delta/signature.h"
 
 namespace syncd::runtime {
@@ -37,6 +38,57 @@ Result<Bytes> sign_unchanged_file(const fs::Root& root, const std::string& path,
   SYNCD_TRY(unchanged());
   SYNCD_TRY_ASSIGN(sig, std::move(b).finish());
   return sig.serialize();
+}
+
+Result<std::optional<PeerSignature>> sign_for_peer(const fs::Root& root, const std::string& path) {
+  const std::string q = "\"" + log::escape(path) + "\"";
+  auto parent = root.parent_of(path);
+  if (!parent.ok()) {
+    const Error& e = parent.error();
+    if (e.is_errno(ENOENT) || e.is_errno(ENOTDIR) || e.is(errc::path_escape)) return std::optional<PeerSignature>{};
+    return std::move(parent).error();
+  }
+  auto opened = root.open_read(parent->dir.get(), parent->leaf, path, O_NONBLOCK);
+  if (!opened.ok()) {
+    // Not there, or not something this tree reads as a file (a symlink it does not follow).
+    const Error& e = opened.error();
+    if (e.is_errno(ENOENT) || e.is_errno(ELOOP) || e.is_errno(ENOTDIR) || e.is(errc::path_escape)) {
+      return std::optional<PeerSignature>{};
+    }
+    return std::move(opened).error();
+  }
+  const UniqueFd fd = std::move(*opened);
+  struct stat before{};
+  if (::fstat(fd.get(), &before) != 0) return Error::from_errno("stat " + q);
+  const auto size = static_cast<uint64_t>(before.st_size);
+  if (!S_ISREG(before.st_mode) || size == 0 || !delta::delta_supported(size)) return std::optional<PeerSignature>{};
+  delta::SignatureBuilder b(size, delta::wire_block_len(size), codec::HashKey::random());
+  codec::ContentHasher h;  // the file's identity (content_hash.h), as the delta's base_hash
+  Bytes buf(1u << 20);
+  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });  // it held file content
+  uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("read " + q);
+    if (n == 0) break;
+    const ByteSpan chunk(buf.data(), static_cast<size_t>(n));
+    total += chunk.size();
+    if (total > size) return std::optional<PeerSignature>{};  // growing while read
+    SYNCD_TRY(b.feed(chunk));
+    h.update(chunk);
+  }
+  struct stat after{};
+  if (::fstat(fd.get(), &after) != 0) return Error::from_errno("stat " + q);
+  // A write while it was read: the hash and the blocks may describe no state the file ever had.
+  if (total != size || !fs::Fingerprint::of(before).same_bytes(fs::Fingerprint::of(after))) {
+    return std::optional<PeerSignature>{};
+  }
+  SYNCD_TRY_ASSIGN(sig, std::move(b).finish());
+  PeerSignature out;
+  out.sha256 = h.finish();
+  out.signature = sig.serialize();
+  return std::optional<PeerSignature>(std::move(out));
 }
 
 }  // namespace syncd::runtime

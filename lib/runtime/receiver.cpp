@@ -290,6 +290,19 @@ void Receiver::on_message(protocol::Message msg) {
   };
   if (auto* d = std::get_if<protocol::Data>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, nullptr);
   if (auto* d = std::get_if<protocol::Delta>(&msg)) return body_chunk(d->xfer_id, d->offset, d->chunk, &d->base_hash);
+  if (auto* q = std::get_if<protocol::SigRequest>(&msg)) {
+    if ((conn_.capabilities() & protocol::kCapSignature) == 0) {
+      conn_.close(Error::make(errc::corrupt, "SIG_REQUEST without the signature capability"));
+      return;
+    }
+    if (sig_requests_ >= kMaxSigRequests) {
+      conn_.close(Error::make(errc::limit_exceeded, "more than " + std::to_string(kMaxSigRequests) +
+                                                        " SIG_REQUESTs unanswered"));
+      return;
+    }
+    answer_signature(std::move(*q));
+    return;
+  }
   if (auto* r = std::get_if<protocol::Remove>(&msg)) {
     std::string path = r->meta.path;
     post(std::move(path), [this, r = std::move(*r)] { return do_remove(r); });
@@ -362,6 +375,43 @@ void Receiver::apply_version(protocol::FileVersion fv, Bytes body, protocol::Has
   const size_t bytes = body.size();
   post(std::move(path), [this, fv = std::move(fv), body = std::move(body), base] { return do_version(fv, body, base); },
        bytes);
+}
+
+void Receiver::answer_signature(protocol::SigRequest q) {
+  ++sig_requests_;
+  jobs_.post([this, q = std::move(q)]() -> JobQueue::Done {
+    // No store lock: the file is read through one descriptor and refused if written meanwhile;
+    // a version applied over it later only makes the peer's delta miss (base_mismatch).
+    std::optional<PeerSignature> sig;
+    // A two-way node's excluded files are its own (its SQLite databases): not described.
+    if (!(opts_.two_way && opts_.excludes.excluded(q.path, false))) {
+      auto s = sign_for_peer(root_, q.path);
+      if (s.ok()) {
+        sig = std::move(*s);
+      } else {
+        lg().info("signature of {} for the peer: {}; it will send the file whole", log::escape(q.path),
+                  s.error().message());
+      }
+    }
+    auto msgs = std::make_shared<std::vector<protocol::SignatureMsg>>();
+    if (!sig) {
+      msgs->push_back(protocol::SignatureMsg{q.req_id, q.path, {}, 0, 0, {}});
+    } else {
+      const Bytes& b = sig->signature;
+      for (size_t off = 0; off < b.size(); off += protocol::kMaxChunk) {
+        const size_t n = std::min(protocol::kMaxChunk, b.size() - off);
+        msgs->push_back(protocol::SignatureMsg{q.req_id, q.path, sig->sha256, b.size(), off,
+                                               Bytes(b.begin() + static_cast<std::ptrdiff_t>(off),
+                                                     b.begin() + static_cast<std::ptrdiff_t>(off + n))});
+      }
+    }
+    lg().debug("signature of {} for the peer: {} bytes", log::escape(q.path), sig ? sig->signature.size() : 0);
+    return [this, msgs] {
+      --sig_requests_;
+      for (auto& m : *msgs) conn_.send(std::move(m));
+      conn_.flush();
+    };
+  });
 }
 
 std::vector<protocol::Have> Receiver::held_files() {
@@ -678,7 +728,11 @@ protocol::Ack Receiver::write_version(const protocol::FileVersion& fv, const pro
         done = applier_.link_into(fv.link_to, m.path, ex);  // two-way: only over what reconcile saw
         if (done.ok()) done = applier_.set_meta(m.path, a, apply::Expected::any());
       } else if (content_held || fv.body == protocol::BodyKind::none) {
-        // Metadata only: the content must already be the announced one.
+        // Metadata only: the content must already be the announced one (another size is not:
+        // the sender probing a file it would rather send as a delta; not read to find out).
+        if (cur.ok() && S_ISREG(cur->mode) && cur->size != m.size) {
+          return ack(fv.seq, protocol::AckStatus::base_mismatch, "content not held");
+        }
         auto have = local_hash(m.path);
         if (!have.ok() || !*have || **have != m.sha256) {
           return ack(fv.seq, protocol::AckStatus::base_mismatch, "content not held");
@@ -931,7 +985,12 @@ Status Receiver::prune_extras() {
   watch::Excludes protect = rules.delete_excluded ? watch::Excludes() : watch::Excludes(all, rules.filters);
   if (!rules.delete_excluded && !rules.per_dir_excludes.empty()) protect.read_per_dir(root_.path(), rules.per_dir_excludes);
   const watch::Excludes lasting = rules.delete_excluded ? watch::Excludes() : watch::Excludes(rules.excludes, rules.filters);
+  // Versions the source sent that are not applied yet (failed, or waiting for their bytes after
+  // base_mismatch): the source has those paths, and what is here may be the base of their delta.
+  std::set<std::string, std::less<>> pending;
+  for (const auto& [seq, path] : failed_) pending.insert(path);
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
+    if (pending.count(rel)) return {};
     auto r = index_.get(rel);
     if (!r.ok()) return std::move(r).error().wrap(log::escape(rel) + ": not known to be extra, nothing pruned");
     if ((!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));

@@ -129,6 +129,7 @@ class Receiver {
   size_t held_bytes() const noexcept { return queued_bytes_.load(); }
   bool reading_paused() const noexcept { return paused_; }
   static constexpr size_t kHoldHigh = 64u << 20, kHoldLow = 16u << 20;  // pause above, resume under
+  static constexpr size_t kMaxSigRequests = 64;  // a peer's SIG_REQUESTs not yet answered
 
  private:
   struct Transfer {
@@ -165,6 +166,11 @@ class Receiver {
   // the peer before asking for all its records; it leaves out the bytes of those it holds alike.
   std::vector<protocol::Have> held_files();
   static constexpr size_t kMaxHave = 1u << 20;
+  // SIG_REQUEST (protocol/SPEC.md §5.2): the file here is signed on the job queue, after what
+  // was posted before, and the SIGNATURE chunks go back (empty: nothing to sign). A peer may
+  // have at most kMaxSigRequests unanswered; more is a protocol error (each holds a signature).
+  void answer_signature(protocol::SigRequest q);
+  size_t sig_requests_ = 0;  // loop thread: unanswered
   // rsync.dry_run: logs what a message would do and acknowledges it as ignored.
   protocol::Ack dry_run(uint64_t seq, const char* what, const std::string& path);
   std::set<std::string> kept_newer_;  // job thread: files rsync.update kept in this full sync

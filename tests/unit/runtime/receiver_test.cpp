@@ -4,11 +4,16 @@
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <random>
 
 #include "lib/codec/content_hash.h"
+#include "lib/delta/delta.h"
+#include "lib/delta/signature.h"
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/receiver.h"
@@ -35,11 +40,15 @@ struct Rig {
   test::Pair p;
   std::unique_ptr<Connection> ours;
   std::unique_ptr<Receiver> rx;  // destroyed before the connection it uses
-  Rig() {
+  std::optional<Error> closed;  // why the receiver's end closed (only where a test allows it)
+  explicit Rig(bool may_close = false) {
     REQUIRE(root.ok());
     REQUIRE(idx.ok());
     ours = std::make_unique<Connection>(p.loop, UniqueFd(p.sv[0]), [this](protocol::Message m) { rx->on_message(std::move(m)); },
-                                        [](const Error& e) { FAIL("receiver's end closed: " << e.message()); });
+                                        [this, may_close](const Error& e) {
+                                          if (!may_close) FAIL("receiver's end closed: " << e.message());
+                                          closed = e;
+                                        });
     rx = std::make_unique<Receiver>(p.loop, *root, *idx, *ours);
     REQUIRE(ours->start(test::hello(1)).ok());
   }
@@ -138,5 +147,74 @@ TEST_SUITE("runtime.receiver") {
     point = r.idx->peer_seq(peer_index);
     REQUIRE(point.ok());
     CHECK(*point == 2);
+  }
+
+  TEST_CASE("SIG_REQUEST is answered with the signature of the file here - empty for a missing file or a symlink") {
+    Rig r;
+    std::string text(300000, '\0');
+    std::mt19937_64 rng(9);
+    for (auto& c : text) c = static_cast<char>(rng());
+    test::write_file(r.t / "root/big", text);
+    REQUIRE(::symlink("big", (r.t / "root/link").c_str()) == 0);
+    std::map<uint32_t, std::vector<protocol::SignatureMsg>> answers;
+    Connection peer(r.p.loop, UniqueFd(r.p.sv[1]), [&](protocol::Message m) {
+      if (auto* s = std::get_if<protocol::SignatureMsg>(&m)) answers[s->req_id].push_back(*s);
+    }, [](const Error&) {});
+    REQUIRE(peer.start(test::hello(2)).ok());
+    peer.send(protocol::SigRequest{1, "big", {}});
+    peer.send(protocol::SigRequest{2, "missing", {}});
+    peer.send(protocol::SigRequest{3, "link", {}});
+    peer.flush();
+    auto complete = [&](uint32_t id) {
+      const auto& v = answers[id];
+      uint64_t n = 0;
+      for (const auto& s : v) n += s.chunk.size();
+      return !v.empty() && n == v.front().total_len;
+    };
+    REQUIRE(r.p.run_until([&] { return complete(1) && complete(2) && complete(3); }));
+    Bytes sig;
+    for (const auto& s : answers[1]) {
+      CHECK(s.offset == sig.size());
+      sig.insert(sig.end(), s.chunk.begin(), s.chunk.end());
+    }
+    const ByteSpan bytes(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+    CHECK(answers[1].front().file_hash == codec::content_hash(bytes));  // the delta's base_hash
+    auto parsed = delta::Signature::parse(sig);
+    REQUIRE(parsed.ok());
+    CHECK(parsed->header.block_len == delta::wire_block_len(text.size()));
+    CHECK(parsed->header.file_len == text.size());
+    // It describes these bytes: a delta of the same file against it is nearly all COPY.
+    CHECK(delta::make_delta(*parsed, bytes).size() < 1000);
+    for (uint32_t id : {2u, 3u}) {
+      REQUIRE(answers[id].size() == 1);
+      CHECK(answers[id].front().total_len == 0);
+      CHECK(answers[id].front().chunk.empty());
+    }
+    CHECK(r.rx->idle());
+  }
+
+  TEST_CASE("SIG_REQUEST without the signature capability - or more of them unanswered than allowed - ends the session") {
+    SUBCASE("not negotiated") {
+      Rig r(true);
+      Connection peer(r.p.loop, UniqueFd(r.p.sv[1]), [](protocol::Message) {}, [](const Error&) {});
+      auto h = test::hello(2);
+      h.capabilities &= ~uint64_t{protocol::kCapSignature};
+      REQUIRE(peer.start(h).ok());
+      peer.send(protocol::SigRequest{1, "big", {}});
+      peer.flush();
+      REQUIRE(r.p.run_until([&] { return r.closed.has_value(); }));
+      CHECK(r.closed->message().find("without the signature capability") != std::string::npos);
+    }
+    SUBCASE("a flood") {
+      Rig r(true);
+      test::write_file(r.t / "root/big", std::string(100000, 'x'));
+      Connection peer(r.p.loop, UniqueFd(r.p.sv[1]), [](protocol::Message) {}, [](const Error&) {});
+      REQUIRE(peer.start(test::hello(2)).ok());
+      // In one write: read and decoded in one turn of the loop, before any answer is made.
+      for (uint32_t i = 1; i <= Receiver::kMaxSigRequests + 1; ++i) peer.send(protocol::SigRequest{i, "big", {}});
+      peer.flush();
+      REQUIRE(r.p.run_until([&] { return r.closed.has_value(); }));
+      CHECK(r.closed->message().find("SIG_REQUESTs unanswered") != std::string::npos);
+    }
   }
 }
