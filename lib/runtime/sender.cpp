@@ -228,7 +228,8 @@ void Sender::release_held() {
 }
 
 bool Sender::idle() const noexcept {
-  return queued() == 0 && in_flight_.empty() && retry_.empty();  // a failed apply is not in sync
+  // A failed apply is not in sync, nor a version waiting for the peer's signature.
+  return queued() == 0 && in_flight_.empty() && retry_.empty() && sig_asked_.empty();
 }
 
 store::Author Sender::author() {
@@ -268,6 +269,10 @@ void Sender::set_connection(Connection* conn) {
     });
   }
   in_flight_.clear();  // the next session's INDEX_REQUEST covers whatever was not acknowledged
+  sig_asked_.clear();  // their answers would come on the old session
+  sig_asked_bytes_ = 0;
+  sig_tried_.clear();
+  caps_ = 0;
   caught_up_ = false;
   have_ = std::make_shared<HaveMap>();
 }
@@ -1040,7 +1045,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   // A version authored here carries its body only when its content changed with it; one that
   // came from another peer always does (this peer may never have seen that content).
   const bool body = m.type == protocol::FileType::file &&
-                    (force_whole || (with_body && (content_now || r.origin != 0)));
+                    (force_whole || out.resend || (with_body && (content_now || r.origin != 0)));
   if (!body) {
     out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
     if (m.type == protocol::FileType::file) {
@@ -1050,7 +1055,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     }
     return;
   }
-  if (opts_.hard_links && !out.no_links) {
+  if (opts_.hard_links && !out.resend) {
     // Another name of this inode went first: the peer links to it (if it lacks that content it
     // answers base_mismatch and the bytes follow).
     if (auto to = link_source(r, out)) {
@@ -1061,10 +1066,18 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     }
   }
   if (out.have != nullptr) {
-    if (auto h = out.have->find(m.path); h != out.have->end() && h->second.size == m.size &&
-                                          h->second.mtime_sec == m.mtime_sec && h->second.mtime_nsec == m.mtime_nsec) {
-      emit_held(r, out);
-      return;
+    if (auto h = out.have->find(m.path); h != out.have->end()) {
+      if (h->second.size == m.size && h->second.mtime_sec == m.mtime_sec && h->second.mtime_nsec == m.mtime_nsec) {
+        emit_held(r, out);
+        return;
+      }
+      // Another copy there: rsync would send a delta against it. (Two-way: such a copy is a
+      // concurrent version, decided by the rules with its bytes at hand; not probed.)
+      if (!opts_.two_way && (caps_.load() & protocol::kCapSignature) != 0 && m.size >= opts_.whole_below &&
+          delta::delta_supported(m.size) && peer_node_.load() != 0) {
+        emit_probe(r, out);
+        return;
+      }
     }
   }
   if (m.size > opts_.stream_above && !out.fresh.count(m.path)) {
@@ -1146,6 +1159,18 @@ void Sender::emit_held(const store::Record& r, Outbox& out) {
     return;
   }
   remember_signature(m.path, peer, store::CachedSignature{m.sha256, std::move(*sig)}, out);
+}
+
+// The peer holds another copy of this file: announced without bytes, it answers base_mismatch
+// (at once when the sizes differ; after hashing its copy when only the times do, and if the
+// bytes are the same it applies the version as metadata), and the answer asks for its signature.
+void Sender::emit_probe(const store::Record& r, Outbox& out) {
+  const auto& m = r.meta;
+  out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
+  out.resendable.emplace_back(r.seq, m.path);
+  forget_signature(m.path, out);  // what the peer holds is not known yet
+  ++out.probed;
+  out.probed_bytes += m.size;
 }
 
 namespace {
@@ -1298,17 +1323,106 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
   return true;
 }
 
-void Sender::resend_whole(const std::string& path) {
+void Sender::resend(const std::string& path, bool ask) {
   const uint64_t gen = gen_.load();
-  post_job([this, path, gen]() -> JobQueue::Done {
+  post_job([this, path, gen, ask]() -> JobQueue::Done {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
     out->gen = gen;
-    out->no_links = true;
+    out->resend = true;
     auto rec = index_.get(path);
-    if (rec.ok() && *rec && !(*rec)->meta.deleted) emit_record(**rec, true, true, *out);
+    const bool live = rec.ok() && *rec && !(*rec)->meta.deleted;
+    if (live && ask) {
+      const auto& m = (*rec)->meta;
+      if (m.type == protocol::FileType::file && m.size >= opts_.whole_below && delta::delta_supported(m.size) &&
+          peer_node_.load() != 0) {
+        return [this, path, gen] { ask_signature(path, gen); };
+      }
+    }
+    if (live) emit_record(**rec, true, true, *out);
     // Nothing to resend — the path was deleted since, or its record is now the peer's own (a
     // conflict it won): no ACK will come, so the retry is settled here.
+    const bool settled = out->msgs.empty() && out->resendable.empty();
+    return [this, out, path, settled] {
+      if (settled) retry_.erase(path);
+      deliver(std::move(*out));
+    };
+  });
+}
+
+void Sender::ask_signature(const std::string& path, uint64_t gen) {
+  if (conn_ == nullptr || gen != gen_.load()) return;  // the next session's answer covers it
+  if (sig_asked_.size() >= kMaxSigAsked) return resend_whole(path);
+  const uint32_t id = next_sig_req_++;
+  sig_asked_[id] = SigAsked{path, {}, 0, 0, false, {}};
+  sig_tried_.insert(path);
+  lg().debug("peer lacks the base of {}: asking for its signature (request {})", log::escape(path), id);
+  conn_->send(protocol::SigRequest{id, path, {}});
+  conn_->flush();
+}
+
+void Sender::on_signature(const protocol::SignatureMsg& s) {
+  auto it = sig_asked_.find(s.req_id);
+  if (conn_ == nullptr) return;
+  if (it == sig_asked_.end() || it->second.path != s.path) {
+    conn_->close(Error::make(errc::corrupt, "SIGNATURE answering no SIG_REQUEST (request " + std::to_string(s.req_id) + ")"));
+    return;
+  }
+  SigAsked& a = it->second;
+  const bool first = a.received == 0;
+  if (s.offset != a.received || (!first && (s.total_len != a.total || s.file_hash != a.file_hash)) ||
+      (s.chunk.empty() && s.total_len != 0)) {
+    conn_->close(Error::make(errc::corrupt, "SIGNATURE chunks of \"" + log::escape(s.path) + "\" out of order"));
+    return;
+  }
+  if (first) {
+    a.total = s.total_len;
+    a.file_hash = s.file_hash;
+  }
+  a.received += s.chunk.size();
+  if (!a.dropped && sig_asked_bytes_ + s.chunk.size() > kMaxSigAskedBytes) {
+    a.dropped = true;  // bounded memory: this one goes whole
+    sig_asked_bytes_ -= a.sig.size();
+    Bytes().swap(a.sig);
+  }
+  if (!a.dropped) {
+    a.sig.insert(a.sig.end(), s.chunk.begin(), s.chunk.end());
+    sig_asked_bytes_ += s.chunk.size();
+  }
+  if (a.received < a.total) return;
+  SigAsked done = std::move(a);
+  sig_asked_.erase(it);
+  sig_asked_bytes_ -= done.sig.size();
+  if (done.total == 0 || done.dropped) {
+    lg().debug("no signature of {} from the peer: sending it whole", log::escape(done.path));
+    return resend_whole(done.path);
+  }
+  send_against(done.path, done.file_hash, std::move(done.sig));
+}
+
+void Sender::send_against(const std::string& path, const protocol::Hash256& base, Bytes sig) {
+  const uint64_t gen = gen_.load();
+  auto bytes = std::make_shared<Bytes>(std::move(sig));
+  post_job([this, path, base, bytes, gen]() -> JobQueue::Done {
+    auto parsed = delta::Signature::parse(*bytes);
+    if (!parsed.ok()) {
+      // SECURITY.md §2: a malformed signature header is fatal for the session.
+      auto why = std::make_shared<Error>(std::move(parsed).error().wrap("SIGNATURE of \"" + log::escape(path) + "\""));
+      return [this, gen, why] {
+        if (conn_ != nullptr && gen == gen_.load()) conn_->close(Error::make(errc::corrupt, why->message()));
+      };
+    }
+    StoreLock lk(this);
+    auto out = std::make_shared<Outbox>();
+    out->gen = gen;
+    out->resend = true;
+    auto rec = index_.get(path);
+    const uint64_t peer = peer_node_.load();
+    if (rec.ok() && *rec && !(*rec)->meta.deleted && peer != 0) {
+      // The base of this delta (and, if none goes, of the next one): what the peer holds.
+      remember_signature(path, peer, store::CachedSignature{base, std::move(*bytes)}, *out);
+      emit_record(**rec, true, false, *out);
+    }
     const bool settled = out->msgs.empty() && out->resendable.empty();
     return [this, out, path, settled] {
       if (settled) retry_.erase(path);
@@ -1345,8 +1459,10 @@ void Sender::run_retries() {
 void Sender::on_message(const protocol::Message& msg) {
   if (const auto* h = std::get_if<protocol::Hello>(&msg)) {
     peer_node_ = h->node_id;
+    caps_ = conn_ != nullptr ? conn_->capabilities() : 0;
     return;
   }
+  if (const auto* sg = std::get_if<protocol::SignatureMsg>(&msg)) return on_signature(*sg);
   if (const auto* h = std::get_if<protocol::Have>(&msg)) {
     if (have_ && have_->size() < kMaxHave) {
       (*have_)[h->path] = HaveStat{h->size, h->mtime_sec, h->mtime_nsec};
@@ -1394,6 +1510,10 @@ void Sender::on_message(const protocol::Message& msg) {
         // No INDEX_END: it would tell the peer it has everything up to our last record.
         out->fatal = std::move(st).error().wrap("answering the peer's index request");
         return [this, out] { deliver(std::move(*out)); };
+      }
+      if (out->probed > 0) {
+        lg().info("initial sync: {} files ({} bytes) differ from the peer's copies: asking for their signatures, "
+                  "to send deltas", out->probed, out->probed_bytes);
       }
       if (out->quick > 0) {
         lg().info("initial sync: {} files ({} bytes) already at the peer with the same size and time: "
@@ -1449,16 +1569,22 @@ void Sender::on_message(const protocol::Message& msg) {
       }
     }
     ++sent_;
-    if ((ack->status == protocol::AckStatus::base_mismatch ||
-         ack->status == protocol::AckStatus::verify_failed) && !path.empty()) {
-      // The peer lacks the base we assumed: send the current version whole.
-      lg().debug("peer lacks the base of seq={} path={} ({}): sending it whole", ack->seq, log::escape(path), ack->detail);
+    if (ack->status == protocol::AckStatus::base_mismatch && !path.empty()) {
+      // The peer lacks the base we assumed: a delta against its own copy (rsync's round trip),
+      // once per path and session; else, or for a small file, the current version whole.
+      const bool ask = (caps_.load() & protocol::kCapSignature) != 0 && !sig_tried_.count(path);
+      lg().debug("peer lacks the base of seq={} path={} ({})", ack->seq, log::escape(path), ack->detail);
+      resend(path, ask);
+    } else if (ack->status == protocol::AckStatus::verify_failed && !path.empty()) {
+      lg().debug("peer's copy of seq={} path={} failed verification ({}): sending it whole", ack->seq,
+                 log::escape(path), ack->detail);
       resend_whole(path);
     } else if (ack->status == protocol::AckStatus::failed) {
       lg().warn("peer could not apply seq={} path={}: {}", ack->seq, log::escape(path), ack->detail);
       if (!path.empty()) schedule_retry(path, ack->detail);
     } else if (!path.empty()) {
       retry_.erase(path);  // applied (or already there): nothing left to retry
+      sig_tried_.erase(path);
     }
   }
 }

@@ -158,7 +158,8 @@ class Sender {
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
     size_t versions = 0;      // new local versions authored
     bool moved = false;       // renames authored (records the node's other senders announce too)
-    bool no_links = false;    // a resend after base_mismatch: the bytes, never link_to again
+    // A resend after base_mismatch: the bytes (even of a metadata-only version), never link_to.
+    bool resend = false;
     std::vector<std::string> unsent;  // versions not sent: their file changed under the read
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
     struct Fresh {
@@ -173,6 +174,10 @@ class Sender {
     const HaveMap* have = nullptr;
     size_t quick = 0;
     uint64_t quick_bytes = 0;
+    // One-way, with kCapSignature: big files the peer holds at another size or mtime, announced
+    // without bytes (`probed`, `probed_bytes`) so that its base_mismatch brings its signature.
+    size_t probed = 0;
+    uint64_t probed_bytes = 0;
     // File bytes in msgs. With kMessageCost per message, past stream_window they are spilled
     // into the stream queue (maybe_spill), so a job that announces a whole tree (the answer to
     // INDEX_REQUEST) never holds all of it at once.
@@ -368,7 +373,37 @@ class Sender {
   std::unique_ptr<uvx::Timer> retry_timer_;
   void schedule_retry(const std::string& path, const std::string& why);
   void run_retries();
-  void resend_whole(const std::string& path);
+  void resend_whole(const std::string& path) { resend(path, false); }
+  // Job, then loop: sends the current version of `path` again with its bytes; `ask_signature`
+  // (after a base_mismatch, kCapSignature): a big file's signature is asked of the peer first.
+  void resend(const std::string& path, bool ask_signature);
+  // rsync's round trip (protocol/SPEC.md §5.2): the peer signs its own copy of a file whose base
+  // it lacks, and the version goes as a delta against that. Loop thread, by req_id.
+  struct SigAsked {
+    std::string path;
+    protocol::Hash256 file_hash{};
+    uint64_t total = 0;
+    uint64_t received = 0;
+    bool dropped = false;  // past kMaxSigAskedBytes: not kept, the file goes whole
+    Bytes sig;
+  };
+  void ask_signature(const std::string& path, uint64_t gen);
+  void on_signature(const protocol::SignatureMsg& s);
+  // Job: remembers `sig` (the peer's, of content `base`) and sends the version of `path` as a
+  // delta against it (whole if that is not smaller).
+  void send_against(const std::string& path, const protocol::Hash256& base, Bytes sig);
+  std::unordered_map<uint32_t, SigAsked> sig_asked_;
+  size_t sig_asked_bytes_ = 0;
+  uint32_t next_sig_req_ = 1;
+  // Paths sent against the peer's own signature this session, until one applies: another
+  // base_mismatch (its copy changed again meanwhile) sends the file whole, never a third round.
+  std::set<std::string> sig_tried_;
+  static constexpr size_t kMaxSigAsked = 64;  // unanswered; the receiver allows as many
+  static constexpr size_t kMaxSigAskedBytes = 256u << 20;
+  std::atomic<uint64_t> caps_{0};  // the session's capabilities (loop sets at HELLO, jobs read)
+  // Job thread, one-way initial answer: announces `r` without bytes to a peer holding another
+  // copy (HAVE), so that its base_mismatch asks for a signature and the bytes go as a delta.
+  void emit_probe(const store::Record& r, Outbox& out);
   std::vector<double> latency_ring_;                     // loop: ms, ring of kLatencySamples
   size_t latency_next_ = 0;
   uint64_t sent_ = 0;

@@ -67,6 +67,18 @@ struct Fixture {
     for (const auto& d : diff) MESSAGE(d);
     CHECK_MESSAGE(diff.empty(), "trees differ; syncd log:\n" << logs());
   }
+  // converged() for changes that take a second round trip (a base_mismatch answered by asking
+  // for the target's signature), which a later cookie can overtake: the first cookie shows the
+  // first answers came back, `status --wait-idle` that nothing is queued, in flight or asked.
+  void settled() {
+    std::vector<std::string> first;
+    REQUIRE_MESSAGE(test::cookie_barrier(src, dst, "cookie." + std::to_string(++cookies), first, 30000, true),
+                    "cookie never arrived; syncd log:\n" << logs());
+    REQUIRE_MESSAGE(test::run(std::string(SYNCD_BINARY) + " status '" + src + "' -rundir '" + t / "run" +
+                              "' --wait-idle 30000 > /dev/null") == 0,
+                    "never idle; syncd log:\n" << logs());
+    converged();
+  }
   void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
 };
 
@@ -176,6 +188,67 @@ TEST_SUITE("integration.direct") {
     }
     f.converged();
     CHECK(f.logs().find("path=big.bin body=2") != std::string::npos);
+  }
+
+  TEST_CASE("a target holding an older copy of a big file gets a delta against it (rsync's signature round trip) - also when the cached base went stale") {
+    Fixture f;
+    ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
+    auto unset = ScopeGuard([]() noexcept { ::unsetenv("SPDLOG_LEVEL"); });
+    std::string big;
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 2 * 1024 * 1024 / 8; ++i) {
+      const uint64_t v = rng();
+      big.append(reinterpret_cast<const char*>(&v), 8);  // incompressible: a whole copy would show
+    }
+    test::write_file(f.s("big.bin"), big);
+    test::write_file(f.s("touched.bin"), big.substr(0, 200000));
+    test::write_file(f.s("linked.bin"), big.substr(0, 300000));
+    f.sh("cp -a " + f.src + "/. " + f.dst + "/");
+    // Changed since the copy (as after lsyncd stopped): an edit and an append, so size and time
+    // differ; the same bytes under another time; a symlink where a file was (nothing to sign).
+    {
+      UniqueFd fd(::open(f.s("big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+      REQUIRE(fd);
+      REQUIRE(::pwrite(fd.get(), "EDITED IN THE MIDDLE", 20, 1000000) == 20);
+      REQUIRE(::pwrite(fd.get(), "APPENDED", 8, static_cast<off_t>(big.size())) == 8);
+    }
+    f.sh("touch -d '2001-01-01' " + f.dst + "/touched.bin");
+    f.sh("rm " + f.dst + "/linked.bin && ln -s big.bin " + f.dst + "/linked.bin");
+    struct stat before{};
+    REQUIRE(::stat((f.dst + "/touched.bin").c_str(), &before) == 0);
+    f.start();
+    f.settled();
+    auto count = [&](const std::string& what) {
+      size_t n = 0;
+      const std::string l = f.logs();
+      for (size_t at = l.find(what); at != std::string::npos; at = l.find(what, at + 1)) ++n;
+      return n;
+    };
+    CHECK(f.logs().find("differ from the peer's copies: asking for their signatures") != std::string::npos);
+    CHECK(count("path=big.bin body=2") == 1);  // a delta, against the copy that was there
+    CHECK(count("path=big.bin body=1") == 0);
+    CHECK(count("path=touched.bin body=1") == 0);  // the same bytes: only its time was set
+    struct stat after{};
+    REQUIRE(::stat((f.dst + "/touched.bin").c_str(), &after) == 0);
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(count("path=linked.bin body=1") == 1);  // no file there to sign: whole
+
+    // The target's copy changes behind the sender's back (someone edits the mirror): the base
+    // the sender cached is stale, the peer refuses that delta and signs what it holds instead.
+    {
+      UniqueFd fd(::open((f.dst + "/big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+      REQUIRE(fd);
+      REQUIRE(::pwrite(fd.get(), "LOCAL EDIT AT THE TARGET", 24, 5000) == 24);
+    }
+    {
+      UniqueFd fd(::open(f.s("big.bin").c_str(), O_WRONLY | O_CLOEXEC));
+      REQUIRE(fd);
+      REQUIRE(::pwrite(fd.get(), "SECOND EDIT", 11, 1500000) == 11);
+    }
+    f.settled();
+    CHECK(count("path=big.bin body=2") == 3);  // refused, then against the target's own copy
+    CHECK(count("path=big.bin body=1") == 0);
+    CHECK(count("peer lacks the base of big.bin: asking for its signature") == 2);
   }
 
   TEST_CASE("live changes of every kind arrive") {
