@@ -7,12 +7,15 @@
 //
 //   build/benches/ssh_bench [--samples 50] [--burst 1000] [--big-mib 100] [--throughput-mib 1024]
 //                           [--json FILE] [--only syncd] [--syncd PATH] [--lsyncd PATH] [--dir BASE]
-//                           [--inplace] [--seeded [--seed-files 2000]]
+//                           [--inplace] [--seeded [--seed-files 2000] [--stale]]
 // --inplace adds two rows with rsync.inplace set in the config: syncd (libssh2) and lsyncd
 // (rsync --inplace); `--only "syncd libssh2 inplace"` runs just the first.
 // --seeded: SRC also holds `seed-files` files of 16 KiB, and DIR starts as a copy of SRC (`cp -a`),
 // as after a switch from lsyncd: the initial sync rows then show what it costs to find the
 // target already in sync (time until the tool says its startup finished, wire bytes until then).
+// --stale: and SRC changed after that copy, as after lsyncd was stopped for a while: 1 KiB of the
+// big file rewritten in the middle and 1 KiB appended, 1 in 100 of the 16 KiB files rewritten.
+// The initial sync then ends when DIR's big file has the new size (both tools rename it in).
 //
 // Workloads, each timed from just before the change until DIR shows it (checked on every inotify
 // event in DIR, never by sleeping): create a 2 KiB file, modify it, chmod it, rename it, delete
@@ -191,6 +194,7 @@ struct Options {
   bool nofsync = false;  // syncd's throughput run without fsync (`ssh cat` does not fsync either)
   bool inplace = false;  // also the rsync.inplace rows
   bool seeded = false;   // DIR starts as a copy of SRC
+  bool stale = false;    // ... and SRC changed since (implies seeded)
   int seed_files = 2000;
   std::string json, only, syncd, lsyncd = "/usr/bin/lsyncd", base = "/tmp";
 };
@@ -217,6 +221,14 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
                            std::to_string(o.seed_files * 16) + "K /dev/urandom | split -b 16K -a 5 - f");
     (void)syncd::test::run("cp -a " + src + "/. " + dst + "/");
   }
+  off_t big_size = static_cast<off_t>(o.big_mib) << 20;
+  if (o.stale) {
+    const std::string big = src + "/big.bin";
+    (void)syncd::test::run("head -c 1K /dev/urandom | dd of=" + big + " bs=1K seek=" + std::to_string(o.big_mib * 512) +
+                           " conv=notrunc status=none && head -c 1K /dev/urandom >> " + big);
+    big_size += 1024;
+    (void)syncd::test::run("cd " + src + "/seed && ls | awk 'NR % 100 == 1' | while read f; do head -c 16K /dev/urandom > $f; done");
+  }
   {
     SshServer sshd(dir + "/sshd");
     sshd.start();
@@ -227,7 +239,7 @@ ToolResult run_tool(const Options& o, const std::string& name, const ArgvFn& mak
     Watch w(dst);
     const auto t_start = Clock::now();
     if (!syncd::test::wait_for_text(log, ready, 0, 120000) ||
-        !w.until([&] { return file_size_is(dst + "/big.bin", static_cast<off_t>(o.big_mib) << 20); }, 600000)) {
+        !w.until([&] { return file_size_is(dst + "/big.bin", big_size); }, 600000)) {
       r.failure = "did not start (log " + log + ")";
       return r;
     }
@@ -412,6 +424,7 @@ int main(int argc, char** argv) {
     else if (a == "--inplace") o.inplace = true;
     else if (a == "--seeded") o.seeded = true;
     else if (a == "--seed-files") o.seed_files = std::atoi(next().c_str());
+    else if (a == "--stale") o.stale = o.seeded = true;
     else if (a == "--json") o.json = next();
     else if (a == "--only") o.only = next();
     else if (a == "--syncd") o.syncd = next();
@@ -463,7 +476,7 @@ int main(int argc, char** argv) {
   };
   auto want = [&](const std::string& n) { return o.only.empty() || n.rfind(o.only, 0) == 0; };
   std::fprintf(stderr, "ssh bench: %d samples per workload, burst %d, big file %d MiB%s\n", o.samples, o.burst, o.big_mib,
-               o.seeded ? ", DIR seeded with a copy of SRC" : "");
+               o.stale ? ", DIR seeded with a copy of SRC, SRC changed since" : o.seeded ? ", DIR seeded with a copy of SRC" : "");
   if (want("syncd libssh2")) results.push_back(run_tool(o, "syncd libssh2", syncd_argv("libssh2"), "finished: 0"));
   if (want("syncd openssh")) results.push_back(run_tool(o, "syncd openssh", syncd_argv("openssh"), "finished: 0"));
   const bool have_lsyncd = ::access(o.lsyncd.c_str(), X_OK) == 0;
@@ -507,8 +520,8 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   }
-  auto row = [&](const char* label, const std::function<std::string(const ToolResult&)>& f) {
-    std::printf("%-20s", label);
+  auto row = [&](const std::string& label, const std::function<std::string(const ToolResult&)>& f) {
+    std::printf("%-20s", label.c_str());
     for (const auto& r : results) std::printf(" | %-26s", f(r).c_str());
     std::printf("\n");
   };
@@ -517,8 +530,9 @@ int main(int argc, char** argv) {
     std::snprintf(b, sizeof b, fmt, v);
     return v < 0 ? std::string("-") : std::string(b);
   };
-  row(o.seeded ? "seeded start ms" : "initial sync ms", [&](const ToolResult& r) { return num(r.initial_ms, "%.0f"); });
-  row(o.seeded ? "seeded start wire B" : "initial sync wire B",
+  const char* start_row = o.stale ? "stale start" : o.seeded ? "seeded start" : "initial sync";
+  row(std::string(start_row) + " ms", [&](const ToolResult& r) { return num(r.initial_ms, "%.0f"); });
+  row(std::string(start_row) + " wire B",
       [&](const ToolResult& r) { return num(static_cast<double>(r.initial_wire), "%.0f"); });
   row("burst ms", [&](const ToolResult& r) { return num(r.burst_ms, "%.1f"); });
   row("wire B / 1 KiB edit", [&](const ToolResult& r) { return num(r.big_wire_median, "%.0f"); });
@@ -557,6 +571,7 @@ int main(int argc, char** argv) {
   if (!o.json.empty()) {
     std::ofstream j(o.json);
     j << "{\"samples\": " << o.samples << ", \"burst\": " << o.burst << ", \"seeded\": " << (o.seeded ? "true" : "false")
+      << ", \"stale\": " << (o.stale ? "true" : "false")
       << ", \"tools\": [";
     for (size_t i = 0; i < results.size(); ++i) {
       const auto& r = results[i];
