@@ -181,6 +181,13 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
     return reply(fv.seq, d.local_wins ? protocol::AckStatus::conflict : protocol::AckStatus::ignored);
   }
   const protocol::FileMeta& g = d.target;
+  // A version without bytes whose content wins must already be here (the peer's metadata change,
+  // or its first-start probe of a copy it saw listed). When it is not, the bytes are asked for
+  // before anything is done, so that a conflict is resolved (and its copy kept) once, with them.
+  if (fv.body == protocol::BodyKind::none && fv.link_to.empty() && g.type == protocol::FileType::file &&
+      !g.deleted && !d.content_from_local) {
+    return reply(fv.seq, protocol::AckStatus::base_mismatch, "content not held");
+  }
   if (d.meta_conflict) {
     lg().info("metadata conflict on {}: the later change (node {}) wins", log::escape(m.path),
               engine::node_short(g.meta_dot.node));
@@ -225,7 +232,19 @@ protocol::Ack Receiver::reconcile_version(const protocol::FileVersion& fv, const
   }
   if (origin == 0) authored_.push_back(g.path);
   const bool held = d.content_from_local && *local && !(*local)->meta.deleted;
-  return write_version(fv, g, expect, held, body, base, pipe, origin);
+  protocol::Ack a = write_version(fv, g, expect, held, body, base, pipe, origin);
+  // Merged with the peer's own copy of the same bytes (two nodes seeded alike, or the same file
+  // written on both): the peer holds them, so they are the base of the next delta to it, and the
+  // merged record reaches it without a body (Sender::emit_record).
+  if (a.status == protocol::AckStatus::applied && origin == 0 && held && engine::same_content(m, g)) {
+    auto rec = index_.get(g.path);
+    if (rec.ok() && *rec) {
+      if (auto st = keep_peer_signature((*rec)->meta, (*rec)->fp, peer_node_.load()); !st) {
+        lg().debug("no delta base for {}: {}", log::escape(g.path), st.error().message());
+      }
+    }
+  }
+  return a;
 }
 
 protocol::Ack Receiver::apply_delete(uint64_t seq, const std::optional<store::Record>& local,

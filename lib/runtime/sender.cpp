@@ -522,6 +522,16 @@ std::optional<store::CachedSignature> Sender::cached_signature(const std::string
   return std::move(*c);
 }
 
+std::optional<protocol::Hash256> Sender::peer_content(const std::string& path, uint64_t peer) {
+  if (auto it = sig_pending_.find(path); it != sig_pending_.end()) {
+    if (it->second.peer == peer && !it->second.sig.signature.empty()) return it->second.sig.base_hash;
+    return std::nullopt;
+  }
+  auto h = index_.signature_base(path, peer);
+  if (!h.ok()) return std::nullopt;
+  return *h;
+}
+
 void Sender::persist_signatures() {
   for (auto& [path, p] : sig_pending_) {
     // Best effort: without a signature the next change of this file goes whole; a stale one
@@ -1055,6 +1065,16 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
     }
     return;
   }
+  // The peer holds these very bytes (a version merged here with its own copy of the same
+  // content, two-way): metadata only. Known only from the base of our next delta to it, so only
+  // for files that have one; a wrong belief costs a base_mismatch round trip, never a wrong file.
+  if (!force_whole && !out.resend && m.size >= opts_.whole_below && peer_node_.load() != 0) {
+    if (auto held = peer_content(m.path, peer_node_.load()); held && *held == m.sha256) {
+      out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
+      out.resendable.emplace_back(r.seq, m.path);
+      return;
+    }
+  }
   if (opts_.hard_links && !out.resend) {
     // Another name of this inode went first: the peer links to it (if it lacks that content it
     // answers base_mismatch and the bytes follow).
@@ -1071,10 +1091,13 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
         emit_held(r, out);
         return;
       }
-      // Another copy there: rsync would send a delta against it. (Two-way: such a copy is a
-      // concurrent version, decided by the rules with its bytes at hand; not probed.)
-      if (!opts_.two_way && (caps_.load() & protocol::kCapSignature) != 0 && m.size >= opts_.whole_below &&
-          delta::delta_supported(m.size) && peer_node_.load() != 0) {
+      // Another copy there. The same size under another mtime is most likely the same bytes
+      // (a copy made without -p): the peer checks. A big one otherwise is probably an older
+      // version: rsync would send a delta against it. (Two-way, a differing copy is a concurrent
+      // version: the peer asks for the bytes before it decides, then keeps the loser as usual.)
+      const bool big = (caps_.load() & protocol::kCapSignature) != 0 && m.size >= opts_.whole_below &&
+                       delta::delta_supported(m.size);
+      if (peer_node_.load() != 0 && (h->second.size == m.size || big)) {
         emit_probe(r, out);
         return;
       }
@@ -1163,7 +1186,8 @@ void Sender::emit_held(const store::Record& r, Outbox& out) {
 
 // The peer holds another copy of this file: announced without bytes, it answers base_mismatch
 // (at once when the sizes differ; after hashing its copy when only the times do, and if the
-// bytes are the same it applies the version as metadata), and the answer asks for its signature.
+// bytes are the same it applies the version as metadata); for a big file the answer asks for
+// its signature, a small one then goes whole.
 void Sender::emit_probe(const store::Record& r, Outbox& out) {
   const auto& m = r.meta;
   out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
@@ -1512,8 +1536,9 @@ void Sender::on_message(const protocol::Message& msg) {
         return [this, out] { deliver(std::move(*out)); };
       }
       if (out->probed > 0) {
-        lg().info("initial sync: {} files ({} bytes) differ from the peer's copies: asking for their signatures, "
-                  "to send deltas", out->probed, out->probed_bytes);
+        lg().info("initial sync: {} files ({} bytes) differ from the peer's copies in size or time: announced "
+                  "without their bytes, the peer checks its copy and asks for a delta or the bytes", out->probed,
+                  out->probed_bytes);
       }
       if (out->quick > 0) {
         lg().info("initial sync: {} files ({} bytes) already at the peer with the same size and time: "

@@ -174,8 +174,10 @@ class Sender {
     const HaveMap* have = nullptr;
     size_t quick = 0;
     uint64_t quick_bytes = 0;
-    // One-way, with kCapSignature: big files the peer holds at another size or mtime, announced
-    // without bytes (`probed`, `probed_bytes`) so that its base_mismatch brings its signature.
+    // Files the peer holds at the same size under another mtime, and (kCapSignature)
+    // big ones at another size, announced without bytes (`probed`, `probed_bytes`): the peer
+    // takes the metadata if the bytes are the same, else its base_mismatch brings its signature
+    // (a big file) or the bytes (a small one).
     size_t probed = 0;
     uint64_t probed_bytes = 0;
     // File bytes in msgs. With kMessageCost per message, past stream_window they are spilled
@@ -211,6 +213,8 @@ class Sender {
   // A RENAME moves the bytes at the peer, and with them the signature of what it holds.
   void emit_rename(uint64_t seq, const protocol::FileMeta& from, const protocol::FileMeta& to, Outbox& out);
   std::optional<store::CachedSignature> cached_signature(const std::string& path, uint64_t peer);
+  // The content the peer holds at `path` as far as this node knows: its signature's base_hash.
+  std::optional<protocol::Hash256> peer_content(const std::string& path, uint64_t peer);
   void persist_signatures();
   // Job-thread side.
   void process_batch(const watch::Batch& b, Outbox& out);
@@ -401,8 +405,8 @@ class Sender {
   static constexpr size_t kMaxSigAsked = 64;  // unanswered; the receiver allows as many
   static constexpr size_t kMaxSigAskedBytes = 256u << 20;
   std::atomic<uint64_t> caps_{0};  // the session's capabilities (loop sets at HELLO, jobs read)
-  // Job thread, one-way initial answer: announces `r` without bytes to a peer holding another
-  // copy (HAVE), so that its base_mismatch asks for a signature and the bytes go as a delta.
+  // Job thread, the initial answer: announces `r` without bytes to a peer holding another
+  // copy (HAVE): the same bytes cost nothing, other bytes a round trip (then a delta if big).
   void emit_probe(const store::Record& r, Outbox& out);
   std::vector<double> latency_ring_;                     // loop: ms, ring of kLatencySamples
   size_t latency_next_ = 0;

@@ -405,6 +405,23 @@ Result<bool> Index::has_signature(std::string_view path, uint64_t peer) {
   return row;
 }
 
+Result<std::optional<protocol::Hash256>> Index::signature_base(std::string_view path, uint64_t peer) {
+  SYNCD_TRY_ASSIGN(st, db_.prepare("SELECT base_hash FROM signatures WHERE path = ? AND peer = ?"));
+  st.bind_blob(1, as_bytes(path));
+  st.bind_int64(2, static_cast<int64_t>(peer));
+  SYNCD_TRY_ASSIGN(row, st.step());
+  if (!row) return std::optional<protocol::Hash256>{};
+  protocol::Hash256 h{};
+  ByteSpan c = st.column_blob(0);
+  if (c.size() != h.size()) {
+    st.reset();
+    return Error::make(errc::corrupt, "index: bad signature hash column");
+  }
+  std::copy(c.begin(), c.end(), h.begin());
+  st.reset();
+  return std::optional<protocol::Hash256>(h);
+}
+
 Status Index::forget_signature(std::string_view path, uint64_t peer) {
   SYNCD_TRY_ASSIGN(st, db_.prepare("DELETE FROM signatures WHERE path = ? AND peer = ?"));
   st.bind_blob(1, as_bytes(path));

@@ -130,6 +130,8 @@ class Index {
   Status put_signature(std::string_view path, uint64_t peer, const CachedSignature& sig);
   Result<std::optional<CachedSignature>> get_signature(std::string_view path, uint64_t peer);
   Result<bool> has_signature(std::string_view path, uint64_t peer);
+  // The base_hash of (path, peer)'s signature, without reading the signature itself.
+  Result<std::optional<protocol::Hash256>> signature_base(std::string_view path, uint64_t peer);
   Status forget_signature(std::string_view path, uint64_t peer);
 
   class Txn {

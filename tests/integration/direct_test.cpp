@@ -203,6 +203,8 @@ TEST_SUITE("integration.direct") {
     test::write_file(f.s("big.bin"), big);
     test::write_file(f.s("touched.bin"), big.substr(0, 200000));
     test::write_file(f.s("linked.bin"), big.substr(0, 300000));
+    test::write_file(f.s("small.txt"), "copied without -p");
+    test::write_file(f.s("small-other.txt"), "the source's text");
     f.sh("cp -a " + f.src + "/. " + f.dst + "/");
     // Changed since the copy (as after lsyncd stopped): an edit and an append, so size and time
     // differ; the same bytes under another time; a symlink where a file was (nothing to sign).
@@ -212,10 +214,12 @@ TEST_SUITE("integration.direct") {
       REQUIRE(::pwrite(fd.get(), "EDITED IN THE MIDDLE", 20, 1000000) == 20);
       REQUIRE(::pwrite(fd.get(), "APPENDED", 8, static_cast<off_t>(big.size())) == 8);
     }
-    f.sh("touch -d '2001-01-01' " + f.dst + "/touched.bin");
+    f.sh("touch -d '2001-01-01' " + f.dst + "/touched.bin " + f.dst + "/small.txt");
+    test::write_file(f.dst + "/small-other.txt", "another text here");  // the same size, other bytes
     f.sh("rm " + f.dst + "/linked.bin && ln -s big.bin " + f.dst + "/linked.bin");
-    struct stat before{};
+    struct stat before{}, small_before{};
     REQUIRE(::stat((f.dst + "/touched.bin").c_str(), &before) == 0);
+    REQUIRE(::stat((f.dst + "/small.txt").c_str(), &small_before) == 0);
     f.start();
     f.settled();
     auto count = [&](const std::string& what) {
@@ -224,7 +228,7 @@ TEST_SUITE("integration.direct") {
       for (size_t at = l.find(what); at != std::string::npos; at = l.find(what, at + 1)) ++n;
       return n;
     };
-    CHECK(f.logs().find("differ from the peer's copies: asking for their signatures") != std::string::npos);
+    CHECK(f.logs().find("differ from the peer's copies in size or time") != std::string::npos);
     CHECK(count("path=big.bin body=2") == 1);  // a delta, against the copy that was there
     CHECK(count("path=big.bin body=1") == 0);
     CHECK(count("path=touched.bin body=1") == 0);  // the same bytes: only its time was set
@@ -232,6 +236,12 @@ TEST_SUITE("integration.direct") {
     REQUIRE(::stat((f.dst + "/touched.bin").c_str(), &after) == 0);
     CHECK(after.st_ino == before.st_ino);
     CHECK(count("path=linked.bin body=1") == 1);  // no file there to sign: whole
+    // Small files of the same size: the same bytes get their time, other bytes come whole.
+    CHECK(count("path=small.txt body=1") == 0);
+    REQUIRE(::stat((f.dst + "/small.txt").c_str(), &after) == 0);
+    CHECK(after.st_ino == small_before.st_ino);
+    CHECK(count("path=small-other.txt body=1") == 1);
+    CHECK(count("asking for its signature") == 1);  // big.bin only
 
     // The target's copy changes behind the sender's back (someone edits the mirror): the base
     // the sender cached is stale, the peer refuses that delta and signs what it holds instead.

@@ -828,6 +828,64 @@ TEST_SUITE("two_way") {
     }
   }
 
+  TEST_CASE("nodes seeded with a copy made without -p (same bytes, other times) start without sending those bytes") {
+    Mesh p;
+    std::mt19937_64 rng(94);
+    test::write_file(p.a.dir + "/big.bin", test::random_bytes(rng, 3 << 20));
+    p.sh("mkdir " + p.a.dir + "/certs");
+    test::write_file(p.a.dir + "/certs/ca.pem", "-----BEGIN CERTIFICATE-----\nseeded\n");
+    p.sh("touch -d '2020-02-02' " + p.a.dir + "/big.bin " + p.a.dir + "/certs/ca.pem");
+    REQUIRE(test::run("cp -r " + p.a.dir + "/. " + p.b.dir + "/") == 0);  // new times
+    auto ino = [](const std::string& path) -> ino_t {
+      struct stat st{};
+      return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+    };
+    const ino_t a_ino = ino(p.a.dir + "/big.bin"), b_ino = ino(p.b.dir + "/big.bin");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();  // the times agree too
+    const uint64_t initial = p.bytes_out();
+    MESSAGE("initial sync of two nodes seeded without -p: " << initial << " bytes out");
+    CHECK_MESSAGE(initial < 512 * 1024, "the initial sync cost " << initial << " bytes; logs:\n" << p.logs());
+    CHECK(ino(p.a.dir + "/big.bin") == a_ino);
+    CHECK(ino(p.b.dir + "/big.bin") == b_ino);
+    for (Node* n : {&p.a, &p.b}) {
+      for (const auto& name : test::list_dir(n->dir)) CHECK_MESSAGE(name.find("sync-conflict") == std::string::npos, name);
+    }
+  }
+
+  TEST_CASE("a big file changed on one node before the first start goes as a delta against the other's copy - the loser kept once") {
+    Mesh p;
+    std::mt19937_64 rng(95);
+    test::write_file(p.a.dir + "/big.bin", test::random_bytes(rng, 3 << 20));
+    REQUIRE(test::run("cp -a " + p.a.dir + "/. " + p.b.dir + "/") == 0);
+    edit_in_place(p.b.dir + "/big.bin", "changed on b before the first start", 1 << 20);
+    ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
+    p.start_scanned(p.a);
+    p.start_scanned(p.b);  // the later version: b's content wins (TWO-WAY.md §4.1)
+    ::unsetenv("SPDLOG_LEVEL");
+    p.converged();
+    const uint64_t initial = p.bytes_out();
+    MESSAGE("first start with one big file changed on b: " << initial << " bytes out");
+    const std::string changed = test::read_file(p.b.dir + "/big.bin");
+    CHECK(changed.find("changed on b before the first start") != std::string::npos);
+    for (Node* n : {&p.a, &p.b}) {
+      CHECK(test::read_file(n->dir + "/big.bin") == changed);
+      CHECK(p.copies(*n, "big.bin").size() == 1);  // a's version, kept
+    }
+    // b's content reached a as a delta against a's copy (the probe, a's signature); a's own
+    // version reached b only as the conflict copy (3 MiB, a new path: whole).
+    const std::string la = test::read_file(p.a.log), lb = test::read_file(p.b.log);
+    CHECK_MESSAGE(lb.find("path=big.bin body=2") != std::string::npos, p.logs());
+    CHECK(lb.find("path=big.bin body=1") == std::string::npos);
+    CHECK(la.find("path=big.bin body=1") == std::string::npos);  // a's version lost: never sent whole
+    CHECK_MESSAGE(initial < (3u << 20) + 512 * 1024, "cost " << initial << " bytes; logs:\n" << p.logs());
+    // The conflict is resolved once on a, when b's bytes are there (not again for the probe).
+    size_t lost = 0;
+    for (size_t at = la.find("big.bin: node"); at != std::string::npos; at = la.find("big.bin: node", at + 1)) ++lost;
+    CHECK_MESSAGE(lost == 1, la);
+  }
+
   TEST_CASE("a file a local program is still writing is not replaced under it: its writes make the newer version") {
     Mesh p;
     test::write_file(p.a.dir + "/ca.pem", "base\n");
