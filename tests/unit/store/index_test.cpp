@@ -361,8 +361,12 @@ TEST_SUITE("store.index") {
     REQUIRE(idx->put_signature("big.bin", 11, s).ok());
     CHECK((*idx->get_signature("big.bin", 11))->signature == Bytes{9});
     CHECK(*idx->has_signature("big.bin", 11));
+    REQUIRE(idx->signature_base("big.bin", 11).ok());
+    CHECK(*idx->signature_base("big.bin", 11) == std::optional<protocol::Hash256>(s.base_hash));
+    CHECK_FALSE(idx->signature_base("big.bin", 12)->has_value());
     REQUIRE(idx->forget_signature("big.bin", 11).ok());
     CHECK_FALSE(*idx->has_signature("big.bin", 11));
+    CHECK_FALSE(idx->signature_base("big.bin", 11)->has_value());
     CHECK_FALSE(idx->get_signature("big.bin", 11)->has_value());
     CHECK(idx->forget_signature("never.bin", 11).ok());  // nothing to forget is fine
   }
