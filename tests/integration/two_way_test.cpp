@@ -803,10 +803,6 @@ TEST_SUITE("two_way") {
     p.sh("mkdir " + p.a.dir + "/certs");
     test::write_file(p.a.dir + "/certs/ca.pem", "-----BEGIN CERTIFICATE-----\nseeded\n");
     REQUIRE(test::run("cp -a " + p.a.dir + "/. " + p.b.dir + "/") == 0);
-    auto ino = [](const std::string& path) -> ino_t {
-      struct stat st{};
-      return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
-    };
     const ino_t a_ino = ino(p.a.dir + "/big.bin"), b_ino = ino(p.b.dir + "/big.bin");
     REQUIRE((a_ino != 0 && b_ino != 0));
     p.start(p.a);
@@ -836,10 +832,6 @@ TEST_SUITE("two_way") {
     test::write_file(p.a.dir + "/certs/ca.pem", "-----BEGIN CERTIFICATE-----\nseeded\n");
     p.sh("touch -d '2020-02-02' " + p.a.dir + "/big.bin " + p.a.dir + "/certs/ca.pem");
     REQUIRE(test::run("cp -r " + p.a.dir + "/. " + p.b.dir + "/") == 0);  // new times
-    auto ino = [](const std::string& path) -> ino_t {
-      struct stat st{};
-      return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
-    };
     const ino_t a_ino = ino(p.a.dir + "/big.bin"), b_ino = ino(p.b.dir + "/big.bin");
     p.start(p.a);
     p.start(p.b);
