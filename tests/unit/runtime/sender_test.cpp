@@ -56,7 +56,7 @@ struct Rig {
   std::vector<protocol::Message> got;
   bool peer_closed = false;
   std::unique_ptr<Connection> peer;
-  Rig() {
+  explicit Rig(uint64_t peer_caps = protocol::kAllCapabilities) {
     REQUIRE(root.ok());
     REQUIRE(idx.ok());
     ours = std::make_unique<Connection>(p.loop, UniqueFd(p.sv[0]), [this](protocol::Message m) { tx->on_message(m); },
@@ -66,7 +66,9 @@ struct Rig {
     REQUIRE(ours->start(test::hello(1)).ok());
     peer = std::make_unique<Connection>(p.loop, UniqueFd(p.sv[1]), [this](protocol::Message m) { got.push_back(std::move(m)); },
                                         [this](const Error&) { peer_closed = true; });
-    REQUIRE(peer->start(test::hello(2)).ok());
+    auto h = test::hello(2);
+    h.capabilities = peer_caps;
+    REQUIRE(peer->start(h).ok());
   }
   ~Rig() {
     tx.reset();
@@ -158,6 +160,23 @@ TEST_SUITE("runtime.sender") {
       return whole == r.content.size();
     }));
     CHECK(r.all<protocol::Delta>().empty());
+  }
+
+  TEST_CASE("a peer without the signature capability is never asked: its other copy gets the file whole") {
+    test::require_root();
+    Rig r(protocol::kAllCapabilities & ~uint64_t{protocol::kCapSignature});
+    r.peer->send(protocol::Have{"big", 1000, 1600000000, 0});
+    r.peer->send(protocol::IndexRequest{0, 0});
+    r.peer->flush();
+    uint64_t whole = 0;
+    REQUIRE(r.p.run_until([&] {
+      whole = 0;
+      for (const auto& d : r.all<protocol::Data>()) whole += d.chunk.size();
+      return whole == r.content.size() && !r.all<protocol::IndexEnd>().empty();
+    }));
+    CHECK(r.all<protocol::SigRequest>().empty());
+    CHECK(r.all<protocol::Delta>().empty());
+    CHECK_FALSE(r.closed.has_value());
   }
 
   TEST_CASE("a SIGNATURE answering no SIG_REQUEST ends the session") {
