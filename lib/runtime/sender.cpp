@@ -562,6 +562,7 @@ void Sender::deliver(Outbox out) {
   // announces only when told (this sender's own connection may be the one that closed).
   if ((out.versions > 0 || out.moved) && opts_.on_authored) opts_.on_authored();
   if (conn_ == nullptr || out.gen != gen_.load()) return;  // for a session that is gone
+  if (!out.to_sign.empty()) sign_held(std::move(out.to_sign), out.gen);
   if (out.fatal) {
     conn_->close(*out.fatal);
     return;
@@ -1169,19 +1170,41 @@ void Sender::emit_held(const store::Record& r, Outbox& out) {
   out.resendable.emplace_back(r.seq, m.path);
   ++out.quick;
   out.quick_bytes += m.size;
-  const uint64_t peer = peer_node_.load();
-  if (m.size < opts_.whole_below || !delta::delta_supported(m.size) || peer == 0) {
-    forget_signature(m.path, out);
-    return;
-  }
+  forget_signature(m.path, out);  // what an older session left describes no known bytes
   // The next edit of a big file goes as a delta against these bytes, as after sending them.
-  auto sig = sign_unchanged_file(root_, m.path, r.fp, m.size);
-  if (!sig.ok()) {
-    lg().debug("no delta base for {}: {}", log::escape(m.path), sig.error().message());
-    forget_signature(m.path, out);
-    return;
+  if (m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer_node_.load() != 0) {
+    out.to_sign.push_back(Outbox::Held{m.path, r.fp, m.size, m.sha256});
   }
-  remember_signature(m.path, peer, store::CachedSignature{m.sha256, std::move(*sig)}, out);
+}
+
+void Sender::sign_held(std::vector<Outbox::Held> files, uint64_t gen) {
+  auto list = std::make_shared<std::vector<Outbox::Held>>(std::move(files));
+  post_job([this, list, gen]() -> JobQueue::Done {
+    auto out = std::make_shared<Outbox>();
+    out->gen = gen;
+    const uint64_t peer = peer_node_.load();
+    size_t done = 0;
+    for (const auto& h : *list) {
+      if (stopping_ || gen_.load() != gen || peer == 0) break;  // a new session's answer signs anew
+      auto sig = sign_unchanged_file(root_, h.path, h.fp, h.size);
+      if (!sig.ok()) {
+        lg().debug("no delta base for {}: {}", log::escape(h.path), sig.error().message());
+        continue;
+      }
+      remember_signature(h.path, peer, store::CachedSignature{h.sha256, std::move(*sig)}, *out);
+      ++done;
+      if (sig_pending_bytes_ > kSigPendingMax) {
+        StoreLock lk(this);
+        auto txn = index_.begin();
+        persist_signatures();
+        if (txn.ok()) {
+          if (auto st = txn->commit(); !st) lg().debug("keep signatures: {}", st.error().message());
+        }
+      }
+    }
+    lg().debug("initial sync: {} of {} files already at the peer signed as delta bases", done, list->size());
+    return [this, out] { deliver(std::move(*out)); };
+  });
 }
 
 // The peer holds another copy of this file: announced without bytes, it answers base_mismatch

@@ -174,6 +174,15 @@ class Sender {
     const HaveMap* have = nullptr;
     size_t quick = 0;
     uint64_t quick_bytes = 0;
+    // Big files the peer holds alike (emit_held), to sign after the answer without the store
+    // lock (sign_held): the base of the next delta to the peer.
+    struct Held {
+      std::string path;
+      fs::Fingerprint fp;
+      uint64_t size = 0;
+      protocol::Hash256 sha256{};
+    };
+    std::vector<Held> to_sign;
     // Files the peer holds at the same size under another mtime, and (kCapSignature)
     // big ones at another size, announced without bytes (`probed`, `probed_bytes`): the peer
     // takes the metadata if the bytes are the same, else its base_mismatch brings its signature
@@ -356,8 +365,12 @@ class Sender {
   std::shared_ptr<HaveMap> have_;
   static constexpr size_t kMaxHave = 1u << 20;
   // Job thread, the initial answer: `r` is already at the peer (HAVE); announces it without its
-  // bytes and keeps the signature of those bytes as the base of the next delta to the peer.
+  // bytes, and a big one joins out.to_sign.
   void emit_held(const store::Record& r, Outbox& out);
+  // Loop: a job signs these files as they are on disk (unchanged since their record) and keeps
+  // the signatures as the base of the next delta to the peer. It holds the store lock only to
+  // write them, so the node's receivers are not kept waiting while a seeded tree is read.
+  void sign_held(std::vector<Outbox::Held> files, uint64_t gen);
   // Job thread: appends ROOT_META when the root's metadata differs from what this session got.
   void note_root(Outbox& out);
   std::optional<protocol::RootMeta> root_sent_;  // job thread, for session root_sent_gen_
