@@ -124,6 +124,29 @@ void live_changes(const std::string& transport) {
   CHECK_FALSE(test::exists(f.dst + "/d1"));
 }
 
+// As after lsyncd was stopped for a while: the target holds an older copy of a big file. Over
+// ssh to `attach` too, the file goes as a delta against that copy (the target's signature asked
+// for), never whole; a cookie can overtake that second round trip, so the barrier is the cookie,
+// then the pusher idle (nothing in flight or asked), then another cookie and the comparison.
+void stale_target(const std::string& transport) {
+  Fixture f(transport);
+  f.sh("head -c 3000000 /dev/urandom > " + f.s("big.bin"));
+  f.sh("cp -a " + f.src + "/. " + f.dst + "/");
+  f.sh("printf 'changed while lsyncd was stopped' | dd of=" + f.s("big.bin") +
+       " bs=1 seek=1500000 conv=notrunc status=none && printf 'and a tail' >> " + f.s("big.bin"));
+  ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
+  f.start();
+  ::unsetenv("SPDLOG_LEVEL");
+  std::vector<std::string> first;
+  REQUIRE(test::cookie_barrier(f.src, f.dst, "cookie." + std::to_string(++f.cookies), first, 60000, true));
+  REQUIRE_MESSAGE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" +
+                            "' --wait-idle 60000 > /dev/null") == 0, f.logs());
+  f.converged();
+  CHECK(test::count_text(f.log, "asking for its signature") == 1);
+  CHECK(test::count_text(f.log, "path=big.bin body=2") == 1);
+  CHECK(test::count_text(f.log, "path=big.bin body=1") == 0);
+}
+
 void wrong_host_key(const std::string& transport) {
   Fixture f(transport);
   test::write_file(f.s("secret"), "CA KEY");
@@ -220,6 +243,7 @@ void idle_sleeps(const std::string& transport) {
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("initial sync over ssh copies a tree with owners - modes - symlinks", initial_sync)
   BOTH_TRANSPORTS("live changes of every kind arrive over ssh", live_changes)
+  BOTH_TRANSPORTS("a target holding an older copy of a big file gets a delta against it over ssh, never the whole file", stale_target)
   BOTH_TRANSPORTS("a wrong host key is refused with the reason - nothing is sent", wrong_host_key)
   BOTH_TRANSPORTS("an unknown client key is an auth error with backoff - no retry storm", unknown_client_key)
   BOTH_TRANSPORTS("sshd killed and restarted mid-burst - the push reconnects and the trees end equal", sshd_restarted)
