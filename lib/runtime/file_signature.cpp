@@ -87,6 +87,7 @@ Result<std::optional<PeerSignature>> sign_for_peer(const fs::Root& root, const s
   SYNCD_TRY_ASSIGN(sig, std::move(b).finish());
   PeerSignature out;
   out.sha256 = h.finish();
+  out.fp = fs::Fingerprint::of(after);
   out.signature = sig.serialize();
   return std::optional<PeerSignature>(std::move(out));
 }

@@ -30,6 +30,7 @@ Result<Bytes> sign_unchanged_file(const fs::Root& root, const std::string& path,
 // and its serialized signature with wire-sized blocks (delta::wire_block_len, a fresh random key).
 struct PeerSignature {
   protocol::Hash256 sha256{};  // codec::content_hash of the bytes signed
+  fs::Fingerprint fp;          // the file's stat, the same before and after the read
   Bytes signature;
 };
 // nullopt when there is nothing to sign: no regular file at `path` (missing, a symlink, another

@@ -393,6 +393,10 @@ void Receiver::answer_signature(protocol::SigRequest q) {
                   s.error().message());
       }
     }
+    if (sig) {
+      if (peer_signed_.size() >= kPeerSignedMax) peer_signed_.clear();  // only a shortcut
+      peer_signed_[q.path] = store::Known{sig->fp, sig->sha256};
+    }
     auto msgs = std::make_shared<std::vector<protocol::SignatureMsg>>();
     if (!sig) {
       msgs->push_back(protocol::SignatureMsg{q.req_id, q.path, {}, 0, 0, {}});
@@ -528,6 +532,14 @@ Result<std::optional<protocol::Hash256>> Receiver::local_hash(const std::string&
   auto rec = index_.get(path);
   std::optional<store::Known> known;
   if (rec.ok() && *rec && !(*rec)->meta.deleted) known = store::Known{(*rec)->fp, (*rec)->meta.sha256};
+  if (for_delta_base) {
+    // Just signed for the peer (read then): the delta built on that signature is checked
+    // against what that read found, by stat (a file changed since is read again).
+    if (auto it = peer_signed_.find(path); it != peer_signed_.end()) {
+      known = it->second;
+      peer_signed_.erase(it);
+    }
+  }
   // A racy record (taken within a clock tick of its file's last change, as every file this
   // receiver just wrote is) would make each delta re-read its whole base. For a delta's base the
   // stat match is enough: a same-tick local write it misses makes the patched result fail its

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <vector>
 #include <memory>
 #include <string>
@@ -171,6 +172,10 @@ class Receiver {
   // have at most kMaxSigRequests unanswered; more is a protocol error (each holds a signature).
   void answer_signature(protocol::SigRequest q);
   size_t sig_requests_ = 0;  // loop thread: unanswered
+  // Job thread: what the files signed for the peer were (stat and content hash), for the delta
+  // that follows: its base is checked by stat instead of being read a second time (local_hash).
+  std::unordered_map<std::string, store::Known> peer_signed_;
+  static constexpr size_t kPeerSignedMax = 256;
   // rsync.dry_run: logs what a message would do and acknowledges it as ignored.
   protocol::Ack dry_run(uint64_t seq, const char* what, const std::string& path);
   std::set<std::string> kept_newer_;  // job thread: files rsync.update kept in this full sync
