@@ -5,12 +5,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
+
 #include "lib/base/log.h"
 #include "lib/base/scope_guard.h"
 #include "lib/codec/content_hash.h"
 #include "lib/delta/signature.h"
 
 namespace syncd::runtime {
+namespace {
+
+// Reads `fd` to its end in 1 MiB pieces, handing each to `f`; the total read.
+Result<uint64_t> read_each(int fd, const std::string& path, const std::function<Status(ByteSpan)>& f) {
+  Bytes buf(1u << 20);
+  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });  // it held file content
+  uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("read \"" + log::escape(path) + "\"");
+    if (n == 0) return total;
+    total += static_cast<uint64_t>(n);
+    SYNCD_TRY(f(ByteSpan(buf.data(), static_cast<size_t>(n))));
+  }
+}
+
+}  // namespace
 
 Result<Bytes> sign_unchanged_file(const fs::Root& root, const std::string& path, const fs::Fingerprint& fp,
                                   uint64_t size) {
@@ -26,15 +46,7 @@ Result<Bytes> sign_unchanged_file(const fs::Root& root, const std::string& path,
   };
   SYNCD_TRY(unchanged());
   delta::SignatureBuilder b(size, delta::cached_block_len(size), codec::HashKey::random());
-  Bytes buf(1u << 20);
-  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });  // it held file content
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::from_errno("read \"" + log::escape(path) + "\"");
-    if (n == 0) break;
-    SYNCD_TRY(b.feed(ByteSpan(buf.data(), static_cast<size_t>(n))));
-  }
+  SYNCD_TRY(read_each(fd.get(), path, [&](ByteSpan chunk) { return b.feed(chunk); }));
   SYNCD_TRY(unchanged());
   SYNCD_TRY_ASSIGN(sig, std::move(b).finish());
   return sig.serialize();
@@ -64,20 +76,15 @@ Result<std::optional<PeerSignature>> sign_for_peer(const fs::Root& root, const s
   if (!S_ISREG(before.st_mode) || size == 0 || !delta::delta_supported(size)) return std::optional<PeerSignature>{};
   delta::SignatureBuilder b(size, delta::wire_block_len(size), codec::HashKey::random());
   codec::ContentHasher h;  // the file's identity (content_hash.h), as the delta's base_hash
-  Bytes buf(1u << 20);
-  auto wiped = ScopeGuard([&]() noexcept { codec::wipe(buf.data(), buf.size()); });  // it held file content
-  uint64_t total = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::from_errno("read " + q);
-    if (n == 0) break;
-    const ByteSpan chunk(buf.data(), static_cast<size_t>(n));
-    total += chunk.size();
-    if (total > size) return std::optional<PeerSignature>{};  // growing while read
-    SYNCD_TRY(b.feed(chunk));
+  uint64_t seen = 0;
+  auto fed = read_each(fd.get(), path, [&](ByteSpan chunk) -> Status {
+    seen += chunk.size();
+    if (seen > size) return Error::make(errc::unexpected_target, q + " grew while it was read");
     h.update(chunk);
-  }
+    return b.feed(chunk);
+  });
+  if (!fed.ok() && fed.error().is(errc::unexpected_target)) return std::optional<PeerSignature>{};
+  SYNCD_TRY_ASSIGN(total, std::move(fed));
   struct stat after{};
   if (::fstat(fd.get(), &after) != 0) return Error::from_errno("stat " + q);
   // A write while it was read: the hash and the blocks may describe no state the file ever had.
