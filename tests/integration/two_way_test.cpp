@@ -47,6 +47,8 @@ void edit_in_place(const std::string& path, const std::string& text, off_t at) {
   REQUIRE(::pwrite(fd.get(), text.data(), text.size(), at) == static_cast<ssize_t>(text.size()));
 }
 
+ino_t ino(const std::string& p);  // below: the inode at p (which must exist)
+
 // A full mesh of `n` nodes on this machine: one tree, state dir, run dir and log each; every node
 // pushes to every other one (the first as -rsyncssh, the rest as -peer).
 struct Mesh {
@@ -210,6 +212,23 @@ struct Mesh {
     const size_t from = test::read_file(b.log).size();
     a.proc->signal(SIGSTOP);
     return from;
+  }
+  // Starts a and b on trees that hold the same bytes (big.bin among them) and lets them converge:
+  // the first start must send none of those bytes (under 512 KB in all), keep big.bin's inodes
+  // and make no conflict copy.
+  void seeded_start(const std::string& what) {
+    const ino_t a_ino = ino(a.dir + "/big.bin"), b_ino = ino(b.dir + "/big.bin");
+    start(a);
+    start(b);
+    converged();
+    const uint64_t initial = bytes_out();
+    MESSAGE("initial sync of two nodes " << what << ": " << initial << " bytes out");
+    CHECK_MESSAGE(initial < 512 * 1024, "the initial sync cost " << initial << " bytes; logs:\n" << logs());
+    CHECK(ino(a.dir + "/big.bin") == a_ino);
+    CHECK(ino(b.dir + "/big.bin") == b_ino);
+    for (Node* n : {&a, &b}) {
+      for (const auto& name : test::list_dir(n->dir)) CHECK_MESSAGE(name.find("sync-conflict") == std::string::npos, name);
+    }
   }
   void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
   // Conflict copies of `base` (a path relative to the node's tree).
@@ -803,20 +822,8 @@ TEST_SUITE("two_way") {
     p.sh("mkdir " + p.a.dir + "/certs");
     test::write_file(p.a.dir + "/certs/ca.pem", "-----BEGIN CERTIFICATE-----\nseeded\n");
     REQUIRE(test::run("cp -a " + p.a.dir + "/. " + p.b.dir + "/") == 0);
-    const ino_t a_ino = ino(p.a.dir + "/big.bin"), b_ino = ino(p.b.dir + "/big.bin");
-    REQUIRE((a_ino != 0 && b_ino != 0));
-    p.start(p.a);
-    p.start(p.b);
-    p.converged();
     // Each node offered what it holds; neither sent the 3 MiB (6.3 MB went before: whole, both ways).
-    const uint64_t initial = p.bytes_out();
-    MESSAGE("initial sync of two nodes seeded alike: " << initial << " bytes out");
-    CHECK_MESSAGE(initial < 512 * 1024, "the initial sync cost " << initial << " bytes; logs:\n" << p.logs());
-    CHECK(ino(p.a.dir + "/big.bin") == a_ino);
-    CHECK(ino(p.b.dir + "/big.bin") == b_ino);
-    for (Node* n : {&p.a, &p.b}) {
-      for (const auto& name : test::list_dir(n->dir)) CHECK_MESSAGE(name.find("sync-conflict") == std::string::npos, name);
-    }
+    p.seeded_start("seeded alike");
     // And the first edit on either node is a delta on those bytes.
     for (Node* n : {&p.b, &p.a}) {
       const uint64_t cost = p.edit_cost(*n, "big.bin", "edited on " + n->name, 2 << 20);
@@ -832,18 +839,7 @@ TEST_SUITE("two_way") {
     test::write_file(p.a.dir + "/certs/ca.pem", "-----BEGIN CERTIFICATE-----\nseeded\n");
     p.sh("touch -d '2020-02-02' " + p.a.dir + "/big.bin " + p.a.dir + "/certs/ca.pem");
     REQUIRE(test::run("cp -r " + p.a.dir + "/. " + p.b.dir + "/") == 0);  // new times
-    const ino_t a_ino = ino(p.a.dir + "/big.bin"), b_ino = ino(p.b.dir + "/big.bin");
-    p.start(p.a);
-    p.start(p.b);
-    p.converged();  // the times agree too
-    const uint64_t initial = p.bytes_out();
-    MESSAGE("initial sync of two nodes seeded without -p: " << initial << " bytes out");
-    CHECK_MESSAGE(initial < 512 * 1024, "the initial sync cost " << initial << " bytes; logs:\n" << p.logs());
-    CHECK(ino(p.a.dir + "/big.bin") == a_ino);
-    CHECK(ino(p.b.dir + "/big.bin") == b_ino);
-    for (Node* n : {&p.a, &p.b}) {
-      for (const auto& name : test::list_dir(n->dir)) CHECK_MESSAGE(name.find("sync-conflict") == std::string::npos, name);
-    }
+    p.seeded_start("seeded without -p");  // converged: the times agree too
   }
 
   TEST_CASE("a big file changed on one node before the first start goes as a delta against the other's copy - the loser kept once") {
