@@ -400,6 +400,10 @@ void Receiver::answer_signature(protocol::SigRequest q) {
     auto msgs = std::make_shared<std::vector<protocol::SignatureMsg>>();
     if (!sig) {
       msgs->push_back(protocol::SignatureMsg{q.req_id, q.path, {}, 0, 0, {}});
+    } else if (sig->signature.size() <= protocol::kMaxChunk) {
+      // The usual case (files up to tens of GiB): one chunk, the signature moved, not copied.
+      const uint64_t n = sig->signature.size();
+      msgs->push_back(protocol::SignatureMsg{q.req_id, q.path, sig->sha256, n, 0, std::move(sig->signature)});
     } else {
       const Bytes& b = sig->signature;
       for (size_t off = 0; off < b.size(); off += protocol::kMaxChunk) {
@@ -409,7 +413,7 @@ void Receiver::answer_signature(protocol::SigRequest q) {
                                                      b.begin() + static_cast<std::ptrdiff_t>(off + n))});
       }
     }
-    lg().debug("signature of {} for the peer: {} bytes", log::escape(q.path), sig ? sig->signature.size() : 0);
+    lg().debug("signature of {} for the peer: {} bytes", log::escape(q.path), msgs->front().total_len);
     return [this, msgs] {
       --sig_requests_;
       for (auto& m : *msgs) conn_.send(std::move(m));

@@ -543,16 +543,20 @@ void Sender::persist_signatures() {
   sig_pending_bytes_ = 0;
 }
 
+void Sender::persist_signatures_committed() {
+  auto txn = index_.begin();  // one commit for all of them
+  persist_signatures();
+  if (txn.ok()) {
+    if (auto st = txn->commit(); !st) lg().debug("keep signatures: {}", st.error().message());
+  }
+}
+
 void Sender::deliver(Outbox out) {
   if (out.signatures) {
     // After this job's messages (sent below, on this thread), not before them.
     post_job([this]() -> JobQueue::Done {
       StoreLock lk(this);
-      auto txn = index_.begin();  // one commit for all of them
-      persist_signatures();
-      if (txn.ok()) {
-        if (auto st = txn->commit(); !st) lg().debug("keep signatures: {}", st.error().message());
-      }
+      persist_signatures_committed();
       return {};
     });
   }
@@ -1069,7 +1073,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   // The peer holds these very bytes (a version merged here with its own copy of the same
   // content, two-way): metadata only. Known only from the base of our next delta to it, so only
   // for files that have one; a wrong belief costs a base_mismatch round trip, never a wrong file.
-  if (!force_whole && !out.resend && m.size >= opts_.whole_below && peer_node_.load() != 0) {
+  if (!force_whole && !out.resend && keeps_base(m.size)) {
     if (auto held = peer_content(m.path, peer_node_.load()); held && *held == m.sha256) {
       out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
       out.resendable.emplace_back(r.seq, m.path);
@@ -1096,8 +1100,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
       // (a copy made without -p): the peer checks. A big one otherwise is probably an older
       // version: rsync would send a delta against it. (Two-way, a differing copy is a concurrent
       // version: the peer asks for the bytes before it decides, then keeps the loser as usual.)
-      const bool big = (caps_.load() & protocol::kCapSignature) != 0 && m.size >= opts_.whole_below &&
-                       delta::delta_supported(m.size);
+      const bool big = (caps_.load() & protocol::kCapSignature) != 0 && keeps_base(m.size);
       if (peer_node_.load() != 0 && (h->second.size == m.size || big)) {
         emit_probe(r, out);
         return;
@@ -1129,7 +1132,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   const uint32_t xfer = next_xfer_++;
   const uint64_t peer = peer_node_.load();
   std::optional<store::CachedSignature> cached;
-  if (!force_whole && m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
+  if (!force_whole && keeps_base(m.size)) {
     cached = cached_signature(m.path, peer);
   }
   bool sent = false;
@@ -1152,7 +1155,7 @@ void Sender::emit_record(const store::Record& r, bool with_body, bool force_whol
   }
   out.resendable.emplace_back(r.seq, m.path);
   // Cache the signature of what the peer will now hold, for the next change's delta.
-  if (m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0) {
+  if (keeps_base(m.size)) {
     auto sig = delta::sign(*content, delta::cached_block_len(m.size), codec::HashKey::random());
     remember_signature(m.path, peer, store::CachedSignature{m.sha256, sig.serialize()}, out);
   } else {
@@ -1172,7 +1175,7 @@ void Sender::emit_held(const store::Record& r, Outbox& out) {
   out.quick_bytes += m.size;
   forget_signature(m.path, out);  // what an older session left describes no known bytes
   // The next edit of a big file goes as a delta against these bytes, as after sending them.
-  if (m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer_node_.load() != 0) {
+  if (keeps_base(m.size)) {
     out.to_sign.push_back(Outbox::Held{m.path, r.fp, m.size, m.sha256});
   }
 }
@@ -1195,11 +1198,7 @@ void Sender::sign_held(std::vector<Outbox::Held> files, uint64_t gen) {
       ++done;
       if (sig_pending_bytes_ > kSigPendingMax) {
         StoreLock lk(this);
-        auto txn = index_.begin();
-        persist_signatures();
-        if (txn.ok()) {
-          if (auto st = txn->commit(); !st) lg().debug("keep signatures: {}", st.error().message());
-        }
+        persist_signatures_committed();
       }
     }
     lg().debug("initial sync: {} of {} files already at the peer signed as delta bases", done, list->size());
@@ -1260,7 +1259,7 @@ bool Sender::stream_body(const store::Record& r, uint32_t xfer, bool force_whole
     struct stat now{};
     return ::fstat(fd.get(), &now) == 0 && r.fp.same_bytes(fs::Fingerprint::of(now));
   };
-  const bool sig_wanted = m.size >= opts_.whole_below && delta::delta_supported(m.size) && peer != 0;
+  const bool sig_wanted = keeps_base(m.size);
   std::optional<store::CachedSignature> cached;
   std::optional<delta::Signature> base_sig;
   if (!force_whole && sig_wanted) {
@@ -1381,8 +1380,7 @@ void Sender::resend(const std::string& path, bool ask) {
     const bool live = rec.ok() && *rec && !(*rec)->meta.deleted;
     if (live && ask) {
       const auto& m = (*rec)->meta;
-      if (m.type == protocol::FileType::file && m.size >= opts_.whole_below && delta::delta_supported(m.size) &&
-          peer_node_.load() != 0) {
+      if (m.type == protocol::FileType::file && keeps_base(m.size)) {
         return [this, path, gen] { ask_signature(path, gen); };
       }
     }

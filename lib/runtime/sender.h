@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lib/base/clock.h"
+#include "lib/delta/signature.h"
 #include "lib/engine/meta_rules.h"
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
@@ -225,6 +226,13 @@ class Sender {
   // The content the peer holds at `path` as far as this node knows: its signature's base_hash.
   std::optional<protocol::Hash256> peer_content(const std::string& path, uint64_t peer);
   void persist_signatures();
+  // Store lock held: persist_signatures() in one transaction of its own.
+  void persist_signatures_committed();
+  // A file of `size` bytes gets a cached signature for the peer (the base of its next delta): at
+  // least whole_below, small enough to sign (delta::delta_supported), and a peer known by id.
+  bool keeps_base(uint64_t size) const noexcept {
+    return size >= opts_.whole_below && delta::delta_supported(size) && peer_node_.load() != 0;
+  }
   // Job-thread side.
   void process_batch(const watch::Batch& b, Outbox& out);
   void process_path(const std::string& path, Outbox& out,
