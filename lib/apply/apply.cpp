@@ -570,20 +570,20 @@ std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& sta
     if (auto p = root_.parent_of(s.rel); p.ok()) ::unlinkat(p->dir.get(), s.tmp.c_str(), 0);
   };
   // One syncfs makes every staged temp durable (what fsync per file did in write_file); for a
-  // handful of files, per-file fsyncs are cheaper than flushing the whole filesystem. A failure
-  // is final for all of them: nothing is renamed, the temps go, the versions are retried.
-  const bool group = staged.size() > kGroupSyncMin;
+  // handful of files, per-file fsyncs are cheaper than flushing the whole filesystem. A failed
+  // syncfs is final for all of them (it does not say whose data it lost): nothing is renamed,
+  // the temps go, the versions are retried; a failed fsync only for its file. Never a rename
+  // after a failed fsync: the kernel may have dropped the pages it could not write.
+  const bool group = staged.size() > kGroupSyncMin && root_.syncfs_durable();
+  std::vector<std::optional<Error>> unsynced(staged.size());
   if (opts_.fsync && !group) {
-    for (const auto& s : staged) {
+    for (size_t i = 0; i < staged.size(); ++i) {
+      const auto& s = staged[i];
       auto p = root_.parent_of(s.rel);
       UniqueFd fd(p.ok() ? ::openat(p->dir.get(), s.tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1);
       if (!fd || ::fsync(fd.get()) != 0) {
-        Error e = io_error("fsync", s.rel);
-        for (const auto& x : staged) {
-          discard(x);
-          out.emplace_back(e);
-        }
-        return out;
+        unsynced[i] = io_error("fsync", s.rel);
+        discard(s);
       }
     }
   }
@@ -598,7 +598,12 @@ std::vector<Result<Fingerprint>> Applier::commit_staged(std::vector<Staged>& sta
       return out;
     }
   }
-  for (const auto& s : staged) {
+  for (size_t i = 0; i < staged.size(); ++i) {
+    auto& s = staged[i];
+    if (unsynced[i]) {
+      out.emplace_back(std::move(*unsynced[i]));
+      continue;
+    }
     auto p = root_.parent_of(s.rel);
     if (!p.ok()) {
       out.emplace_back(std::move(p).error());

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@ namespace syncd::fs {
 namespace {
 
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+constexpr decltype(statfs::f_type) kFuseSuperMagic = 0x65735546;  // linux/magic.h FUSE_SUPER_MAGIC
 
 Error resolve_error(std::string_view rel, int err) {
   const std::string what = "resolve \"" + log::escape(rel) + "\"";
@@ -43,6 +45,10 @@ Result<Root> Root::open(const std::string& path, Resolver how) {
   if (::fstat(r.fd_.get(), &st) != 0) return Error::from_errno("stat root " + path);
   r.dev_ = st.st_dev;
   r.ino_ = st.st_ino;
+  // FUSE answers syncfs(2) without asking its server (only virtiofs passes it on): there, only a
+  // per-file fsync reaches the storage.
+  struct statfs sf{};
+  r.syncfs_durable_ = ::fstatfs(r.fd_.get(), &sf) != 0 || sf.f_type != kFuseSuperMagic;
   if (how == Resolver::automatic) {
     open_how oh{};
     oh.flags = kDirFlags;

@@ -83,6 +83,8 @@ class Root {
   void set_one_file_system(bool on) noexcept { one_fs_ = on; }
   // True when `st_dev` is a device this tree does not enter.
   bool foreign_device(dev_t st_dev) const noexcept { return one_fs_ && st_dev != dev_; }
+  // Whether syncfs(2) on this tree makes its files durable (group commits): not on FUSE.
+  bool syncfs_durable() const noexcept { return syncfs_durable_; }
   // rsync's --devices / --specials (lsyncd's archive implies both): device files, FIFOs and
   // sockets are replicated too. Regular files, directories and symlinks always are.
   void set_specials(bool devices, bool specials) noexcept {
@@ -129,6 +131,7 @@ class Root {
   UniqueFd fd_;
   std::string path_;
   dev_t dev_ = 0;
+  bool syncfs_durable_ = true;
   ino_t ino_ = 0;
   Resolver how_ = Resolver::walk;
   XattrNames xattrs_;
