@@ -298,82 +298,111 @@ namespace {
 
 // `entered`: (dev, inode) of the directories on the way down, so a followed link that leads back
 // into one of them (a loop) is not entered again.
-Status walk_dir(const fs::Root& root, int dfd, const std::string& prefix, int depth, const WalkVisitor& visit,
-                const WalkFilter& skip, std::vector<std::pair<dev_t, ino_t>>& entered) {
-  if (depth > 2048) return Error::make(errc::limit_exceeded, q(prefix) + ": tree too deep");
-  UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!iter) return Error::from_errno("open directory " + q(prefix));
-  DIR* d = ::fdopendir(iter.get());
-  if (!d) return Error::from_errno("read directory " + q(prefix));
-  (void)iter.release();
-  std::vector<std::string> names;
-  while (struct dirent* ent = ::readdir(d)) {
-    std::string_view n(ent->d_name);
-    if (n == "." || n == ".." || protocol::is_reserved_name(n)) continue;
-    names.emplace_back(n);
+struct Walk {
+  const fs::Root& root;
+  const WalkVisitor& visit;
+  const WalkFilter& skip;
+  const WalkTrouble& trouble;
+  std::vector<std::pair<dev_t, ino_t>> entered;
+
+  // An entry there but not readable: reported (the walk goes on) or the end of the walk.
+  Status report(const std::string& rel, Error e) const {
+    if (!trouble) return e;
+    trouble(rel, e);
+    return {};
   }
-  ::closedir(d);
-  for (const auto& name : names) {
-    const std::string rel = prefix.empty() ? name : prefix + "/" + name;
-    struct stat st{};
-    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // vanished
-    bool followed = false;
-    if (S_ISLNK(st.st_mode) && root.follow_links().any()) {
-      auto f = root.followed(dfd, name, rel);
-      if (!f.ok()) {
-        log::get(log::Module::store).warn("{}", f.error().message());  // rsync: "symlink has no referent"; not replicated
+
+  Status dir(int dfd, const std::string& prefix, int depth) {
+    if (depth > 2048) return Error::make(errc::limit_exceeded, q(prefix) + ": tree too deep");
+    UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!iter) return report(prefix, Error::from_errno("open directory " + q(prefix)));
+    DIR* d = ::fdopendir(iter.get());
+    if (!d) return report(prefix, Error::from_errno("read directory " + q(prefix)));
+    (void)iter.release();
+    std::vector<std::string> names;
+    for (;;) {
+      errno = 0;  // readdir's end and its failure both return null
+      struct dirent* ent = ::readdir(d);
+      if (ent == nullptr) break;
+      std::string_view n(ent->d_name);
+      if (n == "." || n == ".." || protocol::is_reserved_name(n)) continue;
+      names.emplace_back(n);
+    }
+    const int read_err = errno;
+    ::closedir(d);
+    // A listing cut short says nothing about the names after the cut.
+    if (read_err != 0) return report(prefix, Error::from_errno("read directory " + q(prefix), read_err));
+    for (const auto& name : names) {
+      const std::string rel = prefix.empty() ? name : prefix + "/" + name;
+      struct stat st{};
+      if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) continue;  // vanished
+        SYNCD_TRY(report(rel, Error::from_errno("stat " + q(rel))));
         continue;
       }
-      if (*f) {
-        st = **f;
-        followed = true;
+      bool followed = false;
+      if (S_ISLNK(st.st_mode) && root.follow_links().any()) {
+        auto f = root.followed(dfd, name, rel);
+        if (!f.ok()) {
+          log::get(log::Module::store).warn("{}", f.error().message());  // rsync: "symlink has no referent"; not replicated
+          continue;
+        }
+        if (*f) {
+          st = **f;
+          followed = true;
+        }
+      }
+      const bool is_dir = S_ISDIR(st.st_mode);
+      if (skip && skip(rel, is_dir)) continue;
+      if (!file_type_of(st.st_mode) || !root.replicates(st.st_mode)) continue;  // devices, FIFOs, sockets unless enabled
+      if (rel.size() > 4095 || name.size() > 255) continue;
+      SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
+      if (is_dir && !root.foreign_device(st.st_dev)) {
+        const std::pair<dev_t, ino_t> id{st.st_dev, st.st_ino};
+        if (std::find(entered.begin(), entered.end(), id) != entered.end()) {
+          log::get(log::Module::store).warn("{}: a followed symlink leads back into a directory above it; not entered again", q(rel));
+          continue;
+        }
+        UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | (followed ? 0 : O_NOFOLLOW) | O_CLOEXEC));
+        if (!sub) {
+          // Replaced or removed since the stat: the next event or walk sees what is there now.
+          if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;
+          SYNCD_TRY(report(rel, Error::from_errno("open directory " + q(rel))));
+          continue;
+        }
+        entered.push_back(id);
+        SYNCD_TRY(this->dir(sub.get(), rel, depth + 1));
+        entered.pop_back();
       }
     }
-    const bool is_dir = S_ISDIR(st.st_mode);
-    if (skip && skip(rel, is_dir)) continue;
-    if (!file_type_of(st.st_mode) || !root.replicates(st.st_mode)) continue;  // devices, FIFOs, sockets unless enabled
-    if (rel.size() > 4095 || name.size() > 255) continue;
-    SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
-    if (is_dir && !root.foreign_device(st.st_dev)) {
-      const std::pair<dev_t, ino_t> id{st.st_dev, st.st_ino};
-      if (std::find(entered.begin(), entered.end(), id) != entered.end()) {
-        log::get(log::Module::store).warn("{}: a followed symlink leads back into a directory above it; not entered again", q(rel));
-        continue;
-      }
-      UniqueFd sub(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | (followed ? 0 : O_NOFOLLOW) | O_CLOEXEC));
-      if (!sub) continue;  // replaced or removed since the stat
-      entered.push_back(id);
-      SYNCD_TRY(walk_dir(root, sub.get(), rel, depth + 1, visit, skip, entered));
-      entered.pop_back();
-    }
+    return {};
   }
-  return {};
-}
+};
 
 }  // namespace
 
 Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
-            const WalkFilter& skip) {
+            const WalkFilter& skip, const WalkTrouble& trouble) {
   SYNCD_TRY_ASSIGN(d, root.open_dir(rel));
+  Walk w{root, visit, skip, trouble, {}};
   // The directories above `rel` count as entered too when links are followed: a walk of a link
   // back to one of them reads nothing, as the walk of the whole tree would.
-  std::vector<std::pair<dev_t, ino_t>> entered;
   const auto id_of = [](int fd) {
     struct stat st{};
     return ::fstat(fd, &st) == 0 ? std::make_pair(st.st_dev, st.st_ino) : std::make_pair(dev_t{0}, ino_t{0});
   };
   if (root.follow_links().any() && !rel.empty()) {
-    if (auto top = root.open_dir(""); top.ok()) entered.push_back(id_of(top->get()));
+    if (auto top = root.open_dir(""); top.ok()) w.entered.push_back(id_of(top->get()));
     for (size_t slash = rel.find('/'); slash != std::string_view::npos; slash = rel.find('/', slash + 1)) {
-      if (auto a = root.open_dir(rel.substr(0, slash)); a.ok()) entered.push_back(id_of(a->get()));
+      if (auto a = root.open_dir(rel.substr(0, slash)); a.ok()) w.entered.push_back(id_of(a->get()));
     }
-    if (std::find(entered.begin(), entered.end(), id_of(d.get())) != entered.end()) {
+    if (std::find(w.entered.begin(), w.entered.end(), id_of(d.get())) != w.entered.end()) {
       log::get(log::Module::store).warn("{}: a followed symlink leads back into a directory above it; not entered again", q(rel));
       return {};
     }
   }
-  entered.push_back(id_of(d.get()));
-  return walk_dir(root, d.get(), std::string(rel), 0, visit, skip, entered);
+  w.entered.push_back(id_of(d.get()));
+  return w.dir(d.get(), std::string(rel), 0);
 }
 
 }  // namespace syncd::store

@@ -61,10 +61,16 @@ Result<std::optional<Entry>> scan_one(const fs::Root& root, std::string_view rel
 // Calls `visit` for every entry at or below `rel` ("" = the whole tree; the root itself is not
 // reported) with its lstat fingerprint. Directories come before their contents. Entries that
 // vanish during the walk are skipped. `skip` (may be empty) prunes paths, e.g. excludes.
+//
+// An entry that is there but cannot be looked at (a failed stat, a directory that cannot be
+// opened or listed: EIO, EACCES, EMFILE, ...) is never taken for absent: without `trouble` the
+// walk ends with that error; with it, the walk reports the path (what is at or below it is then
+// unknown, not gone) and goes on.
 using WalkVisitor = std::function<Status(const std::string& rel, const fs::Fingerprint& fp)>;
 using WalkFilter = std::function<bool(std::string_view rel, bool is_dir)>;
+using WalkTrouble = std::function<void(const std::string& rel, const Error& e)>;
 Status walk(const fs::Root& root, std::string_view rel, const WalkVisitor& visit,
-            const WalkFilter& skip = {});
+            const WalkFilter& skip = {}, const WalkTrouble& trouble = {});
 
 // The file type a stat mode maps to, or nullopt for types syncd cannot replicate at all. Whether
 // a tree replicates devices and specials is the Root's say (Root::replicates).

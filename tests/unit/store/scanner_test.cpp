@@ -13,6 +13,7 @@
 #include "lib/store/change.h"
 #include "lib/store/chunk_cache.h"
 #include "lib/store/scanner.h"
+#include "tests/support/faultfs.h"
 #include "tests/support/tmpdir.h"
 
 using namespace syncd;
@@ -464,5 +465,52 @@ TEST_SUITE("store.scanner") {
     content[17 * codec::kContentChunk + 7] ^= 1;  // the second half's last full part
     content.back() ^= 1;                          // the short last chunk
     rescan(3);
+  }
+}
+
+TEST_SUITE("store.walk") {
+  TEST_CASE("an entry there but unreadable (EIO) is never taken for absent: the walk stops, or reports it and goes on") {
+    test::require_root();
+    test::TempDir t("walkeio");
+    const std::string backing = t / "backing", mnt = t / "mnt";
+    ::mkdir(backing.c_str(), 0755);
+    ::mkdir((backing + "/dir").c_str(), 0755);
+    ::mkdir((backing + "/ok").c_str(), 0755);
+    test::write_file(backing + "/dir/inside", "x");
+    test::write_file(backing + "/ok/inside", "y");
+    test::write_file(backing + "/bad", "z");
+    test::write_file(backing + "/good", "w");
+    test::FaultFs fs(backing, mnt, t.path());
+    auto root = fs::Root::open(mnt);
+    REQUIRE(root.ok());
+    const auto visit_all = [&](const WalkTrouble& trouble, std::vector<std::string>& seen) {
+      return walk(*root, "", [&](const std::string& r, const fs::Fingerprint&) -> Status {
+        seen.push_back(r);
+        return {};
+      }, {}, trouble);
+    };
+    std::vector<std::string> seen;
+    REQUIRE(visit_all({}, seen).ok());  // nothing failing yet
+    CHECK(seen.size() == 6);
+
+    fs.fail("readdir", "EIO", "dir");  // a directory that cannot be listed
+    fs.fail("stat", "EIO", "bad");     // a file whose stat fails
+    // Without `trouble`: the walk ends with the error (before, the listing's end and its failure
+    // looked alike, and "dir" seemed empty).
+    seen.clear();
+    auto st = visit_all({}, seen);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().is_errno(EIO));
+    // With it: both reported, everything else visited.
+    seen.clear();
+    std::vector<std::string> troubled;
+    REQUIRE(visit_all([&](const std::string& rel, const Error& e) {
+      CHECK(e.is_errno(EIO));
+      troubled.push_back(rel);
+    }, seen).ok());
+    std::sort(seen.begin(), seen.end());
+    std::sort(troubled.begin(), troubled.end());
+    CHECK(seen == std::vector<std::string>{"dir", "good", "ok", "ok/inside"});
+    CHECK(troubled == std::vector<std::string>{"bad", "dir"});
   }
 }
