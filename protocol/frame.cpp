@@ -158,6 +158,8 @@ void encode_body(const Message& msg, Enc& e) {
           e.u64(m.size);
           e.i64(m.mtime_sec);
           e.u32(m.mtime_nsec);
+        } else if constexpr (std::is_same_v<T, Unreadable>) {
+          e.str16(m.path);
         }
       },
       msg);
@@ -341,7 +343,7 @@ Status check_bulk(const Message& m) {
 // ---- public
 
 bool is_known_type(uint8_t t) noexcept {
-  return (t >= 0x01 && t <= 0x04) || (t >= 0x10 && t <= 0x18) || (t >= 0x20 && t <= 0x24);
+  return (t >= 0x01 && t <= 0x04) || (t >= 0x10 && t <= 0x18) || (t >= 0x20 && t <= 0x25);
 }
 
 MsgType type_of(const Message& m) noexcept {
@@ -350,7 +352,7 @@ MsgType type_of(const Message& m) noexcept {
       MsgType::file_version, MsgType::data,       MsgType::delta,         MsgType::sig_request,
       MsgType::signature,   MsgType::remove,      MsgType::rename,        MsgType::ack,
       MsgType::index_summary, MsgType::index_request, MsgType::index_update, MsgType::index_end,
-      MsgType::root_meta, MsgType::have};
+      MsgType::root_meta, MsgType::have, MsgType::unreadable};
   static_assert(std::size(kTypes) == std::variant_size_v<Message>);
   return kTypes[m.index()];
 }
@@ -375,6 +377,7 @@ const char* type_name(MsgType t) noexcept {
     case MsgType::index_end: return "INDEX_END";
     case MsgType::root_meta: return "ROOT_META";
     case MsgType::have: return "HAVE";
+    case MsgType::unreadable: return "UNREADABLE";
   }
   return "UNKNOWN";
 }
@@ -539,6 +542,15 @@ Result<Message> decode_payload(MsgType t, ByteSpan payload) {
       m.mtime_sec = d.i64("mtime_sec");
       m.mtime_nsec = d.u32("mtime_nsec");
       if (d.ok() && m.mtime_nsec > kMaxNsec) d.fail(corrupt(t, "mtime_nsec above 999999999"));
+      return finish(d, std::move(m));
+    }
+    case MsgType::unreadable: {
+      Unreadable m;
+      // Empty: the root itself (the sender could not list its tree at all).
+      m.path = d.str16("path", kMaxPath);
+      if (d.ok() && !m.path.empty()) {
+        if (auto st = validate_path(m.path); !st) d.fail(std::move(st).error().wrap(type_name(t)));
+      }
       return finish(d, std::move(m));
     }
   }

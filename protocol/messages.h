@@ -36,6 +36,7 @@ enum class MsgType : uint8_t {
   index_update = 0x22,
   index_end = 0x23,
   have = 0x24,
+  unreadable = 0x25,
 };
 
 // Capability bits announced in HELLO; the session uses the intersection (SPEC.md §2).
@@ -47,9 +48,10 @@ enum Capability : uint64_t {
   kCapFrames = 1u << 4,    // the zstd stream may be several frames; incompressible bytes go raw
   kCapHave = 1u << 5,      // HAVE before a full INDEX_REQUEST: files already here go without bytes
   kCapSignature = 1u << 6,  // SIG_REQUEST, answered with SIGNATURE: a delta against the peer's own copy
+  kCapUnreadable = 1u << 7,  // UNREADABLE: paths the sender holds but cannot read; a mirror keeps them
 };
-inline constexpr uint64_t kAllCapabilities =
-    kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames | kCapHave | kCapSignature;
+inline constexpr uint64_t kAllCapabilities = kCapZstd | kCapDelta | kCapRename | kCapRootMeta | kCapFrames |
+                                             kCapHave | kCapSignature | kCapUnreadable;
 
 // chardev..socket: rsync's --devices / --specials (lsyncd's archive); replicated only where a sync
 // enables them. Their sha256 is that of a descriptor naming the kind and device number.
@@ -243,9 +245,18 @@ struct Have {
   bool operator==(const Have&) const = default;
 };
 
+// A path the sender holds but could not read (a file whose read failed, a directory it could not
+// list: EIO, EACCES, ...), sent before INDEX_END with `unreadable`: what the receiver of a mirror
+// holds at or below it is not an extra, and its initial prune keeps it (rsync skips deletion
+// after an I/O error the same way). An empty path is the whole tree. SPEC.md §5.2.
+struct Unreadable {
+  std::string path;
+  bool operator==(const Unreadable&) const = default;
+};
+
 using Message = std::variant<Hello, ErrorMsg, Ping, Pong, FileVersion, Data, Delta, SigRequest,
                              SignatureMsg, Remove, Rename, Ack, IndexSummary, IndexRequest,
-                             IndexUpdate, IndexEnd, RootMeta, Have>;
+                             IndexUpdate, IndexEnd, RootMeta, Have, Unreadable>;
 
 MsgType type_of(const Message& m) noexcept;
 bool is_known_type(uint8_t t) noexcept;

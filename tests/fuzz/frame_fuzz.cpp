@@ -41,7 +41,7 @@ std::vector<Bytes> fuzz_seeds() {
       Remove{3, t}, Rename{4, t, [&] { FileMeta n = m; n.path = "b"; return n; }()},
       Ack{1, AckStatus::applied, 2, "ok"}, IndexSummary{1, 2, 3, 4}, IndexRequest{1, 2},
       IndexUpdate{5, m}, IndexEnd{1, 5}, RootMeta{0750, 1, 2, "u", "g", 3, 4},
-      Have{"a", 3, 4, 5}};
+      Have{"a", 3, 4, 5}, Unreadable{"d/e"}};
   std::vector<Bytes> seeds;
   Bytes all{5};
   for (const auto& msg : msgs) {

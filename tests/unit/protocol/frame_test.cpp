@@ -68,6 +68,8 @@ std::vector<Message> all_messages() {
       IndexEnd{42, 100},
       RootMeta{02750, 33, 34, "www-data", "acme", 1700000000, 123456789},
       Have{"certs/node1.pem", 1704, 1700000000, 999999999},
+      Unreadable{"certs/issued"},
+      Unreadable{""},  // the whole tree
   };
 }
 
@@ -213,6 +215,12 @@ TEST_SUITE("protocol.frame") {
     check_bad(hv, [&](Bytes& p) { store_le(p.data() + 3 + 8 + 8, 1000000000, 4); }, "mtime_nsec");
     check_bad(hv, [&](Bytes& p) { p.push_back(0); }, "trailing bytes");
     CHECK(std::string(type_name(MsgType::have)) == "HAVE");
+    // UNREADABLE: path(2+n); empty is the root, anything else a valid relative path.
+    Unreadable un{"ab"};
+    check_bad(un, [&](Bytes& p) { p[2] = '/'; }, "path");
+    check_bad(un, [&](Bytes& p) { p[2] = '.'; p[3] = '.'; }, "path");
+    check_bad(un, [&](Bytes& p) { p.push_back(0); }, "trailing bytes");
+    CHECK(std::string(type_name(MsgType::unreadable)) == "UNREADABLE");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 9; }, "file type");
     check_bad(fv, [&](Bytes& p) { p[type_at] = 8; }, "file type");
     // link_to: only without a body, never the version's own path, and a valid relative path.
