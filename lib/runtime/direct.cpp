@@ -79,6 +79,8 @@ Status DirectMirror::start() {
   return {};
 }
 
+size_t DirectMirror::unreadable() const noexcept { return sender_ ? sender_->unreadable() : 0; }
+
 bool DirectMirror::idle() const noexcept {
   return sender_ && receiver_ && sender_->idle() && receiver_->idle() && receiver_->synced() &&
          src_conn_->pending_out() == 0 && dst_conn_->pending_out() == 0;

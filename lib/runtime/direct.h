@@ -53,6 +53,8 @@ class DirectMirror {
   Status start();
   // Nothing queued or in flight on either side (after the initial sync).
   bool idle() const noexcept;
+  // Source paths that could not be read, waiting to be read again.
+  size_t unreadable() const noexcept;
   LsyncdView lsyncd_view() const;
   // The process's memory, the source's tracked files and watches (for `syncd status`).
   Resources resources();

@@ -463,6 +463,7 @@ std::string Push::status(bool json) const {
                  (l.passive ? "on the session it opened to this node" : up ? "connected" : "disconnected") + " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
                  (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
+                 (l.sender->unreadable() > 0 ? ", unreadable here: " + std::to_string(l.sender->unreadable()) : std::string()) +
                  (l.rx ? paused_note(*l.rx) : std::string()) +
                  ", last error: " + (l.last_error.empty() ? std::string("-") : l.last_error) + "\n";
     if (!peers_json.empty()) peers_json += ", ";
@@ -471,7 +472,8 @@ std::string Push::status(bool json) const {
                   ", \"dialed_by_peer\": " + (l.passive ? "true" : "false") +
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
-                  ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) + ", \"bytes_out\": " +
+                  ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) +
+                  ", \"unreadable\": " + std::to_string(l.sender->unreadable()) + ", \"bytes_out\": " +
                   std::to_string(link_bytes_out(l)) + ", \"last_error\": " + json_string(l.last_error) +
                   (l.rx ? ", \"held_bytes\": " + std::to_string(l.rx->held_bytes()) + ", \"reading_paused\": " +
                               (l.rx->reading_paused() ? "true" : "false")

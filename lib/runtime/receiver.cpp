@@ -209,6 +209,7 @@ void Receiver::on_message(protocol::Message msg) {
       std::unique_lock store_lock(index_.mutex());
       in_order_ = false;
       reached_ = 0;
+      unreadable_.clear();  // a session cut short before its INDEX_END: the next one says again
       // Temp files of applies cut short by a crash (ours: nothing else writes that pattern).
       if (auto st = applier_.remove_stale_temps(); !st) lg().warn("temp cleanup: {}", st.error().message());
       auto since = index_.peer_seq(peer_index_);
@@ -344,6 +345,20 @@ void Receiver::on_message(protocol::Message msg) {
     });
     return;
   }
+  if (auto* u = std::get_if<protocol::Unreadable>(&msg)) {
+    if ((conn_.capabilities() & protocol::kCapUnreadable) == 0) {
+      conn_.close(Error::make(errc::corrupt, "UNREADABLE without the unreadable capability"));
+      return;
+    }
+    if (opts_.two_way) return;  // nothing is pruned two-way
+    // In order with INDEX_END's prune, which it is for.
+    jobs_.post([this, path = std::move(u->path)]() mutable -> JobQueue::Done {
+      std::lock_guard store_lock(index_.mutex());
+      if (unreadable_.size() <= kMaxUnreadable) unreadable_.insert(std::move(path));
+      return {};
+    });
+    return;
+  }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
     const bool prune = full_sync_ && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way;
     const uint64_t max_seq = end->max_seq;
@@ -352,6 +367,7 @@ void Receiver::on_message(protocol::Message msg) {
       std::lock_guard store_lock(index_.mutex());
       if (prune) {
         if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
+        unreadable_.clear();
         if (pruning()) prune_all_empty();
         root_touched_ = true;  // extras removed at the top moved the root's time
         restore_dir_times();
@@ -1005,8 +1021,28 @@ Status Receiver::prune_extras() {
   // base_mismatch): the source has those paths, and what is here may be the base of their delta.
   std::set<std::string, std::less<>> pending;
   for (const auto& [seq, path] : failed_) pending.insert(path);
+  // Paths the source holds but could not read: what is here at or below them may be all that is
+  // left of them (rsync: "IO error encountered -- skipping file deletion", per path here).
+  if (unreadable_.count("") || unreadable_.size() > kMaxUnreadable) {
+    lg().warn("initial sync: the source could not read its tree: nothing here is removed");
+    return {};
+  }
+  const auto unreadable = [&](std::string_view rel) {
+    for (size_t end = rel.size(); end != std::string_view::npos && end > 0; end = rel.rfind('/', end - 1)) {
+      if (unreadable_.count(std::string(rel.substr(0, end)))) return true;
+    }
+    return false;
+  };
+  for (const auto& u : unreadable_) {
+    for (auto slash = u.rfind('/'); slash != std::string::npos && slash > 0; slash = u.rfind('/', slash - 1)) {
+      if (!holds_protected.emplace(u.substr(0, slash)).second) break;
+    }
+  }
+  if (!unreadable_.empty()) {
+    lg().warn("initial sync: {} paths the source could not read: kept here, with what is below them", unreadable_.size());
+  }
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
-    if (pending.count(rel)) return {};
+    if (pending.count(rel) || unreadable(rel)) return {};
     auto r = index_.get(rel);
     if (!r.ok()) return std::move(r).error().wrap(log::escape(rel) + ": not known to be extra, nothing pruned");
     if ((!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));

@@ -179,6 +179,10 @@ class Receiver {
   // rsync.dry_run: logs what a message would do and acknowledges it as ignored.
   protocol::Ack dry_run(uint64_t seq, const char* what, const std::string& path);
   std::set<std::string> kept_newer_;  // job thread: files rsync.update kept in this full sync
+  // Job thread: paths the source could not read (UNREADABLE), kept by this full sync's prune with
+  // what is below them; "" (or more than kMaxUnreadable of them): nothing is pruned.
+  std::set<std::string> unreadable_;
+  static constexpr size_t kMaxUnreadable = 1u << 16;
   // Mirror mode deletes; with rsync.backup what goes is kept first (remove_dir: file by file).
   Status remove_file(const std::string& path);
   Status remove_dir(const std::string& path);

@@ -149,6 +149,7 @@ Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch
                                : nullptr),
       stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(finished_job_ + 1); })),
       jobs_(loop) {
+  if (!opts_.unreadable) opts_.unreadable = std::make_shared<std::map<std::string, bool>>();
   if (!opts_.brake_reason.empty()) {
     brake_ = opts_.brake_reason;
     lg().error("MASS-DELETE BRAKE: {}", brake_);
@@ -228,8 +229,9 @@ void Sender::release_held() {
 }
 
 bool Sender::idle() const noexcept {
-  // A failed apply is not in sync, nor a version waiting for the peer's signature.
-  return queued() == 0 && in_flight_.empty() && retry_.empty() && sig_asked_.empty();
+  // A failed apply is not in sync, nor a version waiting for the peer's signature, nor a file
+  // that could not be read.
+  return queued() == 0 && in_flight_.empty() && retry_.empty() && sig_asked_.empty() && relook_.empty();
 }
 
 store::Author Sender::author() {
@@ -561,6 +563,9 @@ void Sender::deliver(Outbox out) {
     });
   }
   for (const auto& e : out.errors) lg().warn("{}", e);
+  // Unreadable paths are the tree's, not the session's: looked at again whatever the connection.
+  for (const auto& p : out.readable) relook_.erase(p);
+  for (const auto& [p, dir] : out.unreadable) schedule_relook(p, dir);
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
   // A rename is authored too: a node whose peer dialed it sends on that peer's session, which
   // announces only when told (this sender's own connection may be the one that closed).
@@ -718,14 +723,16 @@ void Sender::process_path(const std::string& path, Outbox& out,
   Bytes bytes;
   auto entry = store::scan_one(root_, path, known ? &*known : nullptr, &bytes);
   if (!entry.ok()) {
-    // Busy files come back with their close event; special files are not replicated.
-    if (!entry.error().is(errc::unexpected_target)) out.errors.push_back(entry.error().message());
+    // Busy files come back with their close event; special files are not replicated. Anything
+    // else (EIO, EACCES) is there but unreadable: looked at again later, never taken for gone.
+    if (!entry.error().is(errc::unexpected_target)) note_unreadable(path, false, entry.error(), out);
     return;
   }
   if (!*entry) {
     process_gone(path, out, changed);
     return;
   }
+  note_readable(path, false, false, out);
   if (opts_.hard_links && (*entry)->type == protocol::FileType::file && (*entry)->nlink > 1) {
     const std::pair<uint64_t, uint64_t> inode{(*entry)->fp.dev, (*entry)->fp.ino};
     links_[inode].insert(path);  // so a write through another name finds it
@@ -838,6 +845,7 @@ bool Sender::record(store::Record& r, Outbox& out) {
 }
 
 void Sender::process_gone(const std::string& path, Outbox& out, std::vector<store::Record>& changed) {
+  note_readable(path, true, true, out);  // nothing left there to read
   // The path and everything the index knows below it, deepest first.
   std::vector<store::Record> live;
   if (auto st = index_.for_each_under(path, [&](const store::Record& r) -> Status {
@@ -862,10 +870,13 @@ void Sender::process_gone(const std::string& path, Outbox& out, std::vector<stor
 
 void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<store::Record>& changed) {
   std::set<std::string> seen;
+  // What was unreadable at or below `dir` is looked at now; what still is comes back below.
+  note_readable(dir, true, true, out);
   if (!dir.empty()) {
     seen.insert(dir);
     process_path(dir, out, changed);
   }
+  std::set<std::string> unknown;  // paths the walk could not look into: their contents are not gone
   auto st = store::walk(
       root_, dir,
       [&](const std::string& rel, const fs::Fingerprint&) -> Status {
@@ -877,14 +888,24 @@ void Sender::process_rescan(const std::string& dir, Outbox& out, std::vector<sto
         if (!excludes_.excluded(rel, is_dir)) return false;
         note_excluded(std::string(rel), is_dir);
         return true;
+      },
+      [&](const std::string& rel, const Error& e) {
+        unknown.insert(rel);
+        note_unreadable(rel, true, e, out);
       });
-  if (!st.ok() && !st.error().is_errno(ENOENT)) out.errors.push_back(st.error().message());
+  // A walk cut short (the directory could not be opened, a tree too deep) found only part of
+  // what is there: nothing it did not find may be taken for gone. A directory that vanished, or
+  // is a file now, has nothing below it.
+  if (!st.ok() && !st.error().is_errno(ENOENT) && !st.error().is_errno(ENOTDIR)) {
+    note_unreadable(dir, true, st.error(), out);
+    return;
+  }
   // What the index holds under dir but the walk did not find is gone.
   std::vector<std::string> gone;
   if (auto listed = index_.for_each_under(dir, [&](const store::Record& r) -> Status {
         // An excluded path is not gone, only no longer ours to sync: never a tombstone that
-        // would delete the peer's copy.
-        if (!r.meta.deleted && !seen.count(r.meta.path) &&
+        // would delete the peer's copy. Nor is what sits in a directory that could not be read.
+        if (!r.meta.deleted && !seen.count(r.meta.path) && !covered(r.meta.path, unknown) &&
             !excludes_.excluded(r.meta.path, r.meta.type == protocol::FileType::dir)) {
           gone.push_back(r.meta.path);
         }
@@ -1476,6 +1497,93 @@ void Sender::send_against(const std::string& path, const protocol::Hash256& base
   });
 }
 
+void Sender::note_unreadable(const std::string& path, bool dir, const Error& why, Outbox& out) {
+  out.errors.push_back(why.message() + (dir ? ": its contents are not taken for gone" : ": not sent") +
+                       ", looked at again later");
+  auto& set = *opts_.unreadable;
+  set[path] = set[path] || dir;
+  // Found readable earlier in this job (a rescan clears before it looks): still unreadable.
+  std::erase(out.readable, path);
+  out.unreadable.emplace_back(path, set[path]);
+}
+
+void Sender::note_readable(const std::string& path, bool dir_too, bool below, Outbox& out) {
+  auto& set = *opts_.unreadable;
+  for (auto it = set.begin(); it != set.end();) {
+    const bool at = it->first == path;
+    const bool under = below && (path.empty() || (it->first.size() > path.size() && it->first[path.size()] == '/' &&
+                                                  it->first.compare(0, path.size(), path) == 0));
+    if ((at && (dir_too || !it->second)) || under) {
+      out.readable.push_back(it->first);
+      it = set.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Sender::announce_unreadable(Outbox& out) {
+  const auto& set = *opts_.unreadable;
+  if (set.empty() || opts_.two_way) return;  // a two-way peer prunes nothing
+  if ((caps_.load() & protocol::kCapUnreadable) == 0) {
+    lg().warn("{} paths here could not be read; the peer is too old to be told, and a mirror's initial "
+              "sync removes its copies of them", set.size());
+    return;
+  }
+  lg().warn("{} paths here could not be read: the peer keeps its copies of them", set.size());
+  if (set.size() > kMaxUnreadable) {
+    out.msgs.emplace_back(protocol::Unreadable{""});  // too many to list: keep everything
+    return;
+  }
+  for (const auto& [path, dir] : set) out.msgs.emplace_back(protocol::Unreadable{path});
+}
+
+bool Sender::covered(const std::string& path, const std::set<std::string>& set) {
+  if (set.empty()) return false;
+  if (set.count("") || set.count(path)) return true;
+  for (size_t slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    if (set.count(path.substr(0, slash))) return true;
+  }
+  return false;
+}
+
+void Sender::schedule_relook(const std::string& path, bool dir) {
+  Relook& r = relook_[path];
+  r.backoff_ms = r.backoff_ms == 0 ? 1000 : std::min<uint64_t>(r.backoff_ms * 2, 60000);
+  r.due_ms = loop_.now_ms() + r.backoff_ms;
+  r.dir = r.dir || dir;
+  lg().info("will look at {} again in {} s (it could not be read)", path.empty() ? "the tree" : log::escape(path),
+            r.backoff_ms / 1000);
+  arm_relook_timer();
+}
+
+void Sender::arm_relook_timer() {
+  if (!relook_timer_) relook_timer_ = std::make_unique<uvx::Timer>(loop_, [this] { run_relooks(); });
+  uint64_t next = UINT64_MAX;
+  for (const auto& [p, x] : relook_) next = std::min(next, x.due_ms);
+  if (next == UINT64_MAX) {
+    relook_timer_->stop();
+    return;
+  }
+  relook_timer_->start(next > loop_.now_ms() ? next - loop_.now_ms() : 0);
+}
+
+void Sender::run_relooks() {
+  // The same path as a watcher event: read again, sent if it can be read now.
+  watch::Batch b;
+  const uint64_t now = loop_.now_ms();
+  for (auto& [path, r] : relook_) {
+    if (r.due_ms > now) continue;
+    r.due_ms = UINT64_MAX;  // until the job says how it went (schedule_relook or erased)
+    watch::Event e;
+    e.kind = r.dir ? watch::Event::Kind::rescan : watch::Event::Kind::changed;
+    e.path = path;
+    b.events.push_back(std::move(e));
+  }
+  if (!b.events.empty()) post_batch(std::move(b));
+  arm_relook_timer();
+}
+
 void Sender::schedule_retry(const std::string& path, const std::string& why) {
   Retry& r = retry_[path];
   r.backoff_ms = r.backoff_ms == 0 ? 1000 : std::min<uint64_t>(r.backoff_ms * 2, 60000);
@@ -1570,6 +1678,7 @@ void Sender::on_message(const protocol::Message& msg) {
       if (out->fatal) return [this, out] { deliver(std::move(*out)); };
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent
+      announce_unreadable(*out);
       out->msgs.emplace_back(protocol::IndexEnd{index_.index_id(), index_.max_seq()});
       answered_gen_ = gen;
       return [this, out] { deliver(std::move(*out)); };

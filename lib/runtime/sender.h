@@ -94,6 +94,11 @@ struct SenderOptions {
   bool two_way = false;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
+  // Paths of the tree that are there but could not be read (EIO, EACCES, ...), each with whether
+  // it is a directory that could not be listed: the watching sender keeps the set, every sender
+  // of the node sends it (UNREADABLE) before its INDEX_END. Shared by a node's senders and used
+  // only under the store lock; a sender without one makes its own.
+  std::shared_ptr<std::map<std::string, bool>> unreadable;
 };
 
 // A source tree's excludes: lsyncd's patterns and filters, and (`per_dir_file` non-empty) the
@@ -132,6 +137,8 @@ class Sender {
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
   // Paths the peer failed to apply, waiting for their resend (schedule_retry). Loop thread.
   size_t retrying() const noexcept { return retry_.size(); }
+  // Paths of the tree that could not be read, waiting to be read again (relook). Loop thread.
+  size_t unreadable() const noexcept { return relook_.size(); }
   // What lsyncd's status file calls delays: changes held or waiting ("wait"), sent and not yet
   // acknowledged ("active"). Paths relative to the root.
   struct Delay {
@@ -162,6 +169,11 @@ class Sender {
     // A resend after base_mismatch: the bytes (even of a metadata-only version), never link_to.
     bool resend = false;
     std::vector<std::string> unsent;  // versions not sent: their file changed under the read
+    // Paths this job found there but could not read (`dir`: a directory it could not list), and
+    // paths of the unreadable set it found readable (or gone) again: the loop looks at the first
+    // again later (relook) and stops looking at the second.
+    std::vector<std::pair<std::string, bool>> unreadable;
+    std::vector<std::string> readable;
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
     struct Fresh {
       protocol::Hash256 sha256;
@@ -399,6 +411,29 @@ class Sender {
   void schedule_retry(const std::string& path, const std::string& why);
   void run_retries();
   void resend_whole(const std::string& path) { resend(path, false); }
+  // Job thread, store lock: a path there but unreadable (`why` logged once per job) joins the
+  // unreadable set; `readable` takes it out again (a directory only if `dir_too`: a directory's
+  // own stat working says nothing about its listing), with everything below it when `below`.
+  void note_unreadable(const std::string& path, bool dir, const Error& why, Outbox& out);
+  void note_readable(const std::string& path, bool dir_too, bool below, Outbox& out);
+  // Job thread, store lock, answering INDEX_REQUEST: UNREADABLE for each unreadable path.
+  void announce_unreadable(Outbox& out);
+  // True when `path` or one of its parents is in `set` (paths whose contents are unknown).
+  static bool covered(const std::string& path, const std::set<std::string>& set);
+  // Loop: unreadable paths are looked at again with backoff (1 s, doubling to 60 s), as rsync's
+  // next run would read them again: a disk error may pass, and no event would bring the file.
+  struct Relook {
+    uint64_t due_ms = 0;
+    uint64_t backoff_ms = 0;
+    bool dir = false;
+  };
+  std::map<std::string, Relook> relook_;
+  std::unique_ptr<uvx::Timer> relook_timer_;
+  void schedule_relook(const std::string& path, bool dir);
+  void run_relooks();
+  void arm_relook_timer();
+  // At most this many UNREADABLE in one answer; one more (the root) says "keep everything".
+  static constexpr size_t kMaxUnreadable = 1u << 16;
   // Job, then loop: sends the current version of `path` again with its bytes; `ask_signature`
   // (after a base_mismatch, kCapSignature): a big file's signature is asked of the peer first.
   void resend(const std::string& path, bool ask_signature);

@@ -28,6 +28,7 @@
 #include "lib/base/scope_guard.h"
 #include "lib/base/unique_fd.h"
 #include "lib/store/sqlite.h"
+#include "tests/support/faultfs.h"
 #include "tests/support/process.h"
 #include "tests/support/rss.h"
 #include "tests/support/tmpdir.h"
@@ -655,5 +656,110 @@ TEST_SUITE("integration.direct_overflow") {
       CHECK_MESSAGE((test::exists(name) && test::read_file(name) == "content " + std::to_string(i)), name);
     }
     if (stopped) CHECK(f.proc->wait() == 255);
+  }
+
+}
+
+// EIO from a disk (SECURITY.md §8 #28), through the FUSE fault injector mounted over SRC or DST.
+TEST_SUITE("integration.direct_eio") {
+  // The mount over `dir` of a backing directory `dir.disk` filled by `fill` first; the daemon is
+  // stopped before the mount goes (a guard declared after it).
+  struct Disk {
+    std::string backing;
+    std::unique_ptr<test::FaultFs> fs;
+    Disk(Fixture& f, const std::string& dir) : backing(dir + ".disk") {
+      ::mkdir(backing.c_str(), 0755);
+      fs = std::make_unique<test::FaultFs>(backing, dir, f.t.path());
+    }
+  };
+
+  TEST_CASE("a source file that cannot be read (EIO): the target keeps its copy through the initial sync - the rest arrives - it follows once readable") {
+    Fixture f;
+    Disk d(f, f.src);
+    auto stop = ScopeGuard([&]() noexcept { f.proc.reset(); });
+    test::write_file(f.s("victim"), "new content");
+    test::write_file(f.s("other"), "other");
+    test::write_file(f.dst + "/victim", "old copy");
+    test::write_file(f.dst + "/extra", "not in the source");
+    d.fs->fail("read", "EIO", "victim");
+    f.start();  // the initial sync, prune included, is over
+    CHECK(test::read_file(f.dst + "/other") == "other");
+    CHECK_FALSE(test::exists(f.dst + "/extra"));
+    // The source has it but could not read it: not an extra to delete (before: removed).
+    CHECK_MESSAGE(test::read_file(f.dst + "/victim") == "old copy", f.logs());
+    CHECK(f.logs().find("read \"victim\": Input/output error") != std::string::npos);
+    CHECK(f.logs().find("1 paths the source could not read: kept here") != std::string::npos);
+    CHECK(d.fs->injected() >= 1);
+    // Not in sync, and `status` says why.
+    const std::string status = f.t / "status.txt";
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + status);
+    CHECK_MESSAGE(test::read_file(status).find("idle: no") != std::string::npos, test::read_file(status));
+    CHECK_MESSAGE(test::read_file(status).find("unreadable here: 1 paths") != std::string::npos, test::read_file(status));
+    // The disk recovers: the file is read again (no event would bring it) and arrives.
+    d.fs->clear();
+    CHECK_MESSAGE(test::wait_until(f.dst, [&] {
+      return test::exists(f.dst + "/victim") && test::read_file(f.dst + "/victim") == "new content";
+    }, 30000), f.logs());
+    f.settled();
+  }
+
+  TEST_CASE("a source directory that cannot be listed: the target keeps what is in it, at the first start and at a restart") {
+    Fixture f;
+    Disk d(f, f.src);
+    auto stop = ScopeGuard([&]() noexcept { f.proc.reset(); });
+    ::mkdir(f.s("certs").c_str(), 0755);
+    test::write_file(f.s("certs/a.pem"), "a");
+    test::write_file(f.s("top"), "t");
+    // The target already holds the directory (the switch from lsyncd); the source cannot list it.
+    ::mkdir((f.dst + "/certs").c_str(), 0755);
+    test::write_file(f.dst + "/certs/a.pem", "a");
+    test::write_file(f.dst + "/certs/old.pem", "only here");
+    d.fs->fail("readdir", "EIO", "certs");
+    f.start();
+    CHECK(test::read_file(f.dst + "/top") == "t");
+    CHECK(f.logs().find("read directory \"certs\": Input/output error") != std::string::npos);
+    // Before, the mirror's initial prune removed both: "certs" was known, nothing in it.
+    CHECK_MESSAGE(test::exists(f.dst + "/certs/a.pem"), f.logs());
+    CHECK(test::exists(f.dst + "/certs/old.pem"));
+    // The disk recovers: the directory is read again and changes in it flow. (old.pem, an extra
+    // kept through that initial sync, would stay until the next full sync; rsync would drop it
+    // at its next run. Removed here, so the trees can be compared at the end.)
+    d.fs->clear();
+    ::unlink((f.dst + "/certs/old.pem").c_str());
+    test::write_file(f.s("certs/b.pem"), "b");
+    REQUIRE_MESSAGE(test::wait_for(f.dst + "/certs", "b.pem"), f.logs());
+    CHECK(test::read_file(f.dst + "/certs/a.pem") == "a");
+    // A restart that cannot list it: nothing in it goes as a delete.
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    d.fs->fail("readdir", "EIO", "certs");
+    const size_t before = f.logs().size();
+    f.start();
+    test::write_file(f.s("after"), "x");
+    REQUIRE_MESSAGE(test::wait_for(f.dst, "after"), f.logs());
+    CHECK(f.logs().find("read directory \"certs\": Input/output error", before) != std::string::npos);
+    CHECK(test::read_file(f.dst + "/certs/a.pem") == "a");
+    CHECK(test::read_file(f.dst + "/certs/b.pem") == "b");
+    d.fs->clear();
+    f.settled();
+  }
+
+  TEST_CASE("EIO at the target's fsync: the new version is never renamed over the old - others flow - it lands once the disk recovers") {
+    Fixture f;
+    Disk d(f, f.dst);
+    auto stop = ScopeGuard([&]() noexcept { f.proc.reset(); });
+    test::write_file(f.s("victim"), "old");
+    f.start();
+    f.converged();
+    d.fs->fail("fsync", "EIO", "victim");
+    const size_t before = f.logs().size();
+    test::write_file(f.s("victim"), "new");
+    test::write_file(f.s("beside"), "b");
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "fsync \"victim\": Input/output error", before), f.logs());
+    REQUIRE(test::wait_for(f.dst, "beside"));
+    CHECK(test::read_file(f.dst + "/victim") == "old");
+    for (const auto& n : test::list_dir(d.backing)) CHECK_MESSAGE(n.rfind(".syncd.", 0) != 0, n);
+    d.fs->clear();
+    f.settled();  // the retry (backoff from 1 s) applies it
+    CHECK(test::read_file(f.dst + "/victim") == "new");
   }
 }
