@@ -1504,6 +1504,12 @@ void Sender::note_unreadable(const std::string& path, bool dir, const Error& why
   set[path] = set[path] || dir;
   // Found readable earlier in this job (a rescan clears before it looks): still unreadable.
   std::erase(out.readable, path);
+  // Once per look (a rescan finds it twice in a row: as a path, then as the directory it cannot
+  // walk), so its backoff grows once.
+  if (!out.unreadable.empty() && out.unreadable.back().first == path) {
+    out.unreadable.back().second = set[path];
+    return;
+  }
   out.unreadable.emplace_back(path, set[path]);
 }
 

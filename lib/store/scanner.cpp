@@ -315,6 +315,7 @@ struct Walk {
   Status dir(int dfd, const std::string& prefix, int depth) {
     if (depth > 2048) return Error::make(errc::limit_exceeded, q(prefix) + ": tree too deep");
     UniqueFd iter(::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!iter && errno == ENOENT) return {};  // removed since it was opened: nothing below it
     if (!iter) return report(prefix, Error::from_errno("open directory " + q(prefix)));
     DIR* d = ::fdopendir(iter.get());
     if (!d) return report(prefix, Error::from_errno("read directory " + q(prefix)));
