@@ -218,3 +218,17 @@ TEST_SUITE("runtime.receiver") {
     }
   }
 }
+
+TEST_SUITE("runtime.receiver") {
+  TEST_CASE("UNREADABLE without the unreadable capability ends the session") {
+    Rig r(true);
+    Connection peer(r.p.loop, UniqueFd(r.p.sv[1]), [](protocol::Message) {}, [](const Error&) {});
+    auto h = test::hello(2);
+    h.capabilities &= ~uint64_t{protocol::kCapUnreadable};
+    REQUIRE(peer.start(h).ok());
+    peer.send(protocol::Unreadable{"certs"});
+    peer.flush();
+    REQUIRE(r.p.run_until([&] { return r.closed.has_value(); }));
+    CHECK(r.closed->message().find("without the unreadable capability") != std::string::npos);
+  }
+}
