@@ -1025,6 +1025,7 @@ Status Receiver::prune_extras() {
   // left of them (rsync: "IO error encountered -- skipping file deletion", per path here).
   if (unreadable_.count("") || unreadable_.size() > kMaxUnreadable) {
     lg().warn("initial sync: the source could not read its tree: nothing here is removed");
+    kept_newer_.clear();
     return {};
   }
   const auto unreadable = [&](std::string_view rel) {

@@ -1514,11 +1514,14 @@ void Sender::note_unreadable(const std::string& path, bool dir, const Error& why
 }
 
 void Sender::note_readable(const std::string& path, bool dir_too, bool below, Outbox& out) {
+  // Called for every path looked at: usually the set is empty, and a lookup is all it costs.
   auto& set = *opts_.unreadable;
-  for (auto it = set.begin(); it != set.end();) {
-    const bool at = it->first == path;
-    const bool under = below && (path.empty() || (it->first.size() > path.size() && it->first[path.size()] == '/' &&
-                                                  it->first.compare(0, path.size(), path) == 0));
+  // Everything with `path` as a string prefix (itself, what is below it, and "path-x" names that
+  // sort between) is one run of the sorted set.
+  for (auto it = set.lower_bound(path); it != set.end() && it->first.compare(0, path.size(), path) == 0;) {
+    const bool at = it->first.size() == path.size();
+    const bool under = below && (path.empty() || it->first[path.size()] == '/');
+    if (!below && !at) break;  // the path itself is first in the run
     if ((at && (dir_too || !it->second)) || under) {
       out.readable.push_back(it->first);
       it = set.erase(it);
