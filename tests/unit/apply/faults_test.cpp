@@ -1,4 +1,6 @@
-// Disk-full and read-only filesystems, on a small tmpfs that the test mounts and always unmounts.
+// Disk faults (SECURITY.md §8 #27, #28): a full or read-only filesystem (a small tmpfs the test
+// mounts and always unmounts), EIO at write and fsync (the FUSE fault injector,
+// tests/support/faultfs.h): nothing is renamed after a failure, the old file stays, no temp remains.
 #include <doctest/doctest.h>
 
 #include <sys/mount.h>
@@ -12,6 +14,7 @@
 #include <random>
 
 #include "lib/apply/apply.h"
+#include "tests/support/faultfs.h"
 #include "tests/support/tmpdir.h"
 
 using namespace syncd;
@@ -35,9 +38,32 @@ struct SmallFs {
   }
 };
 
+struct FaultyTree {
+  test::TempDir t{"eio"};
+  std::string backing = t / "backing";
+  std::string mnt = t / "mnt";
+  std::unique_ptr<test::FaultFs> fs;
+  FaultyTree() {
+    test::require_root();
+    ::mkdir(backing.c_str(), 0755);
+    fs = std::make_unique<test::FaultFs>(backing, mnt, t.path());
+  }
+  ~FaultyTree() { fs.reset(); }  // unmounted before the TempDir goes
+  // Names in the backing directory that are syncd temp files.
+  std::vector<std::string> temps() const {
+    std::vector<std::string> v;
+    for (const auto& n : test::list_dir(backing)) {
+      if (n.rfind(".syncd.", 0) == 0) v.push_back(n);
+    }
+    return v;
+  }
+};
+
 ContentWriter writer_of(const Bytes& b) {
   return [&b](delta::OutputSink& out) { return out.write(b); };
 }
+
+Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 Attrs file_attrs(uint64_t size) {
   Attrs a;
@@ -170,3 +196,77 @@ TEST_CASE("EACCES: an unprivileged writer is refused cleanly and the old file is
   CHECK(test::list_dir(dir) == std::vector<std::string>{"cfg"});
 }
 }  // TEST_SUITE
+
+TEST_SUITE("apply.faults") {
+  TEST_CASE("EIO at fsync: the temp is never renamed over the old file and is removed - the error names path and errno") {
+    FaultyTree f;
+    test::write_file(f.backing + "/ca.pem", "old cert");
+    auto root = Root::open(f.mnt);
+    REQUIRE(root.ok());
+    CHECK_FALSE(root->syncfs_durable());  // FUSE: syncfs(2) does not reach the server
+    Applier ap(*root);
+    f.fs->fail("fsync", "EIO", "ca.pem");
+    const Bytes body = bytes_of("new cert");
+    auto r = ap.write_file("ca.pem", file_attrs(body.size()), Expected::any(), codec::content_hash(body), writer_of(body));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is_errno(EIO));
+    CHECK(r.error().message().find("ca.pem") != std::string::npos);
+    CHECK(r.error().message().find("Input/output error") != std::string::npos);
+    CHECK(f.fs->injected() >= 1);
+    CHECK(test::read_file(f.backing + "/ca.pem") == "old cert");
+    CHECK(f.temps().empty());
+    // The disk recovers: the same write goes through.
+    f.fs->clear();
+    REQUIRE(ap.write_file("ca.pem", file_attrs(body.size()), Expected::any(), codec::content_hash(body), writer_of(body)).ok());
+    CHECK(test::read_file(f.backing + "/ca.pem") == "new cert");
+  }
+
+  TEST_CASE("EIO at write: the old file stays - no temp remains") {
+    FaultyTree f;
+    test::write_file(f.backing + "/crl.pem", "old crl");
+    auto root = Root::open(f.mnt);
+    REQUIRE(root.ok());
+    Applier ap(*root);
+    f.fs->fail("write", "EIO", "crl.pem");
+    const Bytes body(5000, 'c');
+    auto r = ap.write_file("crl.pem", file_attrs(body.size()), Expected::any(), codec::content_hash(body), writer_of(body));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is_errno(EIO));
+    CHECK(test::read_file(f.backing + "/crl.pem") == "old crl");
+    CHECK(f.temps().empty());
+  }
+
+  TEST_CASE("a batch where one file's fsync fails: that one keeps its old content - the others land") {
+    FaultyTree f;
+    test::write_file(f.backing + "/n3", "old 3");
+    auto root = Root::open(f.mnt);
+    REQUIRE(root.ok());
+    Applier ap(*root);
+    f.fs->fail("fsync", "EIO", "n3");  // a needle no temp name's random hex part can hold
+    std::vector<Bytes> bodies;
+    for (int i = 0; i < 10; ++i) bodies.push_back(bytes_of("new " + std::to_string(i)));
+    std::vector<Applier::Staged> staged;
+    for (int i = 0; i < 10; ++i) {  // more than a group: on FUSE each is still fsynced
+      const Bytes& body = bodies[static_cast<size_t>(i)];
+      auto st = ap.stage_file("n" + std::to_string(i), file_attrs(body.size()), Expected::any(),
+                              codec::content_hash(body), writer_of(body));
+      REQUIRE(st.ok());
+      staged.push_back(std::move(*st));
+    }
+    auto results = ap.commit_staged(staged);
+    REQUIRE(results.size() == 10);
+    for (int i = 0; i < 10; ++i) {
+      CAPTURE(i);
+      const std::string path = f.backing + "/n" + std::to_string(i);
+      if (i == 3) {
+        REQUIRE_FALSE(results[3].ok());
+        CHECK(results[3].error().is_errno(EIO));
+        CHECK(test::read_file(path) == "old 3");
+      } else {
+        CHECK(results[static_cast<size_t>(i)].ok());
+        CHECK(test::read_file(path) == "new " + std::to_string(i));
+      }
+    }
+    CHECK(f.temps().empty());
+  }
+}
