@@ -370,6 +370,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
       o.sender.meta_rules = meta_rules;
       o.sender.delay_ms = delay_ms;
       o.sender.max_delays = static_cast<size_t>(s.max_delays);
+      o.sender.max_delete_share =
+          static_cast<uint32_t>(x.max_delete_share.value_or(s.syncd.max_delete_share.value_or(50)));
       plan.nodes.push_back(std::move(n));
       continue;
     }

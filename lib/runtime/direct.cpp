@@ -81,6 +81,8 @@ Status DirectMirror::start() {
 
 size_t DirectMirror::unreadable() const noexcept { return sender_ ? sender_->unreadable() : 0; }
 
+std::string DirectMirror::brake() const { return sender_ ? sender_->brake() : std::string(); }
+
 bool DirectMirror::idle() const noexcept {
   return sender_ && receiver_ && sender_->idle() && receiver_->idle() && receiver_->synced() &&
          src_conn_->pending_out() == 0 && dst_conn_->pending_out() == 0;

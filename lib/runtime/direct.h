@@ -55,6 +55,8 @@ class DirectMirror {
   bool idle() const noexcept;
   // Source paths that could not be read, waiting to be read again.
   size_t unreadable() const noexcept;
+  // Non-empty while the mass-delete brake holds the source's deletes back: why.
+  std::string brake() const;
   LsyncdView lsyncd_view() const;
   // The process's memory, the source's tracked files and watches (for `syncd status`).
   Resources resources();

@@ -113,6 +113,9 @@ Status Push::start() {
   }
   SenderOptions base = opts_.sender;
   base.two_way = opts_.two_way;
+  // One-way too: a mirror's source that looks unmounted at a restart must not empty its targets
+  // (SECURITY.md §8 #30), which rsync --delete, and so lsyncd, would do.
+  base.max_delete_share = opts_.max_delete_share;
   if (opts_.two_way) {
     // The root marker (TWO-WAY.md §4.9): made in a tree the index has never seen; missing from a
     // tree it knows, the volume is probably not mounted — no deletes are propagated.
@@ -135,7 +138,6 @@ Status Push::start() {
     // are corrupt (TWO-WAY.md §4.12). Never replicated two-way, and named in the log.
     opts_.excludes.insert(opts_.excludes.end(), kSqlitePatterns.begin(), kSqlitePatterns.end());
     base.warn_excluded = watch::Excludes(std::vector<std::string>(kSqlitePatterns.begin(), kSqlitePatterns.end()));
-    base.max_delete_share = opts_.max_delete_share;
     base.warn_reason = "an SQLite database (or its journal) must not be replicated active/active; "
                        "keep it outside the synced tree or use a database server";
   }

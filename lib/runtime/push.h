@@ -66,7 +66,7 @@ struct PushOptions {
   // Two-way (TWO-WAY.md): peer sessions that join this daemon (`syncd attach` on this host, run
   // by a peer's push) are reconciled into this tree, and what they bring is never echoed back.
   bool two_way = false;
-  uint32_t max_delete_share = 50;  // two-way: the mass-delete brake (SenderOptions)
+  uint32_t max_delete_share = 50;  // the mass-delete brake (SenderOptions)
   apply::Options apply;  // for joined sessions
   // Two-way: run for every conflict copy this node makes, as
   //   sh -c 'HOOK "$@"' syncd-conflict-hook /root/path /root/path.sync-conflict-... /root

@@ -630,6 +630,37 @@ TEST_SUITE("integration.direct_overflow") {
     f.converged();
   }
 
+  TEST_CASE("a source that looks unmounted at a restart empties nothing: the mass-delete brake holds until -max-delete-share 100") {
+    Fixture f;
+    for (int i = 0; i < 10; ++i) test::write_file(f.s("cert" + std::to_string(i) + ".pem"), "cert " + std::to_string(i));
+    f.start();
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    // The volume is not mounted: the source is an empty directory (rsync --delete, and so lsyncd,
+    // would now empty the target).
+    f.sh("rm -f " + f.src + "/*.pem");
+    const size_t before = f.logs().size();
+    f.start();
+    test::write_file(f.s("after"), "x");
+    REQUIRE_MESSAGE(test::wait_for(f.dst, "after"), f.logs());
+    CHECK_MESSAGE(f.logs().find("MASS-DELETE BRAKE: a full scan of " + f.src + " found 10 of ", before) !=
+                  std::string::npos, f.logs());
+    for (int i = 0; i < 10; ++i) CHECK(test::exists(f.dst + "/cert" + std::to_string(i) + ".pem"));
+    const std::string status = f.t / "status.txt";
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + status);
+    CHECK_MESSAGE(test::read_file(status).find("MASS-DELETE BRAKE") != std::string::npos, test::read_file(status));
+    // A deliberate mass delete: restarted once with the brake off, the deletes go through.
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    const size_t again = f.logs().size();
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir",
+                                 f.t / "run", "-max-delete-share", "100"},
+        f.log);
+    REQUIRE(test::wait_for_text(f.log, "finished: 0", again));
+    f.converged();
+    CHECK_FALSE(test::exists(f.dst + "/cert0.pem"));
+  }
+
   TEST_CASE("a record the source's index cannot read stops the mirror with the reason - nothing in the target is deleted") {
     Fixture f;
     for (int i = 100; i < 120; ++i) test::write_file(f.s("f" + std::to_string(i)), "content " + std::to_string(i));
