@@ -19,8 +19,10 @@
 #include <tuple>
 #include <vector>
 
+#include "lib/base/scope_guard.h"
 #include "lib/store/sqlite.h"
 #include "tests/support/netns.h"
+#include "tests/support/faultfs.h"
 #include "tests/support/process.h"
 #include "tests/support/rss.h"
 #include "tests/support/sshd.h"
@@ -332,6 +334,38 @@ TEST_SUITE("integration.ssh") {
 
 namespace {
 
+// A source on a disk that returns EIO (the FUSE fault injector over SRC): the target keeps its
+// copy of what cannot be read (UNREADABLE, over ssh to attach) and gets it once it can be; then,
+// restarted on a source that looks unmounted, the push deletes nothing (the mass-delete brake).
+void source_faults(const std::string& transport) {
+  Fixture f(transport);
+  const std::string disk = f.t / "src.disk";
+  ::mkdir(disk.c_str(), 0755);
+  test::FaultFs fs(disk, f.src, f.t.path());
+  auto stop = ScopeGuard([&]() noexcept { f.proc.reset(); });  // the pusher goes before the mount
+  for (int i = 0; i < 4; ++i) test::write_file(f.s("cert" + std::to_string(i)), "cert " + std::to_string(i));
+  test::write_file(f.s("victim"), "new content");
+  test::write_file(f.dst + "/victim", "old copy");
+  fs.fail("read", "EIO", "victim");
+  f.start();
+  CHECK(test::read_file(f.dst + "/cert0") == "cert 0");
+  CHECK_MESSAGE(test::read_file(f.dst + "/victim") == "old copy", f.logs());
+  fs.clear();
+  CHECK_MESSAGE(test::wait_until(f.dst, [&] {
+    return test::exists(f.dst + "/victim") && test::read_file(f.dst + "/victim") == "new content";
+  }, 30000), f.logs());
+  f.converged();
+  CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  f.sh("rm -f " + f.src + "/cert* " + f.src + "/victim");
+  const size_t before = f.logs().size();
+  f.start();
+  test::write_file(f.s("after"), "x");
+  REQUIRE_MESSAGE(test::wait_for(f.dst, "after", 30000), f.logs());
+  CHECK_MESSAGE(f.logs().find("MASS-DELETE BRAKE", before) != std::string::npos, f.logs());
+  CHECK(test::exists(f.dst + "/cert0"));
+  CHECK(test::exists(f.dst + "/victim"));
+}
+
 void remote_syncd_missing(const std::string& transport) {
   Fixture f(transport);
   auto argv = f.argv(f.sshd.rsh());
@@ -348,6 +382,7 @@ void remote_syncd_missing(const std::string& transport) {
 
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
+  BOTH_TRANSPORTS("a source disk returning EIO: the target keeps its copy, then gets the file - a source that looks unmounted deletes nothing", source_faults)
 }
 
 namespace {
