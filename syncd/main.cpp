@@ -249,6 +249,8 @@ int attach_main(const std::vector<std::string>& args) {
       o.rules.delete_excluded = true;
     } else if (args[i] == "-prune-empty-dirs") {
       o.rules.prune_empty_dirs = true;
+    } else if (args[i] == "-empty-source-prunes") {
+      o.rules.empty_source_brake = false;
     } else if (args[i] == "-per-dir-exclude" && i + 1 < args.size()) {
       o.rules.per_dir_excludes = args[++i];
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {

@@ -41,6 +41,7 @@ std::vector<std::string> MirrorRules::attach_args() const {
   for (const auto& f : filters) a.insert(a.end(), {"-filter", std::string(f.include ? "+ " : "- ") + f.pattern});
   if (delete_excluded) a.push_back("-delete-excluded");
   if (prune_empty_dirs) a.push_back("-prune-empty-dirs");
+  if (!empty_source_brake) a.push_back("-empty-source-prunes");
   if (!per_dir_excludes.empty()) a.insert(a.end(), {"-per-dir-exclude", per_dir_excludes});
   if (backup.enabled) {
     a.push_back("-backup");
@@ -223,6 +224,7 @@ void Receiver::on_message(protocol::Message msg) {
       if (s == 0 && quick) *have = held_files();
       return [this, s, have] {
         full_sync_ = s == 0;
+        full_sync_live_ = 0;
         for (auto& held : *have) conn_.send(std::move(held));
         conn_.send(protocol::IndexRequest{peer_index_.load(), s});
         conn_.flush();
@@ -231,6 +233,7 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* fv = std::get_if<protocol::FileVersion>(&msg)) {
+    if (full_sync_ && !fv->meta.deleted) ++full_sync_live_;
     if (fv->body == protocol::BodyKind::none) {
       apply_version(std::move(*fv), {}, {});
     } else {
@@ -310,6 +313,7 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* r = std::get_if<protocol::Rename>(&msg)) {
+    if (full_sync_) ++full_sync_live_;
     std::string path = r->to.path;
     post(std::move(path), [this, r = std::move(*r)] { return do_rename(r); });
     return;
@@ -361,12 +365,12 @@ void Receiver::on_message(protocol::Message msg) {
   }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
     const bool prune = full_sync_ && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way;
-    const uint64_t max_seq = end->max_seq;
+    const uint64_t max_seq = end->max_seq, source_live = full_sync_live_;
     full_sync_ = false;
-    jobs_.post([this, prune, max_seq]() -> JobQueue::Done {
+    jobs_.post([this, prune, max_seq, source_live]() -> JobQueue::Done {
       std::lock_guard store_lock(index_.mutex());
       if (prune) {
-        if (auto st = prune_extras(); !st) lg().error("initial sync: {}", st.error().message());
+        if (auto st = prune_extras(source_live); !st) lg().error("initial sync: {}", st.error().message());
         unreadable_.clear();
         if (pruning()) prune_all_empty();
         root_touched_ = true;  // extras removed at the top moved the root's time
@@ -1007,7 +1011,7 @@ void Receiver::prune_all_empty() {
   }
 }
 
-Status Receiver::prune_extras() {
+Status Receiver::prune_extras(uint64_t source_live) {
   // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
   std::vector<std::pair<std::string, bool>> extra;
   std::set<std::string, std::less<>> holds_protected;  // directories kept because something inside is protected
@@ -1061,6 +1065,11 @@ Status Receiver::prune_extras() {
   }));
   kept_newer_.clear();
   std::erase_if(extra, [&](const auto& e) { return e.second && holds_protected.count(e.first); });
+  if (source_live == 0 && extra.size() >= 2 && opts_.rules.empty_source_brake) {
+    lg().error("MASS-DELETE BRAKE: the source announced no file at all (is its volume mounted?): the {} entries "
+               "here are kept; if the source is empty on purpose, restart with -max-delete-share 100", extra.size());
+    return {};
+  }
   // Deepest first; a directory removed takes its contents along.
   std::sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [path, is_dir] : extra) {

@@ -72,6 +72,10 @@ struct MirrorRules {
   // one removes the directories it leaves empty. The initial sync's delete (lsyncd's `delete`
   // true or 'startup') also removes the empty directories already here.
   bool prune_empty_dirs = false;
+  // The mass-delete brake at the initial sync (SECURITY.md §8 #30): when the source announced no
+  // live entry at all (an empty directory: its volume not mounted?), nothing here is removed as
+  // an extra. Off with -max-delete-share 100 (attach: -empty-source-prunes).
+  bool empty_source_brake = true;
   // rsync.cvs_exclude: excludes that are "perishable" in rsync's sense — they protect the paths
   // they match, but not the directories holding them (a directory of the target that the source
   // lacks goes, with them).
@@ -162,7 +166,8 @@ class Receiver {
                               const protocol::Hash256& base, BodyPipe* pipe, uint64_t origin);
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
-  Status prune_extras();
+  // `source_live`: the live versions the source announced in this full sync.
+  Status prune_extras(uint64_t source_live);
   // Job thread: the regular files here with their size and mtime (at most kMaxHave), offered to
   // the peer before asking for all its records; it leaves out the bytes of those it holds alike.
   std::vector<protocol::Have> held_files();
@@ -254,6 +259,7 @@ class Receiver {
   bool paused_ = false;
   std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;
+  uint64_t full_sync_live_ = 0;  // loop: live versions received in this full sync (the brake above)
   bool synced_ = false;
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order

@@ -661,6 +661,24 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK_FALSE(test::exists(f.dst + "/cert0.pem"));
   }
 
+  TEST_CASE("a first start on an empty source (its volume not mounted) empties nothing at the target - unless -max-delete-share 100") {
+    Fixture f;
+    for (int i = 0; i < 5; ++i) test::write_file(f.dst + "/key" + std::to_string(i) + ".pem", "key " + std::to_string(i));
+    f.start();  // rsync --delete, and so lsyncd, would empty the target now
+    CHECK_MESSAGE(f.logs().find("MASS-DELETE BRAKE: the source announced no file at all") != std::string::npos, f.logs());
+    for (int i = 0; i < 5; ++i) CHECK(test::exists(f.dst + "/key" + std::to_string(i) + ".pem"));
+    // Meant: with the brake off, the next full sync makes the target an empty mirror.
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    f.sh("rm -rf " + f.state);
+    const size_t again = f.logs().size();
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir",
+                                 f.t / "run", "-max-delete-share", "100"},
+        f.log);
+    REQUIRE(test::wait_for_text(f.log, "finished: 0", again));
+    CHECK(test::list_dir(f.dst).empty());
+  }
+
   TEST_CASE("a record the source's index cannot read stops the mirror with the reason - nothing in the target is deleted") {
     Fixture f;
     for (int i = 100; i < 120; ++i) test::write_file(f.s("f" + std::to_string(i)), "content " + std::to_string(i));
