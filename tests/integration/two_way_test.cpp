@@ -24,6 +24,7 @@
 
 #include "lib/base/scope_guard.h"
 #include "lib/base/unique_fd.h"
+#include "tests/support/faultfs.h"
 #include "tests/support/netns.h"
 #include "tests/support/process.h"
 #include "tests/support/sshd.h"
@@ -961,6 +962,39 @@ TEST_SUITE("two_way") {
     }
     CHECK_FALSE(test::exists(p.b.dir + "/f0"));
     CHECK(test::exists(p.b.dir + "/f2"));
+  }
+
+  TEST_CASE("a disk returning EIO on one node: its unreadable edit is never written over - once readable, both edits are kept") {
+    Mesh p;
+    const std::string disk = p.t / "a.disk";
+    ::mkdir(disk.c_str(), 0755);
+    test::FaultFs fs(disk, p.a.dir, p.t.path());  // a's tree is on a disk that can fail
+    auto stop = ScopeGuard([&]() noexcept {       // the daemons go before the mount
+      p.a.proc.reset();
+      p.b.proc.reset();
+    });
+    test::write_file(p.a.dir + "/crl.pem", "crl v1");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // a's copy is edited, then cannot be read; b edits the same file meanwhile.
+    fs.fail("read", "EIO", "crl.pem");
+    test::write_file(p.a.dir + "/crl.pem", "revoked on a");
+    const size_t from = test::read_file(p.b.log).size();
+    test::write_file(p.b.dir + "/crl.pem", "revoked on b");
+    // a cannot tell whether b's version is newer than what it holds: it refuses, b retries.
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "could not apply", from, 60000), p.logs());
+    CHECK(test::read_file(disk + "/crl.pem") == "revoked on a");  // not written over
+    CHECK(fs.injected() >= 1);
+    // The disk recovers: a's edit is read and sent, b's arrives; a true conflict, both kept.
+    fs.clear();
+    p.converged();
+    std::multiset<std::string> kept;
+    kept.insert(test::read_file(p.a.dir + "/crl.pem"));
+    const auto copies = p.copies(p.a, "crl.pem");
+    REQUIRE_MESSAGE(copies.size() == 1, p.logs());
+    kept.insert(test::read_file(p.a.dir + "/" + copies[0]));
+    CHECK(kept == std::multiset<std::string>{"revoked on a", "revoked on b"});
   }
 
   TEST_CASE("two hosts as network namespaces: writes on both sides of a cut link converge after it heals") {
