@@ -1556,25 +1556,24 @@ bool Sender::covered(const std::string& path, const std::set<std::string>& set) 
   return false;
 }
 
+void Sender::arm(std::unique_ptr<uvx::Timer>& timer, const Schedule& s, void (Sender::*fire)()) {
+  if (!timer) timer = std::make_unique<uvx::Timer>(loop_, [this, fire] { (this->*fire)(); });
+  uint64_t next = UINT64_MAX;
+  for (const auto& [p, x] : s) next = std::min(next, x.due_ms);
+  if (next == UINT64_MAX) {
+    timer->stop();
+    return;
+  }
+  timer->start(next > loop_.now_ms() ? next - loop_.now_ms() : 0);
+}
+
 void Sender::schedule_relook(const std::string& path, bool dir) {
-  Relook& r = relook_[path];
-  r.backoff_ms = r.backoff_ms == 0 ? 1000 : std::min<uint64_t>(r.backoff_ms * 2, 60000);
-  r.due_ms = loop_.now_ms() + r.backoff_ms;
+  Backoff& r = relook_[path];
+  r.next(loop_.now_ms());
   r.dir = r.dir || dir;
   lg().info("will look at {} again in {} s (it could not be read)", path.empty() ? "the tree" : log::escape(path),
             r.backoff_ms / 1000);
-  arm_relook_timer();
-}
-
-void Sender::arm_relook_timer() {
-  if (!relook_timer_) relook_timer_ = std::make_unique<uvx::Timer>(loop_, [this] { run_relooks(); });
-  uint64_t next = UINT64_MAX;
-  for (const auto& [p, x] : relook_) next = std::min(next, x.due_ms);
-  if (next == UINT64_MAX) {
-    relook_timer_->stop();
-    return;
-  }
-  relook_timer_->start(next > loop_.now_ms() ? next - loop_.now_ms() : 0);
+  arm(relook_timer_, relook_, &Sender::run_relooks);
 }
 
 void Sender::run_relooks() {
@@ -1590,32 +1589,24 @@ void Sender::run_relooks() {
     b.events.push_back(std::move(e));
   }
   if (!b.events.empty()) post_batch(std::move(b));
-  arm_relook_timer();
+  arm(relook_timer_, relook_, &Sender::run_relooks);
 }
 
 void Sender::schedule_retry(const std::string& path, const std::string& why) {
-  Retry& r = retry_[path];
-  r.backoff_ms = r.backoff_ms == 0 ? 1000 : std::min<uint64_t>(r.backoff_ms * 2, 60000);
-  r.due_ms = loop_.now_ms() + r.backoff_ms;
+  Backoff& r = retry_[path];
+  r.next(loop_.now_ms());
   lg().info("will send {} again in {} s ({})", log::escape(path), r.backoff_ms / 1000, why);
-  if (!retry_timer_) retry_timer_ = std::make_unique<uvx::Timer>(loop_, [this] { run_retries(); });
-  uint64_t next = UINT64_MAX;
-  for (const auto& [p, x] : retry_) next = std::min(next, x.due_ms);
-  retry_timer_->start(next > loop_.now_ms() ? next - loop_.now_ms() : 0);
+  arm(retry_timer_, retry_, &Sender::run_retries);
 }
 
 void Sender::run_retries() {
   const uint64_t now = loop_.now_ms();
-  uint64_t next = UINT64_MAX;
   for (auto& [path, r] : retry_) {
-    if (r.due_ms <= now) {
-      r.due_ms = UINT64_MAX;  // until its ACK reschedules or clears it
-      if (conn_ != nullptr) resend_whole(path);
-    } else {
-      next = std::min(next, r.due_ms);
-    }
+    if (r.due_ms > now) continue;
+    r.due_ms = UINT64_MAX;  // until its ACK reschedules or clears it
+    if (conn_ != nullptr) resend_whole(path);
   }
-  if (next != UINT64_MAX) retry_timer_->start(next - now);
+  arm(retry_timer_, retry_, &Sender::run_retries);
 }
 
 void Sender::on_message(const protocol::Message& msg) {

@@ -400,13 +400,24 @@ class Sender {
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
   std::unordered_map<uint64_t, uint64_t> sent_at_us_;    // loop: seq -> when it left
-  // Loop: paths the peer failed to apply (disk full, permissions), retried with backoff until it
-  // succeeds or a newer version replaces them.
-  struct Retry {
+  // Loop: a path's place in a backoff schedule (1 s, doubling to 60 s). `due_ms` is UINT64_MAX
+  // while its attempt is under way (taken, not yet rescheduled or erased).
+  struct Backoff {
     uint64_t due_ms = 0;
     uint64_t backoff_ms = 0;
+    bool dir = false;  // relook_: a directory to walk again, not a file to read
+    void next(uint64_t now_ms) noexcept {
+      backoff_ms = backoff_ms == 0 ? 1000 : std::min<uint64_t>(backoff_ms * 2, 60000);
+      due_ms = now_ms + backoff_ms;
+    }
   };
-  std::map<std::string, Retry> retry_;
+  using Schedule = std::map<std::string, Backoff>;
+  // Starts `timer` (made on first use, firing `fire`) for the earliest waiting entry of `s`, or
+  // stops it when none waits.
+  void arm(std::unique_ptr<uvx::Timer>& timer, const Schedule& s, void (Sender::*fire)());
+  // Loop: paths the peer failed to apply (disk full, permissions), retried with backoff until it
+  // succeeds or a newer version replaces them.
+  Schedule retry_;
   std::unique_ptr<uvx::Timer> retry_timer_;
   void schedule_retry(const std::string& path, const std::string& why);
   void run_retries();
@@ -422,16 +433,10 @@ class Sender {
   static bool covered(const std::string& path, const std::set<std::string>& set);
   // Loop: unreadable paths are looked at again with backoff (1 s, doubling to 60 s), as rsync's
   // next run would read them again: a disk error may pass, and no event would bring the file.
-  struct Relook {
-    uint64_t due_ms = 0;
-    uint64_t backoff_ms = 0;
-    bool dir = false;
-  };
-  std::map<std::string, Relook> relook_;
+  Schedule relook_;
   std::unique_ptr<uvx::Timer> relook_timer_;
   void schedule_relook(const std::string& path, bool dir);
   void run_relooks();
-  void arm_relook_timer();
   // At most this many UNREADABLE in one answer; one more (the root) says "keep everything".
   static constexpr size_t kMaxUnreadable = 1u << 16;
   // Job, then loop: sends the current version of `path` again with its bytes; `ask_signature`
