@@ -51,11 +51,11 @@ struct Fixture {
   }
   // Starts syncd and waits for its "Startup of ... finished" line: from then on, changes are
   // applied in the order they are made, so cookies are barriers.
-  void start() {
+  void start(const std::vector<std::string>& extra = {}) {
     const size_t before = logs().size();
-    proc = std::make_unique<test::Child>(
-        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state, "-rundir", t / "run"},
-        log);
+    std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state, "-rundir", t / "run"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc = std::make_unique<test::Child>(argv, log);
     REQUIRE_MESSAGE(test::wait_for_text(log, "finished: 0", before), "no startup line; log:\n" << logs());
   }
   std::string s(const std::string& rel) const { return src + "/" + rel; }
@@ -651,12 +651,7 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK_MESSAGE(test::read_file(status).find("MASS-DELETE BRAKE") != std::string::npos, test::read_file(status));
     // A deliberate mass delete: restarted once with the brake off, the deletes go through.
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
-    const size_t again = f.logs().size();
-    f.proc = std::make_unique<test::Child>(
-        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir",
-                                 f.t / "run", "-max-delete-share", "100"},
-        f.log);
-    REQUIRE(test::wait_for_text(f.log, "finished: 0", again));
+    f.start({"-max-delete-share", "100"});
     f.converged();
     CHECK_FALSE(test::exists(f.dst + "/cert0.pem"));
   }
@@ -670,12 +665,7 @@ TEST_SUITE("integration.direct_overflow") {
     // Meant: with the brake off, the next full sync makes the target an empty mirror.
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
     f.sh("rm -rf " + f.state);
-    const size_t again = f.logs().size();
-    f.proc = std::make_unique<test::Child>(
-        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir",
-                                 f.t / "run", "-max-delete-share", "100"},
-        f.log);
-    REQUIRE(test::wait_for_text(f.log, "finished: 0", again));
+    f.start({"-max-delete-share", "100"});
     CHECK(test::list_dir(f.dst).empty());
   }
 
