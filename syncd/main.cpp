@@ -332,22 +332,7 @@ struct Running {
       return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"actions\", \"source\": " + runtime::json_string(o.source) +
              ", \"idle\": " + (idle ? "true" : "false") + "}\n";
     }
-    const auto& o = node->direct;
-    const bool idle = direct->idle();
-    const runtime::Resources res = direct->resources();
-    const size_t unreadable = direct->unreadable();
-    const std::string brake = direct->brake();
-    if (!json) {
-      return "syncd -direct " + o.source + " -> " + o.target + "\n  idle: " + (idle ? "yes" : "no") + "\n  " +
-             (brake.empty() ? std::string() : "MASS-DELETE BRAKE: " + brake + "\n  ") +
-             (unreadable > 0 ? "unreadable here: " + std::to_string(unreadable) + " paths, read again with backoff (see the log)\n  "
-                             : std::string()) +
-             runtime::resources_text(res) + "\n";
-    }
-    return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " + runtime::json_string(o.source) +
-           ", \"target\": " + runtime::json_string(o.target) + ", \"idle\": " + (idle ? "true" : "false") +
-           ", \"unreadable\": " + std::to_string(unreadable) + ", \"delete_brake\": " + runtime::json_string(brake) +
-           ", " + runtime::resources_json(res) + "}\n";
+    return direct->status(json);
   }
 };
 

@@ -2,9 +2,12 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/base/log.h"
+#include "lib/runtime/control.h"
 #include "lib/runtime/hello.h"
+#include "lib/runtime/status_parts.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -92,6 +95,33 @@ Resources DirectMirror::resources() {
   if (!src_index_) return {};
   if (!gauge_) gauge_ = std::make_unique<ResourceGauge>(*src_index_);
   return gauge_->read(lsyncd_view().watches.size());
+}
+
+std::string DirectMirror::status(bool json) {
+  const bool is_idle = idle();
+  const Resources res = resources();
+  const std::string brk = brake();
+  const size_t queued = sender_ ? sender_->queued() : 0, awaiting = sender_ ? sender_->awaiting_ack() : 0;
+  const std::vector<double> lat = sender_ ? sender_->latency_samples() : std::vector<double>{};
+  if (!json) {
+    std::string t = "syncd -direct " + opts_.source + " -> " + opts_.target + " (pid " + std::to_string(::getpid()) + ")\n";
+    t += std::string("  idle: ") + (is_idle ? "yes" : "no") + "\n";
+    if (!brk.empty()) t += "  MASS-DELETE BRAKE: " + brk + "\n";
+    t += "  queued: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(awaiting);
+    if (sender_) t += ", " + retrying_text(*sender_);
+    t += "\n";
+    if (unreadable() > 0) {
+      t += "  unreadable here: " + std::to_string(unreadable()) + " paths, read again with backoff (see the log)\n";
+    }
+    t += "  sync latency ms (send -> durable in the target): " + latency_text(lat) + "\n";
+    return t + "  " + resources_text(res) + "\n";
+  }
+  return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " + json_string(opts_.source) +
+         ", \"target\": " + json_string(opts_.target) + ", \"idle\": " + (is_idle ? "true" : "false") +
+         ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(awaiting) + ", " +
+         (sender_ ? retrying_json(*sender_) : std::string("\"retrying\": 0, \"last_failure\": null")) +
+         ", \"unreadable\": " + std::to_string(unreadable()) + ", \"delete_brake\": " + json_string(brk) + ", " +
+         latency_json(lat) + ", " + resources_json(res) + "}\n";
 }
 
 LsyncdView DirectMirror::lsyncd_view() const {

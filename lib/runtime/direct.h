@@ -60,6 +60,9 @@ class DirectMirror {
   LsyncdView lsyncd_view() const;
   // The process's memory, the source's tracked files and watches (for `syncd status`).
   Resources resources();
+  // `syncd status` of this mirror: idle, the brake, what waits (queued, awaiting the target's
+  // ACK, failed applies waiting for their retry, unreadable source paths), latency, resources.
+  std::string status(bool json);
   bool synced() const noexcept { return receiver_ && receiver_->synced(); }
   // Why the link failed (empty while it works).
   std::string failure() const { return failure_; }

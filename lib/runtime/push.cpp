@@ -17,6 +17,7 @@
 #include "lib/codec/sha256.h"
 #include "lib/runtime/control.h"
 #include "lib/runtime/hello.h"
+#include "lib/runtime/status_parts.h"
 #include "lib/transport/keyfile.h"
 #include "protocol/limits.h"
 
@@ -465,6 +466,7 @@ std::string Push::status(bool json) const {
                  (l.passive ? "on the session it opened to this node" : up ? "connected" : "disconnected") + " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
                  (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
+                 ", " + retrying_text(*l.sender) +
                  (l.sender->unreadable() > 0 ? ", unreadable here: " + std::to_string(l.sender->unreadable()) : std::string()) +
                  (l.rx ? paused_note(*l.rx) : std::string()) +
                  ", last error: " + (l.last_error.empty() ? std::string("-") : l.last_error) + "\n";
@@ -475,7 +477,7 @@ std::string Push::status(bool json) const {
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) +
-                  ", \"unreadable\": " + std::to_string(l.sender->unreadable()) + ", \"bytes_out\": " +
+                  ", " + retrying_json(*l.sender) + ", \"unreadable\": " + std::to_string(l.sender->unreadable()) + ", \"bytes_out\": " +
                   std::to_string(link_bytes_out(l)) + ", \"last_error\": " + json_string(l.last_error) +
                   (l.rx ? ", \"held_bytes\": " + std::to_string(l.rx->held_bytes()) + ", \"reading_paused\": " +
                               (l.rx->reading_paused() ? "true" : "false")
@@ -483,21 +485,18 @@ std::string Push::status(bool json) const {
                   "}";
   }
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double q) { return lat.empty() ? -1.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(q * static_cast<double>(lat.size())))]; };
   const std::string brake = links_.empty() ? std::string() : links_.front()->sender->brake();
   std::optional<Resources> res;
   if (index_) {
     if (!gauge_) gauge_ = std::make_unique<ResourceGauge>(*index_);
     res = gauge_->read(lsyncd_view().watches.size());
   }
-  char lat_txt[160];
-  std::snprintf(lat_txt, sizeof lat_txt, "p50 %.2f p90 %.2f p99 %.2f (n=%zu)", pct(0.5), pct(0.9), pct(0.99), lat.size());
   if (!json) {
     std::string t = "syncd " + opts_.source + (opts_.two_way ? " (two-way)" : "") + " (pid " + std::to_string(::getpid()) + ")\n";
     t += std::string("  idle: ") + (idle() ? "yes" : "no") + "\n";
     t += peers_txt;
     t += "  queued locally: " + std::to_string(queued) + "\n";
-    t += std::string("  sync latency ms (send -> durable on the peer): ") + (lat.empty() ? "-" : lat_txt) + "\n";
+    t += std::string("  sync latency ms (send -> durable on the peer): ") + latency_text(lat) + "\n";
     if (res) t += "  " + resources_text(*res) + "\n";
     if (!brake.empty()) t += "  MASS-DELETE BRAKE: " + brake + "\n";
     if (opts_.two_way) {
@@ -525,10 +524,7 @@ std::string Push::status(bool json) const {
     first = false;
   }
   j += "]";
-  char l[200];
-  std::snprintf(l, sizeof l, ", \"latency_ms\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f}}\n", lat.size(),
-                pct(0.5), pct(0.9), pct(0.99));
-  return j + l;
+  return j + ", " + latency_json(lat) + "}\n";
 }
 
 std::string Push::joined_state(const Joined& jd, bool json) const {
@@ -536,18 +532,20 @@ std::string Push::joined_state(const Joined& jd, bool json) const {
   const bool rx_idle = jd.rx->idle();
   const size_t out = jd.conn->pending_out();
   const Sender* tx = jd.tx.get();
-  const size_t queued = tx ? tx->queued() : 0, awaiting = tx ? tx->awaiting_ack() : 0, retrying = tx ? tx->retrying() : 0;
+  const size_t queued = tx ? tx->queued() : 0, awaiting = tx ? tx->awaiting_ack() : 0;
   const bool caught = tx == nullptr || tx->caught_up();
   if (json) {
     return "{\"id\": " + std::to_string(jd.id) + ", \"peer_node\": \"" + fmt::format("{:016x}", jd.peer_node) +
            "\", \"idle\": " + (jd.idle() ? "true" : "false") + ", \"applying\": " + (rx_idle ? "false" : "true") +
            ", \"pending_out\": " + std::to_string(out) + ", \"queued\": " + std::to_string(queued) +
-           ", \"awaiting_ack\": " + std::to_string(awaiting) + ", \"retrying\": " + std::to_string(retrying) +
+           ", \"awaiting_ack\": " + std::to_string(awaiting) + ", " +
+           (tx ? retrying_json(*tx) : std::string("\"retrying\": 0, \"last_failure\": null")) +
            ", \"caught_up\": " + (caught ? "true" : "false") + ", \"held_bytes\": " + std::to_string(jd.rx->held_bytes()) +
            ", \"reading_paused\": " + (jd.rx->reading_paused() ? "true" : "false") + "}";
   }
-  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, retrying: {}{}{}",
-                     jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting, retrying,
+  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, {}{}{}",
+                     jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting,
+                     tx ? retrying_text(*tx) : std::string("retrying: 0"),
                      caught ? ", caught up" : "", paused_note(*jd.rx));
 }
 

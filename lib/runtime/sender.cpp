@@ -1595,8 +1595,20 @@ void Sender::run_relooks() {
 void Sender::schedule_retry(const std::string& path, const std::string& why) {
   Backoff& r = retry_[path];
   r.next(loop_.now_ms());
+  r.failed_ms = loop_.now_ms();
+  r.why = why;
   lg().info("will send {} again in {} s ({})", log::escape(path), r.backoff_ms / 1000, why);
   arm(retry_timer_, retry_, &Sender::run_retries);
+}
+
+Sender::LastFailure Sender::last_failure() const {
+  const Schedule::value_type* last = nullptr;
+  for (const auto& e : retry_) {
+    if (last == nullptr || e.second.failed_ms >= last->second.failed_ms) last = &e;
+  }
+  if (last == nullptr) return {};
+  const uint64_t now = loop_.now_ms(), due = last->second.due_ms;
+  return {last->first, last->second.why, due == UINT64_MAX || due <= now ? 0 : due - now};
 }
 
 void Sender::run_retries() {

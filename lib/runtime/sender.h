@@ -137,6 +137,13 @@ class Sender {
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
   // Paths the peer failed to apply, waiting for their resend (schedule_retry). Loop thread.
   size_t retrying() const noexcept { return retry_.size(); }
+  // For `syncd status`: the path that failed last among those waiting for a resend, why, and
+  // when it is tried again (none: `path` empty). Loop thread.
+  struct LastFailure {
+    std::string path, why;
+    uint64_t next_try_ms = 0;  // from now; 0 while the resend is under way
+  };
+  LastFailure last_failure() const;
   // Paths of the tree that could not be read, waiting to be read again (relook). Loop thread.
   size_t unreadable() const noexcept { return relook_.size(); }
   // What lsyncd's status file calls delays: changes held or waiting ("wait"), sent and not yet
@@ -406,6 +413,8 @@ class Sender {
     uint64_t due_ms = 0;
     uint64_t backoff_ms = 0;
     bool dir = false;  // relook_: a directory to walk again, not a file to read
+    uint64_t failed_ms = 0;  // retry_: when the latest attempt failed, and why
+    std::string why;
     void next(uint64_t now_ms) noexcept {
       backoff_ms = backoff_ms == 0 ? 1000 : std::min<uint64_t>(backoff_ms * 2, 60000);
       due_ms = now_ms + backoff_ms;

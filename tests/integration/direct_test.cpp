@@ -618,6 +618,17 @@ TEST_SUITE("integration.direct_overflow") {
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "will send crl.pem again", before), f.logs());
     CHECK(f.logs().find("Operation not permitted", before) != std::string::npos);
     CHECK(test::read_file(target) == "old CRL");  // EPERM at the rename: the old file is whole
+    // `syncd status` says what waits and why, not only the log.
+    const auto status = [&](const std::string& flag) {
+      const std::string out = f.t / "status.txt";
+      f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' " + flag + " > " + out);
+      return test::read_file(out);
+    };
+    const std::string text = status("");
+    CHECK_MESSAGE(text.find("retrying: 1 (last failed: crl.pem: ") != std::string::npos, text);
+    CHECK_MESSAGE(text.find("Operation not permitted; next try in ") != std::string::npos, text);
+    const std::string json = status("--json");
+    CHECK_MESSAGE(json.find("\"retrying\": 1, \"last_failure\": {\"path\": \"crl.pem\", \"error\": ") != std::string::npos, json);
     // Other changes are not held up behind it (a cookie is the barrier for those).
     test::write_file(f.s("cert.pem"), "issued");
     std::vector<std::string> diff;
@@ -627,7 +638,9 @@ TEST_SUITE("integration.direct_overflow") {
     f.sh("chattr -i " + target);
     // The retry (with backoff) brings it; a cookie is no barrier for a retry.
     REQUIRE_MESSAGE(test::wait_until(f.dst, [&] { return test::read_file(target) == "new CRL"; }), f.logs());
-    f.converged();
+    f.settled();  // idle: the sender has the ACK, not only the target the file
+    const std::string after = status("--json");
+    CHECK_MESSAGE(after.find("\"retrying\": 0, \"last_failure\": null") != std::string::npos, after);
   }
 
   TEST_CASE("a source that looks unmounted at a restart empties nothing: the mass-delete brake holds until -max-delete-share 100") {

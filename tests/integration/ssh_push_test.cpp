@@ -412,6 +412,25 @@ void status_reports(const std::string& transport) {
   CHECK(trc == 0);
   CHECK(text.find("peer 127.0.0.1:" + f.dst + ": connected") != std::string::npos);
   CHECK(text.find("sync latency ms") != std::string::npos);
+  // A file the peer cannot replace (immutable there): status names it and the peer's reason.
+  const std::string stuck = f.dst + "/s0";
+  REQUIRE(test::run("chattr +i " + stuck) == 0);
+  auto writable = ScopeGuard([&]() noexcept { (void)test::run("chattr -i " + stuck); });
+  const size_t before = test::read_file(f.log).size();
+  test::write_file(f.s("s0"), "changed");
+  REQUIRE_MESSAGE(test::wait_for_text(f.log, "will send s0 again", before), test::read_file(f.log));
+  auto [frc, failing] = status(f, "");
+  CHECK(frc == 0);
+  CHECK_MESSAGE(failing.find("retrying: 1 (last failed: s0: ") != std::string::npos, failing);
+  CHECK_MESSAGE(failing.find("Operation not permitted") != std::string::npos, failing);
+  auto [fjrc, fj] = status(f, "--json");
+  CHECK(fjrc == 0);
+  CHECK_MESSAGE(fj.find("\"retrying\": 1, \"last_failure\": {\"path\": \"s0\"") != std::string::npos, fj);
+  REQUIRE(test::run("chattr -i " + stuck) == 0);
+  auto [rrc, recovered] = status(f, "--json --wait-idle 30000");  // the backoff's next try lands it
+  CHECK(rrc == 0);
+  CHECK_MESSAGE(recovered.find("\"retrying\": 0, \"last_failure\": null") != std::string::npos, recovered);
+  CHECK(test::read_file(stuck) == "changed");
   // The link goes: status says so, with the reason.
   f.sshd.stop();
   REQUIRE(test::wait_for_text(f.log, "lost 127.0.0.1", 0));
