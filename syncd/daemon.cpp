@@ -1,10 +1,16 @@
 #include "syncd/daemon.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "lib/base/unique_fd.h"
 
 namespace syncd::daemon {
 namespace {
@@ -50,6 +56,26 @@ void ready() {
   (void)!::write(g_ready_fd, "k", 1);
   ::close(g_ready_fd);
   g_ready_fd = -1;
+}
+
+Status notify(const std::string& state) {
+  const char* where = std::getenv("NOTIFY_SOCKET");
+  if (where == nullptr || where[0] == '\0') return {};
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const size_t len = std::strlen(where);
+  if ((where[0] != '/' && where[0] != '@') || len >= sizeof addr.sun_path) {
+    return Error::make(errc::unsupported, std::string("NOTIFY_SOCKET \"") + where + "\" is not a unix socket path");
+  }
+  std::memcpy(addr.sun_path, where, len);
+  if (where[0] == '@') addr.sun_path[0] = '\0';  // abstract: the name is not NUL-terminated
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return Error::from_errno("socket for NOTIFY_SOCKET");
+  const auto addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+  if (::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr), addr_len) < 0) {
+    return Error::from_errno(std::string("notify systemd at ") + where);
+  }
+  return {};
 }
 
 PidFile::~PidFile() {

@@ -15,8 +15,14 @@ namespace syncd::daemon {
 // Returns the exit code for the starting process (0, or 255 if the daemon failed early), or -1
 // in the daemon. The starting process returns only once ready() ran in the daemon.
 int detach();
-// The daemon is detached and holds its pidfile: lets the starting process exit 0.
+// The daemon is detached, holds its pidfile and answers on its control sockets: lets the
+// starting process exit 0 (so `syncd status` right after it finds the daemon).
 void ready();
+
+// systemd's notify protocol (sd_notify(3), without libsystemd: one datagram to the unix socket
+// named by $NOTIFY_SOCKET, '@' for the abstract namespace): "READY=1" once the control sockets
+// listen (Type=notify units), "RELOADING=1" at a SIGHUP. Nothing without $NOTIFY_SOCKET.
+Status notify(const std::string& state);
 
 class PidFile {
  public:

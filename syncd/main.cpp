@@ -367,7 +367,7 @@ std::string status_report(const std::vector<std::unique_ptr<Running>>& nodes) {
 // `next` holds it).
 int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd::plan::Plan& plan,
           const std::function<std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>()>& reload,
-          std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>& next) {
+          std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>& next, const std::function<void()>& started) {
   using namespace syncd;
   auto& lg = log::get(log::Module::main);
   bool failed = false;  // a node that cannot go on stopped the loop
@@ -471,9 +471,12 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
     });
   }
   const auto drained = [&] { return all(true); };
+  started();
   const int code = run_until_signal(loop, drained, drained, [&] {
     lg.info("--- HUP signal, resetting ---");
+    if (auto n = daemon::notify("RELOADING=1"); !n) lg.warn("{}", n.error().message());
     next = reload();
+    if (!next) (void)daemon::notify("READY=1");  // the old configuration keeps running
     return next.has_value();
   });
   return terminated ? *terminated : failed ? 255 : code;
@@ -542,7 +545,6 @@ int run_main(const syncd::cli::Invocation& inv) {
       return 255;
     }
   }
-  daemon::ready();
   ::signal(SIGPIPE, SIG_IGN);
   log_plan(cfg, plan);
   uvx::Loop loop;
@@ -555,7 +557,11 @@ int run_main(const syncd::cli::Invocation& inv) {
         return std::nullopt;
       }
       return std::move(*fresh);
-    }, next);
+    }, next, [&] {
+      // Every node started and its control socket listens: `syncd status` works from here on.
+      daemon::ready();
+      if (auto n = daemon::notify("READY=1"); !n) lg.warn("{}", n.error().message());
+    });
     if (code != kReload) return code;
     // Everything queued is in the index (durable) or still on disk to be rescanned: the new
     // nodes' startup scans pick it up, nothing is lost across the reload.

@@ -9,7 +9,9 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,11 +114,12 @@ TEST_SUITE("integration.direct") {
     test::Child launcher({SYNCD_BINARY, "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run",
                           "-pidfile", pidfile, "-logfile", logfile},
                          f.log);
-    CHECK(launcher.wait() == 0);  // the parent returns once the daemon is forked
-    REQUIRE(test::wait_for(f.t.path(), "syncd.pid", 30000));
-    REQUIRE(test::wait_until(f.t.path(), [&] { return test::read_file(pidfile).find('\n') != std::string::npos; }, 30000));
+    // The parent returns once the daemon holds its pidfile and answers on its control socket.
+    CHECK(launcher.wait() == 0);
+    REQUIRE(test::exists(pidfile));
     const pid_t pid = static_cast<pid_t>(std::stol(test::read_file(pidfile)));
     auto reap = ScopeGuard([pid]() noexcept { ::kill(pid, SIGKILL); });  // whatever happens below
+    CHECK(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > /dev/null") == 0);
     REQUIRE(::kill(pid, 0) == 0);
     CHECK(pid != launcher.pid());
     REQUIRE_MESSAGE(test::wait_for_text(logfile, "finished: 0", 0), test::read_file(logfile));
@@ -137,6 +140,49 @@ TEST_SUITE("integration.direct") {
     REQUIRE(::poll(&p, 1, 30000) == 1);
     ::close(pfd);
     CHECK_FALSE(test::exists(pidfile));
+    // A daemon that cannot start (its control socket's directory is a file) fails the command
+    // that started it, not only its log.
+    test::write_file(f.t / "not-a-dir", "");
+    test::Child failing({SYNCD_BINARY, "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "not-a-dir",
+                         "-logfile", f.t / "failing.log"},
+                        f.t / "failing.out");
+    CHECK(failing.wait() == 255);
+    CHECK(test::read_file(f.t / "failing.out").find("the daemon did not start") != std::string::npos);
+  }
+
+  TEST_CASE("under systemd (Type=notify): READY=1 once syncd status answers - RELOADING=1 then READY=1 at SIGHUP") {
+    Fixture f;
+    const std::string where = f.t / "notify.sock";
+    UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(sock);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(where.size() < sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, where.data(), where.size());
+    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    const auto next_message = [&]() -> std::string {
+      pollfd p{sock.get(), POLLIN, 0};
+      if (::poll(&p, 1, 30000) != 1) return "(nothing in 30 s)";
+      char buf[512];
+      const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+      return n < 0 ? std::string("(recv failed)") : std::string(buf, static_cast<size_t>(n));
+    };
+    ::setenv("NOTIFY_SOCKET", where.c_str(), 1);  // what systemd gives a Type=notify service
+    auto unset = ScopeGuard([]() noexcept { ::unsetenv("NOTIFY_SOCKET"); });
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run"},
+        f.log);
+    ::unsetenv("NOTIFY_SOCKET");
+    REQUIRE_MESSAGE(next_message() == "READY=1", f.logs());
+    // Ready means answering: a status query right after it finds the daemon.
+    const std::string status = std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "'";
+    CHECK(test::run(status + " > /dev/null") == 0);
+    REQUIRE(::kill(f.proc->pid(), SIGHUP) == 0);
+    CHECK(next_message() == "RELOADING=1");
+    CHECK(next_message() == "READY=1");
+    CHECK(test::run(status + " > /dev/null") == 0);
+    test::write_file(f.s("after-reload"), "x");
+    f.converged();
   }
 
   TEST_CASE("initial sync copies an existing tree with owners - modes - mtimes - links") {
