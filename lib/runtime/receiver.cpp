@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 #include "lib/base/log.h"
@@ -233,7 +234,7 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* fv = std::get_if<protocol::FileVersion>(&msg)) {
-    if (full_sync_ && !fv->meta.deleted) ++full_sync_live_;
+    if (full_sync_ && !fv->meta.deleted && fv->meta.type != protocol::FileType::dir) ++full_sync_live_;
     if (fv->body == protocol::BodyKind::none) {
       apply_version(std::move(*fv), {}, {});
     } else {
@@ -313,7 +314,7 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* r = std::get_if<protocol::Rename>(&msg)) {
-    if (full_sync_) ++full_sync_live_;
+    if (full_sync_ && r->to.type != protocol::FileType::dir) ++full_sync_live_;
     std::string path = r->to.path;
     post(std::move(path), [this, r = std::move(*r)] { return do_rename(r); });
     return;
@@ -1065,9 +1066,11 @@ Status Receiver::prune_extras(uint64_t source_live) {
   }));
   kept_newer_.clear();
   std::erase_if(extra, [&](const auto& e) { return e.second && holds_protected.count(e.first); });
-  if (source_live == 0 && extra.size() >= 2 && opts_.rules.empty_source_brake) {
-    lg().error("MASS-DELETE BRAKE: the source announced no file at all (is its volume mounted?): the {} entries "
-               "here are kept; if the source is empty on purpose, restart with -max-delete-share 100", extra.size());
+  // Files, not directories: a freshly made filesystem mounted at the source holds lost+found.
+  const auto extra_files = std::count_if(extra.begin(), extra.end(), [](const auto& e) { return !e.second; });
+  if (source_live == 0 && extra_files >= 2 && opts_.rules.empty_source_brake) {
+    lg().error("MASS-DELETE BRAKE: the source announced no file at all (is its volume mounted?): the {} files "
+               "here are kept; if the source is empty on purpose, restart with -max-delete-share 100", extra_files);
     return {};
   }
   // Deepest first; a directory removed takes its contents along.

@@ -73,8 +73,8 @@ struct MirrorRules {
   // true or 'startup') also removes the empty directories already here.
   bool prune_empty_dirs = false;
   // The mass-delete brake at the initial sync (SECURITY.md §8 #30): when the source announced no
-  // live entry at all (an empty directory: its volume not mounted?), nothing here is removed as
-  // an extra. Off with -max-delete-share 100 (attach: -empty-source-prunes).
+  // live file at all, only directories or nothing (its volume not mounted? a fresh filesystem
+  // with only lost+found?), and two or more files here would go as extras, nothing is removed. Off with -max-delete-share 100 (attach: -empty-source-prunes).
   bool empty_source_brake = true;
   // rsync.cvs_exclude: excludes that are "perishable" in rsync's sense — they protect the paths
   // they match, but not the directories holding them (a directory of the target that the source
@@ -259,7 +259,7 @@ class Receiver {
   bool paused_ = false;
   std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;
-  uint64_t full_sync_live_ = 0;  // loop: live versions received in this full sync (the brake above)
+  uint64_t full_sync_live_ = 0;  // loop: live non-directory versions received in this full sync (the brake above)
   bool synced_ = false;
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order

@@ -728,6 +728,22 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(test::list_dir(f.dst).empty());
   }
 
+  TEST_CASE("a first start on a source with directories only (a fresh filesystem's lost+found) removes no file at the target") {
+    Fixture f;
+    f.sh("mkdir -m 700 " + f.src + "/lost+found");
+    f.sh("mkdir -p " + f.dst + "/certs");
+    for (int i = 0; i < 3; ++i) test::write_file(f.dst + "/certs/c" + std::to_string(i) + ".pem", "cert " + std::to_string(i));
+    f.start();
+    CHECK_MESSAGE(f.logs().find("MASS-DELETE BRAKE: the source announced no file at all") != std::string::npos, f.logs());
+    for (int i = 0; i < 3; ++i) CHECK(test::exists(f.dst + "/certs/c" + std::to_string(i) + ".pem"));
+    // What the source has still arrives; the live deletes of files it then removes go through.
+    test::write_file(f.s("lost+found/x"), "x");
+    REQUIRE_MESSAGE(test::wait_for(f.dst + "/lost+found", "x"), f.logs());
+    f.sh("rm " + f.s("lost+found/x"));
+    REQUIRE_MESSAGE(test::wait_until(f.dst, [&] { return !test::exists(f.dst + "/lost+found/x"); }), f.logs());
+    CHECK(test::exists(f.dst + "/certs/c0.pem"));
+  }
+
   TEST_CASE("a record the source's index cannot read stops the mirror with the reason - nothing in the target is deleted") {
     Fixture f;
     for (int i = 100; i < 120; ++i) test::write_file(f.s("f" + std::to_string(i)), "content " + std::to_string(i));
