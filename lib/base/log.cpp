@@ -194,6 +194,18 @@ spdlog::logger& get(Module m) {
   return *g_loggers[static_cast<size_t>(m)];
 }
 
+size_t utf8_length(std::string_view raw, size_t i) noexcept {
+  if (i >= raw.size()) return 0;
+  const auto c = static_cast<unsigned char>(raw[i]);
+  if (c < 0x80) return 1;
+  const size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+  if (len == 0 || i + len > raw.size() || c < 0xC2 || c > 0xF4) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((static_cast<unsigned char>(raw[i + k]) & 0xC0) != 0x80) return 0;
+  }
+  return len;
+}
+
 std::string escape(std::string_view raw) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -220,13 +232,8 @@ std::string escape(std::string_view raw) {
       ++i;
       continue;
     }
-    // Validate one UTF-8 sequence; anything malformed is escaped byte by byte.
-    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    bool valid = len != 0 && i + len <= raw.size() && c >= 0xC2 && c <= 0xF4;
-    for (size_t k = 1; valid && k < len; ++k) {
-      valid = (static_cast<unsigned char>(raw[i + k]) & 0xC0) == 0x80;
-    }
-    if (valid) {
+    // One UTF-8 sequence; anything malformed is escaped byte by byte.
+    if (const size_t len = utf8_length(raw, i); len != 0) {
       out.append(raw.substr(i, len));
       i += len;
     } else {

@@ -204,17 +204,25 @@ void ControlServer::check_waiters() {
 
 std::string json_string(std::string_view s) {
   std::string o = "\"";
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
+  for (size_t i = 0; i < s.size();) {
+    const auto ch = static_cast<unsigned char>(s[i]);
+    const size_t len = log::utf8_length(s, i);
+    char b[8];
+    if (len == 0) {
+      // Not UTF-8 (a file name is any bytes): JSON cannot carry the byte, so the string carries
+      // the log's spelling of it, \xff, and stays valid for strict parsers.
+      std::snprintf(b, sizeof b, "\\\\x%02x", ch);
+      o += b;
+    } else if (ch == '"' || ch == '\\') {
       o += '\\';
       o += static_cast<char>(ch);
     } else if (ch < 0x20) {
-      char b[8];
       std::snprintf(b, sizeof b, "\\u%04x", ch);
       o += b;
     } else {
-      o += static_cast<char>(ch);
+      o.append(s.substr(i, len));
     }
+    i += len == 0 ? 1 : len;
   }
   return o + "\"";
 }

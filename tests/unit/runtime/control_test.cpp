@@ -113,3 +113,14 @@ TEST_CASE("control socket: a client that is not root gets nothing") {
   CHECK(WIFEXITED(st));
   CHECK(WEXITSTATUS(st) == 0);
 }
+
+TEST_CASE("json_string: any file name gives valid JSON - bytes that are not UTF-8 as the log spells them") {
+  using syncd::runtime::json_string;
+  CHECK(json_string("certs/a.pem") == "\"certs/a.pem\"");
+  CHECK(json_string("q\"b\\s") == "\"q\\\"b\\\\s\"");
+  CHECK(json_string("new\nline\x1b") == "\"new\\u000aline\\u001b\"");
+  CHECK(json_string("\xe2\x82\xac euro") == "\"\xe2\x82\xac euro\"");  // UTF-8 passes as is
+  CHECK(json_string("bad\xff\xfe") == "\"bad\\\\xff\\\\xfe\"");
+  CHECK(json_string("cut\xe2\x82") == "\"cut\\\\xe2\\\\x82\"");  // a sequence the name ends inside
+  CHECK(json_string("\xc0\xaf") == "\"\\\\xc0\\\\xaf\"");       // overlong '/'
+}
