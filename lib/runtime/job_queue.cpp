@@ -1,10 +1,16 @@
 #include "lib/runtime/job_queue.h"
 
+#include <pthread.h>
+
 namespace syncd::runtime {
 
-JobQueue::JobQueue(uvx::Loop& loop)
+JobQueue::JobQueue(uvx::Loop& loop, std::string name)
     : async_(std::make_unique<uvx::Async>(loop, [this] { deliver(); })),
-      thread_([this] { worker(); }) {}
+      name_(std::move(name)),
+      thread_([this] {
+        (void)::pthread_setname_np(::pthread_self(), name_.substr(0, 15).c_str());  // best effort
+        worker();
+      }) {}
 
 JobQueue::~JobQueue() { stop(); }
 

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -27,7 +28,8 @@ class JobQueue {
   using Done = std::function<void()>;       // runs on the loop thread (may be empty)
   using Job = std::function<Done()>;        // runs on the worker thread
 
-  explicit JobQueue(uvx::Loop& loop);
+  // `name`: the worker thread's name (top -H, perf, /proc/PID/task/*/comm; at most 15 bytes).
+  JobQueue(uvx::Loop& loop, std::string name);
   // Finishes the jobs already posted (their completions are dropped), then joins the worker.
   ~JobQueue();
   // The same, now: owners call it first in their destructors, while every member their jobs
@@ -51,6 +53,7 @@ class JobQueue {
   std::vector<Done> done_;     // guarded by mu_
   bool stopping_ = false;      // guarded by mu_
   size_t in_flight_ = 0;       // loop thread only
+  std::string name_;
   std::thread thread_;
 };
 

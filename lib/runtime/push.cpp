@@ -106,7 +106,7 @@ Status Push::start() {
   }
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir, store::Index::Sharing::exclusive));
   index_ = std::make_unique<store::Index>(std::move(idx));
-  jobs_ = std::make_unique<JobQueue>(loop_);
+  jobs_ = std::make_unique<JobQueue>(loop_, "syncd-node");
   // Read now, while no job thread uses the index yet (afterwards only under the store lock).
   for (auto& l : links_) {
     auto known = index_->link_node(l->spec.host + "\n" + l->spec.target);

@@ -86,7 +86,7 @@ Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, C
           conn_.pause_reading(false);
         }
       })),
-      jobs_(loop) {
+      jobs_(loop, "syncd-apply") {
   if (opts_.two_way) opts_.mirror = false;
 }
 

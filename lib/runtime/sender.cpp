@@ -148,7 +148,7 @@ Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch
                                      with_on_excluded(opts.watch, this))
                                : nullptr),
       stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(finished_job_ + 1); })),
-      jobs_(loop) {
+      jobs_(loop, "syncd-send") {
   if (!opts_.unreadable) opts_.unreadable = std::make_shared<std::map<std::string, bool>>();
   if (!opts_.brake_reason.empty()) {
     brake_ = opts_.brake_reason;

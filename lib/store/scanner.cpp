@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -105,7 +106,10 @@ Result<protocol::Hash256> hash_chunked(int fd, const std::string& name, std::str
   std::optional<std::thread> helper;
   const uint64_t half = count / 2;
   try {
-    helper.emplace(work, 0, half);
+    helper.emplace([&work, half] {
+      (void)::pthread_setname_np(::pthread_self(), "syncd-hash");
+      work(0, half);
+    });
   } catch (const std::system_error&) {
     // No thread to spare: all of it here.
   }

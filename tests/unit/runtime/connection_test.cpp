@@ -171,7 +171,7 @@ TEST_SUITE("runtime.jobs") {
     std::vector<int> ran;       // worker thread
     std::vector<int> completed;  // loop thread
     {
-      JobQueue q(loop);
+      JobQueue q(loop, "syncd-test");
       const auto loop_thread = std::this_thread::get_id();
       for (int i = 0; i < 100; ++i) {
         q.post([&, i]() -> JobQueue::Done {

@@ -42,7 +42,7 @@ TEST_CASE("JobQueue: every job's completion arrives on the loop once - in postin
   uvx::Loop loop;
   std::vector<int> order;
   {
-    runtime::JobQueue jobs(loop);
+    runtime::JobQueue jobs(loop, "syncd-test");
     constexpr int kJobs = 5000;
     for (int i = 0; i < kJobs; ++i) {
       jobs.post([i, &order]() -> runtime::JobQueue::Done { return [i, &order] { order.push_back(i); }; });
