@@ -250,7 +250,16 @@ int attach_main(const std::vector<std::string>& args) {
     } else if (args[i] == "-prune-empty-dirs") {
       o.rules.prune_empty_dirs = true;
     } else if (args[i] == "-empty-source-prunes") {
-      o.rules.empty_source_brake = false;
+      o.rules.max_delete_share = 100;
+    } else if (args[i] == "-max-delete-share" && i + 1 < args.size()) {
+      const std::string v = args[++i];
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 0 || n > 100) {
+        std::fprintf(stderr, "syncd attach: -max-delete-share wants 0-100, got '%s'\n", v.c_str());
+        return 255;
+      }
+      o.rules.max_delete_share = static_cast<int>(n);
     } else if (args[i] == "-per-dir-exclude" && i + 1 < args.size()) {
       o.rules.per_dir_excludes = args[++i];
     } else if (o.target.empty() && !args[i].empty() && args[i][0] != '-') {

@@ -296,7 +296,7 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     SYNCD_TRY_ASSIGN(io_timeout, io_timeout_of(s));
     if (two_way) meta_rules = {};
     runtime::MirrorRules mirror_rules = mirror_rules_of(s);
-    mirror_rules.empty_source_brake = x.max_delete_share.value_or(s.syncd.max_delete_share.value_or(50)) < 100;
+    mirror_rules.max_delete_share = static_cast<int>(x.max_delete_share.value_or(s.syncd.max_delete_share.value_or(50)));
     const fs::XattrNames xattrs = xattr_names_of(s);
     const bool one_file_system = rsync_value(s, "one_file_system") == "true";
     fs::Root::FollowLinks follow;

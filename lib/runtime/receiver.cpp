@@ -42,7 +42,11 @@ std::vector<std::string> MirrorRules::attach_args() const {
   for (const auto& f : filters) a.insert(a.end(), {"-filter", std::string(f.include ? "+ " : "- ") + f.pattern});
   if (delete_excluded) a.push_back("-delete-excluded");
   if (prune_empty_dirs) a.push_back("-prune-empty-dirs");
-  if (!empty_source_brake) a.push_back("-empty-source-prunes");
+  if (max_delete_share >= 100) {
+    a.push_back("-empty-source-prunes");
+  } else if (max_delete_share != 50) {
+    a.insert(a.end(), {"-max-delete-share", std::to_string(max_delete_share)});
+  }
   if (!per_dir_excludes.empty()) a.insert(a.end(), {"-per-dir-exclude", per_dir_excludes});
   if (backup.enabled) {
     a.push_back("-backup");
@@ -226,6 +230,7 @@ void Receiver::on_message(protocol::Message msg) {
       return [this, s, have] {
         full_sync_ = s == 0;
         full_sync_live_ = 0;
+        dry_announced_.clear();
         for (auto& held : *have) conn_.send(std::move(held));
         conn_.send(protocol::IndexRequest{peer_index_.load(), s});
         conn_.flush();
@@ -235,6 +240,7 @@ void Receiver::on_message(protocol::Message msg) {
   }
   if (auto* fv = std::get_if<protocol::FileVersion>(&msg)) {
     if (full_sync_ && !fv->meta.deleted && fv->meta.type != protocol::FileType::dir) ++full_sync_live_;
+    if (full_sync_ && !fv->meta.deleted && opts_.rules.dry_run) dry_announced_.insert(fv->meta.path);
     if (fv->body == protocol::BodyKind::none) {
       apply_version(std::move(*fv), {}, {});
     } else {
@@ -315,6 +321,7 @@ void Receiver::on_message(protocol::Message msg) {
   }
   if (auto* r = std::get_if<protocol::Rename>(&msg)) {
     if (full_sync_ && r->to.type != protocol::FileType::dir) ++full_sync_live_;
+    if (full_sync_ && opts_.rules.dry_run) dry_announced_.insert(r->to.path);
     std::string path = r->to.path;
     post(std::move(path), [this, r = std::move(*r)] { return do_rename(r); });
     return;
@@ -368,10 +375,12 @@ void Receiver::on_message(protocol::Message msg) {
     const bool prune = full_sync_ && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way;
     const uint64_t max_seq = end->max_seq, source_live = full_sync_live_;
     full_sync_ = false;
-    jobs_.post([this, prune, max_seq, source_live]() -> JobQueue::Done {
+    auto announced = std::make_shared<std::set<std::string, std::less<>>>(std::move(dry_announced_));
+    dry_announced_.clear();
+    jobs_.post([this, prune, max_seq, source_live, announced]() -> JobQueue::Done {
       std::lock_guard store_lock(index_.mutex());
       if (prune) {
-        if (auto st = prune_extras(source_live); !st) lg().error("initial sync: {}", st.error().message());
+        if (auto st = prune_extras(source_live, *announced); !st) lg().error("initial sync: {}", st.error().message());
         unreadable_.clear();
         if (pruning()) prune_all_empty();
         root_touched_ = true;  // extras removed at the top moved the root's time
@@ -1012,7 +1021,7 @@ void Receiver::prune_all_empty() {
   }
 }
 
-Status Receiver::prune_extras(uint64_t source_live) {
+Status Receiver::prune_extras(uint64_t source_live, const std::set<std::string, std::less<>>& announced) {
   // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
   std::vector<std::pair<std::string, bool>> extra;
   std::set<std::string, std::less<>> holds_protected;  // directories kept because something inside is protected
@@ -1047,11 +1056,13 @@ Status Receiver::prune_extras(uint64_t source_live) {
   if (!unreadable_.empty()) {
     lg().warn("initial sync: {} paths the source could not read: kept here, with what is below them", unreadable_.size());
   }
+  size_t files_here = 0;  // what is not a directory, outside what is protected (the brake's base)
   SYNCD_TRY(store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
+    if (!S_ISDIR(fp.mode)) ++files_here;
     if (pending.count(rel) || unreadable(rel)) return {};
     auto r = index_.get(rel);
     if (!r.ok()) return std::move(r).error().wrap(log::escape(rel) + ": not known to be extra, nothing pruned");
-    if ((!*r || (*r)->meta.deleted) && !kept_newer_.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
+    if ((!*r || (*r)->meta.deleted) && !kept_newer_.count(rel) && !announced.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
     return {};
   }, [&](std::string_view rel, bool is_dir) {
     // Excluded at the source: not ours to delete here (rsync --delete protects them), nor are the
@@ -1067,10 +1078,21 @@ Status Receiver::prune_extras(uint64_t source_live) {
   kept_newer_.clear();
   std::erase_if(extra, [&](const auto& e) { return e.second && holds_protected.count(e.first); });
   // Files, not directories: a freshly made filesystem mounted at the source holds lost+found.
-  const auto extra_files = std::count_if(extra.begin(), extra.end(), [](const auto& e) { return !e.second; });
-  if (source_live == 0 && extra_files >= 2 && opts_.rules.empty_source_brake) {
-    lg().error("MASS-DELETE BRAKE: the source announced no file at all (is its volume mounted?): the {} files "
-               "here are kept; if the source is empty on purpose, restart with -max-delete-share 100", extra_files);
+  const auto extra_files = static_cast<size_t>(std::count_if(extra.begin(), extra.end(), [](const auto& e) { return !e.second; }));
+  const auto share = static_cast<size_t>(std::max(opts_.rules.max_delete_share, 0));
+  // A source with files is held to the share only from kFirstStartBrakeMin files on: a few
+  // extras are what an older copy of the tree has (rsync --delete's ordinary work).
+  const size_t at_least = source_live == 0 ? 2 : kFirstStartBrakeMin;
+  if (share < 100 && extra_files >= at_least && extra_files * 100 > share * files_here) {
+    if (source_live == 0) {
+      lg().error("MASS-DELETE BRAKE: the source announced no file at all (is its volume mounted?): the {} files "
+                 "here are kept; if the source is empty on purpose, restart with -max-delete-share 100", extra_files);
+    } else {
+      lg().error("MASS-DELETE BRAKE: the initial sync would remove {} of the {} files here as extras (more than {}%; "
+                 "the source has {}): is this the right target directory, is the source's volume mounted? Nothing is "
+                 "removed; if it is meant, restart with -max-delete-share 100",
+                 extra_files, files_here, share, source_live);
+    }
     return {};
   }
   // Deepest first; a directory removed takes its contents along.

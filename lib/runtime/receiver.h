@@ -72,10 +72,14 @@ struct MirrorRules {
   // one removes the directories it leaves empty. The initial sync's delete (lsyncd's `delete`
   // true or 'startup') also removes the empty directories already here.
   bool prune_empty_dirs = false;
-  // The mass-delete brake at the initial sync (SECURITY.md §8 #30): when the source announced no
-  // live file at all, only directories or nothing (its volume not mounted? a fresh filesystem
-  // with only lost+found?), and two or more files here would go as extras, nothing is removed. Off with -max-delete-share 100 (attach: -empty-source-prunes).
-  bool empty_source_brake = true;
+  // The mass-delete brake at the initial sync (SECURITY.md §8 #30), the same share a restart's
+  // full scan is held to: when the files here that would go as extras are more than this
+  // percentage of the files here, and at least 2 of them with a source that announced no file
+  // (its volume not mounted, a fresh filesystem with only lost+found) or at least 10 otherwise
+  // (a target directory that is not the mirror's: its parent, another tree), nothing is
+  // removed. 100: off. Attach: `-max-delete-share N`, or `-empty-source-prunes` for
+  // 100 (what older versions understand).
+  int max_delete_share = 50;
   // rsync.cvs_exclude: excludes that are "perishable" in rsync's sense — they protect the paths
   // they match, but not the directories holding them (a directory of the target that the source
   // lacks goes, with them).
@@ -167,7 +171,9 @@ class Receiver {
   protocol::Ack do_remove(const protocol::Remove& r);
   protocol::Ack do_rename(const protocol::Rename& r);
   // `source_live`: the live versions the source announced in this full sync.
-  Status prune_extras(uint64_t source_live);
+  // `announced`: with rsync.dry_run, the live paths the source announced in this full sync (a
+  // dry run records nothing in the index, so only this tells them from extras).
+  Status prune_extras(uint64_t source_live, const std::set<std::string, std::less<>>& announced);
   // Job thread: the regular files here with their size and mtime (at most kMaxHave), offered to
   // the peer before asking for all its records; it leaves out the bytes of those it holds alike.
   std::vector<protocol::Have> held_files();
@@ -188,6 +194,8 @@ class Receiver {
   // what is below them; "" (or more than kMaxUnreadable of them): nothing is pruned.
   std::set<std::string> unreadable_;
   static constexpr size_t kMaxUnreadable = 1u << 16;
+  // The initial sync's brake, for a source that has files: fewer extras than this go regardless.
+  static constexpr size_t kFirstStartBrakeMin = 10;
   // Mirror mode deletes; with rsync.backup what goes is kept first (remove_dir: file by file).
   Status remove_file(const std::string& path);
   Status remove_dir(const std::string& path);
@@ -260,6 +268,7 @@ class Receiver {
   std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;
   uint64_t full_sync_live_ = 0;  // loop: live non-directory versions received in this full sync (the brake above)
+  std::set<std::string, std::less<>> dry_announced_;  // loop: rsync.dry_run, live paths of this full sync
   bool synced_ = false;
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order

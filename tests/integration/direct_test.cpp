@@ -728,6 +728,38 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(test::list_dir(f.dst).empty());
   }
 
+  TEST_CASE("a first start into a target that is not the mirror's (its parent, another tree) removes none of its files - unless -max-delete-share 100") {
+    Fixture f;
+    test::write_file(f.s("a.pem"), "a");
+    test::write_file(f.s("b.pem"), "b");
+    test::write_file(f.dst + "/a.pem", "old a");
+    f.sh("mkdir -p " + f.dst + "/app");
+    for (int i = 0; i < 12; ++i) test::write_file(f.dst + "/app/m" + std::to_string(i) + ".py", "code");  // 12 of 14 once a, b are in
+    f.start();
+    CHECK_MESSAGE(f.logs().find("MASS-DELETE BRAKE: the initial sync would remove 12 of the 14 files here as extras "
+                                "(more than 50%; the source has 2)") != std::string::npos, f.logs());
+    std::vector<std::string> diff;  // the cookie is the barrier; the trees differ by the kept files
+    REQUIRE(test::cookie_barrier(f.src, f.dst, "cookie.kept", diff, 30000, true));
+    CHECK(test::read_file(f.dst + "/a.pem") == "a");
+    CHECK(test::read_file(f.dst + "/b.pem") == "b");
+    for (int i = 0; i < 12; ++i) CHECK(test::exists(f.dst + "/app/m" + std::to_string(i) + ".py"));
+    // Fewer than 10 extras go as with rsync --delete, whatever their share (9 of 12 here: what an
+    // older copy of the tree holds).
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    f.sh("rm -rf " + f.state + " " + f.dst + "/app " + f.src + "/cookie.kept " + f.dst + "/cookie.kept");
+    test::write_file(f.s("c.pem"), "c");
+    for (int i = 0; i < 9; ++i) test::write_file(f.dst + "/stale" + std::to_string(i) + ".pem", "x");
+    f.start();
+    f.converged();
+    CHECK_FALSE(test::exists(f.dst + "/stale0.pem"));
+    // Meant: with the brake off, a first start prunes whatever the source lacks.
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    f.sh("rm -rf " + f.state + " && mkdir -p " + f.dst + "/app && for i in $(seq 12); do touch " + f.dst + "/app/$i; done");
+    f.start({"-max-delete-share", "100"});
+    f.converged();
+    CHECK_FALSE(test::exists(f.dst + "/app"));
+  }
+
   TEST_CASE("a first start on a source with directories only (a fresh filesystem's lost+found) removes no file at the target") {
     Fixture f;
     f.sh("mkdir -m 700 " + f.src + "/lost+found");

@@ -1231,6 +1231,8 @@ TEST_CASE("rsync's dry_run: the target is left exactly as rsync -n leaves it, ev
   CHECK(logs().find("dry run (rsync.dry_run): not applied: write etc/ca/key.pem") != std::string::npos);
   CHECK(logs().find("dry run (rsync.dry_run): not applied: write empty/dir") != std::string::npos);
   CHECK(logs().find("dry run (rsync.dry_run): not applied: delete extra.txt") != std::string::npos);
+  // Only the extra: what the source has is no extra, though a dry run records none of it.
+  CHECK_MESSAGE(logs().find("not applied: delete etc") == std::string::npos, logs());
   // Live: a new file, a rename and a delete are logged, not applied (the log line is the barrier).
   const size_t at = logs().size();
   test::write_file(f.src + "/late.txt", "late");

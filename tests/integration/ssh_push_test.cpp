@@ -41,6 +41,7 @@ struct Fixture {
   std::string src = t / "src", dst = t / "dst", log = t / "syncd.log";
   test::SshServer sshd{t / "sshd"};
   std::unique_ptr<test::Child> proc;
+  std::vector<std::string> extra;  // more arguments for the pusher
   int cookies = 0;
   explicit Fixture(std::string tr) : transport(std::move(tr)) {
     test::require_root();
@@ -49,9 +50,11 @@ struct Fixture {
     sshd.start();
   }
   std::vector<std::string> argv(const std::string& rsh) const {
-    return {SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst,
-            "-statedir", t / "state", "-rsh", rsh, "-remote-syncd", SYNCD_BINARY,
-            "-remote-statedir", t / "remote-state", "-transport", transport, "-rundir", t / "run"};
+    std::vector<std::string> a{SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst,
+                               "-statedir", t / "state", "-rsh", rsh, "-remote-syncd", SYNCD_BINARY,
+                               "-remote-statedir", t / "remote-state", "-transport", transport, "-rundir", t / "run"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
   }
   // Starts the push; with `wait_startup`, returns once the peer acknowledged the initial sync.
   void start(const std::string& rsh = {}, bool wait_startup = true) {
@@ -366,6 +369,30 @@ void source_faults(const std::string& transport) {
   CHECK(test::exists(f.dst + "/victim"));
 }
 
+// The target directory is not the mirror's (an operator's typo: its parent, another tree): most
+// of its files are unknown to the source. The peer's initial sync removes none of them — until
+// the share allowed (sent to `attach`) covers them.
+void wrong_target(const std::string& transport) {
+  Fixture f(transport);
+  test::write_file(f.s("a.pem"), "a");
+  test::write_file(f.s("b.pem"), "b");
+  test::write_file(f.dst + "/a.pem", "old a");
+  for (int i = 0; i < 12; ++i) test::write_file(f.dst + "/app" + std::to_string(i) + ".py", "code");  // 12 of 14 once a, b are in
+  f.start();
+  std::vector<std::string> diff;  // the cookie is the barrier; the trees differ by the kept files
+  REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.kept", diff, 60000, true), f.logs());
+  CHECK(test::read_file(f.dst + "/a.pem") == "a");  // what the source has arrives all the same
+  CHECK(test::read_file(f.dst + "/b.pem") == "b");
+  for (int i = 0; i < 12; ++i) CHECK_MESSAGE(test::exists(f.dst + "/app" + std::to_string(i) + ".py"), f.logs());
+  // A first start again (both state directories gone) with 90 % allowed: the peer prunes.
+  CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  f.sh("rm -rf " + f.t / "state" + " " + f.t / "remote-state");
+  f.extra = {"-max-delete-share", "90"};
+  f.start();
+  f.converged();
+  for (int i = 0; i < 12; ++i) CHECK_MESSAGE(!test::exists(f.dst + "/app" + std::to_string(i) + ".py"), f.logs());
+}
+
 void remote_syncd_missing(const std::string& transport) {
   Fixture f(transport);
   auto argv = f.argv(f.sshd.rsh());
@@ -382,6 +409,7 @@ void remote_syncd_missing(const std::string& transport) {
 
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
+  BOTH_TRANSPORTS("a first start into a target that is not the mirror's removes none of its files - unless the share allowed covers them", wrong_target)
   BOTH_TRANSPORTS("a source disk returning EIO: the target keeps its copy, then gets the file - a source that looks unmounted deletes nothing", source_faults)
 }
 
