@@ -220,7 +220,14 @@ void Receiver::on_message(protocol::Message msg) {
       if (auto st = applier_.remove_stale_temps(); !st) lg().warn("temp cleanup: {}", st.error().message());
       auto since = index_.peer_seq(peer_index_);
       if (!since.ok()) lg().error("index: where the peer's records were left unknown, asking for all: {}", since.error().message());
-      const uint64_t s = since.ok() ? *since : 0;
+      uint64_t s = since.ok() ? *since : 0;
+      if (s > 0 && opts_.mirror && !opts_.two_way) {
+        if (const std::string d = drift(); !d.empty()) {
+          lg().warn("the target is not what this node last wrote ({}): asking for a full sync, as lsyncd's startup "
+                    "rsync would", log::escape(d));
+          s = 0;
+        }
+      }
       // Asking for everything: the files already here go first, so that the peer can leave out
       // the bytes of those it holds the same way (protocol/SPEC.md §5.2, HAVE).
       // Listing the tree needs no index: the node's own sender may use it meanwhile.
@@ -452,6 +459,58 @@ void Receiver::answer_signature(protocol::SigRequest q) {
   });
 }
 
+namespace {
+
+// The target's entry is still what was written there: type, permissions, owner, and for what is
+// not a directory (whose time its entries move) size and mtime — rsync's quick check, plus mode.
+bool as_written(const fs::Fingerprint& here, const fs::Fingerprint& recorded) {
+  if (here.mode != recorded.mode || here.uid != recorded.uid || here.gid != recorded.gid) return false;
+  return S_ISDIR(here.mode) || (here.size == recorded.size && here.mtime_ns == recorded.mtime_ns);
+}
+
+}  // namespace
+
+std::string Receiver::drift() {
+  std::string found;
+  // What the index says is here.
+  auto st = index_.for_each_under("", [&](const store::Record& r) -> Status {
+    if (r.meta.deleted || r.meta.path.empty()) return {};
+    if (pruning() && r.meta.type == protocol::FileType::dir) return {};  // recorded, made when needed
+    auto here = applier_.stat(r.meta.path);
+    if (!here.ok()) {
+      found = (here.error().is_errno(ENOENT) ? "missing " : "unreadable ") + r.meta.path;
+    } else if (!as_written(*here, r.fp)) {
+      found = "changed " + r.meta.path;
+    }
+    return found.empty() ? Status{} : Error::make(errc::unexpected_target, found);
+  });
+  if (!found.empty()) return found;
+  if (!st) return "index: " + st.error().message();
+  // What is here and the index does not know: an extra the startup delete would take.
+  if (!opts_.rules.delete_startup) return {};
+  st = store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint&) -> Status {
+    auto r = index_.get(rel);
+    if (r.ok() && *r && !(*r)->meta.deleted) return {};
+    found = "extra " + rel;
+    return Error::make(errc::unexpected_target, found);
+  }, [&, protect = delete_protection()](std::string_view rel, bool is_dir) {
+    return (opts_.backup && opts_.backup->is_backup(rel)) || protect.excluded(rel, is_dir);
+  });
+  if (!found.empty()) return found;
+  if (!st) return "walk: " + st.error().message();
+  return {};
+}
+
+watch::Excludes Receiver::delete_protection() const {
+  const auto& rules = opts_.rules;
+  if (rules.delete_excluded) return {};
+  std::vector<std::string> all = rules.excludes;
+  all.insert(all.end(), rules.perishable.begin(), rules.perishable.end());
+  watch::Excludes protect(all, rules.filters);
+  if (!rules.per_dir_excludes.empty()) protect.read_per_dir(root_.path(), rules.per_dir_excludes);
+  return protect;
+}
+
 std::vector<protocol::Have> Receiver::held_files() {
   std::vector<protocol::Have> out;
   auto st = store::walk(root_, "", [&](const std::string& rel, const fs::Fingerprint& fp) -> Status {
@@ -660,7 +719,14 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
   auto local = index_.get(m.path);
   if (local.ok() && *local) {
     const auto order = engine::compare((*local)->meta.version, m.version);
-    if (order == engine::Order::after || (order == engine::Order::equal && (*local)->meta == m)) {
+    // The same version again (a full sync after drift(), a resend) is nothing to do only while
+    // the file here is still what was written: else it is written again.
+    const auto still_written = [&](const store::Record& r) {
+      auto here = applier_.stat(r.meta.path);
+      return here.ok() && as_written(*here, r.fp);
+    };
+    const bool same = order == engine::Order::equal && (*local)->meta == m;
+    if (order == engine::Order::after || (same && still_written(**local))) {
       flush_staged();
       advance_or_log(fv.seq);  // remember the seq; nothing else to do
       return ack(fv.seq, protocol::AckStatus::ignored);
@@ -1026,10 +1092,7 @@ Status Receiver::prune_extras(uint64_t source_live, const std::set<std::string, 
   std::vector<std::pair<std::string, bool>> extra;
   std::set<std::string, std::less<>> holds_protected;  // directories kept because something inside is protected
   const auto& rules = opts_.rules;
-  std::vector<std::string> all = rules.excludes;
-  all.insert(all.end(), rules.perishable.begin(), rules.perishable.end());
-  watch::Excludes protect = rules.delete_excluded ? watch::Excludes() : watch::Excludes(all, rules.filters);
-  if (!rules.delete_excluded && !rules.per_dir_excludes.empty()) protect.read_per_dir(root_.path(), rules.per_dir_excludes);
+  const watch::Excludes protect = delete_protection();
   const watch::Excludes lasting = rules.delete_excluded ? watch::Excludes() : watch::Excludes(rules.excludes, rules.filters);
   // Versions the source sent that are not applied yet (failed, or waiting for their bytes after
   // base_mismatch): the source has those paths, and what is here may be the base of their delta.

@@ -178,6 +178,14 @@ class Receiver {
   // the peer before asking for all its records; it leaves out the bytes of those it holds alike.
   std::vector<protocol::Have> held_files();
   static constexpr size_t kMaxHave = 1u << 20;
+  // Job thread, store lock: a one-way target resuming — is its tree still what the index says?
+  // lsyncd's startup rsync repairs a target changed behind its back (files deleted, edited,
+  // chmod'ed or added there; a volume remounted empty); a resume would not. Returns the first
+  // difference found ("missing x", "changed x", "extra x"), empty when there is none.
+  std::string drift();
+  // What the initial sync's delete leaves alone here: the source's excludes and filters (with
+  // rsync.cvs_exclude's perishable ones and per-directory files), none with delete_excluded.
+  watch::Excludes delete_protection() const;
   // SIG_REQUEST (protocol/SPEC.md §5.2): the file here is signed on the job queue, after what
   // was posted before, and the SIGNATURE chunks go back (empty: nothing to sign). A peer may
   // have at most kMaxSigRequests unanswered; more is a protocol error (each holds a signature).

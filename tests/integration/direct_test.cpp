@@ -689,6 +689,30 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK_MESSAGE(after.find("\"retrying\": 0, \"last_failure\": null") != std::string::npos, after);
   }
 
+  TEST_CASE("a target changed behind syncd's back while it was stopped is repaired at the next start - as lsyncd's startup rsync repairs it") {
+    Fixture f;
+    f.sh("mkdir -p " + f.src + "/sub");
+    for (const char* n : {"gone.pem", "edited.pem", "chmod.pem", "kept.pem", "sub/deep.pem"}) test::write_file(f.s(n), n);
+    f.start();
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    // While it is stopped, someone works in the target: a file deleted, one rewritten (same
+    // size, another time), one made private, a directory removed, a stray file added.
+    f.sh("rm " + f.dst + "/gone.pem && printf 'EDITED.pem' > " + f.dst + "/edited.pem && touch -d '2001-01-01' " +
+         f.dst + "/edited.pem && chmod 600 " + f.dst + "/chmod.pem && rm -r " + f.dst + "/sub && echo x > " + f.dst + "/stray");
+    size_t before = f.logs().size();
+    f.start();
+    f.converged();  // equal again, content and metadata, the stray file gone
+    CHECK_MESSAGE(f.logs().find("the target is not what this node last wrote", before) != std::string::npos, f.logs());
+    CHECK(test::read_file(f.dst + "/edited.pem") == "edited.pem");
+    // A target nobody touched: the next start resumes where it left off, no full sync.
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    before = f.logs().size();
+    f.start();
+    f.converged();
+    CHECK_MESSAGE(f.logs().find("the target is not what this node last wrote", before) == std::string::npos, f.logs());
+  }
+
   TEST_CASE("a source that looks unmounted at a restart empties nothing: the mass-delete brake holds until -max-delete-share 100") {
     Fixture f;
     for (int i = 0; i < 10; ++i) test::write_file(f.s("cert" + std::to_string(i) + ".pem"), "cert " + std::to_string(i));

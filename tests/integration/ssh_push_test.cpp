@@ -369,6 +369,21 @@ void source_faults(const std::string& transport) {
   CHECK(test::exists(f.dst + "/victim"));
 }
 
+// Someone works in the target while the push is stopped: the next session repairs it (the peer's
+// receiver finds its tree is not what it wrote and asks for a full sync).
+void target_drift(const std::string& transport) {
+  Fixture f(transport);
+  for (const char* n : {"a.pem", "b.pem", "c.pem"}) test::write_file(f.s(n), n);
+  f.start();
+  f.converged();
+  CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  f.sh("rm " + f.dst + "/a.pem && printf 'B.pem' > " + f.dst + "/b.pem && touch -d '2001-01-01' " + f.dst +
+       "/b.pem && echo x > " + f.dst + "/stray");
+  f.start();
+  f.converged();  // equal again: a.pem back, b.pem's content, the stray file gone
+  CHECK(test::read_file(f.dst + "/b.pem") == "b.pem");
+}
+
 // The target directory is not the mirror's (an operator's typo: its parent, another tree): most
 // of its files are unknown to the source. The peer's initial sync removes none of them — until
 // the share allowed (sent to `attach`) covers them.
@@ -409,6 +424,7 @@ void remote_syncd_missing(const std::string& transport) {
 
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
+  BOTH_TRANSPORTS("a target changed while the push was stopped is repaired by the next session", target_drift)
   BOTH_TRANSPORTS("a first start into a target that is not the mirror's removes none of its files - unless the share allowed covers them", wrong_target)
   BOTH_TRANSPORTS("a source disk returning EIO: the target keeps its copy, then gets the file - a source that looks unmounted deletes nothing", source_faults)
 }
