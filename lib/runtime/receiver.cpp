@@ -479,7 +479,8 @@ std::string Receiver::drift() {
     auto here = applier_.stat(r.meta.path);
     if (!here.ok()) {
       found = (here.error().is_errno(ENOENT) ? "missing " : "unreadable ") + r.meta.path;
-    } else if (!as_written(*here, r.fp)) {
+    } else if (!as_written(*here, r.fp) &&
+               !(opts_.rules.update && S_ISREG(here->mode) && here->mtime_ns > r.fp.mtime_ns)) {  // rsync.update keeps it
       found = "changed " + r.meta.path;
     }
     return found.empty() ? Status{} : Error::make(errc::unexpected_target, found);
