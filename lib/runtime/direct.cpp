@@ -84,7 +84,11 @@ Status DirectMirror::start() {
 
 size_t DirectMirror::unreadable() const noexcept { return sender_ ? sender_->unreadable() : 0; }
 
-std::string DirectMirror::brake() const { return sender_ ? sender_->brake() : std::string(); }
+std::string DirectMirror::brake() const {
+  // The source's restart scan, or the target's initial sync (its delete of extras).
+  if (sender_ && !sender_->brake().empty()) return sender_->brake();
+  return receiver_ ? receiver_->brake() : std::string();
+}
 
 bool DirectMirror::idle() const noexcept {
   return sender_ && receiver_ && sender_->idle() && receiver_->idle() && receiver_->synced() &&

@@ -386,6 +386,7 @@ void Receiver::on_message(protocol::Message msg) {
     dry_announced_.clear();
     jobs_.post([this, prune, max_seq, source_live, announced]() -> JobQueue::Done {
       std::lock_guard store_lock(index_.mutex());
+      held_brake_.clear();
       if (prune) {
         if (auto st = prune_extras(source_live, *announced); !st) lg().error("initial sync: {}", st.error().message());
         unreadable_.clear();
@@ -395,9 +396,10 @@ void Receiver::on_message(protocol::Message msg) {
       }
       in_order_ = true;
       if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
-      return [this, max_seq] {
+      return [this, max_seq, brake = held_brake_] {
         const bool first = !synced_;
         synced_ = true;
+        brake_ = brake;
         conn_.send(protocol::Ack{protocol::kIndexEndAck, protocol::AckStatus::applied, max_seq, {}});
         report_acked();
         conn_.flush();
@@ -1148,15 +1150,14 @@ Status Receiver::prune_extras(uint64_t source_live, const std::set<std::string, 
   // extras are what an older copy of the tree has (rsync --delete's ordinary work).
   const size_t at_least = source_live == 0 ? 2 : kFirstStartBrakeMin;
   if (share < 100 && extra_files >= at_least && extra_files * 100 > share * files_here) {
-    if (source_live == 0) {
-      lg().error("MASS-DELETE BRAKE: the source announced no file at all (is its volume mounted?): the {} files "
-                 "here are kept; if the source is empty on purpose, restart with -max-delete-share 100", extra_files);
-    } else {
-      lg().error("MASS-DELETE BRAKE: the initial sync would remove {} of the {} files here as extras (more than {}%; "
-                 "the source has {}): is this the right target directory, is the source's volume mounted? Nothing is "
-                 "removed; if it is meant, restart with -max-delete-share 100",
-                 extra_files, files_here, share, source_live);
-    }
+    held_brake_ = source_live == 0
+        ? fmt::format("the source announced no file at all (is its volume mounted?): the {} files here are kept; "
+                      "if the source is empty on purpose, restart with -max-delete-share 100", extra_files)
+        : fmt::format("the initial sync would remove {} of the {} files here as extras (more than {}%; the source "
+                      "has {}): is this the right target directory, is the source's volume mounted? Nothing is "
+                      "removed; if it is meant, restart with -max-delete-share 100",
+                      extra_files, files_here, share, source_live);
+    lg().error("MASS-DELETE BRAKE: {}", held_brake_);
     return {};
   }
   // Deepest first; a directory removed takes its contents along.

@@ -131,6 +131,9 @@ class Receiver {
   uint64_t applied() const noexcept { return applied_; }
   // True once the first INDEX_END (the initial sync) has been applied.
   bool synced() const noexcept { return synced_; }
+  // Non-empty while the last initial sync's delete of extras was held back by the mass-delete
+  // brake (MirrorRules::max_delete_share): why. Loop thread.
+  const std::string& brake() const noexcept { return brake_; }
   // Real content conflicts resolved on this link (either side won).
   uint64_t conflicts() const noexcept { return conflicts_; }
   // Bytes held for the peer (bodies arriving or waiting to be applied), and whether reading the
@@ -278,6 +281,8 @@ class Receiver {
   uint64_t full_sync_live_ = 0;  // loop: live non-directory versions received in this full sync (the brake above)
   std::set<std::string, std::less<>> dry_announced_;  // loop: rsync.dry_run, live paths of this full sync
   bool synced_ = false;
+  std::string brake_;       // loop: brake() (copied from held_brake_ when the initial sync ends)
+  std::string held_brake_;  // job thread: this initial sync's brake, if it held
   uint64_t applied_ = 0;
   bool in_order_ = false;  // job thread: past INDEX_END, versions arrive in sequence order
   std::mutex batch_mu_;

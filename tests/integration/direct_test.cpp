@@ -767,6 +767,10 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(test::read_file(f.dst + "/a.pem") == "a");
     CHECK(test::read_file(f.dst + "/b.pem") == "b");
     for (int i = 0; i < 12; ++i) CHECK(test::exists(f.dst + "/app/m" + std::to_string(i) + ".py"));
+    const std::string status = f.t / "status.txt";
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + status);
+    CHECK_MESSAGE(test::read_file(status).find("MASS-DELETE BRAKE: the initial sync would remove 12 of the 14") !=
+                  std::string::npos, test::read_file(status));
     // Fewer than 10 extras go as with rsync --delete, whatever their share (9 of 12 here: what an
     // older copy of the tree holds).
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);

@@ -399,6 +399,9 @@ void wrong_target(const std::string& transport) {
   CHECK(test::read_file(f.dst + "/a.pem") == "a");  // what the source has arrives all the same
   CHECK(test::read_file(f.dst + "/b.pem") == "b");
   for (int i = 0; i < 12; ++i) CHECK_MESSAGE(test::exists(f.dst + "/app" + std::to_string(i) + ".py"), f.logs());
+  // The peer says why in its log, which reaches this node's (its session's stderr).
+  CHECK_MESSAGE(f.logs().find("MASS-DELETE BRAKE: the initial sync would remove 12 of the 14 files here") !=
+                std::string::npos, f.logs());
   // A first start again (both state directories gone) with 90 % allowed: the peer prunes.
   CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
   f.sh("rm -rf " + f.t / "state" + " " + f.t / "remote-state");
