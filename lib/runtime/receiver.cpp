@@ -663,6 +663,25 @@ void Receiver::touch_parent(const std::string& path) {
   }
 }
 
+bool Receiver::quick_check_here(const protocol::FileMeta& m) {
+  auto here = applier_.stat(m.path);
+  if (!here.ok()) return false;
+  const auto t = store::file_type_of(here->mode);
+  if (!t || *t != m.type) return false;
+  switch (m.type) {
+    case protocol::FileType::dir:
+      return true;
+    case protocol::FileType::file:
+      return here->size == m.size && here->mtime_ns == m.mtime_sec * 1'000'000'000 + int64_t{m.mtime_nsec};
+    case protocol::FileType::symlink: {
+      auto entry = store::scan_one(root_, m.path);  // a link's "content" is its target
+      return entry.ok() && *entry && (*entry)->sha256 == m.sha256;
+    }
+    default:
+      return false;
+  }
+}
+
 protocol::Ack Receiver::dry_run(uint64_t seq, const char* what, const std::string& path) {
   flush_staged();
   lg().info("dry run (rsync.dry_run): not applied: {} {}", what, log::escape(path));
@@ -718,7 +737,11 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
                                    const protocol::Hash256& base_in, BodyPipe* pipe) {
   if (opts_.two_way) return reconcile_version(fv, body, base_in, pipe);
   const auto& m = fv.meta;
-  if (opts_.rules.dry_run) return dry_run(fv.seq, "write", m.path);
+  if (opts_.rules.dry_run) {
+    if (!quick_check_here(m)) return dry_run(fv.seq, "write", m.path);
+    flush_staged();  // rsync -n lists only what its quick check would transfer
+    return ack(fv.seq, protocol::AckStatus::ignored, "dry run (rsync.dry_run): already here");
+  }
   auto local = index_.get(m.path);
   if (local.ok() && *local) {
     const auto order = engine::compare((*local)->meta.version, m.version);

@@ -189,6 +189,9 @@ class Receiver {
   // What the initial sync's delete leaves alone here: the source's excludes and filters (with
   // rsync.cvs_exclude's perishable ones and per-directory files), none with delete_excluded.
   watch::Excludes delete_protection() const;
+  // rsync's quick check for a dry run's list: `m` is here already (same type; a file's size and
+  // mtime, a link's target). Job thread.
+  bool quick_check_here(const protocol::FileMeta& m);
   // SIG_REQUEST (protocol/SPEC.md §5.2): the file here is signed on the job queue, after what
   // was posted before, and the SIGNATURE chunks go back (empty: nothing to sign). A peer may
   // have at most kMaxSigRequests unanswered; more is a protocol error (each holds a signature).

@@ -1233,6 +1233,9 @@ TEST_CASE("rsync's dry_run: the target is left exactly as rsync -n leaves it, ev
   CHECK(logs().find("dry run (rsync.dry_run): not applied: delete extra.txt") != std::string::npos);
   // Only the extra: what the source has is no extra, though a dry run records none of it.
   CHECK_MESSAGE(logs().find("not applied: delete etc") == std::string::npos, logs());
+  // Nor is what is here already listed as a write (rsync -n's quick check: same link, same directory).
+  CHECK_MESSAGE(logs().find("not applied: write etc/link") == std::string::npos, logs());
+  CHECK_MESSAGE(logs().find("not applied: write etc/ca\n") == std::string::npos, logs());
   // Live: a new file, a rename and a delete are logged, not applied (the log line is the barrier).
   const size_t at = logs().size();
   test::write_file(f.src + "/late.txt", "late");
