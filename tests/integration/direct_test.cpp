@@ -33,6 +33,7 @@
 #include "tests/support/faultfs.h"
 #include "tests/support/process.h"
 #include "tests/support/rss.h"
+#include "tests/support/seeds.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
 #include "tests/support/wakeups.h"
@@ -717,12 +718,7 @@ TEST_SUITE("integration.direct_overflow") {
   // and the target both changed meanwhile, started again: the target must equal the source.
   // SYNCD_DIRECT_SEEDS=A-B and SYNCD_DIRECT_ROUNDS=N make it a soak.
   TEST_CASE("randomized restarts with both trees changed while stopped - and kills mid-work - end equal") {
-    int seed_lo = 1, seed_hi = 3, rounds = 3;
-    if (const char* e = std::getenv("SYNCD_DIRECT_SEEDS")) {
-      std::sscanf(e, "%d-%d", &seed_lo, &seed_hi);
-      if (seed_hi < seed_lo) seed_hi = seed_lo;
-    }
-    if (const char* e = std::getenv("SYNCD_DIRECT_ROUNDS")) rounds = std::max(1, std::atoi(e));
+    const auto [seed_lo, seed_hi, rounds] = test::seed_range("SYNCD_DIRECT_SEEDS", "SYNCD_DIRECT_ROUNDS", {1, 3, 3});
     const std::vector<std::string> names = {"ca.crl", "key.pem", "cfg", "certs/1.pem", "certs/2.pem", "certs/3.pem",
                                             "d/x", "d/e/y", "d/e/z"};
     for (int seed = seed_lo; seed <= seed_hi; ++seed) {

@@ -27,6 +27,7 @@
 #include "tests/support/faultfs.h"
 #include "tests/support/netns.h"
 #include "tests/support/process.h"
+#include "tests/support/seeds.h"
 #include "tests/support/sshd.h"
 #include "tests/support/tmpdir.h"
 #include "tests/support/tree_diff.h"
@@ -1075,12 +1076,7 @@ TEST_SUITE("two_way") {
   // see each other's writes); a node that is down may touch anything (it is concurrent with all).
   // SYNCD_TWO_WAY_SEEDS=A-B and SYNCD_TWO_WAY_ROUNDS=N make it a soak (benches/README.md).
   TEST_CASE("randomized rounds with partitions, crashes and restarts converge and lose nothing") {
-    int seed_lo = 1, seed_hi = 5, rounds = 3;
-    if (const char* e = std::getenv("SYNCD_TWO_WAY_SEEDS")) {
-      std::sscanf(e, "%d-%d", &seed_lo, &seed_hi);
-      if (seed_hi < seed_lo) seed_hi = seed_lo;
-    }
-    if (const char* e = std::getenv("SYNCD_TWO_WAY_ROUNDS")) rounds = std::max(1, std::atoi(e));
+    const auto [seed_lo, seed_hi, rounds] = test::seed_range("SYNCD_TWO_WAY_SEEDS", "SYNCD_TWO_WAY_ROUNDS", {1, 5, 3});
     for (int seed = seed_lo; seed <= seed_hi; ++seed) {
       std::mt19937 rng(static_cast<uint32_t>(seed));
       std::mt19937 wipe_rng(static_cast<uint32_t>(seed) ^ 0x5eedu);  // its own stream: the rest of a seed's story stays
