@@ -463,11 +463,14 @@ void Receiver::answer_signature(protocol::SigRequest q) {
 
 namespace {
 
-// The target's entry is still what was written there: type, permissions, owner, and for what is
-// not a directory (whose time its entries move) size and mtime — rsync's quick check, plus mode.
-bool as_written(const fs::Fingerprint& here, const fs::Fingerprint& recorded) {
+// The target's entry is still what was written there: type, permissions, owner; a file's (or
+// link's) size and mtime — rsync's quick check, plus mode; a directory's mtime, which entries
+// landing in it move, is the record's own (restore_dir_times puts it back) when times are kept.
+bool as_written(const fs::Fingerprint& here, const store::Record& r, bool dir_times) {
+  const fs::Fingerprint& recorded = r.fp;
   if (here.mode != recorded.mode || here.uid != recorded.uid || here.gid != recorded.gid) return false;
-  return S_ISDIR(here.mode) || (here.size == recorded.size && here.mtime_ns == recorded.mtime_ns);
+  if (S_ISDIR(here.mode)) return !dir_times || here.mtime_ns == r.meta.mtime_sec * 1'000'000'000 + int64_t{r.meta.mtime_nsec};
+  return here.size == recorded.size && here.mtime_ns == recorded.mtime_ns;
 }
 
 }  // namespace
@@ -481,7 +484,7 @@ std::string Receiver::drift() {
     auto here = applier_.stat(r.meta.path);
     if (!here.ok()) {
       found = (here.error().is_errno(ENOENT) ? "missing " : "unreadable ") + r.meta.path;
-    } else if (!as_written(*here, r.fp) &&
+    } else if (!as_written(*here, r, opts_.rules.dir_times) &&
                !(opts_.rules.update && S_ISREG(here->mode) && here->mtime_ns > r.fp.mtime_ns)) {  // rsync.update keeps it
       found = "changed " + r.meta.path;
     }
@@ -749,7 +752,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
     // the file here is still what was written: else it is written again.
     const auto still_written = [&](const store::Record& r) {
       auto here = applier_.stat(r.meta.path);
-      return here.ok() && as_written(*here, r.fp);
+      return here.ok() && as_written(*here, r, opts_.rules.dir_times);
     };
     const bool same = order == engine::Order::equal && (*local)->meta == m;
     if (order == engine::Order::after || (same && still_written(**local))) {

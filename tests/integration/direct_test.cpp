@@ -729,10 +729,14 @@ TEST_SUITE("integration.direct_overflow") {
       for (const auto& n : names) test::write_file(f.s(n), n + " v0");
       f.start();
       f.converged();
+      std::string story;  // what each round did, shown with a failure
+      CAPTURE(story);
       auto pick = [&] { return names[rng() % names.size()]; };
       auto change = [&](const std::string& root, int round, int i) {
         const std::string path = root + "/" + pick();
-        switch (rng() % 5) {
+        const unsigned op = rng() % 5;
+        story += (root == f.src ? " src " : " dst ") + std::to_string(op) + " " + path.substr(root.size() + 1) + ";";
+        switch (op) {
           case 0:  // rewrite, sometimes to the same size with an old time (a quick-check trap)
             f.sh("mkdir -p \"$(dirname " + path + ")\"");
             test::write_file(path, "r" + std::to_string(round) + "." + std::to_string(i));
@@ -755,6 +759,7 @@ TEST_SUITE("integration.direct_overflow") {
       for (int round = 0; round < rounds; ++round) {
         CAPTURE(round);
         const bool kill = rng() % 2 == 0;
+        story += "\nround " + std::to_string(round) + (kill ? " SIGKILL:" : " SIGTERM:");
         if (kill) {
           // Work in flight when it dies: a burst just written.
           for (int i = 0; i < 20; ++i) test::write_file(f.s("certs/burst" + std::to_string(i) + ".pem"), std::to_string(round));
