@@ -111,9 +111,8 @@ std::string DirectMirror::status(bool json) {
     std::string t = "syncd -direct " + opts_.source + " -> " + opts_.target + " (pid " + std::to_string(::getpid()) + ")\n";
     t += std::string("  idle: ") + (is_idle ? "yes" : "no") + "\n";
     if (!brk.empty()) t += "  MASS-DELETE BRAKE: " + brk + "\n";
-    t += "  queued: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(awaiting);
-    if (sender_) t += ", " + retrying_text(*sender_);
-    t += "\n";
+    t += "  queued: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(awaiting) + ", " +
+         retrying_text(sender_.get()) + "\n";
     if (unreadable() > 0) {
       t += "  unreadable here: " + std::to_string(unreadable()) + " paths, read again with backoff (see the log)\n";
     }
@@ -123,7 +122,7 @@ std::string DirectMirror::status(bool json) {
   return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " + json_string(opts_.source) +
          ", \"target\": " + json_string(opts_.target) + ", \"idle\": " + (is_idle ? "true" : "false") +
          ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(awaiting) + ", " +
-         (sender_ ? retrying_json(*sender_) : std::string("\"retrying\": 0, \"last_failure\": null")) +
+         retrying_json(sender_.get()) +
          ", \"unreadable\": " + std::to_string(unreadable()) + ", \"delete_brake\": " + json_string(brk) + ", " +
          latency_json(lat) + ", " + resources_json(res) + "}\n";
 }

@@ -466,7 +466,7 @@ std::string Push::status(bool json) const {
                  (l.passive ? "on the session it opened to this node" : up ? "connected" : "disconnected") + " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
                  (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
-                 ", " + retrying_text(*l.sender) +
+                 ", " + retrying_text(l.sender.get()) +
                  (l.sender->unreadable() > 0 ? ", unreadable here: " + std::to_string(l.sender->unreadable()) : std::string()) +
                  (l.rx ? paused_note(*l.rx) : std::string()) +
                  ", last error: " + (l.last_error.empty() ? std::string("-") : l.last_error) + "\n";
@@ -477,7 +477,7 @@ std::string Push::status(bool json) const {
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) +
-                  ", " + retrying_json(*l.sender) + ", \"unreadable\": " + std::to_string(l.sender->unreadable()) + ", \"bytes_out\": " +
+                  ", " + retrying_json(l.sender.get()) + ", \"unreadable\": " + std::to_string(l.sender->unreadable()) + ", \"bytes_out\": " +
                   std::to_string(link_bytes_out(l)) + ", \"last_error\": " + json_string(l.last_error) +
                   (l.rx ? ", \"held_bytes\": " + std::to_string(l.rx->held_bytes()) + ", \"reading_paused\": " +
                               (l.rx->reading_paused() ? "true" : "false")
@@ -539,13 +539,13 @@ std::string Push::joined_state(const Joined& jd, bool json) const {
            "\", \"idle\": " + (jd.idle() ? "true" : "false") + ", \"applying\": " + (rx_idle ? "false" : "true") +
            ", \"pending_out\": " + std::to_string(out) + ", \"queued\": " + std::to_string(queued) +
            ", \"awaiting_ack\": " + std::to_string(awaiting) + ", " +
-           (tx ? retrying_json(*tx) : std::string("\"retrying\": 0, \"last_failure\": null")) +
+           retrying_json(tx) +
            ", \"caught_up\": " + (caught ? "true" : "false") + ", \"held_bytes\": " + std::to_string(jd.rx->held_bytes()) +
            ", \"reading_paused\": " + (jd.rx->reading_paused() ? "true" : "false") + "}";
   }
   return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, {}{}{}",
                      jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting,
-                     tx ? retrying_text(*tx) : std::string("retrying: 0"),
+                     retrying_text(tx),
                      caught ? ", caught up" : "", paused_note(*jd.rx));
 }
 

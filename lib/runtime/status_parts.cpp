@@ -33,9 +33,9 @@ std::string latency_json(const std::vector<double>& sorted_ms) {
   return b;
 }
 
-std::string retrying_text(const Sender& tx) {
-  std::string t = "retrying: " + std::to_string(tx.retrying());
-  const Sender::LastFailure f = tx.last_failure();
+std::string retrying_text(const Sender* tx) {
+  std::string t = "retrying: " + std::to_string(tx ? tx->retrying() : 0);
+  const Sender::LastFailure f = tx ? tx->last_failure() : Sender::LastFailure{};
   if (f.path.empty()) return t;
   t += " (last failed: " + log::escape(f.path) + ": " + log::escape(f.why) + "; ";
   t += f.next_try_ms == 0 ? std::string("trying again now)")
@@ -43,9 +43,9 @@ std::string retrying_text(const Sender& tx) {
   return t;
 }
 
-std::string retrying_json(const Sender& tx) {
-  std::string j = "\"retrying\": " + std::to_string(tx.retrying()) + ", \"last_failure\": ";
-  const Sender::LastFailure f = tx.last_failure();
+std::string retrying_json(const Sender* tx) {
+  std::string j = "\"retrying\": " + std::to_string(tx ? tx->retrying() : 0) + ", \"last_failure\": ";
+  const Sender::LastFailure f = tx ? tx->last_failure() : Sender::LastFailure{};
   if (f.path.empty()) return j + "null";
   return j + "{\"path\": " + json_string(f.path) + ", \"error\": " + json_string(f.why) +
          ", \"next_try_ms\": " + std::to_string(f.next_try_ms) + "}";

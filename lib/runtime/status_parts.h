@@ -5,7 +5,7 @@
 // Thread affinity: loop thread (the Sender accessors they read are loop-only).
 //
 //   text += "  sync latency ms: " + latency_text(tx.latency_samples()) + "\n";
-//   json += ", " + latency_json(tx.latency_samples()) + ", " + retrying_json(tx);
+//   json += ", " + latency_json(tx.latency_samples()) + ", " + retrying_json(&tx);
 #pragma once
 
 #include <string>
@@ -21,9 +21,9 @@ std::string latency_text(const std::vector<double>& sorted_ms);
 std::string latency_json(const std::vector<double>& sorted_ms);
 
 // "retrying: 2 (last failed: a/b.pem: rename into place ...: Operation not permitted; next try in 4 s)",
-// or "retrying: 0". Paths escaped as in the log.
-std::string retrying_text(const Sender& tx);
+// or "retrying: 0" (also without a sender). Paths escaped as in the log.
+std::string retrying_text(const Sender* tx);
 // "\"retrying\": 2, \"last_failure\": {\"path\": ..., \"error\": ..., \"next_try_ms\": ...}" (null when none).
-std::string retrying_json(const Sender& tx);
+std::string retrying_json(const Sender* tx);
 
 }  // namespace syncd::runtime
