@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "lib/base/log.h"
@@ -89,6 +92,21 @@ int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& faded,
   return reload ? kReload : 0;
 }
 
+// `--wait-idle` for one directory: a daemon that is still starting (no socket yet, or one not yet
+// listening) is waited for within the same time, so `syncd -nodaemon ... & syncd status DIR
+// --wait-idle` needs no retry loop of its own.
+syncd::Result<std::string> wait_idle_request(const std::string& sock, const std::string& fmt,
+                                            std::chrono::steady_clock::time_point deadline) {
+  using namespace std::chrono;
+  for (;;) {
+    const long left = std::max<long>(duration_cast<milliseconds>(deadline - steady_clock::now()).count(), 0);
+    auto r = syncd::runtime::control_request(sock, "wait-idle " + std::to_string(left) + " " + fmt, static_cast<int>(left) + 5000);
+    const bool starting = !r.ok() && (r.error().is_errno(ENOENT) || r.error().is_errno(ECONNREFUSED));
+    if (!starting || left == 0) return r;
+    std::this_thread::sleep_for(milliseconds(std::min<long>(left, 20)));
+  }
+}
+
 // `syncd status [DIR] [-rundir D] [--json] [--wait-idle [MS]]`: asks the daemon owning DIR, or
 // every daemon with a socket in the run directory. Exit 0; 1 if --wait-idle timed out; 3 if no
 // daemon answered.
@@ -132,11 +150,13 @@ int status_main(const std::vector<std::string>& args) {
     std::sort(sockets.begin(), sockets.end());
   }
   const std::string fmt = json ? "json" : "text";
-  const std::string req = wait_ms >= 0 ? "wait-idle " + std::to_string(wait_ms) + " " + fmt : "status " + fmt;
+  const auto start = std::chrono::steady_clock::now();
   int answered = 0, code = 0;
   if (json && sockets.size() != 1) std::printf("[");
   for (const auto& sock : sockets) {
-    auto r = runtime::control_request(sock, req, static_cast<int>(std::max<long>(wait_ms, 0) + 5000));
+    auto r = wait_ms >= 0 && !dir.empty() ? wait_idle_request(sock, fmt, start + std::chrono::milliseconds(wait_ms))
+                                          : runtime::control_request(sock, wait_ms >= 0 ? "wait-idle " + std::to_string(wait_ms) + " " + fmt : "status " + fmt,
+                                                                     static_cast<int>(std::max<long>(wait_ms, 0) + 5000));
     if (!r.ok()) {
       if (!dir.empty()) std::fprintf(stderr, "syncd status: no daemon answers for %s: %s\n", dir.c_str(), r.error().message().c_str());
       continue;

@@ -186,6 +186,24 @@ TEST_SUITE("integration.direct") {
     f.converged();
   }
 
+  TEST_CASE("status --wait-idle started before the daemon waits for it to come up - and to finish its initial sync") {
+    Fixture f;
+    test::write_file(f.s("there-before"), std::string(100000, 'x'));
+    // The query starts first: before, it found no socket and gave up at once (exit 3).
+    test::Child status({SYNCD_BINARY, "status", f.src, "-rundir", f.t / "run", "--wait-idle", "30000"}, f.t / "status.out");
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run"},
+        f.log);
+    CHECK_MESSAGE(status.wait() == 0, test::read_file(f.t / "status.out") << f.logs());
+    CHECK(test::read_file(f.t / "status.out").find("idle: yes") != std::string::npos);
+    CHECK(test::exists(f.dst + "/there-before"));
+    // A daemon that never comes: the wait ends at its time with "no daemon answers" (exit 3).
+    ::mkdir((f.t / "nowhere").c_str(), 0755);
+    test::Child none({SYNCD_BINARY, "status", f.t / "nowhere", "-rundir", f.t / "run", "--wait-idle", "300"}, f.t / "none.out");
+    CHECK(none.wait() == 3);
+    CHECK(test::read_file(f.t / "none.out").find("no daemon answers") != std::string::npos);
+  }
+
   TEST_CASE("initial sync copies an existing tree with owners - modes - mtimes - links") {
     Fixture f;
     test::make_sample_tree(f.src);
