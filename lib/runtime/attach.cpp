@@ -5,6 +5,7 @@
 
 #include "lib/base/log.h"
 #include "lib/runtime/hello.h"
+#include "lib/runtime/target_volume.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -34,6 +35,7 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
   }
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
   index_ = std::make_unique<store::Index>(std::move(idx));
+  SYNCD_TRY(check_target_volume(*root_, *index_, opts_.state_dir));
   for (int fd : {in.get(), out.get()}) {
     const int fl = ::fcntl(fd, F_GETFL);
     if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return Error::from_errno("set O_NONBLOCK on stdio");

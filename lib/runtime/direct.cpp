@@ -8,6 +8,7 @@
 #include "lib/runtime/control.h"
 #include "lib/runtime/hello.h"
 #include "lib/runtime/status_parts.h"
+#include "lib/runtime/target_volume.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -41,6 +42,7 @@ Status DirectMirror::start() {
   SYNCD_TRY_ASSIGN(di, store::Index::open(opts_.state_dir + "/dst", store::Index::Sharing::exclusive));
   src_index_ = std::make_unique<store::Index>(std::move(si));
   dst_index_ = std::make_unique<store::Index>(std::move(di));
+  SYNCD_TRY(check_target_volume(*dst_root_, *dst_index_, opts_.state_dir + "/dst"));
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {

@@ -289,6 +289,10 @@ Status Index::set_link_node(const std::string& link, uint64_t node) {
   return meta_set("link_node:" + link, static_cast<int64_t>(node));
 }
 
+Result<int64_t> Index::root_mount() { return meta_get("root_mount"); }
+
+Status Index::set_root_mount(int64_t kind) { return meta_set("root_mount", kind); }
+
 Result<uint64_t> Index::tombstone_count() { return count_of("SELECT COUNT(*) FROM files WHERE deleted = 1"); }
 
 Result<uint64_t> Index::collect_tombstones(const std::vector<uint64_t>& peers, bool peers_known, uint64_t now_ms,

@@ -103,6 +103,10 @@ class Index {
   Result<uint64_t> link_node(const std::string& link);
   Status set_link_node(const std::string& link, uint64_t node);
   Result<uint64_t> tombstone_count();
+  // What the root was when this index last saw it (runtime/target_volume.h): 0 unknown (a new
+  // index, or one from before this was kept), 1 a plain directory, 2 the root of a mount.
+  Result<int64_t> root_mount();
+  Status set_root_mount(int64_t kind);
   // Tombstone collection (TWO-WAY.md §4.11): removes a tombstone once every peer in `peers`
   // acknowledged it (its seq <= their peer_acked) and it is older than min_age_ms, or — whatever
   // the peers say — older than max_age_ms. `peers_known` false (a configured peer never reached)

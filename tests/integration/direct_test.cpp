@@ -820,6 +820,36 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK_FALSE(test::exists(f.dst + "/cert0.pem"));
   }
 
+  TEST_CASE("a target whose volume is not mounted at a restart gets nothing written into the directory below it - it resumes once mounted") {
+    Fixture f;
+    const std::string volume = f.t / "volume";
+    ::mkdir(volume.c_str(), 0755);
+    f.sh("mount --bind " + volume + " " + f.dst);  // the target's own volume
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + f.dst + " 2>/dev/null"); });
+    for (int i = 0; i < 10; ++i) test::write_file(f.s("cert" + std::to_string(i) + ".pem"), "cert " + std::to_string(i));
+    f.start();
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    f.sh("umount " + f.dst);  // the volume did not mount at the next boot
+    test::write_file(f.s("while-stopped"), "x");
+    // Before, the drift repair filled the plain directory with the whole tree (as lsyncd does).
+    const size_t before = f.logs().size();
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run"},
+        f.log);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "was the root of a mounted filesystem when this node last wrote it (", before), f.logs());
+    CHECK(f.proc->wait() == 255);
+    CHECK(f.logs().find("remove the state directory " + f.state + "/dst", before) != std::string::npos);
+    CHECK(test::list_dir(f.dst).empty());
+    // Mounted again: it resumes where it was, with no full sync (nothing in the volume drifted).
+    f.sh("mount --bind " + volume + " " + f.dst);
+    const size_t resumed = f.logs().size();
+    f.start();
+    f.converged();
+    CHECK(test::exists(volume + "/while-stopped"));
+    CHECK(f.logs().find("not what this node last wrote", resumed) == std::string::npos);
+  }
+
   TEST_CASE("a first start on an empty source (its volume not mounted) empties nothing at the target - unless -max-delete-share 100") {
     Fixture f;
     for (int i = 0; i < 5; ++i) test::write_file(f.dst + "/key" + std::to_string(i) + ".pem", "key " + std::to_string(i));

@@ -384,6 +384,33 @@ void target_drift(const std::string& transport) {
   CHECK(test::read_file(f.dst + "/b.pem") == "b.pem");
 }
 
+// The target's volume did not mount on the peer while the push was stopped: `attach` writes
+// nothing into the directory below it and says why in every session (the pusher keeps redialing
+// with backoff); once the volume is mounted again, the push resumes.
+void target_unmounted(const std::string& transport) {
+  Fixture f(transport);
+  const std::string volume = f.t / "volume";
+  ::mkdir(volume.c_str(), 0755);
+  f.sh("mount --bind " + volume + " " + f.dst);
+  auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + f.dst + " 2>/dev/null"); });
+  for (const char* n : {"a.pem", "b.pem", "c.pem"}) test::write_file(f.s(n), n);
+  f.start();
+  f.converged();
+  CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  f.sh("umount " + f.dst);
+  test::write_file(f.s("while-stopped"), "x");
+  const size_t before = f.logs().size();
+  f.start({}, false);
+  const std::string why = "was the root of a mounted filesystem when this node last wrote it (";
+  REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] { return test::count_text(f.log, why) >= 2; }, 60000), f.logs());
+  CHECK(f.logs().find("lost 127.0.0.1", before) != std::string::npos);
+  CHECK(test::list_dir(f.dst).empty());
+  f.sh("mount --bind " + volume + " " + f.dst);
+  f.caught_up(2);
+  f.converged();
+  CHECK(test::exists(volume + "/while-stopped"));
+}
+
 // The target directory is not the mirror's (an operator's typo: its parent, another tree): most
 // of its files are unknown to the source. The peer's initial sync removes none of them — until
 // the share allowed (sent to `attach`) covers them.
@@ -428,6 +455,7 @@ void remote_syncd_missing(const std::string& transport) {
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
   BOTH_TRANSPORTS("a target changed while the push was stopped is repaired by the next session", target_drift)
+  BOTH_TRANSPORTS("a target whose volume is not mounted on the peer gets nothing written below it - the push resumes once it is mounted", target_unmounted)
   BOTH_TRANSPORTS("a first start into a target that is not the mirror's removes none of its files - unless the share allowed covers them", wrong_target)
   BOTH_TRANSPORTS("a source disk returning EIO: the target keeps its copy, then gets the file - a source that looks unmounted deletes nothing", source_faults)
 }
