@@ -18,6 +18,7 @@
 #include "lib/runtime/control.h"
 #include "lib/runtime/hello.h"
 #include "lib/runtime/status_parts.h"
+#include "lib/runtime/target_volume.h"
 #include "lib/transport/keyfile.h"
 #include "protocol/limits.h"
 
@@ -118,8 +119,13 @@ Status Push::start() {
   // (SECURITY.md §8 #30), which rsync --delete, and so lsyncd, would do.
   base.max_delete_share = opts_.max_delete_share;
   if (opts_.two_way) {
-    // The root marker (TWO-WAY.md §4.9): made in a tree the index has never seen; missing from a
-    // tree it knows, the volume is probably not mounted — no deletes are propagated.
+    // A two-way root that is not the volume it was (not mounted, or another directory) halts
+    // before anything starts (TWO-WAY.md §4.9): running, it would apply the peers' versions into
+    // the wrong tree and record them as held here; the right volume, back later, lacks those
+    // files, and its next scan would take them for local deletes and delete them on every peer.
+    SYNCD_TRY(check_target_volume(*root_, *index_, opts_.state_dir));
+    // The root marker: made in a tree the index has never seen; missing from a tree it knows,
+    // the volume is probably not mounted.
     const std::string marker = opts_.source + "/" + kRootMarker;
     struct stat st{};
     if (::lstat(marker.c_str(), &st) != 0) {
@@ -130,9 +136,11 @@ Status Push::start() {
         const std::string text = "syncd root marker: keep this file. Without it syncd assumes the volume is not mounted.\n";
         (void)!::write(m.get(), text.data(), text.size());
       } else {
-        base.brake_reason = "the root marker " + marker + " is missing, but the index knows " + std::to_string(known) +
-                            " files: is the volume mounted? No delete is propagated. If this is the right volume, "
-                            "create it (touch " + marker + ") and restart";
+        return Error::make(errc::unexpected_target,
+                           "the root marker " + marker + " is missing, but the index knows " + std::to_string(known) +
+                               " files: is the volume mounted? Not syncing this directory (nothing is sent, applied "
+                               "or deleted). If this is the right volume, create the marker (touch " + marker +
+                               ") and start again");
       }
     }
     // SQLite files are rewritten in place by one process at a time; merged from two nodes they

@@ -150,10 +150,6 @@ Sender::Sender(uvx::Loop& loop, const fs::Root& root, store::Index& index, watch
       stream_wake_(std::make_unique<uvx::Async>(loop, [this] { drain_stream(finished_job_ + 1); })),
       jobs_(loop, "syncd-send") {
   if (!opts_.unreadable) opts_.unreadable = std::make_shared<std::map<std::string, bool>>();
-  if (!opts_.brake_reason.empty()) {
-    brake_ = opts_.brake_reason;
-    lg().error("MASS-DELETE BRAKE: {}", brake_);
-  }
   if (conn_) set_connection(conn_);
 }
 
@@ -927,7 +923,6 @@ std::string Sender::brake() const {
 }
 
 bool Sender::brake_holds(const std::string& dir, size_t missing) {
-  if (!opts_.brake_reason.empty() && dir.empty() && missing > 0) return true;  // stays on until restart
   if (!dir.empty() || opts_.max_delete_share >= 100 || missing < 2) return false;
   size_t live = 0;
   if (auto st = index_.for_each_under("", [&](const store::Record& r) -> Status {

@@ -67,8 +67,6 @@ struct SenderOptions {
   // the live records missing (and at least 2) authors no deletes at all and says so — the volume
   // is probably not mounted. 100 turns it off.
   uint32_t max_delete_share = 100;
-  // Non-empty: the brake holds from the start, whatever a scan finds (the root marker is missing).
-  std::string brake_reason;
   // Whether this sender watches the tree and authors local versions. A node with several peers
   // has one such sender; the others only announce what is in the index (announce()).
   bool watch_tree = true;

@@ -28,11 +28,11 @@ Status check_target_volume(const fs::Root& root, store::Index& index, const std:
     SYNCD_TRY_ASSIGN(files, index.live_count());
     if (files > 0) {
       return Error::make(errc::unexpected_target,
-                         "the target " + root.path() + " was the root of a mounted filesystem when this node last wrote it (" +
+                         "the directory " + root.path() + " was the root of a mounted filesystem when this node last wrote it (" +
                              std::to_string(files) + " entries) and is a plain directory now: is its volume mounted? "
                              "Nothing is written into it. Mount it; if it is meant to be a plain directory from now on, "
-                             "remove the state directory " + state_dir + " (the next start compares the trees and sends "
-                             "only what differs)");
+                             "remove the state directory " + state_dir + " (the next start is a first start: it compares the "
+                             "trees and sends only what differs)");
     }
   }
   const int64_t now = mounted ? kMountRoot : kPlainDir;
