@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
@@ -139,6 +140,9 @@ Status Index::init_schema() {
   SYNCD_TRY_ASSIGN(row, st.step());
   max_seq_ = row ? static_cast<uint64_t>(st.column_int64(0)) : 0;
   st.reset();
+  // The highest record may have been a tombstone that was collected since: its number stays used.
+  SYNCD_TRY_ASSIGN(floor, meta_get("seq_floor"));
+  max_seq_ = std::max(max_seq_, static_cast<uint64_t>(floor));
   return {};
 }
 
@@ -313,6 +317,10 @@ Result<uint64_t> Index::collect_tombstones(const std::vector<uint64_t>& peers, b
       return {};
     }));
   }
+  // Sequence numbers are never handed out twice: a peer that applied the collected tombstone
+  // resumes after it, and would skip a new record given its number (after a restart MAX(seq)
+  // would no longer see it).
+  if (!doomed.empty()) SYNCD_TRY(meta_set("seq_floor", static_cast<int64_t>(max_seq_)));
   SYNCD_TRY_ASSIGN(del, db_.prepare("DELETE FROM files WHERE path = ? AND seq = ? AND deleted = 1"));
   for (const auto& [path, seq] : doomed) {
     del.bind_blob(1, as_bytes(path));

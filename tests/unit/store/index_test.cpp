@@ -104,6 +104,31 @@ TEST_SUITE("store.index") {
     CHECK(*idx->tombstone_count() == 1);
   }
 
+  TEST_CASE("a collected tombstone's sequence number is never handed out again - also after reopening") {
+    test::TempDir t("idx");
+    const uint64_t day = 86400000, now = 1'800'000'000'000;
+    uint64_t top = 0;
+    {
+      auto idx = Index::open(t / "state");
+      REQUIRE(idx.ok());
+      Record live = rec("live", 1);
+      REQUIRE(idx->put(live).ok());
+      Record gone = rec("gone", 2);
+      gone.meta.deleted = true;
+      gone.meta.content_ts = Hlc::pack(now - 10 * day, 0);
+      REQUIRE(idx->put(gone).ok());  // the highest record, a peer resumes after it
+      top = gone.seq;
+      REQUIRE(idx->set_peer_acked(7, top).ok());
+      REQUIRE(*idx->collect_tombstones({7}, true, now, 7 * day, 180 * day) == 1);
+    }
+    auto idx = Index::open(t / "state");
+    REQUIRE(idx.ok());
+    CHECK(idx->max_seq() == top);
+    Record next = rec("next", 3);
+    REQUIRE(idx->put(next).ok());
+    CHECK(next.seq == top + 1);
+  }
+
   TEST_CASE("a move's pairing survives reopening and goes once its tombstone is collected or replaced") {
     test::TempDir t("idx");
     const uint64_t day = 86400000, now = 1'800'000'000'000;
