@@ -394,6 +394,7 @@ void Receiver::on_message(protocol::Message msg) {
         root_touched_ = true;  // extras removed at the top moved the root's time
         restore_dir_times();
       }
+      rewind_if_behind(max_seq);
       in_order_ = true;
       if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
       return [this, max_seq, brake = held_brake_] {
@@ -565,6 +566,18 @@ void Receiver::report_acked() {
   if (a == acked_sent_ || a == 0) return;
   acked_sent_ = a;
   conn_.send(protocol::IndexSummary{peer_index_.load(), 0, a, 0});
+}
+
+// The peer's index ends before what this node applied from it: it went back (a VM snapshot or a
+// backup of its state directory restored, or commits lost in a power failure). The records it
+// numbers from there on are new to us; resuming after the old point would skip them for good.
+void Receiver::rewind_if_behind(uint64_t max_seq) {
+  auto prev = index_.peer_seq(peer_index_);
+  if (!prev.ok() || *prev <= max_seq) return;
+  lg().warn("the peer's index ends at record {}, but this node applied its records up to {}: it went back "
+            "(restored from a snapshot or backup, or its last commits lost in a power failure); its records "
+            "are taken from {} on", max_seq, *prev, max_seq + 1);
+  if (auto st = index_.set_peer_seq(peer_index_, max_seq); !st) lg().error("index: {}", st.error().message());
 }
 
 Status Receiver::advance(uint64_t seq) {

@@ -186,6 +186,9 @@ class Receiver {
   // chmod'ed or added there; a volume remounted empty); a resume would not. Returns the first
   // difference found ("missing x", "changed x", "extra x"), empty when there is none.
   std::string drift();
+  // At INDEX_END (job thread, store lock held): the resume point moves back to the peer's last
+  // record when its index went back behind it.
+  void rewind_if_behind(uint64_t max_seq);
   // What the initial sync's delete leaves alone here: the source's excludes and filters (with
   // rsync.cvs_exclude's perishable ones and per-directory files), none with delete_excluded.
   watch::Excludes delete_protection() const;

@@ -1635,16 +1635,27 @@ void Sender::on_message(const protocol::Message& msg) {
     const uint64_t gen = gen_.load();
     std::shared_ptr<HaveMap> have = since == 0 && have_ && !have_->empty() ? std::move(have_) : nullptr;
     have_.reset();
-    post_job([this, since, gen, have]() -> JobQueue::Done {
+    post_job([this, asked = since, gen, have]() -> JobQueue::Done {
       StoreLock lk(this);
       auto out = std::make_shared<Outbox>();
       out->gen = gen;
       out->have = have.get();
-      link_since_ = since;
+      uint64_t from = asked;
+      if (from > index_.max_seq()) {
+        // The peer applied records of ours this index no longer has: it went back (a snapshot
+        // or backup restored, commits lost in a power failure), and numbers it hands out again
+        // may already lie behind the peer's point. Everything goes; the peer's INDEX_END
+        // handling moves its point back (receiver.h, rewind_if_behind).
+        lg().warn("the peer applied records of this node up to {}, but its index ends at {}: it went back "
+                  "(restored from a snapshot or backup, or its last commits lost in a power failure); "
+                  "announcing every record", from, index_.max_seq());
+        from = 0;
+      }
+      link_since_ = from;
       link_since_gen_ = gen;
       // Parents before children for creations; removals deepest first.
       Status st;
-      if (since == 0) {
+      if (from == 0) {
         // A peer asking for everything never applied our records: it holds no old name to move
         // (a RENAME would only cost it a round trip to ask for the bytes), so nothing needs
         // pairing and the index streams out in SQLite's order, never held whole (it is the
@@ -1656,7 +1667,7 @@ void Sender::on_message(const protocol::Message& msg) {
         });
       } else {
         std::vector<store::Record> recs;
-        st = index_.for_each_since(since, [&](const store::Record& r) -> Status {
+        st = index_.for_each_since(from, [&](const store::Record& r) -> Status {
           recs.push_back(r);
           return {};
         });
