@@ -416,7 +416,11 @@ void Push::connect(Link& l) {
       [this, &l, session](const Error& e) { lost(l, session, e.message()); });
   l.conn->set_rate_limit(opts_.bwlimit_bytes_per_s);
   l.io_seen_ms = mono_us() / 1000;
-  if (opts_.two_way) l.rx = std::make_unique<Receiver>(loop_, *root_, *index_, *l.conn, receiver_options());
+  if (opts_.two_way) {
+    ReceiverOptions ro = receiver_options();
+    ro.on_peer_went_back = [&l] { l.sender->return_own_versions(); };
+    l.rx = std::make_unique<Receiver>(loop_, *root_, *index_, *l.conn, ro);
+  }
   if (auto st = l.conn->start(hello_for(*index_, "push", "push")); !st) return lost(l, session, st.error().message());
   l.sender->set_connection(l.conn.get());
 }
@@ -655,7 +659,11 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
         end_joined(id, e.is(errc::truncated) ? "end 0 session closed\n" : "end 1 " + e.message() + "\n");
       });
   j->two_way = args.find("two-way") != std::string::npos;
-  j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, receiver_options());
+  ReceiverOptions ro = receiver_options();
+  ro.on_peer_went_back = [raw] {
+    if (raw->tx) raw->tx->return_own_versions();
+  };
+  j->rx = std::make_unique<Receiver>(loop_, *root_, *index_, *j->conn, ro);
   lg().info("peer session {} for {} ({})", id, opts_.source, args.empty() ? "-" : args);
   // Listed before it starts: writing our HELLO may already find the peer gone (EPIPE), and that
   // end must reach the attach process like any other.

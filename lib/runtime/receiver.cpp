@@ -394,10 +394,11 @@ void Receiver::on_message(protocol::Message msg) {
         root_touched_ = true;  // extras removed at the top moved the root's time
         restore_dir_times();
       }
-      rewind_if_behind(max_seq);
+      const bool went_back = rewind_if_behind(max_seq);
       in_order_ = true;
       if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
-      return [this, max_seq, brake = held_brake_] {
+      return [this, max_seq, brake = held_brake_, went_back] {
+        if (went_back && opts_.on_peer_went_back) opts_.on_peer_went_back();
         const bool first = !synced_;
         synced_ = true;
         brake_ = brake;
@@ -571,13 +572,14 @@ void Receiver::report_acked() {
 // The peer's index ends before what this node applied from it: it went back (a VM snapshot or a
 // backup of its state directory restored, or commits lost in a power failure). The records it
 // numbers from there on are new to us; resuming after the old point would skip them for good.
-void Receiver::rewind_if_behind(uint64_t max_seq) {
+bool Receiver::rewind_if_behind(uint64_t max_seq) {
   auto prev = index_.peer_seq(peer_index_);
-  if (!prev.ok() || *prev <= max_seq) return;
+  if (!prev.ok() || *prev <= max_seq) return false;
   lg().warn("the peer's index ends at record {}, but this node applied its records up to {}: it went back "
             "(restored from a snapshot or backup, or its last commits lost in a power failure); its records "
             "are taken from {} on", max_seq, *prev, max_seq + 1);
   if (auto st = index_.set_peer_seq(peer_index_, max_seq); !st) lg().error("index: {}", st.error().message());
+  return true;
 }
 
 Status Receiver::advance(uint64_t seq) {

@@ -114,6 +114,9 @@ struct ReceiverOptions {
   // rules.backup by the receiver's owner).
   std::shared_ptr<const apply::Backup> backup;
   std::function<void()> on_synced;  // once, on the loop thread, when the initial sync is applied
+  // Loop thread: the peer's index went back (rewind_if_behind); its session's sender returns the
+  // peer's own versions to it (Sender::return_own_versions).
+  std::function<void()> on_peer_went_back;
   // Two-way: files this big (SenderOptions::whole_below) travel as deltas, so what a peer sent
   // is signed here once applied: the next edit made here goes back as a delta, not whole.
   uint64_t sign_from = 64 * 1024;
@@ -188,7 +191,7 @@ class Receiver {
   std::string drift();
   // At INDEX_END (job thread, store lock held): the resume point moves back to the peer's last
   // record when its index went back behind it.
-  void rewind_if_behind(uint64_t max_seq);
+  bool rewind_if_behind(uint64_t max_seq);
   // What the initial sync's delete leaves alone here: the source's excludes and filters (with
   // rsync.cvs_exclude's perishable ones and per-directory files), none with delete_excluded.
   watch::Excludes delete_protection() const;

@@ -338,6 +338,42 @@ void Sender::announce() {
   });
 }
 
+void Sender::return_own_versions() {
+  const uint64_t gen = gen_.load();
+  post_job([this, gen]() -> JobQueue::Done {
+    StoreLock lk(this);
+    if (answered_gen_ != gen) {
+      own_versions_owed_gen_ = gen;  // the answer to the peer's INDEX_REQUEST, still to come, sends them
+      return {};
+    }
+    auto out = std::make_shared<Outbox>();
+    out->gen = gen;
+    catch_up(*out);  // what the index gained meanwhile goes first, in its order
+    emit_own_versions(*out);
+    return [this, out] { deliver(std::move(*out)); };
+  });
+}
+
+void Sender::emit_own_versions(Outbox& out) {
+  const uint64_t peer = peer_node_.load();
+  if (peer == 0) return;
+  size_t n = 0;
+  echo_own_ = true;
+  auto st = index_.for_each_in_apply_order([&](const store::Record& r) -> Status {
+    if (r.origin != peer) return {};
+    emit_record(r, true, true, out);
+    maybe_spill(out);
+    ++n;
+    return {};
+  });
+  echo_own_ = false;
+  if (!st) {
+    out.fatal = std::move(st).error().wrap("returning the peer's own versions");
+    return;
+  }
+  lg().info("the peer went back: {} of its own versions held here sent back to it", n);
+}
+
 void Sender::send_foreign(Outbox& out) {
   // Sending them may wait again, and others may write again meanwhile: until nothing is left.
   while (!foreign_.empty() && !out.fatal) {
@@ -1060,7 +1096,7 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
 
 void Sender::emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out) {
   const auto& m = r.meta;
-  if (r.origin != 0 && r.origin == peer_node_.load()) return;  // the peer's own record: an echo
+  if (r.origin != 0 && r.origin == peer_node_.load() && !echo_own_) return;  // the peer's own record: an echo
   if (m.deleted) {
     out.msgs.emplace_back(protocol::Remove{r.seq, m});
     forget_signature(m.path, out);
@@ -1693,6 +1729,8 @@ void Sender::on_message(const protocol::Message& msg) {
       }
       out->have = nullptr;  // the live changes that follow carry their bytes
       send_foreign(*out);
+      if (out->fatal) return [this, out] { deliver(std::move(*out)); };
+      if (own_versions_owed_gen_ == gen) emit_own_versions(*out);
       if (out->fatal) return [this, out] { deliver(std::move(*out)); };
       cursor_ = index_.max_seq();
       note_root(*out);  // a new session: out->gen differs from what the last one was sent

@@ -124,6 +124,11 @@ class Sender {
   // the node wrote: another peer's records applied here, conflict copies, merged records), except
   // the peer's own. Loop thread.
   void announce();
+  // The peer's index went back (restored from a snapshot or backup; the receiver of the same
+  // session saw it at INDEX_END): the records of the peer's own versions held here, which are
+  // otherwise never echoed back, are sent to it once, whole — its restored copies may be older.
+  // Loop thread.
+  void return_own_versions();
   // A new (started) connection, or nullptr while there is none. Loop thread.
   void set_connection(Connection* conn);
   bool caught_up() const noexcept { return caught_up_; }
@@ -385,6 +390,11 @@ class Sender {
   std::optional<store::Record> move_of(const store::Record& tomb);
   std::atomic<uint64_t> gen_{0};  // bumped (loop) by set_connection
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
+  // Job thread: return_own_versions() came before the answer; the answer sends them.
+  uint64_t own_versions_owed_gen_ = UINT64_MAX;
+  bool echo_own_ = false;  // job thread: emit_record sends the peer's own records too
+  // Job thread, store lock held: every record of the peer's own versions, whole.
+  void emit_own_versions(Outbox& out);
   // Loop thread: the HAVE of this session, until its INDEX_REQUEST (at most kMaxHave kept; the
   // rest only cost their bytes). Null outside that window: later ones are ignored.
   std::shared_ptr<HaveMap> have_;

@@ -705,7 +705,7 @@ TEST_SUITE("two_way") {
     CHECK(test::read_file(p.b.dir + "/while-a-down") == "b");
   }
 
-  TEST_CASE("a node restored from a snapshot (tree and state directory) gets the newer versions back - and its next changes reach the peer") {
+  TEST_CASE("a node restored from a snapshot (tree and state directory) gets every newer version back - its own too - and its next changes reach the peer") {
     Mesh p;
     test::write_file(p.a.dir + "/ca.pem", "v0");
     p.start(p.a);
@@ -722,6 +722,10 @@ TEST_SUITE("two_way") {
       test::write_file(p.b.dir + "/ca.pem", v);
       REQUIRE_MESSAGE(test::wait_until(p.a.dir, [&] { return test::read_file(p.a.dir + "/ca.pem") == v; }, 30000), p.logs());
     }
+    // And versions A itself made after the snapshot: B holds them as A's own, which it never
+    // sends back to A — unless A went back.
+    test::write_file(p.a.dir + "/crl.pem", "made on A after the snapshot");
+    test::write_file(p.a.dir + "/ca.pem", "v11 from A");
     p.converged();
     p.stop(p.a);
     p.sh("rm -rf " + p.a.dir + " " + p.a.state + " && cp -a " + snap + "/a " + snap + "/state-a " + p.t.path() + "/");
@@ -731,7 +735,8 @@ TEST_SUITE("two_way") {
     const size_t from_a = test::read_file(p.a.log).size(), from_b = test::read_file(p.b.log).size();
     p.start(p.a);
     p.converged();
-    CHECK(test::read_file(p.a.dir + "/ca.pem") == "v10");  // the cluster's newest, back from B
+    CHECK(test::read_file(p.a.dir + "/ca.pem") == "v11 from A");  // the cluster's newest, back from B
+    CHECK(test::read_file(p.a.dir + "/crl.pem") == "made on A after the snapshot");
     CHECK(test::read_file(p.b.dir + "/issued.pem") == "after the restore");
     CHECK_MESSAGE(test::read_file(p.a.log).find("it went back (restored from a snapshot or backup", from_a) != std::string::npos, p.logs());
     CHECK(test::read_file(p.b.log).find("it went back (restored from a snapshot or backup", from_b) != std::string::npos);
