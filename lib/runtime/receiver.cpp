@@ -236,6 +236,9 @@ void Receiver::on_message(protocol::Message msg) {
       if (s == 0 && quick) *have = held_files();
       return [this, s, have] {
         full_sync_ = s == 0;
+        answering_ = true;
+        asked_since_ = s;
+        went_back_answer_ = false;
         full_sync_live_ = 0;
         dry_announced_.clear();
         for (auto& held : *have) conn_.send(std::move(held));
@@ -246,8 +249,9 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* fv = std::get_if<protocol::FileVersion>(&msg)) {
-    if (full_sync_ && !fv->meta.deleted && fv->meta.type != protocol::FileType::dir) ++full_sync_live_;
-    if (full_sync_ && !fv->meta.deleted && opts_.rules.dry_run) dry_announced_.insert(fv->meta.path);
+    note_answer_seq(fv->seq);
+    if (answering_ && !fv->meta.deleted && fv->meta.type != protocol::FileType::dir) ++full_sync_live_;
+    if (answering_ && !fv->meta.deleted && (opts_.rules.dry_run || went_back_answer_)) dry_announced_.insert(fv->meta.path);
     if (fv->body == protocol::BodyKind::none) {
       apply_version(std::move(*fv), {}, {});
     } else {
@@ -322,13 +326,15 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* r = std::get_if<protocol::Remove>(&msg)) {
+    note_answer_seq(r->seq);
     std::string path = r->meta.path;
     post(std::move(path), [this, r = std::move(*r)] { return do_remove(r); });
     return;
   }
   if (auto* r = std::get_if<protocol::Rename>(&msg)) {
-    if (full_sync_ && r->to.type != protocol::FileType::dir) ++full_sync_live_;
-    if (full_sync_ && opts_.rules.dry_run) dry_announced_.insert(r->to.path);
+    note_answer_seq(r->seq);
+    if (answering_ && r->to.type != protocol::FileType::dir) ++full_sync_live_;
+    if (answering_ && (opts_.rules.dry_run || went_back_answer_)) dry_announced_.insert(r->to.path);
     std::string path = r->to.path;
     post(std::move(path), [this, r = std::move(*r)] { return do_rename(r); });
     return;
@@ -379,22 +385,26 @@ void Receiver::on_message(protocol::Message msg) {
     return;
   }
   if (auto* end = std::get_if<protocol::IndexEnd>(&msg)) {
-    const bool prune = full_sync_ && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way;
+    const bool full = full_sync_, listed = went_back_answer_;
     const uint64_t max_seq = end->max_seq, source_live = full_sync_live_;
-    full_sync_ = false;
+    full_sync_ = answering_ = went_back_answer_ = false;
     auto announced = std::make_shared<std::set<std::string, std::less<>>>(std::move(dry_announced_));
     dry_announced_.clear();
-    jobs_.post([this, prune, max_seq, source_live, announced]() -> JobQueue::Done {
+    jobs_.post([this, full, listed, max_seq, source_live, announced]() -> JobQueue::Done {
       std::lock_guard store_lock(index_.mutex());
       held_brake_.clear();
-      if (prune) {
-        if (auto st = prune_extras(source_live, *announced); !st) lg().error("initial sync: {}", st.error().message());
+      // A source whose index went back answered with every record (Sender, INDEX_REQUEST): a
+      // mirror then prunes as after any full sync.
+      const bool went_back = rewind_if_behind(max_seq);
+      if ((full || went_back) && opts_.mirror && opts_.rules.delete_startup && !opts_.two_way) {
+        // After a went-back answer, what the index holds from before is no proof the source still
+        // has it: only what the answer announced stays.
+        if (auto st = prune_extras(source_live, *announced, went_back && listed && !full); !st) lg().error("initial sync: {}", st.error().message());
         unreadable_.clear();
         if (pruning()) prune_all_empty();
         root_touched_ = true;  // extras removed at the top moved the root's time
         restore_dir_times();
       }
-      const bool went_back = rewind_if_behind(max_seq);
       in_order_ = true;
       if (auto st = advance(max_seq); !st) lg().error("index: {}", st.error().message());
       return [this, max_seq, brake = held_brake_, went_back] {
@@ -770,7 +780,9 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
       return here.ok() && as_written(*here, r, opts_.rules.dir_times);
     };
     const bool same = order == engine::Order::equal && (*local)->meta == m;
-    if (order == engine::Order::after || (same && still_written(**local))) {
+    // Older than what was written here (`after`) only comes from a source that went back (a
+    // snapshot restored): a mirror follows its source, as rsync would.
+    if ((order == engine::Order::after && !opts_.mirror) || (same && still_written(**local))) {
       flush_staged();
       advance_or_log(fv.seq);  // remember the seq; nothing else to do
       return ack(fv.seq, protocol::AckStatus::ignored);
@@ -1131,7 +1143,14 @@ void Receiver::prune_all_empty() {
   }
 }
 
-Status Receiver::prune_extras(uint64_t source_live, const std::set<std::string, std::less<>>& announced) {
+// Loop thread: a record numbered at or below the point this session resumed from can only come
+// from a source that went back and answers with every record (Sender, INDEX_REQUEST); from
+// then on the answer's paths are kept, for a mirror's prune.
+void Receiver::note_answer_seq(uint64_t seq) {
+  if (answering_ && !went_back_answer_ && asked_since_ > 0 && seq <= asked_since_ && opts_.mirror) went_back_answer_ = true;
+}
+
+Status Receiver::prune_extras(uint64_t source_live, const std::set<std::string, std::less<>>& announced, bool only_announced) {
   // Mirror mode after a full sync: what is here but not live in the index came from nowhere.
   std::vector<std::pair<std::string, bool>> extra;
   std::set<std::string, std::less<>> holds_protected;  // directories kept because something inside is protected
@@ -1169,7 +1188,8 @@ Status Receiver::prune_extras(uint64_t source_live, const std::set<std::string, 
     if (pending.count(rel) || unreadable(rel)) return {};
     auto r = index_.get(rel);
     if (!r.ok()) return std::move(r).error().wrap(log::escape(rel) + ": not known to be extra, nothing pruned");
-    if ((!*r || (*r)->meta.deleted) && !kept_newer_.count(rel) && !announced.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
+    const bool unknown = only_announced || !*r || (*r)->meta.deleted;
+    if (unknown && !kept_newer_.count(rel) && !announced.count(rel)) extra.emplace_back(rel, S_ISDIR(fp.mode));
     return {};
   }, [&](std::string_view rel, bool is_dir) {
     // Excluded at the source: not ours to delete here (rsync --delete protects them), nor are the

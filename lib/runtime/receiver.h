@@ -178,8 +178,9 @@ class Receiver {
   protocol::Ack do_rename(const protocol::Rename& r);
   // `source_live`: the live versions the source announced in this full sync.
   // `announced`: with rsync.dry_run, the live paths the source announced in this full sync (a
-  // dry run records nothing in the index, so only this tells them from extras).
-  Status prune_extras(uint64_t source_live, const std::set<std::string, std::less<>>& announced);
+  // dry run records nothing in the index, so only this tells them from extras); with
+  // `only_announced` (a source that went back announced every path it has), all of them.
+  Status prune_extras(uint64_t source_live, const std::set<std::string, std::less<>>& announced, bool only_announced);
   // Job thread: the regular files here with their size and mtime (at most kMaxHave), offered to
   // the peer before asking for all its records; it leaves out the bytes of those it holds alike.
   std::vector<protocol::Have> held_files();
@@ -287,8 +288,12 @@ class Receiver {
   bool paused_ = false;
   std::atomic<uint64_t> peer_index_{0};  // set from the peer's HELLO (loop), read by jobs
   bool full_sync_ = false;
-  uint64_t full_sync_live_ = 0;  // loop: live non-directory versions received in this full sync (the brake above)
-  std::set<std::string, std::less<>> dry_announced_;  // loop: rsync.dry_run, live paths of this full sync
+  bool answering_ = false;  // loop: between this session's INDEX_REQUEST and the peer's INDEX_END
+  uint64_t asked_since_ = 0;  // loop: where that INDEX_REQUEST resumed from
+  bool went_back_answer_ = false;  // loop: the answer holds records at or below it (the source went back)
+  void note_answer_seq(uint64_t seq);
+  uint64_t full_sync_live_ = 0;  // loop: live non-directory versions in the answer (the brake above)
+  std::set<std::string, std::less<>> dry_announced_;  // loop: rsync.dry_run, live paths of the answer
   bool synced_ = false;
   std::string brake_;       // loop: brake() (copied from held_brake_ when the initial sync ends)
   std::string held_brake_;  // job thread: this initial sync's brake, if it held

@@ -850,6 +850,37 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(f.logs().find("not what this node last wrote", resumed) == std::string::npos);
   }
 
+  TEST_CASE("a source restored from a snapshot (tree and index) is mirrored as restored - and its next changes arrive") {
+    Fixture f;
+    test::write_file(f.s("ca.pem"), "v0");
+    test::write_file(f.s("keep.pem"), "k");
+    f.start();
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    const std::string snap = f.t / "snapshot";
+    f.sh("mkdir " + snap + " && cp -a " + f.src + " " + f.state + "/src " + snap + "/");
+    f.start();
+    for (int i = 1; i <= 10; ++i) {  // the target's point for the source's index moves ten records on
+      const std::string v = "v" + std::to_string(i);
+      test::write_file(f.s("ca.pem"), v);
+      REQUIRE(test::wait_until(f.dst, [&] { return test::read_file(f.dst + "/ca.pem") == v; }, 30000));
+    }
+    test::write_file(f.s("issued-later.pem"), "x");
+    f.converged();
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    f.sh("rm -rf " + f.src + " " + f.state + "/src && cp -a " + snap + "/src " + f.t.path() + "/ && cp -a " + snap +
+         "/src " + f.state + "/");
+    // Made while stopped: its record gets a number the target had passed.
+    test::write_file(f.s("after-restore.pem"), "y");
+    const size_t from = f.logs().size();
+    f.start();
+    f.converged();  // the target is the restored source: ca.pem v0 again, issued-later.pem gone
+    CHECK(test::read_file(f.dst + "/ca.pem") == "v0");
+    CHECK_FALSE(test::exists(f.dst + "/issued-later.pem"));
+    CHECK(test::exists(f.dst + "/after-restore.pem"));
+    CHECK_MESSAGE(f.logs().find("it went back (restored from a snapshot or backup", from) != std::string::npos, f.logs());
+  }
+
   TEST_CASE("a first start on an empty source (its volume not mounted) empties nothing at the target - unless -max-delete-share 100") {
     Fixture f;
     for (int i = 0; i < 5; ++i) test::write_file(f.dst + "/key" + std::to_string(i) + ".pem", "key " + std::to_string(i));
