@@ -707,46 +707,56 @@ TEST_SUITE("two_way") {
 
   TEST_CASE("a node restored from a snapshot (tree and state directory) gets every newer version back - its own too - and its next changes reach the peer") {
     Mesh p;
-    test::write_file(p.a.dir + "/ca.pem", "v0");
     p.start(p.a);
     p.start(p.b);
-    p.converged();
-    p.stop(p.a);
-    const std::string snap = p.t / "snapshot";
-    p.sh("mkdir " + snap + " && cp -a " + p.a.dir + " " + p.a.state + " " + snap + "/");
-    p.start(p.a);
-    // Ten versions of one file after the snapshot, applied on A: A's index numbers ten more
-    // records, and B's resume point for A's index moves past them.
-    for (int i = 1; i <= 10; ++i) {
-      const std::string v = "v" + std::to_string(i);
-      test::write_file(p.b.dir + "/ca.pem", v);
-      REQUIRE_MESSAGE(test::wait_until(p.a.dir, [&] { return test::read_file(p.a.dir + "/ca.pem") == v; }, 30000), p.logs());
-    }
-    // And versions A itself made after the snapshot: B holds them as A's own, which it never
-    // sends back to A — unless A went back.
-    test::write_file(p.a.dir + "/crl.pem", "made on A after the snapshot");
-    test::write_file(p.a.dir + "/ca.pem", "v11 from A");
-    p.converged();
-    p.stop(p.a);
-    p.sh("rm -rf " + p.a.dir + " " + p.a.state + " && cp -a " + snap + "/a " + snap + "/state-a " + p.t.path() + "/");
-    // Made while A is down after the restore: its record gets a number B had passed before, so
-    // B, resuming after its old point, never asked for it.
-    test::write_file(p.a.dir + "/issued.pem", "after the restore");
-    const size_t from_a = test::read_file(p.a.log).size(), from_b = test::read_file(p.b.log).size();
-    p.start(p.a);
-    p.converged();
-    CHECK(test::read_file(p.a.dir + "/ca.pem") == "v11 from A");  // the cluster's newest, back from B
-    CHECK(test::read_file(p.a.dir + "/crl.pem") == "made on A after the snapshot");
-    CHECK(test::read_file(p.b.dir + "/issued.pem") == "after the restore");
-    CHECK_MESSAGE(test::read_file(p.a.log).find("it went back (restored from a snapshot or backup", from_a) != std::string::npos, p.logs());
-    CHECK(test::read_file(p.b.log).find("it went back (restored from a snapshot or backup", from_b) != std::string::npos);
-    // And later: B's point moved back with A's index, A's next change while B's session is
-    // down still reaches B.
-    p.stop(p.a);
-    test::write_file(p.a.dir + "/issued2.pem", "later");
-    p.start(p.a);
-    p.converged();
-    CHECK(test::read_file(p.b.dir + "/issued2.pem") == "later");
+    // Restored in turn: one session per pair, so the peer that notices is the dialing side of it
+    // one time and the joined side the other.
+    const auto restore_round = [&](Node& x, Node& y) {
+      const std::string ca = x.name + "-ca.pem", crl = x.name + "-crl.pem";
+      test::write_file(x.dir + "/" + ca, "v0");
+      p.converged();
+      p.stop(x);
+      const std::string snap = p.t / ("snapshot-" + x.name);
+      p.sh("mkdir " + snap + " && cp -a " + x.dir + " " + x.state + " " + snap + "/");
+      p.start(x);
+      // Ten versions of one file after the snapshot, applied on X: X's index numbers ten more
+      // records, and Y's resume point for X's index moves past them.
+      for (int i = 1; i <= 10; ++i) {
+        const std::string v = "v" + std::to_string(i);
+        test::write_file(y.dir + "/" + ca, v);
+        REQUIRE_MESSAGE(test::wait_until(x.dir, [&] { return test::read_file(x.dir + "/" + ca) == v; }, 30000), p.logs());
+      }
+      // And versions X itself made after the snapshot: Y holds them as X's own, which it never
+      // sends back to X — unless X went back.
+      test::write_file(x.dir + "/" + crl, "made on X after the snapshot");
+      test::write_file(x.dir + "/" + ca, "v11 from X");
+      p.converged();
+      p.stop(x);
+      const std::string base_dir = x.dir.substr(x.dir.rfind('/') + 1), base_state = x.state.substr(x.state.rfind('/') + 1);
+      p.sh("rm -rf " + x.dir + " " + x.state + " && cp -a " + snap + "/" + base_dir + " " + snap + "/" + base_state + " " +
+           p.t.path() + "/");
+      // Made while X is down after the restore: its record gets a number Y had passed before,
+      // so Y, resuming after its old point, never asked for it.
+      test::write_file(x.dir + "/" + x.name + "-issued.pem", "after the restore");
+      const size_t from_x = test::read_file(x.log).size(), from_y = test::read_file(y.log).size();
+      p.start(x);
+      p.converged();
+      CHECK(test::read_file(x.dir + "/" + ca) == "v11 from X");  // the cluster's newest, back from Y
+      CHECK(test::read_file(x.dir + "/" + crl) == "made on X after the snapshot");
+      CHECK(test::read_file(y.dir + "/" + x.name + "-issued.pem") == "after the restore");
+      CHECK_MESSAGE(test::read_file(x.log).find("it went back (restored from a snapshot or backup", from_x) != std::string::npos, p.logs());
+      CHECK(test::read_file(y.log).find("it went back (restored from a snapshot or backup", from_y) != std::string::npos);
+      CHECK(test::read_file(y.log).find("of its own versions held here sent back to it", from_y) != std::string::npos);
+      // And later: Y's point moved back with X's index, X's next change while down still
+      // reaches Y.
+      p.stop(x);
+      test::write_file(x.dir + "/" + x.name + "-issued2.pem", "later");
+      p.start(x);
+      p.converged();
+      CHECK(test::read_file(y.dir + "/" + x.name + "-issued2.pem") == "later");
+    };
+    restore_round(p.a, p.b);
+    restore_round(p.b, p.a);
   }
 
   TEST_CASE("three nodes: union, writes on every node, and a partitioned node's concurrent edit") {
