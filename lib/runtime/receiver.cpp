@@ -780,9 +780,9 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
       return here.ok() && as_written(*here, r, opts_.rules.dir_times);
     };
     const bool same = order == engine::Order::equal && (*local)->meta == m;
-    // Older than what was written here (`after`) only comes from a source that went back (a
-    // snapshot restored): a mirror follows its source, as rsync would.
-    if ((order == engine::Order::after && !opts_.mirror) || (same && still_written(**local))) {
+    // A version older than what was written here (`after`) is written too: it only comes from a
+    // source that went back (a snapshot restored), and a mirror follows its source, as rsync would.
+    if (same && still_written(**local)) {
       flush_staged();
       advance_or_log(fv.seq);  // remember the seq; nothing else to do
       return ack(fv.seq, protocol::AckStatus::ignored);

@@ -358,15 +358,13 @@ void Sender::emit_own_versions(Outbox& out) {
   const uint64_t peer = peer_node_.load();
   if (peer == 0) return;
   size_t n = 0;
-  echo_own_ = true;
   auto st = index_.for_each_in_apply_order([&](const store::Record& r) -> Status {
     if (r.origin != peer) return {};
-    emit_record(r, true, true, out);
+    emit_record_to_author(r, true, true, out);
     maybe_spill(out);
     ++n;
     return {};
   });
-  echo_own_ = false;
   if (!st) {
     out.fatal = std::move(st).error().wrap("returning the peer's own versions");
     return;
@@ -1095,8 +1093,12 @@ bool Sender::process_dir_move(const store::Record& old, const store::Entry& at_n
 }
 
 void Sender::emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out) {
+  if (r.origin != 0 && r.origin == peer_node_.load()) return;  // the peer's own record: an echo
+  emit_record_to_author(r, with_body, force_whole, out);
+}
+
+void Sender::emit_record_to_author(const store::Record& r, bool with_body, bool force_whole, Outbox& out) {
   const auto& m = r.meta;
-  if (r.origin != 0 && r.origin == peer_node_.load() && !echo_own_) return;  // the peer's own record: an echo
   if (m.deleted) {
     out.msgs.emplace_back(protocol::Remove{r.seq, m});
     forget_signature(m.path, out);

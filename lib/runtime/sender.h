@@ -292,7 +292,10 @@ class Sender {
                                            Outbox& out);
   bool process_dir_move(const store::Record& old, const store::Entry& at_new, const std::vector<store::Record>& below,
                         Outbox& out);
+  // A record as a message into `out`; the peer's own records are left out (an echo) — except by
+  // emit_record_to_author, which only return_own_versions uses.
   void emit_record(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
+  void emit_record_to_author(const store::Record& r, bool with_body, bool force_whole, Outbox& out);
   static void wipe_fresh(Outbox& out);
   // Job thread: a large file's body read from disk chunk by chunk into the stream queue (or a
   // bounded delta). Messages already in `out` go into the queue first, to keep the order.
@@ -392,7 +395,6 @@ class Sender {
   uint64_t answered_gen_ = UINT64_MAX;  // job thread: generation whose INDEX_REQUEST was answered
   // Job thread: return_own_versions() came before the answer; the answer sends them.
   uint64_t own_versions_owed_gen_ = UINT64_MAX;
-  bool echo_own_ = false;  // job thread: emit_record sends the peer's own records too
   // Job thread, store lock held: every record of the peer's own versions, whole.
   void emit_own_versions(Outbox& out);
   // Loop thread: the HAVE of this session, until its INDEX_REQUEST (at most kMaxHave kept; the
