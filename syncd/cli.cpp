@@ -30,8 +30,8 @@ const char* usage_text() {
          "  -pidfile FILE -sshopts STR -version\n"
          "syncd's own options (apply to every sync; configs have them as sync{ syncd = {...} }):\n"
          "  -bidirectional   two-way sync with the -rsyncssh HOST (whose syncd does the same)\n"
-         "  -peer HOST DIR   two-way: one more node of the mesh (repeatable; up to 4 peers)\n"
-         "  -remote-rundir D run directory of the daemon on the last given host\n"
+         "  -peer HOST DIR   two-way: one more node of the mesh of the -rsyncssh before it (repeatable; up to 4 peers)\n"
+         "  -remote-rundir D run directory of the daemon on the host given just before (-rsyncssh or -peer)\n"
          "  -statedir DIR    where the index lives (default /var/lib/syncd/<kind>-<hash>)\n"
          "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
          "  -exclude PATTERN lsyncd exclude pattern (repeatable)\n"
@@ -103,9 +103,11 @@ Result<Invocation> parse(const std::vector<std::string>& raw) {
     } else if (a == "rsync" || a == "direct") {
       SYNCD_TRY_ASSIGN(v, arg(2));
       cl.syncs.push_back({a == "rsync" ? config::Kind::rsync : config::Kind::direct, v});
+      x.remotes.emplace_back();
     } else if (a == "rsyncssh") {
       SYNCD_TRY_ASSIGN(v, arg(3));
       cl.syncs.push_back({config::Kind::rsyncssh, v});
+      x.remotes.emplace_back();
     } else if (a == "sshopts") {
       SYNCD_TRY_ASSIGN(v, arg(1));
       x.rsh = "ssh " + v[0];
@@ -117,13 +119,15 @@ Result<Invocation> parse(const std::vector<std::string>& raw) {
       x.hard_links = true;
     } else if (a == "peer") {
       SYNCD_TRY_ASSIGN(v, arg(2));
-      x.peers.push_back({v[0], v[1], std::nullopt});
+      if (!cl.syncs.empty() && cl.syncs.back().kind == config::Kind::direct) return cli_error("-peer must follow -rsyncssh");
+      x.remotes.back().peers.push_back({v[0], v[1], std::nullopt});
     } else if (a == "remote-rundir") {
       SYNCD_TRY_ASSIGN(v, arg(1));
-      if (!x.peers.empty()) {
-        x.peers.back().remote_rundir = v[0];
-      } else if (!cl.syncs.empty()) {
-        x.remote_rundir = v[0];
+      auto& r = x.remotes.back();
+      if (!r.peers.empty()) {
+        r.peers.back().remote_rundir = v[0];
+      } else if (!cl.syncs.empty() && cl.syncs.back().kind != config::Kind::direct) {
+        r.remote_rundir = v[0];
       } else {
         return cli_error("-remote-rundir must follow -rsyncssh or -peer");
       }

@@ -25,8 +25,14 @@ struct Extras {
     std::string host, dir;
     std::optional<std::string> remote_rundir;
   };
-  std::vector<Peer> peers;  // -peer HOST DIR (two-way mesh nodes besides the -rsyncssh one)
-  std::optional<std::string> remote_rundir;  // -remote-rundir right after -rsyncssh
+  // -peer HOST DIR (two-way mesh nodes besides the -rsyncssh one) and -remote-rundir belong to
+  // the command-line sync they follow: remotes[i + 1] to the i-th; remotes[0] holds those given
+  // before any sync (with a config file: all of them), which go to the first sync to a host.
+  struct Remote {
+    std::optional<std::string> remote_rundir;  // -remote-rundir right after -rsyncssh
+    std::vector<Peer> peers;
+  };
+  std::vector<Remote> remotes{Remote{}};
   std::optional<std::string> state_dir, remote_state_dir, rsh, remote_syncd, transport, rundir, conflict_hook;
   std::vector<std::string> excludes;
   std::optional<long> max_delete_share;

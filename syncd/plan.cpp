@@ -235,7 +235,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
   plan.warnings = cfg.warnings;
   std::map<std::string, size_t> push_by_source;
   bool first_remote = true;
-  for (const auto& s : cfg.syncs) {
+  for (size_t index = 0; index < cfg.syncs.size(); ++index) {
+    const config::Sync& s = cfg.syncs[index];
     SYNCD_TRY(check_actions(s));
     const std::string src = strip_slash(s.source);
     if (s.kind == config::Kind::custom) {
@@ -252,9 +253,8 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
         if (type == "function" && k.rfind("on", 0) == 0) n.actions.functions.insert(k);
       }
       if (!n.actions.functions.empty() && cfg.lua) {
-        const size_t index = static_cast<size_t>(&s - cfg.syncs.data()) + 1;
-        n.actions.call = [lua = cfg.lua, index](const std::string& handler, const config::LuaActions::Event& e,
-                                                const config::LuaActions::Event* d) { return lua->call(index, handler, e, d); };
+        n.actions.call = [lua = cfg.lua, nth = index + 1](const std::string& handler, const config::LuaActions::Event& e,
+                                                          const config::LuaActions::Event* d) { return lua->call(nth, handler, e, d); };
       }
       n.actions.excludes = s.excludes;
       for (const auto& [sign, pat] : s.filters) n.actions.filters.push_back({sign == '+', pat});
@@ -399,12 +399,18 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
     }
     std::vector<runtime::PeerSpec> peers;
     runtime::PeerSpec main_peer{host, dir, {}};
-    const auto rr = first_remote && x.remote_rundir ? x.remote_rundir : s.syncd.remote_rundir;
+    // The command line's -remote-rundir and -peer: those given before any sync go to the first
+    // sync to a host, those after a command-line sync to that sync.
+    std::vector<const cli::Extras::Remote*> given;
+    if (first_remote && !x.remotes.empty()) given.push_back(&x.remotes[0]);
+    if (index + 1 < x.remotes.size()) given.push_back(&x.remotes[index + 1]);
+    std::optional<std::string> rr = s.syncd.remote_rundir;
+    for (const auto* g : given) rr = g->remote_rundir ? g->remote_rundir : rr;
     if (rr) main_peer.remote_args = {"-rundir", *rr};
     peers.push_back(main_peer);
     for (const auto& [h, d] : s.syncd.peers) peers.push_back({h, strip_slash(d), {}});
-    if (first_remote) {
-      for (const auto& p : x.peers) {
+    for (const auto* g : given) {
+      for (const auto& p : g->peers) {
         runtime::PeerSpec ps{p.host, p.dir, {}};
         if (p.remote_rundir) ps.remote_args = {"-rundir", *p.remote_rundir};
         peers.push_back(ps);

@@ -287,6 +287,40 @@ TEST_CASE("lsyncd's command line: shapes, one or two dashes, errors") {
   CHECK_FALSE(cli::parse({"-rsyncssh", "/a", "h"}).ok());
 }
 
+TEST_CASE("command line: -peer and -remote-rundir belong to the -rsyncssh they follow") {
+  Fixture f;
+  const std::string a = f.dir / "a", b = f.dir / "b";
+  ::mkdir(a.c_str(), 0755);
+  ::mkdir(b.c_str(), 0755);
+  auto inv = cli::parse({"-remote-rundir", "/r0"});
+  CHECK(inv.error().context == "-remote-rundir must follow -rsyncssh or -peer");
+  CHECK(cli::parse({"-direct", "/a", "/b", "-peer", "h", "/c"}).error().context == "-peer must follow -rsyncssh");
+  inv = cli::parse({"-rsyncssh", a, "h1", "/x", "-remote-rundir", "/r1", "-peer", "h2", "/y", "-remote-rundir", "/r2",
+                    "-rsyncssh", b, "h3", "/z", "-remote-rundir", "/r3", "-bidirectional"});
+  REQUIRE_MESSAGE(inv.ok(), inv.error().context);
+  auto cfg = config::from_command_line(inv->cl);
+  REQUIRE_MESSAGE(cfg.ok(), cfg.error().context);
+  auto p = plan::make(*cfg, inv->extras, state_dir);
+  REQUIRE_MESSAGE(p.ok(), p.error().context);
+  REQUIRE(p->nodes.size() == 2);
+  const auto rundir = [](const runtime::PeerSpec& ps) {
+    const auto it = std::find(ps.remote_args.begin(), ps.remote_args.end(), "-rundir");
+    return it == ps.remote_args.end() || it + 1 == ps.remote_args.end() ? std::string() : *(it + 1);
+  };
+  const auto& first = p->nodes[0].push.peers;
+  REQUIRE(first.size() == 2);
+  CHECK(first[0].host == "h1");
+  CHECK(rundir(first[0]) == "/r1");
+  CHECK(first[1].host == "h2");
+  CHECK(rundir(first[1]) == "/r2");
+  // Before, the second sync got neither its own -remote-rundir (the first one's was overwritten
+  // with it) nor anything else.
+  const auto& second = p->nodes[1].push.peers;
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].host == "h3");
+  CHECK(rundir(second[0]) == "/r3");
+}
+
 TEST_CASE("status file: lsyncd's block byte for byte, syncd's lines after it") {
   status_file::Report r;
   r.now = 0;
