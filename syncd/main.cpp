@@ -339,20 +339,41 @@ int attach_main(const std::vector<std::string>& args) {
   return code;
 }
 
-// One running node of the plan, with its control socket.
+// One node of the plan, with its control socket. A node whose root is not the volume it synced
+// (errc::wrong_volume: not mounted) is `halted` while the plan's other nodes run; it is started
+// again every kHaltRetryMs until its volume is back.
+constexpr uint64_t kHaltRetryMs = 5000;
 struct Running {
   const syncd::plan::Node* node = nullptr;
   std::unique_ptr<syncd::runtime::DirectMirror> direct;
   std::unique_ptr<syncd::runtime::Push> push;
   std::unique_ptr<syncd::runtime::ActionSync> actions;
   std::unique_ptr<syncd::runtime::ControlServer> control;
-  bool idle() const { return direct ? direct->idle() : push ? push->idle() : actions->idle(); }
-  bool drained() const { return direct ? direct->idle() : push ? push->drained() : actions->idle(); }
+  std::string halted;  // why it is not running; empty while it runs
+  // A halted node is never idle (it is not in sync) and always drained (nothing in flight).
+  bool idle() const { return !halted.empty() ? false : direct ? direct->idle() : push ? push->idle() : actions->idle(); }
+  bool drained() const { return !halted.empty() || (direct ? direct->idle() : push ? push->drained() : actions->idle()); }
   syncd::runtime::LsyncdView view() const {
+    if (!halted.empty()) return {};
     return direct ? direct->lsyncd_view() : push ? push->lsyncd_view() : actions->lsyncd_view();
+  }
+  std::string kind() const {
+    using T = syncd::plan::Node::Type;
+    return node->type == T::push ? (node->push.two_way ? "two-way" : "push") : node->type == T::direct ? "direct" : "actions";
   }
   std::string status(bool json) const {
     using namespace syncd;
+    if (!halted.empty()) {
+      const std::string retry = std::to_string(kHaltRetryMs / 1000);
+      if (!json) {
+        return "syncd " + kind() + " " + node->syncs[0].source + " -> " + node->target_text + " (pid " +
+               std::to_string(::getpid()) + ")\n  HALTED: " + halted + "\n  started again every " + retry +
+               " s; the daemon's other syncs run\n";
+      }
+      return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": " + runtime::json_string(kind()) +
+             ", \"source\": " + runtime::json_string(node->syncs[0].source) + ", \"idle\": false, \"halted\": " +
+             runtime::json_string(halted) + "}\n";
+    }
     if (push) return push->status(json);
     if (actions) {
       const bool idle = actions->idle();
@@ -384,10 +405,8 @@ std::string status_report(const std::vector<std::unique_ptr<Running>>& nodes) {
       r.watches = v.watches;
       first = false;
     }
-    const auto t = n->node->type;
-    r.extra.push_back("syncd: " + std::string(t == plan::Node::Type::push ? (n->node->push.two_way ? "two-way " : "push ")
-                                              : t == plan::Node::Type::direct ? "direct " : "actions ") +
-                      n->node->syncs[0].source + " -> " + n->node->target_text + (n->idle() ? " (idle)" : " (busy)"));
+    r.extra.push_back("syncd: " + n->kind() + " " + n->node->syncs[0].source + " -> " + n->node->target_text +
+                      (!n->halted.empty() ? " (HALTED: " + n->halted + ")" : n->idle() ? " (idle)" : " (busy)"));
   }
   return status_file::format(r);
 }
@@ -402,6 +421,37 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
   bool failed = false;  // a node that cannot go on stopped the loop
   std::vector<std::unique_ptr<Running>> nodes;
   std::vector<std::string> sockets;
+  // Builds and starts the node's runtime object; on failure nothing of it is left.
+  const auto start_node = [&](Running& r) -> Status {
+    const plan::Node& n = *r.node;
+    Status st;
+    if (n.type == plan::Node::Type::actions) {
+      r.actions = std::make_unique<runtime::ActionSync>(loop, n.actions);
+      st = r.actions->start();
+    } else if (n.type == plan::Node::Type::direct) {
+      auto o = n.direct;
+      o.on_failed = [&loop, &failed, &lg](const std::string& why) {
+        lg.error("terminating, the mirror cannot go on: {}", why);
+        failed = true;
+        loop.stop();
+      };
+      r.direct = std::make_unique<runtime::DirectMirror>(loop, std::move(o));
+      st = r.direct->start();
+    } else {
+      r.push = std::make_unique<runtime::Push>(loop, n.push);
+      st = r.push->start();
+    }
+    if (!st) {
+      r.actions.reset();
+      r.direct.reset();
+      r.push.reset();
+      return st;
+    }
+    if (n.type != plan::Node::Type::actions) {
+      lg.info("recursive startup rsync: {} -> {}", n.syncs[0].source, n.target_text);  // lsyncd's wording: operators grep it
+    }
+    return {};
+  };
   for (const auto& n : plan.nodes) {
     auto r = std::make_unique<Running>();
     r->node = &n;
@@ -410,32 +460,19 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
       const std::string& sd = n.type == plan::Node::Type::direct ? n.direct.state_dir : n.push.state_dir;
       ::mkdir(sd.substr(0, sd.rfind('/')).c_str(), 0700);
     }
-    Status st;
-    if (n.type == plan::Node::Type::actions) {
-      r->actions = std::make_unique<runtime::ActionSync>(loop, n.actions);
-      st = r->actions->start();
-    } else if (n.type == plan::Node::Type::direct) {
-      auto o = n.direct;
-      o.on_failed = [&loop, &failed, &lg](const std::string& why) {
-        lg.error("terminating, the mirror cannot go on: {}", why);
-        failed = true;
-        loop.stop();
-      };
-      r->direct = std::make_unique<runtime::DirectMirror>(loop, std::move(o));
-      st = r->direct->start();
-    } else {
-      r->push = std::make_unique<runtime::Push>(loop, n.push);
-      st = r->push->start();
-    }
-    if (!st) {
-      lg.error("cannot start {}: {}", n.syncs[0].name, st.error().message());
-      return 255;
+    if (auto st = start_node(*r); !st) {
+      // One volume that did not mount stops only its own sync, where the config has others
+      // (lsyncd would not start at all); alone, or for -onepass, it is a failed start.
+      if (!st.error().is(errc::wrong_volume) || plan.nodes.size() == 1 || cfg.settings.onepass) {
+        lg.error("cannot start {}: {}", n.syncs[0].name, st.error().message());
+        return 255;
+      }
+      r->halted = st.error().context;
+      lg.error("{} is halted, the other syncs run: {}; started again every {} s", n.syncs[0].name, st.error().message(),
+               kHaltRetryMs / 1000);
     }
     const std::string& src = n.type == plan::Node::Type::direct ? n.direct.source
                              : n.type == plan::Node::Type::push ? n.push.source : n.actions.source;
-    if (n.type != plan::Node::Type::actions) {
-      lg.info("recursive startup rsync: {} -> {}", n.syncs[0].source, n.target_text);  // lsyncd's wording: operators grep it
-    }
     auto sock = runtime::control_socket_path(n.rundir, src);
     if (!sock.ok()) {
       lg.error("cannot start: {}", sock.error().message());
@@ -444,8 +481,13 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
     if (std::find(sockets.begin(), sockets.end(), *sock) == sockets.end()) {
       Running* raw = r.get();
       runtime::ControlServer::Handlers h{[raw](bool json) { return raw->status(json); }, [raw] { return raw->idle(); }, {}};
-      if (raw->push) {
-        h.attach = [raw](UniqueFd in, UniqueFd out, const std::string& how, runtime::ControlServer::Handlers::Done done) {
+      if (n.type == plan::Node::Type::push) {
+        h.attach = [raw](UniqueFd in, UniqueFd out, const std::string& how,
+                         runtime::ControlServer::Handlers::Done done) -> std::function<void()> {
+          if (!raw->push) {  // halted: the peer's session ends with the reason, and it dials again
+            done("error " + raw->node->syncs[0].source + " is halted: " + raw->halted + "\n");
+            return nullptr;
+          }
           return raw->push->serve_peer(std::move(in), std::move(out), how, std::move(done));
         };
       }
@@ -458,6 +500,24 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
     }
     nodes.push_back(std::move(r));
   }
+  if (std::all_of(nodes.begin(), nodes.end(), [](const auto& r) { return !r->halted.empty(); })) {
+    lg.error("cannot start: every sync is halted");
+    return 255;
+  }
+  // Halted nodes are started again until their volume is back.
+  uvx::Timer halt_retry(loop, [&] {
+    for (auto& r : nodes) {
+      if (r->halted.empty()) continue;
+      if (auto st = start_node(*r); !st) {
+        if (st.error().context != r->halted) lg.error("{} is still halted: {}", r->node->syncs[0].name, st.error().message());
+        r->halted = st.error().context;
+        continue;
+      }
+      r->halted.clear();
+      lg.info("{} is no longer halted: started", r->node->syncs[0].name);
+    }
+  });
+  halt_retry.start(kHaltRetryMs, kHaltRetryMs);
   auto all = [&](bool drained) {
     return std::all_of(nodes.begin(), nodes.end(), [&](const auto& n) { return drained ? n->drained() : n->idle(); });
   };

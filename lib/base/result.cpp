@@ -15,6 +15,7 @@ class SyncdCategory final : public std::error_category {
       case errc::base_mismatch: return "delta base mismatch";
       case errc::verify_failed: return "SHA-256 verification failed";
       case errc::unexpected_target: return "target changed underneath";
+      case errc::wrong_volume: return "not the volume this node synced";
       case errc::unsupported: return "unsupported";
       case errc::truncated: return "truncated input";
       case errc::internal: return "internal error";
@@ -42,6 +43,7 @@ Cond classify(const std::error_code& ec) noexcept {
       case errc::base_mismatch:
       case errc::verify_failed:
       case errc::unexpected_target: return Cond::rescan;
+      case errc::wrong_volume: return Cond::needs_operator;
       case errc::internal: return Cond::bug;
     }
     return Cond::bug;

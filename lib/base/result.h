@@ -31,6 +31,7 @@ enum class errc {
   base_mismatch,       // a delta's base is not the file we hold
   verify_failed,       // reconstructed bytes do not have the announced SHA-256
   unexpected_target,   // the target changed since the caller looked (conflict guard)
+  wrong_volume,        // a synced root is not the volume it was (not mounted?): do not touch it
   unsupported,         // a feature, version or file type we do not handle
   truncated,           // input ended before a complete unit
   internal,            // a bug: an invariant did not hold

@@ -136,7 +136,7 @@ Status Push::start() {
         const std::string text = "syncd root marker: keep this file. Without it syncd assumes the volume is not mounted.\n";
         (void)!::write(m.get(), text.data(), text.size());
       } else {
-        return Error::make(errc::unexpected_target,
+        return Error::make(errc::wrong_volume,
                            "the root marker " + marker + " is missing, but the index knows " + std::to_string(known) +
                                " files: is the volume mounted? Not syncing this directory (nothing is sent, applied "
                                "or deleted). If this is the right volume, create the marker (touch " + marker +

@@ -27,7 +27,7 @@ Status check_target_volume(const fs::Root& root, store::Index& index, const std:
   if (was == kMountRoot && !mounted) {
     SYNCD_TRY_ASSIGN(files, index.live_count());
     if (files > 0) {
-      return Error::make(errc::unexpected_target,
+      return Error::make(errc::wrong_volume,
                          "the directory " + root.path() + " was the root of a mounted filesystem when this node last wrote it (" +
                              std::to_string(files) + " entries) and is a plain directory now: is its volume mounted? "
                              "Nothing is written into it. Mount it; if it is meant to be a plain directory from now on, "

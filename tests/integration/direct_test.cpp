@@ -850,6 +850,58 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(f.logs().find("not what this node last wrote", resumed) == std::string::npos);
   }
 
+  TEST_CASE("one of two syncs whose target volume is not mounted is halted while the other runs - it starts once mounted") {
+    Fixture f;
+    const std::string src2 = f.t / "src2", dst2 = f.t / "dst2", volume = f.t / "volume", run = f.t / "run";
+    for (const auto& d : {src2, dst2, volume}) ::mkdir(d.c_str(), 0755);
+    f.sh("mount --bind " + volume + " " + dst2);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + dst2 + " 2>/dev/null"); });
+    const std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-direct", src2, dst2,
+                                        "-statedir", f.state, "-rundir", run};
+    const auto both_started = [&](size_t from) {
+      return test::wait_until(f.t.path(), [&] {
+        const std::string l = f.logs();
+        const size_t first = l.find("finished: 0", from);
+        return first != std::string::npos && l.find("finished: 0", first + 1) != std::string::npos;
+      });
+    };
+    test::write_file(f.s("a.pem"), "a");
+    test::write_file(src2 + "/b.pem", "b");
+    f.proc = std::make_unique<test::Child>(argv, f.log);
+    REQUIRE_MESSAGE(both_started(0), f.logs());
+    f.converged();
+    std::vector<std::string> diff;
+    REQUIRE_MESSAGE(test::cookie_barrier(src2, dst2, "cookie2.1", diff, 30000, true), f.logs());
+    CHECK(diff.empty());
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+
+    f.sh("umount " + dst2);  // the second target's volume did not mount at the next boot
+    test::write_file(src2 + "/while-stopped.pem", "x");
+    const size_t before = f.logs().size();
+    f.proc = std::make_unique<test::Child>(argv, f.log);
+    // Before, the whole daemon did not start: the first sync stopped with the second.
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "is halted, the other syncs run", before), f.logs());
+    CHECK(f.logs().find("was the root of a mounted filesystem when this node last wrote it", before) != std::string::npos);
+    test::write_file(f.s("live.pem"), "live");
+    f.converged();
+    CHECK(test::read_file(f.dst + "/live.pem") == "live");
+    CHECK(test::list_dir(dst2).empty());
+    const std::string out = f.t / "status.txt";
+    CHECK(test::run(std::string(SYNCD_BINARY) + " status '" + src2 + "' -rundir '" + run + "' > '" + out + "'") == 0);
+    CHECK_MESSAGE(test::read_file(out).find("HALTED: the directory " + dst2) != std::string::npos, test::read_file(out));
+    CHECK(test::run(std::string(SYNCD_BINARY) + " status '" + src2 + "' -rundir '" + run + "' --wait-idle 200 > /dev/null") != 0);
+
+    // Mounted again: the halted sync starts by itself and catches up.
+    const size_t mounted = f.logs().size();
+    f.sh("mount --bind " + volume + " " + dst2);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "is no longer halted: started", mounted), f.logs());
+    REQUIRE_MESSAGE(test::cookie_barrier(src2, dst2, "cookie2.2", diff, 30000, true), f.logs());
+    for (const auto& d : diff) MESSAGE(d);
+    CHECK(diff.empty());
+    CHECK(test::read_file(volume + "/while-stopped.pem") == "x");
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  }
+
   TEST_CASE("a source restored from a snapshot (tree and index) is mirrored as restored - and its next changes arrive") {
     Fixture f;
     test::write_file(f.s("ca.pem"), "v0");

@@ -705,6 +705,45 @@ TEST_SUITE("two_way") {
     CHECK(test::read_file(p.b.dir + "/while-a-down") == "b");
   }
 
+  TEST_CASE("a node with two syncs whose second volume is not mounted halts that sync only - it rejoins once mounted") {
+    Mesh p;
+    const std::string a2 = p.t / "a2", b2 = p.t / "b2", volume = p.t / "volume-a2";
+    for (const auto& d : {a2, b2, volume}) ::mkdir(d.c_str(), 0755);
+    p.sh("mount --bind " + volume + " " + a2);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + a2 + " 2>/dev/null"); });
+    const std::vector<std::string> second_a{"-rsyncssh", a2, "127.0.0.1", b2, "-remote-rundir", p.b.run},
+        second_b{"-rsyncssh", b2, "127.0.0.1", a2, "-remote-rundir", p.a.run};
+    test::write_file(a2 + "/cert.pem", "c");
+    p.start(p.a, second_a);
+    p.start(p.b, second_b);
+    p.converged();
+    REQUIRE_MESSAGE(test::wait_for(b2, "cert.pem", 60000), p.logs());
+    p.stop(p.a);
+    p.sh("umount " + a2);
+    test::write_file(b2 + "/while-a2-down", "b");
+    const size_t from = test::read_file(p.a.log).size();
+    p.start(p.a, second_a);
+    // Before, A did not start at all: its first sync stopped with the second.
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "is halted, the other syncs run", from, 60000), p.logs());
+    test::write_file(p.b.dir + "/live", "l");
+    p.converged();
+    CHECK(test::read_file(p.a.dir + "/live") == "l");
+    CHECK(test::list_dir(a2).empty());
+    const std::string status = p.t / "a2.status";
+    CHECK(test::run(std::string(SYNCD_BINARY) + " status " + a2 + " -rundir " + p.a.run + " > " + status) == 0);
+    CHECK_MESSAGE(test::read_file(status).find("HALTED: ") != std::string::npos, test::read_file(status));
+
+    const size_t mounted = test::read_file(p.a.log).size();
+    p.sh("mount --bind " + volume + " " + a2);
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "is no longer halted: started", mounted, 60000), p.logs());
+    test::write_file(a2 + "/cookie.a2", "c");
+    REQUIRE_MESSAGE(test::wait_for(b2, "cookie.a2", 60000), p.logs());
+    test::write_file(b2 + "/cookie.b2", "c");
+    REQUIRE_MESSAGE(test::wait_for(a2, "cookie.b2", 60000), p.logs());
+    CHECK(test::read_file(volume + "/while-a2-down") == "b");
+    CHECK(test::read_file(b2 + "/cert.pem") == "c");
+  }
+
   TEST_CASE("a node restored from a snapshot (tree and state directory) gets every newer version back - its own too - and its next changes reach the peer") {
     Mesh p;
     p.start(p.a);
