@@ -397,6 +397,9 @@ void target_unmounted(const std::string& transport) {
   f.start();
   f.converged();
   CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  // The peer's `attach` has the target open until its session ends, a moment after the pusher
+  // exits ("umount: target is busy" before this wait).
+  REQUIRE_MESSAGE(f.sshd.wait_sessions_ended(), "the peer's session did not end");
   f.sh("umount " + f.dst);
   test::write_file(f.s("while-stopped"), "x");
   const size_t before = f.logs().size();

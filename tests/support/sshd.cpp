@@ -8,9 +8,12 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -40,18 +43,37 @@ void must(const std::string& cmd) {
   }
 }
 
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    std::abort();
+// A port for this fixture's sshd, for as long as the fixture lives (restarts keep it): below the
+// kernel's ephemeral range, so no outgoing connection and no bind(0) elsewhere takes it, and held
+// by a claim, so no other test fixture running in parallel picks it. (Before, a port from
+// bind(0) could be handed to another test's sshd between our probe and sshd's own bind; our
+// readiness probe then reached the other sshd.)
+int reserve_port(UniqueFd& claim) {
+  int low = 32768;
+  if (std::ifstream r("/proc/sys/net/ipv4/ip_local_port_range"); r) r >> low;
+  const int first = 10000, span = std::max(1000, low - first);
+  const int start = static_cast<int>(::getpid() * 7919u % static_cast<unsigned>(span));
+  for (int i = 0; i < span; ++i) {
+    const int port = first + (start + i) % span;
+    // The claim: an abstract unix socket named for the port (exclusive, gone with the process).
+    UniqueFd l(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un u{};
+    u.sun_family = AF_UNIX;
+    const std::string name = "syncd-test-port-" + std::to_string(port);
+    std::copy(name.begin(), name.end(), u.sun_path + 1);
+    const auto ulen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (!l || ::bind(l.get(), reinterpret_cast<sockaddr*>(&u), ulen) != 0) continue;
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) continue;  // taken by something else
+    claim = std::move(l);
+    return port;
   }
-  ::close(s);
-  return ntohs(a.sin_port);
+  std::fprintf(stderr, "test fixture: no free port for sshd below %d\n", low);
+  std::abort();
 }
 
 bool accepts(int port) {
@@ -137,7 +159,7 @@ SshServer::SshServer(std::string dir, Where where) : where_(std::move(where)), d
   must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-host -f " + dir_ + "/host_ed25519");
   must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-client -f " + client_key_);
   must("cp " + client_key_ + ".pub " + dir_ + "/authorized_keys");
-  port_ = where_.port != 0 ? where_.port : free_port();
+  port_ = where_.port != 0 ? where_.port : reserve_port(port_claim_);
   std::ofstream c(config_);
   c << "Port " << port_ << "\n"
     << "ListenAddress " << where_.address << "\n"
@@ -186,12 +208,19 @@ void SshServer::stop() {
   sshd_.reset();
 }
 
-void SshServer::stop_gracefully(int timeout_ms) {
-  if (!sshd_) return;
+bool SshServer::wait_sessions_ended(int timeout_ms) const {
+  if (!sshd_) return true;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!children_of(sshd_->pid()).empty() && std::chrono::steady_clock::now() < deadline) {
+  while (!children_of(sshd_->pid()).empty()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
     ::poll(nullptr, 0, 10);  // sessions end when their clients go; no event to wait on
   }
+  return true;
+}
+
+void SshServer::stop_gracefully(int timeout_ms) {
+  if (!sshd_) return;
+  (void)wait_sessions_ended(timeout_ms);
   (void)sshd_->stop(SIGTERM);
   sshd_.reset();
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/base/unique_fd.h"
 #include "tests/support/process.h"
 
 namespace syncd::test {
@@ -37,6 +38,9 @@ class SshServer {
   // Waits (up to timeout_ms) for every session to end, then SIGTERMs the listener and reaps it,
   // so the CPU time of the whole tree is accounted to our RUSAGE_CHILDREN.
   void stop_gracefully(int timeout_ms = 10000);
+  // Waits (up to timeout_ms) until no session runs (their remote commands exited): what a
+  // session had open on this machine is closed then. False on timeout.
+  bool wait_sessions_ended(int timeout_ms = 10000) const;
   int pid() const noexcept { return sshd_ ? sshd_->pid() : -1; }
   bool running() const noexcept { return static_cast<bool>(sshd_); }
   int port() const noexcept { return port_; }
@@ -55,6 +59,7 @@ class SshServer {
   Where where_;
   std::string dir_, log_, config_, client_key_, known_hosts_;
   int port_ = 0;
+  UniqueFd port_claim_;  // holds port_ for this fixture (reserve_port)
   std::unique_ptr<Child> sshd_;
 };
 
