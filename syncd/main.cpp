@@ -504,8 +504,16 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
     lg.error("cannot start: every sync is halted");
     return 255;
   }
-  // Halted nodes are started again until their volume is back.
+  // Halted nodes are started again until their volume is back. systemctl status shows which.
+  const auto notify_halted = [&] {
+    std::string names;
+    for (const auto& r : nodes) {
+      if (!r->halted.empty()) names += (names.empty() ? "" : ", ") + r->node->syncs[0].name;
+    }
+    (void)daemon::notify("STATUS=" + (names.empty() ? std::string("running") : "halted (volume not there?): " + names));
+  };
   uvx::Timer halt_retry(loop, [&] {
+    bool changed = false;
     for (auto& r : nodes) {
       if (r->halted.empty()) continue;
       if (auto st = start_node(*r); !st) {
@@ -514,10 +522,15 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
         continue;
       }
       r->halted.clear();
+      changed = true;
       lg.info("{} is no longer halted: started", r->node->syncs[0].name);
     }
+    if (changed) notify_halted();
   });
-  halt_retry.start(kHaltRetryMs, kHaltRetryMs);
+  if (std::any_of(nodes.begin(), nodes.end(), [](const auto& r) { return !r->halted.empty(); })) {
+    notify_halted();
+    halt_retry.start(kHaltRetryMs, kHaltRetryMs);
+  }
   auto all = [&](bool drained) {
     return std::all_of(nodes.begin(), nodes.end(), [&](const auto& n) { return drained ? n->drained() : n->idle(); });
   };

@@ -100,6 +100,33 @@ std::vector<uint64_t> delta_reads(const std::string& log, size_t from, const std
   return reads;
 }
 
+// systemd's side of the notify protocol: the datagram socket a Type=notify service reports to.
+struct NotifySocket {
+  std::string path;
+  UniqueFd sock{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+  explicit NotifySocket(std::string where) : path(std::move(where)) {
+    REQUIRE(sock);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(path.size() < sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  // Starts `argv` with NOTIFY_SOCKET naming this socket, as systemd does.
+  std::unique_ptr<test::Child> start(const std::vector<std::string>& argv, const std::string& log) const {
+    ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+    auto unset = ScopeGuard([]() noexcept { ::unsetenv("NOTIFY_SOCKET"); });
+    return std::make_unique<test::Child>(argv, log);
+  }
+  std::string next() const {
+    pollfd p{sock.get(), POLLIN, 0};
+    if (::poll(&p, 1, 30000) != 1) return "(nothing in 30 s)";
+    char buf[512];
+    const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
+    return n < 0 ? std::string("(recv failed)") : std::string(buf, static_cast<size_t>(n));
+  }
+};
+
 uint64_t sum(const std::vector<uint64_t>& v) {
   uint64_t t = 0;
   for (uint64_t x : v) t += x;
@@ -153,27 +180,9 @@ TEST_SUITE("integration.direct") {
 
   TEST_CASE("under systemd (Type=notify): READY=1 once syncd status answers - RELOADING=1 then READY=1 at SIGHUP") {
     Fixture f;
-    const std::string where = f.t / "notify.sock";
-    UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    REQUIRE(sock);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    REQUIRE(where.size() < sizeof addr.sun_path);
-    std::memcpy(addr.sun_path, where.data(), where.size());
-    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-    const auto next_message = [&]() -> std::string {
-      pollfd p{sock.get(), POLLIN, 0};
-      if (::poll(&p, 1, 30000) != 1) return "(nothing in 30 s)";
-      char buf[512];
-      const ssize_t n = ::recv(sock.get(), buf, sizeof buf, 0);
-      return n < 0 ? std::string("(recv failed)") : std::string(buf, static_cast<size_t>(n));
-    };
-    ::setenv("NOTIFY_SOCKET", where.c_str(), 1);  // what systemd gives a Type=notify service
-    auto unset = ScopeGuard([]() noexcept { ::unsetenv("NOTIFY_SOCKET"); });
-    f.proc = std::make_unique<test::Child>(
-        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run"},
-        f.log);
-    ::unsetenv("NOTIFY_SOCKET");
+    NotifySocket notify(f.t / "notify.sock");
+    f.proc = notify.start({SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state, "-rundir", f.t / "run"}, f.log);
+    const auto next_message = [&] { return notify.next(); };
     REQUIRE_MESSAGE(next_message() == "READY=1", f.logs());
     // Ready means answering: a status query right after it finds the daemon.
     const std::string status = std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "'";
@@ -878,8 +887,11 @@ TEST_SUITE("integration.direct_overflow") {
     f.sh("umount " + dst2);  // the second target's volume did not mount at the next boot
     test::write_file(src2 + "/while-stopped.pem", "x");
     const size_t before = f.logs().size();
-    f.proc = std::make_unique<test::Child>(argv, f.log);
+    NotifySocket notify(f.t / "notify.sock");
+    f.proc = notify.start(argv, f.log);
     // Before, the whole daemon did not start: the first sync stopped with the second.
+    CHECK(notify.next() == "STATUS=halted (volume not there?): Sync2");  // what systemctl status shows
+    CHECK(notify.next() == "READY=1");
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "is halted, the other syncs run", before), f.logs());
     CHECK(f.logs().find("was the root of a mounted filesystem when this node last wrote it", before) != std::string::npos);
     test::write_file(f.s("live.pem"), "live");
@@ -895,6 +907,7 @@ TEST_SUITE("integration.direct_overflow") {
     const size_t mounted = f.logs().size();
     f.sh("mount --bind " + volume + " " + dst2);
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "is no longer halted: started", mounted), f.logs());
+    CHECK(notify.next() == "STATUS=running");
     REQUIRE_MESSAGE(test::cookie_barrier(src2, dst2, "cookie2.2", diff, 30000, true), f.logs());
     for (const auto& d : diff) MESSAGE(d);
     CHECK(diff.empty());
