@@ -24,6 +24,7 @@ namespace {
 constexpr unsigned kWindow = 4u << 20;  // channel window: keeps a 1 GiB stream moving (issue #4: >= 2 MiB)
 constexpr unsigned kPacket = 32768;
 constexpr size_t kChunk = 256 * 1024;
+constexpr uint64_t kCloseWaitMs = 2000;  // for the exit status, after the remote command's EOF
 
 auto& lg() { return log::get(log::Module::transport); }
 
@@ -352,6 +353,7 @@ void SshSession::step() {
         break;
       }
       case Stage::running: return pump();
+      case Stage::closing: return wait_closed();
     }
   }
 }
@@ -409,8 +411,13 @@ void SshSession::pump() {
         if (libssh2_channel_eof(ch)) {
           remote_eof_ = true;
           drain_stderr();
-          const int status = libssh2_channel_get_exit_status(ch);
-          return fail("the remote command ended (exit status " + std::to_string(status) + ")");
+          // sshd sends the command's exit status after its output's EOF; read before the
+          // channel closes, libssh2 reports 0 for a status it has not received.
+          stage_ = Stage::closing;
+          if (local_poll_) local_poll_->stop();
+          close_wait_ = std::make_unique<uvx::Timer>(loop_, [this] { fail("the remote command ended"); });
+          close_wait_->start(kCloseWaitMs);
+          return wait_closed();
         }
       }
     }
@@ -450,6 +457,15 @@ void SshSession::pump() {
   update_polls();
 }
 
+void SshSession::wait_closed() {
+  LIBSSH2_CHANNEL* ch = h_->channel.get();
+  const int rc = libssh2_channel_wait_closed(ch);
+  if (rc == LIBSSH2_ERROR_EAGAIN) return update_polls();
+  drain_stderr();
+  if (rc != 0) return fail("the remote command ended");
+  fail("the remote command ended (exit status " + std::to_string(libssh2_channel_get_exit_status(ch)) + ")");
+}
+
 void SshSession::update_polls() {
   if (stage_ == Stage::done || !tcp_poll_) return;
   int tcp = 0;
@@ -481,6 +497,7 @@ void SshSession::fail(const std::string& why) {
   stage_ = Stage::done;
   if (deadline_) deadline_->stop();
   if (keepalive_) keepalive_->stop();
+  if (close_wait_) close_wait_->stop();
   if (tcp_poll_) tcp_poll_->stop();
   if (local_poll_) local_poll_->stop();
   // The reason first, then the stream ends (its reader sees EOF after the real cause is known).

@@ -61,13 +61,14 @@ class SshSession {
   uint64_t wire_bytes_out() const noexcept { return wire_out_; }
 
  private:
-  enum class Stage { resolving, connecting, handshake, auth, channel, exec, running, done };
+  enum class Stage { resolving, connecting, handshake, auth, channel, exec, running, closing, done };
   SshSession(uvx::Loop& loop, SshParams p, OnEnd on_end);
   void resolved(std::vector<std::string> addrs, std::string err);
   void try_connect();
   void step();
   bool check_host_key(std::string& why);
   void pump();
+  void wait_closed();
   void update_polls();
   void fail(const std::string& why);
   void drain_stderr();
@@ -84,7 +85,7 @@ class SshSession {
   UniqueFd stream_;  // handed out
   UniqueFd local_;   // our side of the bridge
   std::unique_ptr<uvx::Poll> tcp_poll_, local_poll_;
-  std::unique_ptr<uvx::Timer> deadline_, keepalive_;
+  std::unique_ptr<uvx::Timer> deadline_, keepalive_, close_wait_;
   std::unique_ptr<Handles> h_;
   size_t identity_ = 0;
   std::string auth_errors_;

@@ -451,6 +451,8 @@ void remote_syncd_missing(const std::string& transport) {
   REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] { return test::count_text(f.log, "lost 127.0.0.1") >= 1; }), f.logs());
   // The remote shell's complaint reaches the log: the operator sees why, not just "closed".
   CHECK_MESSAGE(f.logs().find("/nonexistent/syncd: No such file or directory") != std::string::npos, f.logs());
+  // And, with libssh2, the remote shell's exit status (0 before: it was read before it arrived).
+  if (transport == "libssh2") CHECK_MESSAGE(f.logs().find("exit status 127") != std::string::npos, f.logs());
 }
 
 }  // namespace
