@@ -574,7 +574,7 @@ bool Push::link_idle(const Link& l) const noexcept {
   if (l.passive) {
     // Our records go on the session the peer opened: idle when that one is.
     const Joined* j = joined_with(l.peer_node);
-    return j != nullptr && j->idle() && l.sender->queued() == 0;
+    return j != nullptr && j->idle() && l.sender->queued() == 0 && l.sender->recorded();
   }
   if (l.rx && !l.rx->idle()) return false;
   return l.conn != nullptr && l.up && l.sender->idle() && l.sender->caught_up() && l.sender->awaiting_ack() == 0 &&

@@ -227,18 +227,20 @@ void Sender::release_held() {
 bool Sender::idle() const noexcept {
   // A failed apply is not in sync, nor a version waiting for the peer's signature, nor a file
   // that could not be read.
-  return queued() == 0 && in_flight_.empty() && retry_.empty() && sig_asked_.empty() && relook_.empty();
+  return queued() == 0 && in_flight_.empty() && retry_.empty() && sig_asked_.empty() && relook_.empty() &&
+         reauthor_.empty();
 }
 
 store::Author Sender::author() {
   return store::author_now(index_);
 }
 
-void Sender::post_batch(watch::Batch b) {
+void Sender::post_batch(watch::Batch b, bool reauthor) {
   if (!b.error.empty()) lg().error("watcher: {}", b.error);
-  post_job([this, b = std::move(b)]() -> JobQueue::Done {
+  post_job([this, b = std::move(b), reauthor]() -> JobQueue::Done {
     StoreLock lk(this);
     auto out = std::make_shared<Outbox>();
+    out->reauthor = reauthor;
     process_batch(b, *out);
     return [this, out] { deliver(std::move(*out)); };
   });
@@ -596,6 +598,22 @@ void Sender::deliver(Outbox out) {
   // Unreadable paths are the tree's, not the session's: looked at again whatever the connection.
   for (const auto& p : out.readable) relook_.erase(p);
   for (const auto& [p, dir] : out.unreadable) schedule_relook(p, dir);
+  if (out.reauthor && out.committed) {
+    for (auto it = reauthor_.begin(); it != reauthor_.end();) it = it->second.due_ms == UINT64_MAX ? reauthor_.erase(it) : std::next(it);
+  }
+  if (!out.uncommitted.empty()) {
+    const uint64_t now = loop_.now_ms();
+    uint64_t wait_ms = 0;
+    for (const auto& [p, dir] : out.uncommitted) {
+      Backoff& r = reauthor_[p];
+      r.next(now);
+      r.dir = r.dir || dir;
+      wait_ms = std::max(wait_ms, r.backoff_ms);
+    }
+    lg().warn("{} changed paths are not recorded (the index did not commit): looked at again in {} s",
+              out.uncommitted.size(), wait_ms / 1000);
+    arm(reauthor_timer_, reauthor_, &Sender::run_reauthors);
+  }
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);
   // A rename is authored too: a node whose peer dialed it sends on that peer's session, which
   // announces only when told (this sender's own connection may be the one that closed).
@@ -648,9 +666,18 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     send_foreign(out);  // older than this batch's own changes: before them
   }
   const size_t caught_msgs = out.msgs.size(), caught_resend = out.resendable.size();
+  // Nothing of the batch recorded: its events are spent, so its paths are looked at again.
+  const auto spent = [&] {
+    if (b.overflow) out.uncommitted.emplace_back("", true);
+    for (const auto& e : b.events) {
+      out.uncommitted.emplace_back(e.path, e.kind != watch::Event::Kind::changed);
+      if (e.kind == watch::Event::Kind::renamed) out.uncommitted.emplace_back(e.from, true);
+    }
+  };
   auto txn = index_.begin();
   if (!txn.ok()) {
     out.errors.push_back("index: " + txn.error().message());
+    spent();
     return;
   }
   if (b.overflow) {
@@ -688,8 +715,10 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     out.errors.push_back("index commit: " + st.error().message());
     out.msgs.resize(caught_msgs);  // what catch_up found was committed by others: still valid
     out.resendable.resize(caught_resend);
+    spent();
     return;
   }
+  out.committed = true;
   // Until the peer's INDEX_REQUEST is answered, nothing goes out live: the answer carries every
   // record in the index, these included, in an order the peer can apply (parents first). Sending
   // them early would let a later change overtake the initial sync.
@@ -1623,6 +1652,21 @@ void Sender::run_relooks() {
   }
   if (!b.events.empty()) post_batch(std::move(b));
   arm(relook_timer_, relook_, &Sender::run_relooks);
+}
+
+void Sender::run_reauthors() {
+  watch::Batch b;
+  const uint64_t now = loop_.now_ms();
+  for (auto& [path, r] : reauthor_) {
+    if (r.due_ms > now) continue;
+    r.due_ms = UINT64_MAX;  // until the job says how it went (committed: erased; else again later)
+    watch::Event e;
+    e.kind = r.dir ? watch::Event::Kind::rescan : watch::Event::Kind::changed;
+    e.path = path;
+    b.events.push_back(std::move(e));
+  }
+  if (!b.events.empty()) post_batch(std::move(b), true);
+  arm(reauthor_timer_, reauthor_, &Sender::run_reauthors);
 }
 
 void Sender::schedule_retry(const std::string& path, const std::string& why) {

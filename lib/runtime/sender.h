@@ -118,6 +118,9 @@ class Sender {
   // Starts watching, then scans the whole tree against the index (the startup scan).
   Status start();
   void on_message(const protocol::Message& m);
+  // No changed path waits to be recorded again (an index commit that failed): part of idle(),
+  // and what a passive link's authoring sender adds to its joined session's idleness.
+  bool recorded() const noexcept { return reauthor_.empty(); }
   bool idle() const noexcept;
   uint64_t versions_sent() const noexcept { return sent_; }
   // Sends every record the index gained since this sender last looked (versions other parts of
@@ -184,6 +187,11 @@ class Sender {
     // again later (relook) and stops looking at the second.
     std::vector<std::pair<std::string, bool>> unreadable;
     std::vector<std::string> readable;
+    // A batch of changes whose index commit failed (the state directory's disk full, ...): its
+    // paths (`dir`: walked), looked at again later; and whether this job's batch committed.
+    std::vector<std::pair<std::string, bool>> uncommitted;
+    bool committed = false;
+    bool reauthor = false;  // this job was run_reauthors' batch
     // Small files' bytes as the scan hashed them, by path: shipped without a second read.
     struct Fresh {
       protocol::Hash256 sha256;
@@ -315,7 +323,7 @@ class Sender {
   void drain_stream(uint64_t upto_job);  // loop: sends queued entries of jobs up to this one
   store::Author author();
   // Loop-thread side.
-  void post_batch(watch::Batch b);
+  void post_batch(watch::Batch b, bool reauthor = false);
   void deliver(Outbox out);
   // Loop thread, just before a message goes: the meta rules (SenderOptions::meta_rules).
   void shape(protocol::Message& m) const;
@@ -456,6 +464,12 @@ class Sender {
   std::unique_ptr<uvx::Timer> relook_timer_;
   void schedule_relook(const std::string& path, bool dir);
   void run_relooks();
+  // Loop: paths of batches whose index commit failed, looked at again with backoff (1 s,
+  // doubling to 60 s) until a batch of them commits: the watcher's events were consumed, and
+  // nothing else would bring those changes before the next full scan.
+  Schedule reauthor_;
+  std::unique_ptr<uvx::Timer> reauthor_timer_;
+  void run_reauthors();
   // At most this many UNREADABLE in one answer; one more (the root) says "keep everything".
   static constexpr size_t kMaxUnreadable = 1u << 16;
   // Job, then loop: sends the current version of `path` again with its bytes; `ask_signature`

@@ -744,6 +744,58 @@ TEST_SUITE("two_way") {
     CHECK(test::read_file(b2 + "/cert.pem") == "c");
   }
 
+  TEST_CASE("a node whose disk is full: what does not fit waits, the rest flows both ways, nothing is lost or deleted") {
+    Mesh p;
+    p.sh("mount -t tmpfs -o size=1m syncd-full-b " + p.b.dir);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.b.dir + " 2>/dev/null"); });
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    p.sh("head -c 2000000 /dev/urandom > " + p.a.dir + "/big.bin");
+    const std::string big = test::read_file(p.a.dir + "/big.bin");
+    test::write_file(p.a.dir + "/small-a.pem", "a");
+    test::write_file(p.b.dir + "/small-b.pem", "b");
+    REQUIRE_MESSAGE(test::wait_for(p.b.dir, "small-a.pem", 60000), p.logs());
+    REQUIRE_MESSAGE(test::wait_for(p.a.dir, "small-b.pem", 60000), p.logs());
+    CHECK(test::read_file(p.a.dir + "/big.bin") == big);  // the writer's copy is never touched
+    CHECK_FALSE(test::exists(p.b.dir + "/big.bin"));
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "will send big.bin again", 0, 60000), p.logs());
+    CHECK(test::read_file(p.b.log).find("No space left on device") != std::string::npos);
+    // Room again: the waiting version arrives without anyone touching the file.
+    p.sh("mount -o remount,size=16m " + p.b.dir);
+    REQUIRE_MESSAGE(test::wait_until(p.b.dir, [&] {
+                      return test::exists(p.b.dir + "/big.bin") && test::read_file(p.b.dir + "/big.bin") == big;
+                    }, 90000),
+                    p.logs());
+    p.converged();
+    CHECK(test::read_file(p.a.dir + "/big.bin") == big);
+    CHECK(test::list_dir(p.b.dir).size() == test::list_dir(p.a.dir).size());
+  }
+
+  TEST_CASE("a node whose state directory's disk is full: nothing is lost, it catches up once there is room") {
+    Mesh p;
+    ::mkdir(p.b.state.c_str(), 0700);
+    p.sh("mount -t tmpfs -o size=4m syncd-full-state " + p.b.state);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.b.state + " 2>/dev/null"); });
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // Fill what is left of it.
+    (void)test::run("head -c 8000000 /dev/zero > " + p.b.state + "/filler 2>/dev/null");
+    for (int i = 0; i < 50; ++i) test::write_file(p.a.dir + "/a" + std::to_string(i) + ".pem", std::string(3000, 'a'));
+    for (int i = 0; i < 50; ++i) test::write_file(p.b.dir + "/b" + std::to_string(i) + ".pem", std::string(3000, 'b'));
+    // B's index cannot commit what it saw (nor what it applied): its watcher's events are spent.
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "are not recorded (the index did not commit): looked at again in", 0, 60000),
+                    p.logs());
+    p.sh("rm " + p.b.state + "/filler");
+    p.converged();
+    for (int i = 0; i < 50; ++i) {
+      CHECK(test::read_file(p.b.dir + "/a" + std::to_string(i) + ".pem") == std::string(3000, 'a'));
+      CHECK(test::read_file(p.a.dir + "/b" + std::to_string(i) + ".pem") == std::string(3000, 'b'));
+    }
+    // Before, B's changes whose commit failed were never sent (until a restart's scan).
+  }
+
   TEST_CASE("a node restored from a snapshot (tree and state directory) gets every newer version back - its own too - and its next changes reach the peer") {
     Mesh p;
     p.start(p.a);
