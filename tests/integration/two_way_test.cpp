@@ -772,6 +772,35 @@ TEST_SUITE("two_way") {
     CHECK(test::list_dir(p.b.dir).size() == test::list_dir(p.a.dir).size());
   }
 
+  TEST_CASE("a node whose volume is lazily unmounted while it runs keeps writing into that volume - deletes nothing - halts at its next start") {
+    Mesh p;
+    const std::string volume = p.t / "volume-a";
+    ::mkdir(volume.c_str(), 0755);
+    p.sh("mount --bind " + volume + " " + p.a.dir);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.a.dir + " 2>/dev/null"); });
+    for (int i = 0; i < 6; ++i) test::write_file(p.a.dir + "/cert" + std::to_string(i) + ".pem", "c");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // Lazily unmounted (a plain umount is refused: the daemon holds the volume open): A keeps
+    // working in the volume through its open root, not in the directory now at that path.
+    p.sh("umount -l " + p.a.dir);
+    test::write_file(p.b.dir + "/while-unmounted.pem", "b");
+    REQUIRE_MESSAGE(test::wait_for(volume, "while-unmounted.pem", 60000), p.logs());
+    test::write_file(volume + "/from-a.pem", "a");
+    REQUIRE_MESSAGE(test::wait_for(p.b.dir, "from-a.pem", 60000), p.logs());
+    CHECK(test::list_dir(p.a.dir).empty());
+    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
+    // Restarted with the volume still unmounted, A halts (its root is a plain directory now).
+    p.stop(p.a);
+    const size_t from = test::read_file(p.a.log).size();
+    p.start(p.a);
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "is a plain directory now: is its volume mounted?", from, 60000), p.logs());
+    CHECK(p.a.proc->wait() == 255);
+    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
+    CHECK(test::list_dir(p.a.dir).empty());
+  }
+
   TEST_CASE("a node whose state directory's disk is full: nothing is lost, it catches up once there is room") {
     Mesh p;
     ::mkdir(p.b.state.c_str(), 0700);
