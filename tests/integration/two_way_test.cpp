@@ -801,6 +801,22 @@ TEST_SUITE("two_way") {
     CHECK(test::list_dir(p.a.dir).empty());
   }
 
+  TEST_CASE("a node whose volume turns read-only: its peer's changes wait - nothing is lost - they land once it is writable") {
+    Mesh p;
+    p.sh("mount -t tmpfs -o size=16m syncd-ro-b " + p.b.dir);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.b.dir + " 2>/dev/null"); });
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    p.sh("mount -o remount,ro " + p.b.dir);
+    for (int i = 0; i < 5; ++i) test::write_file(p.a.dir + "/ro" + std::to_string(i) + ".pem", "x");
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "Read-only file system", 0, 60000), p.logs());
+    CHECK(test::exists(p.a.dir + "/ro0.pem"));
+    p.sh("mount -o remount,rw " + p.b.dir);
+    p.converged();
+    for (int i = 0; i < 5; ++i) CHECK(test::exists(p.b.dir + "/ro" + std::to_string(i) + ".pem"));
+  }
+
   TEST_CASE("a node whose state directory's disk is full: nothing is lost, it catches up once there is room") {
     Mesh p;
     ::mkdir(p.b.state.c_str(), 0700);
