@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lib/base/log.h"
@@ -52,42 +53,73 @@ std::string default_state_dir(const std::string& kind, const std::string& key) {
   return "/var/lib/syncd/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
 }
 
+// SIGTERM, SIGINT and SIGHUP handles for the daemon's whole life, routed to the running
+// serve(). libuv puts SIG_DFL back when the last handle of a signal stops, so handles made per
+// serve() left a window at each reload in which a second SIGHUP (or a SIGTERM) killed the daemon
+// outright, without a log line (two SIGHUPs in quick succession did). A signal that arrives while
+// no serve() listens is kept and handed to the next one.
+class Signals {
+ public:
+  explicit Signals(syncd::uvx::Loop& loop)
+      : term_(loop, SIGTERM, [this](int s) { deliver(s); }),
+        intr_(loop, SIGINT, [this](int s) { deliver(s); }),
+        hup_(loop, SIGHUP, [this](int s) { deliver(s); }) {}
+  // While `h` is set, signals go to it, the ones kept first (from the loop, soon after).
+  void route(std::function<void(int)> h) { handler_ = std::move(h); }
+  std::vector<int> take_kept() { return std::exchange(kept_, {}); }
+  void keep(int sig) { kept_.push_back(sig); }
+
+ private:
+  void deliver(int sig) {
+    if (handler_) return handler_(sig);
+    kept_.push_back(sig);
+  }
+  std::function<void(int)> handler_;
+  std::vector<int> kept_;
+  syncd::uvx::Signal term_, intr_, hup_;
+};
+
 // Runs the loop until it ends on its own or a signal asks: SIGTERM/SIGINT let in-flight work
 // finish (bounded by 5 s, checked through `faded`), then the exit code is 128+signal. SIGHUP
-// calls on_hup (which may stop the loop for a reload: the result is then kReload). `idle`:
-// nothing to do, when freed memory goes back to the system.
+// calls on_hup (which may stop the loop for a reload: the result is then kReload); without one
+// it ends the run as SIGTERM does. `idle`: nothing to do, when freed memory goes back to the
+// system.
 constexpr int kReload = -2;
-int run_until_signal(syncd::uvx::Loop& loop, const std::function<bool()>& faded, const std::function<bool()>& idle,
-                     const std::function<bool()>& on_hup = {}) {
+int run_until_signal(syncd::uvx::Loop& loop, Signals& signals, const std::function<bool()>& faded,
+                     const std::function<bool()>& idle, const std::function<bool()>& on_hup = {}) {
   using namespace syncd;
   auto& lg = log::get(log::Module::main);
   int got_signal = 0;
   bool reload = false;
   std::unique_ptr<uvx::Timer> drain;
   auto on_signal = [&](int sig) {
+    if (sig == SIGHUP && on_hup) {
+      if (reload) return signals.keep(sig);  // after this reload, another: the config may have changed again
+      if (!got_signal && on_hup()) {
+        reload = true;
+        loop.stop();
+      }
+      return;
+    }
     if (got_signal) return;
     got_signal = sig;
-    lg.info("--- {} signal, fading ---", sig == SIGINT ? "INT" : "TERM");
+    lg.info("--- {} signal, fading ---", sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "TERM");
     auto start = loop.now_ms();
     drain = std::make_unique<uvx::Timer>(loop, [&, start] {
       if (faded() || loop.now_ms() - start > 5000) loop.stop();
     });
     drain->start(0, 10);
   };
-  uvx::Signal term(loop, SIGTERM, on_signal);
-  uvx::Signal intr(loop, SIGINT, on_signal);
+  signals.route(on_signal);
+  // Signals that came while no serve() listened (during a reload), handled from the loop.
+  uvx::Timer kept(loop, [&] {
+    for (int sig : signals.take_kept()) on_signal(sig);
+  });
+  kept.start(0);
   // What a burst of work freed goes back to the system once it is over (base/memory.h).
   runtime::MemoryRelease release(loop, idle);
-  std::unique_ptr<uvx::Signal> hup;
-  if (on_hup) {
-    hup = std::make_unique<uvx::Signal>(loop, SIGHUP, [&](int) {
-      if (!got_signal && on_hup()) {
-        reload = true;
-        loop.stop();
-      }
-    });
-  }
   loop.run();
+  signals.route({});
   if (got_signal) return 128 + got_signal;
   return reload ? kReload : 0;
 }
@@ -332,8 +364,9 @@ int attach_main(const std::vector<std::string>& args) {
       lg.error("attach {}: cannot start: {}", o.target, st.error().message());
       return 255;
     }
-    // SIGTERM ends a session at once, as sshd's end of it would.
-    const int sig = run_until_signal(loop, [] { return true; }, [&] { return a.idle(); });
+    // SIGTERM (and SIGHUP) end a session at once, as sshd's end of it would.
+    Signals signals(loop);
+    const int sig = run_until_signal(loop, signals, [] { return true; }, [&] { return a.idle(); });
     if (sig) code = sig;
   }
   return code;
@@ -413,7 +446,7 @@ std::string status_report(const std::vector<std::unique_ptr<Running>>& nodes) {
 
 // Runs the plan's nodes until a signal; kReload after a SIGHUP whose new config is valid (then
 // `next` holds it).
-int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd::plan::Plan& plan,
+int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config& cfg, const syncd::plan::Plan& plan,
           const std::function<std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>()>& reload,
           std::optional<std::pair<syncd::config::Config, syncd::plan::Plan>>& next, const std::function<void()>& started) {
   using namespace syncd;
@@ -574,7 +607,7 @@ int serve(syncd::uvx::Loop& loop, const syncd::config::Config& cfg, const syncd:
   }
   const auto drained = [&] { return all(true); };
   started();
-  const int code = run_until_signal(loop, drained, drained, [&] {
+  const int code = run_until_signal(loop, signals, drained, drained, [&] {
     lg.info("--- HUP signal, resetting ---");
     if (auto n = daemon::notify("RELOADING=1"); !n) lg.warn("{}", n.error().message());
     next = reload();
@@ -650,9 +683,10 @@ int run_main(const syncd::cli::Invocation& inv) {
   ::signal(SIGPIPE, SIG_IGN);
   log_plan(cfg, plan);
   uvx::Loop loop;
+  Signals signals(loop);
   for (;;) {
     std::optional<std::pair<config::Config, plan::Plan>> next;
-    const int code = serve(loop, cfg, plan, [&]() -> std::optional<std::pair<config::Config, plan::Plan>> {
+    const int code = serve(loop, signals, cfg, plan, [&]() -> std::optional<std::pair<config::Config, plan::Plan>> {
       auto fresh = load(inv);
       if (!fresh.ok()) {
         lg.error("config reload failed, keeping the running configuration: {}", fresh.error().context);
