@@ -1638,34 +1638,29 @@ void Sender::schedule_relook(const std::string& path, bool dir) {
   arm(relook_timer_, relook_, &Sender::run_relooks);
 }
 
-void Sender::run_relooks() {
-  // The same path as a watcher event: read again, sent if it can be read now.
+watch::Batch Sender::take_due(Schedule& s) {
+  // The same path as a watcher event: looked at again (a directory walked).
   watch::Batch b;
   const uint64_t now = loop_.now_ms();
-  for (auto& [path, r] : relook_) {
+  for (auto& [path, r] : s) {
     if (r.due_ms > now) continue;
-    r.due_ms = UINT64_MAX;  // until the job says how it went (schedule_relook or erased)
+    r.due_ms = UINT64_MAX;  // until the job says how it went (scheduled again, or erased)
     watch::Event e;
     e.kind = r.dir ? watch::Event::Kind::rescan : watch::Event::Kind::changed;
     e.path = path;
     b.events.push_back(std::move(e));
   }
-  if (!b.events.empty()) post_batch(std::move(b));
+  return b;
+}
+
+void Sender::run_relooks() {
+  // Read again, sent if it can be read now.
+  if (auto b = take_due(relook_); !b.events.empty()) post_batch(std::move(b));
   arm(relook_timer_, relook_, &Sender::run_relooks);
 }
 
 void Sender::run_reauthors() {
-  watch::Batch b;
-  const uint64_t now = loop_.now_ms();
-  for (auto& [path, r] : reauthor_) {
-    if (r.due_ms > now) continue;
-    r.due_ms = UINT64_MAX;  // until the job says how it went (committed: erased; else again later)
-    watch::Event e;
-    e.kind = r.dir ? watch::Event::Kind::rescan : watch::Event::Kind::changed;
-    e.path = path;
-    b.events.push_back(std::move(e));
-  }
-  if (!b.events.empty()) post_batch(std::move(b), true);
+  if (auto b = take_due(reauthor_); !b.events.empty()) post_batch(std::move(b), true);
   arm(reauthor_timer_, reauthor_, &Sender::run_reauthors);
 }
 

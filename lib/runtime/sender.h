@@ -442,6 +442,9 @@ class Sender {
   // Starts `timer` (made on first use, firing `fire`) for the earliest waiting entry of `s`, or
   // stops it when none waits.
   void arm(std::unique_ptr<uvx::Timer>& timer, const Schedule& s, void (Sender::*fire)());
+  // The entries of `s` that are due, as a batch of events (`dir`: a rescan); each marked as in
+  // flight until its job reports.
+  watch::Batch take_due(Schedule& s);
   // Loop: paths the peer failed to apply (disk full, permissions), retried with backoff until it
   // succeeds or a newer version replaces them.
   Schedule retry_;
