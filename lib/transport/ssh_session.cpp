@@ -12,8 +12,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <unordered_set>
 
 #include "lib/base/log.h"
 #include "lib/transport/known_hosts.h"
@@ -44,10 +47,49 @@ std::string blob_type(ByteSpan blob) {
 }
 
 // libssh2's socket I/O, counted (bytes on the wire, for status and the benchmark).
+// The session's abstract pointer: wire byte counters, and what libssh2 has allocated and not
+// freed. libssh2 1.10 leaks its key-exchange state (the curve25519 key pair) when a session is
+// freed in the middle of the handshake (a SIGHUP reload, a connect timeout; LeakSanitizer
+// showed it): its allocations go through the hooks below, and what it still holds once the
+// session is freed goes with it.
 struct Counters {
   uint64_t* in;
   uint64_t* out;
+  std::unordered_set<void*> live;
 };
+
+void* tracked_alloc(size_t n, void** abstract) {
+  void* p = std::malloc(n);
+  if (p == nullptr) return nullptr;
+  try {
+    static_cast<Counters*>(*abstract)->live.insert(p);
+  } catch (...) {  // no memory to track it: libssh2 gets no memory either
+    std::free(p);
+    return nullptr;
+  }
+  return p;
+}
+
+void tracked_free(void* p, void** abstract) {
+  if (p == nullptr) return;
+  static_cast<Counters*>(*abstract)->live.erase(p);
+  std::free(p);
+}
+
+void* tracked_realloc(void* p, size_t n, void** abstract) {
+  if (p == nullptr) return tracked_alloc(n, abstract);
+  auto& live = static_cast<Counters*>(*abstract)->live;
+  void* q = std::realloc(p, n);
+  if (q == nullptr) return nullptr;  // p is still allocated, still tracked
+  live.erase(p);
+  try {
+    live.insert(q);
+  } catch (...) {
+    std::free(q);
+    return nullptr;
+  }
+  return q;
+}
 
 ssize_t counted_send(libssh2_socket_t fd, const void* buf, size_t len, int flags, void** abstract) {
   const ssize_t n = ::send(fd, buf, len, flags | MSG_NOSIGNAL);
@@ -63,8 +105,10 @@ ssize_t counted_recv(libssh2_socket_t fd, void* buf, size_t len, int flags, void
 
 struct SessionFree {
   void operator()(LIBSSH2_SESSION* s) const noexcept {
-    delete static_cast<Counters*>(*libssh2_session_abstract(s));
-    libssh2_session_free(s);
+    auto* c = static_cast<Counters*>(*libssh2_session_abstract(s));
+    libssh2_session_free(s);  // frees through tracked_free: `c` must outlive it
+    for (void* p : c->live) std::free(p);
+    delete c;
   }
 };
 struct ChannelFree {
@@ -266,8 +310,10 @@ void SshSession::step() {
       case Stage::done: return;
       case Stage::handshake: {
         if (!h_->session) {
-          h_->session.reset(libssh2_session_init_ex(nullptr, nullptr, nullptr, new Counters{&wire_in_, &wire_out_}));
+          auto counters = std::make_unique<Counters>(Counters{&wire_in_, &wire_out_, {}});
+          h_->session.reset(libssh2_session_init_ex(tracked_alloc, tracked_free, tracked_realloc, counters.get()));
           if (!h_->session) return fail("libssh2_session_init failed");
+          (void)counters.release();  // the session's now (SessionFree)
           s = h_->session.get();
           libssh2_session_callback_set(s, LIBSSH2_CALLBACK_SEND, reinterpret_cast<void*>(&counted_send));
           libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, reinterpret_cast<void*>(&counted_recv));
