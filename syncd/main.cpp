@@ -64,7 +64,7 @@ class Signals {
       : term_(loop, SIGTERM, [this](int s) { deliver(s); }),
         intr_(loop, SIGINT, [this](int s) { deliver(s); }),
         hup_(loop, SIGHUP, [this](int s) { deliver(s); }) {}
-  // While `h` is set, signals go to it, the ones kept first (from the loop, soon after).
+  // While `h` is set, signals go to it; those that came while none was set wait in take_kept().
   void route(std::function<void(int)> h) { handler_ = std::move(h); }
   std::vector<int> take_kept() { return std::exchange(kept_, {}); }
   void keep(int sig) { kept_.push_back(sig); }

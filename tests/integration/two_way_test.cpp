@@ -64,10 +64,29 @@ struct Mesh {
   // a - b - c has {"a", "c"}, and b relays between them.
   std::set<std::pair<std::string, std::string>> unlinked;
 
+  std::vector<std::string> mounted;  // mount points, lazily unmounted when the mesh goes
+
   explicit Mesh(int n = 2) : nodes(make_nodes(t, n)), a(*nodes[0]), b(*nodes[1]) {
     test::require_root();
     for (const auto& x : nodes) ::mkdir(x->dir.c_str(), 0755);
     sshd.start();
+  }
+  ~Mesh() {
+    for (auto it = mounted.rbegin(); it != mounted.rend(); ++it) (void)test::run("umount -l " + *it + " 2>/dev/null");
+  }
+  Mesh(const Mesh&) = delete;
+  Mesh& operator=(const Mesh&) = delete;
+  // `mount ARGS AT`, undone when the mesh goes (also after a failed check).
+  void mount(const std::string& args, const std::string& at) {
+    sh("mount " + args + " " + at);
+    mounted.push_back(at);
+  }
+  // A directory of the test's bound at `at`, as a node's own volume; returns the directory.
+  std::string bind_volume(const std::string& at, const std::string& name) {
+    const std::string volume = t / name;
+    ::mkdir(volume.c_str(), 0755);
+    mount("--bind " + volume, at);
+    return volume;
   }
   static std::vector<std::unique_ptr<Node>> make_nodes(const test::TempDir& t, int n) {
     std::vector<std::unique_ptr<Node>> v;
@@ -680,10 +699,7 @@ TEST_SUITE("two_way") {
 
   TEST_CASE("a node whose volume is not mounted at a restart does not start: nothing lands below it - it rejoins once mounted") {
     Mesh p;
-    const std::string volume = p.t / "volume-a";
-    ::mkdir(volume.c_str(), 0755);
-    p.sh("mount --bind " + volume + " " + p.a.dir);
-    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.a.dir + " 2>/dev/null"); });
+    const std::string volume = p.bind_volume(p.a.dir, "volume-a");
     for (int i = 0; i < 4; ++i) test::write_file(p.a.dir + "/cert" + std::to_string(i) + ".pem", "c");
     p.start(p.a);
     p.start(p.b);
@@ -707,10 +723,9 @@ TEST_SUITE("two_way") {
 
   TEST_CASE("a node with two syncs whose second volume is not mounted halts that sync only - it rejoins once mounted") {
     Mesh p;
-    const std::string a2 = p.t / "a2", b2 = p.t / "b2", volume = p.t / "volume-a2";
-    for (const auto& d : {a2, b2, volume}) ::mkdir(d.c_str(), 0755);
-    p.sh("mount --bind " + volume + " " + a2);
-    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + a2 + " 2>/dev/null"); });
+    const std::string a2 = p.t / "a2", b2 = p.t / "b2";
+    for (const auto& d : {a2, b2}) ::mkdir(d.c_str(), 0755);
+    const std::string volume = p.bind_volume(a2, "volume-a2");
     const std::vector<std::string> second_a{"-rsyncssh", a2, "127.0.0.1", b2, "-remote-rundir", p.b.run},
         second_b{"-rsyncssh", b2, "127.0.0.1", a2, "-remote-rundir", p.a.run};
     test::write_file(a2 + "/cert.pem", "c");
@@ -746,8 +761,7 @@ TEST_SUITE("two_way") {
 
   TEST_CASE("a node whose disk is full: what does not fit waits, the rest flows both ways, nothing is lost or deleted") {
     Mesh p;
-    p.sh("mount -t tmpfs -o size=1m syncd-full-b " + p.b.dir);
-    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.b.dir + " 2>/dev/null"); });
+    p.mount("-t tmpfs -o size=1m syncd-full-b", p.b.dir);
     p.start(p.a);
     p.start(p.b);
     p.converged();
@@ -774,10 +788,7 @@ TEST_SUITE("two_way") {
 
   TEST_CASE("a node whose volume is lazily unmounted while it runs keeps writing into that volume - deletes nothing - halts at its next start") {
     Mesh p;
-    const std::string volume = p.t / "volume-a";
-    ::mkdir(volume.c_str(), 0755);
-    p.sh("mount --bind " + volume + " " + p.a.dir);
-    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.a.dir + " 2>/dev/null"); });
+    const std::string volume = p.bind_volume(p.a.dir, "volume-a");
     for (int i = 0; i < 6; ++i) test::write_file(p.a.dir + "/cert" + std::to_string(i) + ".pem", "c");
     p.start(p.a);
     p.start(p.b);
@@ -803,8 +814,7 @@ TEST_SUITE("two_way") {
 
   TEST_CASE("a node whose volume turns read-only: its peer's changes wait - nothing is lost - they land once it is writable") {
     Mesh p;
-    p.sh("mount -t tmpfs -o size=16m syncd-ro-b " + p.b.dir);
-    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.b.dir + " 2>/dev/null"); });
+    p.mount("-t tmpfs -o size=16m syncd-ro-b", p.b.dir);
     p.start(p.a);
     p.start(p.b);
     p.converged();
@@ -856,8 +866,7 @@ TEST_SUITE("two_way") {
   TEST_CASE("a node whose state directory's disk is full: nothing is lost, it catches up once there is room") {
     Mesh p;
     ::mkdir(p.b.state.c_str(), 0700);
-    p.sh("mount -t tmpfs -o size=4m syncd-full-state " + p.b.state);
-    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + p.b.state + " 2>/dev/null"); });
+    p.mount("-t tmpfs -o size=4m syncd-full-state", p.b.state);
     p.start(p.a);
     p.start(p.b);
     p.converged();
