@@ -269,6 +269,7 @@ void Sender::set_connection(Connection* conn) {
     });
   }
   in_flight_.clear();  // the next session's INDEX_REQUEST covers whatever was not acknowledged
+  rename_from_.clear();
   sig_asked_.clear();  // their answers would come on the old session
   sig_asked_bytes_ = 0;
   sig_tried_.clear();
@@ -492,11 +493,15 @@ void Sender::drain_stream(uint64_t upto_job) {
     // Awaiting its ACK from the moment it leaves: registering it later (when the job that
     // streamed it is delivered) loses an ACK that overtakes the job's end - the path would wait
     // for it forever, and so would the node's idle state and a retry of the path.
-    if (const auto* fv = std::get_if<protocol::FileVersion>(&m); fv && fv->meta.type == protocol::FileType::file) {
+    if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
       in_flight_[fv->seq] = fv->meta.path;
       sent_at_us_[fv->seq] = now_us;
+    } else if (const auto* rm = std::get_if<protocol::Remove>(&m)) {
+      in_flight_[rm->seq] = rm->meta.path;
+      sent_at_us_[rm->seq] = now_us;
     } else if (const auto* rn = std::get_if<protocol::Rename>(&m)) {
       in_flight_[rn->seq] = rn->to.path;
+      rename_from_[rn->seq] = rn->from.path;
       sent_at_us_[rn->seq] = now_us;
     }
     log_send(m);
@@ -641,6 +646,7 @@ void Sender::deliver(Outbox out) {
   for (auto& m : out.msgs) {
     if (conn_ == nullptr) return;
     if (std::holds_alternative<protocol::RootMeta>(m) && !root_meta_ok) continue;  // an older peer
+    if (const auto* rn = std::get_if<protocol::Rename>(&m)) rename_from_[rn->seq] = rn->from.path;
     shape(m);
     conn_->send(m);
   }
@@ -1130,6 +1136,7 @@ void Sender::emit_record_to_author(const store::Record& r, bool with_body, bool 
   const auto& m = r.meta;
   if (m.deleted) {
     out.msgs.emplace_back(protocol::Remove{r.seq, m});
+    out.resendable.emplace_back(r.seq, m.path);  // one the peer fails is retried too
     forget_signature(m.path, out);
     return;
   }
@@ -1146,11 +1153,10 @@ void Sender::emit_record_to_author(const store::Record& r, bool with_body, bool 
                     (force_whole || out.resend || (with_body && (content_now || r.origin != 0)));
   if (!body) {
     out.msgs.emplace_back(protocol::FileVersion{0, r.seq, m, protocol::BodyKind::none, 0});
-    if (m.type == protocol::FileType::file) {
-      out.resendable.emplace_back(r.seq, m.path);
-    } else {
-      forget_signature(m.path, out);  // no longer a file there
-    }
+    // Directories, links and specials are awaited too: one that fails is retried, and a retry
+    // (of a rename that failed, say) that sends one is settled by its ACK.
+    out.resendable.emplace_back(r.seq, m.path);
+    if (m.type != protocol::FileType::file) forget_signature(m.path, out);  // no longer a file there
     return;
   }
   // The peer holds these very bytes (a version merged here with its own copy of the same
@@ -1461,6 +1467,7 @@ void Sender::resend(const std::string& path, bool ask) {
     out->resend = true;
     auto rec = index_.get(path);
     const bool live = rec.ok() && *rec && !(*rec)->meta.deleted;
+    if (rec.ok() && *rec && !live) emit_record(**rec, false, false, *out);  // a removal, again
     if (live && ask) {
       const auto& m = (*rec)->meta;
       if (m.type == protocol::FileType::file && keeps_base(m.size)) {
@@ -1468,13 +1475,32 @@ void Sender::resend(const std::string& path, bool ask) {
       }
     }
     if (live) emit_record(**rec, true, true, *out);
-    // Nothing to resend — the path was deleted since, or its record is now the peer's own (a
-    // conflict it won): no ACK will come, so the retry is settled here.
-    const bool settled = out->msgs.empty() && out->resendable.empty();
+    // Nothing awaited — no record, or the record is now the peer's own (a conflict it won): no
+    // ACK will settle the retry, so it is settled here.
+    const bool settled = out->resendable.empty();
     return [this, out, path, settled] {
       if (settled) retry_.erase(path);
       deliver(std::move(*out));
     };
+  });
+}
+
+void Sender::resend_removals(const std::string& from) {
+  const uint64_t gen = gen_.load();
+  post_job([this, from, gen]() -> JobQueue::Done {
+    StoreLock lk(this);
+    auto out = std::make_shared<Outbox>();
+    out->gen = gen;
+    out->resend = true;
+    std::vector<store::Record> gone;
+    auto st = index_.for_each_under(from, [&](const store::Record& r) -> Status {
+      if (r.meta.deleted) gone.push_back(r);
+      return {};
+    });
+    if (!st) lg().warn("index: the entries that moved away from {} not read: {}", log::escape(from), st.error().message());
+    // Deepest first (a path sorts after its directory), as a removal of a tree goes.
+    for (auto r = gone.rbegin(); r != gone.rend(); ++r) emit_record(*r, false, false, *out);
+    return [this, out] { deliver(std::move(*out)); };
   });
 }
 
@@ -1551,7 +1577,7 @@ void Sender::send_against(const std::string& path, const protocol::Hash256& base
       remember_signature(path, peer, store::CachedSignature{base, std::move(*bytes)}, *out);
       emit_record(**rec, true, false, *out);
     }
-    const bool settled = out->msgs.empty() && out->resendable.empty();
+    const bool settled = out->resendable.empty();
     return [this, out, path, settled] {
       if (settled) retry_.erase(path);
       deliver(std::move(*out));
@@ -1810,6 +1836,14 @@ void Sender::on_message(const protocol::Message& msg) {
     auto it = in_flight_.find(ack->seq);
     std::string path = it != in_flight_.end() ? it->second : std::string();
     if (it != in_flight_.end()) in_flight_.erase(it);
+    if (auto rn = rename_from_.find(ack->seq); rn != rename_from_.end()) {
+      // A move the peer did not make left the old name's entries there (a name in the way at
+      // the target, a swap of two names, a source it did not hold): they go as removals.
+      if (ack->status == protocol::AckStatus::failed || ack->status == protocol::AckStatus::base_mismatch) {
+        resend_removals(rn->second);
+      }
+      rename_from_.erase(rn);
+    }
     if (auto t = sent_at_us_.find(ack->seq); t != sent_at_us_.end()) {
       const double ms = static_cast<double>(mono_us() - t->second) / 1000.0;
       sent_at_us_.erase(t);

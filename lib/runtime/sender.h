@@ -173,7 +173,7 @@ class Sender {
  private:
   struct Outbox {
     std::vector<protocol::Message> msgs;
-    std::vector<std::pair<uint64_t, std::string>> resendable;  // seq -> path (live files)
+    std::vector<std::pair<uint64_t, std::string>> resendable;  // seq -> path (live entries: their ACKs are awaited)
     std::vector<std::string> errors;
     uint64_t gen = 0;         // the connection generation these messages are for
     bool rescanned = false;   // a whole-tree rescan (startup or after an overflow) ran
@@ -424,6 +424,7 @@ class Sender {
   bool ever_caught_up_ = false;
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
+  std::unordered_map<uint64_t, std::string> rename_from_;  // loop: a Rename's seq -> its from path
   std::unordered_map<uint64_t, uint64_t> sent_at_us_;    // loop: seq -> when it left
   // Loop: a path's place in a backoff schedule (1 s, doubling to 60 s). `due_ms` is UINT64_MAX
   // while its attempt is under way (taken, not yet rescheduled or erased).
@@ -452,6 +453,9 @@ class Sender {
   void schedule_retry(const std::string& path, const std::string& why);
   void run_retries();
   void resend_whole(const std::string& path) { resend(path, false); }
+  // A rename the peer could not make: what the move took from `from` (its tombstones there and
+  // below) goes as removals, as if it had not been a move.
+  void resend_removals(const std::string& from);
   // Job thread, store lock: a path there but unreadable (`why` logged once per job) joins the
   // unreadable set; `readable` takes it out again (a directory only if `dir_too`: a directory's
   // own stat working says nothing about its listing), with everything below it when `below`.

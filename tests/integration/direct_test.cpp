@@ -400,6 +400,29 @@ TEST_SUITE("integration.direct") {
     CHECK_FALSE(test::exists(f.dst + "/link"));
   }
 
+  TEST_CASE("names swapped with renameat2(RENAME_EXCHANGE) - two directories - a file and a directory - converge and go idle") {
+    Fixture f;
+    f.sh("mkdir -p " + f.s("d1/x") + " " + f.s("d2") + " && echo in1 > " + f.s("d1/x/f") + " && echo in2 > " + f.s("d2/g"));
+    test::write_file(f.s("a"), "A");
+    test::write_file(f.s("b"), "BB");
+    f.start();
+    f.converged();
+    auto exchange = [&](const std::string& a, const std::string& b) {
+      REQUIRE_MESSAGE(::renameat2(AT_FDCWD, f.s(a).c_str(), AT_FDCWD, f.s(b).c_str(), RENAME_EXCHANGE) == 0,
+                      "renameat2 " << a << " " << b << ": " << std::strerror(errno));
+    };
+    // Paired by the watcher as two renames, each onto a name the other still holds at the
+    // target: the first fails there and is retried. A rename retried as what the name holds now
+    // (a directory) used to wait for an ACK it never matched, and the daemon never went idle.
+    exchange("a", "b");
+    exchange("d1", "d2");
+    f.settled();
+    exchange("a", "d1");
+    f.settled();
+    CHECK(test::read_file(f.dst + "/d1") == "BB");
+    CHECK(test::read_file(f.dst + "/a/g") == "in2\n");
+  }
+
   TEST_CASE("SIGKILL during a burst - restart - nothing lost") {
     Fixture f;
     f.start();
@@ -715,6 +738,31 @@ TEST_SUITE("integration.direct_overflow") {
     f.settled();  // idle: the sender has the ACK, not only the target the file
     const std::string after = status("--json");
     CHECK_MESSAGE(after.find("\"retrying\": 0, \"last_failure\": null") != std::string::npos, after);
+  }
+
+  TEST_CASE("a rename the target cannot make (its directory immutable) lands once it can - the old name goes too") {
+    Fixture f;
+    f.sh("mkdir -p " + f.s("certs/sub"));
+    test::write_file(f.s("certs/a.pem"), "A");
+    test::write_file(f.s("certs/sub/s.pem"), "S");
+    f.start();
+    f.converged();
+    const std::string dir = f.dst + "/certs";
+    f.sh("chattr +i " + dir);
+    auto writable = ScopeGuard([&]() noexcept { (void)test::run("chattr -i " + dir); });  // or the temp dir stays
+    const size_t before = f.logs().size();
+    f.sh("mv " + f.s("certs/a.pem") + " " + f.s("certs/b.pem") + " && mv " + f.s("certs/sub") + " " + f.s("certs/moved"));
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "will send certs/moved again", before), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "will send certs/b.pem again", before), f.logs());
+    CHECK(test::exists(dir + "/a.pem"));
+    f.sh("chattr -i " + dir);
+    // The retries bring the new names; the old ones, which the failed moves would have taken
+    // away, are removed (before: they stayed at the target for good).
+    REQUIRE_MESSAGE(test::wait_until(dir, [&] { return !test::exists(dir + "/a.pem") && !test::exists(dir + "/sub"); }),
+                    f.logs());
+    f.settled();
+    CHECK(test::read_file(dir + "/b.pem") == "A");
+    CHECK(test::read_file(dir + "/moved/s.pem") == "S");
   }
 
   TEST_CASE("a target changed behind syncd's back while it was stopped is repaired at the next start - as lsyncd's startup rsync repairs it") {
