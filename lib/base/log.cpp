@@ -206,6 +206,15 @@ size_t utf8_length(std::string_view raw, size_t i) noexcept {
   return len;
 }
 
+std::string escape_long(std::string_view raw, size_t keep) {
+  if (raw.size() <= keep) return escape(raw);
+  size_t head = keep / 2, tail = raw.size() - keep / 2;
+  // Not inside a UTF-8 sequence at either cut.
+  while (head > 0 && (static_cast<unsigned char>(raw[head]) & 0xC0) == 0x80) --head;
+  while (tail < raw.size() && (static_cast<unsigned char>(raw[tail]) & 0xC0) == 0x80) ++tail;
+  return escape(raw.substr(0, head)) + "..." + escape(raw.substr(tail)) + " (" + std::to_string(raw.size()) + " bytes)";
+}
+
 std::string escape(std::string_view raw) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

@@ -33,6 +33,9 @@ void use_lsyncd_console();
 std::string use_syslog(const std::string& ident, const std::string& facility);
 // Escapes control bytes and invalid UTF-8 in a path for log output (SECURITY.md §2.4 rule 5).
 std::string escape(std::string_view raw);
+// escape() of a path too long to print whole: about `keep` bytes of it, its start and its end
+// (the name), as "start...end (N bytes)".
+std::string escape_long(std::string_view raw, size_t keep = 120);
 // Length of the well-formed UTF-8 sequence at raw[i] (1 for ASCII), or 0 if there is none.
 size_t utf8_length(std::string_view raw, size_t i) noexcept;
 

@@ -1057,6 +1057,9 @@ Status Receiver::move_children_records(const std::string& from, const std::strin
     t.origin = origin;
     SYNCD_TRY(index_.put(t));
     x.meta.path = to + x.meta.path.substr(from.size());
+    // Moved past the bound on paths with its directory (the source logs it and sends nothing
+    // more of it): the entry is there, but no record can name it.
+    if (x.meta.path.size() > protocol::kMaxPath) continue;
     x.origin = origin;
     auto fp = applier_.stat(x.meta.path);
     if (fp.ok()) x.fp = *fp;

@@ -903,7 +903,7 @@ void Sender::revisit_parents(const watch::Event& e, Outbox& out, std::vector<sto
 
 bool Sender::record(store::Record& r, Outbox& out) {
   if (auto st = index_.put(r); !st) {
-    out.errors.push_back(log::escape(r.meta.path) + " not recorded: " + st.error().message());
+    out.errors.push_back(log::escape_long(r.meta.path) + " not recorded: " + st.error().message());
     return false;
   }
   return true;
@@ -1072,7 +1072,7 @@ std::optional<store::Record> Sender::moved_child(const store::Record& c, const s
   const std::string np = to + c.meta.path.substr(from.size());
   auto prev = index_.get(np);
   if (!prev.ok()) {
-    out.errors.push_back("move of " + log::escape(c.meta.path) + ": " + prev.error().message());
+    out.errors.push_back("move of " + log::escape_long(c.meta.path) + ": " + prev.error().message());
     return std::nullopt;
   }
   // Same bytes and metadata at the new path (a rename changes neither).

@@ -186,6 +186,10 @@ Result<std::optional<Record>> Index::get(std::string_view path) {
 }
 
 Status Index::put(Record& r) {
+  if (r.meta.path.size() > protocol::kMaxPath) {
+    return Error::make(errc::limit_exceeded, "index: the path is longer than " + std::to_string(protocol::kMaxPath) +
+                                                 " bytes: not synced");
+  }
   const Bytes rec = encode_meta(r.meta);
   if (rec.empty()) return Error::make(errc::internal, "index: record for a path we cannot encode");
   r.seq = max_seq_ + 1;

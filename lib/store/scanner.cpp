@@ -23,6 +23,7 @@
 #include "lib/codec/content_hash.h"
 #include "lib/store/chunk_cache.h"
 #include "lib/fs/accounts.h"
+#include "protocol/limits.h"
 #include "protocol/path.h"
 
 namespace syncd::store {
@@ -360,7 +361,12 @@ struct Walk {
       const bool is_dir = S_ISDIR(st.st_mode);
       if (skip && skip(rel, is_dir)) continue;
       if (!file_type_of(st.st_mode) || !root.replicates(st.st_mode)) continue;  // devices, FIFOs, sockets unless enabled
-      if (rel.size() > 4095 || name.size() > 255) continue;
+      if (rel.size() > protocol::kMaxPath) {
+        // The protocol's bound (PATH_MAX, as for rsync): the entry and all below it stay here.
+        log::get(log::Module::store).error("not synced: the path is longer than {} bytes: {}", protocol::kMaxPath,
+                                           log::escape_long(rel));
+        continue;
+      }
       SYNCD_TRY(visit(rel, fs::Fingerprint::of(st)));
       if (is_dir && !root.foreign_device(st.st_dev)) {
         const std::pair<dev_t, ino_t> id{st.st_dev, st.st_ino};

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "lib/base/log.h"
+#include "protocol/limits.h"
 #include "protocol/path.h"
 
 namespace syncd::watch {
@@ -148,6 +149,7 @@ Status Watcher::add_tree(const std::string& rel, std::vector<std::string>* new_d
     if (!is_dir) continue;
     const std::string sub = child(rel, std::string(name));
     if (excludes_.excluded(sub, true)) continue;
+    if (sub.size() > protocol::kMaxPath) continue;  // never synced (the walk says so): nothing below is either
     subdirs.push_back(sub);
   }
   ::closedir(d);
@@ -270,6 +272,15 @@ void Watcher::on_readable() {
       const bool is_dir = has(m, IN_ISDIR);
       if (protocol::is_reserved_name(name)) continue;  // our temp files and state
       const std::string rel = join(ev->wd, ev->name);
+      if (rel.size() > protocol::kMaxPath) {
+        // Beyond what a path may be on the wire: a lone MOVED_FROM or MOVED_TO of it becomes a
+        // removal or a creation of the name that can be synced, as for a move out of the tree.
+        if (too_long_.size() < 1000 && too_long_.insert(rel).second) {
+          log::get(log::Module::watch).error("not synced: the path is longer than {} bytes: {}", protocol::kMaxPath,
+                                             log::escape_long(rel));
+        }
+        continue;
+      }
       if (!is_dir && !excludes_.per_dir_file().empty() && name == excludes_.per_dir_file()) {
         // Its directory's per-directory rules changed (rsync -C's .cvsignore): entries there
         // may be in or out now; the directory is watched and scanned again with the new ones.

@@ -29,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "lib/base/result.h"
@@ -128,6 +129,7 @@ class Watcher {
   Batch deferred_;           // events held back behind a MOVED_FROM awaiting its partner
   bool force_held_ = false;  // flush every held MOVED_FROM regardless of age
   std::vector<uint8_t> buf_;
+  std::unordered_set<std::string> too_long_;  // paths over protocol::kMaxPath already logged
 };
 
 }  // namespace syncd::watch
