@@ -4,6 +4,8 @@
 
 #include "lib/codec/zstd_stream.h"
 
+#include "lib/base/scope_guard.h"
+
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -44,14 +46,41 @@ Status ZstdEncoder::run(ByteSpan in, Bytes& out, ZSTD_EndDirective mode) {
 }
 
 Status ZstdEncoder::write(ByteSpan in, Bytes& out) {
+  // The peer drops a stream that decodes to more than kMaxRatio x its wire bytes + kRatioSlack,
+  // counted as the bytes arrive. Whatever `in` compresses to, the peer may decode all of it
+  // having received only what went out before, so it must fit the bound of that — with half
+  // the ratio and half the slack, a margin. If it does not, a prefix goes raw first: each raw
+  // byte is one decoded byte and one wire byte, so it buys the compressed rest its room.
+  // (About 0.2 % of a run of zeros goes raw, once past the slack.)
+  constexpr uint64_t kRatio = kMaxRatio / 2, kSlack = kRatioSlack / 2;
+  const uint64_t allowed = kRatio * out_ + kSlack;
+  if (raw_ok_ && in_ + in.size() > allowed) {
+    const uint64_t deficit = in_ + in.size() - allowed;
+    // A raw frame's header and block headers are wire bytes too, not counted here: a margin.
+    const size_t raw = static_cast<size_t>(std::min<uint64_t>(in.size(), (deficit + kRatio - 1) / kRatio));
+    SYNCD_TRY(write_raw(in.first(raw), out));
+    in = in.subspan(raw);
+    if (in.empty()) return {};
+  }
+  return compress(in, out);
+}
+
+Status ZstdEncoder::compress(ByteSpan in, Bytes& out) {
+  const size_t at = out.size();
   end_raw(out);
   compressed_open_ = true;
-  return run(in, out, ZSTD_e_continue);
+  auto st = run(in, out, ZSTD_e_continue);
+  in_ += in.size();
+  out_ += out.size() - at;
+  return st;
 }
 
 Status ZstdEncoder::flush(Bytes& out) {
   if (!compressed_open_) return {};  // raw blocks are decodable as they stand; nothing else is pending
-  return run({}, out, ZSTD_e_flush);
+  const size_t at = out.size();
+  auto st = run({}, out, ZSTD_e_flush);
+  out_ += out.size() - at;
+  return st;
 }
 
 namespace {
@@ -72,6 +101,9 @@ void put_block_header(Bytes& out, size_t size, bool last) {
 }  // namespace
 
 Status ZstdEncoder::write_raw(ByteSpan in, Bytes& out) {
+  const size_t start = out.size();
+  auto count = ScopeGuard([&]() noexcept { out_ += out.size() - start; });
+  in_ += in.size();
   if (compressed_open_) {
     SYNCD_TRY(run({}, out, ZSTD_e_end));  // the next compressed write begins a new frame
     compressed_open_ = false;

@@ -55,9 +55,14 @@ class ZstdEncoder {
   Status write_raw(ByteSpan in, Bytes& out);
   // Ends the batch: everything written so far becomes decodable from `out`.
   Status flush(Bytes& out);
+  // `frames` negotiated: write() may send part of its input as raw blocks, which it does only to
+  // keep the stream within the peer's bomb bound (kMaxRatio). Without it, a long run of bytes
+  // that compress beyond that bound (the zeros of a sparse file) makes the peer drop the stream.
+  void allow_raw(bool on) noexcept { raw_ok_ = on; }
 
  private:
   Status run(ByteSpan in, Bytes& out, ZSTD_EndDirective mode);
+  Status compress(ByteSpan in, Bytes& out);
   void end_raw(Bytes& out);
   struct Free {
     void operator()(ZSTD_CCtx* c) const noexcept { ZSTD_freeCCtx(c); }
@@ -65,6 +70,9 @@ class ZstdEncoder {
   std::unique_ptr<ZSTD_CCtx, Free> cctx_;
   bool compressed_open_ = false;  // the compressor has begun a frame it has not ended
   bool raw_open_ = false;         // a raw frame's header went out, its last block not yet
+  bool raw_ok_ = false;
+  uint64_t in_ = 0;   // bytes written, as the peer's decoder counts them decoded
+  uint64_t out_ = 0;  // bytes produced, as it counts them compressed
 };
 
 class ZstdDecoder {

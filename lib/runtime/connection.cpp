@@ -221,6 +221,7 @@ Status Connection::take_hello(ByteSpan& in) {
   const bool frames = (h.capabilities & my_caps_ & protocol::kCapFrames) != 0;
   dec_.allow_frames(frames);
   raw_ok_ = frames;
+  enc_.allow_raw(frames);  // also to keep a run of zeros within the peer's bomb bound
   // What follows the HELLO frame is the start of the peer's zstd stream.
   leftover_ = Bytes(hello_buf_.begin() + static_cast<ptrdiff_t>(4 + len), hello_buf_.end());
   hello_buf_.clear();
