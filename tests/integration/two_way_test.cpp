@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <random>
@@ -540,6 +542,32 @@ TEST_SUITE("two_way") {
         ++hop;
       }
       CHECK(test::read_file(p.b.dir + "/d" + std::to_string(hop) + "/sub/s") == "s\n");
+    }
+  }
+
+  TEST_CASE("names swapped with renameat2(RENAME_EXCHANGE) on either node converge - nothing lost, no conflict copy") {
+    Mesh p;
+    p.sh("mkdir -p " + p.a.dir + "/d1/x " + p.a.dir + "/d2 && echo in1 > " + p.a.dir + "/d1/x/f && echo in2 > " + p.a.dir +
+         "/d2/g && echo A > " + p.a.dir + "/a && echo BB > " + p.a.dir + "/b");
+    for (auto& n : p.nodes) p.start(*n);
+    p.converged();
+    auto exchange = [&](Node& n, const std::string& x, const std::string& y) {
+      const std::string px = n.dir + "/" + x, py = n.dir + "/" + y;
+      REQUIRE_MESSAGE(::renameat2(AT_FDCWD, px.c_str(), AT_FDCWD, py.c_str(), RENAME_EXCHANGE) == 0,
+                      "renameat2 " << x << " " << y << ": " << std::strerror(errno));
+    };
+    exchange(p.a, "a", "b");
+    exchange(p.a, "d1", "d2");
+    p.converged();
+    CHECK(test::read_file(p.b.dir + "/a") == "BB\n");
+    CHECK(test::read_file(p.b.dir + "/d1/g") == "in2\n");
+    CHECK(test::read_file(p.b.dir + "/d2/x/f") == "in1\n");
+    exchange(p.b, "a", "d1");  // a file and a directory
+    p.converged();
+    CHECK(test::read_file(p.a.dir + "/d1") == "BB\n");
+    CHECK(test::read_file(p.a.dir + "/a/g") == "in2\n");
+    for (Node* n : {&p.a, &p.b}) {
+      CHECK_MESSAGE(test::run("test -z \"$(find " + n->dir + " -name '*sync-conflict*')\"") == 0, n->name << ": " << p.logs());
     }
   }
 
