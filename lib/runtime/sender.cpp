@@ -787,9 +787,16 @@ void Sender::process_path(const std::string& path, Outbox& out,
   if (*rec && !(*rec)->meta.deleted) known = store::Known{(*rec)->fp, (*rec)->meta.sha256};
   Bytes bytes;
   auto entry = store::scan_one(root_, path, known ? &*known : nullptr, &bytes);
+  if (!entry.ok() && entry.error().is(errc::unsupported)) {
+    // A device, FIFO or socket this sync does not replicate: as for the walk (and rsync without
+    // -D), the name is not there — a file it replaced goes. (It was taken for unreadable and
+    // looked at again forever: never idle.)
+    lg().debug("{}: skipping non-regular file", log::escape(path));
+    entry = std::optional<store::Entry>{};
+  }
   if (!entry.ok()) {
-    // Busy files come back with their close event; special files are not replicated. Anything
-    // else (EIO, EACCES) is there but unreadable: looked at again later, never taken for gone.
+    // Busy files come back with their close event. Anything else (EIO, EACCES) is there but
+    // unreadable: looked at again later, never taken for gone.
     if (!entry.error().is(errc::unexpected_target)) note_unreadable(path, false, entry.error(), out);
     return;
   }

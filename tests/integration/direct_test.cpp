@@ -483,6 +483,26 @@ TEST_SUITE("integration.direct") {
     CHECK(f.logs().find("bomb") == std::string::npos);
   }
 
+  TEST_CASE("a file replaced by a FIFO (rsync.specials off) goes at the target as rsync -a --delete would - and the daemon goes idle") {
+    Fixture f;
+    test::write_file(f.s("pipe"), "a file first");
+    f.start();
+    f.converged();
+    f.sh("rm " + f.s("pipe") + " && mkfifo " + f.s("pipe") + " && mkfifo " + f.s("new.fifo"));
+    // Before: each was taken for unreadable and looked at again forever (never idle), and the
+    // file stayed at the target.
+    REQUIRE_MESSAGE(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" +
+                              "' --wait-idle 15000 > /dev/null") == 0,
+                    "never idle; syncd log:\n" << f.logs());
+    std::vector<std::string> diff;
+    REQUIRE(test::cookie_barrier(f.src, f.dst, "cookie.fifo", diff, 30000));
+    CHECK_FALSE(test::exists(f.dst + "/pipe"));
+    CHECK_FALSE(test::exists(f.dst + "/new.fifo"));
+    f.sh("rm " + f.s("pipe") + " " + f.s("new.fifo") + " && echo back > " + f.s("pipe"));
+    f.settled();
+    CHECK(test::read_file(f.dst + "/pipe") == "back\n");
+  }
+
   TEST_CASE("SIGKILL during a burst - restart - nothing lost") {
     Fixture f;
     f.start();
