@@ -503,6 +503,36 @@ TEST_SUITE("integration.direct") {
     CHECK(test::read_file(f.dst + "/pipe") == "back\n");
   }
 
+  TEST_CASE("a target inside the source - or holding it - is refused with the reason, nothing written - unless the sync excludes it") {
+    Fixture f;
+    test::write_file(f.s("a.pem"), "a");
+    f.sh("mkdir -p " + f.s("backup"));
+    auto refused = [&](const std::string& src, const std::string& dst, const std::string& why) {
+      const std::string log = f.t / "refused.log";
+      const size_t from = test::exists(log) ? test::read_file(log).size() : 0;
+      test::Child c({SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", f.state, "-rundir", f.t / "run"}, log);
+      REQUIRE_MESSAGE(test::wait_for_text(log, why, from), test::read_file(log));  // (else it runs: killed when c goes)
+      CHECK(c.wait() == 255);
+    };
+    // Before: the first copied itself into backup/backup/... without end; the second removed
+    // the source (an extra of the target) and then, at the target, everything it had copied.
+    refused(f.src, f.s("backup"), "is inside the source " + f.src + ": the mirror would copy itself into itself");
+    CHECK(test::list_dir(f.s("backup")).empty());
+    refused(f.src, f.t.path(), "the source " + f.src + " is inside the target " + f.t.path());
+    CHECK(test::read_file(f.s("a.pem")) == "a");
+    refused(f.src, f.src + "/.", "is the source");
+    // Excluded from the sync, the directory inside the source is a target like any other.
+    const std::string conf = f.t / "inside.lua";
+    test::write_file(conf, "settings { nodaemon = true }\nsync { default.direct, source = \"" + f.src + "\", target = \"" +
+                               f.s("backup") + "\", exclude = { \"/backup\" } }\n");
+    f.proc = std::make_unique<test::Child>(std::vector<std::string>{SYNCD_BINARY, "-statedir", f.state, "-rundir", f.t / "run", conf}, f.log);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "finished: 0", 0), f.logs());
+    REQUIRE(test::wait_for(f.s("backup"), "a.pem"));
+    test::write_file(f.s("b.pem"), "b");
+    REQUIRE(test::wait_for(f.s("backup"), "b.pem"));
+    CHECK_FALSE(test::exists(f.s("backup/backup")));
+  }
+
   TEST_CASE("SIGKILL during a burst - restart - nothing lost") {
     Fixture f;
     f.start();
