@@ -6,6 +6,7 @@
 #include "lib/base/log.h"
 #include "lib/runtime/hello.h"
 #include "lib/runtime/target_volume.h"
+#include "lib/runtime/tree_overlap.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -33,6 +34,7 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + opts_.state_dir);
   }
+  SYNCD_TRY(check_state_dir_outside(opts_.state_dir, opts_.target, "the target"));
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir));
   index_ = std::make_unique<store::Index>(std::move(idx));
   SYNCD_TRY(check_target_volume(*root_, *index_, opts_.state_dir));

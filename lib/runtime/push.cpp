@@ -19,6 +19,7 @@
 #include "lib/runtime/hello.h"
 #include "lib/runtime/status_parts.h"
 #include "lib/runtime/target_volume.h"
+#include "lib/runtime/tree_overlap.h"
 #include "lib/transport/keyfile.h"
 #include "protocol/limits.h"
 
@@ -105,6 +106,7 @@ Status Push::start() {
   if (::mkdir(opts_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::from_errno("create state directory " + opts_.state_dir);
   }
+  SYNCD_TRY(check_state_dir_outside(opts_.state_dir, opts_.source, "the source"));
   SYNCD_TRY_ASSIGN(idx, store::Index::open(opts_.state_dir, store::Index::Sharing::exclusive));
   index_ = std::make_unique<store::Index>(std::move(idx));
   jobs_ = std::make_unique<JobQueue>(loop_, "syncd-node");

@@ -503,14 +503,16 @@ TEST_SUITE("integration.direct") {
     CHECK(test::read_file(f.dst + "/pipe") == "back\n");
   }
 
-  TEST_CASE("a target inside the source - or holding it - is refused with the reason, nothing written - unless the sync excludes it") {
+  TEST_CASE("a target inside the source - or holding it - or a state directory in either, is refused with the reason, nothing written - unless the sync excludes it") {
     Fixture f;
     test::write_file(f.s("a.pem"), "a");
     f.sh("mkdir -p " + f.s("backup"));
-    auto refused = [&](const std::string& src, const std::string& dst, const std::string& why) {
+    auto refused = [&](const std::string& src, const std::string& dst, const std::string& why, const std::string& state = {}) {
       const std::string log = f.t / "refused.log";
       const size_t from = test::exists(log) ? test::read_file(log).size() : 0;
-      test::Child c({SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", f.state, "-rundir", f.t / "run"}, log);
+      test::Child c({SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state.empty() ? f.state : state, "-rundir",
+                     f.t / "run"},
+                    log);
       REQUIRE_MESSAGE(test::wait_for_text(log, why, from), test::read_file(log));  // (else it runs: killed when c goes)
       CHECK(c.wait() == 255);
     };
@@ -521,6 +523,11 @@ TEST_SUITE("integration.direct") {
     refused(f.src, f.t.path(), "the source " + f.src + " is inside the target " + f.t.path());
     CHECK(test::read_file(f.s("a.pem")) == "a");
     refused(f.src, f.src + "/.", "is the source");
+    // Its own index inside a synced tree: it replicated its WAL, whose every send wrote the WAL
+    // again (816 sends in 5 s), or, in the target, would be an extra of the mirror.
+    refused(f.src, f.dst, "the state directory " + f.src + "/.state is inside the source", f.s(".state"));
+    refused(f.src, f.dst, "the state directory " + f.dst + "/.state is inside the target", f.dst + "/.state");
+    CHECK(test::list_dir(f.dst) == std::vector<std::string>{".state"});
     // Excluded from the sync, the directory inside the source is a target like any other.
     const std::string conf = f.t / "inside.lua";
     test::write_file(conf, "settings { nodaemon = true }\nsync { default.direct, source = \"" + f.src + "\", target = \"" +
