@@ -793,6 +793,12 @@ void Sender::process_path(const std::string& path, Outbox& out,
     // looked at again forever: never idle.)
     lg().debug("{}: skipping non-regular file", log::escape(path));
     entry = std::optional<store::Entry>{};
+  } else if (!entry.ok() && entry.error().is_errno(ENOENT) && vanished(path)) {
+    // Gone between its stat and its open (a temp file renamed into place, a lock file removed):
+    // not there, as the walk says of a name that vanishes under it; the event of its going
+    // follows. (It was logged as a warning and looked at again: 66 warnings for 2000 saves.)
+    // A name still there (a followed link without a referent: ENOENT too) stays an error.
+    entry = std::optional<store::Entry>{};
   }
   if (!entry.ok()) {
     // Busy files come back with their close event. Anything else (EIO, EACCES) is there but
@@ -832,6 +838,13 @@ void Sender::process_path(const std::string& path, Outbox& out,
   // A followed link to a directory (rsync.copy_links): nothing watches inside it and no event
   // says it has content, so its tree is read now (a walk already in progress reads it itself).
   if (enter) process_rescan(path, out, changed);
+}
+
+bool Sender::vanished(const std::string& path) const {
+  auto p = root_.parent_of(path);
+  if (!p.ok()) return p.error().is_errno(ENOENT);
+  struct stat st{};
+  return ::fstatat(p->dir.get(), p->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
 }
 
 std::optional<std::string> Sender::link_source(const store::Record& r, const Outbox& out) {

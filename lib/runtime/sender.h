@@ -453,6 +453,8 @@ class Sender {
   void schedule_retry(const std::string& path, const std::string& why);
   void run_retries();
   void resend_whole(const std::string& path) { resend(path, false); }
+  // Job thread: nothing at `path` now (lstat: ENOENT, also for a directory on the way).
+  bool vanished(const std::string& path) const;
   // A rename the peer could not make: what the move took from `from` (its tombstones there and
   // below) goes as removals, as if it had not been a move.
   void resend_removals(const std::string& from);
