@@ -49,8 +49,16 @@ auto& lg() { return log::get(log::Module::runtime); }
 // Reads a whole regular file through the root, refusing anything that is not the version we
 // announce (a newer write will produce its own event).
 Result<Bytes> read_content(const fs::Root& root, const store::Record& r) {
-  SYNCD_TRY_ASSIGN(p, root.parent_of(r.meta.path));
-  SYNCD_TRY_ASSIGN(fd, root.open_read(p.dir.get(), p.leaf, r.meta.path, O_NONBLOCK));
+  auto opened = [&]() -> Result<UniqueFd> {
+    SYNCD_TRY_ASSIGN(p, root.parent_of(r.meta.path));
+    return root.open_read(p.dir.get(), p.leaf, r.meta.path, O_NONBLOCK);
+  }();
+  if (!opened.ok() && opened.error().is_errno(ENOENT)) {
+    // Gone since it was scanned (a temp file renamed on, a lock file removed): the event of its
+    // going follows, as for a file that changed. Not a warning.
+    return Error::make(errc::unexpected_target, "\"" + log::escape(r.meta.path) + "\" gone since it was scanned");
+  }
+  SYNCD_TRY_ASSIGN(fd, std::move(opened));
   Bytes content(r.meta.size);
   size_t got = 0;
   while (got < content.size()) {

@@ -1079,6 +1079,10 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(notify.next() == "READY=1");
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "is halted, the other syncs run", before), f.logs());
     CHECK(f.logs().find("was the root of a mounted filesystem when this node last wrote it", before) != std::string::npos);
+    // The running sync's startup first: until its line, what it sends is the answer to the
+    // target's index request, in path order, and a cookie is no barrier (live.pem could come
+    // after cookie.2: 1 run in 12).
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", before), f.logs());
     test::write_file(f.s("live.pem"), "live");
     f.converged();
     CHECK(test::read_file(f.dst + "/live.pem") == "live");
@@ -1093,6 +1097,8 @@ TEST_SUITE("integration.direct_overflow") {
     f.sh("mount --bind " + volume + " " + dst2);
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "is no longer halted: started", mounted), f.logs());
     CHECK(notify.next() == "STATUS=running");
+    // Its startup (the catch-up, in path order) before a cookie can be a barrier, as above.
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + src2 + "/\" finished: 0", mounted), f.logs());
     REQUIRE_MESSAGE(test::cookie_barrier(src2, dst2, "cookie2.2", diff, 30000, true), f.logs());
     for (const auto& d : diff) MESSAGE(d);
     CHECK(diff.empty());
