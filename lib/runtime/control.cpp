@@ -11,12 +11,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <cstring>
 
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
+#include "lib/runtime/tree_overlap.h"
 
 namespace syncd::runtime {
 namespace {
@@ -34,9 +34,9 @@ Result<sockaddr_un> unix_addr(const std::string& path) {
 }  // namespace
 
 Result<std::string> control_socket_path(const std::string& rundir, const std::string& root) {
-  char buf[PATH_MAX];
-  if (::realpath(root.c_str(), buf) == nullptr) return Error::from_errno("resolve " + root);
-  const auto h = codec::Sha256::of(as_bytes(std::string(buf)));
+  // Resolved, so every spelling of one directory (a symlink, "a/../b") finds the same daemon.
+  SYNCD_TRY_ASSIGN(real, real_path(root));
+  const auto h = codec::Sha256::of(as_bytes(real));
   return rundir + "/root-" + codec::to_hex(ByteSpan(h.data(), 6)) + ".sock";
 }
 
