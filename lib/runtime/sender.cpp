@@ -805,7 +805,8 @@ void Sender::process_path(const std::string& path, Outbox& out,
     // Gone between its stat and its open (a temp file renamed into place, a lock file removed):
     // not there, as the walk says of a name that vanishes under it; the event of its going
     // follows. (It was logged as a warning and looked at again: 66 warnings for 2000 saves.)
-    // A name still there (a followed link without a referent: ENOENT too) stays an error.
+    // A name made again since (the next save) has its own events to come. A followed link
+    // without a referent (ENOENT too, and still there) stays an error.
     entry = std::optional<store::Entry>{};
   }
   if (!entry.ok()) {
@@ -852,7 +853,11 @@ bool Sender::vanished(const std::string& path) const {
   auto p = root_.parent_of(path);
   if (!p.ok()) return p.error().is_errno(ENOENT);
   struct stat st{};
-  return ::fstatat(p->dir.get(), p->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+  if (::fstatat(p->dir.get(), p->leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT;
+  // Something there now that is not a link was made after the open failed (the next save's
+  // temp file): its own events follow. A link is the one ENOENT of a name that stays: a
+  // followed link without a referent.
+  return !S_ISLNK(st.st_mode);
 }
 
 std::optional<std::string> Sender::link_source(const store::Record& r, const Outbox& out) {

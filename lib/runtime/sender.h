@@ -453,7 +453,9 @@ class Sender {
   void schedule_retry(const std::string& path, const std::string& why);
   void run_retries();
   void resend_whole(const std::string& path) { resend(path, false); }
-  // Job thread: nothing at `path` now (lstat: ENOENT, also for a directory on the way).
+  // Job thread, after an ENOENT from opening `path`: it counts as gone — nothing there now
+  // (also for a directory on the way), or something made since that is not a link, whose own
+  // events follow. A link stays (a followed link without a referent).
   bool vanished(const std::string& path) const;
   // A rename the peer could not make: what the move took from `from` (its tombstones there and
   // below) goes as removals, as if it had not been a move.
