@@ -454,10 +454,40 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
   bool failed = false;  // a node that cannot go on stopped the loop
   std::vector<std::unique_ptr<Running>> nodes;
   std::vector<std::string> sockets;
+  // Halted nodes are started again until their volume is back. systemctl status shows which.
+  const auto notify_halted = [&] {
+    std::string names;
+    for (const auto& r : nodes) {
+      if (!r->halted.empty()) names += (names.empty() ? "" : ", ") + r->node->syncs[0].name;
+    }
+    (void)daemon::notify("STATUS=" + (names.empty() ? std::string("running") : "halted (volume not there?): " + names));
+  };
+  std::unique_ptr<uvx::Timer> halt_retry;  // made below, once start_node exists
+  // A root replaced under a running node (RootGuard): the node halts at once, so nothing more
+  // goes through the directory it opened, and halt_retry starts it again on the directory at the
+  // path, which compares the trees as any start does. Its objects go on the next loop turn, not
+  // inside their own callback.
+  uvx::Timer reap_halted(loop, [&] {
+    for (auto& r : nodes) {
+      if (r->halted.empty()) continue;
+      r->direct.reset();
+      r->push.reset();
+    }
+  });
+  const auto on_root_replaced = [&](Running* r, const std::string& why) {
+    lg.error("{} is halted: {}; started again every {} s", r->node->syncs[0].name, why, kHaltRetryMs / 1000);
+    r->halted = why;
+    reap_halted.start(0);
+    if (!halt_retry->active()) halt_retry->start(kHaltRetryMs, kHaltRetryMs);
+    notify_halted();
+  };
   // Builds and starts the node's runtime object; on failure nothing of it is left.
   const auto start_node = [&](Running& r) -> Status {
     const plan::Node& n = *r.node;
     Status st;
+    r.actions.reset();
+    r.direct.reset();
+    r.push.reset();
     if (n.type == plan::Node::Type::actions) {
       r.actions = std::make_unique<runtime::ActionSync>(loop, n.actions);
       st = r.actions->start();
@@ -468,10 +498,13 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
         failed = true;
         loop.stop();
       };
+      o.on_root_replaced = [&on_root_replaced, rp = &r](const std::string& why) { on_root_replaced(rp, why); };
       r.direct = std::make_unique<runtime::DirectMirror>(loop, std::move(o));
       st = r.direct->start();
     } else {
-      r.push = std::make_unique<runtime::Push>(loop, n.push);
+      auto o = n.push;
+      o.on_root_replaced = [&on_root_replaced, rp = &r](const std::string& why) { on_root_replaced(rp, why); };
+      r.push = std::make_unique<runtime::Push>(loop, std::move(o));
       st = r.push->start();
     }
     if (!st) {
@@ -517,7 +550,7 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
       if (n.type == plan::Node::Type::push) {
         h.attach = [raw](UniqueFd in, UniqueFd out, const std::string& how,
                          runtime::ControlServer::Handlers::Done done) -> std::function<void()> {
-          if (!raw->push) {  // halted: the peer's session ends with the reason, and it dials again
+          if (!raw->push || !raw->halted.empty()) {  // halted: the peer's session ends with the reason, and it dials again
             done("error " + raw->node->syncs[0].source + " is halted: " + raw->halted + "\n");
             return nullptr;
           }
@@ -537,15 +570,7 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
     lg.error("cannot start: every sync is halted");
     return 255;
   }
-  // Halted nodes are started again until their volume is back. systemctl status shows which.
-  const auto notify_halted = [&] {
-    std::string names;
-    for (const auto& r : nodes) {
-      if (!r->halted.empty()) names += (names.empty() ? "" : ", ") + r->node->syncs[0].name;
-    }
-    (void)daemon::notify("STATUS=" + (names.empty() ? std::string("running") : "halted (volume not there?): " + names));
-  };
-  uvx::Timer halt_retry(loop, [&] {
+  halt_retry = std::make_unique<uvx::Timer>(loop, [&] {
     bool changed = false;
     for (auto& r : nodes) {
       if (r->halted.empty()) continue;
@@ -562,7 +587,7 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
   });
   if (std::any_of(nodes.begin(), nodes.end(), [](const auto& r) { return !r->halted.empty(); })) {
     notify_halted();
-    halt_retry.start(kHaltRetryMs, kHaltRetryMs);
+    halt_retry->start(kHaltRetryMs, kHaltRetryMs);
   }
   auto all = [&](bool drained) {
     return std::all_of(nodes.begin(), nodes.end(), [&](const auto& n) { return drained ? n->drained() : n->idle(); });

@@ -14,6 +14,7 @@ namespace syncd::runtime {
 Attach::Attach(uvx::Loop& loop, AttachOptions opts) : loop_(loop), opts_(std::move(opts)) {}
 
 Attach::~Attach() {
+  guard_.reset();
   receiver_.reset();  // its job thread first
   conn_.reset();
 }
@@ -45,7 +46,8 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
   conn_ = std::make_unique<Connection>(
       loop_, std::move(in), std::move(out),
       [this](protocol::Message m) { receiver_->on_message(std::move(m)); },
-      [on_end = std::move(on_end)](const Error& e) { on_end(e); });
+      [this](const Error& e) { end(e); });
+  on_end_ = std::move(on_end);
   ReceiverOptions ro;
   ro.mirror = opts_.mirror;
   ro.rules = opts_.rules;
@@ -59,7 +61,18 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
     log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);
   };
   receiver_ = std::make_unique<Receiver>(loop_, *root_, *index_, *conn_, ro);
+  SYNCD_TRY_ASSIGN(g, RootGuard::start(loop_, {{root_.get(), "the target"}}, [this](const std::string& why) {
+                     end(Error::make(errc::unexpected_target, why));
+                   }));
+  guard_ = std::move(g);
   return conn_->start(hello_for(*index_, "attach", "push"));
+}
+
+void Attach::end(const Error& e) {
+  if (!on_end_) return;
+  auto f = std::move(on_end_);
+  on_end_ = nullptr;
+  f(e);
 }
 
 }  // namespace syncd::runtime

@@ -11,12 +11,14 @@
 //   SYNCD_TRY(a.start(UniqueFd(0), UniqueFd(1)));  loop.run();  a.failure();
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
 #include "lib/runtime/receiver.h"
+#include "lib/runtime/root_guard.h"
 #include "lib/store/index.h"
 
 namespace syncd::runtime {
@@ -40,7 +42,9 @@ class Attach {
   Attach(const Attach&) = delete;
   Attach& operator=(const Attach&) = delete;
 
-  // Serves one session on (in, out), which are made non-blocking. on_end runs once when it ends.
+  // Serves one session on (in, out), which are made non-blocking. on_end runs once when it ends:
+  // the pusher closed it, the link failed, or the target was replaced under it (RootGuard; the
+  // pusher dials again and its next session opens the directory now at the path).
   Status start(UniqueFd in, UniqueFd out, std::function<void(const Error&)> on_end);
   // Nothing received is waiting to be applied and nothing waits to be sent back.
   bool idle() const noexcept;
@@ -52,6 +56,9 @@ class Attach {
   std::unique_ptr<store::Index> index_;
   std::unique_ptr<Connection> conn_;
   std::unique_ptr<Receiver> receiver_;
+  std::unique_ptr<RootGuard> guard_;
+  std::function<void(const Error&)> on_end_;
+  void end(const Error& e);
 };
 
 }  // namespace syncd::runtime

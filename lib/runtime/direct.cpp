@@ -47,6 +47,7 @@ DirectMirror::DirectMirror(uvx::Loop& loop, DirectOptions opts) : loop_(loop), o
 
 DirectMirror::~DirectMirror() {
   opts_.on_failed = nullptr;  // its owner is going too
+  guard_.reset();
   // Sender and receiver (and their job threads) go before the connections and indexes they use.
   sender_.reset();
   receiver_.reset();
@@ -114,6 +115,11 @@ Status DirectMirror::start() {
   SYNCD_TRY(sender_->start());
   SYNCD_TRY(src_conn_->start(hello_for(*src_index_, "source", "direct")));
   SYNCD_TRY(dst_conn_->start(hello_for(*dst_index_, "target", "direct")));
+  if (opts_.on_root_replaced) {
+    SYNCD_TRY_ASSIGN(g, RootGuard::start(loop_, {{src_root_.get(), "the source"}, {dst_root_.get(), "the target"}},
+                                         opts_.on_root_replaced));
+    guard_ = std::move(g);
+  }
   return {};
 }
 

@@ -19,6 +19,7 @@
 #include "lib/runtime/connection.h"
 #include "lib/runtime/receiver.h"
 #include "lib/runtime/resources.h"
+#include "lib/runtime/root_guard.h"
 #include "lib/runtime/sender.h"
 #include "lib/store/index.h"
 
@@ -44,6 +45,9 @@ struct DirectOptions {
   // The in-process link failed (the sender could not read its index, or a protocol error): the
   // mirror cannot go on. Called once, on the loop thread, with the reason; the daemon exits.
   std::function<void(const std::string&)> on_failed;
+  // The source or the target is no longer the directory the mirror opened (RootGuard): the
+  // owner stops the mirror (not from inside this call) and starts it again. Called once.
+  std::function<void(const std::string&)> on_root_replaced;
 };
 
 class DirectMirror {
@@ -77,6 +81,7 @@ class DirectMirror {
   std::unique_ptr<Receiver> receiver_;
   std::string failure_;
   std::unique_ptr<ResourceGauge> gauge_;
+  std::unique_ptr<RootGuard> guard_;
 };
 
 }  // namespace syncd::runtime

@@ -71,6 +71,7 @@ Push::Push(uvx::Loop& loop, PushOptions opts)
     : loop_(loop), opts_(std::move(opts)), rng_(codec::random_u64()) {}
 
 Push::~Push() {
+  guard_.reset();
   if (jobs_) jobs_->stop();  // job threads first
   for (auto& j : joined_) {
     j->tx.reset();
@@ -174,6 +175,10 @@ Status Push::start() {
   }
   gc_ = std::make_unique<uvx::Timer>(loop_, [this] { collect_tombstones(); });
   gc_->start(std::min<uint64_t>(60000, std::max<uint64_t>(1000, opts_.tombstone_min_age_s * 500)));
+  if (opts_.on_root_replaced) {
+    SYNCD_TRY_ASSIGN(g, RootGuard::start(loop_, {{root_.get(), "the source"}}, opts_.on_root_replaced));
+    guard_ = std::move(g);
+  }
   return {};
 }
 

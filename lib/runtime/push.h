@@ -24,6 +24,7 @@
 #include "lib/runtime/job_queue.h"
 #include "lib/runtime/receiver.h"
 #include "lib/runtime/resources.h"
+#include "lib/runtime/root_guard.h"
 #include "lib/runtime/sender.h"
 #include "lib/store/index.h"
 #include "lib/transport/ssh_command.h"
@@ -78,6 +79,9 @@ struct PushOptions {
   uint64_t tombstone_max_age_s = 180 * 86400;
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;
+  // The source is no longer the directory the node opened (RootGuard): the owner stops the node
+  // (not from inside this call) and starts it again. Called once.
+  std::function<void(const std::string&)> on_root_replaced;
 };
 
 class Push {
@@ -132,6 +136,7 @@ class Push {
   // rsync.timeout: drops sessions that waited for their peer too long without a byte moving.
   void check_io_timeouts();
   std::unique_ptr<uvx::Timer> io_check_;
+  std::unique_ptr<RootGuard> guard_;
   // Protocol bytes written towards the link's peer on the session its records travel on.
   uint64_t link_bytes_out(const Link& l) const noexcept;
   bool link_idle(const Link& l) const noexcept;

@@ -42,11 +42,15 @@ using namespace syncd;
 
 namespace {
 
+// Runs a command in a mount namespace of its own whose mounts do not propagate either way.
+const std::vector<std::string> kPrivateMounts{"/usr/bin/unshare", "--mount", "--propagation", "private", "--"};
+
 struct Fixture {
   test::TempDir t{"direct"};
   std::string src = t / "src", dst = t / "dst", state = t / "state", log = t / "syncd.log";
   std::unique_ptr<test::Child> proc;
   int cookies = 0;
+  std::vector<std::string> wrapper;  // a command that runs syncd (e.g. in its own mount namespace)
   Fixture() {
     test::require_root();
     ::mkdir(src.c_str(), 0755);
@@ -56,7 +60,8 @@ struct Fixture {
   // applied in the order they are made, so cookies are barriers.
   void start(const std::vector<std::string>& extra = {}) {
     const size_t before = logs().size();
-    std::vector<std::string> argv{SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state, "-rundir", t / "run"};
+    std::vector<std::string> argv = wrapper;
+    argv.insert(argv.end(), {SYNCD_BINARY, "-nodaemon", "-direct", src, dst, "-statedir", state, "-rundir", t / "run"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     proc = std::make_unique<test::Child>(argv, log);
     REQUIRE_MESSAGE(test::wait_for_text(log, "finished: 0", before), "no startup line; log:\n" << logs());
@@ -700,6 +705,10 @@ TEST_SUITE("integration.direct") {
 
   TEST_CASE("an idle daemon reports its footprint - and sleeps: no thread of it wakes while nothing changes") {
     Fixture f;
+    // A mount or unmount anywhere wakes a daemon once (it checks that its roots are still the
+    // directories it opened: root_guard.h); other tests' mounts and lazy unmounts are not this
+    // test's business, so the daemon gets a mount namespace of its own.
+    f.wrapper = kPrivateMounts;
     test::write_file(f.s("a"), std::string(3 << 20, 'x'));  // a big file: its buffers are freed memory to give back
     f.start();
     f.converged();
@@ -1104,6 +1113,84 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(diff.empty());
     CHECK(test::read_file(volume + "/while-stopped.pem") == "x");
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  }
+
+  TEST_CASE("a target moved away and made again while running: the sync halts, then fills the new directory - the old one gets nothing more") {
+    Fixture f;
+    test::write_file(f.s("a.pem"), "a");
+    f.start();
+    f.converged();
+    const std::string old = f.t / "dst.old";
+    const size_t from = f.logs().size();
+    // Before, every apply failed with ENOENT through the directory it had opened (after a plain
+    // move, it went on writing into dst.old), and the new directory was never synced.
+    REQUIRE(::rename(f.dst.c_str(), old.c_str()) == 0);
+    ::mkdir(f.dst.c_str(), 0755);
+    // "is gone" when it looked between the two steps, "is another directory" after.
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is halted: the target " + f.dst + " is ", from), f.logs());
+    test::write_file(f.s("b.pem"), "b");
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", f.logs().find("no longer halted", from)),
+                    f.logs());
+    f.converged();
+    CHECK(test::read_file(f.dst + "/a.pem") == "a");
+    CHECK(test::read_file(f.dst + "/b.pem") == "b");
+    CHECK_FALSE(test::exists(old + "/b.pem"));
+  }
+
+  TEST_CASE("a source removed while running halts the sync until a directory is there again - then it is mirrored") {
+    Fixture f;
+    test::write_file(f.s("a.pem"), "a");
+    f.start();
+    f.converged();
+    const size_t from = f.logs().size();
+    f.sh("rm -rf " + f.src);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is halted: the source " + f.src + " is gone", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is still halted: open root " + f.src, from), f.logs());
+    ::mkdir(f.src.c_str(), 0755);
+    test::write_file(f.s("back.pem"), "back");
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", f.logs().find("no longer halted", from)),
+                    f.logs());
+    f.converged();  // a.pem, not in the new source, is gone too (the startup sync's delete)
+    CHECK(test::read_file(f.dst + "/back.pem") == "back");
+    CHECK_FALSE(test::exists(f.dst + "/a.pem"));
+  }
+
+  TEST_CASE("a volume mounted over the running target gets the tree - unmounted, the sync halts and writes nothing below - mounted again, it resumes") {
+    Fixture f;
+    const std::string volume = f.t / "volume";
+    ::mkdir(volume.c_str(), 0755);
+    for (int i = 0; i < 3; ++i) test::write_file(f.s("cert" + std::to_string(i) + ".pem"), "c");
+    f.start();
+    f.converged();
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + f.dst + " 2>/dev/null"); });
+    // The volume mounted late (after syncd started on the plain directory): before, syncd went
+    // on writing below it, hidden, and the volume stayed empty.
+    size_t from = f.logs().size();
+    f.sh("mount --bind " + volume + " " + f.dst);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is halted: the target " + f.dst + " is another directory", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", f.logs().find("no longer halted", from)),
+                    f.logs());
+    f.converged();
+    CHECK(test::exists(volume + "/cert2.pem"));
+    // Lazily unmounted (a plain umount is refused: syncd holds the volume open).
+    from = f.logs().size();
+    f.sh("umount -l " + f.dst);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is halted: the target " + f.dst + " is another directory", from), f.logs());
+    test::write_file(f.s("while-unmounted.pem"), "x");
+    // Started again after the file was written, and refused: nothing lands below the mount point.
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "is a plain directory now: is its volume mounted?", from), f.logs());
+    CHECK_FALSE(test::exists(f.dst + "/while-unmounted.pem"));
+    CHECK_FALSE(test::exists(volume + "/while-unmounted.pem"));
+    from = f.logs().size();
+    f.sh("mount --bind " + volume + " " + f.dst);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", f.logs().find("no longer halted", from)),
+                    f.logs());
+    f.converged();
+    CHECK(test::read_file(volume + "/while-unmounted.pem") == "x");
   }
 
   TEST_CASE("a source restored from a snapshot (tree and index) is mirrored as restored - and its next changes arrive") {

@@ -42,6 +42,8 @@ struct Fixture {
   test::SshServer sshd{t / "sshd"};
   std::unique_ptr<test::Child> proc;
   std::vector<std::string> extra;  // more arguments for the pusher
+  std::vector<std::string> wrapper;  // a command that runs the pusher (e.g. in its own mount namespace)
+  std::string remote_syncd = SYNCD_BINARY;
   int cookies = 0;
   explicit Fixture(std::string tr) : transport(std::move(tr)) {
     test::require_root();
@@ -50,9 +52,10 @@ struct Fixture {
     sshd.start();
   }
   std::vector<std::string> argv(const std::string& rsh) const {
-    std::vector<std::string> a{SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst,
-                               "-statedir", t / "state", "-rsh", rsh, "-remote-syncd", SYNCD_BINARY,
-                               "-remote-statedir", t / "remote-state", "-transport", transport, "-rundir", t / "run"};
+    std::vector<std::string> a = wrapper;
+    a.insert(a.end(), {SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst, "-statedir", t / "state", "-rsh", rsh,
+                       "-remote-syncd", remote_syncd, "-remote-statedir", t / "remote-state", "-transport", transport,
+                       "-rundir", t / "run"});
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -216,6 +219,13 @@ void attach_killed(const std::string& transport) {
 
 void idle_sleeps(const std::string& transport) {
   Fixture f(transport);
+  // A mount or unmount anywhere wakes both ends once (each checks that its root is still the
+  // directory it opened: root_guard.h); other tests' mounts are not this test's business, so
+  // each end gets a mount namespace of its own.
+  f.wrapper = {"/usr/bin/unshare", "--mount", "--propagation", "private", "--"};
+  f.remote_syncd = f.t / "syncd-private-mounts";
+  test::write_file(f.remote_syncd, "#!/bin/sh\nexec /usr/bin/unshare --mount --propagation private -- " SYNCD_BINARY " \"$@\"\n");
+  REQUIRE(::chmod(f.remote_syncd.c_str(), 0755) == 0);
   test::write_file(f.s("a"), std::string(3 << 20, 'x'));
   // Keepalives are the one wake-up an idle push has (every 10 s by default): pushed out of the
   // window measured here.
@@ -397,9 +407,10 @@ void target_unmounted(const std::string& transport) {
   f.start();
   f.converged();
   CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
-  // The peer's `attach` has the target open until its session ends, a moment after the pusher
-  // exits ("umount: target is busy" before this wait).
+  // The peer's `attach` has the target open until it exits, a moment after the pusher does and
+  // sometimes after sshd's session ("umount: target is busy" without these waits).
   REQUIRE_MESSAGE(f.sshd.wait_sessions_ended(), "the peer's session did not end");
+  REQUIRE_MESSAGE(test::wait_processes_exited("[a]ttach " + f.dst), "the peer's attach did not exit");
   f.sh("umount " + f.dst);
   test::write_file(f.s("while-stopped"), "x");
   const size_t before = f.logs().size();
@@ -412,6 +423,28 @@ void target_unmounted(const std::string& transport) {
   f.caught_up(2);
   f.converged();
   CHECK(test::exists(volume + "/while-stopped"));
+}
+
+// The target moved away and made again under a running session (a restore from backup): attach
+// ends the session, and the next one fills the directory now at the path. Before, attach went on
+// writing into the moved directory through the one it had opened, and the new one stayed empty.
+void target_replaced(const std::string& transport) {
+  Fixture f(transport);
+  test::write_file(f.s("a.pem"), "a");
+  f.start();
+  f.converged();
+  const std::string old = f.t / "dst.old";
+  const size_t from = f.logs().size();
+  REQUIRE(::rename(f.dst.c_str(), old.c_str()) == 0);
+  ::mkdir(f.dst.c_str(), 0755);
+  REQUIRE_MESSAGE(test::wait_for_text(f.log, "lost 127.0.0.1", from, 60000), f.logs());
+  CHECK_MESSAGE(f.logs().find("the target " + f.dst + " is ", from) != std::string::npos, f.logs());
+  test::write_file(f.s("b.pem"), "b");
+  f.caught_up(2);
+  f.converged();
+  CHECK(test::read_file(f.dst + "/a.pem") == "a");
+  CHECK(test::read_file(f.dst + "/b.pem") == "b");
+  CHECK_FALSE(test::exists(old + "/b.pem"));
 }
 
 // The target directory is not the mirror's (an operator's typo: its parent, another tree): most
@@ -461,6 +494,7 @@ TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("a missing remote syncd is reported with the remote shell's reason", remote_syncd_missing)
   BOTH_TRANSPORTS("a target changed while the push was stopped is repaired by the next session", target_drift)
   BOTH_TRANSPORTS("a target whose volume is not mounted on the peer gets nothing written below it - the push resumes once it is mounted", target_unmounted)
+  BOTH_TRANSPORTS("a target moved away and made again under a running session - the next session fills the new directory", target_replaced)
   BOTH_TRANSPORTS("a first start into a target that is not the mirror's removes none of its files - unless the share allowed covers them", wrong_target)
   BOTH_TRANSPORTS("a source disk returning EIO: the target keeps its copy, then gets the file - a source that looks unmounted deletes nothing", source_faults)
 }

@@ -814,30 +814,36 @@ TEST_SUITE("two_way") {
     CHECK(test::list_dir(p.b.dir).size() == test::list_dir(p.a.dir).size());
   }
 
-  TEST_CASE("a node whose volume is lazily unmounted while it runs keeps writing into that volume - deletes nothing - halts at its next start") {
+  TEST_CASE("a node whose volume is lazily unmounted while it runs halts at once - writes and deletes nothing - resumes once mounted") {
     Mesh p;
     const std::string volume = p.bind_volume(p.a.dir, "volume-a");
     for (int i = 0; i < 6; ++i) test::write_file(p.a.dir + "/cert" + std::to_string(i) + ".pem", "c");
     p.start(p.a);
     p.start(p.b);
     p.converged();
-    // Lazily unmounted (a plain umount is refused: the daemon holds the volume open): A keeps
-    // working in the volume through its open root, not in the directory now at that path.
-    p.sh("umount -l " + p.a.dir);
-    test::write_file(p.b.dir + "/while-unmounted.pem", "b");
-    REQUIRE_MESSAGE(test::wait_for(volume, "while-unmounted.pem", 60000), p.logs());
-    test::write_file(volume + "/from-a.pem", "a");
-    REQUIRE_MESSAGE(test::wait_for(p.b.dir, "from-a.pem", 60000), p.logs());
-    CHECK(test::list_dir(p.a.dir).empty());
-    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
-    // Restarted with the volume still unmounted, A halts (its root is a plain directory now).
-    p.stop(p.a);
+    // Lazily unmounted (a plain umount is refused: the daemon holds the volume open). Before, A
+    // went on working in the detached volume through its open root: B's changes landed where
+    // nobody on A could see them, and what A's applications wrote at the path was never synced.
     const size_t from = test::read_file(p.a.log).size();
-    p.start(p.a);
+    p.sh("umount -l " + p.a.dir);
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "Sync1 is halted: the source " + p.a.dir + " is another directory", from, 60000),
+                    p.logs());
+    // Started again at once and refused: the root is a plain directory now.
     REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "is a plain directory now: is its volume mounted?", from, 60000), p.logs());
-    CHECK(p.a.proc->wait() == 255);
-    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
+    const size_t b_from = test::read_file(p.b.log).size();
+    test::write_file(p.b.dir + "/while-unmounted.pem", "b");
+    // B's sessions to A end with the reason, and it keeps the file for later.
+    REQUIRE_MESSAGE(test::wait_for_text(p.b.log, "is halted:", b_from, 60000), p.logs());
     CHECK(test::list_dir(p.a.dir).empty());
+    CHECK_FALSE(test::exists(volume + "/while-unmounted.pem"));
+    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
+    // Mounted again: A starts by itself and catches up.
+    const size_t mounted = test::read_file(p.a.log).size();
+    p.sh("mount --bind " + volume + " " + p.a.dir);
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "Sync1 is no longer halted: started", mounted, 60000), p.logs());
+    p.converged();
+    CHECK(test::read_file(volume + "/while-unmounted.pem") == "b");
+    for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
   }
 
   TEST_CASE("a node whose volume turns read-only: its peer's changes wait - nothing is lost - they land once it is writable") {

@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
@@ -125,6 +128,25 @@ size_t count_text(const std::string& file, const std::string& needle) {
   size_t n = 0;
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
   return n;
+}
+
+bool wait_processes_exited(const std::string& pattern, int timeout_ms) {
+  FILE* p = ::popen(("pgrep -f '" + pattern + "'").c_str(), "r");
+  if (p == nullptr) return false;
+  std::vector<pid_t> pids;
+  for (long pid; std::fscanf(p, "%ld", &pid) == 1;) pids.push_back(static_cast<pid_t>(pid));
+  ::pclose(p);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (pid_t pid : pids) {
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) continue;  // already gone
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd pf{fd, POLLIN, 0};
+    const int rc = ::poll(&pf, 1, static_cast<int>(std::max<long long>(0, left.count())));
+    ::close(fd);
+    if (rc != 1) return false;
+  }
+  return true;
 }
 
 long vm_hwm_kib(pid_t pid) {

@@ -48,6 +48,9 @@ bool cookie_barrier(const std::string& src, const std::string& dst, const std::s
                     std::vector<std::string>& diff, int timeout_ms = 30000, bool dir_mtimes = false);
 // How often `needle` occurs in `file`.
 size_t count_text(const std::string& file, const std::string& needle);
+// Waits until every process whose command line matches `pattern` (pgrep -f) has exited: a
+// pidfd per process, polled. False on timeout.
+bool wait_processes_exited(const std::string& pattern, int timeout_ms = 30000);
 // The peak resident set of a running process (VmHWM), in KiB; -1 if it cannot be read.
 long vm_hwm_kib(pid_t pid);
 

@@ -1,0 +1,110 @@
+#include "lib/runtime/root_guard.h"
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "lib/base/log.h"
+
+namespace syncd::runtime {
+namespace {
+
+auto& lg() { return log::get(log::Module::runtime); }
+
+// The directory holding `path`'s last component, and that component ("/a/b/" -> "/a", "b").
+std::pair<std::string, std::string> split_parent(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return {".", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+}  // namespace
+
+RootGuard::RootGuard(std::vector<Watched> roots, OnReplaced on_replaced)
+    : roots_(std::move(roots)), on_replaced_(std::move(on_replaced)) {}
+
+Result<std::unique_ptr<RootGuard>> RootGuard::start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced) {
+  std::unique_ptr<RootGuard> g(new RootGuard(std::move(roots), std::move(on_replaced)));
+  g->inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!g->inotify_) return Error::from_errno("inotify_init1 (watching the synced roots' parents)");
+  for (const auto& w : g->roots_) {
+    auto [parent, name] = split_parent(w.root->path());
+    g->names_.push_back(name);
+    constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+                               IN_ONLYDIR;
+    if (::inotify_add_watch(g->inotify_.get(), parent.c_str(), kMask) < 0) {
+      return Error::from_errno("watch " + parent + ", the directory holding " + w.what + " " + w.root->path());
+    }
+  }
+  RootGuard* self = g.get();
+  g->inotify_poll_ = std::make_unique<uvx::Poll>(loop, g->inotify_.get(), [self](int, int) { self->on_inotify(); });
+  SYNCD_TRY(g->inotify_poll_->start(UV_READABLE));
+  // Without procfs (a bare container) only the parents' events are seen: no mount-over.
+  g->mounts_ = UniqueFd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
+  if (g->mounts_) {
+    g->mounts_poll_ = std::make_unique<uvx::Poll>(loop, g->mounts_.get(), [self](int st, int) { self->on_mounts(st); });
+    if (auto st = g->mounts_poll_->start(UV_PRIORITIZED); !st) {
+      lg().warn("not watching the mount table for the synced roots: {}", st.error().message());
+      g->mounts_poll_.reset();
+    }
+  }
+  return g;
+}
+
+void RootGuard::on_inotify() {
+  alignas(inotify_event) char buf[4096];
+  bool look = false;
+  for (;;) {
+    const ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
+    if (n <= 0) break;  // EAGAIN: drained
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      // A parent moved or deleted (len 0), a lost event, or one about a root's name.
+      if (ev->len == 0 || (ev->mask & IN_Q_OVERFLOW) ||
+          std::find(names_.begin(), names_.end(), std::string(ev->name)) != names_.end()) {
+        look = true;
+      }
+    }
+  }
+  if (look) check_now();
+}
+
+void RootGuard::on_mounts(int status) {
+  // The mount table reports a change as POLLPRI|POLLERR, which libuv hands over as an error
+  // and stops the handle: polled again, it is quiet until the next change.
+  if (status < 0 && mounts_poll_) {
+    if (auto st = mounts_poll_->start(UV_PRIORITIZED); !st) {
+      lg().warn("not watching the mount table for the synced roots any more: {}", st.error().message());
+    }
+  }
+  check_now();
+}
+
+void RootGuard::check_now() {
+  if (fired_) return;
+  for (const auto& w : roots_) {
+    auto st = w.root->check_identity();
+    if (st) continue;
+    // A root that cannot be looked at for another reason (EIO, EACCES on an NFS hiccup) is
+    // looked at again at the next event; only one that is gone or another directory stops.
+    const Error& e = st.error();
+    if (!e.is(errc::unexpected_target) && !e.is_errno(ENOENT) && !e.is_errno(ENOTDIR)) {
+      lg().debug("root check: {}", e.message());
+      continue;
+    }
+    fired_ = true;
+    on_replaced_(w.what + " " + w.root->path() +
+                 (e.is(errc::unexpected_target)
+                      ? " is another directory than the one this sync opened (moved away and made again, a volume "
+                        "mounted over it or unmounted from it, or a symlink pointed elsewhere)"
+                      : " is gone (moved away or deleted: " + e.message() + ")"));
+    return;  // `this` may be gone
+  }
+}
+
+}  // namespace syncd::runtime

@@ -1,0 +1,54 @@
+// File: lib/runtime/root_guard.h
+//
+// Notices that a synced root was replaced under a running node: the directory at the configured
+// path is no longer the one the node opened (moved away, deleted, made again, a volume mounted
+// over it or unmounted from it, a symlink pointed elsewhere). The node works through the fd it
+// opened, so it would go on syncing a directory nobody looks at, or fail every apply with ENOENT,
+// while the directory at the path is never synced. Its owner stops the node and starts it again
+// on the path (syncd/main.cpp), which compares the trees as any start does.
+//
+// Event-driven, so an idle node sleeps: an inotify watch on each root's parent directory (a name
+// there moved, deleted or made) and the mount table (/proc/self/mountinfo polls POLLPRI on every
+// mount and unmount). Each event makes it compare the path's device and inode with the open root.
+// Thread affinity: loop thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
+#include "lib/fs/root.h"
+#include "lib/uvx/uvx.h"
+
+namespace syncd::runtime {
+
+class RootGuard {
+ public:
+  struct Watched {
+    const fs::Root* root;
+    std::string what;  // "the source", "the target"
+  };
+  using OnReplaced = std::function<void(const std::string& why)>;
+  // Calls `on_replaced` once, with the reason, on the loop thread. The roots must outlive it.
+  static Result<std::unique_ptr<RootGuard>> start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced);
+  RootGuard(const RootGuard&) = delete;
+  RootGuard& operator=(const RootGuard&) = delete;
+  void check_now();
+
+ private:
+  RootGuard(std::vector<Watched> roots, OnReplaced on_replaced);
+  void on_inotify();
+  void on_mounts(int status);
+
+  std::vector<Watched> roots_;
+  std::vector<std::string> names_;  // each root's last component, as its parent's events name it
+  OnReplaced on_replaced_;
+  bool fired_ = false;
+  UniqueFd inotify_, mounts_;
+  std::unique_ptr<uvx::Poll> inotify_poll_, mounts_poll_;
+};
+
+}  // namespace syncd::runtime
