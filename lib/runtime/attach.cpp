@@ -1,6 +1,7 @@
 #include "lib/runtime/attach.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 
 #include "lib/base/log.h"
@@ -10,6 +11,24 @@
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
+
+namespace {
+
+// The session runs on the loop, which cannot wait on a regular file or /dev/null (epoll: EPERM;
+// libuv's poll handle would throw): attach run by hand with a file as stdin gets a reason.
+Status check_pollable(int fd, const char* name) {
+  UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ep) return Error::from_errno("epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return Error::from_errno(std::string(name) + " is not a pipe or socket: syncd attach serves a push session "
+                             "that ssh runs on its pipes (syncd -rsyncssh on the pushing node starts it)");
+  }
+  return {};
+}
+
+}  // namespace
 
 Attach::Attach(uvx::Loop& loop, AttachOptions opts) : loop_(loop), opts_(std::move(opts)) {}
 
@@ -24,6 +43,8 @@ bool Attach::idle() const noexcept {
 }
 
 Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)> on_end) {
+  SYNCD_TRY(check_pollable(in.get(), "stdin"));
+  SYNCD_TRY(check_pollable(out.get(), "stdout"));
   // Like rsync, the target directory itself is created when missing (its parent must exist).
   if (::mkdir(opts_.target.c_str(), 0755) != 0 && errno != EEXIST) {
     return Error::from_errno("create target directory " + opts_.target);

@@ -267,6 +267,18 @@ TEST_SUITE("integration.ssh") {
 }
 
 TEST_SUITE("integration.ssh") {
+  TEST_CASE("syncd attach run by hand with a file as stdin says why and exits 255 - no crash - nothing made") {
+    test::require_root();
+    test::TempDir t{"attach-stdin"};
+    const std::string dst = t / "dst", state = t / "state", err = t / "stderr";
+    // Before: the loop could not poll /dev/null, and attach aborted (a core dump).
+    const int rc = test::run(std::string(SYNCD_BINARY) + " attach " + dst + " -statedir " + state + " < /dev/null 2> " + err);
+    CHECK(rc == 255);
+    CHECK_MESSAGE(test::read_file(err).find("stdin is not a pipe or socket") != std::string::npos, test::read_file(err));
+    CHECK_FALSE(test::exists(dst));
+    CHECK_FALSE(test::exists(state));
+  }
+
   TEST_CASE("auto transport: an RSA key goes through the OpenSSH client and says why - ed25519 through libssh2") {
     Fixture f("auto");
     const std::string rsa = f.sshd.dir() + "/id_rsa";
