@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lib/fs/fingerprint.h"
+
 namespace syncd::fs {
 namespace {
 
@@ -23,7 +25,7 @@ struct FileStamp {
     struct stat st{};
     if (::stat(path, &st) != 0) return {};
     return {static_cast<uint64_t>(st.st_ino),
-            static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+            ns_of(st.st_mtim.tv_sec, st.st_mtim.tv_nsec),
             static_cast<int64_t>(st.st_size)};
   }
 };

@@ -14,6 +14,18 @@
 
 namespace syncd::fs {
 
+// A time in ns since the epoch, saturated at the ends of int64 (years 1677 and 2262): ext4 keeps
+// times up to 2446 and tmpfs any int64 second, and a peer may send any. Beyond the ends the time
+// is kept as the end (a file touched to 2446 arrives dated 2262-04-11); it overflowed before
+// (undefined, and 2446 became 1901 at the target).
+inline int64_t ns_of(int64_t sec, int64_t nsec) noexcept {
+  int64_t ns = 0;
+  if (__builtin_mul_overflow(sec, int64_t{1'000'000'000}, &ns) || __builtin_add_overflow(ns, nsec, &ns)) {
+    return sec < 0 ? INT64_MIN : INT64_MAX;
+  }
+  return ns;
+}
+
 // What was on disk: the identity the index keeps to recognise its own writes (TWO-WAY.md §4.2).
 struct Fingerprint {
   uint32_t mode = 0;  // full st_mode incl. type bits
@@ -37,8 +49,8 @@ struct Fingerprint {
     f.dev = st.st_dev;
     f.ino = st.st_ino;
     f.size = static_cast<uint64_t>(st.st_size);
-    f.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
-    f.ctime_ns = int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec;
+    f.mtime_ns = ns_of(st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    f.ctime_ns = ns_of(st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
     f.uid = st.st_uid;
     f.gid = st.st_gid;
     return f;

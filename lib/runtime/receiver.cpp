@@ -481,7 +481,7 @@ namespace {
 bool as_written(const fs::Fingerprint& here, const store::Record& r, bool dir_times) {
   const fs::Fingerprint& recorded = r.fp;
   if (here.mode != recorded.mode || here.uid != recorded.uid || here.gid != recorded.gid) return false;
-  if (S_ISDIR(here.mode)) return !dir_times || here.mtime_ns == r.meta.mtime_sec * 1'000'000'000 + int64_t{r.meta.mtime_nsec};
+  if (S_ISDIR(here.mode)) return !dir_times || here.mtime_ns == fs::ns_of(r.meta.mtime_sec, r.meta.mtime_nsec);
   return here.size == recorded.size && here.mtime_ns == recorded.mtime_ns;
 }
 
@@ -700,7 +700,7 @@ bool Receiver::quick_check_here(const protocol::FileMeta& m) {
     case protocol::FileType::dir:
       return true;
     case protocol::FileType::file:
-      return here->size == m.size && here->mtime_ns == m.mtime_sec * 1'000'000'000 + int64_t{m.mtime_nsec};
+      return here->size == m.size && here->mtime_ns == fs::ns_of(m.mtime_sec, m.mtime_nsec);
     case protocol::FileType::symlink: {
       auto entry = store::scan_one(root_, m.path);  // a link's "content" is its target
       return entry.ok() && *entry && (*entry)->sha256 == m.sha256;
@@ -793,7 +793,7 @@ protocol::Ack Receiver::do_version(const protocol::FileVersion& fv, const Bytes&
     auto cur = applier_.stat(m.path);
     const bool absent = !cur.ok() && cur.error().is_errno(ENOENT);
     const bool newer_here = cur.ok() && S_ISREG(cur->mode) && m.type == protocol::FileType::file &&
-                            cur->mtime_ns > m.mtime_sec * 1'000'000'000 + int64_t{m.mtime_nsec};
+                            cur->mtime_ns > fs::ns_of(m.mtime_sec, m.mtime_nsec);
     if ((opts_.rules.existing && absent) || (opts_.rules.update && newer_here)) {
       // A file kept by --update is in the source, so the startup delete must not take it.
       if (newer_here) kept_newer_.insert(m.path);

@@ -8,9 +8,8 @@
 namespace syncd::store {
 namespace {
 
-constexpr int64_t kNs = 1'000'000'000;
 
-int64_t record_mtime_ns(const protocol::FileMeta& m) { return m.mtime_sec * kNs + m.mtime_nsec; }
+int64_t record_mtime_ns(const protocol::FileMeta& m) { return fs::ns_of(m.mtime_sec, m.mtime_nsec); }
 
 void bump(protocol::VersionVector& v, uint64_t node, uint64_t counter) {
   auto it = std::lower_bound(v.begin(), v.end(), node,

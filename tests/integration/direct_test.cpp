@@ -1115,6 +1115,22 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
   }
 
+  TEST_CASE("a file dated past 2262 arrives dated 2262-04-11 - the end of int64 ns - not wrapped to 1901") {
+    Fixture f;
+    f.start();
+    f.converged();
+    test::write_file(f.s("far.pem"), "far");
+    // ext4's last second (2446-05-10); tmpfs keeps it too.
+    f.sh("touch -d @15032385535 " + f.s("far.pem"));
+    std::vector<std::string> diff;  // the barrier; the mtimes differ by design
+    REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.far", diff, 30000, true), f.logs());
+    struct stat st{};
+    REQUIRE(::stat((f.dst + "/far.pem").c_str(), &st) == 0);
+    CHECK(st.st_mtim.tv_sec == 9'223'372'036);
+    CHECK(st.st_mtim.tv_nsec == 854'775'807);
+    CHECK(test::read_file(f.dst + "/far.pem") == "far");
+  }
+
   TEST_CASE("a target moved away and made again while running: the sync halts, then fills the new directory - the old one gets nothing more") {
     Fixture f;
     test::write_file(f.s("a.pem"), "a");

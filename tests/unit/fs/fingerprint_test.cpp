@@ -23,3 +23,23 @@ TEST_CASE("mtime_parts: seconds rounded down and nanoseconds in range - also bef
     CHECK(nsec <= 999'999'999u);
   }
 }
+
+TEST_CASE("a time beyond int64 nanoseconds (ext4 keeps 2446, tmpfs any second) saturates at the end - it does not wrap") {
+  using syncd::fs::ns_of;
+  CHECK(ns_of(1'700'000'000, 5) == 1'700'000'000'000'000'005);
+  CHECK(ns_of(-1, 999'999'999) == -1);
+  CHECK(ns_of(9'223'372'036, 854'775'807) == INT64_MAX);  // the last representable ns
+  // 2446-05-10, ext4's last second: wrapped to 1901-12-13 at the target before.
+  CHECK(ns_of(15'032'385'535, 0) == INT64_MAX);
+  CHECK(ns_of(9'223'372'036, 854'775'808) == INT64_MAX);  // one ns past by the addition alone
+  CHECK(ns_of(INT64_MAX, 999'999'999) == INT64_MAX);      // what a hostile peer may send
+  CHECK(ns_of(-15'032'385'536, 0) == INT64_MIN);
+  CHECK(ns_of(INT64_MIN, 0) == INT64_MIN);
+  struct stat st{};
+  st.st_mtim.tv_sec = 15'032'385'535;
+  st.st_ctim.tv_sec = 1'700'000'000;
+  const Fingerprint f = Fingerprint::of(st);
+  CHECK(f.mtime_ns == INT64_MAX);
+  CHECK(f.mtime_parts() == std::pair<int64_t, uint32_t>{9'223'372'036, 854'775'807});  // 2262-04-11, not 1901
+  CHECK(f.ctime_ns == 1'700'000'000'000'000'000);
+}
