@@ -607,7 +607,10 @@ void Sender::deliver(Outbox out) {
       return {};
     });
   }
-  for (const auto& e : out.errors) lg().warn("{}", e);
+  for (const auto& e : out.errors) {
+    // Each batch on a full state disk fails its commit the same way: said once per window.
+    if (auto line = repeats_.pass(e, e, loop_.now_ms())) lg().warn("{}", *line);
+  }
   // Unreadable paths are the tree's, not the session's: looked at again whatever the connection.
   for (const auto& p : out.readable) relook_.erase(p);
   for (const auto& [p, dir] : out.unreadable) schedule_relook(p, dir);
@@ -623,8 +626,12 @@ void Sender::deliver(Outbox out) {
       r.dir = r.dir || dir;
       wait_ms = std::max(wait_ms, r.backoff_ms);
     }
-    lg().warn("{} changed paths are not recorded (the index did not commit): looked at again in {} s",
-              out.uncommitted.size(), wait_ms / 1000);
+    if (auto line = repeats_.pass("uncommitted",
+                                  std::to_string(out.uncommitted.size()) + " changed paths are not recorded (the index did "
+                                  "not commit): looked at again in " + std::to_string(wait_ms / 1000) + " s",
+                                  loop_.now_ms())) {
+      lg().warn("{}", *line);
+    }
     arm(reauthor_timer_, reauthor_, &Sender::run_reauthors);
   }
   if (out.rescanned) lg().info("full rescan done: {} new versions", out.versions);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lib/base/clock.h"
+#include "lib/base/repeats.h"
 #include "lib/delta/signature.h"
 #include "lib/engine/meta_rules.h"
 #include "lib/fs/root.h"
@@ -457,6 +458,7 @@ class Sender {
   // (also for a directory on the way), or something made since that is not a link, whose own
   // events follow. A link stays (a followed link without a referent).
   bool vanished(const std::string& path) const;
+  Repeats repeats_;  // loop thread: warnings every batch repeats (a full state disk)
   // A rename the peer could not make: what the move took from `from` (its tombstones there and
   // below) goes as removals, as if it had not been a move.
   void resend_removals(const std::string& from);

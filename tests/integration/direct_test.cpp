@@ -773,6 +773,36 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(f.logs().find("overflow") != std::string::npos);
   }
 
+  TEST_CASE("a full state disk: its commit failure is logged once, not once per batch - nothing lost once there is room") {
+    Fixture f;
+    const std::string vol = f.t / "statevol";
+    ::mkdir(vol.c_str(), 0755);
+    f.sh("mount -t tmpfs -o size=4m syncd-state " + vol);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + vol); });
+    f.state = vol + "/state";
+    f.start();
+    f.converged();
+    f.sh("dd if=/dev/zero of=" + vol + "/fill bs=64k status=none 2>/dev/null || true");
+    const size_t before = f.logs().size();
+    // Many batches, each failing its commit (the loop reads events while they are made).
+    for (int i = 0; i < 300; ++i) test::write_file(f.s("f" + std::to_string(i)), std::string(100, 'x'));
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "index commit:", before), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "changed paths are not recorded", before), f.logs());
+    f.sh("rm " + vol + "/fill");
+    // What was not recorded is looked at again after its backoff, so a cookie written now could
+    // overtake it: idle first (nothing waiting to be looked at again), then the barrier.
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 60000 > /dev/null");
+    f.converged();
+    // 300 writes: a line per failed batch before (3,564 in 30 s of a full disk here).
+    const std::string after = f.logs().substr(before);
+    size_t commits = 0;
+    for (size_t at = after.find("index commit:"); at != std::string::npos; at = after.find("index commit:", at + 1)) ++commits;
+    CHECK_MESSAGE(commits == 1, after);
+    size_t missing = 0;
+    for (int i = 0; i < 300; ++i) missing += test::exists(f.dst + "/f" + std::to_string(i)) ? 0 : 1;
+    CHECK(missing == 0);
+  }
+
   TEST_CASE("a full target disk loses nothing - retried in the session - resent after a restart") {
     Fixture f;
     f.sh("mount -t tmpfs -o size=1m syncd-full " + f.dst);
