@@ -509,6 +509,13 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
                                                 " share the state directory " + d + "; give each its own (syncd = { stateDir = ... })");
     }
   }
+  for (size_t i = 0; i < plan.nodes.size(); ++i) {
+    for (size_t j = i + 1; j < plan.nodes.size(); ++j) {
+      const Node &a = plan.nodes[i], &b = plan.nodes[j];
+      if (a.type != Node::Type::direct || b.type != Node::Type::direct) continue;
+      SYNCD_TRY(runtime::check_targets_apart(a.syncs[0].name, a.direct, b.syncs[0].name, b.direct));
+    }
+  }
   for (const auto& n : plan.nodes) {
     if (n.type == Node::Type::push && n.push.peers.size() > 4 && n.push.two_way) {
       return Error::make(errc::unsupported, "a two-way mesh has at most 5 nodes (this one and 4 peers); " + n.push.source + " has " +

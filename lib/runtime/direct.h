@@ -50,6 +50,13 @@ struct DirectOptions {
   std::function<void(const std::string&)> on_root_replaced;
 };
 
+// Two mirrors of one daemon whose targets are one directory, or one inside the other, where the
+// outer one deletes what its source lacks: each deletes the other's files at every start (lsyncd
+// runs them so). An error naming both; ok when apart, when the outer one does not delete there
+// (delete = false, or its excludes keep the other's directory out) or a target is not there yet.
+Status check_targets_apart(const std::string& name_a, const DirectOptions& a, const std::string& name_b,
+                           const DirectOptions& b);
+
 class DirectMirror {
  public:
   DirectMirror(uvx::Loop& loop, DirectOptions opts);

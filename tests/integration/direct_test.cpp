@@ -1145,6 +1145,35 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
   }
 
+  TEST_CASE("two mirrors into one target are refused at start - one inside the other's target runs when that one excludes it") {
+    Fixture f;
+    const std::string src2 = f.t / "src2", sub = f.dst + "/sub", err = f.t / "stderr";
+    ::mkdir(src2.c_str(), 0755);
+    ::mkdir(sub.c_str(), 0755);
+    test::write_file(f.s("a.pem"), "a");
+    test::write_file(src2 + "/b.pem", "b");
+    // Before, both ran: each startup deleted the other's files (the target ended empty here).
+    // `timeout`: run, it would not exit by itself.
+    const std::string two = "timeout 20 " + std::string(SYNCD_BINARY) + " -nodaemon -statedir " + f.state + " -rundir " + f.t / "run";
+    CHECK(test::run(two + " -direct " + f.src + " " + f.dst + " -direct " + src2 + " " + f.dst + " 2> " + err) == 255);
+    CHECK_MESSAGE(test::read_file(err).find("Sync1 and Sync2 both write into " + f.dst + ", and Sync1 deletes there what its "
+                                            "source lacks: it would delete Sync2's files at every start") != std::string::npos,
+                  test::read_file(err));
+    CHECK(test::run(two + " -direct " + f.src + " " + f.dst + " -direct " + src2 + " " + sub + " 2> " + err) == 255);
+    CHECK_MESSAGE(test::read_file(err).find("Sync1 and Sync2 both write into " + sub + " (inside Sync1's target " + f.dst +
+                                            ")") != std::string::npos,
+                  test::read_file(err));
+    CHECK(test::list_dir(f.dst) == std::vector<std::string>{"sub"});  // nothing was written
+    // The outer one excluding the inner one's directory: both run, and keep each other's files.
+    f.start({"-exclude", "sub", "-direct", src2, sub});
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + src2 + "/\" finished: 0", 0), f.logs());
+    REQUIRE_MESSAGE(test::wait_for(sub, "b.pem"), f.logs());
+    std::vector<std::string> diff;
+    REQUIRE_MESSAGE(test::cookie_barrier(f.src, f.dst, "cookie.outer", diff, 30000, false), f.logs());
+    CHECK(test::read_file(f.dst + "/a.pem") == "a");
+    CHECK(test::read_file(sub + "/b.pem") == "b");
+  }
+
   TEST_CASE("a file dated past 2262 arrives dated 2262-04-11 - the end of int64 ns - not wrapped to 1901") {
     Fixture f;
     f.start();
