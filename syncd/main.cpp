@@ -383,6 +383,15 @@ struct Running {
   std::unique_ptr<syncd::runtime::ActionSync> actions;
   std::unique_ptr<syncd::runtime::ControlServer> control;
   std::string halted;  // why it is not running; empty while it runs
+  Running() = default;
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+  // The node before its control server: a push ends its joined sessions through it.
+  ~Running() {
+    direct.reset();
+    push.reset();
+    actions.reset();
+  }
   // A halted node is never idle (it is not in sync) and always drained (nothing in flight).
   bool idle() const { return !halted.empty() ? false : direct ? direct->idle() : push ? push->idle() : actions->idle(); }
   bool drained() const { return !halted.empty() || (direct ? direct->idle() : push ? push->drained() : actions->idle()); }

@@ -74,6 +74,11 @@ Push::~Push() {
   guard_.reset();
   if (jobs_) jobs_->stop();  // job threads first
   for (auto& j : joined_) {
+    // Its attach process waits for this line, holding the ssh channel open; and the control
+    // server's way to end the session early points into this node (a halted node goes while
+    // the daemon and its control server stay).
+    if (!j->ended && j->done) j->done("end 1 the daemon stopped this sync\n");
+    j->done = nullptr;
     j->tx.reset();
     j->rx.reset();
   }

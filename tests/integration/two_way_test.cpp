@@ -846,6 +846,31 @@ TEST_SUITE("two_way") {
     for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
   }
 
+  TEST_CASE("a node halted while running ends the sessions its peer opened to it - their attach processes exit") {
+    Mesh p;
+    p.bind_volume(p.a.dir, "volume-a");
+    p.bind_volume(p.b.dir, "volume-b");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // One session per pair: the node with the lower id dials, and its `attach` on the other node
+    // joins that node's daemon. That other node is halted here.
+    Node* dialed = nullptr;
+    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
+      for (Node* n : {&p.a, &p.b}) {
+        if (test::read_file(n->log).find("dials this node: one session per pair") != std::string::npos) dialed = n;
+      }
+      return dialed != nullptr;
+    }, 60000), p.logs());
+    const size_t from = test::read_file(dialed->log).size();
+    p.sh("umount -l " + dialed->dir);
+    REQUIRE_MESSAGE(test::wait_for_text(dialed->log, "Sync1 is halted: the source " + dialed->dir, from, 60000), p.logs());
+    // Before, the halted node's sessions were dropped without their end line: each attach
+    // process waited for it for good, holding its ssh channel (the peer saw no end), and the
+    // control server kept a way to end the session that pointed into the destroyed node.
+    CHECK_MESSAGE(test::wait_processes_exited("[a]ttach " + dialed->dir + " ", 30000), p.logs());
+  }
+
   TEST_CASE("a node whose volume turns read-only: its peer's changes wait - nothing is lost - they land once it is writable") {
     Mesh p;
     p.mount("-t tmpfs -o size=16m syncd-ro-b", p.b.dir);
