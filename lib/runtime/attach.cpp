@@ -82,10 +82,8 @@ Status Attach::start(UniqueFd in, UniqueFd out, std::function<void(const Error&)
     log::get(log::Module::runtime).info("attach {}: initial sync applied", opts_.target);
   };
   receiver_ = std::make_unique<Receiver>(loop_, *root_, *index_, *conn_, ro);
-  SYNCD_TRY_ASSIGN(g, RootGuard::start(loop_, {{root_.get(), "the target"}}, [this](const std::string& why) {
-                     end(Error::make(errc::unexpected_target, why));
-                   }));
-  guard_ = std::move(g);
+  guard_ = RootGuard::start(loop_, {{root_.get(), "the target"}},
+                            [this](const std::string& why) { end(Error::make(errc::unexpected_target, why)); });
   return conn_->start(hello_for(*index_, "attach", "push"));
 }
 

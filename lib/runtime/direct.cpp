@@ -150,9 +150,8 @@ Status DirectMirror::start() {
   SYNCD_TRY(src_conn_->start(hello_for(*src_index_, "source", "direct")));
   SYNCD_TRY(dst_conn_->start(hello_for(*dst_index_, "target", "direct")));
   if (opts_.on_root_replaced) {
-    SYNCD_TRY_ASSIGN(g, RootGuard::start(loop_, {{src_root_.get(), "the source"}, {dst_root_.get(), "the target"}},
-                                         opts_.on_root_replaced));
-    guard_ = std::move(g);
+    guard_ = RootGuard::start(loop_, {{src_root_.get(), "the source"}, {dst_root_.get(), "the target"}},
+                              opts_.on_root_replaced);
   }
   return {};
 }

@@ -181,8 +181,7 @@ Status Push::start() {
   gc_ = std::make_unique<uvx::Timer>(loop_, [this] { collect_tombstones(); });
   gc_->start(std::min<uint64_t>(60000, std::max<uint64_t>(1000, opts_.tombstone_min_age_s * 500)));
   if (opts_.on_root_replaced) {
-    SYNCD_TRY_ASSIGN(g, RootGuard::start(loop_, {{root_.get(), "the source"}}, opts_.on_root_replaced));
-    guard_ = std::move(g);
+    guard_ = RootGuard::start(loop_, {{root_.get(), "the source"}}, opts_.on_root_replaced);
   }
   return {};
 }

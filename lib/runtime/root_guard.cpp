@@ -27,22 +27,16 @@ std::pair<std::string, std::string> split_parent(std::string path) {
 RootGuard::RootGuard(std::vector<Watched> roots, OnReplaced on_replaced)
     : roots_(std::move(roots)), on_replaced_(std::move(on_replaced)) {}
 
-Result<std::unique_ptr<RootGuard>> RootGuard::start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced) {
+std::unique_ptr<RootGuard> RootGuard::start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced) {
   std::unique_ptr<RootGuard> g(new RootGuard(std::move(roots), std::move(on_replaced)));
-  g->inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (!g->inotify_) return Error::from_errno("inotify_init1 (watching the synced roots' parents)");
-  for (const auto& w : g->roots_) {
-    auto [parent, name] = split_parent(w.root->path());
-    g->names_.push_back(name);
-    constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
-                               IN_ONLYDIR;
-    if (::inotify_add_watch(g->inotify_.get(), parent.c_str(), kMask) < 0) {
-      return Error::from_errno("watch " + parent + ", the directory holding " + w.what + " " + w.root->path());
-    }
-  }
   RootGuard* self = g.get();
-  g->inotify_poll_ = std::make_unique<uvx::Poll>(loop, g->inotify_.get(), [self](int, int) { self->on_inotify(); });
-  SYNCD_TRY(g->inotify_poll_->start(UV_READABLE));
+  // Best effort: without it (fs.inotify.max_user_instances reached) the sync runs as before,
+  // and only a mount or unmount makes it look.
+  if (auto st = g->watch_parents(loop); !st) {
+    lg().warn("a synced root moved or deleted while running will not be noticed: {}", st.error().message());
+    g->inotify_poll_.reset();
+    g->inotify_.reset();
+  }
   // Without procfs (a bare container) only the parents' events are seen: no mount-over.
   g->mounts_ = UniqueFd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
   if (g->mounts_) {
@@ -53,6 +47,22 @@ Result<std::unique_ptr<RootGuard>> RootGuard::start(uvx::Loop& loop, std::vector
     }
   }
   return g;
+}
+
+Status RootGuard::watch_parents(uvx::Loop& loop) {
+  inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!inotify_) return Error::from_errno("inotify_init1 (watching the synced roots' parents)");
+  for (const auto& w : roots_) {
+    auto [parent, name] = split_parent(w.root->path());
+    names_.push_back(name);
+    constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+                               IN_ONLYDIR;
+    if (::inotify_add_watch(inotify_.get(), parent.c_str(), kMask) < 0) {
+      return Error::from_errno("watch " + parent + ", the directory holding " + w.what + " " + w.root->path());
+    }
+  }
+  inotify_poll_ = std::make_unique<uvx::Poll>(loop, inotify_.get(), [this](int, int) { on_inotify(); });
+  return inotify_poll_->start(UV_READABLE);
 }
 
 void RootGuard::on_inotify() {

@@ -33,13 +33,15 @@ class RootGuard {
   };
   using OnReplaced = std::function<void(const std::string& why)>;
   // Calls `on_replaced` once, with the reason, on the loop thread. The roots must outlive it.
-  static Result<std::unique_ptr<RootGuard>> start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced);
+  // What it cannot watch (no inotify instance left, no procfs) is logged, not an error.
+  static std::unique_ptr<RootGuard> start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced);
   RootGuard(const RootGuard&) = delete;
   RootGuard& operator=(const RootGuard&) = delete;
   void check_now();
 
  private:
   RootGuard(std::vector<Watched> roots, OnReplaced on_replaced);
+  Status watch_parents(uvx::Loop& loop);
   void on_inotify();
   void on_mounts(int status);
 
