@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "lib/runtime/control.h"
+#include "lib/runtime/tree_overlap.h"
 
 namespace syncd::plan {
 namespace {
@@ -216,6 +217,27 @@ Status check_actions(const config::Sync& s) {
     any = true;
   }
   if (s.kind == config::Kind::custom && !any) return plan_error(s, "no actions specified.");
+  return {};
+}
+
+// Two one-way pushes into one directory of one host, or one inside the other's: as for -direct
+// (runtime::check_targets_apart), on the paths as given (the peer's are not resolved here) and
+// the host without its user.
+Status check_pushes_apart(const Node& a, const Node& b) {
+  const auto writer = [](const Node& n, const runtime::PeerSpec& p, const watch::Excludes& ex) {
+    const runtime::MirrorRules r = mirror_rules_of(n.syncs[0]);
+    return runtime::TargetWriter{n.syncs[0].name, p.target, p.host, r.delete_startup || r.delete_running,
+                                 rsync_value(n.syncs[0], "delete_excluded") == "true", &ex};
+  };
+  const auto host = [](const std::string& h) { return h.substr(h.find('@') + 1); };
+  const auto ea = runtime::source_excludes(a.push.excludes, a.push.filters, a.push.source, a.push.per_dir_excludes);
+  const auto eb = runtime::source_excludes(b.push.excludes, b.push.filters, b.push.source, b.push.per_dir_excludes);
+  for (const auto& pa : a.push.peers) {
+    for (const auto& pb : b.push.peers) {
+      if (host(pa.host) != host(pb.host)) continue;
+      SYNCD_TRY(runtime::check_writers_apart(writer(a, pa, ea), writer(b, pb, eb)));
+    }
+  }
   return {};
 }
 
@@ -512,8 +534,11 @@ Result<Plan> make(const config::Config& cfg, const cli::Extras& x,
   for (size_t i = 0; i < plan.nodes.size(); ++i) {
     for (size_t j = i + 1; j < plan.nodes.size(); ++j) {
       const Node &a = plan.nodes[i], &b = plan.nodes[j];
-      if (a.type != Node::Type::direct || b.type != Node::Type::direct) continue;
-      SYNCD_TRY(runtime::check_targets_apart(a.syncs[0].name, a.direct, b.syncs[0].name, b.direct));
+      if (a.type == Node::Type::direct && b.type == Node::Type::direct) {
+        SYNCD_TRY(runtime::check_targets_apart(a.syncs[0].name, a.direct, b.syncs[0].name, b.direct));
+      } else if (a.type == Node::Type::push && b.type == Node::Type::push && !a.push.two_way && !b.push.two_way) {
+        SYNCD_TRY(check_pushes_apart(a, b));
+      }
     }
   }
   for (const auto& n : plan.nodes) {

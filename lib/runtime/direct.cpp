@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <tuple>
-
 #include "lib/base/log.h"
 #include "lib/runtime/control.h"
 #include "lib/runtime/hello.h"
@@ -43,38 +41,17 @@ Status check_overlap(const DirectOptions& o, const watch::Excludes& excludes) {
   return {};
 }
 
-// Where `outer` (resolved target) holds `inner` (resolved), and `o` deletes there: the part of
-// `inner` below `outer` its excludes keep out (rsync's excludes protect from --delete), or none.
-bool deletes_into(const DirectOptions& o, const std::string& outer, const std::string& inner) {
-  if (!o.rules.delete_startup && !o.rules.delete_running) return false;
-  const auto rel = path_below(outer, inner);
-  if (!rel) return false;
-  if (rel->empty() || o.rules.delete_excluded) return true;
-  const auto excludes = source_excludes(o.excludes, o.filters, o.source, o.per_dir_excludes);
-  for (size_t slash = 0; slash != std::string::npos;) {
-    slash = rel->find('/', slash + 1);
-    if (excludes.excluded(rel->substr(0, slash), true)) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 Status check_targets_apart(const std::string& name_a, const DirectOptions& a, const std::string& name_b,
                            const DirectOptions& b) {
   auto ta = real_path(a.target), tb = real_path(b.target);
   if (!ta.ok() || !tb.ok()) return {};  // a target that is not there yet fails its own start
-  for (const auto& [outer, o, inner, oname, iname] :
-       {std::tuple{*ta, &a, *tb, &name_a, &name_b}, std::tuple{*tb, &b, *ta, &name_b, &name_a}}) {
-    if (!deletes_into(*o, outer, inner)) continue;
-    return Error::make(errc::unsupported,
-                       *oname + " and " + *iname + " both write into " + inner +
-                           (outer == inner ? "" : " (inside " + *oname + "'s target " + outer + ")") + ", and " + *oname +
-                           " deletes there what its source lacks: it would delete " + *iname + "'s files at every start "
-                           "(give them separate targets, exclude " + *iname + "'s directory in " + *oname +
-                           ", or set delete = false in " + *oname + ")");
-  }
-  return {};
+  const auto ea = source_excludes(a.excludes, a.filters, a.source, a.per_dir_excludes);
+  const auto eb = source_excludes(b.excludes, b.filters, b.source, b.per_dir_excludes);
+  const auto deletes = [](const DirectOptions& o) { return o.rules.delete_startup || o.rules.delete_running; };
+  return check_writers_apart({name_a, *ta, "", deletes(a), a.rules.delete_excluded, &ea},
+                             {name_b, *tb, "", deletes(b), b.rules.delete_excluded, &eb});
 }
 
 DirectMirror::DirectMirror(uvx::Loop& loop, DirectOptions opts) : loop_(loop), opts_(std::move(opts)) {}

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <utility>
 
 namespace syncd::runtime {
 
@@ -25,6 +26,36 @@ Status check_state_dir_outside(const std::string& state_dir, const std::string& 
   return Error::make(errc::unsupported, "the state directory " + state + " is inside " + what + " " + root +
                                             ": syncd would replicate its own index (choose a -statedir outside the "
                                             "synced trees; the default is under /var/lib/syncd)");
+}
+
+namespace {
+
+bool deletes_into(const TargetWriter& outer, const std::string& inner) {
+  if (!outer.deletes) return false;
+  const auto rel = path_below(outer.target, inner);
+  if (!rel) return false;
+  if (rel->empty() || outer.delete_excluded || outer.excludes == nullptr) return true;
+  for (size_t slash = 0; slash != std::string::npos;) {  // excluded itself, or below an excluded directory
+    slash = rel->find('/', slash + 1);
+    if (outer.excludes->excluded(rel->substr(0, slash), true)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status check_writers_apart(const TargetWriter& a, const TargetWriter& b) {
+  for (const auto& [o, i] : {std::pair{&a, &b}, std::pair{&b, &a}}) {
+    if (!deletes_into(*o, i->target)) continue;
+    const auto where = [](const TargetWriter& w) { return w.host.empty() ? w.target : w.host + ":" + w.target; };
+    return Error::make(errc::unsupported,
+                       o->name + " and " + i->name + " both write into " + where(*i) +
+                           (o->target == i->target ? "" : " (inside " + o->name + "'s target " + where(*o) + ")") + ", and " +
+                           o->name + " deletes there what its source lacks: it would delete " + i->name +
+                           "'s files at every start (give them separate targets, exclude " + i->name + "'s directory in " +
+                           o->name + ", or set delete = false in " + o->name + ")");
+  }
+  return {};
 }
 
 }  // namespace syncd::runtime

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "lib/base/result.h"
+#include "lib/watch/exclude.h"
 
 namespace syncd::runtime {
 
@@ -21,5 +22,20 @@ std::optional<std::string> path_below(const std::string& dir, const std::string&
 // An error naming both when `state_dir` is `tree` or inside it; `what` names the tree ("the
 // source", "the target").
 Status check_state_dir_outside(const std::string& state_dir, const std::string& tree, const std::string& what);
+
+// One sync writing into a target, for check_writers_apart.
+struct TargetWriter {
+  std::string name;    // "Sync1"
+  std::string target;  // resolved (local) or as given (a peer's)
+  std::string host;    // a peer's target: its host, for the message ("host:/dir"); empty when local
+  bool deletes = false;          // removes what its source lacks (delete = true/startup/running)
+  bool delete_excluded = false;  // rsync.delete_excluded: its excludes do not protect
+  const watch::Excludes* excludes = nullptr;  // rsync's excludes protect from --delete
+};
+// Two syncs whose targets are one directory, or one inside the other, where the outer one
+// deletes what its source lacks: it deletes the other's files at every start (lsyncd runs them
+// so). An error naming both; ok when apart, or when the outer one's excludes keep the inner one's
+// directory out.
+Status check_writers_apart(const TargetWriter& a, const TargetWriter& b);
 
 }  // namespace syncd::runtime

@@ -101,6 +101,34 @@ TEST_CASE("two syncs on one state directory are refused when the plan is made") 
   CHECK_MESSAGE(q.ok(), q.error().context);
 }
 
+TEST_CASE("two one-way pushes into one directory of a host (or one inside the other's) are refused where the outer one deletes") {
+  Fixture f;
+  const std::string src2 = f.dir / "src2";
+  ::mkdir(src2.c_str(), 0755);
+  const auto two = [&](const std::string& t1, const std::string& t2, const std::string& extra1) {
+    return f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'root@node2', targetdir = '" + t1 + "'" + extra1 + " }\n"
+                  "sync { default.rsyncssh, source = '" + src2 + "', host = 'node2', targetdir = '" + t2 + "' }\n");
+  };
+  auto p = two("/srv/x", "/srv/x/", "");
+  REQUIRE_FALSE(p.ok());
+  CHECK_MESSAGE(p.error().context.find("Sync1 and Sync2 both write into node2:/srv/x, and Sync1 deletes there what its source "
+                                       "lacks: it would delete Sync2's files at every start") != std::string::npos,
+                p.error().context);
+  p = two("/srv/x", "/srv/x/sub", "");
+  REQUIRE_FALSE(p.ok());
+  CHECK_MESSAGE(p.error().context.find("both write into node2:/srv/x/sub (inside Sync1's target root@node2:/srv/x)") != std::string::npos,
+                p.error().context);
+  // Apart, excluded by the outer one, or the outer one not deleting: fine.
+  for (const auto& q : {two("/srv/x", "/srv/y", ""), two("/srv/x", "/srv/x/sub", ", exclude = { 'sub' }"),
+                        two("/srv/x", "/srv/x/sub", ", delete = false"), two("/srv/x", "/srv/xy", "")}) {
+    CHECK_MESSAGE(q.ok(), q.error().context);
+  }
+  // Another host: fine.
+  auto other = f.plan("sync { default.rsyncssh, source = '" + f.src + "', host = 'node2', targetdir = '/srv/x' }\n"
+                      "sync { default.rsyncssh, source = '" + src2 + "', host = 'node3', targetdir = '/srv/x' }\n");
+  CHECK_MESSAGE(other.ok(), other.error().context);
+}
+
 TEST_CASE("targets: direct and local rsync mirror, rsync host:dir pushes, rsync daemons are refused") {
   Fixture f;
   auto p = f.plan("sync { default.direct, source = '" + f.src + "', target = '" + f.dir / "d1" + "', delete = 'startup' }\n"
