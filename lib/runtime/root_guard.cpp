@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "lib/base/clock.h"
 #include "lib/base/log.h"
 
 namespace syncd::runtime {
@@ -88,7 +89,16 @@ void RootGuard::on_mounts(int status) {
   // The mount table reports a change as POLLPRI|POLLERR, which libuv hands over as an error
   // and stops the handle: polled again, it is quiet until the next change.
   if (status < 0 && mounts_poll_) {
-    if (auto st = mounts_poll_->start(UV_PRIORITIZED); !st) {
+    // Once per mount change; a kernel reporting it without end would spin the loop.
+    const uint64_t now = mono_us();
+    if (now - burst_start_us_ > 1'000'000) {
+      burst_start_us_ = now;
+      burst_ = 0;
+    }
+    if (++burst_ > 1000) {
+      lg().warn("not watching the mount table for the synced roots any more: it reports a change without end");
+      mounts_poll_->stop();  // not destroyed inside its own callback
+    } else if (auto st = mounts_poll_->start(UV_PRIORITIZED); !st) {
       lg().warn("not watching the mount table for the synced roots any more: {}", st.error().message());
     }
   }

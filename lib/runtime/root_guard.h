@@ -51,6 +51,8 @@ class RootGuard {
   bool fired_ = false;
   UniqueFd inotify_, mounts_;
   std::unique_ptr<uvx::Poll> inotify_poll_, mounts_poll_;
+  uint64_t burst_start_us_ = 0;  // mount-table reports in the current second
+  uint32_t burst_ = 0;
 };
 
 }  // namespace syncd::runtime
