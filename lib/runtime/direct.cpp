@@ -25,10 +25,7 @@ Status check_overlap(const DirectOptions& o, const watch::Excludes& excludes) {
   SYNCD_TRY_ASSIGN(dst, real_path(o.target));
   if (src == dst) return Error::make(errc::unsupported, "the target " + dst + " is the source");
   if (auto rel = path_below(src, dst)) {
-    for (size_t slash = 0; slash != std::string::npos;) {  // excluded itself, or below an excluded directory
-      slash = rel->find('/', slash + 1);
-      if (excludes.excluded(rel->substr(0, slash), true)) return {};
-    }
+    if (excluded_on_the_way(excludes, *rel)) return {};
     return Error::make(errc::unsupported, "the target " + dst + " is inside the source " + src +
                                               ": the mirror would copy itself into itself without end (exclude \"" +
                                               *rel + "\" in the sync, or choose a target outside the source)");

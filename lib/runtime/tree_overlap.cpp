@@ -35,14 +35,18 @@ bool deletes_into(const TargetWriter& outer, const std::string& inner) {
   const auto rel = path_below(outer.target, inner);
   if (!rel) return false;
   if (rel->empty() || outer.delete_excluded || outer.excludes == nullptr) return true;
-  for (size_t slash = 0; slash != std::string::npos;) {  // excluded itself, or below an excluded directory
-    slash = rel->find('/', slash + 1);
-    if (outer.excludes->excluded(rel->substr(0, slash), true)) return false;
-  }
-  return true;
+  return !excluded_on_the_way(*outer.excludes, *rel);
 }
 
 }  // namespace
+
+bool excluded_on_the_way(const watch::Excludes& excludes, const std::string& rel) {
+  for (size_t slash = 0; slash != std::string::npos;) {
+    slash = rel.find('/', slash + 1);
+    if (excludes.excluded(rel.substr(0, slash), true)) return true;
+  }
+  return false;
+}
 
 Status check_writers_apart(const TargetWriter& a, const TargetWriter& b) {
   for (const auto& [o, i] : {std::pair{&a, &b}, std::pair{&b, &a}}) {

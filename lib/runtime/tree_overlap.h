@@ -23,6 +23,10 @@ std::optional<std::string> path_below(const std::string& dir, const std::string&
 // source", "the target").
 Status check_state_dir_outside(const std::string& state_dir, const std::string& tree, const std::string& what);
 
+// Whether `rel` (a directory, relative to the tree `excludes` applies to) or a directory on the
+// way to it is excluded: then nothing of it is synced, nor deleted where excludes protect.
+bool excluded_on_the_way(const watch::Excludes& excludes, const std::string& rel);
+
 // One sync writing into a target, for check_writers_apart.
 struct TargetWriter {
   std::string name;    // "Sync1"
