@@ -65,7 +65,7 @@ struct Fingerprint {
   static int64_t now_ns() noexcept {
     struct timespec ts{};
     ::clock_gettime(CLOCK_REALTIME, &ts);
-    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    return ns_of(ts.tv_sec, ts.tv_nsec);
   }
   // of(st) for a stat taken at or after `looked_at_ns`, racy when it has to be.
   static Fingerprint observed(const struct stat& st, int64_t looked_at_ns) noexcept {
