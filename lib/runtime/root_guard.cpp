@@ -31,12 +31,11 @@ RootGuard::RootGuard(std::vector<Watched> roots, OnReplaced on_replaced)
 std::unique_ptr<RootGuard> RootGuard::start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced) {
   std::unique_ptr<RootGuard> g(new RootGuard(std::move(roots), std::move(on_replaced)));
   RootGuard* self = g.get();
-  // Best effort: without it (fs.inotify.max_user_instances reached) the sync runs as before,
-  // and only a mount or unmount makes it look.
+  // Best effort: without it (no inotify instance or watch left) the sync runs as before, and
+  // only a mount or unmount makes it look.
   if (auto st = g->watch_parents(loop); !st) {
     lg().warn("a synced root moved or deleted while running will not be noticed: {}", st.error().message());
-    g->inotify_poll_.reset();
-    g->inotify_.reset();
+    g->parents_.reset();
   }
   // Without procfs (a bare container) only the parents' events are seen: no mount-over.
   g->mounts_ = UniqueFd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
@@ -51,35 +50,28 @@ std::unique_ptr<RootGuard> RootGuard::start(uvx::Loop& loop, std::vector<Watched
 }
 
 Status RootGuard::watch_parents(uvx::Loop& loop) {
-  inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (!inotify_) return Error::from_errno("inotify_init1 (watching the synced roots' parents)");
+  SYNCD_TRY_ASSIGN(sub, watch::Subscription::open(loop, [this](const watch::Delivery& d) { on_inotify(d); }));
+  parents_ = std::move(sub);
   for (const auto& w : roots_) {
     auto [parent, name] = split_parent(w.root->path());
     names_.push_back(name);
     constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
                                IN_ONLYDIR;
-    if (::inotify_add_watch(inotify_.get(), parent.c_str(), kMask) < 0) {
-      return Error::from_errno("watch " + parent + ", the directory holding " + w.what + " " + w.root->path());
+    if (auto wd = parents_->add(parent, kMask); !wd) {
+      return Error::from_errno("watch " + parent + ", the directory holding " + w.what + " " + w.root->path(),
+                               wd.error().code.value());
     }
   }
-  inotify_poll_ = std::make_unique<uvx::Poll>(loop, inotify_.get(), [this](int, int) { on_inotify(); });
-  return inotify_poll_->start(UV_READABLE);
+  return {};
 }
 
-void RootGuard::on_inotify() {
-  alignas(inotify_event) char buf[4096];
+void RootGuard::on_inotify(const watch::Delivery& d) {
   bool look = false;
-  for (;;) {
-    const ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
-    if (n <= 0) break;  // EAGAIN: drained
-    for (ssize_t off = 0; off < n;) {
-      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
-      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-      // A parent moved or deleted (len 0), a lost event, or one about a root's name.
-      if (ev->len == 0 || (ev->mask & IN_Q_OVERFLOW) ||
-          std::find(names_.begin(), names_.end(), std::string(ev->name)) != names_.end()) {
-        look = true;
-      }
+  for (const inotify_event* ev : d.events) {
+    // A parent moved or deleted (len 0), a lost event, or one about a root's name.
+    if (ev->len == 0 || (ev->mask & IN_Q_OVERFLOW) ||
+        std::find(names_.begin(), names_.end(), std::string(ev->name)) != names_.end()) {
+      look = true;
     }
   }
   if (look) check_now();

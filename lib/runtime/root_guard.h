@@ -22,6 +22,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/fs/root.h"
 #include "lib/uvx/uvx.h"
+#include "lib/watch/inotify_hub.h"
 
 namespace syncd::runtime {
 
@@ -33,7 +34,7 @@ class RootGuard {
   };
   using OnReplaced = std::function<void(const std::string& why)>;
   // Calls `on_replaced` once, with the reason, on the loop thread. The roots must outlive it.
-  // What it cannot watch (no inotify instance left, no procfs) is logged, not an error.
+  // What it cannot watch (no inotify instance or watch left, no procfs) is logged, not an error.
   static std::unique_ptr<RootGuard> start(uvx::Loop& loop, std::vector<Watched> roots, OnReplaced on_replaced);
   RootGuard(const RootGuard&) = delete;
   RootGuard& operator=(const RootGuard&) = delete;
@@ -42,15 +43,16 @@ class RootGuard {
  private:
   RootGuard(std::vector<Watched> roots, OnReplaced on_replaced);
   Status watch_parents(uvx::Loop& loop);
-  void on_inotify();
+  void on_inotify(const watch::Delivery& d);
   void on_mounts(int status);
 
   std::vector<Watched> roots_;
   std::vector<std::string> names_;  // each root's last component, as its parent's events name it
   OnReplaced on_replaced_;
   bool fired_ = false;
-  UniqueFd inotify_, mounts_;
-  std::unique_ptr<uvx::Poll> inotify_poll_, mounts_poll_;
+  std::unique_ptr<watch::Subscription> parents_;  // the loop's shared inotify instance
+  UniqueFd mounts_;
+  std::unique_ptr<uvx::Poll> mounts_poll_;
   uint64_t burst_start_us_ = 0;  // mount-table reports in the current second
   uint32_t burst_ = 0;
 };

@@ -23,7 +23,6 @@ namespace {
 constexpr uint32_t kMask = IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE |
                            IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
                            IN_ONLYDIR | IN_EXCL_UNLINK;
-constexpr size_t kReadBuffer = 256 * 1024;
 constexpr uint64_t kHeldAtEnd = UINT64_MAX;  // marks a MOVED_FROM that ended its read
 
 bool has(uint32_t mask, uint32_t bits) noexcept { return (mask & bits) != 0; }
@@ -72,26 +71,17 @@ size_t count_dirs(int dfd, int depth = 0) {
 
 Watcher::Watcher(uvx::Loop& loop, const fs::Root& root, Excludes excludes, Sink sink,
                  WatchOptions opts)
-    : loop_(loop), root_(root), excludes_(std::move(excludes)), sink_(std::move(sink)),
-      opts_(opts), buf_(kReadBuffer) {}
+    : loop_(loop), root_(root), excludes_(std::move(excludes)), sink_(std::move(sink)), opts_(opts) {}
 
 Watcher::~Watcher() {
-  poll_.reset();  // before the fd closes (libuv poll.rst)
+  sub_.reset();  // gives back its watches: the kernel's go with their last subscriber
   timer_.reset();
 }
 
 Status Watcher::start() {
-  fd_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  if (!fd_) return Error::from_errno("inotify_init1");
+  SYNCD_TRY_ASSIGN(sub, Subscription::open(loop_, [this](const Delivery& d) { on_events(d); }));
+  sub_ = std::move(sub);
   timer_ = std::make_unique<uvx::Timer>(loop_, [this] { on_timer(); });
-  poll_ = std::make_unique<uvx::Poll>(loop_, fd_.get(), [this](int status, int) {
-    if (status < 0) {
-      log::get(log::Module::watch).error("inotify poll failed: {}", uv_strerror(status));
-      return;
-    }
-    on_readable();
-  });
-  SYNCD_TRY(poll_->start(UV_READABLE));
   std::vector<std::string> ignored;
   return add_tree("", &ignored);
 }
@@ -107,9 +97,9 @@ Status Watcher::add_one(const std::string& rel) {
   // Through the confined fd: whatever the path's components are now, the watch is on the
   // directory we opened beneath the root.
   const std::string proc = "/proc/self/fd/" + std::to_string(dir.get());
-  const int wd = ::inotify_add_watch(fd_.get(), proc.c_str(), kMask);
-  if (wd < 0) {
-    if (errno == ENOSPC) {
+  auto added = sub_->add(proc, kMask);
+  if (!added.ok()) {
+    if (added.error().is_errno(ENOSPC)) {
       const size_t need = by_wd_.size() + count_dirs(dir.get());
       return Error::from_errno(
           "inotify watch limit reached adding \"" + log::escape(rel) + "\": " +
@@ -118,8 +108,9 @@ Status Watcher::add_one(const std::string& rel) {
               " (raise it: sysctl fs.inotify.max_user_watches=" + std::to_string(need * 2 + 8192) + ")",
           ENOSPC);
     }
-    return Error::from_errno("inotify_add_watch \"" + log::escape(rel) + "\"");
+    return Error::from_errno("inotify_add_watch \"" + log::escape(rel) + "\"", added.error().code.value());
   }
+  const int wd = *added;
   // The same inode may already be watched under an old name (a rename we saw late).
   if (auto old = by_wd_.find(wd); old != by_wd_.end() && old->second != rel) by_path_.erase(old->second);
   by_wd_[wd] = rel;
@@ -208,7 +199,7 @@ void Watcher::flush_held_move(Batch& b) {
     if (force_held_ || now - it->at_ms >= opts_.move_pair_ms) {
       if (it->is_dir) {
         for (auto& [path, wd] : by_path_) {
-          if (under(path, it->path)) ::inotify_rm_watch(fd_.get(), wd);  // it lives outside now
+          if (under(path, it->path)) sub_->remove(wd);  // it lives outside now
         }
         drop_tree(it->path);
       }
@@ -221,152 +212,143 @@ void Watcher::flush_held_move(Batch& b) {
   }
 }
 
-void Watcher::on_readable() {
-  for (;;) {
-    const ssize_t n = ::read(fd_.get(), buf_.data(), buf_.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) log::get(log::Module::watch).error("inotify read: {}", std::strerror(errno));
-      break;
+void Watcher::on_events(const Delivery& d) {
+  // Events held back behind a MOVED_FROM that ended the previous read come first.
+  Batch b = std::move(deferred_);
+  deferred_ = Batch{};
+  const uint64_t now = loop_.now_ms();
+  // A held MOVED_FROM's partner, if any, is the very next event of the instance, the first of
+  // this read: anything else means it left the tree.
+  if (!held_.empty() && !(d.starts_read && has(d.events.front()->mask, IN_MOVED_TO) &&
+                          d.events.front()->cookie == held_.back().cookie)) {
+    force_held_ = true;
+    flush_held_move(b);
+    force_held_ = false;
+  }
+  for (size_t i = 0; i < d.events.size(); ++i) {
+    const inotify_event* ev = d.events[i];
+    const bool ends_read = d.ends_read && i + 1 == d.events.size();
+    const uint32_t m = ev->mask;
+    if (has(m, IN_Q_OVERFLOW)) {
+      log::get(log::Module::watch).warn("inotify queue overflow: rescanning the whole tree");
+      b.overflow = true;
+      continue;
     }
-    if (n == 0) break;
-    // Events held back behind a MOVED_FROM that ended the previous read come first.
-    Batch b = std::move(deferred_);
-    deferred_ = Batch{};
-    const uint64_t now = loop_.now_ms();
-    for (ssize_t off = 0; off < n;) {
-      const auto* ev = reinterpret_cast<const inotify_event*>(buf_.data() + off);
-      const bool first = off == 0;
-      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-      const uint32_t m = ev->mask;
-      // Its partner, if any, is the very next event: anything else means it left the tree.
-      if (first && !held_.empty() &&
-          !(has(m, IN_MOVED_TO) && ev->cookie == held_.back().cookie)) {
-        force_held_ = true;
-        flush_held_move(b);
-        force_held_ = false;
+    if (has(m, IN_IGNORED)) {
+      if (auto it = by_wd_.find(ev->wd); it != by_wd_.end()) {
+        by_path_.erase(it->second);
+        by_wd_.erase(it);
       }
-      if (has(m, IN_Q_OVERFLOW)) {
-        log::get(log::Module::watch).warn("inotify queue overflow: rescanning the whole tree");
+      continue;
+    }
+    if (ev->len == 0) {  // events about the watched directory itself
+      auto it = by_wd_.find(ev->wd);
+      if (it != by_wd_.end() && it->second.empty() && has(m, IN_DELETE_SELF | IN_MOVE_SELF)) {
+        b.error = "the synced root was removed or moved";
         b.overflow = true;
-        continue;
       }
-      if (has(m, IN_IGNORED)) {
-        if (auto it = by_wd_.find(ev->wd); it != by_wd_.end()) {
-          by_path_.erase(it->second);
-          by_wd_.erase(it);
-        }
-        continue;
+      if (it != by_wd_.end() && it->second.empty() && has(m, IN_ATTRIB)) b.root_attrib = true;
+      continue;
+    }
+    if (by_wd_.find(ev->wd) == by_wd_.end()) continue;  // a watch we already dropped
+    const std::string name(ev->name);
+    const bool is_dir = has(m, IN_ISDIR);
+    if (protocol::is_reserved_name(name)) continue;  // our temp files and state
+    const std::string rel = join(ev->wd, ev->name);
+    if (rel.size() > protocol::kMaxPath) {
+      // Beyond what a path may be on the wire: a lone MOVED_FROM or MOVED_TO of it becomes a
+      // removal or a creation of the name that can be synced, as for a move out of the tree.
+      if (too_long_.size() < 1000 && too_long_.insert(rel).second) {
+        log::get(log::Module::watch).error("not synced: the path is longer than {} bytes: {}", protocol::kMaxPath,
+                                           log::escape_long(rel));
       }
-      if (ev->len == 0) {  // events about the watched directory itself
-        auto it = by_wd_.find(ev->wd);
-        if (it != by_wd_.end() && it->second.empty() && has(m, IN_DELETE_SELF | IN_MOVE_SELF)) {
-          b.error = "the synced root was removed or moved";
-          b.overflow = true;
-        }
-        if (it != by_wd_.end() && it->second.empty() && has(m, IN_ATTRIB)) b.root_attrib = true;
-        continue;
-      }
-      if (by_wd_.find(ev->wd) == by_wd_.end()) continue;  // a watch we already dropped
-      const std::string name(ev->name);
-      const bool is_dir = has(m, IN_ISDIR);
-      if (protocol::is_reserved_name(name)) continue;  // our temp files and state
-      const std::string rel = join(ev->wd, ev->name);
-      if (rel.size() > protocol::kMaxPath) {
-        // Beyond what a path may be on the wire: a lone MOVED_FROM or MOVED_TO of it becomes a
-        // removal or a creation of the name that can be synced, as for a move out of the tree.
-        if (too_long_.size() < 1000 && too_long_.insert(rel).second) {
-          log::get(log::Module::watch).error("not synced: the path is longer than {} bytes: {}", protocol::kMaxPath,
-                                             log::escape_long(rel));
-        }
-        continue;
-      }
-      if (!is_dir && !excludes_.per_dir_file().empty() && name == excludes_.per_dir_file()) {
-        // Its directory's per-directory rules changed (rsync -C's .cvsignore): entries there
-        // may be in or out now; the directory is watched and scanned again with the new ones.
-        const size_t slash = rel.rfind('/');
-        const std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
-        excludes_.forget(dir);
-        if (auto st = add_tree(dir, nullptr); !st.ok()) b.error = st.error().message();
-        b.events.push_back({Event::Kind::rescan, dir, {}, true});
-      }
-      const bool excluded = excludes_.excluded(rel, is_dir);
+      continue;
+    }
+    if (!is_dir && !excludes_.per_dir_file().empty() && name == excludes_.per_dir_file()) {
+      // Its directory's per-directory rules changed (rsync -C's .cvsignore): entries there
+      // may be in or out now; the directory is watched and scanned again with the new ones.
+      const size_t slash = rel.rfind('/');
+      const std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
+      excludes_.forget(dir);
+      if (auto st = add_tree(dir, nullptr); !st.ok()) b.error = st.error().message();
+      b.events.push_back({Event::Kind::rescan, dir, {}, true});
+    }
+    const bool excluded = excludes_.excluded(rel, is_dir);
 
-      if (has(m, IN_MOVED_FROM)) {
-        if (!excluded) held_.push_back({ev->cookie, rel, is_dir, off == n ? kHeldAtEnd : now});
+    if (has(m, IN_MOVED_FROM)) {
+      if (!excluded) held_.push_back({ev->cookie, rel, is_dir, ends_read ? kHeldAtEnd : now});
+      continue;
+    }
+    if (has(m, IN_MOVED_TO)) {
+      auto h = std::find_if(held_.begin(), held_.end(),
+                            [&](const HeldMove& x) { return x.cookie == ev->cookie; });
+      if (excluded) {  // its MOVED_FROM, if any, becomes a removal
+        if (opts_.on_excluded) opts_.on_excluded(rel, is_dir);
         continue;
       }
-      if (has(m, IN_MOVED_TO)) {
-        auto h = std::find_if(held_.begin(), held_.end(),
-                              [&](const HeldMove& x) { return x.cookie == ev->cookie; });
-        if (excluded) {  // its MOVED_FROM, if any, becomes a removal
-          if (opts_.on_excluded) opts_.on_excluded(rel, is_dir);
-          continue;
+      if (h != held_.end()) {
+        const std::string from = h->path;
+        held_.erase(h);
+        if (is_dir) move_tree(from, rel);
+        if (auto p = pending_.find(from); p != pending_.end()) {
+          pending_[rel] = p->second;
+          pending_.erase(p);
         }
-        if (h != held_.end()) {
-          const std::string from = h->path;
-          held_.erase(h);
-          if (is_dir) move_tree(from, rel);
-          if (auto p = pending_.find(from); p != pending_.end()) {
-            pending_[rel] = p->second;
-            pending_.erase(p);
+        b.events.push_back({Event::Kind::renamed, rel, from, is_dir});
+      } else if (is_dir) {  // moved in from outside the tree
+        if (auto st = add_tree(rel, nullptr); !st.ok()) b.error = st.error().message();
+        b.events.push_back({Event::Kind::rescan, rel, {}, true});
+      } else {
+        b.events.push_back({Event::Kind::changed, rel, {}, false});
+      }
+      continue;
+    }
+    if (excluded) {
+      if (has(m, IN_CREATE) && opts_.on_excluded) opts_.on_excluded(rel, is_dir);
+      continue;
+    }
+    if (has(m, IN_CREATE)) {
+      if (is_dir) {
+        // Watch first, then report: the consumer's walk finds what was written before.
+        if (auto st = add_tree(rel, nullptr); !st.ok()) {
+          if (st.error().is_errno(ENOSPC)) {
+            log::get(log::Module::watch).error("{}", st.error().message());
+            b.error = st.error().message();
           }
-          b.events.push_back({Event::Kind::renamed, rel, from, is_dir});
-        } else if (is_dir) {  // moved in from outside the tree
-          if (auto st = add_tree(rel, nullptr); !st.ok()) b.error = st.error().message();
-          b.events.push_back({Event::Kind::rescan, rel, {}, true});
-        } else {
-          b.events.push_back({Event::Kind::changed, rel, {}, false});
         }
-        continue;
-      }
-      if (excluded) {
-        if (has(m, IN_CREATE) && opts_.on_excluded) opts_.on_excluded(rel, is_dir);
-        continue;
-      }
-      if (has(m, IN_CREATE)) {
-        if (is_dir) {
-          // Watch first, then report: the consumer's walk finds what was written before.
-          if (auto st = add_tree(rel, nullptr); !st.ok()) {
-            if (st.error().is_errno(ENOSPC)) {
-              log::get(log::Module::watch).error("{}", st.error().message());
-              b.error = st.error().message();
-            }
-          }
-          b.events.push_back({Event::Kind::rescan, rel, {}, true});
-        } else if (being_written(rel)) {
-          // open(O_CREAT): its CLOSE_WRITE follows and ships it. Shipping it now would send
-          // (and fsync on the peer) an empty or partial version that lives for microseconds.
-          auto& p = pending_[rel];
-          if (p.first_ms == 0) p.first_ms = now;
-          p.last_ms = now;
-        } else {
-          b.events.push_back({Event::Kind::changed, rel, {}, false});
-        }
-      } else if (has(m, IN_MODIFY)) {
+        b.events.push_back({Event::Kind::rescan, rel, {}, true});
+      } else if (being_written(rel)) {
+        // open(O_CREAT): its CLOSE_WRITE follows and ships it. Shipping it now would send
+        // (and fsync on the peer) an empty or partial version that lives for microseconds.
         auto& p = pending_[rel];
         if (p.first_ms == 0) p.first_ms = now;
         p.last_ms = now;
-      } else if (has(m, IN_CLOSE_WRITE)) {
-        pending_.erase(rel);
-        b.events.push_back({Event::Kind::changed, rel, {}, false, true, false});
-      } else if (has(m, IN_ATTRIB)) {
-        b.events.push_back({Event::Kind::changed, rel, {}, is_dir, false, true});
-      } else if (has(m, IN_DELETE)) {
-        pending_.erase(rel);
-        if (is_dir) drop_tree(rel);
-        b.events.push_back({Event::Kind::removed, rel, {}, is_dir});
+      } else {
+        b.events.push_back({Event::Kind::changed, rel, {}, false});
       }
+    } else if (has(m, IN_MODIFY)) {
+      auto& p = pending_[rel];
+      if (p.first_ms == 0) p.first_ms = now;
+      p.last_ms = now;
+    } else if (has(m, IN_CLOSE_WRITE)) {
+      pending_.erase(rel);
+      b.events.push_back({Event::Kind::changed, rel, {}, false, true, false});
+    } else if (has(m, IN_ATTRIB)) {
+      b.events.push_back({Event::Kind::changed, rel, {}, is_dir, false, true});
+    } else if (has(m, IN_DELETE)) {
+      pending_.erase(rel);
+      if (is_dir) drop_tree(rel);
+      b.events.push_back({Event::Kind::removed, rel, {}, is_dir});
     }
-    // A rename queues MOVED_FROM and MOVED_TO together, so a MOVED_FROM that is not the last
-    // event of the read has no partner: it is a removal, now. One at the very end may have its
-    // partner at the start of the next read; then this batch waits for that read (or a few ms)
-    // so that nothing after the move overtakes it.
-    if (!held_.empty() && held_.back().at_ms == kHeldAtEnd) {
-      held_.back().at_ms = now;
-      deferred_ = std::move(b);
-      continue;
-    }
+  }
+  // A rename queues MOVED_FROM and MOVED_TO together, so a MOVED_FROM that is not the last
+  // event of the read has no partner: it is a removal, now. One at the very end may have its
+  // partner at the start of the next read; then this batch waits for that read (or a few ms)
+  // so that nothing after the move overtakes it.
+  if (!held_.empty() && held_.back().at_ms == kHeldAtEnd) {
+    held_.back().at_ms = now;
+    deferred_ = std::move(b);
+  } else {
     force_held_ = true;
     flush_held_move(b);
     force_held_ = false;

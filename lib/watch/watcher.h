@@ -37,6 +37,7 @@
 #include "lib/fs/root.h"
 #include "lib/uvx/uvx.h"
 #include "lib/watch/exclude.h"
+#include "lib/watch/inotify_hub.h"
 
 namespace syncd::watch {
 
@@ -82,7 +83,7 @@ class Watcher {
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;
 
-  // Creates the inotify instance and watches the whole tree.
+  // Joins the loop's inotify instance (inotify_hub.h) and watches the whole tree.
   Status start();
   size_t watch_count() const noexcept { return by_wd_.size(); }
   // (watch descriptor, directory relative to the root: "" for the root), for lsyncd's status file.
@@ -106,7 +107,7 @@ class Watcher {
   Status add_one(const std::string& rel);
   void drop_tree(const std::string& rel);
   void move_tree(const std::string& from, const std::string& to);
-  void on_readable();
+  void on_events(const Delivery& d);
   void flush_held_move(Batch& b);
   void on_timer();
   void arm_timer();
@@ -119,8 +120,7 @@ class Watcher {
   Excludes excludes_;
   Sink sink_;
   WatchOptions opts_;
-  UniqueFd fd_;
-  std::unique_ptr<uvx::Poll> poll_;
+  std::unique_ptr<Subscription> sub_;
   std::unique_ptr<uvx::Timer> timer_;
   std::unordered_map<int, std::string> by_wd_;
   std::unordered_map<std::string, int> by_path_;
@@ -128,7 +128,6 @@ class Watcher {
   std::vector<HeldMove> held_;
   Batch deferred_;           // events held back behind a MOVED_FROM awaiting its partner
   bool force_held_ = false;  // flush every held MOVED_FROM regardless of age
-  std::vector<uint8_t> buf_;
   std::unordered_set<std::string> too_long_;  // paths over protocol::kMaxPath already logged
 };
 

@@ -419,6 +419,54 @@ TEST_CASE("end to end: the acme2certifier config, with host, port and key pointi
   CHECK(c.stop_within(SIGTERM, 10000) == 143);
 }
 
+TEST_CASE("a config of 150 syncs runs in one daemon as lsyncd runs it: one inotify instance for all - each sync's changes arrive") {
+  // Past fs.inotify.max_user_instances' default of 128: with an instance per sync (and one more
+  // per sync for its root guard) syncd stopped at the 65th ("inotify_init1: Too many open files").
+  constexpr int kSyncs = 150;
+  test::TempDir t{"many"};
+  std::string cfg;
+  for (int i = 1; i <= kSyncs; ++i) {
+    const std::string n = std::to_string(i);
+    ::mkdir((t / ("s" + n)).c_str(), 0755);
+    ::mkdir((t / ("t" + n)).c_str(), 0755);
+    test::write_file(t / ("s" + n + "/f"), n);
+    cfg += "sync { default.direct, source = '" + t / ("s" + n) + "', target = '" + t / ("t" + n) + "', delay = 0 }\n";
+  }
+  test::write_file(t / "many.lua", cfg);
+  const std::string console = t / "many.console";
+  test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", t / "state", "-rundir", t / "run", t / "many.lua"}, console);
+  auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+  auto count = [&](const std::string& needle) {
+    const std::string text = logs();
+    int n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  REQUIRE_MESSAGE(test::wait_until(t.path(), [&] { return count("finished: 0") == kSyncs || count("Error") > 0; }, 120000),
+                  logs().substr(0, 4000));
+  REQUIRE_MESSAGE(count("Error") == 0, logs().substr(0, 4000));
+  for (int i = 1; i <= kSyncs; ++i) {
+    const std::string n = std::to_string(i);
+    CHECK_MESSAGE(test::read_file(t / ("t" + n + "/f")) == n, "sync " << n);
+  }
+  int instances = 0;
+  for (const auto& fd : test::list_dir("/proc/" + std::to_string(c.pid()) + "/fd")) {
+    char link[64] = {};
+    if (::readlink(("/proc/" + std::to_string(c.pid()) + "/fd/" + fd).c_str(), link, sizeof link - 1) > 0 &&
+        std::string(link) == "anon_inode:inotify") {
+      ++instances;
+    }
+  }
+  CHECK(instances == 1);
+  for (int i : {1, 75, kSyncs}) {
+    const std::string n = std::to_string(i);
+    test::write_file(t / ("s" + n + "/live"), "live " + n);
+    REQUIRE_MESSAGE(test::wait_for(t / ("t" + n), "live"), "sync " << n);
+    CHECK(test::read_file(t / ("t" + n + "/live")) == "live " + n);
+  }
+  CHECK(c.stop_within(SIGTERM, 30000) == 143);
+}
+
 TEST_CASE("SIGHUP re-reads the config without losing a queued change") {
   Fixture f;
   const std::string cfg = f.t / "hup.lua";

@@ -1,4 +1,5 @@
 // Tests that change system-wide inotify limits: run serially (CTest RUN_SERIAL), always restored.
+#include <algorithm>
 #include <fstream>
 
 #include "tests/unit/watch/watch_harness.h"
@@ -51,5 +52,64 @@ TEST_SUITE("watch.limits") {
     CHECK(st.error().is_errno(ENOSPC));
     CHECK(st.error().message().find("fs.inotify.max_user_watches") != std::string::npos);
     CHECK(st.error().message().find("needed") != std::string::npos);
+  }
+}
+
+TEST_SUITE("watch.limits") {
+  TEST_CASE("watchers sharing the loop's inotify instance each get the overflow - and each keeps working") {
+    uvx::Loop loop;
+    test::TempDir t("hub");
+    const std::string a_path = t / "a", b_path = t / "b";
+    ::mkdir(a_path.c_str(), 0755);
+    ::mkdir(b_path.c_str(), 0755);
+    auto a_root = fs::Root::open(a_path);
+    auto b_root = fs::Root::open(b_path);
+    REQUIRE(a_root.ok());
+    REQUIRE(b_root.ok());
+    std::vector<Batch> a_got, b_got;
+    std::function<bool()> until;
+    auto sink = [&](std::vector<Batch>& into) {
+      return [&into, &until, &loop](Batch b) {
+        into.push_back(std::move(b));
+        if (until && until()) loop.stop();
+      };
+    };
+    auto overflowed = [](const std::vector<Batch>& v) {
+      return std::any_of(v.begin(), v.end(), [](const Batch& b) { return b.overflow; });
+    };
+    auto saw = [](const std::vector<Batch>& v, const std::string& path) {
+      return std::any_of(v.begin(), v.end(), [&](const Batch& b) {
+        return std::any_of(b.events.begin(), b.events.end(), [&](const Event& e) { return e.path == path; });
+      });
+    };
+    auto run_until = [&](std::function<bool()> pred) {
+      until = pred;
+      uvx::Timer timeout(loop, [&] { loop.stop(); });
+      timeout.start(5000);
+      loop.run();
+      until = nullptr;
+      return pred();
+    };
+    Watcher a(loop, *a_root, Excludes{}, sink(a_got));
+    Watcher b(loop, *b_root, Excludes{}, sink(b_got));
+    {
+      Sysctl small("max_queued_events", "16");  // applies to the instance made now, the loop's
+      REQUIRE(a.start().ok());
+    }
+    REQUIRE(b.start().ok());
+    for (int i = 0; i < 200; ++i) test::write_file(a_path + "/f" + std::to_string(i), "x");  // only a's tree
+    REQUIRE(run_until([&] { return overflowed(a_got) && overflowed(b_got); }));
+    test::write_file(a_path + "/after", "a");
+    test::write_file(b_path + "/after", "b");
+    REQUIRE(run_until([&] { return saw(a_got, "after") && saw(b_got, "after"); }));
+  }
+
+  TEST_CASE("no inotify instance left: a clear error naming fs.inotify.max_user_instances") {
+    Sysctl none("max_user_instances", "0");  // inotify_init1 fails for every user now
+    test::WatchHarness h;
+    auto st = h.w->start();
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().is_errno(EMFILE));
+    CHECK(st.error().message().find("fs.inotify.max_user_instances") != std::string::npos);
   }
 }
