@@ -635,6 +635,10 @@ Result<std::optional<Message>> FrameDecoder::next() {
     return e;
   };
   if (auto st = check_header(); !st) return fail(std::move(st).error());
+  if (pos_ > 0 && pos_ == buf_.size()) {
+    clear_buffer(buf_);  // all taken: a big frame's room is not kept while the stream idles
+    pos_ = 0;
+  }
   if (buffered() < kFrameHeaderBytes) return std::optional<Message>{};
   const auto len = static_cast<size_t>(load_le(buf_.data() + pos_, 4));
   if (buffered() < 4 + len) return std::optional<Message>{};

@@ -37,6 +37,17 @@ inline uint64_t load_le(const uint8_t* p, size_t n) noexcept {
   return v;
 }
 
+// Empties `b`. A buffer one large message grew past `keep` bytes gives that memory back, so a
+// long-lived buffer (a connection's, a decoder's) does not hold a big file's worth for good;
+// freed memory stays in the heap for the next one while work goes on (base/memory.h).
+inline void clear_buffer(Bytes& b, size_t keep = 256 * 1024) noexcept {
+  if (b.capacity() > keep) {
+    Bytes().swap(b);
+  } else {
+    b.clear();
+  }
+}
+
 class ByteWriter {
  public:
   explicit ByteWriter(Bytes& out) noexcept : out_(out) {}

@@ -54,10 +54,9 @@ void Connection::send(const protocol::Message& m) {
   // File bytes that will not compress skip the compressor (it would spend as much CPU on them as
   // the SSH cipher does, for nothing): what is queued goes through it first, then this frame raw.
   const auto* d = std::get_if<protocol::Data>(&m);
-  const bool raw = raw_ok_ && d != nullptr && codec::looks_incompressible(d->chunk);
+  const bool raw = raw_ok_ && compress_ && d != nullptr && codec::looks_incompressible(d->chunk);
   if (raw && !plain_.empty()) {
-    if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
-    plain_.clear();
+    if (auto st = encode_plain(); !st) return close(std::move(st).error());
   }
   if (auto st = protocol::encode(m, plain_); !st) {  // appends nothing when it fails
     log::get(log::Module::runtime).error("not sending {}: {}", protocol::type_name(protocol::type_of(m)),
@@ -67,21 +66,32 @@ void Connection::send(const protocol::Message& m) {
   if (raw) {
     raw_bytes_ += plain_.size();
     if (auto st = enc_.write_raw(plain_, out_); !st) return close(std::move(st).error());
-    plain_.clear();
+    clear_buffer(plain_);
     return;
   }
   // Compress as we go so the plain buffer stays small for big bodies.
-  if (plain_.size() >= (1u << 20)) {
-    if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
-    plain_.clear();
+  if (plain_.size() >= (1u << 20) && (compress_ || peer_)) {
+    if (auto st = encode_plain(); !st) return close(std::move(st).error());
   }
+}
+
+Status Connection::encode_plain() {
+  Status st;
+  if (raw_ok_ && !compress_) {
+    raw_bytes_ += plain_.size();
+    st = enc_.write_raw(plain_, out_);
+  } else {
+    st = enc_.write(plain_, out_);
+  }
+  clear_buffer(plain_);
+  return st;
 }
 
 void Connection::flush() {
   if (closed_) return;
+  if (!compress_ && !peer_) return;  // until the peer's HELLO says whether raw blocks may go
   if (!plain_.empty()) {
-    if (auto st = enc_.write(plain_, out_); !st) return close(std::move(st).error());
-    plain_.clear();
+    if (auto st = encode_plain(); !st) return close(std::move(st).error());
   }
   if (auto st = enc_.flush(out_); !st) return close(std::move(st).error());
   write_some();
@@ -189,7 +199,7 @@ void Connection::write_some() {
     if (rate_ > 0) tokens_ -= static_cast<double>(n);
   }
   if (out_pos_ == out_.size()) {
-    out_.clear();
+    clear_buffer(out_);
     out_pos_ = 0;
   } else if (out_pos_ >= (1u << 20) && out_pos_ * 2 >= out_.size()) {
     // A socket that never quite drains must not let the written prefix pile up in memory.
@@ -225,6 +235,7 @@ Status Connection::take_hello(ByteSpan& in) {
   // What follows the HELLO frame is the start of the peer's zstd stream.
   leftover_ = Bytes(hello_buf_.begin() + static_cast<ptrdiff_t>(4 + len), hello_buf_.end());
   hello_buf_.clear();
+  if (!compress_ && !plain_.empty()) flush();  // what waited for this HELLO
   on_message_(protocol::Message(h));
   return {};
 }
@@ -261,7 +272,7 @@ void Connection::read_some() {
     }
     if (in.empty()) continue;
     auto st = dec_.feed(in, [this](ByteSpan plain) { return feed_plain(plain); });
-    leftover_.clear();
+    clear_buffer(leftover_);
     if (!st) return close(std::move(st).error());
   }
 }

@@ -60,6 +60,11 @@ class Connection {
   uint64_t bytes_out() const noexcept { return bytes_out_; }
   // Protocol bytes sent as raw zstd blocks, not compressed (SPEC.md §2.1, `frames`).
   uint64_t raw_bytes_out() const noexcept { return raw_bytes_; }
+  // Off for a stream that never leaves this machine (-direct's socketpair): with `frames`
+  // negotiated, every frame goes out as raw zstd blocks, so neither end spends CPU on a
+  // compressor whose savings are worth nothing there, nor holds its window (about 2.5 MB per
+  // direction and end, for as long as the stream lives). Before the peer's HELLO, frames wait.
+  void set_compression(bool on) noexcept { compress_ = on; }
   // rsync's --bwlimit (lsyncd's rsync.bwlimit): at most `bytes_per_s` of (compressed) protocol
   // bytes are written per second, in bursts of at most a tenth of a second's worth; 0 = no limit.
   void set_rate_limit(uint64_t bytes_per_s);
@@ -70,6 +75,7 @@ class Connection {
   void write_some();
   Status take_hello(ByteSpan& in);
   Status feed_plain(ByteSpan plain);
+  Status encode_plain();
   void update_poll();
 
   int wfd() const noexcept { return out_fd_ ? out_fd_.get() : fd_.get(); }
@@ -97,6 +103,7 @@ class Connection {
   bool closed_ = false;
   uint64_t my_caps_ = 0;   // what our HELLO offered
   bool raw_ok_ = false;    // `frames` negotiated: bytes that will not compress go out raw
+  bool compress_ = true;
   uint64_t raw_bytes_ = 0;
   // Rate limit (set_rate_limit): a token bucket, refilled from the monotonic clock.
   uint64_t rate_ = 0;

@@ -103,6 +103,8 @@ Status DirectMirror::start() {
       loop_, UniqueFd(sv[1]), [this](protocol::Message m) { receiver_->on_message(std::move(m)); },
       on_close);
   src_conn_->set_rate_limit(opts_.bwlimit_bytes_per_s);
+  src_conn_->set_compression(false);  // both ends are this process
+  dst_conn_->set_compression(false);
   sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, std::move(excludes), src_conn_.get(), opts_.sender);
   ReceiverOptions ro;
   ro.mirror = true;

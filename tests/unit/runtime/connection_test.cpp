@@ -92,6 +92,43 @@ TEST_SUITE("runtime.connection") {
     }
   }
 
+  TEST_CASE("compression off (-direct): every frame goes raw - what was sent before the peer's HELLO waits for it - an older peer still gets compressed bytes") {
+    for (bool both : {true, false}) {
+      CAPTURE(both);
+      Talking p;
+      auto [a, b, got_a, got_b] = std::tie(p.a, p.b, p.got_a, p.got_b);  // references into p
+      protocol::Hello hb = hello(2);
+      if (!both) hb.capabilities &= ~uint64_t{protocol::kCapFrames};
+      a.set_compression(false);
+      REQUIRE(a.start(hello(1)).ok());
+      // Before b's HELLO is in: queued, not yet encoded either way.
+      a.send(protocol::Ping{1, 1});
+      a.send(protocol::Data{7, 0, Bytes(1 << 20, 'z')});
+      a.send(protocol::Data{7, 1 << 20, Bytes(1 << 20, 'y')});  // past the 1 MiB encode step
+      a.flush();
+      CHECK(a.raw_bytes_out() == 0);
+      REQUIRE(b.start(hb).ok());
+      REQUIRE(p.run_until([&] { return got_b.size() == 4; }));
+      CHECK(std::get<protocol::Ping>(got_b[1]).nonce == 1);
+      CHECK(std::get<protocol::Data>(got_b[2]).chunk == Bytes(1 << 20, 'z'));
+      CHECK(std::get<protocol::Data>(got_b[3]).chunk == Bytes(1 << 20, 'y'));
+      a.send(protocol::Data{7, 2 << 20, Bytes(1 << 20, 'q')});
+      a.send(protocol::Ping{2, 2});
+      a.flush();
+      REQUIRE(p.run_until([&] { return got_b.size() == 6; }));
+      CHECK(std::get<protocol::Data>(got_b[4]).chunk == Bytes(1 << 20, 'q'));
+      CHECK(std::get<protocol::Ping>(got_b[5]).nonce == 2);
+      if (both) {
+        // The 3 MiB of letters crossed as they are, framing and all: nothing was compressed.
+        CHECK(a.raw_bytes_out() >= (3u << 20));
+        CHECK(a.bytes_out() > (3u << 20));
+      } else {
+        CHECK(a.raw_bytes_out() == 0);
+        CHECK(a.bytes_out() < 100000);
+      }
+    }
+  }
+
   TEST_CASE("hostile peers: no HELLO - a bad frame inside the stream - a zstd bomb - each closes once with a reason") {
     struct Case {
       const char* name;
