@@ -44,6 +44,17 @@ bool for_receiver(const protocol::Message& m) {
          std::holds_alternative<protocol::SigRequest>(m) || std::holds_alternative<protocol::IndexUpdate>(m);
 }
 
+// A peer announcing this node's own id: one of the two state directories is a copy of the other
+// (TWO-WAY.md §4.1: the id is the key of every version this node authors).
+std::string own_id_reason(const std::string& peer, uint64_t id) {
+  return fmt::format(
+      "{} announces this node's own id {:016x}: one of the two state directories is a copy of the other (a cloned "
+      "VM, or the state directory copied along with the tree), and versions made on both would look like one "
+      "node's and overwrite each other without a conflict copy. Refused. Stop syncd on the copy, remove its state "
+      "directory and start it again: it joins as a new node and keeps its files",
+      peer, id);
+}
+
 }  // namespace
 
 namespace {
@@ -256,6 +267,42 @@ ReceiverOptions Push::receiver_options() {
   return ro;
 }
 
+std::string Push::refused_peer(const Link& l, uint64_t node) const {
+  const std::string where = l.spec.host + ":" + l.spec.target;
+  if (node == index_->node_id()) return own_id_reason(where, node);
+  // Two configured peers cannot be one node: one of them is a copy of the other (or the same
+  // node is listed twice). The first one's records stay the ones this node holds for that id.
+  for (const auto& o : links_) {
+    if (o.get() != &l && o->peer_node == node) {
+      return fmt::format("{} announces node id {:016x}, which {}:{} has: one of the two is a copy of the other (a "
+                         "cloned VM, or the state directory copied along with the tree), or one node is configured "
+                         "twice. Refused, so that versions of two nodes are never taken for one node's. Stop syncd "
+                         "on the copy, remove its state directory and start it again: it joins as a new node",
+                         where, node, o->spec.host, o->spec.target);
+    }
+  }
+  return {};
+}
+
+void Push::remember_peer_node(Link& l, uint64_t node) {
+  if (l.peer_node == node) return;
+  // Kept for tombstone collection and for telling a copied node from the one it copies (after a
+  // restart too); the index is written on the node's job thread.
+  l.peer_node = node;
+  const std::string key = l.spec.host + "\n" + l.spec.target;
+  jobs_->post([this, key, node]() -> JobQueue::Done {
+    std::lock_guard lk(index_->mutex());
+    if (auto st = index_->set_link_node(key, node); !st) {
+      lg().warn("index: the peer's node id not kept (tombstone collection waits for it): {}", st.error().message());
+    }
+    return {};
+  });
+}
+
+bool Push::claimed_twice(uint64_t node) const noexcept {
+  return node != 0 && std::any_of(links_.begin(), links_.end(), [&](const auto& l) { return l->refused_node == node; });
+}
+
 const Push::Joined* Push::joined_with(uint64_t node) const noexcept {
   for (const auto& j : joined_) {
     if (!j->ended && j->two_way && node != 0 && j->peer_node == node) return j.get();
@@ -394,10 +441,29 @@ void Push::connect(Link& l) {
         if (session != l.session) return;
         if (l.rx && for_receiver(m)) return l.rx->on_message(std::move(m));
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
-          if (opts_.two_way && h->node_id < index_->node_id()) {
+          if (auto why = refused_peer(l, h->node_id); !why.empty()) {
+            if (h->node_id != index_->node_id()) {
+              l.refused_node = h->node_id;
+              // A session with that id that dialed here may be either peer's: it ends too.
+              for (const auto& j : joined_) {
+                if (!j->ended && j->peer_node == h->node_id) {
+                  end_joined(j->id, "end 1 node id " + fmt::format("{:016x}", h->node_id) +
+                                        " is announced by two configured peers of this node\n");
+                }
+              }
+            }
+            lg().error("{}", why);
+            lost(l, session, why);
+            l.session_ssh.reset();
+            return;
+          }
+          l.refused_node = 0;
+          // A node id two configured peers announce: the sessions it dials here are refused (no
+          // telling which peer dialed), so this node keeps the session it dialed itself.
+          if (opts_.two_way && h->node_id < index_->node_id() && !claimed_twice(h->node_id)) {
             // One session per pair (TWO-WAY.md §4.9): the node with the lower id dials. Ours
             // closes; our records travel on the session it opens to us.
-            l.peer_node = h->node_id;
+            remember_peer_node(l, h->node_id);
             lg().info("{} (node {:016x}) dials this node: one session per pair, ours closes", l.spec.host, h->node_id);
             l.passive = true;
             lost(l, session, "the peer dials this node");
@@ -406,19 +472,7 @@ void Push::connect(Link& l) {
           }
           if (l.rx) l.rx->on_message(m);
           l.up = true;
-          if (l.peer_node != h->node_id) {
-            // Remembered for tombstone collection; the index is written on the node's job thread.
-            l.peer_node = h->node_id;
-            const std::string key = l.spec.host + "\n" + l.spec.target;
-            const uint64_t node = h->node_id;
-            jobs_->post([this, key, node]() -> JobQueue::Done {
-              std::lock_guard lk(index_->mutex());
-              if (auto st = index_->set_link_node(key, node); !st) {
-                lg().warn("index: the peer's node id not kept (tombstone collection waits for it): {}", st.error().message());
-              }
-              return {};
-            });
-          }
+          remember_peer_node(l, h->node_id);
           lg().info("connected to {}: peer node {:016x} ({}), protocol {}-{}", l.spec.host, h->node_id,
                     log::escape(h->node_name), h->version_min, h->version_max);
         }
@@ -643,7 +697,21 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
   j->conn = std::make_unique<Connection>(
       loop_, std::move(in), std::move(out),
       [this, raw](protocol::Message m) {
+        if (raw->ended) return;  // refused, or ending: nothing more of it is taken
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
+          std::string why;
+          if (h->node_id == index_->node_id()) {
+            why = own_id_reason("the peer of session " + std::to_string(raw->id), h->node_id);
+          } else if (claimed_twice(h->node_id)) {
+            why = fmt::format("the peer of session {} announces node id {:016x}, which two configured peers announce "
+                              "(see the error about them): refused, as it cannot be told which one dialed; this "
+                              "node dials the one it accepted",
+                              raw->id, h->node_id);
+          }
+          if (!why.empty()) {
+            lg().error("{}", why);
+            return end_joined(raw->id, "end 1 " + why + "\n");
+          }
           lg().info("peer session {} joined: node {:016x} ({})", raw->id, h->node_id, log::escape(h->node_name));
           raw->peer_node = h->node_id;
           if (raw->two_way) {

@@ -125,6 +125,7 @@ class Push {
     uint64_t backoff_ms = 0;
     std::string last_error;
     uint64_t peer_node = 0;  // from the peer's HELLO (also kept in the index for restarts)
+    uint64_t refused_node = 0;  // its peer announced this id, which another link's peer has
     // Two-way: this end of the session also receives (one SSH session per pair), and a link
     // whose peer has the lower node id waits for that peer to dial instead (passive).
     std::unique_ptr<Receiver> rx;
@@ -181,6 +182,12 @@ class Push {
   std::vector<std::unique_ptr<Joined>> joined_;
   // The live two-way joined session with peer `node`, if any.
   const Joined* joined_with(uint64_t node) const noexcept;
+  // Why a link's peer announcing `node` is refused: it has this node's id, or another configured
+  // peer's (a copy of a node); empty when it is not.
+  std::string refused_peer(const Link& l, uint64_t node) const;
+  // A link's peer was refused for announcing another configured peer's node id.
+  bool claimed_twice(uint64_t node) const noexcept;
+  void remember_peer_node(Link& l, uint64_t node);
   uint64_t next_joined_ = 0;
   uint64_t conflicts_ended_ = 0;  // conflicts counted by sessions that are gone
   std::unique_ptr<uvx::Timer> reap_;

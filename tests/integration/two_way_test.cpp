@@ -999,6 +999,44 @@ TEST_SUITE("two_way") {
     restore_round(p.b, p.a);
   }
 
+  TEST_CASE("a node cloned with its state directory (a copied VM) is refused by the original and by the third node with the reason - with its state directory removed it joins as a new node and nothing is lost") {
+    Mesh p(3);
+    Node &a = p.a, &b = p.b, &c = p.c();
+    test::write_file(a.dir + "/ca.pem", "v1");
+    p.start(a);
+    p.start(b);
+    test::write_file(a.dir + "/cookie.before", "c");
+    REQUIRE_MESSAGE(test::wait_for(b.dir, "cookie.before", 60000), p.logs());
+    // C is A's VM cloned: the tree and the state directory (with A's node id) copied.
+    p.stop(a);
+    p.sh("rm -rf " + c.dir + " " + c.state + " && cp -a " + a.dir + " " + c.dir + " && cp -a " + a.state + " " + c.state);
+    p.start(a);
+    p.start(c);
+    // A and C find each other's id is their own; B (running all along) finds C announcing the
+    // id it knows as A's.
+    REQUIRE_MESSAGE(test::wait_for_text(a.log, "announces this node's own id", 0, 60000), p.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(c.log, "announces this node's own id", 0, 60000), p.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(b.log, "127.0.0.1:" + c.dir + " announces node id", 0, 60000), p.logs());
+    // Meanwhile A and B go on syncing with each other.
+    test::write_file(a.dir + "/from-a", "a");
+    test::write_file(b.dir + "/from-b", "b");
+    REQUIRE_MESSAGE(test::wait_for(b.dir, "from-a", 60000), p.logs());
+    REQUIRE_MESSAGE(test::wait_for(a.dir, "from-b", 60000), p.logs());
+    test::write_file(c.dir + "/from-copy", "made on the copy");
+    // The fix the error names: the copy's state directory removed, syncd started again there.
+    p.stop(c);
+    p.sh("rm -rf " + c.state);
+    p.start(c);
+    p.converged();
+    for (auto& n : p.nodes) {
+      CHECK(test::read_file(n->dir + "/ca.pem") == "v1");
+      CHECK(test::read_file(n->dir + "/from-a") == "a");
+      CHECK(test::read_file(n->dir + "/from-b") == "b");
+      CHECK(test::read_file(n->dir + "/from-copy") == "made on the copy");
+      CHECK(p.copies(*n, "ca.pem").empty());
+    }
+  }
+
   TEST_CASE("three nodes: union, writes on every node, and a partitioned node's concurrent edit") {
     Mesh p(3);
     test::write_file(p.a.dir + "/from-a", "a");
