@@ -28,19 +28,8 @@ struct Seen {
   }
 };
 
-// Runs `loop` until `pred` holds after a delivery (or 5 s pass).
 bool run_until(uvx::Loop& loop, std::function<bool()>& until, std::function<bool()> pred) {
-  if (pred()) return true;
-  until = pred;
-  bool timed_out = false;
-  uvx::Timer timeout(loop, [&] {
-    timed_out = true;
-    loop.stop();
-  });
-  timeout.start(5000);
-  loop.run();
-  until = nullptr;
-  return !timed_out && pred();
+  return test::run_loop_until(loop, until, std::move(pred));
 }
 
 std::unique_ptr<Subscription> subscribe(uvx::Loop& loop, Seen& seen, std::function<bool()>* until) {
@@ -140,54 +129,42 @@ TEST_SUITE("watch.inotify_hub") {
     ::mkdir(outer_path.c_str(), 0755);
     ::mkdir(inner_path.c_str(), 0755);
     ::mkdir((inner_path + "/sub").c_str(), 0755);
-    auto outer_root = fs::Root::open(outer_path);
-    auto inner_root = fs::Root::open(inner_path);
-    REQUIRE(outer_root.ok());
-    REQUIRE(inner_root.ok());
-    std::vector<Event> outer_ev, inner_ev;
     std::function<bool()> until;
-    auto sink = [&](std::vector<Event>& into) {
-      return [&into, &until, &loop](Batch b) {
-        into.insert(into.end(), b.events.begin(), b.events.end());
-        if (until && until()) loop.stop();
-      };
-    };
-    auto saw = [](const std::vector<Event>& evs, K k, const std::string& path, const std::string& from = "") {
-      return std::any_of(evs.begin(), evs.end(),
-                         [&](const Event& e) { return e.kind == k && e.path == path && e.from == from; });
-    };
-    auto outer = std::make_unique<Watcher>(loop, *outer_root, Excludes{}, sink(outer_ev));
-    auto inner = std::make_unique<Watcher>(loop, *inner_root, Excludes{}, sink(inner_ev));
+    test::LoopTree outer_tree(loop, outer_path, until), inner_tree(loop, inner_path, until);
+    auto& outer = outer_tree.w;
+    auto& inner = inner_tree.w;
     REQUIRE(outer->start().ok());
     REQUIRE(inner->start().ok());
+    auto outer_saw = [&](K k, const std::string& path, const std::string& from = "") { return outer_tree.saw(k, path, from); };
+    auto inner_saw = [&](K k, const std::string& path, const std::string& from = "") { return inner_tree.saw(k, path, from); };
 
     // A rename inside the inner tree pairs in both.
     test::write_file(inner_path + "/sub/a", "a");
     REQUIRE(run_until(loop, until, [&] {
-      return saw(outer_ev, K::changed, "inner/sub/a") && saw(inner_ev, K::changed, "sub/a");
+      return outer_saw(K::changed, "inner/sub/a") && inner_saw(K::changed, "sub/a");
     }));
     REQUIRE(::rename((inner_path + "/sub/a").c_str(), (inner_path + "/b").c_str()) == 0);
     REQUIRE(run_until(loop, until, [&] {
-      return saw(outer_ev, K::renamed, "inner/b", "inner/sub/a") && saw(inner_ev, K::renamed, "b", "sub/a");
+      return outer_saw(K::renamed, "inner/b", "inner/sub/a") && inner_saw(K::renamed, "b", "sub/a");
     }));
     // Outer-only to inner: a rename for the outer tree, a creation for the inner one.
     test::write_file(outer_path + "/x", "x");
-    REQUIRE(run_until(loop, until, [&] { return saw(outer_ev, K::changed, "x"); }));
+    REQUIRE(run_until(loop, until, [&] { return outer_saw(K::changed, "x"); }));
     REQUIRE(::rename((outer_path + "/x").c_str(), (inner_path + "/x").c_str()) == 0);
     REQUIRE(run_until(loop, until, [&] {
-      return saw(outer_ev, K::renamed, "inner/x", "x") && saw(inner_ev, K::changed, "x");
+      return outer_saw(K::renamed, "inner/x", "x") && inner_saw(K::changed, "x");
     }));
-    CHECK_FALSE(saw(inner_ev, K::removed, "x"));
+    CHECK_FALSE(inner_saw(K::removed, "x"));
     // And back out: a removal for the inner tree.
     REQUIRE(::rename((inner_path + "/x").c_str(), (outer_path + "/y").c_str()) == 0);
     REQUIRE(run_until(loop, until, [&] {
-      return saw(outer_ev, K::renamed, "y", "inner/x") && saw(inner_ev, K::removed, "x");
+      return outer_saw(K::renamed, "y", "inner/x") && inner_saw(K::removed, "x");
     }));
 
     // The outer watcher ends; the watches it shared with the inner one stay.
     outer.reset();
     test::write_file(inner_path + "/sub/after", "z");
-    REQUIRE(run_until(loop, until, [&] { return saw(inner_ev, K::changed, "sub/after"); }));
+    REQUIRE(run_until(loop, until, [&] { return inner_saw(K::changed, "sub/after"); }));
     inner.reset();
     loop.run_once();
   }

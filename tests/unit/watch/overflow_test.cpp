@@ -59,49 +59,20 @@ TEST_SUITE("watch.limits") {
   TEST_CASE("watchers sharing the loop's inotify instance each get the overflow - and each keeps working") {
     uvx::Loop loop;
     test::TempDir t("hub");
-    const std::string a_path = t / "a", b_path = t / "b";
-    ::mkdir(a_path.c_str(), 0755);
-    ::mkdir(b_path.c_str(), 0755);
-    auto a_root = fs::Root::open(a_path);
-    auto b_root = fs::Root::open(b_path);
-    REQUIRE(a_root.ok());
-    REQUIRE(b_root.ok());
-    std::vector<Batch> a_got, b_got;
     std::function<bool()> until;
-    auto sink = [&](std::vector<Batch>& into) {
-      return [&into, &until, &loop](Batch b) {
-        into.push_back(std::move(b));
-        if (until && until()) loop.stop();
-      };
-    };
-    auto overflowed = [](const std::vector<Batch>& v) {
-      return std::any_of(v.begin(), v.end(), [](const Batch& b) { return b.overflow; });
-    };
-    auto saw = [](const std::vector<Batch>& v, const std::string& path) {
-      return std::any_of(v.begin(), v.end(), [&](const Batch& b) {
-        return std::any_of(b.events.begin(), b.events.end(), [&](const Event& e) { return e.path == path; });
-      });
-    };
-    auto run_until = [&](std::function<bool()> pred) {
-      until = pred;
-      uvx::Timer timeout(loop, [&] { loop.stop(); });
-      timeout.start(5000);
-      loop.run();
-      until = nullptr;
-      return pred();
-    };
-    Watcher a(loop, *a_root, Excludes{}, sink(a_got));
-    Watcher b(loop, *b_root, Excludes{}, sink(b_got));
+    test::LoopTree a(loop, t / "a", until), b(loop, t / "b", until);
     {
       Sysctl small("max_queued_events", "16");  // applies to the instance made now, the loop's
-      REQUIRE(a.start().ok());
+      REQUIRE(a.w->start().ok());
     }
-    REQUIRE(b.start().ok());
-    for (int i = 0; i < 200; ++i) test::write_file(a_path + "/f" + std::to_string(i), "x");  // only a's tree
-    REQUIRE(run_until([&] { return overflowed(a_got) && overflowed(b_got); }));
-    test::write_file(a_path + "/after", "a");
-    test::write_file(b_path + "/after", "b");
-    REQUIRE(run_until([&] { return saw(a_got, "after") && saw(b_got, "after"); }));
+    REQUIRE(b.w->start().ok());
+    for (int i = 0; i < 200; ++i) test::write_file(t / ("a/f" + std::to_string(i)), "x");  // only a's tree
+    REQUIRE(test::run_loop_until(loop, until, [&] { return a.overflowed() && b.overflowed(); }));
+    test::write_file(t / "a/after", "a");
+    test::write_file(t / "b/after", "b");
+    REQUIRE(test::run_loop_until(loop, until, [&] {
+      return a.saw(Event::Kind::changed, "after") && b.saw(Event::Kind::changed, "after");
+    }));
   }
 
   TEST_CASE("no inotify instance left: a clear error naming fs.inotify.max_user_instances") {

@@ -20,6 +20,58 @@
 
 namespace syncd::test {
 
+// Runs `loop` until `pred` holds (checked once first, then wherever the test's callbacks call
+// `until` and stop the loop when it is true) or the timeout passes.
+inline bool run_loop_until(uvx::Loop& loop, std::function<bool()>& until, std::function<bool()> pred,
+                           uint64_t timeout_ms = 5000) {
+  if (pred()) return true;
+  until = pred;
+  bool timed_out = false;
+  uvx::Timer timeout(loop, [&] {
+    timed_out = true;
+    loop.stop();
+  });
+  timeout.start(timeout_ms);
+  loop.run();
+  timeout.stop();
+  until = nullptr;
+  return !timed_out && pred();
+}
+
+// A watched tree on a loop the test owns: several of them share the loop's inotify instance.
+struct LoopTree {
+  fs::Root root;
+  std::vector<watch::Batch> batches;
+  std::unique_ptr<watch::Watcher> w;
+
+  LoopTree(uvx::Loop& loop, const std::string& path, std::function<bool()>& until) : root(open_root(path)) {
+    w = std::make_unique<watch::Watcher>(loop, root, watch::Excludes{}, [this, &until, &loop](watch::Batch b) {
+      batches.push_back(std::move(b));
+      if (until && until()) loop.stop();
+    });
+  }
+  static fs::Root open_root(const std::string& path) {
+    ::mkdir(path.c_str(), 0755);
+    auto r = fs::Root::open(path);
+    REQUIRE(r.ok());
+    return std::move(*r);
+  }
+  bool saw(watch::Event::Kind k, const std::string& path, const std::string& from = "") const {
+    for (const auto& b : batches) {
+      for (const auto& e : b.events) {
+        if (e.kind == k && e.path == path && e.from == from) return true;
+      }
+    }
+    return false;
+  }
+  bool overflowed() const {
+    for (const auto& b : batches) {
+      if (b.overflow) return true;
+    }
+    return false;
+  }
+};
+
 struct WatchHarness {
   uvx::Loop loop;
   TempDir t{"watch"};
@@ -49,18 +101,7 @@ struct WatchHarness {
 
   // Runs the loop until `pred` holds (checked after each batch and once first) or the timeout.
   bool run_until(std::function<bool()> pred, uint64_t timeout_ms = 5000) {
-    if (pred()) return true;
-    until = pred;
-    bool timed_out = false;
-    uvx::Timer timeout(loop, [&] {
-      timed_out = true;
-      loop.stop();
-    });
-    timeout.start(timeout_ms);
-    loop.run();
-    timeout.stop();
-    until = nullptr;
-    return !timed_out && pred();
+    return run_loop_until(loop, until, std::move(pred), timeout_ms);
   }
 
   std::vector<watch::Event> events() const {
