@@ -268,6 +268,8 @@ ReceiverOptions Push::receiver_options() {
 }
 
 std::string Push::refused_peer(const Link& l, uint64_t node) const {
+  // One way, a peer's id keys nothing of this node's: cloned targets are no harm there.
+  if (!opts_.two_way) return {};
   const std::string where = l.spec.host + ":" + l.spec.target;
   if (node == index_->node_id()) return own_id_reason(where, node);
   // Two configured peers cannot be one node: one of them is a copy of the other (or the same
@@ -700,9 +702,9 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
         if (raw->ended) return;  // refused, or ending: nothing more of it is taken
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
           std::string why;
-          if (h->node_id == index_->node_id()) {
+          if (raw->two_way && h->node_id == index_->node_id()) {
             why = own_id_reason("the peer of session " + std::to_string(raw->id), h->node_id);
-          } else if (claimed_twice(h->node_id)) {
+          } else if (raw->two_way && claimed_twice(h->node_id)) {
             why = fmt::format("the peer of session {} announces node id {:016x}, which two configured peers announce "
                               "(see the error about them): refused, as it cannot be told which one dialed; this "
                               "node dials the one it accepted",
