@@ -64,20 +64,18 @@ void Connection::send(const protocol::Message& m) {
     return;
   }
   if (raw) {
-    raw_bytes_ += plain_.size();
-    if (auto st = enc_.write_raw(plain_, out_); !st) return close(std::move(st).error());
-    clear_buffer(plain_);
+    if (auto st = encode_plain(true); !st) return close(std::move(st).error());
     return;
   }
   // Compress as we go so the plain buffer stays small for big bodies.
-  if (plain_.size() >= (1u << 20) && (compress_ || peer_)) {
+  if (plain_.size() >= (1u << 20) && !awaiting_hello()) {
     if (auto st = encode_plain(); !st) return close(std::move(st).error());
   }
 }
 
-Status Connection::encode_plain() {
+Status Connection::encode_plain(bool raw) {
   Status st;
-  if (raw_ok_ && !compress_) {
+  if (raw || (raw_ok_ && !compress_)) {
     raw_bytes_ += plain_.size();
     st = enc_.write_raw(plain_, out_);
   } else {
@@ -89,7 +87,7 @@ Status Connection::encode_plain() {
 
 void Connection::flush() {
   if (closed_) return;
-  if (!compress_ && !peer_) return;  // until the peer's HELLO says whether raw blocks may go
+  if (awaiting_hello()) return;
   if (!plain_.empty()) {
     if (auto st = encode_plain(); !st) return close(std::move(st).error());
   }

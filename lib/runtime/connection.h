@@ -75,7 +75,11 @@ class Connection {
   void write_some();
   Status take_hello(ByteSpan& in);
   Status feed_plain(ByteSpan plain);
-  Status encode_plain();
+  // Moves the queued frames to the wire bytes: raw blocks when `raw` or compression is off.
+  Status encode_plain(bool raw = false);
+  // Compression off and the peer's HELLO not in yet: frames wait, as it decides whether raw
+  // blocks may go.
+  bool awaiting_hello() const noexcept { return !compress_ && !peer_; }
   void update_poll();
 
   int wfd() const noexcept { return out_fd_ ? out_fd_.get() : fd_.get(); }
