@@ -1007,6 +1007,14 @@ TEST_SUITE("two_way") {
     p.start(b);
     test::write_file(a.dir + "/cookie.before", "c");
     REQUIRE_MESSAGE(test::wait_for(b.dir, "cookie.before", 60000), p.logs());
+    // B's own link to A has heard A's id (C runs no daemon yet, so no other link can have):
+    // of two peers with one id, B keeps the one it knew first. A session A dialed does not
+    // tell B which configured peer it is.
+    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
+      const std::string log = test::read_file(b.log);
+      return log.find("dials this node: one session per pair") != std::string::npos ||
+             log.find("connected to 127.0.0.1: peer node") != std::string::npos;
+    }, 60000), p.logs());
     // C is A's VM cloned: the tree and the state directory (with A's node id) copied.
     p.stop(a);
     p.sh("rm -rf " + c.dir + " " + c.state + " && cp -a " + a.dir + " " + c.dir + " && cp -a " + a.state + " " + c.state);
