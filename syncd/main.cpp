@@ -490,6 +490,9 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
     if (!halt_retry->active()) halt_retry->start(kHaltRetryMs, kHaltRetryMs);
     notify_halted();
   };
+  // Every push of this daemon takes its turn at one sshd (many syncs to one host would otherwise
+  // overrun its MaxStartups at start).
+  const auto dial_gate = std::make_shared<runtime::DialGate>();
   // Builds and starts the node's runtime object; on failure nothing of it is left.
   const auto start_node = [&](Running& r) -> Status {
     const plan::Node& n = *r.node;
@@ -512,6 +515,7 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
       st = r.direct->start();
     } else {
       auto o = n.push;
+      o.dial_gate = dial_gate;
       o.on_root_replaced = [&on_root_replaced, rp = &r](const std::string& why) { on_root_replaced(rp, why); };
       r.push = std::make_unique<runtime::Push>(loop, std::move(o));
       st = r.push->start();

@@ -30,6 +30,9 @@ auto& lg() { return log::get(log::Module::runtime); }
 
 // Reserved (.syncd.*): never watched, scanned or replicated.
 constexpr const char* kRootMarker = ".syncd.root";
+// How long a session being set up keeps its place at the sshd (DialGate). A handshake, login and
+// `syncd attach` take well under a second; ten is a stuck one.
+constexpr uint64_t kDialHoldMs = 10000;
 
 constexpr std::array<const char*, 12> kSqlitePatterns = {
     "*.db", "*.db-wal", "*.db-shm", "*.db-journal",
@@ -96,6 +99,7 @@ Push::~Push() {
   joined_.clear();
   // Each sender (and its job thread) goes before the connection it writes to.
   for (auto& l : links_) {
+    dial_done(*l);
     l->sender.reset();
     l->rx.reset();
     l->conn.reset();
@@ -105,6 +109,7 @@ Push::~Push() {
 
 Status Push::start() {
   if (opts_.peers.empty()) return Error::make(errc::unsupported, "push: no peer given");
+  if (!opts_.dial_gate) opts_.dial_gate = std::make_shared<DialGate>();
   SYNCD_TRY_ASSIGN(rsh, transport::SshCommand::parse(opts_.rsh));
   rsh_ = std::move(rsh);
   for (const auto& spec : opts_.peers) {
@@ -182,6 +187,7 @@ Status Push::start() {
     };
     l.sender = std::make_unique<Sender>(loop_, *root_, *index_, source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes), nullptr, so);
     l.retry = std::make_unique<uvx::Timer>(loop_, [this, &l] { connect(l); });
+    l.dial_hold = std::make_unique<uvx::Timer>(loop_, [&l] { dial_done(l); });
     SYNCD_TRY(l.sender->start());
   }
   for (auto& l : links_) connect(*l);
@@ -409,6 +415,16 @@ void Push::connect(Link& l) {
     lg().info("{} has not dialed this node: dialing it again", l.spec.host);
     l.passive = false;
   }
+  if (!l.dial) {
+    const std::string key = l.params.host + ":" + std::to_string(l.params.port);
+    l.dial = opts_.dial_gate->enter(key, [&l] { l.retry->start(0); });
+    if (!l.dial->admitted()) {
+      lg().debug("{}: waiting to connect, {} other sessions to {} are being set up", l.spec.host,
+                opts_.dial_gate->in_flight(key), key);
+    }
+  }
+  if (!l.dial->admitted()) return;
+  l.dial_hold->start(kDialHoldMs);
   // The previous session's objects die here, outside their own callbacks.
   l.rx.reset();
   l.conn.reset();
@@ -443,6 +459,7 @@ void Push::connect(Link& l) {
         if (session != l.session) return;
         if (l.rx && for_receiver(m)) return l.rx->on_message(std::move(m));
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
+          dial_done(l);  // the peer answered: the next session to that sshd may start
           if (auto why = refused_peer(l, h->node_id); !why.empty()) {
             if (h->node_id != index_->node_id()) {
               l.refused_node = h->node_id;
@@ -492,10 +509,16 @@ void Push::connect(Link& l) {
   l.sender->set_connection(l.conn.get());
 }
 
+void Push::dial_done(Link& l) {
+  if (l.dial_hold) l.dial_hold->stop();
+  l.dial.reset();
+}
+
 void Push::lost(Link& l, uint64_t session, const std::string& why) {
   if (session != l.session || l.lost == session) return;  // an older session, or already handled
   l.lost = session;
   l.up = false;
+  dial_done(l);
   // The stream usually ends before ssh does; what ssh or the remote shell said last is the
   // better explanation ("syncd: command not found", "Permission denied (publickey)").
   std::string reason = why;

@@ -21,6 +21,7 @@
 
 #include "lib/fs/root.h"
 #include "lib/runtime/connection.h"
+#include "lib/runtime/dial_gate.h"
 #include "lib/runtime/job_queue.h"
 #include "lib/runtime/receiver.h"
 #include "lib/runtime/resources.h"
@@ -77,6 +78,9 @@ struct PushOptions {
   // peer applied it and it is older than the min age, or once older than the max age.
   uint64_t tombstone_min_age_s = 7 * 86400;
   uint64_t tombstone_max_age_s = 180 * 86400;
+  // Sessions being set up to one sshd at a time (shared by a daemon's pushes; made per push when
+  // not given).
+  std::shared_ptr<DialGate> dial_gate;
   uint64_t backoff_min_ms = 250;
   uint64_t backoff_max_ms = 30000;
   // The source is no longer the directory the node opened (RootGuard): the owner stops the node
@@ -118,6 +122,12 @@ class Push {
     std::unique_ptr<transport::SshSession> session_ssh;
     std::unique_ptr<Connection> conn;
     std::unique_ptr<uvx::Timer> retry;
+    // Its place among the sessions being set up to that sshd, from the dial to the peer's HELLO
+    // (after `retry`: it goes first, as releasing it may start another link's timer).
+    std::unique_ptr<DialGate::Ticket> dial;
+    // A dial that neither fails nor brings the peer's HELLO gives its place up after a while
+    // (kDialHoldMs), so one stuck session cannot hold back the others.
+    std::unique_ptr<uvx::Timer> dial_hold;
     uint64_t session = 0;   // id of the current session (callbacks of older ones are ignored)
     uint64_t sessions = 0;  // sessions started
     uint64_t lost = 0;      // the last session whose end was handled
@@ -147,6 +157,8 @@ class Push {
   Status choose_transport(Link& l);
   void connect(Link& l);
   void lost(Link& l, uint64_t session, const std::string& why);
+  // The link's session is no longer being set up: its place at the sshd goes to the next.
+  static void dial_done(Link& l);
   // After any part of the node wrote records: every link's sender announces them.
   void announce_all();
   void startup_finished();

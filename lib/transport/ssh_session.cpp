@@ -348,6 +348,13 @@ void SshSession::step() {
         }
         const int rc = libssh2_session_handshake(s, tcp_.get());
         if (rc == LIBSSH2_ERROR_EAGAIN) return update_polls();
+        if (rc == LIBSSH2_ERROR_SOCKET_DISCONNECT || rc == LIBSSH2_ERROR_BANNER_RECV) {
+          // sshd closes a connection before its banner when more than MaxStartups are pending
+          // authentication (many syncs or clients dialing it at once), or a TCP wrapper refused us.
+          return fail("SSH handshake with " + p_.host + " failed: " + last_error(s) +
+                      " (the server closed the connection before its banner: too many connections pending "
+                      "authentication there, see sshd's MaxStartups, or refused by hosts.deny / a firewall)");
+        }
         if (rc != 0) return fail("SSH handshake with " + p_.host + " failed: " + last_error(s));
         std::string why;
         if (!check_host_key(why)) return fail(why);

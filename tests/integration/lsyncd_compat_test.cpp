@@ -467,6 +467,80 @@ TEST_CASE("a config of 150 syncs runs in one daemon as lsyncd runs it: one inoti
   CHECK(c.stop_within(SIGTERM, 30000) == 143);
 }
 
+TEST_CASE("a config of 40 rsyncssh syncs to one host starts without overrunning that sshd's MaxStartups: no session dropped, none redialled") {
+  // sshd's default MaxStartups (10:30:100) drops connections at random once 10 are waiting for
+  // authentication. All 40 dialed at once, about 30 failed "Failed getting banner" and backed off.
+  constexpr int kSyncs = 40;
+  test::TempDir t{"many-ssh"};
+  test::SshServer::Where where;
+  where.max_startups = "10:30:100";  // sshd's default
+  test::SshServer sshd(t / "sshd", where);
+  sshd.start();
+  std::string cfg = "settings { nodaemon = true }\n";
+  for (int i = 1; i <= kSyncs; ++i) {
+    const std::string n = std::to_string(i);
+    ::mkdir((t / ("s" + n)).c_str(), 0755);
+    ::mkdir((t / ("t" + n)).c_str(), 0755);
+    test::write_file(t / ("s" + n + "/f"), n);
+    cfg += "sync { default.rsyncssh, source = '" + t / ("s" + n) + "', host = '127.0.0.1', targetdir = '" +
+           t / ("t" + n) + "', delay = 0,\n  rsync = { rsh = '" + sshd.rsh() + "' },\n  syncd = { stateDir = '" +
+           t / ("st/l" + n) + "', remoteStateDir = '" + t / ("st/r" + n) + "' } }\n";
+  }
+  ::mkdir((t / "st").c_str(), 0700);
+  test::write_file(t / "many.lua", cfg);
+  const std::string console = t / "many.console";
+  test::Child c({SYNCD_BINARY, "-rundir", t / "run", "-remote-syncd", SYNCD_BINARY, t / "many.lua"}, console);
+  auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+  auto count = [&](const std::string& needle) {
+    const std::string text = logs();
+    int n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  REQUIRE_MESSAGE(test::wait_until(t.path(), [&] { return count("finished: 0") == kSyncs || count("Error") > 0; }, 120000),
+                  logs().substr(0, 4000));
+  for (int i = 1; i <= kSyncs; ++i) {
+    const std::string n = std::to_string(i);
+    CHECK_MESSAGE(test::read_file(t / ("t" + n + "/f")) == n, "sync " << n);
+  }
+  CHECK_MESSAGE(count("reconnecting") == 0, logs().substr(0, 4000));
+  CHECK_MESSAGE(test::read_file(sshd.log()).find("past MaxStartups") == std::string::npos, test::read_file(sshd.log()));
+  test::write_file(t / ("s" + std::to_string(kSyncs) + "/live"), "live");
+  REQUIRE(test::wait_for(t / ("t" + std::to_string(kSyncs)), "live"));
+  CHECK(c.stop_within(SIGTERM, 30000) == 143);
+}
+
+TEST_CASE("sessions to one host that hang before the peer answers do not hold back the next sync's session for good") {
+  // Eight syncs whose remote program never answers take every place among the sessions being set
+  // up to that sshd; the ninth dials once they have held them for the hold time (10 s).
+  test::TempDir t{"hung-ssh"};
+  test::SshServer sshd(t / "sshd");
+  sshd.start();
+  test::write_file(t / "hang.sh", "#!/bin/sh\nexec sleep 300\n");
+  REQUIRE(::chmod((t / "hang.sh").c_str(), 0755) == 0);
+  std::string cfg = "settings { nodaemon = true }\n";
+  for (int i = 1; i <= 9; ++i) {
+    const std::string n = std::to_string(i);
+    ::mkdir((t / ("s" + n)).c_str(), 0755);
+    ::mkdir((t / ("t" + n)).c_str(), 0755);
+    test::write_file(t / ("s" + n + "/f"), n);
+    cfg += "sync { default.rsyncssh, source = '" + t / ("s" + n) + "', host = '127.0.0.1', targetdir = '" +
+           t / ("t" + n) + "', delay = 0,\n  rsync = { rsh = '" + sshd.rsh() + "' },\n  syncd = { stateDir = '" +
+           t / ("st/l" + n) + "', remoteStateDir = '" + t / ("st/r" + n) + "', remoteSyncd = '" +
+           (i < 9 ? t / "hang.sh" : std::string(SYNCD_BINARY)) + "' } }\n";
+  }
+  ::mkdir((t / "st").c_str(), 0700);
+  test::write_file(t / "hung.lua", cfg);
+  const std::string console = t / "hung.console";
+  test::Child c({SYNCD_BINARY, "-rundir", t / "run", t / "hung.lua"}, console);
+  auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+  REQUIRE_MESSAGE(test::wait_for_text(console, "Startup of \"" + t / "s9" + "/\" finished: 0", 0, 60000),
+                  logs().substr(0, 4000));
+  CHECK(test::read_file(t / "t9/f") == "9");
+  CHECK_FALSE(test::exists(t / "t1/f"));  // the hung ones never got anywhere
+  CHECK(c.stop_within(SIGTERM, 30000) == 143);
+}
+
 TEST_CASE("SIGHUP re-reads the config without losing a queued change") {
   Fixture f;
   const std::string cfg = f.t / "hup.lua";

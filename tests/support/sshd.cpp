@@ -168,7 +168,7 @@ SshServer::SshServer(std::string dir, Where where) : where_(std::move(where)), d
     << "AuthorizedKeysFile " << dir_ << "/authorized_keys\n"
     << "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
     << "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-    << "LogLevel VERBOSE\nMaxStartups 100\n";
+    << "LogLevel VERBOSE\nMaxStartups " << where_.max_startups << "\n";
   c.close();
   std::ofstream k(known_hosts_);
   k << "[" << where_.address << "]:" << port_ << " " << first_line(dir_ + "/host_ed25519.pub") << "\n";

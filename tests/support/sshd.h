@@ -25,6 +25,8 @@ class SshServer {
     std::string netns;
     std::string address = "127.0.0.1";
     int port = 0;  // 0: a free port on 127.0.0.1
+    // Tests dial many sessions at once; sshd's own default ("10:30:100") drops some of them.
+    std::string max_startups = "100";
   };
   explicit SshServer(std::string dir) : SshServer(std::move(dir), Where{}) {}
   SshServer(std::string dir, Where where);
