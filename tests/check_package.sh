@@ -19,6 +19,8 @@ for f in etc/logrotate.d/syncd usr/lib/systemd/system/syncd.service \
 done
 grep -q '^ExecStart=/usr/bin/syncd -nodaemon \$LSYNCD_OPTIONS$' "$work/inst/usr/lib/systemd/system/syncd.service" ||
   fail "the unit does not run lsyncd's command line"
+# SIGTERM to syncd alone, so the ssh clients of its sessions live until the fade has flushed.
+grep -q '^KillMode=mixed$' "$work/inst/usr/lib/systemd/system/syncd.service" || fail "the unit's KillMode is not mixed"
 # Invoked through the lsyncd name it behaves the same.
 "$work/inst/usr/bin/lsyncd" -version | grep -q '^Version: 2.2.3' || fail "lsyncd -version"
 

@@ -29,6 +29,9 @@ Result<std::unique_ptr<SshProcess>> SshProcess::start(uvx::Loop& loop, const std
   spec.stdin_fd = theirs.get();
   spec.stdout_fd = theirs.get();
   spec.stderr_fd = err_w.get();
+  // SIGTERM/SIGINT to syncd's process group (Ctrl-C, a stop script) must not cut the session
+  // syncd's fade still flushes queued changes through; syncd ends ssh after that.
+  spec.own_session = true;
   SshProcess* self = p.get();
   SYNCD_TRY_ASSIGN(proc, uvx::Process::spawn(loop, spec, [self](int64_t st, int sig) { self->exited(st, sig); }));
   p->proc_ = std::move(proc);

@@ -216,6 +216,7 @@ Result<std::unique_ptr<Process>> Process::spawn(Loop& loop, const Spec& spec,
   o.exit_cb = on_exit;
   o.stdio_count = 3;
   o.stdio = stdio;
+  if (spec.own_session) o.flags |= UV_PROCESS_DETACHED;  // setsid() in the child
   p->h_ = new uv_process_t;
   p->h_->data = p.get();
   const int rc = uv_spawn(loop.get(), p->h_, &o);

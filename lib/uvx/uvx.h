@@ -139,6 +139,9 @@ class Process {
   struct Spec {
     std::vector<std::string> argv;
     int stdin_fd = -1, stdout_fd = -1, stderr_fd = 2;
+    // In a session (and process group) of its own: a signal sent to the parent's process group
+    // (Ctrl-C, kill -- -PGID) does not reach it; the parent ends it when it is done with it.
+    bool own_session = false;
   };
   static Result<std::unique_ptr<Process>> spawn(Loop& loop, const Spec& spec,
                                                 std::function<void(int64_t, int)> on_exit);

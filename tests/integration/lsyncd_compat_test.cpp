@@ -541,6 +541,39 @@ TEST_CASE("sessions to one host that hang before the peer answers do not hold ba
   CHECK(c.stop_within(SIGTERM, 30000) == 143);
 }
 
+TEST_CASE("SIGTERM to the daemon's whole process group (Ctrl-C, a stop script) still flushes the file in flight, over either transport") {
+  // The OpenSSH client ran in syncd's process group: the same SIGTERM killed it, the fade found
+  // its peer gone, and the file reached the peer only when this node came back.
+  for (const std::string transport : {"openssh", "libssh2"}) {
+    CAPTURE(transport);
+    test::TempDir t{"fade"};
+    test::SshServer sshd(t / "sshd");
+    sshd.start();
+    ::mkdir((t / "s").c_str(), 0755);
+    ::mkdir((t / "t").c_str(), 0755);
+    // 6 MiB at 2 MiB/s: in flight for about three seconds, inside the 5 s the fade allows; above
+    // 4 MiB the peer writes it as it comes, so its temp file shows the transfer has begun.
+    test::write_file(t / "fade.lua",
+                     "settings { nodaemon = true }\n"
+                     "sync { default.rsyncssh, source = '" + t / "s" + "', host = '127.0.0.1', targetdir = '" + t / "t" +
+                         "', delay = 0,\n  rsync = { rsh = '" + sshd.rsh() + "', bwlimit = 2048 },\n  syncd = { stateDir = '" +
+                         t / "st" + "', remoteStateDir = '" + t / "rst" + "', remoteSyncd = '" + SYNCD_BINARY +
+                         "', transport = '" + transport + "' } }\n");
+    const std::string console = t / "fade.console";
+    test::Child c({SYNCD_BINARY, "-rundir", t / "run", t / "fade.lua"}, console);
+    auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+    REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), logs());
+    REQUIRE(test::run("head -c 6291456 /dev/urandom > " + t / "big.stage && mv " + t / "big.stage " + t / "s/big") == 0);
+    // Mid-transfer: the peer's temp file exists, the file itself not yet.
+    REQUIRE_MESSAGE(test::wait_until(t / "t", [&] { return !test::list_dir(t / "t").empty(); }, 30000), logs());
+    REQUIRE_FALSE(test::exists(t / "t/big"));
+    REQUIRE(::kill(-c.pid(), SIGTERM) == 0);  // c runs in a process group of its own
+    CHECK_MESSAGE(c.stop_within(0, 15000) == 143, logs());
+    CHECK_MESSAGE(test::exists(t / "t/big"), logs());
+    if (test::exists(t / "t/big")) CHECK(test::read_file(t / "t/big") == test::read_file(t / "s/big"));
+  }
+}
+
 TEST_CASE("SIGHUP re-reads the config without losing a queued change") {
   Fixture f;
   const std::string cfg = f.t / "hup.lua";
