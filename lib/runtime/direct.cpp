@@ -105,7 +105,15 @@ Status DirectMirror::start() {
   src_conn_->set_rate_limit(opts_.bwlimit_bytes_per_s);
   src_conn_->set_compression(false);  // both ends are this process
   dst_conn_->set_compression(false);
-  sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, std::move(excludes), src_conn_.get(), opts_.sender);
+  SenderOptions so = opts_.sender;
+  // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
+  // our tests wait for: after it, changes are applied in the order they were made. Said when the
+  // sender is caught up, which waits for a startup scan the index could not record at once.
+  so.on_caught_up = [this, user = so.on_caught_up](bool first) {
+    if (first) log::get(log::Module::runtime).info("Startup of \"{}/\" finished: 0", opts_.source);
+    if (user) user(first);
+  };
+  sender_ = std::make_unique<Sender>(loop_, *src_root_, *src_index_, std::move(excludes), src_conn_.get(), so);
   ReceiverOptions ro;
   ro.mirror = true;
   ro.rules = opts_.rules;
@@ -115,11 +123,6 @@ Status DirectMirror::start() {
   }
   ro.apply.fsync = opts_.fsync;
   ro.apply.sparse = opts_.sparse;
-  // lsyncd's line for the end of the startup sync (LSYNCD-COMPAT.md §4.2), which operators and
-  // our tests wait for: after it, changes are applied in the order they were made.
-  ro.on_synced = [this] {
-    log::get(log::Module::runtime).info("Startup of \"{}/\" finished: 0", opts_.source);
-  };
   receiver_ = std::make_unique<Receiver>(loop_, *dst_root_, *dst_index_, *dst_conn_, ro);
 
   SYNCD_TRY(sender_->start());

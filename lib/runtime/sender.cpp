@@ -26,6 +26,15 @@
 namespace syncd::runtime {
 namespace {
 
+// A failure's text without the path it names: the key under which failures of many paths for
+// one cause (the peer's disk full) are collapsed in the log.
+std::string failure_kind(std::string why, const std::string& path) {
+  if (path.empty()) return why;
+  for (size_t at = why.find(path); at != std::string::npos; at = why.find(path, at + 6)) why.replace(at, path.size(), "<path>");
+  return why;
+}
+
+
 void log_send(const protocol::Message& m) {
   if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
     log::get(log::Module::runtime).debug("send seq={} path={} body={} del={}", fv->seq, log::escape(fv->meta.path),
@@ -283,6 +292,7 @@ void Sender::set_connection(Connection* conn) {
   sig_tried_.clear();
   caps_ = 0;
   caught_up_ = false;
+  startup_pending_ = false;  // the next session's INDEX_END acknowledgement decides again
   have_ = std::make_shared<HaveMap>();
 }
 
@@ -616,8 +626,10 @@ void Sender::deliver(Outbox out) {
   for (const auto& [p, dir] : out.unreadable) schedule_relook(p, dir);
   if (out.reauthor && out.committed) {
     for (auto it = reauthor_.begin(); it != reauthor_.end();) it = it->second.due_ms == UINT64_MAX ? reauthor_.erase(it) : std::next(it);
+    if (reauthor_.empty()) unrecorded_why_.clear();
   }
   if (!out.uncommitted.empty()) {
+    for (const auto& e : out.errors) unrecorded_why_ = e;
     const uint64_t now = loop_.now_ms();
     uint64_t wait_ms = 0;
     for (const auto& [p, dir] : out.uncommitted) {
@@ -627,8 +639,9 @@ void Sender::deliver(Outbox out) {
       wait_ms = std::max(wait_ms, r.backoff_ms);
     }
     if (auto line = repeats_.pass("uncommitted",
-                                  std::to_string(out.uncommitted.size()) + " changed paths are not recorded (the index did "
-                                  "not commit): looked at again in " + std::to_string(wait_ms / 1000) + " s",
+                                  "changes under " + std::to_string(out.uncommitted.size()) +
+                                      (out.uncommitted.size() == 1 ? " path are" : " paths are") +
+                                      " not recorded (the index did not commit): looked at again in " + std::to_string(wait_ms / 1000) + " s",
                                   loop_.now_ms())) {
       lg().warn("{}", *line);
     }
@@ -667,6 +680,7 @@ void Sender::deliver(Outbox out) {
   }
   if (conn_ != nullptr && !out.msgs.empty()) conn_->flush();
   conn_backlog_ = conn_ ? conn_->pending_out() : 0;  // for the next job's maybe_spill
+  if (startup_pending_) finish_startup();
 }
 
 void Sender::shape(protocol::Message& m) const {
@@ -1725,6 +1739,13 @@ void Sender::run_relooks() {
   arm(relook_timer_, relook_, &Sender::run_relooks);
 }
 
+void Sender::finish_startup() {
+  if (!startup_pending_ || !caught_up_ || !reauthor_.empty() || !in_flight_.empty()) return;
+  startup_pending_ = false;
+  ever_caught_up_ = true;
+  if (opts_.on_caught_up) opts_.on_caught_up(true);
+}
+
 void Sender::run_reauthors() {
   if (auto b = take_due(reauthor_); !b.events.empty()) post_batch(std::move(b), true);
   arm(reauthor_timer_, reauthor_, &Sender::run_reauthors);
@@ -1735,7 +1756,11 @@ void Sender::schedule_retry(const std::string& path, const std::string& why) {
   r.next(loop_.now_ms());
   r.failed_ms = loop_.now_ms();
   r.why = why;
-  lg().info("will send {} again in {} s ({})", log::escape(path), r.backoff_ms / 1000, why);
+  if (auto line = repeats_.pass("retry: " + failure_kind(why, path),
+                                fmt::format("will send {} again in {} s ({})", log::escape(path), r.backoff_ms / 1000, why),
+                                loop_.now_ms())) {
+    lg().info("{}", *line);
+  }
   arm(retry_timer_, retry_, &Sender::run_retries);
 }
 
@@ -1868,6 +1893,11 @@ void Sender::on_message(const protocol::Message& msg) {
   if (const auto* ack = std::get_if<protocol::Ack>(&msg)) {
     if (ack->xfer_id == protocol::kIndexEndAck) {
       caught_up_ = true;
+      if (!ever_caught_up_ && !reauthor_.empty()) {
+        // The index answer lacked what the startup scan could not record: not finished yet.
+        startup_pending_ = true;
+        return;
+      }
       const bool first = !ever_caught_up_;
       ever_caught_up_ = true;
       if (opts_.on_caught_up) opts_.on_caught_up(first);
@@ -1875,7 +1905,10 @@ void Sender::on_message(const protocol::Message& msg) {
     }
     auto it = in_flight_.find(ack->seq);
     std::string path = it != in_flight_.end() ? it->second : std::string();
-    if (it != in_flight_.end()) in_flight_.erase(it);
+    if (it != in_flight_.end()) {
+      in_flight_.erase(it);
+      if (startup_pending_) finish_startup();
+    }
     if (auto rn = rename_from_.find(ack->seq); rn != rename_from_.end()) {
       // A move the peer did not make left the old name's entries there (a name in the way at
       // the target, a swap of two names, a source it did not hold): they go as removals.
@@ -1906,7 +1939,13 @@ void Sender::on_message(const protocol::Message& msg) {
                  log::escape(path), ack->detail);
       resend_whole(path);
     } else if (ack->status == protocol::AckStatus::failed) {
-      lg().warn("peer could not apply seq={} path={}: {}", ack->seq, log::escape(path), ack->detail);
+      // A full disk or read-only state directory on the peer fails every path the same way:
+      // said once per window for each kind of failure, not once per path and retry.
+      if (auto line = repeats_.pass("apply: " + failure_kind(ack->detail, path),
+                                    fmt::format("peer could not apply seq={} path={}: {}", ack->seq, log::escape(path), ack->detail),
+                                    loop_.now_ms())) {
+        lg().warn("{}", *line);
+      }
       if (!path.empty()) schedule_retry(path, ack->detail);
     } else if (!path.empty()) {
       retry_.erase(path);  // applied (or already there): nothing left to retry

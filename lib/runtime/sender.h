@@ -122,6 +122,9 @@ class Sender {
   // No changed path waits to be recorded again (an index commit that failed): part of idle(),
   // and what a passive link's authoring sender adds to its joined session's idleness.
   bool recorded() const noexcept { return reauthor_.empty(); }
+  // For `syncd status`: how many such paths, and the commit error. Loop thread.
+  size_t unrecorded() const noexcept { return reauthor_.size(); }
+  const std::string& unrecorded_why() const noexcept { return unrecorded_why_; }
   bool idle() const noexcept;
   uint64_t versions_sent() const noexcept { return sent_; }
   // Sends every record the index gained since this sender last looked (versions other parts of
@@ -423,6 +426,12 @@ class Sender {
   uint64_t root_sent_gen_ = UINT64_MAX;
   bool caught_up_ = false;            // loop: the current peer acknowledged our INDEX_END
   bool ever_caught_up_ = false;
+  // Loop: the peer acknowledged INDEX_END while part of the startup scan was not yet recorded
+  // (its index commit failed): the startup is finished, and said so, once those paths are
+  // recorded and acknowledged (finish_startup).
+  bool startup_pending_ = false;
+  void finish_startup();
+  std::string unrecorded_why_;  // loop: why the last batch of reauthor_ did not commit
   std::atomic<uint64_t> peer_node_{0};  // set from the peer's HELLO (loop), read by jobs
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
   std::unordered_map<uint64_t, std::string> rename_from_;  // loop: a Rename's seq -> its from path

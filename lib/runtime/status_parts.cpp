@@ -36,19 +36,30 @@ std::string latency_json(const std::vector<double>& sorted_ms) {
 std::string retrying_text(const Sender* tx) {
   std::string t = "retrying: " + std::to_string(tx ? tx->retrying() : 0);
   const Sender::LastFailure f = tx ? tx->last_failure() : Sender::LastFailure{};
-  if (f.path.empty()) return t;
-  t += " (last failed: " + log::escape(f.path) + ": " + log::escape(f.why) + "; ";
-  t += f.next_try_ms == 0 ? std::string("trying again now)")
-                          : "next try in " + std::to_string((f.next_try_ms + 999) / 1000) + " s)";
+  if (!f.path.empty()) {
+    t += " (last failed: " + log::escape(f.path) + ": " + log::escape(f.why) + "; ";
+    t += f.next_try_ms == 0 ? std::string("trying again now)")
+                            : "next try in " + std::to_string((f.next_try_ms + 999) / 1000) + " s)";
+  }
+  // Changes the index could not record (its state directory full, ...) have not gone anywhere.
+  if (tx != nullptr && tx->unrecorded() > 0) {
+    t += ", not recorded: " + std::to_string(tx->unrecorded()) + " paths (" + log::escape(tx->unrecorded_why()) + ")";
+  }
   return t;
 }
 
 std::string retrying_json(const Sender* tx) {
   std::string j = "\"retrying\": " + std::to_string(tx ? tx->retrying() : 0) + ", \"last_failure\": ";
   const Sender::LastFailure f = tx ? tx->last_failure() : Sender::LastFailure{};
-  if (f.path.empty()) return j + "null";
-  return j + "{\"path\": " + json_string(f.path) + ", \"error\": " + json_string(f.why) +
+  if (f.path.empty()) {
+    j += "null";
+  } else {
+    j += "{\"path\": " + json_string(f.path) + ", \"error\": " + json_string(f.why) +
          ", \"next_try_ms\": " + std::to_string(f.next_try_ms) + "}";
+  }
+  const size_t n = tx ? tx->unrecorded() : 0;
+  return j + ", \"not_recorded\": " + std::to_string(n) +
+         ", \"not_recorded_error\": " + (n > 0 ? json_string(tx->unrecorded_why()) : std::string("null"));
 }
 
 }  // namespace syncd::runtime

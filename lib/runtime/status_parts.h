@@ -21,9 +21,11 @@ std::string latency_text(const std::vector<double>& sorted_ms);
 std::string latency_json(const std::vector<double>& sorted_ms);
 
 // "retrying: 2 (last failed: a/b.pem: rename into place ...: Operation not permitted; next try in 4 s)",
-// or "retrying: 0" (also without a sender). Paths escaped as in the log.
+// or "retrying: 0" (also without a sender); then ", not recorded: N paths (index commit: ...)"
+// while changes wait for the index to record them. Paths escaped as in the log.
 std::string retrying_text(const Sender* tx);
-// "\"retrying\": 2, \"last_failure\": {\"path\": ..., \"error\": ..., \"next_try_ms\": ...}" (null when none).
+// "\"retrying\": 2, \"last_failure\": {\"path\": ..., \"error\": ..., \"next_try_ms\": ...}" (null when none),
+// ", \"not_recorded\": N, \"not_recorded_error\": \"...\"" (null when none).
 std::string retrying_json(const Sender* tx);
 
 }  // namespace syncd::runtime

@@ -7,6 +7,9 @@ namespace syncd::store {
 Error sqlite_error(sqlite3* db, const std::string& what) {
   const int code = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
   std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : "sqlite error");
+  // Which database: an operator with several syncs needs the state directory that is full.
+  const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+  if (file != nullptr && *file != '\0' && what.find(file) == std::string::npos) msg = std::string(file) + ": " + msg;
   // Disk full and I/O errors need an operator; everything else is a bug or corruption.
   if ((code & 0xff) == SQLITE_FULL) return Error::from_errno(std::move(msg), ENOSPC);
   if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_CANTOPEN) {

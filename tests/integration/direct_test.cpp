@@ -787,7 +787,7 @@ TEST_SUITE("integration.direct_overflow") {
     // Many batches, each failing its commit (the loop reads events while they are made).
     for (int i = 0; i < 300; ++i) test::write_file(f.s("f" + std::to_string(i)), std::string(100, 'x'));
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "index commit:", before), f.logs());
-    REQUIRE_MESSAGE(test::wait_for_text(f.log, "changed paths are not recorded", before), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "not recorded (the index did not commit)", before), f.logs());
     f.sh("rm " + vol + "/fill");
     // What was not recorded is looked at again after its backoff, so a cookie written now could
     // overtake it: idle first (nothing waiting to be looked at again), then the barrier.
@@ -801,6 +801,39 @@ TEST_SUITE("integration.direct_overflow") {
     size_t missing = 0;
     for (int i = 0; i < 300; ++i) missing += test::exists(f.dst + "/f" + std::to_string(i)) ? 0 : 1;
     CHECK(missing == 0);
+  }
+
+  TEST_CASE("a state disk full from the start: the startup is not said finished until the scan is recorded - status says what waits") {
+    // The startup scan's commit failed and lsyncd's "Startup ... finished: 0" came at once,
+    // with nothing in the target, and status showed nothing wrong.
+    Fixture f;
+    const std::string vol = f.t / "statevol";
+    ::mkdir(vol.c_str(), 0755);
+    // Room for a new index, not for the records of 3000 files.
+    f.sh("mount -t tmpfs -o size=400k syncd-state " + vol);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + vol); });
+    constexpr int kFiles = 3000;
+    const std::string name = "a-file-with-a-name-long-enough-to-fill-the-index-";
+    for (int i = 0; i < kFiles; ++i) test::write_file(f.s(name + std::to_string(i)), std::to_string(i));
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.dst, "-statedir", vol + "/state", "-rundir", f.t / "run"},
+        f.log);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "not recorded (the index did not commit)", 0), f.logs());
+    const std::string status = f.t / "status.out";
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + status);
+    CHECK_MESSAGE(test::read_file(status).find("not recorded: 1 paths (index commit: " + vol + "/state/") != std::string::npos,
+                  test::read_file(status));
+    CHECK_MESSAGE(f.logs().find("finished: 0") == std::string::npos, f.logs());
+    CHECK(test::list_dir(f.dst).empty());
+    f.sh("mount -o remount,size=16m " + vol);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "finished: 0", 0, 90000), f.logs());
+    // Said once the scan is recorded and applied: every file is there by then.
+    size_t missing = 0;
+    for (int i = 0; i < kFiles; ++i) missing += test::exists(f.dst + "/" + name + std::to_string(i)) ? 0 : 1;
+    CHECK(missing == 0);
+    f.converged();
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + status);
+    CHECK(test::read_file(status).find("not recorded") == std::string::npos);
   }
 
   TEST_CASE("a full target disk loses nothing - retried in the session - resent after a restart") {

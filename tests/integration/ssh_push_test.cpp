@@ -332,6 +332,36 @@ TEST_SUITE("integration.ssh") {
     f.start();
     f.converged();
   }
+
+  TEST_CASE("a peer whose state disk is full fails every file the same way: said once per window, not a line per file and retry - nothing lost once there is room") {
+    // 300 files failing their apply on the peer wrote two lines each on every retry round
+    // (about a thousand lines a second here), into logs that may sit on that full disk.
+    Fixture f("libssh2");
+    const std::string vol = f.t / "remote-state";
+    ::mkdir(vol.c_str(), 0700);
+    f.sh("mount -t tmpfs -o size=4m syncd-rstate " + vol);
+    auto unmount = ScopeGuard([&]() noexcept { (void)test::run("umount -l " + vol); });
+    f.start();
+    f.converged();
+    f.sh("dd if=/dev/zero of=" + vol + "/fill bs=4k status=none 2>/dev/null || true");
+    const size_t before = f.logs().size();
+    constexpr int kFiles = 300;
+    for (int i = 0; i < kFiles; ++i) test::write_file(f.s("f" + std::to_string(i)), std::to_string(i));
+    const std::string status = f.t / "status.json";
+    // Barrier: every one of them failed on the peer once (status counts the paths to retry).
+    REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] {
+                      f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --json > " + status);
+                      return test::read_file(status).find("\"retrying\": " + std::to_string(kFiles)) != std::string::npos;
+                    }, 60000),
+                    f.logs());
+    const std::string during = f.logs().substr(before);
+    CHECK_MESSAGE(test::count_text(f.log, "peer could not apply") <= 2, during.substr(0, 3000));
+    CHECK_MESSAGE(test::count_text(f.log, "again in") <= 2, during.substr(0, 3000));
+    CHECK(during.find("No space left on device") != std::string::npos);  // said, with the cause
+    f.sh("rm " + vol + "/fill");
+    f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' --wait-idle 120000 > /dev/null");
+    f.converged();
+  }
 }
 
 namespace {
