@@ -27,7 +27,8 @@ class BodyPipe {
   static constexpr size_t kHigh = 64u << 20;
   static constexpr size_t kLow = 16u << 20;
 
-  explicit BodyPipe(std::function<void()> on_low) : on_low_(std::move(on_low)) {}
+  // `low`: the backlog under which on_low fires (the caller's own high mark is 4x that).
+  explicit BodyPipe(std::function<void()> on_low, size_t low = kLow) : on_low_(std::move(on_low)), low_(low) {}
 
   // Loop. Returns the bytes now waiting (the caller pauses reading above kHigh).
   size_t push(Bytes chunk) {
@@ -66,9 +67,9 @@ class BodyPipe {
     if (q_.empty()) return std::optional<Bytes>();
     Bytes c = std::move(q_.front());
     q_.pop_front();
-    const bool was_high = bytes_ >= kLow;
+    const bool was_high = bytes_ >= low_;
     bytes_ -= c.size();
-    const bool low = was_high && bytes_ < kLow;
+    const bool low = was_high && bytes_ < low_;
     lk.unlock();
     if (low && on_low_) on_low_();
     return std::optional<Bytes>(std::move(c));
@@ -92,6 +93,7 @@ class BodyPipe {
   bool done_ = false, aborted_ = false, reader_closed_ = false;
   protocol::Hash256 base_{};
   std::function<void()> on_low_;
+  size_t low_;
 };
 
 }  // namespace syncd::runtime

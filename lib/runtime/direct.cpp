@@ -122,6 +122,9 @@ Status DirectMirror::start() {
     ro.backup = std::make_shared<const apply::Backup>(std::move(b));
   }
   ro.apply.fsync = opts_.fsync;
+  // Both ends are this process: what the target holds adds to what the source holds. 16 MiB
+  // keeps its disk as busy as 64 did (a 405 MB file took as long) at a quarter of the memory.
+  ro.hold_bytes = 16u << 20;
   ro.apply.sparse = opts_.sparse;
   receiver_ = std::make_unique<Receiver>(loop_, *dst_root_, *dst_index_, *dst_conn_, ro);
 

@@ -85,7 +85,7 @@ Receiver::Receiver(uvx::Loop& loop, const fs::Root& root, store::Index& index, C
       resume_(std::make_unique<uvx::Async>(loop, [this] {
         // Under the high mark, not the low one: a streamed body's job may be waiting for its next
         // chunk while the queue sits between the two (a push past the mark pauses again).
-        if (paused_ && queued_bytes_.load() < kHoldHigh) {
+        if (paused_ && queued_bytes_.load() < opts_.hold_bytes) {
           paused_ = false;
           conn_.pause_reading(false);
         }
@@ -104,11 +104,12 @@ Receiver::~Receiver() {
 
 void Receiver::release(size_t cost) {
   const size_t before = queued_bytes_.fetch_sub(cost);
-  if (before >= kHoldLow && before - cost < kHoldLow) resume_->send();
+  const size_t low = opts_.hold_bytes / 4;
+  if (before >= low && before - cost < low) resume_->send();
 }
 
 void Receiver::hold(size_t bytes) {
-  if (queued_bytes_.fetch_add(bytes) + bytes > kHoldHigh && !paused_) {
+  if (queued_bytes_.fetch_add(bytes) + bytes > opts_.hold_bytes && !paused_) {
     paused_ = true;  // the disk is behind: let the peer's writes back up
     conn_.pause_reading(true);
   }
@@ -261,7 +262,7 @@ void Receiver::on_message(protocol::Message msg) {
         apply_version(std::move(t.fv), {}, {});
       } else if (t.fv.body_len > kStreamAbove) {
         // Applied while it arrives: the job starts now and pulls chunks from the pipe.
-        t.pipe = std::make_shared<BodyPipe>([this] { resume_->send(); });
+        t.pipe = std::make_shared<BodyPipe>([this] { resume_->send(); }, opts_.hold_bytes / 4);
         auto pipe = t.pipe;
         const protocol::FileVersion fv_copy = t.fv;
         open_transfer(std::move(t));
@@ -287,7 +288,7 @@ void Receiver::on_message(protocol::Message msg) {
     t.received += chunk.size();
     if (t.pipe) {
       if (base && offset == 0) t.pipe->set_base(*base);
-      if (t.pipe->push(std::move(chunk)) > BodyPipe::kHigh && !paused_) {
+      if (t.pipe->push(std::move(chunk)) > opts_.hold_bytes && !paused_) {
         paused_ = true;  // the disk is behind: let the peer's writes back up
         conn_.pause_reading(true);
       }

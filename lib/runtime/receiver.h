@@ -120,6 +120,9 @@ struct ReceiverOptions {
   // Two-way: files this big (SenderOptions::whole_below) travel as deltas, so what a peer sent
   // is signed here once applied: the next edit made here goes back as a delta, not whole.
   uint64_t sign_from = 64 * 1024;
+  // Received and not yet applied: reading the connection pauses above this many bytes and
+  // resumes under a quarter of it. -direct, whose sender is the same process, needs less.
+  size_t hold_bytes = 64u << 20;
 };
 
 class Receiver {
@@ -143,7 +146,6 @@ class Receiver {
   // connection is paused because of them or a streamed body's backlog (loop thread).
   size_t held_bytes() const noexcept { return queued_bytes_.load(); }
   bool reading_paused() const noexcept { return paused_; }
-  static constexpr size_t kHoldHigh = 64u << 20, kHoldLow = 16u << 20;  // pause above, resume under
   static constexpr size_t kMaxSigRequests = 64;  // a peer's SIG_REQUESTs not yet answered
 
  private:
@@ -162,7 +164,7 @@ class Receiver {
   // `path`: what the job changes (a failed apply holds the resume point back until it succeeds).
   // `bytes`: the file content the job holds in memory (each job counts at least kMinCost).
   void post(std::string path, std::function<protocol::Ack()> job, size_t bytes = 0);
-  // Loop: `bytes` more are held for the peer (reading pauses above kHoldHigh).
+  // Loop: `bytes` more are held for the peer (reading pauses above opts_.hold_bytes).
   void hold(size_t bytes);
   // Loop or job thread: held bytes are gone (a posted job ran, a received body was posted).
   void release(size_t cost);
@@ -306,8 +308,8 @@ class Receiver {
     size_t cost = 0;
   };
   std::vector<Posted> batch_;  // guarded by batch_mu_
-  // What arriving bodies and posted jobs hold and have not yet released. Above kHoldHigh the
-  // loop stops reading the connection until it falls under kHoldLow: a peer announcing faster
+  // What arriving bodies and posted jobs hold and have not yet released. Above hold_bytes the
+  // loop stops reading the connection until it falls under a quarter of it: a peer announcing faster
   // than this disk applies (a whole tree at the initial sync, a flood of small messages, many
   // unfinished bodies) never fills the memory.
   static constexpr size_t kMinCost = 1024;

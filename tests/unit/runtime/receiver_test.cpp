@@ -86,8 +86,8 @@ TEST_SUITE("runtime.receiver") {
     peer.flush();
     REQUIRE_MESSAGE(p.run_until([&] { return rx->reading_paused(); }, 10000), "held " << rx->held_bytes());
     // What a read already held may still be decoded: one more header at most.
-    CHECK(rx->held_bytes() > Receiver::kHoldHigh);
-    CHECK(rx->held_bytes() <= Receiver::kHoldHigh + kBody + (1u << 20));
+    CHECK(rx->held_bytes() > ReceiverOptions{}.hold_bytes);
+    CHECK(rx->held_bytes() <= ReceiverOptions{}.hold_bytes + kBody + (1u << 20));
     CHECK(peer.pending_out() > 0);  // the rest waits on the peer's side
   }
 
