@@ -213,7 +213,7 @@ struct Mesh {
       const size_t here = std::strtoul(j.c_str() + ps + 17, nullptr, 10);
       joined += here;
       // Each joined session has its own entry, idle once converged (nothing held for the peer).
-      const std::string settled = "\"retrying\": 0, \"last_failure\": null, \"caught_up\": true, \"held_bytes\": 0, \"reading_paused\": false}";
+      const std::string settled = "\"retrying\": 0, \"last_failure\": null, \"not_recorded\": 0, \"not_recorded_error\": null, \"caught_up\": true, \"held_bytes\": 0, \"reading_paused\": false}";
       size_t entries = 0;
       for (size_t at = j.find(settled); at != std::string::npos; at = j.find(settled, at + 1)) ++entries;
       CHECK_MESSAGE(entries == here, j);

@@ -41,7 +41,7 @@ TEST_CASE("dial gate: at most N in flight per host, the rest admitted first come
   CHECK(gate.waiting("h:22") == 0);
 }
 
-TEST_CASE("dial gate: a waiter that leaves gives up its place; a slot freed inside a callback moves on") {
+TEST_CASE("dial gate: a waiter that leaves gives up its place - a slot freed inside a callback moves on") {
   DialGate gate(1);
   std::vector<std::string> admitted;
   std::unique_ptr<DialGate::Ticket> b, c;
