@@ -11,6 +11,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <utility>
 
 #include "lib/base/log.h"
@@ -30,10 +31,12 @@ namespace {
 // one cause (the peer's disk full) are collapsed in the log.
 std::string failure_kind(std::string why, const std::string& path) {
   if (path.empty()) return why;
-  for (size_t at = why.find(path); at != std::string::npos; at = why.find(path, at + 6)) why.replace(at, path.size(), "<path>");
+  constexpr std::string_view kMark = "<path>";
+  for (size_t at = why.find(path); at != std::string::npos; at = why.find(path, at + kMark.size())) {
+    why.replace(at, path.size(), kMark);
+  }
   return why;
 }
-
 
 void log_send(const protocol::Message& m) {
   if (const auto* fv = std::get_if<protocol::FileVersion>(&m)) {
@@ -629,7 +632,7 @@ void Sender::deliver(Outbox out) {
     if (reauthor_.empty()) unrecorded_why_.clear();
   }
   if (!out.uncommitted.empty()) {
-    for (const auto& e : out.errors) unrecorded_why_ = e;
+    if (!out.errors.empty()) unrecorded_why_ = out.errors.back();
     const uint64_t now = loop_.now_ms();
     uint64_t wait_ms = 0;
     for (const auto& [p, dir] : out.uncommitted) {

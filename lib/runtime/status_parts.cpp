@@ -43,7 +43,8 @@ std::string retrying_text(const Sender* tx) {
   }
   // Changes the index could not record (its state directory full, ...) have not gone anywhere.
   if (tx != nullptr && tx->unrecorded() > 0) {
-    t += ", not recorded: " + std::to_string(tx->unrecorded()) + " paths (" + log::escape(tx->unrecorded_why()) + ")";
+    t += ", not recorded: " + std::to_string(tx->unrecorded()) + (tx->unrecorded() == 1 ? " path (" : " paths (") +
+         log::escape(tx->unrecorded_why()) + ")";
   }
   return t;
 }

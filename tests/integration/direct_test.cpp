@@ -821,7 +821,7 @@ TEST_SUITE("integration.direct_overflow") {
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "not recorded (the index did not commit)", 0), f.logs());
     const std::string status = f.t / "status.out";
     f.sh(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + status);
-    CHECK_MESSAGE(test::read_file(status).find("not recorded: 1 paths (index commit: " + vol + "/state/") != std::string::npos,
+    CHECK_MESSAGE(test::read_file(status).find("not recorded: 1 path (index commit: " + vol + "/state/") != std::string::npos,
                   test::read_file(status));
     CHECK_MESSAGE(f.logs().find("finished: 0") == std::string::npos, f.logs());
     CHECK(test::list_dir(f.dst).empty());
