@@ -564,8 +564,14 @@ std::string Push::status(bool json) const {
     const bool up = l.conn != nullptr && l.up;
     const bool caught = l.sender->caught_up();
     const std::string transport = l.native ? "libssh2" : "openssh";
+    // Many syncs to one sshd dial it in turn (DialGate): not an error, say so.
+    const bool waiting = l.dial != nullptr && !l.dial->admitted();
     peers_txt += "  peer " + l.spec.host + ":" + l.spec.target + ": " +
-                 (l.passive ? "on the session it opened to this node" : up ? "connected" : "disconnected") + " (" +
+                 (l.passive  ? "on the session it opened to this node"
+                  : up       ? "connected"
+                  : waiting  ? "waiting for its turn to connect (other sessions to that sshd are being set up)"
+                             : "disconnected") +
+                 " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
                  (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
                  ", " + retrying_text(l.sender.get()) +
@@ -576,6 +582,7 @@ std::string Push::status(bool json) const {
     peers_json += "{\"host\": " + json_string(l.spec.host) + ", \"target\": " + json_string(l.spec.target) +
                   ", \"transport\": \"" + transport + "\", \"connected\": " + (up ? "true" : "false") +
                   ", \"dialed_by_peer\": " + (l.passive ? "true" : "false") +
+                  ", \"waiting_to_dial\": " + (waiting ? "true" : "false") +
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) +

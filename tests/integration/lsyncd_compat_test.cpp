@@ -534,6 +534,13 @@ TEST_CASE("sessions to one host that hang before the peer answers do not hold ba
   const std::string console = t / "hung.console";
   test::Child c({SYNCD_BINARY, "-rundir", t / "run", t / "hung.lua"}, console);
   auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+  // Meanwhile its status says why it is not connected (once the daemon answers: all nine started).
+  const std::string status = t / "s9.status";
+  REQUIRE_MESSAGE(test::wait_until(t.path(), [&] {
+                    return test::run(std::string(SYNCD_BINARY) + " status '" + t / "s9" + "' -rundir '" + t / "run" + "' > " + status + " 2>&1") == 0;
+                  }, 30000),
+                  logs().substr(0, 4000));
+  CHECK_MESSAGE(test::read_file(status).find("waiting for its turn to connect") != std::string::npos, test::read_file(status));
   REQUIRE_MESSAGE(test::wait_for_text(console, "Startup of \"" + t / "s9" + "/\" finished: 0", 0, 60000),
                   logs().substr(0, 4000));
   CHECK(test::read_file(t / "t9/f") == "9");
