@@ -1082,6 +1082,61 @@ TEST_SUITE("two_way") {
     }
   }
 
+  TEST_CASE("a running pair grown to three nodes (restarted with the new peer; it starts seeded with a fresh copy) - nothing lost, no conflict copy, deletes stay deleted") {
+    // The operator's way to add a node: copy the tree to it, add it to both configs, restart.
+    Mesh p(3);
+    Node &a = p.a, &b = p.b, &c = p.c();
+    p.unlinked = {{"a", "c"}, {"b", "c"}};
+    test::write_file(a.dir + "/ca.pem", "v1");
+    p.sh("mkdir -p " + a.dir + "/certs && echo one > " + a.dir + "/certs/1.pem && echo gone > " + a.dir + "/gone.pem");
+    test::write_file(b.dir + "/from-b", "b");
+    p.start(a);
+    p.start(b);
+    auto pair_settled = [&](const std::string& tag) {
+      test::write_file(a.dir + "/cookie." + tag + ".a", "c");
+      test::write_file(b.dir + "/cookie." + tag + ".b", "c");
+      REQUIRE_MESSAGE(test::wait_for(b.dir, "cookie." + tag + ".a", 60000), p.logs());
+      REQUIRE_MESSAGE(test::wait_for(a.dir, "cookie." + tag + ".b", 60000), p.logs());
+      p.idle(a);
+      p.idle(b);
+    };
+    pair_settled("1");
+    // History before the new node: an edit and a delete (a tombstone).
+    test::write_file(a.dir + "/ca.pem", "v2");
+    p.sh("rm " + b.dir + "/gone.pem");
+    pair_settled("2");
+    REQUIRE_FALSE(test::exists(a.dir + "/gone.pem"));
+    // C gets a fresh copy of A's tree (cookies and the root marker left out) and a file of its own.
+    p.sh("rm -rf " + c.dir + " && cp -a " + a.dir + " " + c.dir + " && rm -f " + c.dir + "/cookie.* " + c.dir + "/.syncd.root");
+    test::write_file(c.dir + "/from-c", "c");
+    // Both restarted with C configured; B writes while A restarts.
+    p.unlinked.clear();
+    p.stop(a);
+    test::write_file(b.dir + "/during", "written while a restarted");
+    p.start(a);
+    p.stop(b);
+    p.start(b);
+    p.start(c);
+    p.converged();
+    for (auto& n : p.nodes) {
+      CAPTURE(n->name);
+      CHECK(test::read_file(n->dir + "/ca.pem") == "v2");
+      CHECK(test::read_file(n->dir + "/certs/1.pem") == "one\n");
+      CHECK(test::read_file(n->dir + "/from-b") == "b");
+      CHECK(test::read_file(n->dir + "/from-c") == "c");
+      CHECK(test::read_file(n->dir + "/during") == "written while a restarted");
+      CHECK_FALSE(test::exists(n->dir + "/gone.pem"));
+      CHECK(p.copies(*n, "ca.pem").empty());
+      CHECK(p.copies(*n, "certs/1.pem").empty());
+    }
+    p.one_session_per_pair();
+    // And the three go on: a write on the new node reaches both.
+    test::write_file(c.dir + "/ca.pem", "v3 from c");
+    p.converged();
+    CHECK(test::read_file(a.dir + "/ca.pem") == "v3 from c");
+    CHECK(test::read_file(b.dir + "/ca.pem") == "v3 from c");
+  }
+
   TEST_CASE("a relay forwards what it applied while its stream to a frozen peer was full") {
     // x - r - y, r relays. x frozen: r's stream to it fills with a big file and r's job waits for
     // room with the store lock released, so y's version is applied at r meanwhile. That job used
