@@ -47,6 +47,19 @@ bool same_value(const FileMeta& a, const FileMeta& b, Group g) {
   return g == Group::content ? same_content(a, b) : same_meta(a, b);
 }
 
+// TWO-WAY.md §4.11: a live file or link holding exactly what a concurrent tombstone deleted (the
+// tombstone keeps the deleted content's hash) is that content found again — by a node that lost
+// its index, or one started on an older copy of the tree — not a new write: the delete stands.
+// Otherwise the live record would win (live > deleted) and bring the deleted file back.
+template <typename Range, typename Get>
+bool found_again(const FileMeta& x, const Range& others, Get get) {
+  if (x.deleted || x.type == protocol::FileType::dir || x.sha256 == protocol::Hash256{}) return false;
+  return std::any_of(others.begin(), others.end(), [&](const auto& o) {
+    const FileMeta& t = get(o);
+    return t.deleted && t.type == x.type && t.sha256 == x.sha256;
+  });
+}
+
 struct GroupChoice {
   const FileMeta* from = nullptr;  // the member whose value (and dot) the group takes
   bool conflict = false;           // candidates disagree
@@ -68,6 +81,13 @@ GroupChoice choose(const std::vector<FileMeta>& f, Group g) {
   }
   if (cand.empty()) {  // cannot happen with consistent records; stay total anyway
     for (const auto& x : f) cand.push_back(&x);
+  }
+  if (g == Group::content) {
+    std::vector<const FileMeta*> kept;
+    for (const FileMeta* x : cand) {
+      if (!found_again(*x, cand, [](const FileMeta* t) -> const FileMeta& { return *t; })) kept.push_back(x);
+    }
+    cand = std::move(kept);  // never empty: the tombstones stay
   }
   GroupChoice c;
   for (const FileMeta* x : cand) {
@@ -114,7 +134,12 @@ Global global_record(std::vector<FileMeta> s) {
   const GroupChoice content = choose(f, Group::content);
   if (content.conflict) {
     out.content_conflict = true;
-    out.record = *std::max_element(f.begin(), f.end(), total_less);
+    // Content found again never wins (see found_again); a tombstone is then always there.
+    std::vector<FileMeta> contenders;
+    for (const auto& x : f) {
+      if (!found_again(x, f, [](const FileMeta& t) -> const FileMeta& { return t; })) contenders.push_back(x);
+    }
+    out.record = *std::max_element(contenders.begin(), contenders.end(), total_less);
     return out;
   }
   const GroupChoice meta = choose(f, Group::meta);

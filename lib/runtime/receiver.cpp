@@ -1052,7 +1052,7 @@ Status Receiver::move_children_records(const std::string& from, const std::strin
   for (auto& x : below) {
     store::Record t = x;
     t.meta.deleted = true;
-    t.meta.sha256 = {};
+    if (t.meta.type == protocol::FileType::dir) t.meta.sha256 = {};  // as store::author_delete keeps it
     t.meta.symlink_target.clear();
     t.meta.size = 0;
     t.origin = origin;

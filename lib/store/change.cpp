@@ -82,7 +82,9 @@ Record author_move(const Entry& disk, const Record& from, const std::optional<Re
 Record author_delete(const Record& prev, const Author& a) {
   Record r = prev;
   r.meta.deleted = true;
-  r.meta.sha256 = {};
+  // A file's or link's tombstone keeps the hash of what it deleted: a node that finds exactly
+  // that content again later (a lost index, an older copy) deletes it (TWO-WAY.md §4.11).
+  if (r.meta.type == protocol::FileType::dir) r.meta.sha256 = {};
   r.meta.size = 0;
   r.meta.symlink_target.clear();
   // The type stays: it says what was deleted (a directory tombstone matters to TWO-WAY.md §4.7).

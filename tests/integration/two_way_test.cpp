@@ -1082,7 +1082,7 @@ TEST_SUITE("two_way") {
     }
   }
 
-  TEST_CASE("a running pair grown to three nodes (restarted with the new peer; it starts seeded with a fresh copy) - nothing lost, no conflict copy, deletes stay deleted") {
+  TEST_CASE("a running pair grown to three nodes (restarted with the new peer, it starts seeded with a fresh copy) - nothing lost, no conflict copy, deletes stay deleted") {
     // The operator's way to add a node: copy the tree to it, add it to both configs, restart.
     Mesh p(3);
     Node &a = p.a, &b = p.b, &c = p.c();
@@ -1135,6 +1135,48 @@ TEST_SUITE("two_way") {
     p.converged();
     CHECK(test::read_file(a.dir + "/ca.pem") == "v3 from c");
     CHECK(test::read_file(b.dir + "/ca.pem") == "v3 from c");
+  }
+
+  TEST_CASE("a node started on an older copy of the tree: files deleted on the others since stay deleted - files changed since keep both versions") {
+    // The new node's scan finds the deleted file as it was. Its version is later than the delete
+    // and live beat deleted: the file came back on every node. The delete's record now keeps
+    // the hash of what it deleted, and that content found again is deleted (TWO-WAY.md §4.11).
+    Mesh p(3);
+    Node &a = p.a, &b = p.b, &c = p.c();
+    p.unlinked = {{"a", "c"}, {"b", "c"}};
+    test::write_file(a.dir + "/ca.pem", "v1");
+    p.sh("mkdir -p " + a.dir + "/certs && echo gone > " + a.dir + "/certs/gone.pem && ln -s ca.pem " + a.dir + "/old-link");
+    p.start(a);
+    p.start(b);
+    auto pair_settled = [&](const std::string& tag) {
+      test::write_file(a.dir + "/cookie." + tag, "c");
+      REQUIRE_MESSAGE(test::wait_for(b.dir, "cookie." + tag, 60000), p.logs());
+      p.idle(a);
+      p.idle(b);
+    };
+    pair_settled("1");
+    // The copy for C, then the pair goes on: an edit, deletes of a file and a link.
+    p.sh("rm -rf " + c.dir + " && cp -a " + a.dir + " " + c.dir + " && rm -f " + c.dir + "/cookie.* " + c.dir + "/.syncd.root");
+    test::write_file(a.dir + "/ca.pem", "v2");
+    p.sh("rm " + b.dir + "/certs/gone.pem " + b.dir + "/old-link");
+    pair_settled("2");
+    p.unlinked.clear();
+    p.stop(a);
+    p.start(a);
+    p.stop(b);
+    p.start(b);
+    p.start(c);
+    p.converged();
+    for (auto& n : p.nodes) {
+      CAPTURE(n->name);
+      CHECK_FALSE(test::exists(n->dir + "/certs/gone.pem"));
+      CHECK_FALSE(test::exists(n->dir + "/old-link"));
+      // Nothing lost: both contents of the edited file, one of them as the conflict copy.
+      const auto cp = p.copies(*n, "ca.pem");
+      REQUIRE(cp.size() == 1);
+      const std::set<std::string> both{test::read_file(n->dir + "/ca.pem"), test::read_file(n->dir + "/" + cp[0])};
+      CHECK(both == std::set<std::string>{"v1", "v2"});
+    }
   }
 
   TEST_CASE("a relay forwards what it applied while its stream to a frozen peer was full") {

@@ -68,10 +68,10 @@ FileMeta chmodded(FileMeta m, uint64_t node, uint64_t c, uint64_t t, uint32_t mo
   return m;
 }
 
+// As store::author_delete makes it: the hash of what it deleted stays (TWO-WAY.md §4.11).
 FileMeta deleted(FileMeta m, uint64_t node, uint64_t c, uint64_t t) {
   bump(m, node, c);
   m.deleted = true;
-  m.sha256 = {};
   m.size = 0;
   m.content_dot = {node, c};
   m.content_ts = t << 16;
@@ -148,6 +148,44 @@ TEST_SUITE("engine.reconcile") {
     auto d = decide(mod, del);
     CHECK(d.action == Action::apply);
     CHECK(d.target.deleted);
+  }
+
+  TEST_CASE("content found again: a file holding exactly what a concurrent delete removed is deleted, in either order, no copy") {
+    // C lost its index (or started on an older copy of the tree): its scan made a version of a
+    // file the others deleted meanwhile, later in time. Live beats deleted otherwise.
+    const FileMeta base = created(A, 1, 100, 1);
+    const FileMeta del = deleted(modified(base, A, 2, 150, 2), B, 1, 200);  // deleted v2
+    const FileMeta found = created(C, 1, 900, 2);                        // v2 again, much later
+    auto at_c = decide(found, del);
+    CHECK(at_c.action == Action::apply);
+    CHECK(at_c.target.deleted);
+    CHECK_FALSE(at_c.content_conflict);
+    CHECK(compare(at_c.target.version, found.version) == Order::after);  // C's version is settled by it
+    auto at_b = decide(del, found);
+    CHECK(at_b.target == at_c.target);
+    CHECK(at_b.target.deleted);
+    CHECK(global_record({found, del}).record == global_record({del, found}).record);
+    // Other content than what was deleted is a write: it survives the delete, as before.
+    const FileMeta other = created(C, 1, 900, 3);
+    CHECK_FALSE(decide(other, del).target.deleted);
+    CHECK(decide(del, other).target.sha256 == hash_of(3));
+    // An older content than the deleted one (v1): also a write here (no history of hashes).
+    CHECK_FALSE(decide(created(C, 1, 900, 1), del).target.deleted);
+    // A tombstone without the hash (older syncd) decides as before: the live record wins.
+    FileMeta bare = del;
+    bare.sha256 = {};
+    CHECK_FALSE(decide(found, bare).target.deleted);
+  }
+
+  TEST_CASE("content found again never wins a three-way conflict") {
+    const FileMeta base = created(A, 1, 100, 1);
+    const FileMeta del = deleted(base, A, 2, 150);
+    const FileMeta found = created(C, 1, 900, 1);   // what A deleted, found again, latest of all
+    const FileMeta write = created(B, 1, 300, 4);   // a real concurrent write
+    const Global g = global_record({del, found, write});
+    CHECK(g.content_conflict);
+    CHECK(g.record.sha256 == hash_of(4));
+    CHECK(global_record({write, found, del}).record == g.record);
   }
 
   TEST_CASE("delete/delete merges") {
