@@ -436,12 +436,7 @@ TEST_CASE("a config of 150 syncs runs in one daemon as lsyncd runs it: one inoti
   const std::string console = t / "many.console";
   test::Child c({SYNCD_BINARY, "-nodaemon", "-statedir", t / "state", "-rundir", t / "run", t / "many.lua"}, console);
   auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
-  auto count = [&](const std::string& needle) {
-    const std::string text = logs();
-    int n = 0;
-    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-    return n;
-  };
+  auto count = [&](const std::string& needle) { return test::count_text(console, needle); };
   REQUIRE_MESSAGE(test::wait_until(t.path(), [&] { return count("finished: 0") == kSyncs || count("Error") > 0; }, 120000),
                   logs().substr(0, 4000));
   REQUIRE_MESSAGE(count("Error") == 0, logs().substr(0, 4000));
@@ -467,6 +462,22 @@ TEST_CASE("a config of 150 syncs runs in one daemon as lsyncd runs it: one inoti
   CHECK(c.stop_within(SIGTERM, 30000) == 143);
 }
 
+namespace {
+
+// One `sync {}` of default.rsyncssh from t/s<n> to t/t<n> on the test sshd, with its own state
+// directories on both ends; `syncd_extra` goes into its syncd = {} table.
+std::string ssh_sync(const test::TempDir& t, int i, const test::SshServer& sshd, const std::string& syncd_extra = {}) {
+  const std::string n = std::to_string(i);
+  ::mkdir((t / ("s" + n)).c_str(), 0755);
+  ::mkdir((t / ("t" + n)).c_str(), 0755);
+  test::write_file(t / ("s" + n + "/f"), n);
+  return "sync { default.rsyncssh, source = '" + t / ("s" + n) + "', host = '127.0.0.1', targetdir = '" + t / ("t" + n) +
+         "', delay = 0,\n  rsync = { rsh = '" + sshd.rsh() + "' },\n  syncd = { stateDir = '" + t / ("st/l" + n) +
+         "', remoteStateDir = '" + t / ("st/r" + n) + "'" + syncd_extra + " } }\n";
+}
+
+}  // namespace
+
 TEST_CASE("a config of 40 rsyncssh syncs to one host starts without overrunning that sshd's MaxStartups: no session dropped, none redialled") {
   // sshd's default MaxStartups (10:30:100) drops connections at random once 10 are waiting for
   // authentication. All 40 dialed at once, about 30 failed "Failed getting banner" and backed off.
@@ -477,26 +488,13 @@ TEST_CASE("a config of 40 rsyncssh syncs to one host starts without overrunning 
   test::SshServer sshd(t / "sshd", where);
   sshd.start();
   std::string cfg = "settings { nodaemon = true }\n";
-  for (int i = 1; i <= kSyncs; ++i) {
-    const std::string n = std::to_string(i);
-    ::mkdir((t / ("s" + n)).c_str(), 0755);
-    ::mkdir((t / ("t" + n)).c_str(), 0755);
-    test::write_file(t / ("s" + n + "/f"), n);
-    cfg += "sync { default.rsyncssh, source = '" + t / ("s" + n) + "', host = '127.0.0.1', targetdir = '" +
-           t / ("t" + n) + "', delay = 0,\n  rsync = { rsh = '" + sshd.rsh() + "' },\n  syncd = { stateDir = '" +
-           t / ("st/l" + n) + "', remoteStateDir = '" + t / ("st/r" + n) + "' } }\n";
-  }
+  for (int i = 1; i <= kSyncs; ++i) cfg += ssh_sync(t, i, sshd);
   ::mkdir((t / "st").c_str(), 0700);
   test::write_file(t / "many.lua", cfg);
   const std::string console = t / "many.console";
   test::Child c({SYNCD_BINARY, "-rundir", t / "run", "-remote-syncd", SYNCD_BINARY, t / "many.lua"}, console);
   auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
-  auto count = [&](const std::string& needle) {
-    const std::string text = logs();
-    int n = 0;
-    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-    return n;
-  };
+  auto count = [&](const std::string& needle) { return test::count_text(console, needle); };
   REQUIRE_MESSAGE(test::wait_until(t.path(), [&] { return count("finished: 0") == kSyncs || count("Error") > 0; }, 120000),
                   logs().substr(0, 4000));
   for (int i = 1; i <= kSyncs; ++i) {
@@ -520,14 +518,7 @@ TEST_CASE("sessions to one host that hang before the peer answers do not hold ba
   REQUIRE(::chmod((t / "hang.sh").c_str(), 0755) == 0);
   std::string cfg = "settings { nodaemon = true }\n";
   for (int i = 1; i <= 9; ++i) {
-    const std::string n = std::to_string(i);
-    ::mkdir((t / ("s" + n)).c_str(), 0755);
-    ::mkdir((t / ("t" + n)).c_str(), 0755);
-    test::write_file(t / ("s" + n + "/f"), n);
-    cfg += "sync { default.rsyncssh, source = '" + t / ("s" + n) + "', host = '127.0.0.1', targetdir = '" +
-           t / ("t" + n) + "', delay = 0,\n  rsync = { rsh = '" + sshd.rsh() + "' },\n  syncd = { stateDir = '" +
-           t / ("st/l" + n) + "', remoteStateDir = '" + t / ("st/r" + n) + "', remoteSyncd = '" +
-           (i < 9 ? t / "hang.sh" : std::string(SYNCD_BINARY)) + "' } }\n";
+    cfg += ssh_sync(t, i, sshd, ", remoteSyncd = '" + (i < 9 ? t / "hang.sh" : std::string(SYNCD_BINARY)) + "'");
   }
   ::mkdir((t / "st").c_str(), 0700);
   test::write_file(t / "hung.lua", cfg);

@@ -255,6 +255,23 @@ struct Mesh {
   }
   void sh(const std::string& cmd) { REQUIRE_MESSAGE(test::run(cmd) == 0, cmd); }
   // Conflict copies of `base` (a path relative to the node's tree).
+  // Two running nodes settled with each other while the rest of the mesh is not running: a
+  // cookie each way, then both idle.
+  void pair_settled(Node& x, Node& y) {
+    const std::string cx = "cookie." + std::to_string(++cookies), cy = "cookie." + std::to_string(++cookies);
+    test::write_file(x.dir + "/" + cx, "c");
+    test::write_file(y.dir + "/" + cy, "c");
+    REQUIRE_MESSAGE(test::wait_for(y.dir, cx, 60000), logs());
+    REQUIRE_MESSAGE(test::wait_for(x.dir, cy, 60000), logs());
+    idle(x);
+    idle(y);
+  }
+  // `to` gets a copy of `from`'s tree (times and owners kept), as an operator seeds a new node:
+  // without cookies and without `from`'s own root marker.
+  void seed_copy(const Node& from, const Node& to) {
+    sh("rm -rf " + to.dir + " && cp -a " + from.dir + " " + to.dir + " && rm -f " + to.dir + "/cookie.* " + to.dir +
+       "/.syncd.root");
+  }
   std::vector<std::string> copies(const Node& n, const std::string& base) {
     const size_t slash = base.rfind('/');
     const std::string sub = slash == std::string::npos ? "" : base.substr(0, slash + 1);
@@ -1092,22 +1109,14 @@ TEST_SUITE("two_way") {
     test::write_file(b.dir + "/from-b", "b");
     p.start(a);
     p.start(b);
-    auto pair_settled = [&](const std::string& tag) {
-      test::write_file(a.dir + "/cookie." + tag + ".a", "c");
-      test::write_file(b.dir + "/cookie." + tag + ".b", "c");
-      REQUIRE_MESSAGE(test::wait_for(b.dir, "cookie." + tag + ".a", 60000), p.logs());
-      REQUIRE_MESSAGE(test::wait_for(a.dir, "cookie." + tag + ".b", 60000), p.logs());
-      p.idle(a);
-      p.idle(b);
-    };
-    pair_settled("1");
+    p.pair_settled(a, b);
     // History before the new node: an edit and a delete (a tombstone).
     test::write_file(a.dir + "/ca.pem", "v2");
     p.sh("rm " + b.dir + "/gone.pem");
-    pair_settled("2");
+    p.pair_settled(a, b);
     REQUIRE_FALSE(test::exists(a.dir + "/gone.pem"));
-    // C gets a fresh copy of A's tree (cookies and the root marker left out) and a file of its own.
-    p.sh("rm -rf " + c.dir + " && cp -a " + a.dir + " " + c.dir + " && rm -f " + c.dir + "/cookie.* " + c.dir + "/.syncd.root");
+    // C gets a fresh copy of A's tree and a file of its own.
+    p.seed_copy(a, c);
     test::write_file(c.dir + "/from-c", "c");
     // Both restarted with C configured; B writes while A restarts.
     p.unlinked.clear();
@@ -1148,18 +1157,12 @@ TEST_SUITE("two_way") {
     p.sh("mkdir -p " + a.dir + "/certs && echo gone > " + a.dir + "/certs/gone.pem && ln -s ca.pem " + a.dir + "/old-link");
     p.start(a);
     p.start(b);
-    auto pair_settled = [&](const std::string& tag) {
-      test::write_file(a.dir + "/cookie." + tag, "c");
-      REQUIRE_MESSAGE(test::wait_for(b.dir, "cookie." + tag, 60000), p.logs());
-      p.idle(a);
-      p.idle(b);
-    };
-    pair_settled("1");
+    p.pair_settled(a, b);
     // The copy for C, then the pair goes on: an edit, deletes of a file and a link.
-    p.sh("rm -rf " + c.dir + " && cp -a " + a.dir + " " + c.dir + " && rm -f " + c.dir + "/cookie.* " + c.dir + "/.syncd.root");
+    p.seed_copy(a, c);
     test::write_file(a.dir + "/ca.pem", "v2");
     p.sh("rm " + b.dir + "/certs/gone.pem " + b.dir + "/old-link");
-    pair_settled("2");
+    p.pair_settled(a, b);
     p.unlinked.clear();
     p.stop(a);
     p.start(a);
