@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
+#include <functional>
+#include <mutex>
 #include <vector>
 
 #include "lib/base/log.h"
@@ -315,6 +317,19 @@ uint32_t resolve_gid(const std::string& name, uint32_t fallback) {
   return fs::gid_of(name).value_or(fallback);
 }
 
+Status set_owner(const std::function<int(uid_t, gid_t)>& chown_fn, uint32_t uid, uint32_t gid, const char* what,
+                 std::string_view rel) {
+  static const bool root = ::geteuid() == 0;
+  if (root) return chown_fn(uid, gid) == 0 ? Status{} : io_error(what, rel);
+  static std::once_flag said;
+  std::call_once(said, [] {
+    log::get(log::Module::apply).warn("not running as root: files written here keep this user as their owner, "
+                                      "and a group only if this user is in it (as rsync -a without super-user rights)");
+  });
+  if (chown_fn(static_cast<uid_t>(-1), gid) == 0 || errno == EPERM) return {};
+  return io_error(what, rel);
+}
+
 std::string temp_name_for(std::string_view leaf) {
   uint8_t rnd[6];
   codec::random_bytes(rnd, sizeof rnd);
@@ -347,9 +362,8 @@ Status Applier::guard(int dir, const std::string& leaf, std::string_view rel,
 
 Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs& a, bool xattrs) const {
   if (opts_.chown) {
-    const uint32_t uid = resolve_uid(a.user, a.uid);
-    const uint32_t gid = resolve_gid(a.group, a.gid);
-    if (::fchown(fd, uid, gid) != 0) return io_error("chown", rel);
+    SYNCD_TRY(set_owner([fd](uid_t u, gid_t g) { return ::fchown(fd, u, g); }, resolve_uid(a.user, a.uid),
+                        resolve_gid(a.group, a.gid), "chown", rel));
   }
   uint32_t mode = a.mode & 07777;
   if (!opts_.keep_special_bits) mode &= 0777;
@@ -362,9 +376,9 @@ Status Applier::apply_owner_mode_time(int fd, std::string_view rel, const Attrs&
 Status Applier::apply_link_meta(int dir, const std::string& name, std::string_view rel,
                                 const Attrs& a) const {
   // No chmod: Linux symlinks have no mode of their own.
-  if (opts_.chown && ::fchownat(dir, name.c_str(), resolve_uid(a.user, a.uid),
-                                resolve_gid(a.group, a.gid), AT_SYMLINK_NOFOLLOW) != 0) {
-    return io_error("chown symlink", rel);
+  if (opts_.chown) {
+    SYNCD_TRY(set_owner([&](uid_t u, gid_t g) { return ::fchownat(dir, name.c_str(), u, g, AT_SYMLINK_NOFOLLOW); },
+                        resolve_uid(a.user, a.uid), resolve_gid(a.group, a.gid), "chown symlink", rel));
   }
   if (a.set_mtime && ::utimensat(dir, name.c_str(), MtimeSpec(a).ts, AT_SYMLINK_NOFOLLOW) != 0) {
     return io_error("set mtime of", rel);
@@ -374,9 +388,9 @@ Status Applier::apply_link_meta(int dir, const std::string& name, std::string_vi
 
 Status Applier::apply_special_meta(int dir, const std::string& name, std::string_view rel,
                                    const Attrs& a) const {
-  if (opts_.chown && ::fchownat(dir, name.c_str(), resolve_uid(a.user, a.uid), resolve_gid(a.group, a.gid),
-                                AT_SYMLINK_NOFOLLOW) != 0) {
-    return io_error("chown", rel);
+  if (opts_.chown) {
+    SYNCD_TRY(set_owner([&](uid_t u, gid_t g) { return ::fchownat(dir, name.c_str(), u, g, AT_SYMLINK_NOFOLLOW); },
+                        resolve_uid(a.user, a.uid), resolve_gid(a.group, a.gid), "chown", rel));
   }
   uint32_t mode = a.mode & 07777;
   if (!opts_.keep_special_bits) mode &= 0777;

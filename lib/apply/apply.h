@@ -233,4 +233,12 @@ class Applier {
 uint32_t resolve_uid(const std::string& name, uint32_t fallback);
 uint32_t resolve_gid(const std::string& name, uint32_t fallback);
 
+// Gives a file `uid` and `gid` as rsync -a does: as root, both. Without root (no right to give a
+// file away) the owner stays this process's user and the group is set only when it is one of
+// this user's groups — never an error, as rsync and cp -p run by a normal user do not fail a
+// file for it (said once in the log). `chown_fn(uid, gid)`: fchown/fchownat on the file, -1
+// with errno set on failure.
+Status set_owner(const std::function<int(uid_t, gid_t)>& chown_fn, uint32_t uid, uint32_t gid, const char* what,
+                 std::string_view rel);
+
 }  // namespace syncd::apply

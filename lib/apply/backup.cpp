@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "lib/apply/apply.h"
 #include "lib/base/log.h"
 #include "lib/base/unique_fd.h"
 
@@ -68,8 +69,10 @@ Status copy_entry(int from, const std::string& name, const struct stat& st, int 
     }
   }
   const struct timespec ts[2] = {st.st_atim, st.st_mtim};
-  if (::fchown(out.get(), st.st_uid, st.st_gid) != 0 || ::fchmod(out.get(), st.st_mode & 07777) != 0 ||
-      ::futimens(out.get(), ts) != 0) {
+  const int ofd = out.get();
+  SYNCD_TRY(set_owner([ofd](uid_t u, gid_t g) { return ::fchown(ofd, u, g); }, st.st_uid, st.st_gid,
+                      "set the owner of the backup of", rel));
+  if (::fchmod(out.get(), st.st_mode & 07777) != 0 || ::futimens(out.get(), ts) != 0) {
     return io_error("set metadata of backup of", rel);
   }
   return {};

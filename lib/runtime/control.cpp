@@ -50,9 +50,16 @@ ControlServer::~ControlServer() {
   if (fd_ && !path_.empty()) ::unlink(path_.c_str());
 }
 
+// The default run directory is root's; a daemon run as another user needs its own.
+constexpr const char* kRundirHint =
+    " (give a run directory this user may write: -rundir DIR, or syncd = { rundir = ... } in the config)";
+
 Status ControlServer::listen(const std::string& path) {
   const std::string dir = path.substr(0, path.rfind('/'));
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno("create " + dir);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    const int err = errno;
+    return Error::from_errno("create " + dir + (err == EACCES ? kRundirHint : ""), err);
+  }
   SYNCD_TRY_ASSIGN(addr, unix_addr(path));
   // A socket file that nobody answers on is a leftover of a daemon that died: replace it.
   if (control_request(path, "ping", 500).ok()) {
@@ -64,7 +71,11 @@ Status ControlServer::listen(const std::string& path) {
   const mode_t old = ::umask(0177);  // born 0600: no window in which others may connect
   const int rc = ::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   ::umask(old);
-  if (rc != 0) return Error::from_errno("bind " + path);
+  if (rc != 0) {
+    const int err = errno;
+    // The default run directory is root's; a daemon run as another user needs its own.
+    return Error::from_errno("bind " + path + (err == EACCES || err == EPERM ? kRundirHint : ""), err);
+  }
   if (::listen(fd_.get(), 16) != 0) return Error::from_errno("listen " + path);
   path_ = path;
   poll_ = std::make_unique<uvx::Poll>(loop_, fd_.get(), [this](int, int) { accept_all(); });

@@ -3,6 +3,7 @@
 // seen arriving in DST through inotify, so everything before it was applied (one ordered stream)
 // — and a full tree comparison by content and metadata. No sleeps.
 #include <doctest/doctest.h>
+#include <pwd.h>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -801,6 +802,50 @@ TEST_SUITE("integration.direct_overflow") {
     size_t missing = 0;
     for (int i = 0; i < 300; ++i) missing += test::exists(f.dst + "/f" + std::to_string(i)) ? 0 : 1;
     CHECK(missing == 0);
+  }
+
+  TEST_CASE("run as a normal user (as lsyncd may be): files arrive owned by that user, as rsync -a and cp -p leave them - no apply fails") {
+    // Each file's chown to the source's owner failed with EPERM, so nothing arrived and every
+    // file was retried for good.
+    Fixture f;
+    test::write_file(f.s("root-owned"), "r");
+    f.sh("mkdir " + f.s("d") + " && echo deep > " + f.s("d/f") + " && ln -s root-owned " + f.s("link"));
+    test::write_file(f.s("group-file"), "g");
+    f.sh("chgrp nogroup " + f.s("group-file") + " && chmod 640 " + f.s("root-owned") + " && chmod o+r " + f.s("root-owned"));
+    // What the user needs: to read the source, to write the target, state and run directories,
+    // and a copy of the program it can run (the build tree may be under a private home).
+    f.sh("chmod 755 " + f.t.path() + " && mkdir " + f.state + " " + f.t / "run" + " && chown nobody:nogroup " + f.dst + " " +
+         f.state + " " + f.t / "run" + " && cp " + SYNCD_BINARY + " " + f.t / "syncd" + " && chmod 755 " + f.t / "syncd");
+    const std::string console = f.t / "user.console";
+    f.proc = std::make_unique<test::Child>(
+        std::vector<std::string>{"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", f.t / "syncd",
+                                 "-nodaemon", "-direct", f.src, f.dst, "-statedir", f.state + "/x", "-rundir", f.t / "run"},
+        console);
+    REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0), test::read_file(console));
+    test::write_file(f.s("live"), "l");
+    f.sh("chmod 644 " + f.s("live"));
+    REQUIRE_MESSAGE(test::wait_for(f.dst, "live"), test::read_file(console));
+    struct passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    for (const std::string rel : {"root-owned", "d/f", "group-file", "live"}) {
+      CAPTURE(rel);
+      CHECK(test::read_file(f.dst + "/" + rel) == test::read_file(f.s(rel)));
+      struct stat st{}, sst{};
+      REQUIRE(::lstat((f.dst + "/" + rel).c_str(), &st) == 0);
+      REQUIRE(::lstat(f.s(rel).c_str(), &sst) == 0);
+      CHECK(st.st_uid == nobody->pw_uid);
+      CHECK((st.st_mode & 07777) == (sst.st_mode & 07777));
+    }
+    struct stat gst{};
+    REQUIRE(::lstat((f.dst + "/group-file").c_str(), &gst) == 0);
+    CHECK(gst.st_gid == nobody->pw_gid);  // nogroup: the source's group, and one the user is in
+    char target[64] = {};
+    CHECK(::readlink((f.dst + "/link").c_str(), target, sizeof target - 1) == 10);
+    CHECK(std::string(target) == "root-owned");
+    const std::string log = test::read_file(console);
+    CHECK_MESSAGE(log.find("could not apply") == std::string::npos, log);
+    CHECK(test::count_text(console, "not running as root") == 1);
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
   }
 
   TEST_CASE("a state disk full from the start: the startup is not said finished until the scan is recorded - status says what waits") {
