@@ -40,7 +40,7 @@ TEST_SUITE("apply.backup") {
     CHECK_FALSE(apply::Backup::open(*root, {.enabled = true, .dir = "", .suffix = ""}).ok());
   }
 
-  TEST_CASE("backup_dir inside the target (relative) keeps the path and is protected; outside it too") {
+  TEST_CASE("backup_dir inside the target (relative) keeps the path and is protected - outside it too") {
     test::TempDir t("backup");
     ::mkdir((t / "tree").c_str(), 0755);
     ::mkdir((t / "tree/sub").c_str(), 0755);
