@@ -2,8 +2,9 @@
 //
 // BodyPipe: a large file body on its way from the connection (loop thread pushes chunks as they
 // arrive) to the apply job (job thread pops and writes them into the temp file), so a body is
-// never held whole in memory. The loop pauses reading the connection while more than kHigh bytes
-// wait, and the job's on_low callback (fired when the backlog falls under kLow) resumes it. When
+// never held whole in memory. The loop pauses reading the connection while more than its high
+// mark waits (kHigh by default; ReceiverOptions::hold_bytes), and the job's on_low callback
+// (fired when the backlog falls under the low mark given, kLow by default) resumes it. When
 // the job is done with the body for any reason (applied, refused, failed) it closes the reader
 // side: later chunks are dropped instead of piling up. abort() ends a transfer whose connection
 // went away: the job's pop() fails and its temp file is removed.
@@ -30,7 +31,7 @@ class BodyPipe {
   // `low`: the backlog under which on_low fires (the caller's own high mark is 4x that).
   explicit BodyPipe(std::function<void()> on_low, size_t low = kLow) : on_low_(std::move(on_low)), low_(low) {}
 
-  // Loop. Returns the bytes now waiting (the caller pauses reading above kHigh).
+  // Loop. Returns the bytes now waiting (the caller pauses reading above its high mark).
   size_t push(Bytes chunk) {
     std::lock_guard lk(mu_);
     if (reader_closed_ || aborted_) return 0;

@@ -73,7 +73,6 @@ Status ControlServer::listen(const std::string& path) {
   ::umask(old);
   if (rc != 0) {
     const int err = errno;
-    // The default run directory is root's; a daemon run as another user needs its own.
     return Error::from_errno("bind " + path + (err == EACCES || err == EPERM ? kRundirHint : ""), err);
   }
   if (::listen(fd_.get(), 16) != 0) return Error::from_errno("listen " + path);
