@@ -331,8 +331,16 @@ int attach_main(const std::vector<std::string>& args) {
   // then only waits for it to finish.
   auto sock = runtime::control_socket_path(rundir, o.target);
   if (sock.ok()) {
-    auto joined = runtime::control_join(*sock, two_way ? "two-way" : "one-way", 0, 1);
+    // A live daemon answers in milliseconds; one that is stopped (SIGSTOP) or hung would keep the
+    // session waiting for good, with nobody told why.
+    constexpr int kTakeMs = 10000;
+    auto joined = runtime::control_join(*sock, two_way ? "two-way" : "one-way", 0, 1, kTakeMs);
     if (joined.ok()) return *joined;
+    if (joined.error().is_errno(ETIMEDOUT)) {
+      // Not served here either: the tree is that daemon's, and it may wake at any time.
+      lg.error("attach {}: {}", o.target, joined.error().message());
+      return 1;
+    }
     const bool no_daemon = joined.error().is_errno(ENOENT) || joined.error().is_errno(ECONNREFUSED);
     if (two_way) {
       lg.error("attach {}: {}", o.target,

@@ -264,7 +264,14 @@ Result<std::string> control_request(const std::string& path, const std::string& 
   }
 }
 
-Result<int> control_join(const std::string& path, const std::string& args, int in_fd, int out_fd) {
+Result<int> control_join(const std::string& path, const std::string& args, int in_fd, int out_fd, int take_ms) {
+  const std::string frozen = "the syncd daemon behind " + path + " did not answer within " + std::to_string(take_ms / 1000) +
+                             " s (is it stopped or hung?)";
+  // A ping first: descriptors handed to a daemon that is stopped stay in its socket's queue and
+  // hold the session's pipes open after attach gives up, so sshd would never end the session.
+  auto pong = control_request(path, "ping", take_ms);
+  if (!pong.ok() && pong.error().code.category() == std::generic_category()) return std::move(pong).error();
+  if (!pong.ok() || *pong != "pong\n") return Error::from_errno(frozen, ETIMEDOUT);
   SYNCD_TRY_ASSIGN(addr, unix_addr(path));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Error::from_errno("socket");
@@ -290,7 +297,15 @@ Result<int> control_join(const std::string& path, const std::string& args, int i
   }
   // "ok" once the daemon serves the session, then one "end <code> <why>" line when it is over.
   std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(take_ms);
   for (;;) {
+    if (got.empty()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      pollfd p{fd.get(), POLLIN, 0};
+      const int r = left <= 0 ? 0 : ::poll(&p, 1, static_cast<int>(left));
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) return Error::from_errno(frozen, ETIMEDOUT);
+    }
     char buf[512];
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;

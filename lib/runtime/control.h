@@ -83,8 +83,10 @@ class ControlServer {
 std::string json_string(std::string_view s);
 
 // Client side of `attach`: hands (in_fd, out_fd) to the daemon behind `path` and waits until it
-// has finished serving that session; returns the session's exit code.
-Result<int> control_join(const std::string& path, const std::string& args, int in_fd, int out_fd);
+// has finished serving that session; returns the session's exit code. A daemon that does not
+// answer within `take_ms` (a ping, then its "ok") is stopped or hung: ETIMEDOUT, and the caller
+// must not serve the session itself, as the tree is still that daemon's.
+Result<int> control_join(const std::string& path, const std::string& args, int in_fd, int out_fd, int take_ms);
 
 // Client side: sends one request to the socket and returns the whole answer.
 Result<std::string> control_request(const std::string& path, const std::string& request, int timeout_ms);

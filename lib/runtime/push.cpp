@@ -188,6 +188,13 @@ Status Push::start() {
     l.sender = std::make_unique<Sender>(loop_, *root_, *index_, source_excludes(opts_.excludes, opts_.filters, opts_.source, opts_.per_dir_excludes), nullptr, so);
     l.retry = std::make_unique<uvx::Timer>(loop_, [this, &l] { connect(l); });
     l.dial_hold = std::make_unique<uvx::Timer>(loop_, [&l] { dial_done(l); });
+    l.hello_wait = std::make_unique<uvx::Timer>(loop_, [this, &l] {
+      const uint64_t s = hello_wait_ms() / 1000;
+      lost(l, l.session,
+           fmt::format("no answer from `{} attach` on {} within {} s of dialing{} (a remote syncd that hangs, or a "
+                       "syncd daemon there that is stopped or hung)",
+                       opts_.remote_syncd, l.spec.host, s, opts_.io_timeout_s > 0 ? " (rsync.timeout)" : ""));
+    });
     SYNCD_TRY(l.sender->start());
   }
   for (auto& l : links_) connect(*l);
@@ -217,6 +224,10 @@ void Push::check_io_timeouts() {
       lost(l, l.session, "no data for " + std::to_string(opts_.io_timeout_s) + " s while versions await the peer (rsync.timeout)");
     }
   }
+}
+
+uint64_t Push::hello_wait_ms() const noexcept {
+  return opts_.io_timeout_s > 0 ? opts_.io_timeout_s * 1000 : opts_.hello_wait_ms;
 }
 
 void Push::collect_tombstones() {
@@ -425,6 +436,7 @@ void Push::connect(Link& l) {
   }
   if (!l.dial->admitted()) return;
   l.dial_hold->start(kDialHoldMs);
+  l.hello_wait->start(hello_wait_ms());
   // The previous session's objects die here, outside their own callbacks.
   l.rx.reset();
   l.conn.reset();
@@ -460,6 +472,7 @@ void Push::connect(Link& l) {
         if (l.rx && for_receiver(m)) return l.rx->on_message(std::move(m));
         if (const auto* h = std::get_if<protocol::Hello>(&m)) {
           dial_done(l);  // the peer answered: the next session to that sshd may start
+          l.hello_wait->stop();
           if (auto why = refused_peer(l, h->node_id); !why.empty()) {
             if (h->node_id != index_->node_id()) {
               l.refused_node = h->node_id;
@@ -519,6 +532,7 @@ void Push::lost(Link& l, uint64_t session, const std::string& why) {
   l.lost = session;
   l.up = false;
   dial_done(l);
+  if (l.hello_wait) l.hello_wait->stop();
   // The stream usually ends before ssh does; what ssh or the remote shell said last is the
   // better explanation ("syncd: command not found", "Permission denied (publickey)").
   std::string reason = why;
@@ -570,6 +584,7 @@ std::string Push::status(bool json) const {
                  (l.passive  ? "on the session it opened to this node"
                   : up       ? "connected"
                   : waiting  ? "waiting for its turn to connect (other sessions to that sshd are being set up)"
+                  : l.conn && l.lost != l.session ? "connecting (dialed; the peer's syncd has not answered yet)"
                              : "disconnected") +
                  " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +

@@ -57,6 +57,9 @@ struct PushOptions {
   // rsync.timeout: a session that waits for the peer (versions unacknowledged) and neither sends
   // nor receives a byte for this long is dropped and redialled (0: never).
   uint64_t io_timeout_s = 0;
+  // A session whose peer has not said HELLO this long after the dial is dropped and dialed again
+  // (a remote syncd that hangs, a daemon there that is stopped); rsync.timeout, when set, instead.
+  uint64_t hello_wait_ms = 60000;
   bool one_file_system = false;  // rsync.one_file_system: mount points below the source are not entered
   // rsync.copy_links / copy_unsafe_links / copy_dirlinks: links of the source read as what they
   // point to (one-way only: a tree this node also writes never follows a link).
@@ -128,6 +131,8 @@ class Push {
     // A dial that neither fails nor brings the peer's HELLO gives its place up after a while
     // (kDialHoldMs), so one stuck session cannot hold back the others.
     std::unique_ptr<uvx::Timer> dial_hold;
+    // From the dial to the peer's HELLO: the session ends if it takes longer (hello_wait()).
+    std::unique_ptr<uvx::Timer> hello_wait;
     uint64_t session = 0;   // id of the current session (callbacks of older ones are ignored)
     uint64_t sessions = 0;  // sessions started
     uint64_t lost = 0;      // the last session whose end was handled
@@ -146,6 +151,7 @@ class Push {
   };
   // rsync.timeout: drops sessions that waited for their peer too long without a byte moving.
   void check_io_timeouts();
+  uint64_t hello_wait_ms() const noexcept;
   std::unique_ptr<uvx::Timer> io_check_;
   std::unique_ptr<RootGuard> guard_;
   // Protocol bytes written towards the link's peer on the session its records travel on.

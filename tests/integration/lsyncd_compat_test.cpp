@@ -539,6 +539,83 @@ TEST_CASE("sessions to one host that hang before the peer answers do not hold ba
   CHECK(c.stop_within(SIGTERM, 30000) == 143);
 }
 
+TEST_CASE("a remote syncd that never answers: the session ends after rsync.timeout with the reason, and the next one syncs") {
+  // The remote program runs but never says HELLO (here: once). The session used to wait for good,
+  // with nothing in the log and the peer never synced.
+  for (const std::string transport : {"libssh2", "openssh"}) {
+    CAPTURE(transport);
+    test::TempDir t{"mute-ssh"};
+    test::SshServer sshd(t / "sshd");
+    sshd.start();
+    // Mute the first time: reads the session's bytes and never answers (exits when it closes).
+    test::write_file(t / "mute.sh", "#!/bin/sh\nif [ ! -e '" + t / "muted" + "' ]; then touch '" + t / "muted" +
+                                        "'; exec cat > /dev/null; fi\nexec '" + SYNCD_BINARY + "' \"$@\"\n");
+    REQUIRE(::chmod((t / "mute.sh").c_str(), 0755) == 0);
+    ::mkdir((t / "st").c_str(), 0700);
+    std::string cfg = "settings { nodaemon = true }\n" +
+                      ssh_sync(t, 1, sshd, ", remoteSyncd = '" + t / "mute.sh" + "', transport = '" + transport + "'");
+    cfg.insert(cfg.find("rsh = "), "timeout = 4, ");
+    test::write_file(t / "mute.lua", cfg);
+    const std::string console = t / "mute.console";
+    test::Child c({SYNCD_BINARY, "-rundir", t / "run", t / "mute.lua"}, console);
+    auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+    // Meanwhile its status says the peer has not answered (the status file lands in t: a wakeup).
+    const std::string status = t / "s1.status";
+    CHECK_MESSAGE(test::wait_until(t.path(), [&] {
+                    (void)test::run(std::string(SYNCD_BINARY) + " status '" + t / "s1" + "' -rundir '" + t / "run" + "' > " + status + " 2>&1");
+                    return test::read_file(status).find("connecting (dialed; the peer's syncd has not answered yet)") != std::string::npos;
+                  }, 4000),
+                  test::read_file(status));
+    REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0, 30000), logs());
+    CHECK(test::exists(t / "muted"));
+    CHECK_MESSAGE(logs().find("no answer from `" + t / "mute.sh" + " attach` on 127.0.0.1 within 4 s of dialing (rsync.timeout)") !=
+                      std::string::npos,
+                  logs());
+    CHECK(test::read_file(t / "t1/f") == "1");
+    CHECK(c.stop_within(SIGTERM, 30000) == 143);
+  }
+}
+
+TEST_CASE("a peer daemon that is stopped (SIGSTOP): attach says so within 10 s and writes nothing meanwhile - the push syncs once it runs again") {
+  // attach joins the daemon that owns the target. One that is stopped never answered, and attach
+  // waited with it for good, the push stuck with no word in either log. Serving the session
+  // itself instead would make a second writer of a tree whose daemon may wake at any moment.
+  for (const std::string transport : {"libssh2", "openssh"}) {
+    CAPTURE(transport);
+    test::TempDir t{"frozen"};
+    test::SshServer sshd(t / "sshd");
+    sshd.start();
+    ::mkdir((t / "st").c_str(), 0700);
+    ::mkdir((t / "t1").c_str(), 0755);
+    ::mkdir((t / "t9").c_str(), 0755);
+    // The peer's daemon: it owns t1 (pushing it on to t9, a chain).
+    test::Child owner({SYNCD_BINARY, "-nodaemon", "-rundir", t / "run2", "-rsyncssh", t / "t1", "127.0.0.1", t / "t9",
+                       "-statedir", t / "st/o", "-rsh", sshd.rsh(), "-remote-syncd", SYNCD_BINARY, "-remote-statedir",
+                       t / "st/or"},
+                      t / "owner.console");
+    REQUIRE_MESSAGE(test::wait_for_text(t / "owner.console", "finished: 0", 0, 30000), test::read_file(t / "owner.console"));
+    owner.signal(SIGSTOP);
+    const std::string cfg = "settings { nodaemon = true }\n" +
+                            ssh_sync(t, 1, sshd, ", remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteRundir = '" +
+                                                     t / "run2" + "', transport = '" + transport + "'");
+    test::write_file(t / "push.lua", cfg);
+    const std::string console = t / "push.console";
+    test::Child c({SYNCD_BINARY, "-rundir", t / "run", t / "push.lua"}, console);
+    auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
+    REQUIRE_MESSAGE(test::wait_for_text(console, "did not answer within 10 s (is it stopped or hung?)", 0, 30000), logs());
+    // The session ends with attach (it is dialed again), not after the 60 s HELLO wait.
+    REQUIRE_MESSAGE(test::wait_for_text(console, "reconnecting in", 0, 10000), logs());
+    CHECK_FALSE(test::exists(t / "t1/f"));  // nobody wrote to the stopped daemon's tree
+    owner.signal(SIGCONT);
+    REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0, 60000), logs());
+    CHECK(test::read_file(t / "t1/f") == "1");
+    REQUIRE_MESSAGE(test::wait_for(t / "t9", "f"), test::read_file(t / "owner.console"));  // the owner pushed it on
+    CHECK(test::read_file(t / "t9/f") == "1");
+    CHECK(c.stop_within(SIGTERM, 30000) == 143);
+    CHECK(owner.stop_within(SIGTERM, 30000) == 143);
+  }
+}
+
 TEST_CASE("SIGTERM to the daemon's whole process group (Ctrl-C, a stop script) still flushes the file in flight, over either transport") {
   // The OpenSSH client ran in syncd's process group: the same SIGTERM killed it, the fade found
   // its peer gone, and the file reached the peer only when this node came back.
