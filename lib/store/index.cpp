@@ -75,7 +75,7 @@ Result<Index> Index::open(const std::string& state_dir, Sharing sharing) {
   }
   if (auto st = idx.init_schema(); !st) {
     Error e = std::move(st).error();
-    if (e.message().find("locked") != std::string::npos) {
+    if (e.is_errno(EBUSY)) {
       return std::move(e).wrap("index " + idx.path_ + " is held by another process (another syncd on " +
                                state_dir + "?)");
     }

@@ -1,5 +1,6 @@
 #include "lib/store/sqlite.h"
 
+#include <cerrno>
 #include <mutex>
 
 namespace syncd::store {
@@ -10,12 +11,15 @@ Error sqlite_error(sqlite3* db, const std::string& what) {
   // Which database: an operator with several syncs needs the state directory that is full.
   const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
   if (file != nullptr && *file != '\0' && what.find(file) == std::string::npos) msg = std::string(file) + ": " + msg;
-  // Disk full and I/O errors need an operator; everything else is a bug or corruption.
+  // Disk full and I/O errors need an operator; a lock is transient; anything else is a bug or
+  // corruption.
   if ((code & 0xff) == SQLITE_FULL) return Error::from_errno(std::move(msg), ENOSPC);
   if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_CANTOPEN) {
     return Error::from_errno(std::move(msg), EIO);
   }
   if ((code & 0xff) == SQLITE_READONLY) return Error::from_errno(std::move(msg), EROFS);
+  // Another process holds the database (a second syncd, an sqlite3 shell): not corruption.
+  if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) return Error::from_errno(std::move(msg), EBUSY);
   return Error::make(errc::corrupt, std::move(msg));
 }
 

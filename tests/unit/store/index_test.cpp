@@ -425,6 +425,9 @@ TEST_SUITE("store.index") {
       auto other = Index::open(t / "s");
       REQUIRE_FALSE(other.ok());
       CHECK(other.error().message().find("held by another process") != std::string::npos);
+      // A lock, not damage: the operator must not be told the index is corrupt.
+      CHECK(other.error().is_errno(EBUSY));
+      CHECK(other.error().message().find("corrupt") == std::string::npos);
       // The owner goes on working after the refusal.
       Record b = rec("b", 1);
       REQUIRE(owner->put(b).ok());
