@@ -212,7 +212,17 @@ Status Connection::take_hello(ByteSpan& in) {
   if (hello_buf_.size() < protocol::kFrameHeaderBytes) return {};
   const uint64_t len = load_le(hello_buf_.data(), 4);
   if (len == 0 || len > 4096 || hello_buf_[4] != static_cast<uint8_t>(protocol::MsgType::hello)) {
-    return Error::make(errc::corrupt, "peer did not start with HELLO");
+    // Usually text: a login script's banner (~/.bashrc) or a wrapper writing to stdout ahead of
+    // syncd. Its first line says which, as rsync's "is your shell clean?" does not.
+    constexpr size_t kShow = 64;
+    const auto nl = std::find(hello_buf_.begin(), hello_buf_.end(), uint8_t{'\n'});
+    if (nl == hello_buf_.end() && hello_buf_.size() < kShow) return {};  // more of the line first
+    const size_t n = std::min<size_t>(kShow, static_cast<size_t>(nl - hello_buf_.begin()));
+    return Error::make(errc::corrupt,
+                       "the peer's first bytes are not syncd's HELLO but \"" +
+                           log::escape(std::string_view(reinterpret_cast<const char*>(hello_buf_.data()), n)) +
+                           "\": something writes to the session ahead of syncd (a login script such as "
+                           "~/.bashrc, or a wrapper); the session must carry syncd's protocol only");
   }
   if (hello_buf_.size() < 4 + len) return {};
   SYNCD_TRY_ASSIGN(msg, protocol::decode_payload(protocol::MsgType::hello,
