@@ -32,7 +32,7 @@ const char* usage_text() {
          "  -bidirectional   two-way sync with the -rsyncssh HOST (whose syncd does the same)\n"
          "  -peer HOST DIR   two-way: one more node of the mesh of the -rsyncssh before it (repeatable; up to 4 peers)\n"
          "  -remote-rundir D run directory of the daemon on the host given just before (-rsyncssh or -peer)\n"
-         "  -statedir DIR    where the index lives (default /var/lib/syncd/<kind>-<hash>)\n"
+         "  -statedir DIR    where the index lives (default /var/lib/syncd/<kind>-<hash>; a normal user's under ~/.local/state/syncd)\n"
          "  -rundir DIR      where the control socket goes (default /run/syncd)\n"
          "  -exclude PATTERN lsyncd exclude pattern (repeatable)\n"
          "  -hard-links      rsync.hard_links: names of one inode arrive as one inode (also two-way)\n"

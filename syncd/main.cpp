@@ -48,9 +48,27 @@ namespace {
 constexpr const char* kVersion = "0.1.0";
 constexpr const char* kLsyncdCompat = "2.2.3";
 
+// Where state directories go by default: root's /var/lib/syncd; a normal user cannot write
+// there, so theirs go where XDG puts a user's state (as `syncd attach` run by a peer's session
+// logged in as that user needs one).
+std::string state_base() {
+  if (::geteuid() == 0) return "/var/lib/syncd";
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && x[0] == '/') return std::string(x) + "/syncd";
+  if (const char* h = std::getenv("HOME"); h != nullptr && h[0] == '/') return std::string(h) + "/.local/state/syncd";
+  return "/var/lib/syncd";  // nowhere better: the error names it, and -statedir moves it
+}
+
 std::string default_state_dir(const std::string& kind, const std::string& key) {
   auto h = syncd::codec::Sha256::of(syncd::as_bytes(key));
-  return "/var/lib/syncd/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
+  return state_base() + "/" + kind + "-" + syncd::codec::to_hex(syncd::ByteSpan(h.data(), 6));
+}
+
+// The missing ancestors of a state directory (mode 0700; the directory itself is the index's to
+// make): a host where no daemon ran yet has no /var/lib/syncd, and `attach` failed there.
+void make_parents(const std::string& dir) {
+  for (size_t slash = dir.find('/', 1); slash != std::string::npos; slash = dir.find('/', slash + 1)) {
+    (void)::mkdir(dir.substr(0, slash).c_str(), 0700);  // what fails shows when the index opens
+  }
 }
 
 // SIGTERM, SIGINT and SIGHUP handles for the daemon's whole life, routed to the running
@@ -355,6 +373,7 @@ int attach_main(const std::vector<std::string>& args) {
     return 1;
   }
   if (o.state_dir.empty()) o.state_dir = default_state_dir("attach", o.target);
+  make_parents(o.state_dir);
   ::signal(SIGPIPE, SIG_IGN);
   uvx::Loop loop;
   int code = 0;
@@ -543,9 +562,8 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
     auto r = std::make_unique<Running>();
     r->node = &n;
     if (n.type != plan::Node::Type::actions) {
-      // The state directory's parent (/var/lib/syncd, or a -statedir shared by several nodes).
-      const std::string& sd = n.type == plan::Node::Type::direct ? n.direct.state_dir : n.push.state_dir;
-      ::mkdir(sd.substr(0, sd.rfind('/')).c_str(), 0700);
+      // The state directory's parents (/var/lib/syncd, or a -statedir shared by several nodes).
+      make_parents(n.type == plan::Node::Type::direct ? n.direct.state_dir : n.push.state_dir);
     }
     if (auto st = start_node(*r); !st) {
       // One volume that did not mount stops only its own sync, where the config has others

@@ -44,6 +44,7 @@ struct Fixture {
   std::vector<std::string> extra;  // more arguments for the pusher
   std::vector<std::string> wrapper;  // a command that runs the pusher (e.g. in its own mount namespace)
   std::string remote_syncd = SYNCD_BINARY;
+  bool remote_default_state = false;  // no -remote-statedir: attach's default
   int cookies = 0;
   explicit Fixture(std::string tr) : transport(std::move(tr)) {
     test::require_root();
@@ -54,8 +55,8 @@ struct Fixture {
   std::vector<std::string> argv(const std::string& rsh) const {
     std::vector<std::string> a = wrapper;
     a.insert(a.end(), {SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst, "-statedir", t / "state", "-rsh", rsh,
-                       "-remote-syncd", remote_syncd, "-remote-statedir", t / "remote-state", "-transport", transport,
-                       "-rundir", t / "run"});
+                       "-remote-syncd", remote_syncd, "-transport", transport, "-rundir", t / "run"});
+    if (!remote_default_state) a.insert(a.end(), {"-remote-statedir", t / "remote-state"});
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -693,4 +694,37 @@ void addresses(const std::string& transport) {
 
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("an IPv6 literal and a DNS name reach the peer", addresses)
+
+  TEST_CASE("a peer where syncd never ran, logged in as a normal user: attach makes its default state directory - the tree arrives") {
+    // attach's default state directory is /var/lib/syncd/attach-<hash>, whose parent only a
+    // daemon made: on a host that only receives, every session failed with "create state
+    // directory ...: No such file or directory" (as a normal user: Permission denied). A normal
+    // user's now goes under ~/.local/state/syncd (XDG_STATE_HOME when set), parents made.
+    Fixture f("libssh2");
+    const std::string home = f.t / "home";
+    f.sh("chmod 755 " + f.t.path() + " && mkdir " + home + " && chown nobody:nogroup " + home + " " + f.dst + " && cp " +
+         SYNCD_BINARY + " " + f.t / "syncd" + " && chmod 755 " + f.t / "syncd");
+    // The session's remote program, as the peer's login user would run it.
+    test::write_file(f.t / "as-nobody.sh", "#!/bin/sh\nexec env -u XDG_STATE_HOME HOME='" + home +
+                                                "' setpriv --reuid=nobody --regid=nogroup --clear-groups '" + f.t / "syncd" +
+                                                "' \"$@\"\n");
+    REQUIRE(::chmod((f.t / "as-nobody.sh").c_str(), 0755) == 0);
+    f.remote_syncd = f.t / "as-nobody.sh";
+    f.remote_default_state = true;
+    test::write_file(f.s("a"), "arrives");
+    f.start();
+    CHECK(test::read_file(f.dst + "/a") == "arrives");
+    struct stat st{};
+    REQUIRE(::stat((f.dst + "/a").c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534u);
+    const auto states = test::list_dir(home + "/.local/state/syncd");
+    REQUIRE(states.size() == 1);
+    CHECK(states[0].rfind("attach-", 0) == 0);
+    CHECK(test::exists(home + "/.local/state/syncd/" + states[0] + "/index.db"));
+    // Live changes go on through it.
+    test::write_file(f.s("b"), "live");
+    REQUIRE_MESSAGE(test::wait_for(f.dst, "b"), f.logs());
+    CHECK(test::read_file(f.dst + "/b") == "live");
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  }
 }
