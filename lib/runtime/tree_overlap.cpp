@@ -25,7 +25,7 @@ Status check_state_dir_outside(const std::string& state_dir, const std::string& 
   if (!path_below(root, state)) return {};
   return Error::make(errc::unsupported, "the state directory " + state + " is inside " + what + " " + root +
                                             ": syncd would replicate its own index (choose a -statedir outside the "
-                                            "synced trees; the default is under /var/lib/syncd)");
+                                            "synced trees)");
 }
 
 namespace {
