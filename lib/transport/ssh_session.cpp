@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -285,9 +286,19 @@ bool SshSession::check_host_key(std::string& why) {
       if (p_.strict == StrictHostKeys::accept_new) {
         const std::string target = p_.known_hosts.empty() ? std::string() : p_.known_hosts.front();
         if (!target.empty() && target != "/dev/null") {
-          if (auto st = KnownHosts::append(target, p_.host, p_.port, ktype, blob); !st) {
-            why = st.error().message();
-            return false;
+          auto st = KnownHosts::append(target, p_.host, p_.port, ktype, blob);
+          const size_t slash = target.rfind('/');
+          if (!st && st.error().is_errno(ENOENT) && slash != std::string::npos && slash >= 5 &&
+              target.compare(slash - 5, 5, "/.ssh") == 0 && ::mkdir(target.substr(0, slash).c_str(), 0700) == 0) {
+            // A fresh account has no ~/.ssh: OpenSSH makes it for its known_hosts, and so do we.
+            st = KnownHosts::append(target, p_.host, p_.port, ktype, blob);
+          }
+          if (!st) {
+            // As OpenSSH: the key is accepted for this session all the same, asked again next time.
+            lg().warn("StrictHostKeyChecking=accept-new: could not add the host key of {} ({} {}): {}; connecting "
+                      "anyway, as OpenSSH does",
+                      name, ktype, fp, st.error().message());
+            return true;
           }
           lg().warn("added host key of {} ({} {}) to {} (StrictHostKeyChecking=accept-new)", name, ktype, fp, target);
         }

@@ -695,6 +695,39 @@ void addresses(const std::string& transport) {
 TEST_SUITE("integration.ssh") {
   BOTH_TRANSPORTS("an IPv6 literal and a DNS name reach the peer", addresses)
 
+  TEST_CASE("StrictHostKeyChecking=accept-new on an account with no ~/.ssh: the key is added there - a path that cannot be written only warns, as with OpenSSH") {
+    // The native transport refused every session ("open ~/.ssh/known_hosts to add a host key:
+    // No such file or directory") where OpenSSH makes ~/.ssh, or, for a path it cannot write,
+    // says so and connects. (libssh2 only: OpenSSH takes ~ from the password database, not
+    // $HOME, so its half would write root's own file.)
+    Fixture f("libssh2");
+    const std::string home = f.t / "home";
+    ::mkdir(home.c_str(), 0755);
+    f.wrapper = {"/usr/bin/env", "HOME=" + home};
+    const std::string base = "ssh -p " + std::to_string(f.sshd.port()) + " -i " + f.sshd.client_key() +
+                             " -o StrictHostKeyChecking=accept-new -o GlobalKnownHostsFile=/dev/null";
+    test::write_file(f.s("a"), "1");
+    f.start(base);
+    const std::string kh = test::read_file(home + "/.ssh/known_hosts");
+    CHECK_MESSAGE(kh.find("[127.0.0.1]:" + std::to_string(f.sshd.port()) + " ssh-ed25519 ") == 0, kh);
+    struct stat st{};
+    REQUIRE(::stat((home + "/.ssh").c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0700);
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    // A second start checks the stored key: nothing more is added.
+    f.start(base);
+    CHECK(test::read_file(home + "/.ssh/known_hosts") == kh);
+    CHECK(test::count_text(f.log, "added host key") == 1);
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+    // A known_hosts in a directory that does not exist: warned, and the push goes on.
+    test::write_file(f.s("b"), "2");
+    f.start(base + " -o UserKnownHostsFile=" + f.t / "missing/known_hosts");
+    CHECK(test::read_file(f.dst + "/b") == "2");
+    CHECK(test::count_text(f.log, "could not add the host key") == 1);
+    CHECK_FALSE(test::exists(f.t / "missing"));
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  }
+
   TEST_CASE("a peer where syncd never ran, logged in as a normal user: attach makes its default state directory - the tree arrives") {
     // attach's default state directory is /var/lib/syncd/attach-<hash>, whose parent only a
     // daemon made: on a host that only receives, every session failed with "create state
