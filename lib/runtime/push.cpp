@@ -373,8 +373,13 @@ Status Push::choose_transport(Link& l) {
   if (auto k = rsh_.option("ServerAliveInterval")) p.keepalive_s = std::max(1, std::atoi(k->c_str()));
 
   std::string why_openssh;
+  // ssh_config can make a name an alias (HostName, Port, User, IdentityFile, ProxyJump, ...),
+  // which only the OpenSSH client applies; the native session would dial the bare name.
+  const std::string config_changes = rsh_.needs_openssh ? std::string() : transport::ssh_config_changes(rsh_, l.spec.host);
   if (rsh_.needs_openssh) {
     why_openssh = rsh_.needs_openssh_why;
+  } else if (!config_changes.empty()) {
+    why_openssh = "ssh_config sets " + config_changes + " for " + l.spec.host + " (ssh -G)";
   } else if (p.identities.empty()) {
     why_openssh = "no identity file given or found in ~/.ssh (the OpenSSH client may use ssh-agent)";
   } else {
@@ -405,6 +410,10 @@ Status Push::choose_transport(Link& l) {
     if (rsh_.needs_openssh) return Error::make(errc::unsupported, "transport libssh2 forced, but " + rsh_.needs_openssh_why);
     l.native = true;
     lg().info("transport to {}: libssh2 (forced by config)", l.spec.host);
+    if (!config_changes.empty()) {
+      lg().warn("transport to {}: ssh_config sets {} for it (ssh -G), which the libssh2 transport does not apply",
+                l.spec.host, config_changes);
+    }
   } else if (opts_.transport == "auto") {
     l.native = why_openssh.empty();
     if (l.native) {

@@ -1,7 +1,20 @@
 #include "lib/transport/ssh_command.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <mutex>
+
+#include "lib/base/unique_fd.h"
+
+extern char** environ;
 
 namespace syncd::transport {
 namespace {
@@ -182,6 +195,124 @@ std::vector<std::string> SshCommand::argv_for(const std::string& host, const std
   a.push_back(host);
   a.push_back(remote);
   return a;
+}
+
+namespace {
+
+// stdout of `argv` (stdin and stderr /dev/null), or nullopt if it cannot run, fails, or takes
+// longer than 5 s (a `Match exec` in ssh_config runs what it likes).
+std::optional<std::string> capture(const std::vector<std::string>& argv) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return std::nullopt;
+  UniqueFd rd(p[0]), wr(p[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  wr.reset();
+  if (rc != 0) return std::nullopt;
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    pollfd pf{rd.get(), POLLIN, 0};
+    const int r = left <= 0 ? 0 : ::poll(&pf, 1, static_cast<int>(left));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    char buf[4096];
+    const ssize_t n = ::read(rd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return out;
+}
+
+// `ssh -G` output: key -> values (a key may repeat, as identityfile does), for the keys that
+// decide where and how a connection goes.
+std::map<std::string, std::string> connection_keys(const std::string& g) {
+  static const char* const keys[] = {"hostname", "port", "user", "identityfile", "certificatefile", "identitiesonly",
+                                     "proxycommand", "proxyjump", "controlmaster", "controlpath", "hostkeyalias",
+                                     "userknownhostsfile", "globalknownhostsfile", "stricthostkeychecking",
+                                     "addressfamily", "bindaddress", "bindinterface", "pkcs11provider",
+                                     "identityagent", "remotecommand"};
+  std::map<std::string, std::string> m;
+  size_t at = 0;
+  while (at < g.size()) {
+    size_t nl = g.find('\n', at);
+    if (nl == std::string::npos) nl = g.size();
+    const std::string line = g.substr(at, nl - at);
+    at = nl + 1;
+    const size_t sp = line.find(' ');
+    if (sp == std::string::npos) continue;
+    const std::string key = line.substr(0, sp);
+    if (std::none_of(std::begin(keys), std::end(keys), [&](const char* k) { return key == k; })) continue;
+    std::string& v = m[key];
+    v += v.empty() ? line.substr(sp + 1) : " " + line.substr(sp + 1);
+  }
+  return m;
+}
+
+}  // namespace
+
+std::string ssh_config_changes(const SshCommand& cmd, const std::string& host) {
+  if (cmd.words.empty()) return {};
+  std::vector<std::string> with = {cmd.words[0], "-G"};
+  std::vector<std::string> without = {cmd.words[0], "-F", "/dev/null", "-G"};
+  for (size_t i = 1; i < cmd.words.size(); ++i) {
+    with.push_back(cmd.words[i]);
+    without.push_back(cmd.words[i]);
+  }
+  with.push_back(host);
+  without.push_back(host);
+  std::string key;
+  for (const auto& w : with) key += w + '\0';
+  struct Kept {
+    std::string changes;
+    std::chrono::steady_clock::time_point at;
+  };
+  static std::mutex mu;
+  static std::map<std::string, Kept> kept;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu);
+    auto it = kept.find(key);
+    if (it != kept.end() && now - it->second.at < std::chrono::seconds(10)) return it->second.changes;
+  }
+  std::string changes;
+  const auto a = capture(with);
+  const auto b = a ? capture(without) : std::nullopt;
+  if (a && b) {
+    const auto ca = connection_keys(*a), cb = connection_keys(*b);
+    for (const auto& [k, v] : ca) {
+      auto it = cb.find(k);
+      if (it != cb.end() && it->second == v) continue;
+      if (!changes.empty()) changes += ", ";
+      changes += k + " " + v;
+    }
+    for (const auto& [k, v] : cb) {
+      if (ca.count(k) == 0) changes += (changes.empty() ? "" : ", ") + k + " (unset)";
+    }
+  }
+  std::lock_guard lock(mu);
+  kept[key] = Kept{changes, now};
+  return changes;
 }
 
 }  // namespace syncd::transport

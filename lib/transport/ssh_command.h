@@ -5,7 +5,8 @@
 // would (quotes, backslashes; no expansion), and what it asks for: login, identity, port, -o
 // options, address family. Every option applies to every connection (LSYNCD-COMPAT: never only
 // some). `needs_openssh` is set when the line uses what only the OpenSSH client can do (a wrapper
-// program, ProxyJump/ProxyCommand, ControlMaster, an option we do not model).
+// program, ProxyJump/ProxyCommand, ControlMaster, an option we do not model); what ssh_config
+// does for a host is asked separately (ssh_config_changes).
 // Thread affinity: plain values and pure functions.
 //
 //   SYNCD_TRY_ASSIGN(cmd, SshCommand::parse("ssh -p 2222 -i /root/.ssh/id_ed25519"));
@@ -50,5 +51,14 @@ struct SshCommand {
   // user's words, then the host and the remote command.
   std::vector<std::string> argv_for(const std::string& host, const std::string& remote) const;
 };
+
+// What ssh_config (~/.ssh/config, /etc/ssh/ssh_config and their includes) changes about a
+// connection to `host` with this command line — a HostName alias, Port, User, IdentityFile,
+// ProxyJump, ControlMaster, known_hosts files, ... — as "hostname 10.0.0.2, port 2222"; empty
+// when it changes none of them, or when `ssh -G` cannot say (no OpenSSH client). The native
+// transport does not read ssh_config, so such a host needs the OpenSSH client. Runs `ssh -G`
+// with and without the config files (a few ms; answers are kept for 10 s, so a config of many
+// syncs to one host asks once). Algorithm lists (crypto policies) are not compared.
+std::string ssh_config_changes(const SshCommand& cmd, const std::string& host);
 
 }  // namespace syncd::transport

@@ -5,11 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -725,6 +727,43 @@ TEST_SUITE("integration.ssh") {
     CHECK(test::read_file(f.dst + "/b") == "2");
     CHECK(test::count_text(f.log, "could not add the host key") == 1);
     CHECK_FALSE(test::exists(f.t / "missing"));
+    CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
+  }
+
+  TEST_CASE("a host name that is an alias in ~/.ssh/config (HostName, Port, IdentityFile, known_hosts) goes through the OpenSSH client - which applies it - and says why") {
+    // lsyncd users write `host = "node2"` where node2 is a Host block of root's ~/.ssh/config.
+    // The native session ignored ssh_config and dialed the bare name: it never connected.
+    // root's real ~/.ssh/config gets one block for a name nothing else uses; it is put back as
+    // it was (or removed with ~/.ssh, if the test made them) however the test ends.
+    Fixture f("auto");
+    const struct passwd* pw = ::getpwuid(0);
+    REQUIRE(pw != nullptr);
+    const std::string dot_ssh = std::string(pw->pw_dir) + "/.ssh", cfg = dot_ssh + "/config";
+    const bool had_dir = test::exists(dot_ssh), had_cfg = test::exists(cfg);
+    const std::string before = had_cfg ? test::read_file(cfg) : std::string();
+    auto restore = ScopeGuard([&]() noexcept {
+      if (had_cfg) {
+        std::ofstream(cfg, std::ios::trunc) << before;
+      } else {
+        ::unlink(cfg.c_str());
+      }
+      if (!had_dir) ::rmdir(dot_ssh.c_str());
+    });
+    if (!had_dir) REQUIRE(::mkdir(dot_ssh.c_str(), 0700) == 0);
+    const std::string alias = "syncd-test-alias-" + std::to_string(::getpid());
+    // First in the file: ssh takes the first value it finds for each option.
+    test::write_file(cfg, "Host " + alias + "\n  HostName 127.0.0.1\n  Port " + std::to_string(f.sshd.port()) +
+                              "\n  IdentityFile " + f.sshd.client_key() + "\n  UserKnownHostsFile " + f.sshd.known_hosts() +
+                              "\n  StrictHostKeyChecking yes\n\n" + before);
+    test::write_file(f.s("a"), "via the alias");
+    // With a key on the command line, as most lsyncd configs have: without one, `auto` took the
+    // OpenSSH client anyway (no key for the native session).
+    auto argv = f.argv("ssh -i " + f.sshd.client_key());
+    std::replace(argv.begin(), argv.end(), std::string("127.0.0.1"), alias);
+    f.proc = std::make_unique<test::Child>(argv, f.log);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "finished: 0", 0), f.logs());
+    CHECK(test::read_file(f.dst + "/a") == "via the alias");
+    CHECK_MESSAGE(f.logs().find("OpenSSH client, because ssh_config sets hostname 127.0.0.1") != std::string::npos, f.logs());
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
   }
 
