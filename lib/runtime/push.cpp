@@ -21,6 +21,7 @@
 #include "lib/runtime/target_volume.h"
 #include "lib/runtime/tree_overlap.h"
 #include "lib/transport/keyfile.h"
+#include "lib/transport/known_hosts.h"
 #include "protocol/limits.h"
 
 namespace syncd::runtime {
@@ -70,6 +71,17 @@ std::string home_dir() {
 
 std::string expand_home(const std::string& p) {
   return p.rfind("~/", 0) == 0 ? home_dir() + p.substr(1) : p;
+}
+
+// Why the host's key is vouched for by a CA (an @cert-authority line of its known_hosts files),
+// which only the OpenSSH client checks; empty when it is not.
+std::string cert_authority(const transport::SshParams& p) {
+  transport::KnownHosts kh;
+  for (const auto& f : p.known_hosts) (void)kh.load(f);  // unreadable ones: the session says so
+  const auto* ca = kh.cert_authority_for(p.host, p.port);
+  if (ca == nullptr) return {};
+  return ca->file + ":" + std::to_string(ca->line) + " trusts a certificate authority (@cert-authority) for " +
+         p.host + ", whose host certificates libssh2 cannot check";
 }
 
 std::vector<std::string> split_ws(const std::string& s) {
@@ -380,6 +392,8 @@ Status Push::choose_transport(Link& l) {
     why_openssh = rsh_.needs_openssh_why;
   } else if (!config_changes.empty()) {
     why_openssh = "ssh_config sets " + config_changes + " for " + l.spec.host + " (ssh -G)";
+  } else if (const std::string ca = cert_authority(p); !ca.empty()) {
+    why_openssh = ca;
   } else if (p.identities.empty()) {
     why_openssh = "no identity file given or found in ~/.ssh (the OpenSSH client may use ssh-agent)";
   } else {

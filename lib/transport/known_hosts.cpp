@@ -136,10 +136,11 @@ Status KnownHosts::load(const std::string& path) {
     Line l;
     l.entry.file = path;
     l.entry.line = lineno;
+    bool authority = false;
     if (first[0] == '@') {
-      if (first == "@cert-authority") continue;
-      if (first != "@revoked") continue;  // unknown marker: ignore the line, as ssh does
-      l.entry.revoked = true;
+      authority = first == "@cert-authority";
+      if (!authority && first != "@revoked") continue;  // unknown marker: ignore the line, as ssh does
+      l.entry.revoked = !authority;
       if (!(ss >> first)) continue;
     }
     l.hosts = first;
@@ -148,7 +149,7 @@ Status KnownHosts::load(const std::string& path) {
     auto blob = base64_decode(b64);
     if (!blob.ok()) continue;  // a damaged line matches nothing
     l.entry.key_blob = std::move(*blob);
-    lines_.push_back(std::move(l));
+    (authority ? authorities_ : lines_).push_back(std::move(l));
   }
   return {};
 }
@@ -188,6 +189,14 @@ KnownHosts::Result KnownHosts::check(const std::string& host, int port, std::str
     }
   }
   return r;
+}
+
+const HostKeyEntry* KnownHosts::cert_authority_for(const std::string& host, int port) const {
+  const std::string name = known_hosts_name(host, port);
+  for (const auto& l : authorities_) {
+    if (host_matches(l.hosts, name)) return &l.entry;
+  }
+  return nullptr;
 }
 
 std::vector<std::string> KnownHosts::key_types_for(const std::string& host, int port) const {

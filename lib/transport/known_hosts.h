@@ -2,7 +2,8 @@
 //
 // OpenSSH known_hosts files, read by syncd itself (SECURITY.md §3.4: not libssh2's parser): plain
 // and hashed (|1|salt|hmac) host fields, comma lists, wildcards (* ?), negation (!), [host]:port,
-// @revoked lines (a listed key is refused) and @cert-authority lines (skipped: no certificates).
+// @revoked lines (a listed key is refused) and @cert-authority lines (kept only to say that a
+// host's key is vouched for by a CA, which needs the OpenSSH client: libssh2 has no certificates).
 // A host is looked up by the name OpenSSH would use: "host" on port 22, "[host]:port" otherwise.
 // Thread affinity: plain values; reading files blocks (call off the loop thread).
 //
@@ -50,6 +51,9 @@ class KnownHosts {
   Result check(const std::string& host, int port, std::string_view key_type, ByteSpan key_blob) const;
   // Key types listed for the host (to prefer them in the key exchange, as OpenSSH does).
   std::vector<std::string> key_types_for(const std::string& host, int port) const;
+  // The first @cert-authority line whose hosts match: the host presents a certificate signed
+  // by that CA (verified by the OpenSSH client only). Null when none.
+  const HostKeyEntry* cert_authority_for(const std::string& host, int port) const;
 
   // Appends "name type base64" to `path` (StrictHostKeyChecking=accept-new).
   static Status append(const std::string& path, const std::string& host, int port,
@@ -62,6 +66,7 @@ class KnownHosts {
   };
   static bool host_matches(const std::string& field, const std::string& name);
   std::vector<Line> lines_;
+  std::vector<Line> authorities_;  // @cert-authority lines
 };
 
 }  // namespace syncd::transport

@@ -307,6 +307,11 @@ bool SshSession::check_host_key(std::string& why) {
       why = "no host key known for " + name + " in " + (files.empty() ? "(no known_hosts file)" : files) +
             " and StrictHostKeyChecking=yes; the server offers " + ktype + " " + fp +
             " (Host key verification failed)";
+      if (const auto* ca = kh.cert_authority_for(p_.host, p_.port)) {
+        why += "; " + ca->file + ":" + std::to_string(ca->line) + " trusts a certificate authority (@cert-authority) " +
+               "for it, and the libssh2 transport cannot check host certificates: use the OpenSSH transport " +
+               "(-transport openssh, which auto picks for such a host)";
+      }
       return false;
   }
   return false;

@@ -767,6 +767,43 @@ TEST_SUITE("integration.ssh") {
     CHECK(f.proc->stop(SIGTERM) == 128 + SIGTERM);
   }
 
+  TEST_CASE("a host whose key a CA vouches for (@cert-authority, a host certificate) goes through the OpenSSH client - forced libssh2 says why it refuses") {
+    // Sites with an SSH CA list no host keys, only the CA. libssh2 has no certificates: the
+    // native session found no key for the host and refused, saying nothing of the CA.
+    test::TempDir t{"hostca"};
+    test::SshServer::Where where;
+    where.host_certificate = true;
+    test::SshServer sshd(t / "sshd", where);
+    sshd.start();
+    const std::string rsh = sshd.rsh({}, sshd.ca_known_hosts());
+    for (const std::string transport : {"auto", "libssh2"}) {
+      CAPTURE(transport);
+      const std::string n = transport, src = t / ("s-" + n), dst = t / ("d-" + n), log = t / (n + ".log");
+      ::mkdir(src.c_str(), 0755);
+      ::mkdir(dst.c_str(), 0755);
+      test::write_file(src + "/a", "vouched");
+      test::Child c({SYNCD_BINARY, "-nodaemon", "-rsyncssh", src, "127.0.0.1", dst, "-statedir", t / ("st-" + n), "-rsh", rsh,
+                     "-remote-syncd", SYNCD_BINARY, "-remote-statedir", t / ("rst-" + n), "-transport", transport,
+                     "-rundir", t / ("run-" + n)},
+                    log);
+      auto logs = [&] { return test::exists(log) ? test::read_file(log) : std::string(); };
+      if (transport == "auto") {
+        REQUIRE_MESSAGE(test::wait_for_text(log, "finished: 0", 0), logs());
+        CHECK(test::read_file(dst + "/a") == "vouched");
+        CHECK_MESSAGE(logs().find("OpenSSH client, because " + sshd.ca_known_hosts() + ":1 trusts a certificate authority") !=
+                          std::string::npos,
+                      logs());
+      } else {
+        REQUIRE_MESSAGE(test::wait_for_text(log, "lost 127.0.0.1", 0), logs());
+        CHECK_MESSAGE(logs().find("trusts a certificate authority (@cert-authority) for it, and the libssh2 transport cannot "
+                                  "check host certificates") != std::string::npos,
+                      logs());
+        CHECK_FALSE(test::exists(dst + "/a"));
+      }
+      CHECK(c.stop_within(SIGTERM, 30000) == 143);
+    }
+  }
+
   TEST_CASE("a peer where syncd never ran, logged in as a normal user: attach makes its default state directory - the tree arrives") {
     // attach's default state directory is /var/lib/syncd/attach-<hash>, whose parent only a
     // daemon made: on a host that only receives, every session failed with "create state

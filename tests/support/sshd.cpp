@@ -169,9 +169,18 @@ SshServer::SshServer(std::string dir, Where where) : where_(std::move(where)), d
     << "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
     << "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
     << "LogLevel VERBOSE\nMaxStartups " << where_.max_startups << "\n";
+  const std::string name = "[" + where_.address + "]:" + std::to_string(port_);
+  if (where_.host_certificate) {
+    must("ssh-keygen -q -t ed25519 -N '' -C syncd-test-ca -f " + dir_ + "/host_ca");
+    must("ssh-keygen -q -s " + dir_ + "/host_ca -I syncd-test-host -h -n " + where_.address + " " + dir_ +
+         "/host_ed25519.pub");
+    c << "HostCertificate " << dir_ << "/host_ed25519-cert.pub\n";
+    ca_known_hosts_ = dir_ + "/known_hosts.ca";
+    std::ofstream(ca_known_hosts_) << "@cert-authority " << name << " " << first_line(dir_ + "/host_ca.pub") << "\n";
+  }
   c.close();
   std::ofstream k(known_hosts_);
-  k << "[" << where_.address << "]:" << port_ << " " << first_line(dir_ + "/host_ed25519.pub") << "\n";
+  k << name << " " << first_line(dir_ + "/host_ed25519.pub") << "\n";
 }
 
 SshServer::~SshServer() { stop(); }

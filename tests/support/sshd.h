@@ -27,6 +27,9 @@ class SshServer {
     int port = 0;  // 0: a free port on 127.0.0.1
     // Tests dial many sessions at once; sshd's own default ("10:30:100") drops some of them.
     std::string max_startups = "100";
+    // The host key also comes as a certificate signed by a CA of the fixture's own;
+    // ca_known_hosts() then trusts that CA (@cert-authority) instead of listing the key.
+    bool host_certificate = false;
   };
   explicit SshServer(std::string dir) : SshServer(std::move(dir), Where{}) {}
   SshServer(std::string dir, Where where);
@@ -56,10 +59,13 @@ class SshServer {
   std::string new_unlisted_key(const std::string& name) const;
   // A known_hosts file naming this server with a different host key (for the wrong-key test).
   std::string wrong_known_hosts() const;
+  // With Where::host_certificate: a known_hosts file whose only line is "@cert-authority" for
+  // this server's name and the CA that signed its host certificate.
+  const std::string& ca_known_hosts() const noexcept { return ca_known_hosts_; }
 
  private:
   Where where_;
-  std::string dir_, log_, config_, client_key_, known_hosts_;
+  std::string dir_, log_, config_, client_key_, known_hosts_, ca_known_hosts_;
   int port_ = 0;
   UniqueFd port_claim_;  // holds port_ for this fixture (reserve_port)
   std::unique_ptr<Child> sshd_;

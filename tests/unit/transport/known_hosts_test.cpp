@@ -88,6 +88,24 @@ TEST_CASE("known_hosts: hashed entries as ssh-keygen -H writes them - and @revok
   CHECK(kh.check("node2", 22, b.type, b.blob).verdict == KnownHosts::Verdict::revoked);
 }
 
+TEST_CASE("@cert-authority lines say which hosts a CA vouches for - and never match a key as a host key") {
+  test::TempDir t;
+  const Key ca = make_key(t, "ca"), other = make_key(t, "other");
+  std::ofstream(t / "kh") << "@cert-authority *.example.org,!bad.example.org " << ca.line << "\n"
+                          << "node2 " << other.line << "\n";
+  KnownHosts kh;
+  REQUIRE(kh.load(t / "kh").ok());
+  const auto* hit = kh.cert_authority_for("ca1.example.org", 22);
+  REQUIRE(hit != nullptr);
+  CHECK(hit->line == 1);
+  CHECK(hit->key_blob == ca.blob);
+  CHECK(kh.cert_authority_for("bad.example.org", 22) == nullptr);
+  CHECK(kh.cert_authority_for("node2", 22) == nullptr);
+  // The CA's key is no host key of the hosts it vouches for.
+  CHECK(kh.check("ca1.example.org", 22, ca.type, ca.blob).verdict == KnownHosts::Verdict::unknown);
+  CHECK(kh.check("node2", 22, other.type, other.blob).verdict == KnownHosts::Verdict::match);
+}
+
 TEST_CASE("accept-new appends a line that then matches") {
   test::TempDir t;
   const Key a = make_key(t, "a");
