@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -241,6 +242,10 @@ Result<std::string> control_request(const std::string& path, const std::string& 
   SYNCD_TRY_ASSIGN(addr, unix_addr(path));
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Error::from_errno("socket");
+  // A daemon that is stopped accepts nothing: once its listen queue is full, connect() waits for
+  // good unless bounded (for a unix socket, by the send timeout; then EAGAIN).
+  const timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  (void)::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     return Error::from_errno("connect " + path);
   }
@@ -270,6 +275,9 @@ Result<int> control_join(const std::string& path, const std::string& args, int i
   // A ping first: descriptors handed to a daemon that is stopped stay in its socket's queue and
   // hold the session's pipes open after attach gives up, so sshd would never end the session.
   auto pong = control_request(path, "ping", take_ms);
+  if (!pong.ok() && (pong.error().is_errno(EAGAIN) || pong.error().is_errno(EWOULDBLOCK))) {
+    return Error::from_errno(frozen, ETIMEDOUT);  // its listen queue full: not taking connections
+  }
   if (!pong.ok() && pong.error().code.category() == std::generic_category()) return std::move(pong).error();
   if (!pong.ok() || *pong != "pong\n") return Error::from_errno(frozen, ETIMEDOUT);
   SYNCD_TRY_ASSIGN(addr, unix_addr(path));

@@ -27,6 +27,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "lib/base/unique_fd.h"
 #include "tests/support/process.h"
 #include "tests/support/sshd.h"
 #include "tests/support/tmpdir.h"
@@ -595,6 +596,27 @@ TEST_CASE("a peer daemon that is stopped (SIGSTOP): attach says so within 10 s a
                       t / "owner.console");
     REQUIRE_MESSAGE(test::wait_for_text(t / "owner.console", "finished: 0", 0, 30000), test::read_file(t / "owner.console"));
     owner.signal(SIGSTOP);
+    // And its listen queue full, as after many sessions tried it: connect() itself then waited
+    // for good, and each try left an attach process behind on the peer.
+    std::vector<UniqueFd> queued;
+    for (const auto& n : test::list_dir(t / "run2")) {
+      if (n.rfind("root-", 0) != 0) continue;
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      const std::string path = t / ("run2/" + n);
+      std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+      for (;;) {
+        UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        REQUIRE(s);
+        if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+          REQUIRE(errno == EAGAIN);
+          break;
+        }
+        queued.push_back(std::move(s));
+        REQUIRE(queued.size() < 1000);
+      }
+    }
+    REQUIRE(!queued.empty());
     const std::string cfg = "settings { nodaemon = true }\n" +
                             ssh_sync(t, 1, sshd, ", remoteSyncd = '" + std::string(SYNCD_BINARY) + "', remoteRundir = '" +
                                                      t / "run2" + "', transport = '" + transport + "'");
@@ -607,6 +629,7 @@ TEST_CASE("a peer daemon that is stopped (SIGSTOP): attach says so within 10 s a
     REQUIRE_MESSAGE(test::wait_for_text(console, "reconnecting in", 0, 10000), logs());
     CHECK_FALSE(test::exists(t / "t1/f"));  // nobody wrote to the stopped daemon's tree
     owner.signal(SIGCONT);
+    queued.clear();
     REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0, 60000), logs());
     CHECK(test::read_file(t / "t1/f") == "1");
     REQUIRE_MESSAGE(test::wait_for(t / "t9", "f"), test::read_file(t / "owner.console"));  // the owner pushed it on
