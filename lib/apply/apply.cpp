@@ -320,7 +320,19 @@ uint32_t resolve_gid(const std::string& name, uint32_t fallback) {
 Status set_owner(const std::function<int(uid_t, gid_t)>& chown_fn, uint32_t uid, uint32_t gid, const char* what,
                  std::string_view rel) {
   static const bool root = ::geteuid() == 0;
-  if (root) return chown_fn(uid, gid) == 0 ? Status{} : io_error(what, rel);
+  if (root) {
+    if (chown_fn(uid, gid) == 0) return {};
+    if (errno != EPERM) return io_error(what, rel);
+    // Root, yet refused: NFS with root_squash, a FAT or CIFS mount. rsync -a writes the data
+    // and reports each chown; failing the file instead left the target without any of them.
+    static std::once_flag refused;
+    std::call_once(refused, [rel = std::string(rel)] {
+      log::get(log::Module::apply).warn("the target's filesystem refuses to change owners even to root (first: {}): "
+                                        "files there keep the owner it gives them (NFS root_squash, FAT, CIFS)",
+                                        log::escape(rel));
+    });
+    return {};
+  }
   static std::once_flag said;
   std::call_once(said, [] {
     log::get(log::Module::apply).warn("not running as root: files written here keep this user as their owner, "

@@ -1515,6 +1515,32 @@ TEST_SUITE("integration.direct_eio") {
     f.settled();
   }
 
+  TEST_CASE("a target whose filesystem refuses chown even to root (NFS root_squash, FAT, CIFS): files arrive with the owner it gives - said once, nothing retried") {
+    // Each file's chown failed with EPERM, so the apply failed and nothing arrived, retried for
+    // good; rsync -a writes the data and reports the chown.
+    Fixture f;
+    Disk d(f, f.dst);
+    auto stop = ScopeGuard([&]() noexcept { f.proc.reset(); });
+    ::mkdir(f.s("d").c_str(), 0755);
+    test::write_file(f.s("a"), "a");
+    test::write_file(f.s("d/b"), "b");
+    f.sh("chown -R 1234:2345 " + f.s("a") + " " + f.s("d") + " && chmod 640 " + f.s("a"));
+    d.fs->fail("chown", "EPERM", "*");
+    f.start();
+    CHECK(test::read_file(f.dst + "/a") == "a");
+    CHECK(test::read_file(f.dst + "/d/b") == "b");
+    test::write_file(f.s("live"), "live");
+    REQUIRE_MESSAGE(test::wait_for(f.dst, "live"), f.logs());
+    CHECK(test::read_file(f.dst + "/live") == "live");
+    struct stat st{};
+    REQUIRE(::stat((f.dst + "/a").c_str(), &st) == 0);
+    CHECK(st.st_uid == 0);               // what the filesystem gave it
+    CHECK((st.st_mode & 07777) == 0640);  // the rest of the metadata still follows
+    CHECK(d.fs->injected() >= 3);
+    CHECK(test::count_text(f.log, "refuses to change owners") == 1);
+    CHECK_MESSAGE(f.logs().find("could not apply") == std::string::npos, f.logs());
+  }
+
   TEST_CASE("a source directory that cannot be listed: the target keeps what is in it, at the first start and at a restart") {
     Fixture f;
     Disk d(f, f.src);

@@ -23,8 +23,8 @@ class FaultFs {
   FaultFs(const FaultFs&) = delete;
   FaultFs& operator=(const FaultFs&) = delete;
 
-  // Adds a rule: `op` (read, write, fsync, open, create, rename, unlink, stat, readdir) fails with `err` (EIO,
-  // ENOSPC, ...) for names containing `needle`. Takes effect for the next operation.
+  // Adds a rule: `op` (read, write, fsync, open, create, rename, unlink, stat, readdir, chown) fails with `err`
+  // (EIO, ENOSPC, ...) for names containing `needle` ("*": every name). Takes effect for the next operation.
   void fail(const std::string& op, const std::string& err, const std::string& needle);
   // Removes every rule.
   void clear();

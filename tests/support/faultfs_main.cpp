@@ -97,7 +97,7 @@ int fault(const char* op, const char* path) {
   std::lock_guard lk(g_mu);
   reload_rules();
   for (const auto& r : g_rules) {
-    if (r.op == op && leaf.find(r.needle) != std::string::npos) {
+    if (r.op == op && (r.needle == "*" || leaf.find(r.needle) != std::string::npos)) {
       std::fprintf(stderr, "fault: %s %d %s\n", op, r.err, path);
       std::fflush(stderr);
       return -r.err;
@@ -156,6 +156,7 @@ int ff_chmod(const char* path, mode_t mode, fuse_file_info* fi) {
 }
 
 int ff_chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* fi) {
+  if (int f = fault("chown", path != nullptr ? path : "")) return f;
   if (fi != nullptr) return neg(::fchown(static_cast<int>(fi->fh), uid, gid));
   return neg(::lchown(real(path).c_str(), uid, gid));
 }
