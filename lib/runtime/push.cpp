@@ -603,11 +603,13 @@ std::string Push::status(bool json) const {
     const std::string transport = l.native ? "libssh2" : "openssh";
     // Many syncs to one sshd dial it in turn (DialGate): not an error, say so.
     const bool waiting = l.dial != nullptr && !l.dial->admitted();
+    // Dialed, and the peer's HELLO not in yet (a hung remote shows here until the HELLO wait ends).
+    const bool connecting = !up && !waiting && !l.passive && l.conn != nullptr && l.lost != l.session;
     peers_txt += "  peer " + l.spec.host + ":" + l.spec.target + ": " +
                  (l.passive  ? "on the session it opened to this node"
                   : up       ? "connected"
                   : waiting  ? "waiting for its turn to connect (other sessions to that sshd are being set up)"
-                  : l.conn && l.lost != l.session ? "connecting (dialed; the peer's syncd has not answered yet)"
+                  : connecting ? "connecting (dialed; the peer's syncd has not answered yet)"
                              : "disconnected") +
                  " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
@@ -621,6 +623,7 @@ std::string Push::status(bool json) const {
                   ", \"transport\": \"" + transport + "\", \"connected\": " + (up ? "true" : "false") +
                   ", \"dialed_by_peer\": " + (l.passive ? "true" : "false") +
                   ", \"waiting_to_dial\": " + (waiting ? "true" : "false") +
+                  ", \"connecting\": " + (connecting ? "true" : "false") +
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
                   ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) +

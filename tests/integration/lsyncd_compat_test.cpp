@@ -562,9 +562,12 @@ TEST_CASE("a remote syncd that never answers: the session ends after rsync.timeo
     auto logs = [&] { return test::exists(console) ? test::read_file(console) : std::string(); };
     // Meanwhile its status says the peer has not answered (the status file lands in t: a wakeup).
     const std::string status = t / "s1.status";
+    const std::string ask = std::string(SYNCD_BINARY) + " status '" + t / "s1" + "' -rundir '" + t / "run" + "'";
     CHECK_MESSAGE(test::wait_until(t.path(), [&] {
-                    (void)test::run(std::string(SYNCD_BINARY) + " status '" + t / "s1" + "' -rundir '" + t / "run" + "' > " + status + " 2>&1");
-                    return test::read_file(status).find("connecting (dialed; the peer's syncd has not answered yet)") != std::string::npos;
+                    (void)test::run(ask + " > " + status + " 2>&1 && " + ask + " --json >> " + status);
+                    const std::string got = test::read_file(status);
+                    return got.find("connecting (dialed; the peer's syncd has not answered yet)") != std::string::npos &&
+                           got.find("\"connecting\": true") != std::string::npos;
                   }, 4000),
                   test::read_file(status));
     REQUIRE_MESSAGE(test::wait_for_text(console, "finished: 0", 0, 30000), logs());
