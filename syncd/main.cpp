@@ -183,7 +183,14 @@ int status_main(const std::vector<std::string>& args) {
       return 255;
     }
   }
+  // The run directory and the daemons' sockets are root's: a normal user is told so, not "no
+  // daemon found".
+  auto hint = [](const Error& e) {
+    return e.is_errno(EACCES) ? std::string(" (the daemons' sockets are root's: run syncd status as root, or give -rundir)")
+                              : std::string();
+  };
   std::vector<std::string> sockets;
+  std::string why_none;
   if (!dir.empty()) {
     auto p = runtime::control_socket_path(rundir, dir);
     if (!p.ok()) {
@@ -198,6 +205,9 @@ int status_main(const std::vector<std::string>& args) {
     }
     ::closedir(d);
     std::sort(sockets.begin(), sockets.end());
+  } else if (errno != ENOENT) {
+    const Error e = Error::from_errno("cannot list " + rundir);
+    why_none = ": " + e.message() + hint(e);
   }
   const std::string fmt = json ? "json" : "text";
   const auto start = std::chrono::steady_clock::now();
@@ -208,7 +218,12 @@ int status_main(const std::vector<std::string>& args) {
                                           : runtime::control_request(sock, wait_ms >= 0 ? "wait-idle " + std::to_string(wait_ms) + " " + fmt : "status " + fmt,
                                                                      static_cast<int>(std::max<long>(wait_ms, 0) + 5000));
     if (!r.ok()) {
-      if (!dir.empty()) std::fprintf(stderr, "syncd status: no daemon answers for %s: %s\n", dir.c_str(), r.error().message().c_str());
+      if (!dir.empty()) {
+        std::fprintf(stderr, "syncd status: no daemon answers for %s: %s%s\n", dir.c_str(), r.error().message().c_str(),
+                     hint(r.error()).c_str());
+      } else {
+        why_none = "; " + r.error().message() + hint(r.error());  // the last socket's reason
+      }
       continue;
     }
     if (json && sockets.size() != 1 && answered > 0) std::printf(",");
@@ -219,7 +234,7 @@ int status_main(const std::vector<std::string>& args) {
   }
   if (json && sockets.size() != 1) std::printf("]\n");
   if (answered == 0) {
-    if (dir.empty()) std::fprintf(stderr, "syncd status: no syncd daemon found in %s\n", rundir.c_str());
+    if (dir.empty()) std::fprintf(stderr, "syncd status: no syncd daemon found in %s%s\n", rundir.c_str(), why_none.c_str());
     return 3;
   }
   return code;

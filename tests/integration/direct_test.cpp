@@ -804,6 +804,23 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK(missing == 0);
   }
 
+  TEST_CASE("syncd status run by a normal user against root's daemon says the sockets are root's - not that no daemon runs") {
+    Fixture f;
+    f.start();
+    f.sh("chmod 755 " + f.t.path() + " && cp " + SYNCD_BINARY + " " + f.t / "syncd" + " && chmod 755 " + f.t / "syncd");
+    const std::string as_nobody = "/usr/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups " + f.t / "syncd" + " status";
+    const std::string out = f.t / "status.out";
+    for (const std::string& which : std::vector<std::string>{" '" + f.src + "'", ""}) {  // its tree, and every daemon
+      CAPTURE(which);
+      CHECK(test::run(as_nobody + which + " -rundir '" + f.t / "run" + "' > " + out + " 2>&1") == 3);
+      CHECK_MESSAGE(test::read_file(out).find("the daemons' sockets are root's: run syncd status as root") != std::string::npos,
+                    test::read_file(out));
+    }
+    // Root gets the answer.
+    CHECK(test::run(std::string(SYNCD_BINARY) + " status '" + f.src + "' -rundir '" + f.t / "run" + "' > " + out) == 0);
+    CHECK(test::read_file(out).find("idle: ") != std::string::npos);
+  }
+
   TEST_CASE("run as a normal user (as lsyncd may be): files arrive owned by that user, as rsync -a and cp -p leave them - no apply fails") {
     // Each file's chown to the source's owner failed with EPERM, so nothing arrived and every
     // file was retried for good.
