@@ -139,7 +139,18 @@ void Connection::update_poll() {
 }
 
 void Connection::on_poll(int status, int events) {
-  if (status < 0) return close(Error::from_errno("connection poll", -status));
+  if (status < 0) {
+    // libuv reports a socket's POLLERR as UV_EBADF; the socket's own error says what happened
+    // (the peer went away with our bytes unread: EPIPE, ECONNRESET), where "Bad file descriptor"
+    // would send an operator looking for a bug.
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (status == UV_EBADF && ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0) {
+      if (err == 0) return close(Error::make(errc::truncated, "peer closed the connection"));
+      return close(Error::from_errno("peer closed the connection", err));
+    }
+    return close(Error::from_errno("connection poll", -status));
+  }
   if (events & UV_WRITABLE) write_some();
   if (!closed_ && (events & UV_READABLE)) read_some();
   update_poll();

@@ -36,6 +36,19 @@ struct Talking : Pair {
 }  // namespace
 
 TEST_SUITE("runtime.connection") {
+  TEST_CASE("a peer that goes away with our bytes unread: the reason is the socket's, not libuv's 'Bad file descriptor'") {
+    // libuv reports POLLERR as UV_EBADF; an ssh client that could not connect ended every
+    // session with "connection poll: Bad file descriptor".
+    Pair p;
+    std::string reason;
+    Connection a(p.loop, UniqueFd(p.sv[0]), [](protocol::Message) {}, [&](const Error& e) { reason = e.message(); });
+    REQUIRE(a.start(hello(1)).ok());
+    ::close(p.sv[1]);  // our HELLO unread: the socket is reset, and its poll reports POLLERR
+    REQUIRE(p.run_until([&] { return !reason.empty(); }));
+    CHECK_MESSAGE(reason.find("peer closed the connection") != std::string::npos, reason);
+    CHECK_MESSAGE(reason.find("Bad file descriptor") == std::string::npos, reason);
+  }
+
   TEST_CASE("messages cross a compressed connection in order - in both directions") {
     Talking p;
     auto [a, b, got_a, got_b] = std::tie(p.a, p.b, p.got_a, p.got_b);  // references into p
