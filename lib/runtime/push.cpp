@@ -201,11 +201,15 @@ Status Push::start() {
     l.retry = std::make_unique<uvx::Timer>(loop_, [this, &l] { connect(l); });
     l.dial_hold = std::make_unique<uvx::Timer>(loop_, [&l] { dial_done(l); });
     l.hello_wait = std::make_unique<uvx::Timer>(loop_, [this, &l] {
-      const uint64_t s = hello_wait_ms() / 1000;
+      // The native session knows whether SSH got as far as the remote command; the OpenSSH
+      // client may still be connecting (a host that drops packets: TCP gives up after ~2 min).
+      const bool ssh_up = l.session_ssh && l.session_ssh->running();
       lost(l, l.session,
-           fmt::format("no answer from `{} attach` on {} within {} s of dialing{} (a remote syncd that hangs, or a "
-                       "syncd daemon there that is stopped or hung)",
-                       opts_.remote_syncd, l.spec.host, s, opts_.io_timeout_s > 0 ? " (rsync.timeout)" : ""));
+           fmt::format("no answer from `{} attach` on {} within {} s of dialing{}: {}", opts_.remote_syncd, l.spec.host,
+                       hello_wait_ms() / 1000, opts_.io_timeout_s > 0 ? " (rsync.timeout)" : "",
+                       ssh_up ? "the SSH session is up, so the remote syncd hangs (or a syncd daemon there is stopped or hung)"
+                              : "the host or its sshd does not answer, or the remote syncd hangs (or a syncd daemon there "
+                                "is stopped or hung)"));
     });
     SYNCD_TRY(l.sender->start());
   }
