@@ -741,9 +741,14 @@ TEST_SUITE("integration.ssh") {
     const std::string dot_ssh = std::string(pw->pw_dir) + "/.ssh", cfg = dot_ssh + "/config";
     const bool had_dir = test::exists(dot_ssh), had_cfg = test::exists(cfg);
     const std::string before = had_cfg ? test::read_file(cfg) : std::string();
+    // Replaced whole (a rename): an ssh client of a test running alongside never reads half a file.
+    auto replace_cfg = [&](const std::string& text) {
+      std::ofstream(cfg + ".syncd-test", std::ios::trunc) << text;
+      return ::chmod((cfg + ".syncd-test").c_str(), 0600) == 0 && ::rename((cfg + ".syncd-test").c_str(), cfg.c_str()) == 0;
+    };
     auto restore = ScopeGuard([&]() noexcept {
       if (had_cfg) {
-        std::ofstream(cfg, std::ios::trunc) << before;
+        (void)replace_cfg(before);
       } else {
         ::unlink(cfg.c_str());
       }
@@ -752,9 +757,9 @@ TEST_SUITE("integration.ssh") {
     if (!had_dir) REQUIRE(::mkdir(dot_ssh.c_str(), 0700) == 0);
     const std::string alias = "syncd-test-alias-" + std::to_string(::getpid());
     // First in the file: ssh takes the first value it finds for each option.
-    test::write_file(cfg, "Host " + alias + "\n  HostName 127.0.0.1\n  Port " + std::to_string(f.sshd.port()) +
-                              "\n  IdentityFile " + f.sshd.client_key() + "\n  UserKnownHostsFile " + f.sshd.known_hosts() +
-                              "\n  StrictHostKeyChecking yes\n\n" + before);
+    REQUIRE(replace_cfg("Host " + alias + "\n  HostName 127.0.0.1\n  Port " + std::to_string(f.sshd.port()) +
+                        "\n  IdentityFile " + f.sshd.client_key() + "\n  UserKnownHostsFile " + f.sshd.known_hosts() +
+                        "\n  StrictHostKeyChecking yes\n\n" + before));
     test::write_file(f.s("a"), "via the alias");
     // With a key on the command line, as most lsyncd configs have: without one, `auto` took the
     // OpenSSH client anyway (no key for the native session).
