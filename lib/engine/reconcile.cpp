@@ -51,12 +51,18 @@ bool same_value(const FileMeta& a, const FileMeta& b, Group g) {
 // tombstone keeps the deleted content's hash) is that content found again — by a node that lost
 // its index, or one started on an older copy of the tree — not a new write: the delete stands.
 // Otherwise the live record would win (live > deleted) and bring the deleted file back.
+// A directory has no content but its entries, each judged on its own: a live directory concurrent
+// with a directory's tombstone is found again too, and the delete stands. It comes back only
+// with a live entry inside, which the applier re-asserts it for (§4.7); before, such a node
+// brought every directory deleted since back, empty, on every node.
 template <typename Range, typename Get>
 bool found_again(const FileMeta& x, const Range& others, Get get) {
-  if (x.deleted || x.type == protocol::FileType::dir || x.sha256 == protocol::Hash256{}) return false;
+  if (x.deleted) return false;
+  const bool dir = x.type == protocol::FileType::dir;
+  if (!dir && x.sha256 == protocol::Hash256{}) return false;
   return std::any_of(others.begin(), others.end(), [&](const auto& o) {
     const FileMeta& t = get(o);
-    return t.deleted && t.type == x.type && t.sha256 == x.sha256;
+    return t.deleted && t.type == x.type && (dir || t.sha256 == x.sha256);
   });
 }
 

@@ -177,6 +177,39 @@ TEST_SUITE("engine.reconcile") {
     CHECK_FALSE(decide(found, bare).target.deleted);
   }
 
+  TEST_CASE("a directory found again by a node that lost its index stays deleted, in either order, no copy") {
+    // C started on an older copy of the tree: its scan made a version of a directory the others
+    // deleted meanwhile. Its entries are judged one by one; the directory itself has nothing of
+    // its own to keep (before, live beat deleted and it came back, empty, on every node).
+    FileMeta dir = created(A, 1, 100, 0);
+    dir.type = protocol::FileType::dir;
+    dir.sha256 = {};
+    dir.size = 0;
+    FileMeta del = deleted(dir, B, 1, 200);
+    FileMeta found = created(C, 1, 900, 0);
+    found.type = protocol::FileType::dir;
+    found.sha256 = {};
+    found.size = 0;
+    for (const auto& [local, remote] : {std::pair{found, del}, std::pair{del, found}}) {
+      const Decision d = decide(local, remote);
+      CHECK(d.target.deleted);
+      CHECK_FALSE(d.content_conflict);
+    }
+    CHECK(global_record({found, del}).record == global_record({del, found}).record);
+    // A file's tombstone at that name is not a directory's: the directory is new there (§4.5,
+    // type change: the directory wins).
+    const FileMeta file_del = deleted(created(A, 1, 100, 1), B, 1, 200);
+    CHECK_FALSE(decide(found, file_del).target.deleted);
+    // A directory that saw the delete (re-asserted for a live entry inside, §4.7) is not found
+    // again: it dominates the tombstone.
+    FileMeta reasserted = del;
+    bump(reasserted, C, 1);
+    reasserted.deleted = false;
+    reasserted.content_dot = {C, 1};
+    reasserted.content_ts = 900u << 16;
+    CHECK_FALSE(decide(del, reasserted).target.deleted);
+  }
+
   TEST_CASE("content found again never wins a three-way conflict") {
     const FileMeta base = created(A, 1, 100, 1);
     const FileMeta del = deleted(base, A, 2, 150);
