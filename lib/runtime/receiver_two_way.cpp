@@ -91,7 +91,9 @@ Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& 
     rec->fp = e->fp;
     return rec;
   }
-  store::Record r = store::author_version(*e, rec, kind, author());
+  // Before a seeding node's own scan reached it: dated by the file, as that scan would (change.h).
+  const store::Author by = !rec && index_.seeding() ? store::author_found(index_, *e) : author();
+  store::Record r = store::author_version(*e, rec, kind, by);
   SYNCD_TRY(index_.put(r));
   authored_.push_back(path);
   lg().debug("local change found before applying a peer's record: {}", log::escape(path));

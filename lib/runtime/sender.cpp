@@ -757,6 +757,10 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     return;
   }
   out.committed = true;
+  if (b.overflow && index_.seeding()) {
+    // The first full scan is recorded: what changes from now on is dated by this node's clock.
+    if (auto st = index_.end_seeding(); !st) out.errors.push_back("index: " + st.error().message());
+  }
   // Until the peer's INDEX_REQUEST is answered, nothing goes out live: the answer carries every
   // record in the index, these included, in an order the peer can apply (parents first). Sending
   // them early would let a later change overtake the initial sync.
@@ -856,7 +860,9 @@ void Sender::process_path(const std::string& path, Outbox& out,
     if (auto st = index_.set_fingerprint(path, (*entry)->fp); !st) out.errors.push_back(st.error().message());
     return;
   }
-  store::Record r = store::author_version(**entry, *rec, kind, author());
+  // A seeding node's first look at a name (TWO-WAY.md §4.11): dated by the file, not the scan.
+  const store::Author by = !*rec && index_.seeding() ? store::author_found(index_, **entry) : author();
+  store::Record r = store::author_version(**entry, *rec, kind, by);
   if (!record(r, out)) return;
   // A metadata-only change carries no body; the marker is a content dot older than this version.
   // Kept only when this batch will send it (before the peer's INDEX_REQUEST is answered, the

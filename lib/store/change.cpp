@@ -102,4 +102,14 @@ Author author_now(Index& index) {
   return Author{index.node_id(), index.counter(), index.hlc().now()};
 }
 
+Author author_found(Index& index, const Entry& disk) {
+  Author a = author_now(index);
+  const int64_t ns = disk.fp.mtime_ns;
+  if (ns <= 0) return a;  // no usable time (before 1970): the scan's
+  const auto ms = static_cast<uint64_t>(ns / 1000000);
+  const auto below = static_cast<uint64_t>(ns % 1000000) * (uint64_t{1} << Hlc::kLogicalBits) / 1000000;
+  a.hlc = std::min(a.hlc, Hlc::pack(ms, below));
+  return a;
+}
+
 }  // namespace syncd::store

@@ -41,6 +41,13 @@ struct Author {
 // counter still comes from memory (the wall-clock rule keeps counters increasing after a crash);
 // a counter of 0 would make the new version look older than the one it replaces.
 Author author_now(Index& index);
+// The author of a version a seeding node finds on disk with no record of it (Index::seeding):
+// dated by the file's mtime, never later than now. Such a node cannot tell an old copy of the
+// tree from a new write, and a scan's own time made a stale copy win every conflict with the
+// newer versions its peers held; the file's time lets the newer write win (the other is kept
+// as a conflict copy either way). The part of the mtime below a millisecond fills the clock's
+// logical bits, so two writes a millisecond apart still order by time.
+Author author_found(Index& index, const Entry& disk);
 
 // The new local version of disk.path: version[node] = counter, dots and timestamps of the groups
 // that changed, metadata from disk. `kind` must be content, meta or both.

@@ -109,6 +109,7 @@ Status Index::init_schema() {
     SYNCD_TRY(meta_set("node_id", static_cast<int64_t>(node)));
     SYNCD_TRY(meta_set("index_id", static_cast<int64_t>(index)));
     SYNCD_TRY(meta_set("counter_hw", 0));
+    SYNCD_TRY(meta_set("seeding", 1));
     SYNCD_TRY(db_.exec("COMMIT"));
   } else if (schema >= 1 && schema < kSchemaVersion) {
     SYNCD_TRY(db_.exec("BEGIN IMMEDIATE"));
@@ -132,6 +133,8 @@ Status Index::init_schema() {
   SYNCD_TRY_ASSIGN(node, meta_get("node_id"));
   SYNCD_TRY_ASSIGN(index, meta_get("index_id"));
   SYNCD_TRY_ASSIGN(hw, meta_get("counter_hw"));
+  SYNCD_TRY_ASSIGN(seeding, meta_get("seeding"));  // 0 in a database made before this was kept
+  seeding_ = seeding != 0;
   node_id_ = static_cast<uint64_t>(node);
   index_id_ = static_cast<uint64_t>(index);
   // Restart from the high-water mark: values handed out before a crash are never reused.
@@ -143,6 +146,13 @@ Status Index::init_schema() {
   // The highest record may have been a tombstone that was collected since: its number stays used.
   SYNCD_TRY_ASSIGN(floor, meta_get("seq_floor"));
   max_seq_ = std::max(max_seq_, static_cast<uint64_t>(floor));
+  return {};
+}
+
+Status Index::end_seeding() {
+  if (!seeding_) return {};
+  SYNCD_TRY(meta_set("seeding", 0));
+  seeding_ = false;
   return {};
 }
 

@@ -73,6 +73,12 @@ class Index {
   std::mutex& mutex() const noexcept { return *mu_; }
   // This node's hybrid logical clock (guarded by the store lock).
   Hlc& hlc() noexcept { return hlc_; }
+  // A new database whose first full scan has not been recorded yet (TWO-WAY.md §4.11, a fresh
+  // join or a lost index): what that scan finds is dated by its files' times (author_found),
+  // since this node cannot tell an old copy from a new write. Guarded by the store lock.
+  bool seeding() const noexcept { return seeding_; }
+  // The first full scan is recorded (call inside its transaction): later versions are dated now.
+  Status end_seeding();
 
   Result<std::optional<Record>> get(std::string_view path);
   // Stores `r` under r.meta.path with the next sequence number (written back into r.seq).
@@ -168,6 +174,7 @@ class Index {
   Db db_;
   std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
   Hlc hlc_;
+  bool seeding_ = false;
   std::string path_;
   uint64_t node_id_ = 0;
   uint64_t index_id_ = 0;

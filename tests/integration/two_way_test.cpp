@@ -22,6 +22,7 @@
 #include <sstream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "lib/base/scope_guard.h"
@@ -376,7 +377,9 @@ TEST_SUITE("two_way") {
     Mesh p;
     test::write_file(p.a.dir + "/ca.crl", "revocations of a");
     test::write_file(p.b.dir + "/ca.crl", "revocations of b");
-    // A's startup scan authors its version first; B's comes later and wins on content time.
+    // A wrote first (its file's time set a minute back: file times are coarser than these two
+    // writes). Both nodes are new, so each dates its version by the file's time: B's wins.
+    p.sh("touch -d '1 minute ago' " + p.a.dir + "/ca.crl");
     const std::string hook_log = p.t / "hook.log";
     const std::vector<std::string> hook = {"-conflict-hook", "printf '%s|%s|%s\\n' >> " + hook_log};
     p.start_scanned(p.a, hook);
@@ -1146,23 +1149,31 @@ TEST_SUITE("two_way") {
     CHECK(test::read_file(b.dir + "/ca.pem") == "v3 from c");
   }
 
-  TEST_CASE("a node started on an older copy of the tree: files deleted on the others since stay deleted - files changed since keep both versions") {
+  TEST_CASE("a node started on an older copy of the tree: files and directories deleted on the others since stay deleted - of a file changed on both, the newer write is the file, the other its conflict copy") {
     // The new node's scan finds the deleted file as it was. Its version is later than the delete
     // and live beat deleted: the file came back on every node. The delete's record now keeps
-    // the hash of what it deleted, and that content found again is deleted (TWO-WAY.md §4.11).
+    // the hash of what it deleted, and that content found again is deleted (TWO-WAY.md §4.11);
+    // a directory found again likewise (it came back empty). The scan dated what it found by
+    // its own clock, so the stale content won every conflict and the newer became the copy: a
+    // seeding node's versions are dated by the files' times now.
     Mesh p(3);
     Node &a = p.a, &b = p.b, &c = p.c();
     p.unlinked = {{"a", "c"}, {"b", "c"}};
     test::write_file(a.dir + "/ca.pem", "v1");
-    p.sh("mkdir -p " + a.dir + "/certs && echo gone > " + a.dir + "/certs/gone.pem && ln -s ca.pem " + a.dir + "/old-link");
+    test::write_file(a.dir + "/crl.pem", "crl1");
+    p.sh("mkdir -p " + a.dir + "/certs " + a.dir + "/old/sub && echo gone > " + a.dir + "/certs/gone.pem && ln -s ca.pem " +
+         a.dir + "/old-link && echo x > " + a.dir + "/old/x.pem && echo y > " + a.dir + "/old/sub/y.pem");
     p.start(a);
     p.start(b);
     p.pair_settled(a, b);
-    // The copy for C, then the pair goes on: an edit, deletes of a file and a link.
+    // The copy for C, then the pair goes on: edits, deletes of a file, a link and a directory tree.
     p.seed_copy(a, c);
     test::write_file(a.dir + "/ca.pem", "v2");
-    p.sh("rm " + b.dir + "/certs/gone.pem " + b.dir + "/old-link");
+    test::write_file(a.dir + "/crl.pem", "crl2");
+    p.sh("rm -r " + b.dir + "/certs/gone.pem " + b.dir + "/old-link " + b.dir + "/old");
     p.pair_settled(a, b);
+    // Written on C's copy after all that (before C starts): the newest write of crl.pem.
+    test::write_file(c.dir + "/crl.pem", "crl3, written on c");
     p.unlinked.clear();
     p.stop(a);
     p.start(a);
@@ -1174,11 +1185,15 @@ TEST_SUITE("two_way") {
       CAPTURE(n->name);
       CHECK_FALSE(test::exists(n->dir + "/certs/gone.pem"));
       CHECK_FALSE(test::exists(n->dir + "/old-link"));
-      // Nothing lost: both contents of the edited file, one of them as the conflict copy.
-      const auto cp = p.copies(*n, "ca.pem");
-      REQUIRE(cp.size() == 1);
-      const std::set<std::string> both{test::read_file(n->dir + "/ca.pem"), test::read_file(n->dir + "/" + cp[0])};
-      CHECK(both == std::set<std::string>{"v1", "v2"});
+      CHECK_FALSE(test::exists(n->dir + "/old"));
+      // Nothing lost: both contents of each file changed on both sides, the newer write live.
+      for (const auto& [file, newer, older] : {std::tuple{"ca.pem", "v2", "v1"}, std::tuple{"crl.pem", "crl3, written on c", "crl2"}}) {
+        CAPTURE(file);
+        CHECK(test::read_file(n->dir + "/" + file) == newer);
+        const auto cp = p.copies(*n, file);
+        REQUIRE(cp.size() == 1);
+        CHECK(test::read_file(n->dir + "/" + cp[0]) == older);
+      }
     }
   }
 
@@ -1317,11 +1332,12 @@ TEST_SUITE("two_way") {
     Mesh p;
     std::mt19937_64 rng(95);
     test::write_file(p.a.dir + "/big.bin", test::random_bytes(rng, 3 << 20));
+    p.sh("touch -d '1 minute ago' " + p.a.dir + "/big.bin");  // so b's edit is later by its time too
     REQUIRE(test::run("cp -a " + p.a.dir + "/. " + p.b.dir + "/") == 0);
     edit_in_place(p.b.dir + "/big.bin", "changed on b before the first start", 1 << 20);
     ::setenv("SPDLOG_LEVEL", "runtime=debug,info", 1);
     p.start_scanned(p.a);
-    p.start_scanned(p.b);  // the later version: b's content wins (TWO-WAY.md §4.1)
+    p.start_scanned(p.b);  // the later write: b's content wins (dated by the file, Index::seeding)
     ::unsetenv("SPDLOG_LEVEL");
     p.converged();
     const uint64_t initial = p.bytes_out();

@@ -481,6 +481,48 @@ TEST_SUITE("store.index") {
     CHECK((*got)->meta.version[0].counter >= last + 1);
   }
 
+  TEST_CASE("a new index is seeding until its first full scan is recorded - what it finds then is dated by its files' times") {
+    test::TempDir t("idx");
+    {
+      auto idx = Index::open(t / "state");
+      REQUIRE(idx.ok());
+      CHECK(idx->seeding());
+      Entry old;
+      old.fp.mtime_ns = 1'700'000'000'123'456'789;  // 2023: an older copy of the tree
+      const Author a = author_found(*idx, old);
+      CHECK(a.hlc == Hlc::pack(1'700'000'000'123, 456'789ull * 65536 / 1'000'000));
+      CHECK(a.counter == idx->counter());  // a counter is still handed out
+      // Never later than now: a file dated in the future (a skewed writer), or before 1970.
+      Entry future;
+      future.fp.mtime_ns = static_cast<int64_t>(Hlc::wall_ms() + 86'400'000) * 1'000'000;
+      const Author f = author_found(*idx, future);
+      CHECK(Hlc::millis(f.hlc) <= Hlc::wall_ms());
+      CHECK(f.hlc > a.hlc);
+      Entry ancient;
+      ancient.fp.mtime_ns = -5;
+      CHECK(author_found(*idx, ancient).hlc > f.hlc);
+      REQUIRE(idx->end_seeding().ok());
+      CHECK_FALSE(idx->seeding());
+    }
+    auto again = Index::open(t / "state");
+    REQUIRE(again.ok());
+    CHECK_FALSE(again->seeding());
+    // An index made before the flag was kept has been scanned: never seeding.
+    {
+      auto made = Index::open(t / "older");
+      REQUIRE(made.ok());
+      CHECK(made->seeding());
+    }
+    {
+      auto db = Db::open(t / "older/index.db");
+      REQUIRE(db.ok());
+      REQUIRE(db->exec("DELETE FROM meta WHERE k = 'seeding'").ok());
+    }
+    auto older = Index::open(t / "older");
+    REQUIRE(older.ok());
+    CHECK_FALSE(older->seeding());
+  }
+
   TEST_CASE("an index from before racy fingerprints forgets fingerprints only - signatures, records and ids stay") {
     test::TempDir t("idx");
     // Version 3 trusted every fingerprint: one taken in its file's last tick may hide a write.
