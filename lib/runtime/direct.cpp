@@ -161,13 +161,13 @@ std::string DirectMirror::status(bool json) {
   const bool is_idle = idle();
   const Resources res = resources();
   const std::string brk = brake();
-  const size_t queued = sender_ ? sender_->queued() : 0, awaiting = sender_ ? sender_->awaiting_ack() : 0;
+  const size_t queued = sender_ ? sender_->queued() : 0;
   const std::vector<double> lat = sender_ ? sender_->latency_samples() : std::vector<double>{};
   if (!json) {
     std::string t = "syncd -direct " + opts_.source + " -> " + opts_.target + " (pid " + std::to_string(::getpid()) + ")\n";
     t += std::string("  idle: ") + (is_idle ? "yes" : "no") + "\n";
     if (!brk.empty()) t += "  MASS-DELETE BRAKE: " + brk + "\n";
-    t += "  queued: " + std::to_string(queued) + ", awaiting ack: " + std::to_string(awaiting) + ", " +
+    t += "  queued: " + std::to_string(queued) + ", " + awaiting_text(sender_.get()) + ", " +
          retrying_text(sender_.get()) + "\n";
     if (unreadable() > 0) {
       t += "  unreadable here: " + std::to_string(unreadable()) + " paths, read again with backoff (see the log)\n";
@@ -177,7 +177,7 @@ std::string DirectMirror::status(bool json) {
   }
   return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": \"direct\", \"source\": " + json_string(opts_.source) +
          ", \"target\": " + json_string(opts_.target) + ", \"idle\": " + (is_idle ? "true" : "false") +
-         ", \"queued\": " + std::to_string(queued) + ", \"awaiting_ack\": " + std::to_string(awaiting) + ", " +
+         ", \"queued\": " + std::to_string(queued) + ", " + awaiting_json(sender_.get()) + ", " +
          retrying_json(sender_.get()) +
          ", \"unreadable\": " + std::to_string(unreadable()) + ", \"delete_brake\": " + json_string(brk) + ", " +
          latency_json(lat) + ", " + resources_json(res) + "}\n";

@@ -617,7 +617,7 @@ std::string Push::status(bool json) const {
                              : "disconnected") +
                  " (" +
                  transport + ", session " + std::to_string(l.session) + " of " + std::to_string(l.sessions) + ")" +
-                 (caught ? ", caught up" : "") + ", awaiting ack: " + std::to_string(l.sender->awaiting_ack()) +
+                 (caught ? ", caught up" : "") + ", " + awaiting_text(l.sender.get()) +
                  ", " + retrying_text(l.sender.get()) +
                  (l.sender->unreadable() > 0 ? ", unreadable here: " + std::to_string(l.sender->unreadable()) : std::string()) +
                  (l.rx ? paused_note(*l.rx) : std::string()) +
@@ -630,7 +630,7 @@ std::string Push::status(bool json) const {
                   ", \"connecting\": " + (connecting ? "true" : "false") +
                   ", \"caught_up\": " + (caught ? "true" : "false") + ", \"session\": " + std::to_string(l.session) +
                   ", \"sessions\": " + std::to_string(l.sessions) + ", \"queued\": " + std::to_string(l.sender->queued()) +
-                  ", \"awaiting_ack\": " + std::to_string(l.sender->awaiting_ack()) +
+                  ", " + awaiting_json(l.sender.get()) +
                   ", " + retrying_json(l.sender.get()) + ", \"unreadable\": " + std::to_string(l.sender->unreadable()) + ", \"bytes_out\": " +
                   std::to_string(link_bytes_out(l)) + ", \"last_error\": " + json_string(l.last_error) +
                   (l.rx ? ", \"held_bytes\": " + std::to_string(l.rx->held_bytes()) + ", \"reading_paused\": " +
@@ -686,19 +686,19 @@ std::string Push::joined_state(const Joined& jd, bool json) const {
   const bool rx_idle = jd.rx->idle();
   const size_t out = jd.conn->pending_out();
   const Sender* tx = jd.tx.get();
-  const size_t queued = tx ? tx->queued() : 0, awaiting = tx ? tx->awaiting_ack() : 0;
+  const size_t queued = tx ? tx->queued() : 0;
   const bool caught = tx == nullptr || tx->caught_up();
   if (json) {
     return "{\"id\": " + std::to_string(jd.id) + ", \"peer_node\": \"" + fmt::format("{:016x}", jd.peer_node) +
            "\", \"idle\": " + (jd.idle() ? "true" : "false") + ", \"applying\": " + (rx_idle ? "false" : "true") +
            ", \"pending_out\": " + std::to_string(out) + ", \"queued\": " + std::to_string(queued) +
-           ", \"awaiting_ack\": " + std::to_string(awaiting) + ", " +
+           ", " + awaiting_json(tx) + ", " +
            retrying_json(tx) +
            ", \"caught_up\": " + (caught ? "true" : "false") + ", \"held_bytes\": " + std::to_string(jd.rx->held_bytes()) +
            ", \"reading_paused\": " + (jd.rx->reading_paused() ? "true" : "false") + "}";
   }
-  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, awaiting ack: {}, {}{}{}",
-                     jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting,
+  return fmt::format("node {:016x}, {}, applying: {}, bytes to send: {}, queued: {}, {}, {}{}{}",
+                     jd.peer_node, jd.idle() ? "idle" : "busy", rx_idle ? "no" : "yes", out, queued, awaiting_text(tx),
                      retrying_text(tx),
                      caught ? ", caught up" : "", paused_note(*jd.rx));
 }

@@ -251,6 +251,16 @@ bool Sender::idle() const noexcept {
          reauthor_.empty();
 }
 
+uint64_t Sender::unanswered_ms() const {
+  uint64_t oldest = UINT64_MAX;
+  for (const auto& [seq, path] : in_flight_) {
+    if (auto t = sent_at_us_.find(seq); t != sent_at_us_.end()) oldest = std::min(oldest, t->second);
+  }
+  if (oldest == UINT64_MAX) return 0;
+  const uint64_t since = std::max(oldest, answered_at_us_), now = mono_us();
+  return now > since ? (now - since) / 1000 : 0;
+}
+
 store::Author Sender::author() {
   return store::author_now(index_);
 }
@@ -275,6 +285,7 @@ std::vector<double> Sender::latency_samples() const {
 void Sender::set_connection(Connection* conn) {
   conn_ = conn;
   sent_at_us_.clear();
+  answered_at_us_ = 0;
   retry_.clear();  // a new session resends from the peer's resume point, failures included
   {
     std::lock_guard lk(stream_mu_);
@@ -1912,6 +1923,7 @@ void Sender::on_message(const protocol::Message& msg) {
       if (opts_.on_caught_up) opts_.on_caught_up(first);
       return;
     }
+    answered_at_us_ = mono_us();
     auto it = in_flight_.find(ack->seq);
     std::string path = it != in_flight_.end() ? it->second : std::string();
     if (it != in_flight_.end()) {

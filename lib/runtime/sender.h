@@ -145,6 +145,10 @@ class Sender {
   std::vector<double> latency_samples() const;
   uint64_t acked() const noexcept { return sent_; }
   size_t awaiting_ack() const noexcept { return in_flight_.size(); }
+  // How long the versions awaiting an ACK have had no answer from the peer: ms since its last
+  // ACK, or since the oldest of them left if that is later; 0 when none awaits. A peer whose
+  // syncd hangs while SSH stays up shows only here (rsync.timeout ends such a session).
+  uint64_t unanswered_ms() const;
   // Paths the peer failed to apply, waiting for their resend (schedule_retry). Loop thread.
   size_t retrying() const noexcept { return retry_.size(); }
   // For `syncd status`: the path that failed last among those waiting for a resend, why, and
@@ -436,6 +440,7 @@ class Sender {
   std::unordered_map<uint64_t, std::string> in_flight_;  // loop: seq -> path awaiting ACK
   std::unordered_map<uint64_t, std::string> rename_from_;  // loop: a Rename's seq -> its from path
   std::unordered_map<uint64_t, uint64_t> sent_at_us_;    // loop: seq -> when it left
+  uint64_t answered_at_us_ = 0;                           // loop: the peer's last ACK (this session)
   // Loop: a path's place in a backoff schedule (1 s, doubling to 60 s). `due_ms` is UINT64_MAX
   // while its attempt is under way (taken, not yet rescheduled or erased).
   struct Backoff {

@@ -33,6 +33,18 @@ std::string latency_json(const std::vector<double>& sorted_ms) {
   return b;
 }
 
+std::string awaiting_text(const Sender* tx) {
+  const size_t n = tx ? tx->awaiting_ack() : 0;
+  const uint64_t quiet_s = tx ? tx->unanswered_ms() / 1000 : 0;
+  return "awaiting ack: " + std::to_string(n) +
+         (quiet_s >= 5 ? " (no answer from the peer for " + std::to_string(quiet_s) + " s)" : std::string());
+}
+
+std::string awaiting_json(const Sender* tx) {
+  return "\"awaiting_ack\": " + std::to_string(tx ? tx->awaiting_ack() : 0) +
+         ", \"unanswered_s\": " + std::to_string(tx ? tx->unanswered_ms() / 1000 : 0);
+}
+
 std::string retrying_text(const Sender* tx) {
   std::string t = "retrying: " + std::to_string(tx ? tx->retrying() : 0);
   const Sender::LastFailure f = tx ? tx->last_failure() : Sender::LastFailure{};

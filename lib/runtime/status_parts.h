@@ -20,6 +20,11 @@ std::string latency_text(const std::vector<double>& sorted_ms);
 // "\"latency_ms\": {\"n\": 300, \"p50\": 0.250, ...}" (-1 for each percentile without samples).
 std::string latency_json(const std::vector<double>& sorted_ms);
 
+// "awaiting ack: 3", and " (no answer from the peer for 42 s)" once that is 5 s or more.
+std::string awaiting_text(const Sender* tx);
+// "\"awaiting_ack\": 3, \"unanswered_s\": 42"
+std::string awaiting_json(const Sender* tx);
+
 // "retrying: 2 (last failed: a/b.pem: rename into place ...: Operation not permitted; next try in 4 s)",
 // or "retrying: 0" (also without a sender); then ", not recorded: N paths (index commit: ...)"
 // while changes wait for the index to record them. Paths escaped as in the log.

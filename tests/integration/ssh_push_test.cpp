@@ -590,6 +590,30 @@ void status_reports(const std::string& transport) {
   CHECK(rrc == 0);
   CHECK_MESSAGE(recovered.find("\"retrying\": 0, \"last_failure\": null") != std::string::npos, recovered);
   CHECK(test::read_file(stuck) == "changed");
+  // The peer's syncd hangs while SSH stays up (stopped here): nothing ends the session without
+  // rsync.timeout, so status is where it shows: how long the peer has answered nothing.
+  const std::string attach = "[a]ttach " + f.dst;  // "[a]": not the shell that runs pkill
+  REQUIRE(test::run("pkill -STOP -f '" + attach + "'") == 0);
+  struct Resume {
+    std::string pattern;
+    ~Resume() { (void)test::run("pkill -CONT -f '" + pattern + "'"); }
+  } resume{attach};
+  test::write_file(f.s("during-hang"), "waits");
+  std::string quiet;
+  REQUIRE_MESSAGE(test::wait_until(f.t.path(), [&] {
+                    quiet = status(f, "").second;
+                    return quiet.find("awaiting ack: 1 (no answer from the peer for ") != std::string::npos;  // shown from 5 s
+                  }, 30000),
+                  quiet);
+  auto [qrc, qj] = status(f, "--json");
+  CHECK(qrc == 0);
+  CHECK_MESSAGE(qj.find("\"awaiting_ack\": 1, \"unanswered_s\": ") != std::string::npos, qj);
+  CHECK(qj.find("\"unanswered_s\": 0") == std::string::npos);
+  REQUIRE(test::run("pkill -CONT -f '" + attach + "'") == 0);
+  auto [arc, answered] = status(f, "--json --wait-idle 30000");
+  CHECK(arc == 0);
+  CHECK_MESSAGE(answered.find("\"awaiting_ack\": 0, \"unanswered_s\": 0") != std::string::npos, answered);
+  CHECK(test::read_file(f.dst + "/during-hang") == "waits");
   // The link goes: status says so, with the reason.
   f.sshd.stop();
   REQUIRE(test::wait_for_text(f.log, "lost 127.0.0.1", 0));
