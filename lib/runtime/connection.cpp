@@ -140,15 +140,10 @@ void Connection::update_poll() {
 
 void Connection::on_poll(int status, int events) {
   if (status < 0) {
-    // libuv reports a socket's POLLERR as UV_EBADF; the socket's own error says what happened
-    // (the peer went away with our bytes unread: EPIPE, ECONNRESET), where "Bad file descriptor"
-    // would send an operator looking for a bug.
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (status == UV_EBADF && ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0) {
-      if (err == 0) return close(Error::make(errc::truncated, "peer closed the connection"));
-      return close(Error::from_errno("peer closed the connection", err));
-    }
+    // The peer went away with our bytes unread: uvx::Poll gives the socket's error (EPIPE,
+    // ECONNRESET), or libuv's UV_EBADF for a POLLERR without one (a pipe whose reader is gone).
+    if (status == UV_EBADF) return close(Error::make(errc::truncated, "peer closed the connection"));
+    if (status == UV_EPIPE || status == UV_ECONNRESET) return close(Error::from_errno("peer closed the connection", -status));
     return close(Error::from_errno("connection poll", -status));
   }
   if (events & UV_WRITABLE) write_some();

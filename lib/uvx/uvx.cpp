@@ -1,6 +1,7 @@
 #include "lib/uvx/uvx.h"
 
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -129,6 +130,15 @@ void Poll::stop() {
 void Poll::on_poll(uv_poll_t* h, int status, int events) noexcept {
   auto* self = static_cast<Poll*>(h->data);
   if (self && status < 0) self->events_ = 0;  // libuv stops a handle that reports an error
+  if (status == UV_EBADF) {
+    uv_os_fd_t fd = -1;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(h), &fd) == 0 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+        err != 0) {
+      status = -err;  // libuv's codes are negated errnos on Linux
+    }
+  }
   if (self) guarded("poll", [&] { self->cb_(status, events); });
 }
 

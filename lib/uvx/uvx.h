@@ -78,7 +78,9 @@ class Check {
 
 class Poll {
  public:
-  // cb(status, events): status < 0 is a libuv error.
+  // cb(status, events): status < 0 is a libuv error. A socket's POLLERR, which libuv reports as
+  // UV_EBADF, comes as the socket's own error (SO_ERROR: UV_ECONNRESET, UV_EPIPE, ...) when it
+  // has one: "Bad file descriptor" sent operators looking for a bug where a peer had gone.
   Poll(Loop& loop, int fd, std::function<void(int, int)> cb);
   ~Poll();
   Poll(const Poll&) = delete;

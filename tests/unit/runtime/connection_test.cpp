@@ -49,6 +49,19 @@ TEST_SUITE("runtime.connection") {
     CHECK_MESSAGE(reason.find("Bad file descriptor") == std::string::npos, reason);
   }
 
+  TEST_CASE("uvx::Poll hands a socket's POLLERR on as the socket's own error") {
+    // Every poller gets it (the libssh2 bridge's "local stream:" said "Bad file descriptor" too).
+    Pair p;
+    const UniqueFd mine(p.sv[0]);  // outlives the poll
+    int got = 0;
+    uvx::Poll poll(p.loop, p.sv[0], [&](int status, int) { got = status; });
+    REQUIRE(::write(p.sv[0], "unread", 6) == 6);
+    ::close(p.sv[1]);  // our bytes unread: the socket is reset
+    REQUIRE(poll.start(UV_READABLE).ok());
+    REQUIRE(p.run_until([&] { return got != 0; }));
+    CHECK_MESSAGE(got == UV_ECONNRESET, uv_strerror(got));
+  }
+
   TEST_CASE("messages cross a compressed connection in order - in both directions") {
     Talking p;
     auto [a, b, got_a, got_b] = std::tie(p.a, p.b, p.got_a, p.got_b);  // references into p
