@@ -191,6 +191,7 @@ Status Push::start() {
     SenderOptions so = base;
     so.watch_tree = i == 0;  // one watcher authors; every sender announces
     so.on_authored = [this] { announce_all(); };
+    so.on_quiet = [this, &l](uint64_t ms, size_t awaiting) { said_quiet(l.spec.host + ":" + l.spec.target, ms, awaiting); };
     so.on_caught_up = [this, &l, user = so.on_caught_up](bool first) {
       l.backoff_ms = opts_.backoff_min_ms;  // a session that got this far was a good one
       if (first) startup_finished();
@@ -240,6 +241,15 @@ void Push::check_io_timeouts() {
       lost(l, l.session, "no data for " + std::to_string(opts_.io_timeout_s) + " s while versions await the peer (rsync.timeout)");
     }
   }
+}
+
+void Push::said_quiet(const std::string& peer, uint64_t quiet_ms, size_t awaiting) const {
+  if (quiet_ms == 0) return lg().info("{} answers again", peer);
+  lg().warn("{}: no answer for {} s while {} version{} await{} it: its syncd is busy with a big change, or hangs while "
+            "the SSH session stays up ({}; `syncd status` shows how long it lasts)",
+            peer, quiet_ms / 1000, awaiting, awaiting == 1 ? "" : "s", awaiting == 1 ? "s" : "",
+            opts_.io_timeout_s > 0 ? "rsync.timeout ends the session after " + std::to_string(opts_.io_timeout_s) + " s without data"
+                                   : std::string("nothing ends such a session unless rsync.timeout is set"));
 }
 
 uint64_t Push::hello_wait_ms() const noexcept {
@@ -796,6 +806,9 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
             SenderOptions so = opts_.sender;
             so.two_way = true;
             so.watch_tree = false;
+            so.on_quiet = [this, raw](uint64_t ms, size_t awaiting) {
+              said_quiet(fmt::format("peer node {:016x} (joined session {})", raw->peer_node, raw->id), ms, awaiting);
+            };
             so.on_caught_up = [this, raw](bool first) {
               if (first) startup_finished();
               lg().info("peer node {:016x} caught up (joined session {})", raw->peer_node, raw->id);

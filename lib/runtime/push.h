@@ -152,6 +152,8 @@ class Push {
   // rsync.timeout: drops sessions that waited for their peer too long without a byte moving.
   void check_io_timeouts();
   uint64_t hello_wait_ms() const noexcept;
+  // The log line of SenderOptions::on_quiet, naming `peer`.
+  void said_quiet(const std::string& peer, uint64_t quiet_ms, size_t awaiting) const;
   std::unique_ptr<uvx::Timer> io_check_;
   std::unique_ptr<RootGuard> guard_;
   // Protocol bytes written towards the link's peer on the session its records travel on.

@@ -251,6 +251,23 @@ bool Sender::idle() const noexcept {
          reauthor_.empty();
 }
 
+void Sender::watch_quiet() {
+  if (opts_.quiet_warn_ms == 0 || !opts_.on_quiet || in_flight_.empty()) return;
+  if (!quiet_timer_) quiet_timer_ = std::make_unique<uvx::Timer>(loop_, [this] { check_quiet(); });
+  if (!quiet_timer_->active()) quiet_timer_->start(opts_.quiet_warn_ms);
+}
+
+void Sender::check_quiet() {
+  if (in_flight_.empty()) return;  // everything answered: the next send starts the watch again
+  const uint64_t quiet = unanswered_ms();
+  if (quiet >= opts_.quiet_warn_ms && !quiet_said_) {
+    quiet_said_ = true;
+    opts_.on_quiet(quiet, in_flight_.size());
+  }
+  // Looked at again when the current spell (counted from the last answer) would reach the mark.
+  quiet_timer_->start(quiet < opts_.quiet_warn_ms ? opts_.quiet_warn_ms - quiet : opts_.quiet_warn_ms);
+}
+
 uint64_t Sender::unanswered_ms() const {
   uint64_t oldest = UINT64_MAX;
   for (const auto& [seq, path] : in_flight_) {
@@ -286,6 +303,8 @@ void Sender::set_connection(Connection* conn) {
   conn_ = conn;
   sent_at_us_.clear();
   answered_at_us_ = 0;
+  quiet_said_ = false;
+  if (quiet_timer_) quiet_timer_->stop();
   retry_.clear();  // a new session resends from the peer's resume point, failures included
   {
     std::lock_guard lk(stream_mu_);
@@ -542,6 +561,7 @@ void Sender::drain_stream(uint64_t upto_job) {
     sent = true;
   }
   if (sent) conn_->flush();
+  watch_quiet();
   conn_backlog_ = conn_ ? conn_->pending_out() : 0;
   stream_cv_.notify_all();
 }
@@ -682,6 +702,7 @@ void Sender::deliver(Outbox out) {
     in_flight_[seq] = path;
     sent_at_us_[seq] = now_us;
   }
+  watch_quiet();
   const auto& peer = conn_->peer();
   const bool root_meta_ok = peer && (peer->capabilities & protocol::kCapRootMeta) != 0;
   // A failed send or flush ends the session at once (Push::lost), and conn_ goes with it.
@@ -1924,6 +1945,10 @@ void Sender::on_message(const protocol::Message& msg) {
       return;
     }
     answered_at_us_ = mono_us();
+    if (quiet_said_) {
+      quiet_said_ = false;
+      if (opts_.on_quiet) opts_.on_quiet(0, in_flight_.size());
+    }
     auto it = in_flight_.find(ack->seq);
     std::string path = it != in_flight_.end() ? it->second : std::string();
     if (it != in_flight_.end()) {

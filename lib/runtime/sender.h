@@ -93,6 +93,12 @@ struct SenderOptions {
   bool two_way = false;
   // Loop thread, each time the peer acknowledges our INDEX_END (it caught up); first == true once.
   std::function<void(bool first)> on_caught_up;
+  // Loop thread: versions have awaited the peer for quiet_warn_ms with no answer from it (once
+  // per such spell, `quiet_ms` how long), and 0 when it answers after one. A peer's syncd that
+  // hangs while SSH stays up ends no session without rsync.timeout; the owner says so in the
+  // log, naming the peer. 0 ms or no function: not watched.
+  uint64_t quiet_warn_ms = 60000;
+  std::function<void(uint64_t quiet_ms, size_t awaiting)> on_quiet;
   // Paths of the tree that are there but could not be read (EIO, EACCES, ...), each with whether
   // it is a directory that could not be listed: the watching sender keeps the set, every sender
   // of the node sends it (UNREADABLE) before its INDEX_END. Shared by a node's senders and used
@@ -441,6 +447,10 @@ class Sender {
   std::unordered_map<uint64_t, std::string> rename_from_;  // loop: a Rename's seq -> its from path
   std::unordered_map<uint64_t, uint64_t> sent_at_us_;    // loop: seq -> when it left
   uint64_t answered_at_us_ = 0;                           // loop: the peer's last ACK (this session)
+  std::unique_ptr<uvx::Timer> quiet_timer_;               // loop: runs while versions await an ACK
+  bool quiet_said_ = false;                               // loop: on_quiet told of this spell
+  void watch_quiet();
+  void check_quiet();
   // Loop: a path's place in a backoff schedule (1 s, doubling to 60 s). `due_ms` is UINT64_MAX
   // while its attempt is under way (taken, not yet rescheduled or erased).
   struct Backoff {

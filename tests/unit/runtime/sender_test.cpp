@@ -56,12 +56,12 @@ struct Rig {
   std::vector<protocol::Message> got;
   bool peer_closed = false;
   std::unique_ptr<Connection> peer;
-  explicit Rig(uint64_t peer_caps = protocol::kAllCapabilities) {
+  explicit Rig(uint64_t peer_caps = protocol::kAllCapabilities, SenderOptions so = {}) {
     REQUIRE(root.ok());
     REQUIRE(idx.ok());
     ours = std::make_unique<Connection>(p.loop, UniqueFd(p.sv[0]), [this](protocol::Message m) { tx->on_message(m); },
                                         [this](const Error& e) { closed = e; });
-    tx = std::make_unique<Sender>(p.loop, *root, *idx, watch::Excludes(), ours.get());
+    tx = std::make_unique<Sender>(p.loop, *root, *idx, watch::Excludes(), ours.get(), std::move(so));
     REQUIRE(tx->start().ok());
     REQUIRE(ours->start(test::hello(1)).ok());
     peer = std::make_unique<Connection>(p.loop, UniqueFd(p.sv[1]), [this](protocol::Message m) { got.push_back(std::move(m)); },
@@ -145,6 +145,34 @@ TEST_SUITE("runtime.sender") {
     REQUIRE(out.ok());
     CHECK(std::string(out->begin(), out->end()) == r.content);
     CHECK_FALSE(r.closed.has_value());
+  }
+
+  TEST_CASE("a peer that answers nothing while versions await it is reported once per quiet spell - and again when it answers") {
+    // A peer's syncd that hangs while SSH stays up ends no session without rsync.timeout: the
+    // owner logs this callback under the peer's name.
+    SenderOptions so;
+    so.quiet_warn_ms = 300;
+    std::vector<std::pair<uint64_t, size_t>> said;
+    so.on_quiet = [&](uint64_t ms, size_t awaiting) { said.emplace_back(ms, awaiting); };
+    Rig r(protocol::kAllCapabilities, so);
+    r.peer->send(protocol::IndexRequest{0, 0});
+    r.peer->flush();
+    REQUIRE(r.p.run_until([&] { return !r.all<protocol::IndexEnd>().empty(); }));
+    const auto sent = r.all<protocol::FileVersion>();
+    REQUIRE_FALSE(sent.empty());
+    CHECK(r.tx->awaiting_ack() == sent.size());
+    REQUIRE(r.p.run_until([&] { return !said.empty(); }));
+    CHECK(said[0].first >= 300);
+    CHECK(said[0].second == sent.size());
+    // Once per spell: a second mark passes without another report.
+    REQUIRE(r.p.run_until([&] { return r.tx->unanswered_ms() >= 700; }));
+    CHECK(said.size() == 1);
+    for (const auto& fv : sent) r.peer->send(protocol::Ack{fv.xfer_id, protocol::AckStatus::applied, fv.seq, ""});
+    r.peer->flush();
+    REQUIRE(r.p.run_until([&] { return said.size() == 2; }));
+    CHECK(said[1].first == 0);  // it answers again
+    REQUIRE(r.p.run_until([&] { return r.tx->awaiting_ack() == 0; }));
+    CHECK(r.tx->unanswered_ms() == 0);
   }
 
   TEST_CASE("a peer with nothing to sign gets the file whole") {
