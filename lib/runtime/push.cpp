@@ -574,7 +574,8 @@ void Push::lost(Link& l, uint64_t session, const std::string& why) {
   // better explanation ("syncd: command not found", "Permission denied (publickey)").
   std::string reason = why;
   if (l.ssh && !l.ssh->last_error_line().empty() && reason.find(l.ssh->last_error_line()) == std::string::npos) {
-    reason += " (ssh: " + l.ssh->last_error_line() + ")";
+    const std::string& said = l.ssh->last_error_line();  // ssh's own lines start with "ssh: "
+    reason += " (" + (said.rfind("ssh: ", 0) == 0 ? said : "ssh: " + said) + ")";
   }
   l.sender->set_connection(nullptr);
   if (l.conn) l.conn->close(Error::make(errc::truncated, "session ended"));

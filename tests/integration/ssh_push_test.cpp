@@ -615,8 +615,14 @@ void status_reports(const std::string& transport) {
   CHECK_MESSAGE(answered.find("\"awaiting_ack\": 0, \"unanswered_s\": 0") != std::string::npos, answered);
   CHECK(test::read_file(f.dst + "/during-hang") == "waits");
   // The link goes: status says so, with the reason.
+  const size_t up_to = f.logs().size();
   f.sshd.stop();
   REQUIRE(test::wait_for_text(f.log, "lost 127.0.0.1", 0));
+  if (transport == "openssh") {
+    // The redial's reason is ssh's own line, once ("(ssh: ssh: connect to ..." before).
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "(ssh: connect to host 127.0.0.1 port ", up_to), f.logs());
+    CHECK_MESSAGE(f.logs().find("ssh: ssh:") == std::string::npos, f.logs());
+  }
   auto [drc, down] = status(f, "--json");
   CHECK(drc == 0);
   CHECK(down.find("\"connected\": false") != std::string::npos);
