@@ -1953,6 +1953,8 @@ void Sender::on_message(const protocol::Message& msg) {
     std::string path = it != in_flight_.end() ? it->second : std::string();
     if (it != in_flight_.end()) {
       in_flight_.erase(it);
+      // All answered: the watch stops (an idle node runs no timer), the next send starts it.
+      if (in_flight_.empty() && quiet_timer_) quiet_timer_->stop();
       if (startup_pending_) finish_startup();
     }
     if (auto rn = rename_from_.find(ack->seq); rn != rename_from_.end()) {
