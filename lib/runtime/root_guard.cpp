@@ -61,6 +61,15 @@ Status RootGuard::watch_parents(uvx::Loop& loop) {
       return Error::from_errno("watch " + parent + ", the directory holding " + w.what + " " + w.root->path(),
                                wd.error().code.value());
     }
+    // The directories above the parent, for their own move or delete only: an operator moving
+    // /opt/acme2certifier aside leaves the root's parent untouched. Their other entries change
+    // often (/var, /tmp) and are no business of the guard: no wake-up for them.
+    for (std::string dir = split_parent(parent).first; dir != "/" && dir != "."; dir = split_parent(dir).first) {
+      if (auto wd = parents_->add(dir, IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR); !wd) {
+        lg().warn("{} {}: a move of {} will not be noticed: {}", w.what, w.root->path(), dir, wd.error().message());
+        break;
+      }
+    }
   }
   return {};
 }

@@ -8,7 +8,8 @@
 // on the path (syncd/main.cpp), which compares the trees as any start does.
 //
 // Event-driven, so an idle node sleeps: an inotify watch on each root's parent directory (a name
-// there moved, deleted or made) and the mount table (/proc/self/mountinfo polls POLLPRI on every
+// there moved, deleted or made), one on each directory above it (moved or deleted itself: the
+// events of their other entries would wake the node for nothing) and the mount table (/proc/self/mountinfo polls POLLPRI on every
 // mount and unmount). Each event makes it compare the path's device and inode with the open root.
 // Thread affinity: loop thread.
 #pragma once

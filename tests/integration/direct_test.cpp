@@ -1308,6 +1308,30 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK_FALSE(test::exists(old + "/b.pem"));
   }
 
+  TEST_CASE("a directory above the target's parent moved away and the path made again: the sync halts, then fills the new target") {
+    // mv /opt/acme2certifier /opt/acme2certifier.old leaves the root's parent untouched: only
+    // the parent was watched, and the sync went on writing into the moved tree for good.
+    Fixture f;
+    const std::string site = f.t / "site", deep = site + "/vol/dst", old = f.t / "site.old";
+    f.sh("mkdir -p " + deep);
+    f.dst = deep;
+    test::write_file(f.s("a.pem"), "a");
+    f.start();
+    f.converged();
+    const size_t from = f.logs().size();
+    REQUIRE(::rename(site.c_str(), old.c_str()) == 0);
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is halted: the target " + deep + " is ", from), f.logs());
+    f.sh("mkdir -p " + deep);
+    test::write_file(f.s("b.pem"), "b");
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started", from), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", f.logs().find("no longer halted", from)),
+                    f.logs());
+    f.converged();
+    CHECK(test::read_file(deep + "/a.pem") == "a");
+    CHECK(test::read_file(deep + "/b.pem") == "b");
+    CHECK_FALSE(test::exists(old + "/vol/dst/b.pem"));
+  }
+
   TEST_CASE("a source removed while running halts the sync until a directory is there again - then it is mirrored") {
     Fixture f;
     test::write_file(f.s("a.pem"), "a");
