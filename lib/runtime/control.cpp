@@ -1,7 +1,6 @@
 #include "lib/runtime/control.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,10 +10,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 
+#include "lib/base/fd_wait.h"
 #include "lib/base/log.h"
 #include "lib/codec/sha256.h"
 #include "lib/runtime/tree_overlap.h"
@@ -254,12 +253,11 @@ Result<std::string> control_request(const std::string& path, const std::string& 
     return Error::from_errno("send to " + path);
   }
   std::string out;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  const Deadline deadline(timeout_ms);
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) return Error::make(errc::truncated, "no answer from " + path);
-    pollfd p{fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    const int ready = wait_readable(fd.get(), deadline);
+    if (ready == 0) return Error::make(errc::truncated, "no answer from " + path);
+    if (ready < 0) return Error::from_errno("poll " + path);
     char buf[4096];
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
@@ -305,14 +303,12 @@ Result<int> control_join(const std::string& path, const std::string& args, int i
   }
   // "ok" once the daemon serves the session, then one "end <code> <why>" line when it is over.
   std::string got;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(take_ms);
+  const Deadline deadline(take_ms);
   for (;;) {
-    if (got.empty()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-      pollfd p{fd.get(), POLLIN, 0};
-      const int r = left <= 0 ? 0 : ::poll(&p, 1, static_cast<int>(left));
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) return Error::from_errno(frozen, ETIMEDOUT);
+    if (got.empty()) {  // until "ok"; after it, the session lasts as long as it lasts
+      const int ready = wait_readable(fd.get(), deadline);
+      if (ready == 0) return Error::from_errno(frozen, ETIMEDOUT);
+      if (ready < 0) return Error::from_errno("poll " + path);
     }
     char buf[512];
     const ssize_t n = ::read(fd.get(), buf, sizeof buf);

@@ -1,7 +1,6 @@
 #include "lib/transport/ssh_command.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -12,6 +11,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "lib/base/fd_wait.h"
 #include "lib/base/unique_fd.h"
 
 extern char** environ;
@@ -219,14 +219,10 @@ std::optional<std::string> capture(const std::vector<std::string>& argv) {
   wr.reset();
   if (rc != 0) return std::nullopt;
   std::string out;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const Deadline deadline(5000);
   bool timed_out = false;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    pollfd pf{rd.get(), POLLIN, 0};
-    const int r = left <= 0 ? 0 : ::poll(&pf, 1, static_cast<int>(left));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
+    if (wait_readable(rd.get(), deadline) <= 0) {
       timed_out = true;
       ::kill(pid, SIGKILL);
       break;
