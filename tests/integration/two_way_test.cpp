@@ -1161,6 +1161,8 @@ TEST_SUITE("two_way") {
     p.unlinked = {{"a", "c"}, {"b", "c"}};
     test::write_file(a.dir + "/ca.pem", "v1");
     test::write_file(a.dir + "/crl.pem", "crl1");
+    test::write_file(a.dir + "/key.pem", "key");
+    p.sh("chmod 644 " + a.dir + "/key.pem");
     p.sh("mkdir -p " + a.dir + "/certs " + a.dir + "/old/sub && echo gone > " + a.dir + "/certs/gone.pem && ln -s ca.pem " +
          a.dir + "/old-link && echo x > " + a.dir + "/old/x.pem && echo y > " + a.dir + "/old/sub/y.pem");
     p.start(a);
@@ -1171,6 +1173,7 @@ TEST_SUITE("two_way") {
     test::write_file(a.dir + "/ca.pem", "v2");
     test::write_file(a.dir + "/crl.pem", "crl2");
     p.sh("rm -r " + b.dir + "/certs/gone.pem " + b.dir + "/old-link " + b.dir + "/old");
+    p.sh("chmod 600 " + b.dir + "/key.pem");  // a key made private: C's copy still says 644
     p.pair_settled(a, b);
     // Written on C's copy after all that (before C starts): the newest write of crl.pem.
     test::write_file(c.dir + "/crl.pem", "crl3, written on c");
@@ -1186,6 +1189,8 @@ TEST_SUITE("two_way") {
       CHECK_FALSE(test::exists(n->dir + "/certs/gone.pem"));
       CHECK_FALSE(test::exists(n->dir + "/old-link"));
       CHECK_FALSE(test::exists(n->dir + "/old"));
+      CHECK(mode_of(n->dir + "/key.pem") == "600");  // the later chmod, not the copy's mode
+      CHECK(p.copies(*n, "key.pem").empty());
       // Nothing lost: both contents of each file changed on both sides, the newer write live.
       for (const auto& [file, newer, older] : {std::tuple{"ca.pem", "v2", "v1"}, std::tuple{"crl.pem", "crl3, written on c", "crl2"}}) {
         CAPTURE(file);
