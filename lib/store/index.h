@@ -77,7 +77,8 @@ class Index {
   // join or a lost index): what that scan finds is dated by its files' times (author_found),
   // since this node cannot tell an old copy from a new write. Guarded by the store lock.
   bool seeding() const noexcept { return seeding_; }
-  // The first full scan is recorded (call inside its transaction): later versions are dated now.
+  // The first full scan is recorded (call once its transaction committed): later versions are
+  // dated by the clock.
   Status end_seeding();
 
   Result<std::optional<Record>> get(std::string_view path);
