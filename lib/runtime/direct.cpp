@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "lib/base/log.h"
+#include "lib/base/scope_guard.h"
 #include "lib/runtime/control.h"
 #include "lib/runtime/hello.h"
 #include "lib/runtime/status_parts.h"
@@ -65,6 +66,14 @@ DirectMirror::~DirectMirror() {
 
 Status DirectMirror::start() {
   SYNCD_TRY_ASSIGN(src, fs::Root::open(opts_.source));
+  // Like rsync (lsyncd's startup), a missing target directory is made when its parent exists,
+  // but only before this mirror first wrote it: a target it filled before and that is gone now
+  // is an unmounted volume or a mistake more likely than a new place, and halts the sync.
+  const bool made = ::access((opts_.state_dir + "/dst/index.db").c_str(), F_OK) != 0 && errno == ENOENT &&
+                    ::mkdir(opts_.target.c_str(), 0755) == 0;
+  auto unmake = ScopeGuard([&]() noexcept {
+    if (made) ::rmdir(opts_.target.c_str());  // a start refused below leaves nothing behind
+  });
   SYNCD_TRY_ASSIGN(dst, fs::Root::open(opts_.target));
   src_root_ = std::make_unique<fs::Root>(std::move(src));
   dst_root_ = std::make_unique<fs::Root>(std::move(dst));
@@ -86,6 +95,8 @@ Status DirectMirror::start() {
   src_index_ = std::make_unique<store::Index>(std::move(si));
   dst_index_ = std::make_unique<store::Index>(std::move(di));
   SYNCD_TRY(check_target_volume(*dst_root_, *dst_index_, opts_.state_dir + "/dst"));
+  unmake.cancel();
+  if (made) log::get(log::Module::runtime).info("created the target directory {}", log::escape(opts_.target));
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {

@@ -1332,6 +1332,35 @@ TEST_SUITE("integration.direct_overflow") {
     CHECK_FALSE(test::exists(old + "/vol/dst/b.pem"));
   }
 
+  TEST_CASE("a target directory that is not there is made at the first start, as rsync makes it - not with its parent missing, not once the mirror wrote it") {
+    // lsyncd's -direct and -rsync (their startup is rsync) make it; syncd refused to start.
+    Fixture f;
+    ::rmdir(f.dst.c_str());
+    test::write_file(f.s("a.pem"), "a");
+    f.start();
+    f.converged();
+    CHECK(test::read_file(f.dst + "/a.pem") == "a");
+    CHECK_MESSAGE(f.logs().find("created the target directory " + f.dst) != std::string::npos, f.logs());
+    CHECK(f.proc->stop_within(SIGTERM, 10000) == 143);
+    const auto run = [&](const std::string& dst, const std::string& state, const std::string& log) {
+      return test::run(std::string(SYNCD_BINARY) + " -nodaemon -direct " + f.src + " " + dst + " -statedir " + state +
+                       " -rundir " + f.t / "run" + " > " + log + " 2>&1");
+    };
+    // Gone after the mirror wrote it (an unmounted volume, a mistake): not made again.
+    f.sh("rm -rf " + f.dst);
+    CHECK(run(f.dst, f.state, f.t / "again.log") == 255);
+    CHECK_FALSE(test::exists(f.dst));
+    CHECK_MESSAGE(test::read_file(f.t / "again.log").find("open root " + f.dst) != std::string::npos, test::read_file(f.t / "again.log"));
+    // Its parent missing: rsync does not make that either.
+    const std::string deep = f.t / "no/dst";
+    CHECK(run(deep, f.t / "state2", f.t / "deep.log") == 255);
+    CHECK_FALSE(test::exists(f.t / "no"));
+    // A start refused after the directory was made leaves nothing behind: a target inside the source.
+    CHECK(run(f.s("inside"), f.t / "state3", f.t / "inside.log") == 255);
+    CHECK_MESSAGE(test::read_file(f.t / "inside.log").find("is inside the source") != std::string::npos, test::read_file(f.t / "inside.log"));
+    CHECK_FALSE(test::exists(f.s("inside")));
+  }
+
   TEST_CASE("a source removed while running halts the sync until a directory is there again - then it is mirrored") {
     Fixture f;
     test::write_file(f.s("a.pem"), "a");
