@@ -69,8 +69,7 @@ Status DirectMirror::start() {
   // Like rsync (lsyncd's startup), a missing target directory is made when its parent exists,
   // but only before this mirror first wrote it: a target it filled before and that is gone now
   // is an unmounted volume or a mistake more likely than a new place, and halts the sync.
-  const bool made = ::access((opts_.state_dir + "/dst/index.db").c_str(), F_OK) != 0 && errno == ENOENT &&
-                    ::mkdir(opts_.target.c_str(), 0755) == 0;
+  const bool made = !store::Index::exists(opts_.state_dir + "/dst") && ::mkdir(opts_.target.c_str(), 0755) == 0;
   auto unmake = ScopeGuard([&]() noexcept {
     if (made) ::rmdir(opts_.target.c_str());  // a start refused below leaves nothing behind
   });

@@ -91,9 +91,8 @@ Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& 
     rec->fp = e->fp;
     return rec;
   }
-  // Before a seeding node's own scan reached it: dated by the file, as that scan would (change.h).
-  const store::Author by = !rec && index_.seeding() ? store::author_found(index_, *e) : author();
-  store::Record r = store::author_version(*e, rec, kind, by);
+  // Dated as the node's own scan would date it (before that scan reached it, on a seeding node).
+  store::Record r = store::author_version(*e, rec, kind, store::author_of_found(index_, *e, rec.has_value()));
   SYNCD_TRY(index_.put(r));
   authored_.push_back(path);
   lg().debug("local change found before applying a peer's record: {}", log::escape(path));

@@ -892,9 +892,8 @@ void Sender::process_path(const std::string& path, Outbox& out,
     if (auto st = index_.set_fingerprint(path, (*entry)->fp); !st) out.errors.push_back(st.error().message());
     return;
   }
-  // A seeding node's first look at a name (TWO-WAY.md §4.11): dated by the file, not the scan.
-  const store::Author by = !*rec && index_.seeding() ? store::author_found(index_, **entry) : author();
-  store::Record r = store::author_version(**entry, *rec, kind, by);
+  // A seeding node's first look at a name is dated by the file (TWO-WAY.md §4.11).
+  store::Record r = store::author_version(**entry, *rec, kind, store::author_of_found(index_, **entry, rec->has_value()));
   if (!record(r, out)) return;
   // A metadata-only change carries no body; the marker is a content dot older than this version.
   // Kept only when this batch will send it (before the peer's INDEX_REQUEST is answered, the

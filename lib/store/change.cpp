@@ -112,4 +112,8 @@ Author author_found(Index& index, const Entry& disk) {
   return a;
 }
 
+Author author_of_found(Index& index, const Entry& disk, bool recorded) {
+  return !recorded && index.seeding() ? author_found(index, disk) : author_now(index);
+}
+
 }  // namespace syncd::store

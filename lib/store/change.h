@@ -48,6 +48,9 @@ Author author_now(Index& index);
 // as a conflict copy either way). The part of the mtime below a millisecond fills the clock's
 // logical bits, so two writes a millisecond apart still order by time.
 Author author_found(Index& index, const Entry& disk);
+// The author of a change to `disk.path` found on disk: author_found for a name a seeding index has
+// no record of (`recorded` false), author_now otherwise. Scanner and two-way receiver alike.
+Author author_of_found(Index& index, const Entry& disk, bool recorded);
 
 // The new local version of disk.path: version[node] = counter, dots and timestamps of the groups
 // that changed, metadata from disk. `kind` must be content, meta or both.

@@ -1,6 +1,7 @@
 #include "lib/store/index.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -82,6 +83,10 @@ Result<Index> Index::open(const std::string& state_dir, Sharing sharing) {
     return e;
   }
   return idx;
+}
+
+bool Index::exists(const std::string& state_dir) {
+  return ::access((state_dir + "/index.db").c_str(), F_OK) == 0;
 }
 
 Status Index::init_schema() {

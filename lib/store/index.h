@@ -63,6 +63,8 @@ class Index {
   enum class Sharing { shared, exclusive };
   // Opens or creates `state_dir` (mode 0700) and `state_dir`/index.db.
   static Result<Index> open(const std::string& state_dir, Sharing sharing = Sharing::shared);
+  // Whether `state_dir` holds an index already (a sync that has written before), without opening it.
+  static bool exists(const std::string& state_dir);
 
   uint64_t node_id() const noexcept { return node_id_; }
   uint64_t index_id() const noexcept { return index_id_; }
