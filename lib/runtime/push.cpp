@@ -559,6 +559,20 @@ void Push::connect(Link& l) {
   l.sender->set_connection(l.conn.get());
 }
 
+void Push::peer_is_up(uint64_t node) {
+  if (node == 0 || node < index_->node_id()) return;  // the lower id dials; that is the peer
+  for (auto& lp : links_) {
+    Link& l = *lp;
+    // Waiting out a backoff: the last session ended, no dial is under way. (A link that never
+    // heard this peer's HELLO does not know its id and keeps its schedule.)
+    if (l.peer_node != node || l.up || l.passive || l.session == 0 || l.lost != l.session || l.dial) continue;
+    lg().info("{} (node {:016x}) is up again (it dialed this node): dialing it now, not after the backoff",
+              l.spec.host, node);
+    l.backoff_ms = opts_.backoff_min_ms;
+    l.retry->start(0);
+  }
+}
+
 void Push::dial_done(Link& l) {
   if (l.dial_hold) l.dial_hold->stop();
   l.dial.reset();
@@ -802,6 +816,7 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
           }
           lg().info("peer session {} joined: node {:016x} ({})", raw->id, h->node_id, log::escape(h->node_name));
           raw->peer_node = h->node_id;
+          if (raw->two_way) peer_is_up(h->node_id);
           if (raw->two_way) {
             // The same session carries this node's records back to the peer (one per pair).
             SenderOptions so = opts_.sender;

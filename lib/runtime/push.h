@@ -208,6 +208,9 @@ class Push {
   // A link's peer was refused for announcing another configured peer's node id.
   bool claimed_twice(uint64_t node) const noexcept;
   void remember_peer_node(Link& l, uint64_t node);
+  // Peer `node` just dialed this node, so it is up: a link that dials it and waits out a
+  // reconnect backoff dials now (the peer waits for that session; the backoff may be 30 s).
+  void peer_is_up(uint64_t node);
   uint64_t next_joined_ = 0;
   uint64_t conflicts_ended_ = 0;  // conflicts counted by sessions that are gone
   std::unique_ptr<uvx::Timer> reap_;

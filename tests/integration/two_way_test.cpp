@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -889,6 +890,45 @@ TEST_SUITE("two_way") {
     // process waited for it for good, holding its ssh channel (the peer saw no end), and the
     // control server kept a way to end the session that pointed into the destroyed node.
     CHECK_MESSAGE(test::wait_processes_exited("[a]ttach " + dialed->dir + " ", 30000), p.logs());
+  }
+
+  TEST_CASE("a node back after its peer's reconnect backoff grew is dialed at once - not when that backoff ends") {
+    Mesh p;
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    // One session per pair: the node with the lower id dials (TWO-WAY.md §4.9).
+    Node* dialed = nullptr;
+    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
+      for (Node* n : {&p.a, &p.b}) {
+        if (test::read_file(n->log).find("dials this node: one session per pair") != std::string::npos) dialed = n;
+      }
+      return dialed != nullptr;
+    }, 60000), p.logs());
+    Node& back = *dialed;
+    Node& dialer = dialed == &p.a ? p.b : p.a;
+    p.stop(back);
+    // Its dialer's attempts fail (no daemon owns that tree now) and the backoff doubles: wait for
+    // a pause of at least 8 s before its next attempt.
+    const size_t from = test::read_file(dialer.log).size();
+    long pause_ms = 0;
+    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
+      const std::string log = test::read_file(dialer.log).substr(from);
+      const std::string key = "; reconnecting in ";
+      const size_t at = log.rfind(key);
+      if (at != std::string::npos) pause_ms = std::atol(log.c_str() + at + key.size());
+      return pause_ms >= 8000;
+    }, 60000), p.logs());
+    const auto seen = std::chrono::steady_clock::now();
+    p.start(back);
+    test::write_file(back.dir + "/back.pem", "b");
+    // Before, the node that came back dialed, learned that its peer dials, closed its session and
+    // waited; the pair had no session until the dialer's pause ended (up to 30 s). The dialer
+    // now dials when the peer's session reaches it. (The deadline ends 2 s before the pause.)
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - seen).count();
+    CHECK_MESSAGE(test::wait_for(dialer.dir, "back.pem", static_cast<int>(pause_ms - 2000 - spent)), p.logs());
+    CHECK(test::read_file(dialer.log).find("is up again (it dialed this node): dialing it now", from) != std::string::npos);
+    p.converged();
   }
 
   TEST_CASE("a node whose volume turns read-only: its peer's changes wait - nothing is lost - they land once it is writable") {
