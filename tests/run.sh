@@ -51,8 +51,16 @@ run_ctest() {
   failed=$((failed + fails))
 }
 
-run_ctest plain build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-run_ctest sanitize build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DSYNCD_SANITIZE=address;undefined" \
+# Line tables only (-g1): enough for every backtrace and sanitizer report; full debug info cost
+# over a quarter of the compile time. The sanitizer builds use -O1, as AddressSanitizer's
+# documentation suggests: at -O2 -g their instrumented code took twice as long to compile
+# (measured on lib/runtime: 107 s against 43 s for sender.cpp).
+flags() { echo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$1 -g1 -DNDEBUG"; echo "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$1 -g1 -DNDEBUG"; }
+mapfile -t plain_flags < <(flags -O2)
+mapfile -t sanitize_flags < <(flags -O1)
+
+run_ctest plain build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${plain_flags[@]}"
+run_ctest sanitize build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo "${sanitize_flags[@]}" "-DSYNCD_SANITIZE=address;undefined" \
   -DSYNCD_TEST_TIMEOUT_MULTIPLIER=4 -DSYNCD_BUILD_BENCHES=OFF
 
 # Timed fuzzing: each libFuzzer target for FUZZ_SECONDS, starting from its committed corpus and
@@ -60,7 +68,7 @@ run_ctest sanitize build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DSYNCD_SANITIZ
 if [[ "$FUZZ_SECONDS" -gt 0 ]]; then
   if command -v clang++ >/dev/null; then
     echo "=== fuzz: build (clang, libFuzzer + ASan/UBSan)"
-    if CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    if CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo "${sanitize_flags[@]}" \
         -DSYNCD_BUILD_FUZZERS=ON "-DSYNCD_SANITIZE=address;undefined" \
         -DSYNCD_BUILD_TESTS=ON -DSYNCD_BUILD_BENCHES=OFF >"$log_dir/fuzz-configure.log" 2>&1 &&
        cmake --build build-fuzz -j"$JOBS" --target fuzz_frame fuzz_zstd_stream fuzz_patch \
