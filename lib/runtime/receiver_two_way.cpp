@@ -91,8 +91,8 @@ Result<std::optional<store::Record>> Receiver::refresh_local(const std::string& 
     rec->fp = e->fp;
     return rec;
   }
-  // Dated as the node's own scan would date it (before that scan reached it, on a seeding node).
-  store::Record r = store::author_version(*e, rec, kind, store::author_of_found(index_, *e, rec.has_value()));
+  // Dated as the node's own scan would date it (before the first scan after a start reached it).
+  store::Record r = store::author_version(*e, rec, kind, store::author_of_found(index_, *e, rec, kind));
   SYNCD_TRY(index_.put(r));
   authored_.push_back(path);
   lg().debug("local change found before applying a peer's record: {}", log::escape(path));

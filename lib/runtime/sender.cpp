@@ -789,9 +789,9 @@ void Sender::process_batch(const watch::Batch& b, Outbox& out) {
     return;
   }
   out.committed = true;
-  if (b.overflow && index_.seeding()) {
+  if (b.overflow && index_.first_scan()) {
     // The first full scan is recorded: what changes from now on is dated by this node's clock.
-    if (auto st = index_.end_seeding(); !st) out.errors.push_back("index: " + st.error().message());
+    if (auto st = index_.first_scan_done(); !st) out.errors.push_back("index: " + st.error().message());
   }
   // Until the peer's INDEX_REQUEST is answered, nothing goes out live: the answer carries every
   // record in the index, these included, in an order the peer can apply (parents first). Sending
@@ -892,8 +892,8 @@ void Sender::process_path(const std::string& path, Outbox& out,
     if (auto st = index_.set_fingerprint(path, (*entry)->fp); !st) out.errors.push_back(st.error().message());
     return;
   }
-  // A seeding node's first look at a name is dated by the file (TWO-WAY.md §4.11).
-  store::Record r = store::author_version(**entry, *rec, kind, store::author_of_found(index_, **entry, rec->has_value()));
+  // What the first scan after a start finds is dated by the file (TWO-WAY.md §4.9, §4.11).
+  store::Record r = store::author_version(**entry, *rec, kind, store::author_of_found(index_, **entry, *rec, kind));
   if (!record(r, out)) return;
   // A metadata-only change carries no body; the marker is a content dot older than this version.
   // Kept only when this batch will send it (before the peer's INDEX_REQUEST is answered, the

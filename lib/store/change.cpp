@@ -102,9 +102,9 @@ Author author_now(Index& index) {
   return Author{index.node_id(), index.counter(), index.hlc().now()};
 }
 
-Author author_found(Index& index, const Entry& disk) {
+// author_now, dated `ns` (a file time) if that is earlier.
+Author author_dated(Index& index, int64_t ns) {
   Author a = author_now(index);
-  const int64_t ns = disk.fp.mtime_ns;
   if (ns <= 0) return a;  // no usable time (before 1970): the scan's
   const auto ms = static_cast<uint64_t>(ns / 1000000);
   const auto below = static_cast<uint64_t>(ns % 1000000) * (uint64_t{1} << Hlc::kLogicalBits) / 1000000;
@@ -112,8 +112,17 @@ Author author_found(Index& index, const Entry& disk) {
   return a;
 }
 
-Author author_of_found(Index& index, const Entry& disk, bool recorded) {
-  return !recorded && index.seeding() ? author_found(index, disk) : author_now(index);
+Author author_found(Index& index, const Entry& disk) { return author_dated(index, disk.fp.mtime_ns); }
+
+Author author_of_found(Index& index, const Entry& disk, const std::optional<Record>& prev, Change kind) {
+  if (!index.first_scan()) return author_now(index);
+  if (!prev) return author_found(index, disk);
+  // A metadata change (chmod, chown, touch) leaves mtime as it was, or sets it to anything:
+  // ctime is when the inode changed. (A name a seeding node has no record of keeps mtime, as a
+  // copy of the tree has fresh ctimes.)
+  Author a = author_dated(index, kind == Change::meta ? disk.fp.ctime_ns : disk.fp.mtime_ns);
+  a.hlc = std::max(a.hlc, std::max(prev->meta.content_ts, prev->meta.meta_ts) + 1);
+  return a;
 }
 
 }  // namespace syncd::store

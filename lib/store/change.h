@@ -48,9 +48,14 @@ Author author_now(Index& index);
 // as a conflict copy either way). The part of the mtime below a millisecond fills the clock's
 // logical bits, so two writes a millisecond apart still order by time.
 Author author_found(Index& index, const Entry& disk);
-// The author of a change to `disk.path` found on disk: author_found for a name a seeding index has
-// no record of (`recorded` false), author_now otherwise. Scanner and two-way receiver alike.
-Author author_of_found(Index& index, const Entry& disk, bool recorded);
+// The author of a change to `disk.path` found on disk, scanner and two-way receiver alike; `prev`
+// is the index's record of it. During the first full scan after a start (Index::first_scan) it is
+// author_found: the change was made while no daemon watched — an offline edit on a node whose
+// syncd was stopped, or anything a seeding node finds — and the scan's own time made an edit
+// made hours before win against the newer versions the peers authored meanwhile. A metadata-only
+// change (`kind` meta) of a recorded name is dated by ctime. Never dated before the version it
+// replaces. author_now otherwise (a live change).
+Author author_of_found(Index& index, const Entry& disk, const std::optional<Record>& prev, Change kind);
 
 // The new local version of disk.path: version[node] = counter, dots and timestamps of the groups
 // that changed, metadata from disk. `kind` must be content, meta or both.

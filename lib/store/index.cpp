@@ -154,7 +154,8 @@ Status Index::init_schema() {
   return {};
 }
 
-Status Index::end_seeding() {
+Status Index::first_scan_done() {
+  first_scan_ = false;
   if (!seeding_) return {};
   SYNCD_TRY(meta_set("seeding", 0));
   seeding_ = false;

@@ -79,9 +79,13 @@ class Index {
   // join or a lost index): what that scan finds is dated by its files' times (author_found),
   // since this node cannot tell an old copy from a new write. Guarded by the store lock.
   bool seeding() const noexcept { return seeding_; }
+  // This process's first full scan of the tree is not recorded yet (in memory: true at every
+  // open). What that scan finds changed was changed while no daemon watched (an offline edit, a
+  // restore), at a time the file's mtime tells better than the scan's clock (author_of_found).
+  bool first_scan() const noexcept { return first_scan_; }
   // The first full scan is recorded (call once its transaction committed): later versions are
-  // dated by the clock.
-  Status end_seeding();
+  // dated by the clock, and the index is no longer seeding.
+  Status first_scan_done();
 
   Result<std::optional<Record>> get(std::string_view path);
   // Stores `r` under r.meta.path with the next sequence number (written back into r.seq).
@@ -178,6 +182,7 @@ class Index {
   std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
   Hlc hlc_;
   bool seeding_ = false;
+  bool first_scan_ = true;
   std::string path_;
   uint64_t node_id_ = 0;
   uint64_t index_id_ = 0;

@@ -412,11 +412,13 @@ TEST_SUITE("two_way") {
     p.start(p.a);
     p.start(p.b);
     p.converged();
-    // Both stop; each tree is changed while its node is down; A comes back first, so B's startup
-    // scan authors its edits later (B wins the true conflicts).
+    // Both stop; each tree is changed while its node is down. The startup scans date what they
+    // find by the files' times: B's edit of mm is the later one (A's is dated a minute back, as
+    // two writes in one clock tick have the same time).
     p.stop(p.b);
     p.stop(p.a);
     test::write_file(p.a.dir + "/mm", "a edit");
+    p.sh("touch -d '1 minute ago' " + p.a.dir + "/mm");
     p.sh("rm " + p.a.dir + "/md");
     test::write_file(p.a.dir + "/dm", "a edit of dm");
     p.sh("rm " + p.a.dir + "/dd");
@@ -1233,6 +1235,53 @@ TEST_SUITE("two_way") {
       CHECK(p.copies(*n, "key.pem").empty());
       // Nothing lost: both contents of each file changed on both sides, the newer write live.
       for (const auto& [file, newer, older] : {std::tuple{"ca.pem", "v2", "v1"}, std::tuple{"crl.pem", "crl3, written on c", "crl2"}}) {
+        CAPTURE(file);
+        CHECK(test::read_file(n->dir + "/" + file) == newer);
+        const auto cp = p.copies(*n, file);
+        REQUIRE(cp.size() == 1);
+        CHECK(test::read_file(n->dir + "/" + cp[0]) == older);
+      }
+    }
+  }
+
+  TEST_CASE("files edited while a node's syncd was stopped are dated by their times - against the peers' edits meanwhile the newer write is the file, the other its conflict copy") {
+    // The acme2certifier case: the CA on A goes on writing while A's syncd is stopped (an upgrade,
+    // a crash). A's restart scan dated what it found by its own clock, the latest of all: an edit
+    // made before the peers' newer one still won, and the newer CRL became the conflict copy.
+    Mesh p(3);
+    Node &a = p.a, &b = p.b, &c = p.c();
+    test::write_file(a.dir + "/older-on-a.crl", "crl1");
+    test::write_file(a.dir + "/newer-on-a.crl", "crl1");
+    for (const char* key : {"/older-on-a.key", "/newer-on-a.key"}) {
+      test::write_file(a.dir + key, "k");
+      p.sh("chmod 644 " + a.dir + key + " && touch -d '2020-02-02' " + a.dir + key);
+    }
+    for (auto& n : p.nodes) p.start(*n);
+    p.converged();
+    p.stop(a);
+    // Done on A while its syncd is down: an edit a minute ago (by its time), a chmod...
+    test::write_file(a.dir + "/older-on-a.crl", "crl2, offline on a");
+    p.sh("touch -d '1 minute ago' " + a.dir + "/older-on-a.crl");
+    p.sh("chmod 600 " + a.dir + "/older-on-a.key");
+    // ...B's changes of all four, recorded and dated by B's daemon (C has them)...
+    test::write_file(b.dir + "/older-on-a.crl", "crl3, on b");
+    test::write_file(b.dir + "/newer-on-a.crl", "crl3, on b");
+    p.sh("chmod 640 " + b.dir + "/older-on-a.key " + b.dir + "/newer-on-a.key");
+    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
+      return test::read_file(c.dir + "/older-on-a.crl") == "crl3, on b" && test::read_file(c.dir + "/newer-on-a.crl") == "crl3, on b" &&
+             mode_of(c.dir + "/older-on-a.key") == "640" && mode_of(c.dir + "/newer-on-a.key") == "640";
+    }, 60000), p.logs());
+    // ...then on A an edit and a chmod. (The key's mtime says 2020: a chmod is dated by ctime.)
+    test::write_file(a.dir + "/newer-on-a.crl", "crl4, offline on a");
+    p.sh("chmod 600 " + a.dir + "/newer-on-a.key");
+    p.start(a);
+    p.converged();
+    for (auto& n : p.nodes) {
+      CAPTURE(n->name);
+      CHECK(mode_of(n->dir + "/older-on-a.key") == "640");
+      CHECK(mode_of(n->dir + "/newer-on-a.key") == "600");
+      for (const auto& [file, newer, older] : {std::tuple{"older-on-a.crl", "crl3, on b", "crl2, offline on a"},
+                                               std::tuple{"newer-on-a.crl", "crl4, offline on a", "crl3, on b"}}) {
         CAPTURE(file);
         CHECK(test::read_file(n->dir + "/" + file) == newer);
         const auto cp = p.copies(*n, file);

@@ -501,12 +501,34 @@ TEST_SUITE("store.index") {
       Entry ancient;
       ancient.fp.mtime_ns = -5;
       CHECK(author_found(*idx, ancient).hlc > f.hlc);
-      REQUIRE(idx->end_seeding().ok());
+      CHECK(idx->first_scan());
+      REQUIRE(idx->first_scan_done().ok());
       CHECK_FALSE(idx->seeding());
+      CHECK_FALSE(idx->first_scan());
     }
     auto again = Index::open(t / "state");
     REQUIRE(again.ok());
     CHECK_FALSE(again->seeding());
+    {
+      // Each start's first scan dates what it finds by the file (changed while no daemon
+      // watched), never before the version it replaces; afterwards the clock dates changes.
+      REQUIRE(again->first_scan());
+      Entry offline;
+      offline.fp.mtime_ns = 1'700'000'000'123'456'789;
+      Record prev;
+      CHECK(author_of_found(*again, offline, prev, Change::content).hlc == Hlc::pack(1'700'000'000'123, 456'789ull * 65536 / 1'000'000));
+      prev.meta.content_ts = Hlc::pack(1'700'000'001'000, 0);  // replaced a later version
+      CHECK(author_of_found(*again, offline, prev, Change::content).hlc == prev.meta.content_ts + 1);
+      prev.meta.meta_ts = prev.meta.content_ts + 7;
+      CHECK(author_of_found(*again, offline, prev, Change::content).hlc == prev.meta.meta_ts + 1);
+      CHECK(author_of_found(*again, offline, std::nullopt, Change::both).hlc < prev.meta.content_ts);
+      // A chmod, chown or touch: dated by ctime (a touch -d sets mtime to anything).
+      offline.fp.ctime_ns = 1'700'000'005'000'000'000;
+      CHECK(author_of_found(*again, offline, prev, Change::meta).hlc == Hlc::pack(1'700'000'005'000, 0));
+      CHECK(author_of_found(*again, offline, prev, Change::content).hlc == prev.meta.meta_ts + 1);
+      REQUIRE(again->first_scan_done().ok());
+      CHECK(Hlc::millis(author_of_found(*again, offline, prev, Change::content).hlc) >= Hlc::wall_ms() - 60'000);
+    }
     // An index made before the flag was kept has been scanned: never seeding.
     {
       auto made = Index::open(t / "older");
