@@ -268,6 +268,18 @@ struct Mesh {
     idle(x);
     idle(y);
   }
+  // One session per pair (TWO-WAY.md §4.9): the node with the lower id dials and the other logs
+  // so. Of a and b, the one that is dialed.
+  Node& dialed_of_pair() {
+    Node* dialed = nullptr;
+    REQUIRE_MESSAGE(test::wait_until(t.path(), [&] {
+      for (Node* n : {&a, &b}) {
+        if (test::read_file(n->log).find("dials this node: one session per pair") != std::string::npos) dialed = n;
+      }
+      return dialed != nullptr;
+    }, 60000), logs());
+    return *dialed;
+  }
   // `to` gets a copy of `from`'s tree (times and owners kept), as an operator seeds a new node:
   // without cookies and without `from`'s own root marker.
   void seed_copy(const Node& from, const Node& to) {
@@ -876,15 +888,9 @@ TEST_SUITE("two_way") {
     p.start(p.a);
     p.start(p.b);
     p.converged();
-    // One session per pair: the node with the lower id dials, and its `attach` on the other node
-    // joins that node's daemon. That other node is halted here.
-    Node* dialed = nullptr;
-    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
-      for (Node* n : {&p.a, &p.b}) {
-        if (test::read_file(n->log).find("dials this node: one session per pair") != std::string::npos) dialed = n;
-      }
-      return dialed != nullptr;
-    }, 60000), p.logs());
+    // The node with the lower id dials, and its `attach` on the other node joins that node's
+    // daemon. That other node is halted here.
+    Node* dialed = &p.dialed_of_pair();
     const size_t from = test::read_file(dialed->log).size();
     p.sh("umount -l " + dialed->dir);
     REQUIRE_MESSAGE(test::wait_for_text(dialed->log, "Sync1 is halted: the source " + dialed->dir, from, 60000), p.logs());
@@ -899,16 +905,8 @@ TEST_SUITE("two_way") {
     p.start(p.a);
     p.start(p.b);
     p.converged();
-    // One session per pair: the node with the lower id dials (TWO-WAY.md §4.9).
-    Node* dialed = nullptr;
-    REQUIRE_MESSAGE(test::wait_until(p.t.path(), [&] {
-      for (Node* n : {&p.a, &p.b}) {
-        if (test::read_file(n->log).find("dials this node: one session per pair") != std::string::npos) dialed = n;
-      }
-      return dialed != nullptr;
-    }, 60000), p.logs());
-    Node& back = *dialed;
-    Node& dialer = dialed == &p.a ? p.b : p.a;
+    Node& back = p.dialed_of_pair();
+    Node& dialer = &back == &p.a ? p.b : p.a;
     p.stop(back);
     // Its dialer's attempts fail (no daemon owns that tree now) and the backoff doubles: wait for
     // a pause of at least 8 s before its next attempt.
