@@ -36,6 +36,7 @@
 #include "lib/runtime/direct.h"
 #include "lib/runtime/lua_host.h"
 #include "lib/runtime/memory_release.h"
+#include "lib/runtime/mount_watch.h"
 #include "lib/runtime/push.h"
 #include "lib/uvx/uvx.h"
 #include "syncd/cli.h"
@@ -418,6 +419,9 @@ int attach_main(const std::vector<std::string>& args) {
 // (errc::wrong_volume: not mounted) is `halted` while the plan's other nodes run; it is started
 // again every kHaltRetryMs until its volume is back.
 constexpr uint64_t kHaltRetryMs = 5000;
+// After a mount or unmount while a node is halted: its volume may be back. Started again this
+// soon (a burst of mounts, as at boot, makes one attempt).
+constexpr uint64_t kMountRetryMs = 100;
 struct Running {
   const syncd::plan::Node* node = nullptr;
   std::unique_ptr<syncd::runtime::DirectMirror> direct;
@@ -451,7 +455,7 @@ struct Running {
       const std::string retry = std::to_string(kHaltRetryMs / 1000);
       if (!json) {
         return "syncd " + kind() + " " + node->syncs[0].source + " -> " + node->target_text + " (pid " +
-               std::to_string(::getpid()) + ")\n  HALTED: " + halted + "\n  started again every " + retry +
+               std::to_string(::getpid()) + ")\n  HALTED: " + halted + "\n  started again after each mount and every " + retry +
                " s; the daemon's other syncs run\n";
       }
       return "{\"pid\": " + std::to_string(::getpid()) + ", \"mode\": " + runtime::json_string(kind()) +
@@ -514,6 +518,28 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
     (void)daemon::notify("STATUS=" + (names.empty() ? std::string("running") : "halted (volume not there?): " + names));
   };
   std::unique_ptr<uvx::Timer> halt_retry;  // made below, once start_node exists
+  // While a node is halted, a mount or unmount makes halt_retry run at once instead of at its
+  // next turn (the timer still finds a directory made again at the path).
+  std::unique_ptr<runtime::MountWatch> halt_mounts;
+  bool mount_retry_due = false;
+  const auto retry_halted = [&](bool soon) {
+    if (soon) {
+      halt_retry->start(kMountRetryMs, kHaltRetryMs);
+    } else if (!halt_retry->active()) {
+      halt_retry->start(kHaltRetryMs, kHaltRetryMs);
+    }
+    if (halt_mounts) return;
+    auto m = runtime::MountWatch::start(loop, "halted syncs", [&] {
+      if (mount_retry_due) return;
+      mount_retry_due = true;
+      halt_retry->start(kMountRetryMs, kHaltRetryMs);
+    });
+    if (m.ok()) {
+      halt_mounts = std::move(*m);
+    } else if (!m.error().is_errno(ENOENT)) {
+      lg.warn("a halted sync starts again only every {} s: {}", kHaltRetryMs / 1000, m.error().message());
+    }
+  };
   // A root replaced under a running node (RootGuard): the node halts at once, so nothing more
   // goes through the directory it opened, and halt_retry starts it again on the directory at the
   // path, which compares the trees as any start does. Its objects go on the next loop turn, not
@@ -526,10 +552,10 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
     }
   });
   const auto on_root_replaced = [&](Running* r, const std::string& why) {
-    lg.error("{} is halted: {}; started again every {} s", r->node->syncs[0].name, why, kHaltRetryMs / 1000);
+    lg.error("{} is halted: {}; started again after each mount and every {} s", r->node->syncs[0].name, why, kHaltRetryMs / 1000);
     r->halted = why;
     reap_halted.start(0);
-    if (!halt_retry->active()) halt_retry->start(kHaltRetryMs, kHaltRetryMs);
+    retry_halted(true);  // what is at the path now may be right (a volume mounted over it)
     notify_halted();
   };
   // Every push of this daemon takes its turn at one sshd (many syncs to one host would otherwise
@@ -588,7 +614,7 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
         return 255;
       }
       r->halted = st.error().context;
-      lg.error("{} is halted, the other syncs run: {}; started again every {} s", n.syncs[0].name, st.error().message(),
+      lg.error("{} is halted, the other syncs run: {}; started again after each mount and every {} s", n.syncs[0].name, st.error().message(),
                kHaltRetryMs / 1000);
     }
     const std::string& src = n.type == plan::Node::Type::direct ? n.direct.source
@@ -625,6 +651,8 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
     return 255;
   }
   halt_retry = std::make_unique<uvx::Timer>(loop, [&] {
+    const char* cause = mount_retry_due ? " (a mount changed)" : "";
+    mount_retry_due = false;
     bool changed = false;
     for (auto& r : nodes) {
       if (r->halted.empty()) continue;
@@ -635,13 +663,17 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
       }
       r->halted.clear();
       changed = true;
-      lg.info("{} is no longer halted: started", r->node->syncs[0].name);
+      lg.info("{} is no longer halted: started{}", r->node->syncs[0].name, cause);
     }
     if (changed) notify_halted();
+    if (std::none_of(nodes.begin(), nodes.end(), [](const auto& r) { return !r->halted.empty(); })) {
+      halt_retry->stop();  // nothing halted: no more wake-ups
+      halt_mounts.reset();
+    }
   });
   if (std::any_of(nodes.begin(), nodes.end(), [](const auto& r) { return !r->halted.empty(); })) {
     notify_halted();
-    halt_retry->start(kHaltRetryMs, kHaltRetryMs);
+    retry_halted(false);
   }
   auto all = [&](bool drained) {
     return std::all_of(nodes.begin(), nodes.end(), [&](const auto& n) { return drained ? n->drained() : n->idle(); });

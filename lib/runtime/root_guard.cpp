@@ -1,13 +1,11 @@
 #include "lib/runtime/root_guard.h"
 
-#include <fcntl.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
-#include "lib/base/clock.h"
 #include "lib/base/log.h"
 
 namespace syncd::runtime {
@@ -38,13 +36,11 @@ std::unique_ptr<RootGuard> RootGuard::start(uvx::Loop& loop, std::vector<Watched
     g->parents_.reset();
   }
   // Without procfs (a bare container) only the parents' events are seen: no mount-over.
-  g->mounts_ = UniqueFd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
-  if (g->mounts_) {
-    g->mounts_poll_ = std::make_unique<uvx::Poll>(loop, g->mounts_.get(), [self](int st, int) { self->on_mounts(st); });
-    if (auto st = g->mounts_poll_->start(UV_PRIORITIZED); !st) {
-      lg().warn("not watching the mount table for the synced roots: {}", st.error().message());
-      g->mounts_poll_.reset();
-    }
+  auto mounts = MountWatch::start(loop, "the synced roots", [self] { self->check_now(); });
+  if (mounts.ok()) {
+    g->mounts_ = std::move(*mounts);
+  } else if (!mounts.error().is_errno(ENOENT)) {
+    lg().warn("not watching the mount table for the synced roots: {}", mounts.error().message());
   }
   return g;
 }
@@ -84,26 +80,6 @@ void RootGuard::on_inotify(const watch::Delivery& d) {
     }
   }
   if (look) check_now();
-}
-
-void RootGuard::on_mounts(int status) {
-  // The mount table reports a change as POLLPRI|POLLERR, which libuv hands over as an error
-  // and stops the handle: polled again, it is quiet until the next change.
-  if (status < 0 && mounts_poll_) {
-    // Once per mount change; a kernel reporting it without end would spin the loop.
-    const uint64_t now = mono_us();
-    if (now - burst_start_us_ > 1'000'000) {
-      burst_start_us_ = now;
-      burst_ = 0;
-    }
-    if (++burst_ > 1000) {
-      lg().warn("not watching the mount table for the synced roots any more: it reports a change without end");
-      mounts_poll_->stop();  // not destroyed inside its own callback
-    } else if (auto st = mounts_poll_->start(UV_PRIORITIZED); !st) {
-      lg().warn("not watching the mount table for the synced roots any more: {}", st.error().message());
-    }
-  }
-  check_now();
 }
 
 void RootGuard::check_now() {

@@ -22,6 +22,7 @@
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 #include "lib/fs/root.h"
+#include "lib/runtime/mount_watch.h"
 #include "lib/uvx/uvx.h"
 #include "lib/watch/inotify_hub.h"
 
@@ -45,17 +46,13 @@ class RootGuard {
   RootGuard(std::vector<Watched> roots, OnReplaced on_replaced);
   Status watch_parents(uvx::Loop& loop);
   void on_inotify(const watch::Delivery& d);
-  void on_mounts(int status);
 
   std::vector<Watched> roots_;
   std::vector<std::string> names_;  // each root's last component, as its parent's events name it
   OnReplaced on_replaced_;
   bool fired_ = false;
   std::unique_ptr<watch::Subscription> parents_;  // the loop's shared inotify instance
-  UniqueFd mounts_;
-  std::unique_ptr<uvx::Poll> mounts_poll_;
-  uint64_t burst_start_us_ = 0;  // mount-table reports in the current second
-  uint32_t burst_ = 0;
+  std::unique_ptr<MountWatch> mounts_;
 };
 
 }  // namespace syncd::runtime

@@ -1229,7 +1229,7 @@ TEST_SUITE("integration.direct_overflow") {
     // Mounted again: the halted sync starts by itself and catches up.
     const size_t mounted = f.logs().size();
     f.sh("mount --bind " + volume + " " + dst2);
-    REQUIRE_MESSAGE(test::wait_for_text(f.log, "is no longer halted: started", mounted), f.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "is no longer halted: started (a mount changed)", mounted), f.logs());
     CHECK(notify.next() == "STATUS=running");
     // Its startup (the catch-up, in path order) before a cookie can be a barrier, as above.
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + src2 + "/\" finished: 0", mounted), f.logs());
@@ -1402,14 +1402,15 @@ TEST_SUITE("integration.direct_overflow") {
     from = f.logs().size();
     f.sh("umount -l " + f.dst);
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is halted: the target " + f.dst + " is another directory", from), f.logs());
-    test::write_file(f.s("while-unmounted.pem"), "x");
-    // Started again after the file was written, and refused: nothing lands below the mount point.
+    // Started again at once, and refused: nothing lands below the mount point.
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "is a plain directory now: is its volume mounted?", from), f.logs());
+    test::write_file(f.s("while-unmounted.pem"), "x");
     CHECK_FALSE(test::exists(f.dst + "/while-unmounted.pem"));
     CHECK_FALSE(test::exists(volume + "/while-unmounted.pem"));
     from = f.logs().size();
     f.sh("mount --bind " + volume + " " + f.dst);
-    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started", from), f.logs());
+    // Started again by the mount itself, not at the next timed retry.
+    REQUIRE_MESSAGE(test::wait_for_text(f.log, "Sync1 is no longer halted: started (a mount changed)", from), f.logs());
     REQUIRE_MESSAGE(test::wait_for_text(f.log, "Startup of \"" + f.src + "/\" finished: 0", f.logs().find("no longer halted", from)),
                     f.logs());
     f.converged();
