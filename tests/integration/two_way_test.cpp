@@ -813,7 +813,7 @@ TEST_SUITE("two_way") {
 
     const size_t mounted = test::read_file(p.a.log).size();
     p.sh("mount --bind " + volume + " " + a2);
-    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "is no longer halted: started", mounted, 60000), p.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "is no longer halted: started (a mount changed)", mounted, 60000), p.logs());
     test::write_file(a2 + "/cookie.a2", "c");
     REQUIRE_MESSAGE(test::wait_for(b2, "cookie.a2", 60000), p.logs());
     test::write_file(b2 + "/cookie.b2", "c");
@@ -875,7 +875,7 @@ TEST_SUITE("two_way") {
     // Mounted again: A starts by itself and catches up.
     const size_t mounted = test::read_file(p.a.log).size();
     p.sh("mount --bind " + volume + " " + p.a.dir);
-    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "Sync1 is no longer halted: started", mounted, 60000), p.logs());
+    REQUIRE_MESSAGE(test::wait_for_text(p.a.log, "Sync1 is no longer halted: started (a mount changed)", mounted, 60000), p.logs());
     p.converged();
     CHECK(test::read_file(volume + "/while-unmounted.pem") == "b");
     for (int i = 0; i < 6; ++i) CHECK(test::exists(p.b.dir + "/cert" + std::to_string(i) + ".pem"));
