@@ -34,6 +34,11 @@ constexpr const char* kRootMarker = ".syncd.root";
 // How long a session being set up keeps its place at the sshd (DialGate). A handshake, login and
 // `syncd attach` take well under a second; ten is a stuck one.
 constexpr uint64_t kDialHoldMs = 10000;
+// A link whose peer dials this node (two-way, the peer has the lower id) checks that the pair's
+// session is there this often, and dials itself when it is not.
+constexpr uint64_t kPassiveCheckMs = 30000;
+// ... and this soon after that session ended: its dialer is back within a second when it can.
+constexpr uint64_t kPassiveRecheckMs = 2000;
 
 constexpr std::array<const char*, 12> kSqlitePatterns = {
     "*.db", "*.db-wal", "*.db-shm", "*.db-journal",
@@ -459,7 +464,7 @@ void Push::connect(Link& l) {
   if (l.passive) {
     // The peer (lower node id) dials us. If it has not for a while — it is down, or it is not
     // configured to — dial it again ourselves: a pair must never end up with no session.
-    if (joined_with(l.peer_node) != nullptr) return l.retry->start(30000);
+    if (joined_with(l.peer_node) != nullptr) return l.retry->start(kPassiveCheckMs);
     lg().info("{} has not dialed this node: dialing it again", l.spec.host);
     l.passive = false;
   }
@@ -597,7 +602,7 @@ void Push::lost(Link& l, uint64_t session, const std::string& why) {
   l.last_error = reason;
   if (l.passive) {
     l.last_error.clear();
-    return l.retry->start(30000);  // connect() checks that the peer's session arrived
+    return l.retry->start(kPassiveCheckMs);  // connect() checks that the peer's session arrived
   }
   // Capped exponential backoff with jitter (half to all of the step), so a cluster that lost a
   // peer does not reconnect in lockstep.
@@ -886,6 +891,14 @@ void Push::end_joined(uint64_t id, const std::string& end_line) {
     lg().info("peer session {} ended{}", id, end_line.empty() ? " (its attach process went away)" : ": " + end_line.substr(0, end_line.size() - 1));
     if (!end_line.empty() && j->done) j->done(end_line);
     j->done = nullptr;
+    if (j->two_way) {
+      // The pair's session is gone. Its dialer redials within a second when it can; if it does
+      // not (it halted, crashed or lost its volume), the link waiting for it dials instead of at
+      // its next half-minute check, so this node's status says why soon.
+      for (auto& l : links_) {
+        if (l->passive && l->peer_node == j->peer_node && j->peer_node != 0) l->retry->start(kPassiveRecheckMs);
+      }
+    }
   }
   // Destroyed on the next loop turn, outside the connection's own callback.
   if (!reap_) {
