@@ -304,6 +304,21 @@ ino_t ino(const std::string& p) {
   return st.st_ino;
 }
 
+// File times advance in clock ticks (1-10 ms) and lag the wall clock a version is dated by: a
+// file written within a tick of a peer's version can carry an earlier time than that version.
+// Returns once a file written now is dated after the moment of the call (up to one tick).
+void file_clock_past_now(const std::string& scratch) {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  for (;;) {
+    test::write_file(scratch, "t");
+    struct stat st{};
+    REQUIRE(::stat(scratch.c_str(), &st) == 0);
+    if (st.st_mtim.tv_sec > now.tv_sec || (st.st_mtim.tv_sec == now.tv_sec && st.st_mtim.tv_nsec > now.tv_nsec)) break;
+  }
+  ::unlink(scratch.c_str());
+}
+
 std::string mode_of(const std::string& p) {
   struct stat st{};
   REQUIRE(::lstat(p.c_str(), &st) == 0);
@@ -1131,8 +1146,9 @@ TEST_SUITE("two_way") {
     const std::string c1 = "cookie.partition";
     test::write_file(p.a.dir + "/" + c1, "c");
     REQUIRE(test::wait_for(p.b.dir, c1, 60000));
+    file_clock_past_now(p.t / "clock-probe");
     test::write_file(p.c().dir + "/crl.pem", "v2 from c, later");
-    p.start(p.c());  // its startup scan authors C's edit after A's: C wins, A's is kept
+    p.start(p.c());  // its startup scan dates C's edit by its time, after A's: C wins, A's is kept
     p.converged();
     for (auto& n : p.nodes) {
       CHECK(test::read_file(n->dir + "/crl.pem") == "v2 from c, later");
@@ -1270,6 +1286,7 @@ TEST_SUITE("two_way") {
              mode_of(c.dir + "/older-on-a.key") == "640" && mode_of(c.dir + "/newer-on-a.key") == "640";
     }, 60000), p.logs());
     // ...then on A an edit and a chmod. (The key's mtime says 2020: a chmod is dated by ctime.)
+    file_clock_past_now(p.t / "clock-probe");
     test::write_file(a.dir + "/newer-on-a.crl", "crl4, offline on a");
     p.sh("chmod 600 " + a.dir + "/newer-on-a.key");
     p.start(a);
