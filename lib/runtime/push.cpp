@@ -821,8 +821,8 @@ std::function<void()> Push::serve_peer(UniqueFd in, UniqueFd out, const std::str
           }
           lg().info("peer session {} joined: node {:016x} ({})", raw->id, h->node_id, log::escape(h->node_name));
           raw->peer_node = h->node_id;
-          if (raw->two_way) peer_is_up(h->node_id);
           if (raw->two_way) {
+            peer_is_up(h->node_id);
             // The same session carries this node's records back to the peer (one per pair).
             SenderOptions so = opts_.sender;
             so.two_way = true;

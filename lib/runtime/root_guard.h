@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "lib/base/result.h"
-#include "lib/base/unique_fd.h"
 #include "lib/fs/root.h"
 #include "lib/runtime/mount_watch.h"
 #include "lib/uvx/uvx.h"

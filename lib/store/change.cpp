@@ -102,6 +102,8 @@ Author author_now(Index& index) {
   return Author{index.node_id(), index.counter(), index.hlc().now()};
 }
 
+namespace {
+
 // author_now, dated `ns` (a file time) if that is earlier.
 Author author_dated(Index& index, int64_t ns) {
   Author a = author_now(index);
@@ -111,6 +113,8 @@ Author author_dated(Index& index, int64_t ns) {
   a.hlc = std::min(a.hlc, Hlc::pack(ms, below));
   return a;
 }
+
+}  // namespace
 
 Author author_found(Index& index, const Entry& disk) { return author_dated(index, disk.fp.mtime_ns); }
 

@@ -41,8 +41,9 @@ struct Author {
 // counter still comes from memory (the wall-clock rule keeps counters increasing after a crash);
 // a counter of 0 would make the new version look older than the one it replaces.
 Author author_now(Index& index);
-// The author of a version a seeding node finds on disk with no record of it (Index::seeding):
-// dated by the file's mtime, never later than now. Such a node cannot tell an old copy of the
+// The author of a version found on disk with no record of it by the first scan after a start
+// (a seeding node's tree, Index::seeding, or a file made while syncd was stopped): dated by the
+// file's mtime, never later than now. A seeding node cannot tell an old copy of the
 // tree from a new write, and a scan's own time made a stale copy win every conflict with the
 // newer versions its peers held; the file's time lets the newer write win (the other is kept
 // as a conflict copy either way). The part of the mtime below a millisecond fills the clock's
