@@ -606,17 +606,9 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
       // The state directory's parents (/var/lib/syncd, or a -statedir shared by several nodes).
       make_parents(n.type == plan::Node::Type::direct ? n.direct.state_dir : n.push.state_dir);
     }
-    if (auto st = start_node(*r); !st) {
-      // One volume that did not mount stops only its own sync, where the config has others
-      // (lsyncd would not start at all); alone, or for -onepass, it is a failed start.
-      if (!st.error().is(errc::wrong_volume) || plan.nodes.size() == 1 || cfg.settings.onepass) {
-        lg.error("cannot start {}: {}", n.syncs[0].name, st.error().message());
-        return 255;
-      }
-      r->halted = st.error().context;
-      lg.error("{} is halted, the other syncs run: {}; started again after each mount and every {} s", n.syncs[0].name, st.error().message(),
-               kHaltRetryMs / 1000);
-    }
+    // The control socket first: it is what tells whether another daemon already serves this
+    // root, and a second daemon must refuse before it scans, logs a startup or opens a session.
+    // (Nothing is served on it before the loop runs, after every start.)
     const std::string& src = n.type == plan::Node::Type::direct ? n.direct.source
                              : n.type == plan::Node::Type::push ? n.push.source : n.actions.source;
     auto sock = runtime::control_socket_path(n.rundir, src);
@@ -643,6 +635,17 @@ int serve(syncd::uvx::Loop& loop, Signals& signals, const syncd::config::Config&
         return 255;
       }
       sockets.push_back(*sock);
+    }
+    if (auto st = start_node(*r); !st) {
+      // One volume that did not mount stops only its own sync, where the config has others
+      // (lsyncd would not start at all); alone, or for -onepass, it is a failed start.
+      if (!st.error().is(errc::wrong_volume) || plan.nodes.size() == 1 || cfg.settings.onepass) {
+        lg.error("cannot start {}: {}", n.syncs[0].name, st.error().message());
+        return 255;
+      }
+      r->halted = st.error().context;
+      lg.error("{} is halted, the other syncs run: {}; started again after each mount and every {} s", n.syncs[0].name, st.error().message(),
+               kHaltRetryMs / 1000);
     }
     nodes.push_back(std::move(r));
   }

@@ -166,6 +166,17 @@ TEST_SUITE("integration.direct") {
                        f.t / "second.log");
     CHECK(second.wait() == 255);
     CHECK(test::read_file(f.t / "second.log").find("is locked: another syncd runs with it") != std::string::npos);
+    // A second daemon for the same source (its own state, no pidfile) refuses before it starts
+    // anything: no startup in its log, nothing made at its target.
+    test::Child third({SYNCD_BINARY, "-nodaemon", "-direct", f.src, f.t / "dst3", "-statedir", f.t / "state3", "-rundir",
+                       f.t / "run"},
+                      f.t / "third.log");
+    CHECK(third.wait() == 255);
+    const std::string third_log = test::read_file(f.t / "third.log");
+    CHECK_MESSAGE(third_log.find("another syncd daemon already owns this directory") != std::string::npos, third_log);
+    CHECK_MESSAGE(third_log.find("recursive startup rsync") == std::string::npos, third_log);
+    CHECK_FALSE(test::exists(f.t / "dst3"));
+    CHECK_FALSE(test::exists(f.t / "state3"));
     // SIGTERM: it finishes, exits and removes its pidfile (pidfd: a barrier on its exit).
     const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     REQUIRE(pfd >= 0);
