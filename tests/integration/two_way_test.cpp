@@ -915,6 +915,28 @@ TEST_SUITE("two_way") {
     CHECK_MESSAGE(test::wait_processes_exited("[a]ttach " + dialed->dir + " ", 30000), p.logs());
   }
 
+  TEST_CASE("when the node that dials halts - its peer dials it within seconds and says why there is no session") {
+    Mesh p;
+    p.bind_volume(p.a.dir, "volume-a");
+    p.bind_volume(p.b.dir, "volume-b");
+    p.start(p.a);
+    p.start(p.b);
+    p.converged();
+    Node& waiting = p.dialed_of_pair();
+    Node& dialer = &waiting == &p.a ? p.b : p.a;
+    const size_t from = test::read_file(waiting.log).size();
+    p.sh("umount -l " + dialer.dir);
+    REQUIRE_MESSAGE(test::wait_for_text(dialer.log, "Sync1 is halted: the source " + dialer.dir, 0, 60000), p.logs());
+    const auto halted = std::chrono::steady_clock::now();
+    // The pair's one session is gone and its dialer will not dial. The other node used to wait
+    // 30 s for it before dialing itself; now 2 s after the session ended. Its dial is refused
+    // with the reason, which its log (and status) then show.
+    REQUIRE_MESSAGE(test::wait_for_text(waiting.log, "is halted:", from, 60000), p.logs());
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - halted).count();
+    CHECK_MESSAGE(waited < 15000, "the peer learned of the halt after " << waited << " ms\n" << p.logs());
+    CHECK(test::read_file(waiting.log).find("has not dialed this node: dialing it again", from) != std::string::npos);
+  }
+
   TEST_CASE("a node back after its peer's reconnect backoff grew is dialed at once - not when that backoff ends") {
     Mesh p;
     p.start(p.a);
