@@ -833,6 +833,9 @@ TEST_SUITE("two_way") {
     REQUIRE_MESSAGE(test::wait_for(b2, "cookie.a2", 60000), p.logs());
     test::write_file(b2 + "/cookie.b2", "c");
     REQUIRE_MESSAGE(test::wait_for(a2, "cookie.b2", 60000), p.logs());
+    // The cookie is no barrier for what B wrote while A was down: if it was written before B
+    // answered A's index request, both go in that answer, in path order (cookie.b2 first).
+    REQUIRE_MESSAGE(test::wait_for(a2, "while-a2-down", 60000), p.logs());
     CHECK(test::read_file(volume + "/while-a2-down") == "b");
     CHECK(test::read_file(b2 + "/cert.pem") == "c");
   }
